@@ -1,0 +1,70 @@
+"""Composition root: settings -> database -> use-case context -> HTTP faces and CLI."""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask
+
+from connector.config import Config, ConfigError
+from connector.db import Database
+from connector.ingest import IngestContext
+from connector.threshold import policy_from_config
+
+VAR_DIR = Path("var")
+
+
+@dataclass
+class Services:
+    """What the faces need, in one place: `current_app.extensions["connector"]`."""
+
+    config: Config
+    db: Database
+    ingest: IngestContext
+
+
+def build_services(config: Config) -> Services:
+    return Services(
+        config=config,
+        db=Database(config.DATABASE_URL),
+        ingest=IngestContext(initial_policy=policy_from_config(config), crm=config.CRM,
+                             survey_location=config.MANGO_SURVEY_LOCATION,
+                             survey_wait_seconds=config.SURVEY_WAIT_SECONDS),
+    )
+
+
+def create_app(config: Config | None = None) -> Flask:
+    config = (config or Config.from_env()).with_secret_key(VAR_DIR)
+    services = build_services(config)
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=config.SECRET_KEY, MAX_CONTENT_LENGTH=config.MAX_BODY_BYTES,
+                      MAX_FORM_MEMORY_SIZE=config.MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+    app.json.ensure_ascii = False  # tags and score texts are Russian
+    app.extensions["connector"] = services
+
+    from webhooks import api, errors, mango
+
+    errors.register_error_handlers(app)
+    app.register_blueprint(mango.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(api.health_bp)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `connector` console script."""
+    from commands.cli import cli
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cli.main(args=argv, prog_name="connector", standalone_mode=True)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

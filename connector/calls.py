@@ -1,0 +1,102 @@
+"""Reading calls: filters, pages, and the call as the API shows it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from connector.models import Call, CrmRecord
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    score_lte: int | None = None
+    score_gte: int | None = None
+    operator: str | None = None
+    line: str | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    tagged: bool | None = None
+    crm_status: str | None = None
+
+
+def _started(column=Call):
+    # A call known only from a score has no PBX times yet; it sorts by when we first saw it.
+    return func.coalesce(column.created_at, column.first_seen_at)
+
+
+def find_calls(session: Session, flt: CallFilter, page: int, per_page: int) -> tuple[list[Call], int]:
+    query = select(Call)
+    if flt.score_lte is not None:
+        query = query.where(Call.customer_score <= flt.score_lte)
+    if flt.score_gte is not None:
+        query = query.where(Call.customer_score >= flt.score_gte)
+    if flt.operator:
+        query = query.where(Call.operator_extension == flt.operator)
+    if flt.line:
+        query = query.where(Call.line_number == flt.line)
+    if flt.date_from:
+        query = query.where(_started() >= flt.date_from)
+    if flt.date_to:
+        query = query.where(_started() < flt.date_to)
+    if flt.tagged is not None:
+        query = query.where(Call.decision_tag.is_not(None) if flt.tagged else Call.decision_tag.is_(None))
+    if flt.crm_status:
+        query = query.where(Call.id.in_(select(CrmRecord.call_id).where(CrmRecord.status == flt.crm_status)))
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(
+        query.options(selectinload(Call.crm_records))
+        .order_by(_started().desc(), Call.id.desc())
+        .limit(per_page).offset((page - 1) * per_page)
+    )
+    return list(rows), total
+
+
+def get_call(session: Session, entry_id: str) -> Call | None:
+    return session.scalars(
+        select(Call).where(Call.entry_id == entry_id)
+        .options(selectinload(Call.crm_records), selectinload(Call.scores))
+    ).first()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def call_json(call: Call, *, with_history: bool = False) -> dict:
+    record = call.crm_records[0] if call.crm_records else None
+    data = {
+        "call_id": call.entry_id,
+        "direction": call.direction,
+        "operator": call.operator_extension,
+        "customer_phone": call.customer_phone,
+        "line_number": call.line_number,
+        "started_at": _iso(call.created_at),
+        "ended_at": _iso(call.ended_at),
+        "talk_seconds": call.talk_seconds,
+        "entry_result": call.entry_result,
+        "recording_id": call.recording_id,
+        "customer_score": call.customer_score,
+        "supervisor_score": call.supervisor_score,
+        "decision": {"record": call.decision_record, "tag": call.decision_tag, "reason": call.decision_reason},
+        "crm": {
+            "crm": record.crm if record else None,
+            "status": record.status if record else "pending",
+            "reason": record.reason if record else None,
+            "entity_type": record.entity_type if record else None,
+            "entity_id": record.entity_id if record else None,
+            "attempts": record.attempts if record else 0,
+            "last_error": record.last_error if record else None,
+        },
+    }
+    if with_history:
+        data["scores"] = [
+            {"source": s.source, "origin": s.origin, "raw": s.raw, "value": s.value, "status": s.status,
+             "reason": s.reason, "tag": s.tag, "tag_to_remove": s.tag_to_remove,
+             "operator": s.operator_extension, "comment": s.comment,
+             "rated_at": _iso(s.rated_at), "received_at": _iso(s.received_at)}
+            for s in call.scores
+        ]
+    return data

@@ -1,0 +1,169 @@
+"""Typed settings, read once from the environment (and `.env`).
+
+Every setting is listed with its default in `settings.example.env`. An invalid
+value stops start-up with one line naming the setting and what is wrong.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import load_dotenv
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names it."""
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+
+
+def _user_map(name: str, raw: str) -> dict[str, int]:
+    """`101:5551,102:5552` -> {"101": 5551, "102": 5552}."""
+    mapping: dict[str, int] = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        extension, sep, user = pair.partition(":")
+        if not sep or not extension.strip() or not user.strip().isdigit():
+            raise ConfigError(f"{name}: expected extension:user_id pairs like 101:5551, got {pair!r}")
+        mapping[extension.strip()] = int(user)
+    return mapping
+
+
+_PARSERS = {bool: _bool, int: _int, float: _float}
+
+
+@dataclass(frozen=True)
+class Config:
+    # Each field's default is the documented default; `env` metadata names the variable.
+    DATABASE_URL: str = "sqlite:///var/connector.db"
+    HOST: str = "127.0.0.1"
+    PORT: int = 8080
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:8080"
+    SECRET_KEY: str = ""
+    ADMIN_TOKEN: str = ""
+    MANGO_API_KEY: str = ""
+    MANGO_API_SALT: str = ""
+    MANGO_API_URL: str = "https://app.mango-office.ru/vpbx/"
+    MANGO_SURVEY_LOCATION: str = ""
+    SCORES_WEBHOOK_SECRET: str = ""
+    QA_ENABLED: bool = True
+    QA_SCALE_MIN: int = 1
+    QA_SCALE_MAX: int = 10
+    QA_MAX_THRESHOLD: int = 9
+    QA_TAG_TEMPLATE: str = "Оценка {score}"
+    QA_SCORE_TEXT_TEMPLATE: str = "Оценка качества: {score}"
+    QA_RATING_WINDOW_DAYS: int = 0
+    QA_LOCK_SCORE: bool = True
+    CRM: str = "none"
+    AMOCRM_BASE_URL: str = ""
+    AMOCRM_CLIENT_ID: str = ""
+    AMOCRM_CLIENT_SECRET: str = ""
+    AMOCRM_REDIRECT_URI: str = ""
+    AMOCRM_AUTH_CODE: str = ""
+    AMOCRM_LONG_LIVED_TOKEN: str = ""
+    AMOCRM_LOG_CALLS: bool = True
+    AMOCRM_SCORE_FIELD_ID: int = 0
+    AMOCRM_RATE_LIMIT: float = 7.0
+    AMOCRM_USER_MAP: dict = field(default_factory=dict)
+    AMOCRM_CREATE_CONTACTS: bool = True
+    SURVEY_WAIT_SECONDS: int = 180
+    MAX_BODY_BYTES: int = 64 * 1024
+    WORKER_POLL_SECONDS: float = 1.0
+    LOG_LEVEL: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> "Config":
+        if environ is None:
+            if dotenv:
+                load_dotenv(override=False)
+            environ = os.environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f.name)
+            if raw is None or raw == "":
+                continue
+            if f.name == "AMOCRM_USER_MAP":
+                values[f.name] = _user_map(f.name, raw)
+            else:
+                parse = _PARSERS.get(_type_of(f.type))
+                values[f.name] = parse(f.name, raw) if parse else raw.strip()
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not 1 <= self.PORT <= 65535:
+            raise ConfigError(f"PORT: must be between 1 and 65535, got {self.PORT}")
+        if self.CRM not in {"none", "amocrm"}:
+            raise ConfigError(f"CRM: expected none or amocrm, got {self.CRM!r}")
+        if self.CRM == "amocrm" and not self.AMOCRM_BASE_URL:
+            raise ConfigError("AMOCRM_BASE_URL: required when CRM=amocrm")
+        if self.AMOCRM_RATE_LIMIT <= 0:
+            raise ConfigError(f"AMOCRM_RATE_LIMIT: must be positive, got {self.AMOCRM_RATE_LIMIT}")
+        if self.SURVEY_WAIT_SECONDS < 0:
+            raise ConfigError(f"SURVEY_WAIT_SECONDS: must not be negative, got {self.SURVEY_WAIT_SECONDS}")
+        if self.MAX_BODY_BYTES < 1024:
+            raise ConfigError(f"MAX_BODY_BYTES: must be at least 1024, got {self.MAX_BODY_BYTES}")
+        if not self.DATABASE_URL.split(":", 1)[0].startswith(("sqlite", "postgresql")):
+            raise ConfigError("DATABASE_URL: expected a sqlite:// or postgresql+psycopg:// URL")
+        # The runtime policy's own rules (scale, threshold, templates) live with the policy.
+        from connector.threshold import PolicyError, policy_from_config
+
+        try:
+            policy_from_config(self)
+        except PolicyError as exc:
+            raise ConfigError(f"{exc.env_name}: {exc.message}") from None
+
+    def with_secret_key(self, var_dir: Path) -> "Config":
+        """SECRET_KEY, generated into var/ on first run when unset, so links survive restarts."""
+        if self.SECRET_KEY:
+            return self
+        path = var_dir / "secret_key"
+        if not path.exists():
+            var_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return replace(self, SECRET_KEY=path.read_text().strip())
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"Config(DATABASE_URL={_redact_url(self.DATABASE_URL)!r}, CRM={self.CRM!r})"
+
+
+SECRET_SETTINGS = frozenset(
+    {"SECRET_KEY", "ADMIN_TOKEN", "MANGO_API_SALT", "SCORES_WEBHOOK_SECRET",
+     "AMOCRM_CLIENT_SECRET", "AMOCRM_AUTH_CODE", "AMOCRM_LONG_LIVED_TOKEN"}
+)
+
+
+def _type_of(annotation) -> type | None:
+    return {"bool": bool, "int": int, "float": float}.get(str(annotation))
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest

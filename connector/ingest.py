@@ -1,0 +1,170 @@
+"""Use cases of the inbound side: store an event, join it to its call, attach a score.
+
+Every function runs inside the caller's transaction; the caller acknowledges the
+sender only after that transaction commits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connector.models import Call, CrmRecord, InboundEvent, Score
+from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
+from connector.runtime_settings import current_policy
+from connector.threshold import Decision, Policy, decide, parse_score
+
+CUSTOMER, SUPERVISOR = "customer", "supervisor"
+
+
+class DuplicateEvent(Exception):
+    """The same message was stored before; nothing changed."""
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    initial_policy: Policy  # seeds the runtime settings on first use
+    crm: str  # the configured CRM adapter name, `none` to store and report only
+    survey_location: str = ""  # the IVR location whose digits are the customer's score
+    survey_wait_seconds: int = 180
+
+
+def call_for_update(session: Session, entry_id: str) -> Call:
+    """The call row for `entry_id`, created by whichever event comes first, locked for this transaction."""
+    query = select(Call).where(Call.entry_id == entry_id).with_for_update()
+    call = session.scalars(query).first()
+    if call is None:
+        try:
+            with session.begin_nested():
+                session.add(Call(entry_id=entry_id))
+        except IntegrityError:  # a concurrent first event created it
+            pass
+        call = session.scalars(query).one()
+    return call
+
+
+def store_event(session: Session, source: str, message: InboundMessage) -> None:
+    """Keep the raw message; raise DuplicateEvent if its business key was seen before."""
+    try:
+        with session.begin_nested():
+            session.add(InboundEvent(source=source, kind=message.kind, dedupe_key=message.dedupe_key,
+                                     entry_id=message.entry_id, payload=message.payload))
+    except IntegrityError:
+        raise DuplicateEvent(f"duplicate {message.kind}: already stored") from None
+
+
+def ingest_pbx_message(session: Session, ctx: IngestContext, message: InboundMessage,
+                       *, source: str = "mango") -> Call | None:
+    store_event(session, source, message)
+    event = message.event
+    if event is None:
+        return None
+    call = call_for_update(session, event.entry_id)
+    policy = current_policy(session, ctx.initial_policy)
+    if isinstance(event, CallState):
+        _apply_call_state(call, event)
+    elif isinstance(event, CallSummary):
+        _apply_summary(session, call, event)
+    elif isinstance(event, Recording):
+        if event.usable:
+            call.recording_id = event.recording_id
+    elif isinstance(event, Digits):
+        if ctx.survey_location and event.location == ctx.survey_location:
+            add_customer_score(session, call, policy, event.digits, origin="mango_dtmf", rated_at=event.at)
+    _refresh_crm(session, ctx, call, policy)
+    return call
+
+
+def _apply_call_state(call: Call, event: CallState) -> None:
+    # Events arrive out of order; an older seq must not overwrite a newer state.
+    if call.last_event_seq is not None and event.seq <= call.last_event_seq:
+        return
+    call.last_event_seq = event.seq
+    call.last_call_state = event.state
+    call.line_number = call.line_number or event.line_number
+
+
+def _apply_summary(session: Session, call: Call, s: CallSummary) -> None:
+    call.direction = s.direction
+    call.operator_extension = s.operator_extension
+    call.customer_phone = s.customer_phone
+    call.line_number = s.line_number or call.line_number
+    call.created_at, call.forwarded_at = s.created_at, s.forwarded_at
+    call.talk_started_at, call.ended_at = s.talk_started_at, s.ended_at
+    call.talk_seconds = s.talk_seconds
+    call.entry_result, call.disconnect_reason = s.entry_result, s.disconnect_reason
+    call.summary_received_at = datetime.now(timezone.utc)
+    # A survey score usually comes before the summary: give it the operator it rated.
+    for score in call.scores:
+        if score.operator_extension is None:
+            score.operator_extension = s.operator_extension
+
+
+def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | int, *, origin: str,
+                       rated_at: datetime, comment: str | None = None,
+                       operator: str | None = None) -> Decision:
+    decision = decide(policy, raw, previous=call.customer_score, rated_at=rated_at,
+                      call_ended_at=call.ended_at)
+    session.add(Score(call=call, source=CUSTOMER, origin=origin, raw=str(raw)[:64], value=decision.value,
+                      status=decision.status, reason=decision.reason[:255], record=decision.record,
+                      tag=decision.tag, tag_to_remove=decision.tag_to_remove, comment=comment,
+                      operator_extension=operator or call.operator_extension, rated_at=rated_at))
+    if decision.in_force:
+        call.customer_score = decision.value
+        call.decision_record = decision.record
+        call.decision_tag = decision.tag
+        call.decision_reason = decision.reason[:255]
+    return decision
+
+
+def add_supervisor_score(session: Session, call: Call, policy: Policy, raw: str | int, *, origin: str,
+                         rated_at: datetime, comment: str | None = None,
+                         operator: str | None = None) -> Score:
+    """A supervisor's rating sits beside the customer's; the newest supervisor rating is in force."""
+    try:
+        value, status, reason = parse_score(raw, policy), "accepted", "supervisor rating"
+    except ValueError as exc:
+        value, status, reason = None, "refused", str(exc)
+    score = Score(call=call, source=SUPERVISOR, origin=origin, raw=str(raw)[:64], value=value,
+                  status=status, reason=reason[:255], comment=comment,
+                  operator_extension=operator or call.operator_extension, rated_at=rated_at)
+    session.add(score)
+    if value is not None:
+        call.supervisor_score = value
+    return score
+
+
+def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payload: str,
+                     score: dict) -> tuple[Call, Score | Decision]:
+    """A score from the generic score API (already verified and validated)."""
+    store_event(session, "scores_api", InboundMessage("scores", dedupe_key(message_id), score["call_id"], payload, None))
+    call = call_for_update(session, score["call_id"])
+    policy = current_policy(session, ctx.initial_policy)
+    add = add_customer_score if score["source"] == CUSTOMER else add_supervisor_score
+    result = add(session, call, policy, score["score"], origin="api", rated_at=score["rated_at"],
+                 comment=score.get("comment"), operator=score.get("operator"))
+    if score.get("phone") and not call.customer_phone:
+        call.customer_phone = score["phone"]
+    _refresh_crm(session, ctx, call, policy)
+    return call, result
+
+
+def _refresh_crm(session: Session, ctx: IngestContext, call: Call, policy: Policy) -> None:
+    """Keep the call's CRM record in step with what is known; the outbox does the sending."""
+    record = next((r for r in call.crm_records if r.crm == ctx.crm), None)
+    if record is None:
+        record = CrmRecord(call=call, crm=ctx.crm, status="pending", attempts=0)
+        session.add(record)
+    if record.status not in ("pending", "skipped"):
+        return
+    if ctx.crm == "none":
+        record.status, record.reason = "skipped", "no CRM configured: stored and reported only"
+    elif call.direction == "internal":
+        record.status, record.reason = "skipped", "internal call"
+    elif not policy.enabled:
+        record.status, record.reason = "skipped", "feature off"
+    else:
+        record.status, record.reason = "pending", None

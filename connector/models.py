@@ -1,0 +1,154 @@
+"""SQLAlchemy models. Schema changes go through Alembic (`migrations/`).
+
+One call row per PBX `entry_id`, created by whichever event arrives first; every
+inbound message is kept in `inbound_events`; every score, valid or not, in
+`scores`; the CRM side of a call in `crm_records` (one row per CRM, so a second
+CRM adds rows, not columns).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC: the same values on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Call(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[str] = mapped_column(String(128), unique=True)
+    direction: Mapped[str | None] = mapped_column(String(10))  # inbound, outbound, internal
+    operator_extension: Mapped[str | None] = mapped_column(String(32), index=True)
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    line_number: Mapped[str | None] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    forwarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    talk_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)
+    entry_result: Mapped[int | None] = mapped_column(Integer)
+    disconnect_reason: Mapped[int | None] = mapped_column(Integer)
+    recording_id: Mapped[str | None] = mapped_column(String(128))
+    last_event_seq: Mapped[int | None] = mapped_column(Integer)
+    last_call_state: Mapped[str | None] = mapped_column(String(32))
+    summary_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The scores in force and the decision taken for the customer score; history is in `scores`.
+    customer_score: Mapped[int | None] = mapped_column(Integer, index=True)
+    supervisor_score: Mapped[int | None] = mapped_column(Integer)
+    decision_record: Mapped[bool] = mapped_column(Boolean, default=False)
+    decision_tag: Mapped[str | None] = mapped_column(String(255))
+    decision_reason: Mapped[str | None] = mapped_column(String(255))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    scores: Mapped[list["Score"]] = relationship(back_populates="call", order_by="Score.id")
+    crm_records: Mapped[list["CrmRecord"]] = relationship(back_populates="call", order_by="CrmRecord.id")
+
+
+class Score(Base):
+    """Every score ever received for a call, including refused ones, with the decision taken."""
+
+    __tablename__ = "scores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # customer, supervisor
+    origin: Mapped[str] = mapped_column(String(16))  # mango_dtmf, api
+    raw: Mapped[str] = mapped_column(String(64))
+    value: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # accepted, refused, kept, duplicate
+    reason: Mapped[str] = mapped_column(String(255))
+    record: Mapped[bool] = mapped_column(Boolean, default=False)
+    tag: Mapped[str | None] = mapped_column(String(255))
+    tag_to_remove: Mapped[str | None] = mapped_column(String(255))
+    operator_extension: Mapped[str | None] = mapped_column(String(32))  # as it was at rating time
+    comment: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="scores")
+
+
+class CrmRecord(Base):
+    """The state of one call in one CRM: what the API shows as `crm`."""
+
+    __tablename__ = "crm_records"
+    __table_args__ = (UniqueConstraint("call_id", "crm"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    crm: Mapped[str] = mapped_column(String(16))
+    # pending, delivered, unmatched, dead, skipped
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    entity_type: Mapped[str | None] = mapped_column(String(16))
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="crm_records")
+
+
+class InboundEvent(Base):
+    """Every accepted inbound message, raw, deduplicated by a business key."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (UniqueConstraint("source", "dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # mango, scores_api
+    kind: Mapped[str] = mapped_column(String(64))  # e.g. events/summary
+    dedupe_key: Mapped[str] = mapped_column(String(64))  # sha256 hex of the business key
+    entry_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RuntimeSettings(Base):
+    """Admin-edited settings. `scope` is `global`; per-line overrides will add `line:<number>` rows."""
+
+    __tablename__ = "runtime_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64), unique=True)
+    values: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SettingsAudit(Base):
+    __tablename__ = "settings_audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    before: Mapped[dict] = mapped_column(JSON)
+    after: Mapped[dict] = mapped_column(JSON)

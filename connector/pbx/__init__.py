@@ -1,0 +1,88 @@
+"""PBX adapters: verify a signed callback, parse it, map it to domain events.
+
+A PBX module exposes `verify(...)` and `parse(kind, json_text) -> InboundMessage`.
+The domain events below are PBX-neutral; `connector.ingest` applies them.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class CallbackRejected(Exception):
+    """A callback the connector refuses; `status` is the HTTP status a face should answer."""
+
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class SignatureRejected(CallbackRejected):
+    status = 403
+
+
+class PayloadRejected(CallbackRejected):
+    status = 400
+
+
+@dataclass(frozen=True)
+class CallState:
+    entry_id: str
+    seq: int
+    state: str
+    line_number: str | None
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    entry_id: str
+    direction: str  # inbound, outbound, internal
+    operator_extension: str | None
+    customer_phone: str | None
+    line_number: str | None
+    created_at: datetime | None
+    forwarded_at: datetime | None
+    talk_started_at: datetime | None
+    ended_at: datetime | None
+    talk_seconds: int
+    entry_result: int | None
+    disconnect_reason: int | None
+
+
+@dataclass(frozen=True)
+class Recording:
+    entry_id: str
+    recording_id: str
+    state: str  # Started, Continued, Completed
+    completion_code: int | None
+
+    @property
+    def usable(self) -> bool:
+        return self.state == "Completed" and self.completion_code in (None, 1000)
+
+
+@dataclass(frozen=True)
+class Digits:
+    entry_id: str
+    digits: str
+    location: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A verified, parsed callback: stored raw, deduplicated by `dedupe_key`, then applied."""
+
+    kind: str
+    dedupe_key: str
+    entry_id: str | None
+    payload: str
+    event: CallState | CallSummary | Recording | Digits | None
+
+
+def dedupe_key(*parts: object) -> str:
+    """A fixed-length key from a business key of any length (entry_id is up to 128 bytes)."""
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()

@@ -1,0 +1,183 @@
+"""MANGO OFFICE VPBX: signing, verification and event parsing.
+
+Every request either way is a form POST with `vpbx_api_key`, `sign` and `json`,
+where sign = sha256(key + json + salt) in lowercase hex (not an HMAC). The json
+is hashed exactly as received, never re-serialised.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import datetime, timezone
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from connector.pbx import (CallState, CallSummary, Digits, InboundMessage, PayloadRejected, Recording,
+                           SignatureRejected, dedupe_key)
+
+DIRECTIONS = {0: "internal", 1: "inbound", 2: "outbound"}
+
+
+def sign(api_key: str, json_text: str, salt: str) -> str:
+    return hashlib.sha256((api_key + json_text + salt).encode("utf-8")).hexdigest()
+
+
+def signed_form(api_key: str, salt: str, payload: dict | str) -> dict[str, str]:
+    """The form fields of a signed request (commands to the PBX, and `connector simulate`)."""
+    json_text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return {"vpbx_api_key": api_key, "sign": sign(api_key, json_text, salt), "json": json_text}
+
+
+def verify(form: dict[str, str], api_key: str, salt: str) -> str:
+    """Check key then sign in constant time; return the raw json text."""
+    for name in ("vpbx_api_key", "sign", "json"):
+        if not form.get(name):
+            raise PayloadRejected(f"missing form field: {name}")
+    if not api_key or not salt:
+        raise SignatureRejected("PBX credentials are not configured (MANGO_API_KEY, MANGO_API_SALT)")
+    if not hmac.compare_digest(form["vpbx_api_key"].encode(), api_key.encode()):
+        raise SignatureRejected("unknown vpbx_api_key")
+    expected = sign(api_key, form["json"], salt)
+    if not hmac.compare_digest(form["sign"].strip().lower().encode(), expected.encode()):
+        raise SignatureRejected("sign does not match")
+    return form["json"]
+
+
+class _Text(fields.String):
+    """PBX identifiers arrive as strings or numbers; keep them as strings."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE  # newer PBX versions add keys
+
+
+class _Party(_Lenient):
+    extension = _Text(load_default=None, allow_none=True)
+    number = _Text(load_default=None, allow_none=True)
+    line_number = _Text(load_default=None, allow_none=True)
+
+
+_entry_id = _Text(required=True, validate=validate.Length(min=1, max=128))
+
+
+class CallEventSchema(_Lenient):
+    entry_id = _entry_id
+    call_id = _Text(load_default=None)
+    seq = fields.Integer(required=True, strict=False)
+    call_state = _Text(required=True)
+    to = fields.Nested(_Party, load_default=dict)
+
+
+class SummarySchema(_Lenient):
+    entry_id = _entry_id
+    call_direction = fields.Integer(required=True, validate=validate.OneOf(list(DIRECTIONS)))
+    from_ = fields.Nested(_Party, data_key="from", load_default=dict)
+    to = fields.Nested(_Party, load_default=dict)
+    line_number = _Text(load_default=None, allow_none=True)
+    create_time = fields.Integer(load_default=None, allow_none=True)
+    forward_time = fields.Integer(load_default=None, allow_none=True)
+    talk_time = fields.Integer(load_default=None, allow_none=True)
+    end_time = fields.Integer(load_default=None, allow_none=True)
+    entry_result = fields.Integer(load_default=None, allow_none=True)
+    disconnect_reason = fields.Integer(load_default=None, allow_none=True)
+
+
+class RecordingSchema(_Lenient):
+    entry_id = _entry_id
+    recording_id = _Text(required=True, validate=validate.Length(min=1, max=128))
+    recording_state = _Text(required=True)
+    seq = fields.Integer(load_default=None, allow_none=True)
+    completion_code = fields.Integer(load_default=None, allow_none=True)
+
+
+class DtmfSchema(_Lenient):
+    entry_id = _entry_id
+    call_id = _Text(load_default=None, allow_none=True)
+    seq = fields.Integer(load_default=None, allow_none=True)
+    dtmf = _Text(required=True, validate=validate.Length(max=64))
+    location = _Text(load_default=None, allow_none=True)
+    timestamp = fields.Integer(load_default=None, allow_none=True)
+
+
+class AnySchema(_Lenient):
+    entry_id = _Text(load_default=None, allow_none=True)
+
+
+def _time(unix: int | None) -> datetime | None:
+    return datetime.fromtimestamp(unix, timezone.utc) if unix else None
+
+
+def _first_error(messages) -> str:
+    """marshmallow's nested messages -> 'to.extension: Not a valid string.'"""
+    path = []
+    while isinstance(messages, dict):
+        key, messages = next(iter(messages.items()))
+        path.append(str(key))
+    text = messages[0] if isinstance(messages, list) and messages else str(messages)
+    return f"{'.'.join(path)}: {text}" if path else str(text)
+
+
+def _load(schema: Schema, document: dict) -> dict:
+    try:
+        return schema.load(document)
+    except ValidationError as exc:
+        raise PayloadRejected(f"field json: {_first_error(exc.messages)}") from None
+
+
+def _summary(d: dict) -> CallSummary:
+    direction = DIRECTIONS[d["call_direction"]]
+    caller, callee = d["from_"], d["to"]
+    operator, customer = (caller, callee) if direction == "outbound" else (callee, caller)
+    if direction == "internal":
+        operator, customer = caller, callee
+    talk_started, ended = d["talk_time"], d["end_time"]
+    talk_seconds = max(0, ended - talk_started) if talk_started and ended else 0
+    return CallSummary(
+        entry_id=d["entry_id"], direction=direction,
+        operator_extension=operator.get("extension"), customer_phone=customer.get("number"),
+        line_number=d["line_number"] or callee.get("line_number"),
+        created_at=_time(d["create_time"]), forwarded_at=_time(d["forward_time"]),
+        talk_started_at=_time(talk_started), ended_at=_time(ended), talk_seconds=talk_seconds,
+        entry_result=d["entry_result"], disconnect_reason=d["disconnect_reason"],
+    )
+
+
+def parse(kind: str, json_text: str) -> InboundMessage:
+    """Parse a verified callback posted to `<base>/<kind>`, e.g. kind `events/summary`."""
+    try:
+        document = json.loads(json_text)
+    except ValueError:
+        raise PayloadRejected("field json: not valid JSON") from None
+    if not isinstance(document, dict):
+        raise PayloadRejected("field json: expected a JSON object")
+
+    if kind == "events/call":
+        d = _load(CallEventSchema(), document)
+        event = CallState(d["entry_id"], d["seq"], d["call_state"], d["to"].get("line_number"))
+        key = dedupe_key(kind, d["entry_id"], d["call_id"], d["seq"])
+    elif kind == "events/summary":
+        d = _load(SummarySchema(), document)
+        event = _summary(d)
+        key = dedupe_key(kind, d["entry_id"])  # sent once per call
+    elif kind == "events/recording":
+        d = _load(RecordingSchema(), document)
+        event = Recording(d["entry_id"], d["recording_id"], d["recording_state"], d["completion_code"])
+        # One recording_id goes through Started -> Completed; each state is one event.
+        key = dedupe_key(kind, d["recording_id"], d["recording_state"], d["seq"])
+    elif kind == "events/dtmf":
+        d = _load(DtmfSchema(), document)
+        at = _time(d["timestamp"]) or datetime.now(timezone.utc)
+        event = Digits(d["entry_id"], d["dtmf"], d["location"], at)
+        key = dedupe_key(kind, d["entry_id"], d["call_id"], d["seq"], d["dtmf"])
+    else:  # other events/* and result/*: verified, stored, acknowledged
+        d = _load(AnySchema(), document)
+        event = None
+        key = hashlib.sha256(json_text.encode()).hexdigest()
+    return InboundMessage(kind, key, d.get("entry_id"), json_text, event)

@@ -1,0 +1,187 @@
+"""The admin's policy as pure functions: settings + score -> Decision.
+
+Semantics (see README, "Threshold"):
+- every valid score is recorded while the feature is on;
+- a tag is added only for a score strictly below `max_threshold`;
+- the feature off stores the score and decides nothing;
+- a score outside the scale, or later than the rating window, is refused with a reason;
+- with `lock_score`, the first customer score stays in force and later different
+  ones are kept in history only; without it the newest wins and the replaced
+  score's tag becomes `tag_to_remove`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timedelta
+
+ACCEPTED = "accepted"  # the score is now the call's score in force
+REFUSED = "refused"  # invalid: never used
+KEPT = "kept"  # valid, kept in history, but a locked earlier score stays in force
+DUPLICATE = "duplicate"  # same value as the score in force: nothing changes
+
+SCORE_LIMIT = 100  # a keypad survey collects at most two digits
+
+# Policy field -> environment variable that seeds it.
+ENV_NAMES = {
+    "enabled": "QA_ENABLED",
+    "scale_min": "QA_SCALE_MIN",
+    "scale_max": "QA_SCALE_MAX",
+    "max_threshold": "QA_MAX_THRESHOLD",
+    "tag_template": "QA_TAG_TEMPLATE",
+    "score_text_template": "QA_SCORE_TEXT_TEMPLATE",
+    "rating_window_days": "QA_RATING_WINDOW_DAYS",
+    "lock_score": "QA_LOCK_SCORE",
+}
+
+
+class PolicyError(ValueError):
+    """A policy value is invalid. `field` names the policy field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    @property
+    def env_name(self) -> str:
+        return ENV_NAMES.get(self.field, self.field)
+
+
+@dataclass(frozen=True)
+class Policy:
+    enabled: bool = True
+    scale_min: int = 1
+    scale_max: int = 10
+    max_threshold: int = 9
+    tag_template: str = "Оценка {score}"
+    score_text_template: str = "Оценка качества: {score}"
+    rating_window_days: int = 0
+    lock_score: bool = True
+
+    def tag_for(self, score: int | None) -> str | None:
+        if score is None or score >= self.max_threshold:
+            return None
+        return self.tag_template.format(score=score)
+
+    def score_text(self, score: int) -> str:
+        return self.score_text_template.format(score=score)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: str  # ACCEPTED, REFUSED, KEPT or DUPLICATE
+    value: int | None  # the parsed score, None when unreadable
+    record: bool  # write the score text into the CRM call record
+    tag: str | None  # tag to add
+    tag_to_remove: str | None  # tag of the score this one replaces
+    reason: str
+
+    @property
+    def in_force(self) -> bool:
+        return self.status == ACCEPTED
+
+
+_TYPES = {f.name: f.type for f in fields(Policy)}
+
+
+def validate_policy(policy: Policy) -> Policy:
+    """Return the policy unchanged, or raise PolicyError naming the first bad field."""
+    for name, kind in _TYPES.items():
+        value = getattr(policy, name)
+        expected = {"bool": bool, "int": int, "str": str}[str(kind)]
+        # bool is an int subclass; keep them apart so `true` is never a threshold.
+        if type(value) is not expected:
+            raise PolicyError(name, f"expected {expected.__name__}, got {value!r}")
+    if not 0 <= policy.scale_min < policy.scale_max <= SCORE_LIMIT - 1:
+        bad = "scale_min" if not 0 <= policy.scale_min < SCORE_LIMIT - 1 else "scale_max"
+        raise PolicyError(bad, f"the scale must satisfy 0 <= scale_min < scale_max <= {SCORE_LIMIT - 1}"
+                               f" (got {policy.scale_min}..{policy.scale_max})")
+    if not policy.scale_min <= policy.max_threshold <= policy.scale_max + 1:
+        raise PolicyError("max_threshold", f"must lie within [{policy.scale_min}, {policy.scale_max + 1}],"
+                                           f" got {policy.max_threshold}")
+    if policy.rating_window_days < 0:
+        raise PolicyError("rating_window_days", f"must not be negative, got {policy.rating_window_days}")
+    for name in ("tag_template", "score_text_template"):
+        template = getattr(policy, name)
+        if "{score}" not in template:
+            raise PolicyError(name, "must contain {score}")
+        try:
+            rendered = template.format(score=1)
+        except (KeyError, IndexError, ValueError):
+            raise PolicyError(name, "may use only the {score} placeholder") from None
+        if not rendered.strip() or len(rendered) > 255:
+            raise PolicyError(name, "must render to 1..255 characters")
+    return policy
+
+
+def policy_from_config(config) -> Policy:
+    """The initial policy from the environment settings (config.QA_*)."""
+    return validate_policy(Policy(**{name: getattr(config, env) for name, env in ENV_NAMES.items()}))
+
+
+def policy_with_changes(policy: Policy, changes: dict) -> Policy:
+    """Apply an admin's partial change; raise PolicyError for an unknown field or a bad value."""
+    for name in changes:
+        if name not in _TYPES:
+            raise PolicyError(name, "unknown setting")
+    return validate_policy(replace(policy, **changes))
+
+
+def parse_score(raw: str | int, policy: Policy) -> int:
+    """Read a score from keypad digits or a number; raise ValueError with the reason."""
+    if isinstance(raw, bool):
+        raise ValueError(f"score must be a whole number, got {raw!r}")
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text.isascii() or not text.isdigit():
+            raise ValueError(f"score must be digits, got {raw!r}")
+        raw = int(text)
+    if not isinstance(raw, int):
+        raise ValueError(f"score must be a whole number, got {raw!r}")
+    if not policy.scale_min <= raw <= policy.scale_max:
+        raise ValueError(f"score {raw} is outside the scale {policy.scale_min}..{policy.scale_max}")
+    return raw
+
+
+def decide(
+    policy: Policy,
+    raw_score: str | int,
+    *,
+    previous: int | None = None,
+    rated_at: datetime | None = None,
+    call_ended_at: datetime | None = None,
+) -> Decision:
+    """Decide what a new customer score does, given the score currently in force (`previous`)."""
+    try:
+        value = parse_score(raw_score, policy)
+    except ValueError as exc:
+        return Decision(REFUSED, None, False, None, None, str(exc))
+
+    if policy.rating_window_days and rated_at and call_ended_at:
+        if rated_at - call_ended_at > timedelta(days=policy.rating_window_days):
+            return Decision(REFUSED, value, False, None, None,
+                            f"rated more than {policy.rating_window_days} days after the call ended")
+
+    if previous is not None:
+        if value == previous:
+            return Decision(DUPLICATE, value, False, None, None, f"score {value} is already in force")
+        if policy.lock_score:
+            return Decision(KEPT, value, False, None, None,
+                            f"score locked: the first score {previous} stays in force")
+
+    if not policy.enabled:
+        return Decision(ACCEPTED, value, False, None, None, "feature off: score stored, nothing sent")
+
+    tag = policy.tag_for(value)
+    old_tag = policy.tag_for(previous)
+    tag_to_remove = old_tag if old_tag != tag else None
+    if tag:
+        reason = f"score {value} is below the threshold {policy.max_threshold}: record and tag"
+    else:
+        reason = f"score {value} is at or above the threshold {policy.max_threshold}: record only"
+    if previous is not None:
+        reason += f" (replaces {previous})"
+    return Decision(ACCEPTED, value, True, tag, tag_to_remove, reason)

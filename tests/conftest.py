@@ -1,0 +1,162 @@
+"""Fixtures: every database test runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import time
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from app import create_app
+from connector.config import Config
+from connector.db import upgrade
+from connector.models import Base
+from connector.pbx import mango
+
+PG_URL = os.environ.get("TEST_DATABASE_URL")
+MANGO_KEY, MANGO_SALT = "test-vpbx-key", "test-vpbx-salt"
+ADMIN_TOKEN = "test-admin-token"
+SCORES_SECRET = "whsec_" + base64.b64encode(b"test-scores-secret-32-bytes-long").decode()
+
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL, reason="TEST_DATABASE_URL not set"))]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_migrated():
+    engine = create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    upgrade(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        path = tmp_path / "connector.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    url = request.getfixturevalue("pg_migrated")
+    engine = create_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    yield url
+
+
+def make_config(db_url: str, **overrides) -> Config:
+    values = {
+        "DATABASE_URL": db_url, "SECRET_KEY": "test-secret-key", "ADMIN_TOKEN": ADMIN_TOKEN,
+        "MANGO_API_KEY": MANGO_KEY, "MANGO_API_SALT": MANGO_SALT, "MANGO_SURVEY_LOCATION": "ivr.5",
+        "SCORES_WEBHOOK_SECRET": SCORES_SECRET,
+    }
+    values.update({k: str(v) for k, v in overrides.items()})
+    return Config.from_env(values)
+
+
+@pytest.fixture
+def config_overrides():
+    """Override in a test module (or with indirect parametrisation) to change settings."""
+    return {}
+
+
+@pytest.fixture
+def app(db_url, config_overrides):
+    app = create_app(make_config(db_url, **config_overrides))
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["connector"].db.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app):
+    return app.extensions["connector"].db
+
+
+class MangoPoster:
+    """Posts signed VPBX callbacks, as the PBX does."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def form(self, payload, key=MANGO_KEY, salt=MANGO_SALT):
+        return mango.signed_form(key, salt, payload)
+
+    def __call__(self, kind: str, payload, **kwargs):
+        return self.client.post(f"/mango/{kind}", data=self.form(payload, **kwargs))
+
+
+@pytest.fixture
+def mango_post(client):
+    return MangoPoster(client)
+
+
+def sign_score(body: str, *, msg_id: str | None = None, timestamp: int | None = None,
+               secret: str = SCORES_SECRET) -> dict:
+    from datetime import datetime, timezone
+
+    from standardwebhooks.webhooks import Webhook
+
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    ts = int(time.time()) if timestamp is None else timestamp
+    signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, timezone.utc), body)
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": signature,
+            "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def post_score(client):
+    def post(payload: dict, **sign_kwargs):
+        body = json.dumps(payload)
+        return client.post("/api/v1/scores", data=body, headers=sign_score(body, **sign_kwargs))
+
+    return post
+
+
+@pytest.fixture
+def auth():
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def summary(entry_id="call-1", *, direction=1, extension="101", customer="79001234567",
+            line="74950000000", start=1_763_800_000, talk=10, talk_seconds=60):
+    """An events/summary payload in the PBX's shape."""
+    operator = {"extension": extension, "number": line}
+    caller = {"number": customer}
+    from_, to = (caller, operator) if direction != 2 else (operator, caller)
+    return {"entry_id": entry_id, "call_direction": direction, "from": from_, "to": to,
+            "line_number": line, "create_time": start, "forward_time": start + 2,
+            "talk_time": start + talk, "end_time": start + talk + talk_seconds,
+            "entry_result": 1, "disconnect_reason": 1110}
+
+
+def dtmf(entry_id="call-1", digits="3", *, seq=5, location="ivr.5", timestamp=1_763_800_100):
+    return {"entry_id": entry_id, "call_id": f"{entry_id}-leg", "seq": seq, "dtmf": digits,
+            "location": location, "timestamp": timestamp, "initiator": "79001234567"}
+
+
+def recording(entry_id="call-1", recording_id="rec-1", state="Completed", code=1000, seq=7):
+    return {"entry_id": entry_id, "call_id": f"{entry_id}-leg", "recording_id": recording_id,
+            "recording_state": state, "completion_code": code, "seq": seq, "extension": "101",
+            "timestamp": 1_763_800_090}

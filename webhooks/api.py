@@ -1,0 +1,196 @@
+"""The JSON API: generic score intake, calls, runtime settings, health."""
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import datetime, timezone
+from functools import wraps
+
+from flask import Blueprint, current_app, request, url_for
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from connector.calls import CallFilter, call_json, find_calls, get_call
+from connector.ingest import ingest_api_score
+from connector.runtime_settings import audit_trail, current_policy, update_policy
+from connector.threshold import REFUSED, PolicyError
+from webhooks.errors import ApiError
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+health_bp = Blueprint("health", __name__)
+
+CRM_STATUSES = ("pending", "delivered", "unmatched", "dead", "skipped")
+MAX_PER_PAGE = 100
+
+
+def services():
+    return current_app.extensions["connector"]
+
+
+def _first_error(exc: ValidationError) -> str:
+    field, problems = next(iter(exc.messages.items()))
+    problem = problems[0] if isinstance(problems, list) else problems
+    return f"{field}: {problem}"
+
+
+def require_token(view):
+    """Bearer token auth. Today one admin token; roles come with user accounts."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        expected = services().config.ADMIN_TOKEN
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise ApiError(401, "missing bearer token")
+        if not expected or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise ApiError(401, "unknown token")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _json_body() -> object:
+    if request.mimetype != "application/json":
+        raise ApiError(415, f"expected application/json, got {request.mimetype or 'no content type'}")
+    try:
+        return json.loads(request.get_data(as_text=True))
+    except ValueError:
+        raise ApiError(400, "body is not valid JSON") from None
+
+
+# --- generic score API (Standard Webhooks) ---------------------------------
+
+class ScoreSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    call_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    score = fields.Integer(required=True, strict=True)
+    source = fields.String(load_default="customer", validate=validate.OneOf(["customer", "supervisor"]))
+    rated_at = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc)
+    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    operator = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
+    phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
+
+
+@bp.post("/scores")
+def post_score():
+    secret = services().config.SCORES_WEBHOOK_SECRET
+    if request.mimetype != "application/json":
+        raise ApiError(415, f"expected application/json, got {request.mimetype or 'no content type'}")
+    if not secret:
+        raise ApiError(403, "score API disabled: SCORES_WEBHOOK_SECRET is not set")
+    body = request.get_data(as_text=True)
+    headers = {k: v for k, v in request.headers.items() if k.lower().startswith("webhook-")}
+    if not all(headers.get(h) for h in ("Webhook-Id", "Webhook-Timestamp", "Webhook-Signature")):
+        raise ApiError(401, "missing webhook-id, webhook-timestamp or webhook-signature header")
+    try:
+        Webhook(secret).verify(body, headers, json_parse=False)
+    except WebhookVerificationError as exc:
+        raise ApiError(403, f"signature rejected: {exc}") from None
+    except ValueError:  # a malformed signature header (not `v1,<base64>`)
+        raise ApiError(403, "signature rejected: malformed webhook-signature") from None
+    try:
+        document = json.loads(body)
+        score = ScoreSchema().load(document if isinstance(document, dict) else {"": "expected an object"})
+    except ValueError as exc:
+        message = _first_error(exc) if isinstance(exc, ValidationError) else "body is not valid JSON"
+        raise ApiError(400, message) from None
+    score["rated_at"] = score["rated_at"] or datetime.now(timezone.utc)
+
+    with services().db.transaction() as session:
+        call, result = ingest_api_score(session, services().ingest, headers["Webhook-Id"], body, score)
+        if getattr(result, "status", None) == REFUSED:
+            # Raising rolls the transaction back: tell the sender, keep nothing; it can resend.
+            raise ApiError(422, f"score: {result.reason}")
+        answer = {"success": True, "call_id": call.entry_id, "status": result.status, "reason": result.reason}
+    return answer
+
+
+# --- calls -----------------------------------------------------------------
+
+class CallQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    score_lte = fields.Integer()
+    score_gte = fields.Integer()
+    operator = fields.String(validate=validate.Length(max=32))
+    line = fields.String(validate=validate.Length(max=32))
+    date_from = fields.AwareDateTime(default_timezone=timezone.utc)
+    date_to = fields.AwareDateTime(default_timezone=timezone.utc)
+    tagged = fields.Boolean()
+    crm_status = fields.String(validate=validate.OneOf(CRM_STATUSES))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1))
+
+
+@bp.get("/calls")
+@require_token
+def list_calls():
+    try:
+        args = CallQuerySchema().load(request.args.to_dict())
+    except ValidationError as exc:
+        raise ApiError(400, _first_error(exc)) from None
+    page, per_page = args.pop("page"), min(args.pop("per_page"), MAX_PER_PAGE)
+    with services().db.transaction() as session:
+        calls, total = find_calls(session, CallFilter(**args), page, per_page)
+        items = [call_json(c) for c in calls]
+    query = {k: v for k, v in request.args.items() if k not in ("page", "per_page")}
+    links = {"self": url_for(".list_calls", page=page, per_page=per_page, **query)}
+    if page * per_page < total:
+        links["next"] = url_for(".list_calls", page=page + 1, per_page=per_page, **query)
+    if page > 1:
+        links["prev"] = url_for(".list_calls", page=page - 1, per_page=per_page, **query)
+    return {"items": items, "_meta": {"page": page, "per_page": per_page, "total": total}, "_links": links}
+
+
+@bp.get("/calls/<path:call_id>")
+@require_token
+def show_call(call_id: str):
+    with services().db.transaction() as session:
+        call = get_call(session, call_id)
+        if call is None:
+            raise ApiError(404, f"unknown call {call_id}")
+        return call_json(call, with_history=True)
+
+
+# --- runtime settings ------------------------------------------------------
+
+@bp.get("/settings")
+@require_token
+def get_settings():
+    with services().db.transaction() as session:
+        return current_policy(session, services().ingest.initial_policy).as_dict()
+
+
+@bp.put("/settings")
+@require_token
+def put_settings():
+    changes = _json_body()
+    if not isinstance(changes, dict) or not changes:
+        raise ApiError(400, "expected a JSON object of settings to change")
+    with services().db.transaction() as session:
+        try:
+            policy = update_policy(session, services().ingest.initial_policy, changes, actor="admin token")
+        except PolicyError as exc:
+            raise ApiError(422, str(exc)) from None
+        return policy.as_dict()
+
+
+@bp.get("/settings/audit")
+@require_token
+def get_settings_audit():
+    with services().db.transaction() as session:
+        rows = audit_trail(session)
+        return {"items": [{"actor": r.actor, "changed_at": r.changed_at.isoformat(),
+                           "before": r.before, "after": r.after} for r in rows]}
+
+
+@health_bp.get("/healthz")
+def healthz():
+    try:
+        services().db.ping()
+    except Exception:  # any database failure means unhealthy, never a 500
+        raise ApiError(503, "database unavailable") from None
+    return {"status": "ok"}

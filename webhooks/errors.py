@@ -1,0 +1,51 @@
+"""One error shape for every face: JSON `{"error": "<one line>"}` with a 4xx status."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from connector.ingest import DuplicateEvent
+from connector.pbx import CallbackRejected
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str):
+    response = jsonify(error=message.splitlines()[0] if message else "error")
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.message)
+
+    @app.errorhandler(CallbackRejected)
+    def _rejected(exc: CallbackRejected):
+        return error_response(exc.status, exc.message)
+
+    @app.errorhandler(DuplicateEvent)
+    def _duplicate(exc: DuplicateEvent):
+        return error_response(409, str(exc))
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc: OperationalError):
+        # Nothing was committed, so the sender may safely retry.
+        log.error("database unavailable: %s", type(exc.orig).__name__)
+        return error_response(503, "database unavailable, retry later")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        messages = {413: "request body too large", 404: "not found", 405: "method not allowed"}
+        return error_response(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
