@@ -53,3 +53,52 @@ def downgrade(revision: str) -> None:
 
     run_downgrade(load_config().DATABASE_URL, revision)
     click.echo(f"database downgraded to {revision}")
+
+
+@cli.command(help="Post a signed sample call, recording and survey score to a running connector.")
+@click.option("--url", default=None, help="Connector base URL (default: PUBLIC_BASE_URL).")
+@click.option("--score", default=3, show_default=True, type=int, help="The survey digits to press.")
+@click.option("--call-id", default=None, help="The entry_id to use (default: a new one).")
+def simulate(url: str | None, score: int, call_id: str | None) -> None:
+    import json
+    import time
+    import uuid
+
+    import requests
+
+    from connector.pbx.mango import signed_form
+
+    config = load_config()
+    base = (url or config.PUBLIC_BASE_URL).rstrip("/")
+    if not (config.MANGO_API_KEY and config.MANGO_API_SALT and config.MANGO_SURVEY_LOCATION):
+        raise click.UsageError("set MANGO_API_KEY, MANGO_API_SALT and MANGO_SURVEY_LOCATION (in .env) "
+                               "for both the connector and this command; see README, 'Try it'")
+    entry_id = call_id or f"sim-{uuid.uuid4().hex[:12]}"
+    now = int(time.time())
+    leg = f"{entry_id}-1"
+    events = [
+        ("events/dtmf", {"entry_id": entry_id, "call_id": leg, "seq": 4, "dtmf": str(score),
+                         "location": config.MANGO_SURVEY_LOCATION, "timestamp": now,
+                         "initiator": "79001234567"}),
+        ("events/recording", {"entry_id": entry_id, "call_id": leg, "recording_id": f"rec-{entry_id}",
+                              "recording_state": "Completed", "completion_code": 1000, "seq": 5,
+                              "extension": "101", "timestamp": now}),
+        ("events/summary", {"entry_id": entry_id, "call_direction": 1, "from": {"number": "79001234567"},
+                            "to": {"extension": "101", "number": "74950000000"},
+                            "line_number": "74950000000", "create_time": now - 75, "forward_time": now - 73,
+                            "talk_time": now - 70, "end_time": now - 10, "entry_result": 1,
+                            "disconnect_reason": 1110}),
+    ]
+    for kind, payload in events:
+        form = signed_form(config.MANGO_API_KEY, config.MANGO_API_SALT, payload)
+        response = requests.post(f"{base}/mango/{kind}", data=form, timeout=10)
+        click.echo(f"POST /mango/{kind:<17} -> {response.status_code} {response.text.strip()}")
+        if response.status_code != 200:
+            raise click.ClickException(f"the connector refused {kind}")
+    if not config.ADMIN_TOKEN:
+        click.echo("set ADMIN_TOKEN to see the stored call here")
+        return
+    stored = requests.get(f"{base}/api/v1/calls/{entry_id}", timeout=10,
+                          headers={"Authorization": f"Bearer {config.ADMIN_TOKEN}"})
+    click.echo(f"stored call {entry_id}:")
+    click.echo(json.dumps(stored.json(), ensure_ascii=False, indent=2))

@@ -92,10 +92,14 @@ def post_score():
         raise ApiError(403, "signature rejected: malformed webhook-signature") from None
     try:
         document = json.loads(body)
-        score = ScoreSchema().load(document if isinstance(document, dict) else {"": "expected an object"})
-    except ValueError as exc:
-        message = _first_error(exc) if isinstance(exc, ValidationError) else "body is not valid JSON"
-        raise ApiError(400, message) from None
+    except ValueError:
+        raise ApiError(400, "body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, "body must be a JSON object")
+    try:
+        score = ScoreSchema().load(document)
+    except ValidationError as exc:
+        raise ApiError(400, _first_error(exc)) from None
     score["rated_at"] = score["rated_at"] or datetime.now(timezone.utc)
 
     with services().db.transaction() as session:

@@ -1,0 +1,116 @@
+"""Calls list and detail, runtime settings with audit, auth, health."""
+import pytest
+
+from tests.conftest import dtmf, summary
+
+
+@pytest.fixture
+def calls(mango_post):
+    """Five answered calls; operator 101 or 102, scores 2, 5, 9, 10 and one unrated."""
+    rows = [("c1", "101", "2", 0), ("c2", "102", "5", 1), ("c3", "101", "9", 2), ("c4", "102", "10", 3),
+            ("c5", "101", None, 4)]
+    for entry_id, ext, digits, day in rows:
+        start = 1_763_800_000 + day * 86400
+        assert mango_post("events/summary", summary(entry_id, extension=ext, start=start)).status_code == 200
+        if digits:
+            assert mango_post("events/dtmf", dtmf(entry_id, digits)).status_code == 200
+    return rows
+
+
+def ids(response):
+    assert response.status_code == 200, response.json
+    return sorted(c["call_id"] for c in response.json["items"])
+
+
+def test_filters(client, auth, calls):
+    get = lambda q: ids(client.get(f"/api/v1/calls?{q}", headers=auth))
+    assert get("") == ["c1", "c2", "c3", "c4", "c5"]
+    assert get("score_lte=5") == ["c1", "c2"]
+    assert get("score_gte=9") == ["c3", "c4"]
+    assert get("operator=101") == ["c1", "c3", "c5"]
+    assert get("tagged=true") == ["c1", "c2"]
+    assert get("tagged=false") == ["c3", "c4", "c5"]
+    assert get("line=74950000000&operator=102") == ["c2", "c4"]
+    assert get("line=1") == []
+    assert get("date_from=2025-11-23T08:00:00Z&date_to=2025-11-25T08:00:00Z") == ["c2", "c3"]
+    assert get("crm_status=skipped") == ["c1", "c2", "c3", "c4", "c5"]  # CRM=none
+    assert get("crm_status=delivered") == []
+
+
+def test_pagination_with_totals_and_links(client, auth, calls):
+    first = client.get("/api/v1/calls?per_page=2", headers=auth).json
+    assert first["_meta"] == {"page": 1, "per_page": 2, "total": 5}
+    assert [c["call_id"] for c in first["items"]] == ["c5", "c4"]  # newest first
+    assert "next" in first["_links"] and "prev" not in first["_links"]
+    second = client.get(first["_links"]["next"], headers=auth).json
+    assert [c["call_id"] for c in second["items"]] == ["c3", "c2"] and "prev" in second["_links"]
+    last = client.get(second["_links"]["next"], headers=auth).json
+    assert [c["call_id"] for c in last["items"]] == ["c1"] and "next" not in last["_links"]
+    capped = client.get("/api/v1/calls?per_page=1000", headers=auth).json
+    assert capped["_meta"]["per_page"] == 100
+
+
+@pytest.mark.parametrize("query, needle", [("score_lte=low", "score_lte"), ("tagged=maybe", "tagged"),
+                                           ("crm_status=lost", "crm_status"), ("page=0", "page"),
+                                           ("colour=red", "colour")])
+def test_bad_filters_are_400_naming_the_parameter(client, auth, query, needle):
+    response = client.get(f"/api/v1/calls?{query}", headers=auth)
+    assert response.status_code == 400 and response.json["error"].startswith(needle)
+
+
+def test_call_json_shape(client, auth, calls):
+    call = client.get("/api/v1/calls/c1", headers=auth).json
+    assert {"call_id", "direction", "operator", "customer_phone", "line_number", "started_at", "ended_at",
+            "talk_seconds", "recording_id", "customer_score", "supervisor_score", "decision", "crm"} <= set(call)
+    assert call["started_at"] == "2025-11-22T08:26:40Z"
+    assert {"status", "entity_type", "entity_id", "attempts", "last_error"} <= set(call["crm"])
+
+
+def test_unknown_call_is_404(client, auth):
+    response = client.get("/api/v1/calls/nope", headers=auth)
+    assert response.status_code == 404 and "nope" in response.json["error"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}])
+def test_api_requires_the_token(client, headers):
+    for path in ("/api/v1/calls", "/api/v1/calls/c1", "/api/v1/settings"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 401 and response.json["error"]
+
+
+def test_settings_change_is_validated_applied_and_audited(client, auth, mango_post):
+    settings = client.get("/api/v1/settings", headers=auth).json
+    assert settings["max_threshold"] == 9 and settings["enabled"] is True
+
+    changed = client.put("/api/v1/settings", json={"max_threshold": 4}, headers=auth)
+    assert changed.status_code == 200 and changed.json["max_threshold"] == 4
+    mango_post("events/dtmf", dtmf("c7", "5"))
+    assert client.get("/api/v1/calls/c7", headers=auth).json["decision"]["tag"] is None
+
+    audit = client.get("/api/v1/settings/audit", headers=auth).json["items"]
+    assert len(audit) == 1 and audit[0]["actor"] == "admin token"
+    assert (audit[0]["before"]["max_threshold"], audit[0]["after"]["max_threshold"]) == (9, 4)
+
+
+@pytest.mark.parametrize("body, status, needle", [
+    ({"max_threshold": 20}, 422, "max_threshold"),
+    ({"scale_max": "ten"}, 422, "scale_max"),
+    ({"unknown": 1}, 422, "unknown"),
+    ([1, 2], 400, "object"),
+])
+def test_bad_settings_are_refused_and_not_audited(client, auth, body, status, needle):
+    response = client.put("/api/v1/settings", json=body, headers=auth)
+    assert response.status_code == status and needle in response.json["error"]
+    assert client.get("/api/v1/settings", headers=auth).json["max_threshold"] == 9
+    assert client.get("/api/v1/settings/audit", headers=auth).json["items"] == []
+
+
+def test_feature_toggle_through_settings(client, auth, mango_post):
+    client.put("/api/v1/settings", json={"enabled": False}, headers=auth)
+    mango_post("events/dtmf", dtmf("c8", "1"))
+    call = client.get("/api/v1/calls/c8", headers=auth).json
+    assert call["customer_score"] == 1 and call["decision"]["tag"] is None
+
+
+def test_healthz(client):
+    assert client.get("/healthz").json == {"status": "ok"}

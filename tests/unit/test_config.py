@@ -1,0 +1,62 @@
+import subprocess
+import sys
+
+import pytest
+
+from connector.config import Config, ConfigError
+
+
+def test_defaults_match_the_documented_ones():
+    config = Config.from_env({})
+    assert (config.DATABASE_URL, config.PORT, config.CRM, config.QA_MAX_THRESHOLD) == (
+        "sqlite:///var/connector.db", 8080, "none", 9)
+
+
+def test_every_setting_is_documented_in_the_example_file():
+    from pathlib import Path
+    from dataclasses import fields
+
+    documented = {line.split("=", 1)[0] for line in Path("settings.example.env").read_text().splitlines()
+                  if line and not line.startswith("#")}
+    assert {f.name for f in fields(Config)} - {"LOG_LEVEL"} <= documented
+
+
+@pytest.mark.parametrize("env, needle", [
+    ({"PORT": "eighty"}, "PORT: expected an integer"),
+    ({"QA_ENABLED": "perhaps"}, "QA_ENABLED: expected true or false"),
+    ({"QA_MAX_THRESHOLD": "42"}, "QA_MAX_THRESHOLD: must lie within"),
+    ({"QA_SCALE_MIN": "10", "QA_SCALE_MAX": "5"}, "QA_SCALE_MAX"),
+    ({"QA_TAG_TEMPLATE": "low score"}, "QA_TAG_TEMPLATE: must contain {score}"),
+    ({"CRM": "salesforce"}, "CRM: expected none or amocrm"),
+    ({"CRM": "amocrm"}, "AMOCRM_BASE_URL: required"),
+    ({"AMOCRM_USER_MAP": "101=5"}, "AMOCRM_USER_MAP"),
+    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+])
+def test_invalid_values_name_the_setting(env, needle):
+    with pytest.raises(ConfigError) as err:
+        Config.from_env(env)
+    assert needle in str(err.value)
+
+
+def test_user_map_is_parsed():
+    assert Config.from_env({"AMOCRM_USER_MAP": "101:5551, 102:5552"}).AMOCRM_USER_MAP == {"101": 5551, "102": 5552}
+
+
+def test_secret_key_is_generated_once_and_kept(tmp_path):
+    first = Config.from_env({}).with_secret_key(tmp_path)
+    second = Config.from_env({}).with_secret_key(tmp_path)
+    assert len(first.SECRET_KEY) > 40 and first.SECRET_KEY == second.SECRET_KEY
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_repr_hides_secrets():
+    config = Config.from_env({"ADMIN_TOKEN": "tok-123", "DATABASE_URL": "postgresql+psycopg://u:pw@h/db"})
+    assert "tok-123" not in repr(config) and "pw" not in repr(config)
+
+
+def test_bad_setting_stops_start_up_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-c", "import app; app.main(['db', 'upgrade'])"],
+                            env={"QA_MAX_THRESHOLD": "abc", "PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "configuration error: QA_MAX_THRESHOLD: expected an integer, got 'abc'"
