@@ -11,6 +11,7 @@ from flask import Flask
 from connector.config import Config, ConfigError
 from connector.db import Database
 from connector.ingest import IngestContext
+from connector.outbox import DeliveryOptions
 from connector.threshold import policy_from_config
 
 VAR_DIR = Path("var")
@@ -25,13 +26,18 @@ class Services:
     ingest: IngestContext
 
 
+def delivery_options(config: Config) -> DeliveryOptions:
+    return DeliveryOptions(crm=config.CRM, log_calls=config.AMOCRM_LOG_CALLS,
+                           survey_wait_seconds=config.SURVEY_WAIT_SECONDS,
+                           score_field_id=config.AMOCRM_SCORE_FIELD_ID)
+
+
 def build_services(config: Config) -> Services:
     return Services(
         config=config,
         db=Database(config.DATABASE_URL),
-        ingest=IngestContext(initial_policy=policy_from_config(config), crm=config.CRM,
-                             survey_location=config.MANGO_SURVEY_LOCATION,
-                             survey_wait_seconds=config.SURVEY_WAIT_SECONDS),
+        ingest=IngestContext(initial_policy=policy_from_config(config), delivery=delivery_options(config),
+                             survey_location=config.MANGO_SURVEY_LOCATION),
     )
 
 

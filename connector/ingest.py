@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from connector import outbox
 from connector.models import Call, CrmRecord, InboundEvent, Score
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
 from connector.runtime_settings import current_policy
@@ -27,9 +28,8 @@ class DuplicateEvent(Exception):
 @dataclass(frozen=True)
 class IngestContext:
     initial_policy: Policy  # seeds the runtime settings on first use
-    crm: str  # the configured CRM adapter name, `none` to store and report only
+    delivery: outbox.DeliveryOptions  # which CRM (`none`: store and report only) and how
     survey_location: str = ""  # the IVR location whose digits are the customer's score
-    survey_wait_seconds: int = 180
 
 
 def call_for_update(session: Session, entry_id: str) -> Call:
@@ -153,18 +153,21 @@ def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payl
 
 
 def _refresh_crm(session: Session, ctx: IngestContext, call: Call, policy: Policy) -> None:
-    """Keep the call's CRM record in step with what is known; the outbox does the sending."""
-    record = next((r for r in call.crm_records if r.crm == ctx.crm), None)
+    """Keep the call's CRM record in step and enqueue what the CRM now needs (the outbox sends it)."""
+    crm = ctx.delivery.crm
+    record = next((r for r in call.crm_records if r.crm == crm), None)
     if record is None:
-        record = CrmRecord(call=call, crm=ctx.crm, status="pending", attempts=0)
+        record = CrmRecord(call=call, crm=crm, status="pending", attempts=0)
         session.add(record)
-    if record.status not in ("pending", "skipped"):
-        return
-    if ctx.crm == "none":
-        record.status, record.reason = "skipped", "no CRM configured: stored and reported only"
-    elif call.direction == "internal":
-        record.status, record.reason = "skipped", "internal call"
-    elif not policy.enabled:
-        record.status, record.reason = "skipped", "feature off"
-    else:
-        record.status, record.reason = "pending", None
+    if record.status in ("pending", "skipped") and record.logged_at is None:
+        if crm == "none":
+            record.status, record.reason = "skipped", "no CRM configured: stored and reported only"
+        elif call.direction == "internal":
+            record.status, record.reason = "skipped", "internal call"
+        elif not policy.enabled:
+            record.status, record.reason = "skipped", "feature off"
+        else:
+            record.status, record.reason = "pending", None
+    if record.status != "skipped":
+        outbox.plan(session, ctx.delivery, call, record)
+        outbox.refresh_record(session, record)

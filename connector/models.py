@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator,
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator,
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -112,6 +112,12 @@ class CrmRecord(Base):
     entity_id: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Who owns the call in the CRM; `responsible_mapped` false means the integration's own user.
+    responsible_user_id: Mapped[int | None] = mapped_column(Integer)
+    responsible_mapped: Mapped[bool | None] = mapped_column(Boolean)
+    # Which customer score the CRM shows (in the call record or a later note); null = none yet.
+    written_score: Mapped[int | None] = mapped_column(Integer)
+    logged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     call: Mapped[Call] = relationship(back_populates="crm_records")
@@ -152,3 +158,58 @@ class SettingsAudit(Base):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     before: Mapped[dict] = mapped_column(JSON)
     after: Mapped[dict] = mapped_column(JSON)
+
+
+class DeliveryJob(Base):
+    """One effect in one CRM, exactly once by `key` (entry_id + kind + what it carries).
+
+    A job is due when `status` is pending and `not_before` has passed; a worker claims it by
+    setting a lease. `sent_at` set on a claimed job means a request may have gone out: a
+    worker that finds it set after a crash checks the CRM before sending again.
+    """
+
+    __tablename__ = "delivery_jobs"
+    __table_args__ = (UniqueConstraint("crm", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crm: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # log_call, contact, note, tags
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    score_id: Mapped[int | None] = mapped_column(ForeignKey("scores.id", ondelete="SET NULL"))
+    # pending, done, dead, unmatched, waiting (blocked on another job, e.g. contact creation)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    call: Mapped[Call] = relationship()
+
+
+Index("ix_delivery_jobs_due", DeliveryJob.status, DeliveryJob.not_before)
+
+
+class CrmAccount(Base):
+    """Per-CRM account state shared by all workers: tokens, pause, and the global rate slot."""
+
+    __tablename__ = "crm_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crm: Mapped[str] = mapped_column(String(16), unique=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_reason: Mapped[str | None] = mapped_column(String(255))
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Tokens encrypted with a key derived from SECRET_KEY; never logged.
+    access_token_enc: Mapped[str | None] = mapped_column(Text)
+    refresh_token_enc: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Unix time before which no request may start: one limiter for every process.
+    next_request_at: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,108 @@
+"""What a CRM adapter must do, and the errors it may raise.
+
+Errors are split at this boundary: `TransientError` is retried with backoff;
+`PermanentError` dead-letters the item with the reason; `AccountBlocked` pauses
+every delivery to the account until an admin resumes it or a probe succeeds.
+Batch methods return one `ItemResult` per item, so one bad item fails alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class CrmError(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class TransientError(CrmError):
+    """Retry later: rate limit, 5xx, timeout, connection failure."""
+
+    def __init__(self, message: str, retry_after: float | None = None, maybe_applied: bool = True):
+        super().__init__(message)
+        self.retry_after = retry_after
+        # False only when the CRM surely did nothing (429): then no look-up is needed before resending.
+        self.maybe_applied = maybe_applied
+
+
+class PermanentError(CrmError):
+    """The CRM refused the request for good (e.g. 400 validation). `item_errors` maps
+    an item's index in the batch to its own detail when the CRM names the culprits."""
+
+    def __init__(self, message: str, item_errors: dict[int, str] | None = None):
+        super().__init__(message)
+        self.item_errors = item_errors or {}
+
+
+class AccountBlocked(CrmError):
+    """402/403, or authorization that cannot be restored: stop sending to this account."""
+
+
+@dataclass(frozen=True)
+class CallItem:
+    entry_id: str
+    direction: str  # inbound, outbound
+    phone: str
+    duration: int
+    started_at: int | None  # unix time
+    score_text: str | None  # the call_result
+    recording_link: str | None
+    responsible_user_id: int | None
+    answered: bool
+
+
+@dataclass(frozen=True)
+class ContactItem:
+    phone: str
+    name: str
+    responsible_user_id: int | None
+
+
+@dataclass(frozen=True)
+class NoteItem:
+    entity_type: str
+    entity_id: int
+    text: str
+    responsible_user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TagItem:
+    entity_type: str
+    entity_id: int
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    score_field: tuple[int, int] | None = None  # (field id, value)
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    ok: bool
+    entity_type: str | None = None
+    entity_id: int | None = None
+    unmatched: bool = False  # the CRM found no entity for the phone
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class CrmAdapter(Protocol):
+    name: str
+    max_batch: int
+
+    def log_calls(self, items: list[CallItem]) -> list[ItemResult]: ...
+
+    def create_contacts(self, items: list[ContactItem]) -> list[ItemResult]: ...
+
+    def add_notes(self, items: list[NoteItem]) -> list[ItemResult]: ...
+
+    def update_tags(self, items: list[TagItem]) -> list[ItemResult]: ...
+
+    def find_entity_by_phone(self, phone: str) -> ItemResult | None: ...
+
+    def find_logged_calls(self, entry_ids: list[str], since: int) -> dict[str, ItemResult]: ...
+
+    def find_note(self, item: NoteItem, since: int) -> bool: ...
+
+    def probe(self) -> None: ...

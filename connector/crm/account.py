@@ -1,0 +1,183 @@
+"""State of a CRM account shared by every worker process, kept in the database:
+encrypted OAuth tokens with one serialised refresh, the global rate limit, and the pause switch.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+
+import requests
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connector.crm import AccountBlocked, TransientError
+from connector.db import Database
+from connector.models import CrmAccount
+
+log = logging.getLogger(__name__)
+
+
+def token_cipher(secret_key: str) -> Fernet:
+    """Tokens at rest are encrypted with a key derived from SECRET_KEY."""
+    digest = hashlib.sha256(b"connector token encryption\x00" + secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def account_row(session: Session, crm: str, *, lock: bool = False) -> CrmAccount:
+    query = select(CrmAccount).where(CrmAccount.crm == crm)
+    if lock:
+        query = query.with_for_update()
+    row = session.scalars(query).first()
+    if row is None:
+        try:
+            with session.begin_nested():
+                session.add(CrmAccount(crm=crm, paused=False, next_request_at=0.0))
+        except IntegrityError:
+            pass
+        row = session.scalars(query).one()
+    return row
+
+
+# --- pause ------------------------------------------------------------------
+
+def pause(db: Database, crm: str, reason: str) -> None:
+    with db.transaction() as s:
+        row = account_row(s, crm, lock=True)
+        if not row.paused:
+            log.error("%s deliveries PAUSED: %s", crm, reason)
+        row.paused, row.paused_reason, row.paused_at = True, reason[:255], datetime.now(timezone.utc)
+
+
+def resume(db: Database, crm: str) -> bool:
+    with db.transaction() as s:
+        row = account_row(s, crm, lock=True)
+        was_paused = row.paused
+        row.paused, row.paused_reason, row.paused_at = False, None, None
+    if was_paused:
+        log.warning("%s deliveries resumed", crm)
+    return was_paused
+
+
+def pause_state(db: Database, crm: str) -> tuple[bool, str | None, datetime | None]:
+    with db.transaction() as s:
+        row = account_row(s, crm)
+        return row.paused, row.paused_reason, row.paused_at
+
+
+# --- one rate limit for all processes -----------------------------------------
+
+class SharedRateLimiter:
+    """Spaces requests at least 1/rate seconds apart across every process, through one row.
+
+    A short transaction reserves the next slot; the caller then sleeps until it.
+    A 429's Retry-After pushes the slot for everyone (`hold`).
+    """
+
+    def __init__(self, db: Database, crm: str, rate: float, *, sleep=time.sleep, clock=time.time):
+        self.db, self.crm = db, crm
+        self.interval = 1.0 / rate
+        self.sleep, self.clock = sleep, clock
+
+    def wait_turn(self) -> None:
+        with self.db.transaction() as s:
+            row = account_row(s, self.crm, lock=True)
+            now = self.clock()
+            slot = max(now, row.next_request_at or 0.0)
+            row.next_request_at = slot + self.interval
+        if slot > now:
+            self.sleep(slot - now)
+
+    def hold(self, seconds: float) -> None:
+        with self.db.transaction() as s:
+            row = account_row(s, self.crm, lock=True)
+            row.next_request_at = max(row.next_request_at or 0.0, self.clock() + seconds)
+
+
+# --- OAuth tokens ---------------------------------------------------------------
+
+class OAuthTokens:
+    """amoCRM OAuth tokens stored encrypted; one refresh at a time across processes.
+
+    amoCRM rotates the refresh token on every refresh and retires the old one, so two
+    concurrent refreshes would lock the integration out. `refresh` takes the account row
+    lock, re-reads the token, and refreshes only if nobody did while it waited.
+    """
+
+    def __init__(self, db: Database, crm: str, *, base_url: str, client_id: str, client_secret: str,
+                 redirect_uri: str, secret_key: str, wait_turn=lambda: None, http: requests.Session | None = None):
+        self.db, self.crm = db, crm
+        self.url = base_url.rstrip("/") + "/oauth2/access_token"
+        self.client = {"client_id": client_id, "client_secret": client_secret, "redirect_uri": redirect_uri}
+        self.cipher = token_cipher(secret_key)
+        self.wait_turn = wait_turn
+        self.http = http or requests.Session()
+        self._cached: str | None = None
+
+    def _decrypt(self, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            return self.cipher.decrypt(value.encode()).decode()
+        except InvalidToken:
+            raise AccountBlocked("stored amoCRM tokens cannot be decrypted: SECRET_KEY changed? "
+                                 "Authorize again with AMOCRM_AUTH_CODE") from None
+
+    def _store(self, row: CrmAccount, answer: dict) -> str:
+        access = answer["access_token"]
+        row.access_token_enc = self.cipher.encrypt(access.encode()).decode()
+        row.refresh_token_enc = self.cipher.encrypt(answer["refresh_token"].encode()).decode()
+        row.token_expires_at = datetime.now(timezone.utc) + timedelta(seconds=int(answer.get("expires_in", 86400)))
+        self._cached = access
+        return access
+
+    def _grant(self, **grant) -> dict:
+        self.wait_turn()
+        try:
+            response = self.http.post(self.url, json={**self.client, **grant}, timeout=(5, 20))
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise TransientError(f"token endpoint: {type(exc).__name__}") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(f"token endpoint: {response.status_code}", maybe_applied=False)
+        if response.status_code != 200:
+            # The code or refresh token is spent or wrong: only a new authorization helps.
+            raise AccountBlocked(f"amoCRM refused the {grant['grant_type']} grant ({response.status_code}): "
+                                 "authorize again with AMOCRM_AUTH_CODE")
+        return response.json()
+
+    def has_tokens(self) -> bool:
+        with self.db.transaction() as s:
+            return account_row(s, self.crm).refresh_token_enc is not None
+
+    def exchange_code(self, code: str) -> None:
+        """First start: trade the one-time authorization code for tokens."""
+        with self.db.transaction() as s:
+            row = account_row(s, self.crm, lock=True)
+            self._store(row, self._grant(grant_type="authorization_code", code=code))
+        log.info("%s: authorization code exchanged for tokens", self.crm)
+
+    def access_token(self) -> str:
+        if self._cached is None:
+            with self.db.transaction() as s:
+                self._cached = self._decrypt(account_row(s, self.crm).access_token_enc)
+            if self._cached is None:
+                raise AccountBlocked("amoCRM is not authorized: set AMOCRM_AUTH_CODE (or a long-lived token)")
+        return self._cached
+
+    def refresh(self, rejected: str) -> str:
+        with self.db.transaction() as s:
+            row = account_row(s, self.crm, lock=True)
+            current = self._decrypt(row.access_token_enc)
+            if current and current != rejected:
+                self._cached = current  # another worker refreshed while we waited for the lock
+                return current
+            refresh_token = self._decrypt(row.refresh_token_enc)
+            if not refresh_token:
+                raise AccountBlocked("amoCRM is not authorized: no refresh token stored")
+            token = self._store(row, self._grant(grant_type="refresh_token", refresh_token=refresh_token))
+        log.info("%s: access token refreshed", self.crm)
+        return token

@@ -1,0 +1,292 @@
+"""amoCRM API v4 adapter: batched calls, contacts, notes and tag changes.
+
+Every request waits for its turn at the shared rate limiter, carries a bearer
+token from the token source, and maps the answer to the errors of connector.crm.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Callable, Protocol
+
+import requests
+
+from connector.crm import (AccountBlocked, CallItem, ContactItem, ItemResult, NoteItem, PermanentError, TagItem,
+                           TransientError)
+
+log = logging.getLogger(__name__)
+
+SOURCE = "post-call QA connector"
+TIMEOUT = (5, 20)  # connect, read: as the vendor's own client
+CALL_STATUS_TALKED, CALL_STATUS_NO_ANSWER = 4, 6
+NOTE_ENTITIES = ("leads", "contacts", "companies", "customers")
+
+
+class TokenSource(Protocol):
+    def access_token(self) -> str: ...
+
+    def refresh(self, rejected: str) -> str:
+        """A fresh token after `rejected` got a 401; raises AccountBlocked when none can be had."""
+
+
+class StaticToken:
+    """A long-lived token of a private integration: nothing to refresh."""
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def access_token(self) -> str:
+        return self._token
+
+    def refresh(self, rejected: str) -> str:
+        raise AccountBlocked("amoCRM refused the long-lived token (401): issue a new one")
+
+
+def digits(phone: str) -> str:
+    return re.sub(r"\D", "", phone or "")
+
+
+def _detail(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or response.reason or "")[:300]
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("title") or body.get("hint") or body)[:300]
+    return str(body)[:300]
+
+
+def _validation_errors(response: requests.Response) -> dict[int, str]:
+    """amoCRM's 400 names the failing items by request_id (= our index in the batch)."""
+    try:
+        entries = response.json().get("validation-errors") or []
+    except (ValueError, AttributeError):
+        return {}
+    errors = {}
+    for entry in entries:
+        try:
+            index = int(entry.get("request_id"))
+        except (TypeError, ValueError):
+            continue
+        details = [f"{e.get('path')}: {e.get('detail') or e.get('code')}" for e in entry.get("errors") or []]
+        errors[index] = "; ".join(details) or "validation failed"
+    return errors
+
+
+class AmoCrm:
+    name = "amocrm"
+    max_batch = 50  # the vendor's client recommends at most 50 entities per request
+
+    def __init__(self, base_url: str, tokens: TokenSource, wait_turn: Callable[[], None], *,
+                 session: requests.Session | None = None, score_field_id: int = 0):
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.wait_turn = wait_turn
+        self.http = session or requests.Session()
+        self.score_field_id = score_field_id
+
+    # --- transport -------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        token = self.tokens.access_token()
+        for refreshed in (False, True):
+            self.wait_turn()
+            try:
+                response = self.http.request(method, self.base_url + path, timeout=TIMEOUT,
+                                             headers={"Authorization": f"Bearer {token}"}, **kwargs)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                raise TransientError(f"{method} {path}: {type(exc).__name__}") from None
+            if response.status_code == 401 and not refreshed:
+                token = self.tokens.refresh(token)  # once, serialised by the token source
+                continue
+            return self._checked(method, path, response)
+        raise AssertionError("unreachable")
+
+    def _checked(self, method: str, path: str, response: requests.Response) -> requests.Response:
+        status = response.status_code
+        where = f"{method} {path}: {status}"
+        if status < 300:
+            return response
+        if status == 429:
+            retry_after = response.headers.get("Retry-After")
+            try:
+                seconds = float(retry_after) if retry_after else None
+            except ValueError:
+                seconds = None
+            raise TransientError(f"{where} rate limited", retry_after=seconds, maybe_applied=False)
+        if status >= 500:
+            raise TransientError(f"{where} {_detail(response)}")
+        if status == 401:
+            raise AccountBlocked(f"{where} authorization refused after a token refresh")
+        if status in (402, 403):
+            raise AccountBlocked(f"{where} account blocked or unpaid: {_detail(response)}")
+        raise PermanentError(f"{where} {_detail(response)}", _validation_errors(response))
+
+    @staticmethod
+    def _embedded(response: requests.Response, key: str) -> list[dict]:
+        if response.status_code == 204 or not response.content:
+            return []
+        try:
+            return (response.json().get("_embedded") or {}).get(key) or []
+        except (ValueError, AttributeError):
+            raise TransientError(f"unreadable answer: {response.text[:200]!r}") from None
+
+    @staticmethod
+    def _by_request_id(rows: list[dict]) -> dict[int, dict]:
+        out = {}
+        for row in rows:
+            try:
+                out[int(row.get("request_id"))] = row
+            except (TypeError, ValueError):
+                continue
+        return out
+
+    @staticmethod
+    def _itemwise(items: list, send) -> list[ItemResult]:
+        """Send a batch; when a 400 names its culprits, fail only those and retry the rest."""
+        try:
+            return send(items)
+        except PermanentError as exc:
+            if not exc.item_errors:
+                raise
+            return [ItemResult(False, error=exc.item_errors[n]) if n in exc.item_errors
+                    else ItemResult(False, error="another item of the batch was refused", extra={"retry": True})
+                    for n in range(len(items))]
+
+    # --- batch operations ------------------------------------------------
+    def log_calls(self, items: list[CallItem]) -> list[ItemResult]:
+        return self._itemwise(items, self._log_calls)
+
+    def _log_calls(self, items: list[CallItem]) -> list[ItemResult]:
+        body = []
+        for i, item in enumerate(items):
+            call = {"request_id": str(i), "uniq": item.entry_id, "direction": item.direction,
+                    "duration": item.duration, "source": SOURCE, "phone": item.phone,
+                    "call_status": CALL_STATUS_TALKED if item.answered else CALL_STATUS_NO_ANSWER}
+            if item.started_at:
+                call["created_at"] = item.started_at
+            if item.score_text:
+                call["call_result"] = item.score_text
+            if item.recording_link:
+                call["link"] = item.recording_link
+            if item.responsible_user_id:
+                call["responsible_user_id"] = item.responsible_user_id
+                call["call_responsible"] = item.responsible_user_id
+            body.append(call)
+        response = self.request("POST", "/api/v4/calls", json=body)
+        created = self._by_request_id(self._embedded(response, "calls"))
+        errors = self._by_request_id(self._embedded(response, "errors"))
+        results = []
+        for i in range(len(items)):
+            row = created.get(i)
+            if row and row.get("entity_id"):
+                results.append(ItemResult(True, row.get("entity_type"), int(row["entity_id"]),
+                                          extra={"call_id": row.get("id")}))
+            else:  # amoCRM adds no call when no contact or company has the phone
+                reason = (errors.get(i) or {}).get("title") or "no entity matches the phone"
+                results.append(ItemResult(False, unmatched=True, error=str(reason)))
+        return results
+
+    def create_contacts(self, items: list[ContactItem]) -> list[ItemResult]:
+        return self._itemwise(items, self._create_contacts)
+
+    def _create_contacts(self, items: list[ContactItem]) -> list[ItemResult]:
+        body = []
+        for i, item in enumerate(items):
+            contact = {"request_id": str(i), "name": item.name, "custom_fields_values": [
+                {"field_code": "PHONE", "values": [{"value": item.phone, "enum_code": "WORK"}]}]}
+            if item.responsible_user_id:
+                contact["responsible_user_id"] = item.responsible_user_id
+            body.append(contact)
+        response = self.request("POST", "/api/v4/contacts", json=body)
+        created = self._by_request_id(self._embedded(response, "contacts"))
+        return [ItemResult(True, "contacts", int(created[i]["id"])) if i in created
+                else ItemResult(False, error="contact not created") for i in range(len(items))]
+
+    def add_notes(self, items: list[NoteItem]) -> list[ItemResult]:
+        return self._per_entity_type(items, self._add_notes_of_type)
+
+    def _add_notes_of_type(self, entity_type: str, items: list[NoteItem]) -> list[ItemResult]:
+        body = [{"request_id": str(i), "entity_id": item.entity_id, "note_type": "common",
+                 "params": {"text": item.text}} for i, item in enumerate(items)]
+        response = self.request("POST", f"/api/v4/{entity_type}/notes", json=body)
+        created = self._by_request_id(self._embedded(response, "notes"))
+        if not created and response.status_code < 300:
+            # Older answers may omit request_id; they keep request order.
+            rows = self._embedded(response, "notes")
+            created = dict(enumerate(rows))
+        return [ItemResult(True, entity_type, item.entity_id) if i in created
+                else ItemResult(False, error="note not created") for i, item in enumerate(items)]
+
+    def update_tags(self, items: list[TagItem]) -> list[ItemResult]:
+        return self._per_entity_type(items, self._update_tags_of_type)
+
+    def _update_tags_of_type(self, entity_type: str, items: list[TagItem]) -> list[ItemResult]:
+        body = []
+        for item in items:
+            # tags_to_add / tags_to_delete change only these tags; `_embedded.tags` would
+            # replace the entity's whole tag set, so it is never sent.
+            row: dict = {"id": item.entity_id}
+            if item.add:
+                row["tags_to_add"] = [{"name": t} for t in item.add]
+            if item.remove:
+                row["tags_to_delete"] = [{"name": t} for t in item.remove]
+            if item.score_field:
+                field_id, value = item.score_field
+                row["custom_fields_values"] = [{"field_id": field_id, "values": [{"value": value}]}]
+            body.append(row)
+        self.request("PATCH", f"/api/v4/{entity_type}", json=body)
+        return [ItemResult(True, entity_type, item.entity_id) for item in items]
+
+    def _per_entity_type(self, items, send) -> list[ItemResult]:
+        """One request per entity type; results come back in the items' order."""
+        results: dict[int, ItemResult] = {}
+        groups: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault(item.entity_type, []).append(index)
+        for entity_type, indexes in groups.items():
+            if entity_type not in NOTE_ENTITIES:
+                for index in indexes:
+                    results[index] = ItemResult(False, error=f"unsupported entity type {entity_type!r}")
+                continue
+            group = [items[i] for i in indexes]
+            results.update(zip(indexes, self._itemwise(group, lambda batch: send(entity_type, batch))))
+        return [results[i] for i in range(len(items))]
+
+    # --- look-ups (for unknown outcomes and LOG_CALLS=false) ---------------
+    def find_entity_by_phone(self, phone: str) -> ItemResult | None:
+        response = self.request("GET", "/api/v4/contacts", params={"query": digits(phone), "limit": 1})
+        rows = self._embedded(response, "contacts")
+        return ItemResult(True, "contacts", int(rows[0]["id"])) if rows else None
+
+    def _notes_since(self, entity_type: str, note_types: list[str], since: int, entity_id: int | None = None,
+                     max_pages: int = 20) -> list[dict]:
+        path = f"/api/v4/{entity_type}/{entity_id}/notes" if entity_id else f"/api/v4/{entity_type}/notes"
+        notes: list[dict] = []
+        for page in range(1, max_pages + 1):
+            params = {"filter[note_type][]": note_types, "filter[updated_at][from]": since,
+                      "limit": 250, "page": page}
+            rows = self._embedded(self.request("GET", path, params=params), "notes")
+            notes.extend(rows)
+            if len(rows) < 250:
+                break
+        return notes
+
+    def find_logged_calls(self, entry_ids: list[str], since: int) -> dict[str, ItemResult]:
+        """Which of these calls were logged already? A logged call is a call_in/call_out note
+        whose params.uniq is our entry_id; one scan per entity type covers the whole batch."""
+        wanted, found = set(entry_ids), {}
+        for entity_type in NOTE_ENTITIES:
+            for note in self._notes_since(entity_type, ["call_in", "call_out"], since):
+                uniq = (note.get("params") or {}).get("uniq")
+                if uniq in wanted and uniq not in found:
+                    found[uniq] = ItemResult(True, entity_type, int(note["entity_id"]))
+            if len(found) == len(wanted):
+                break
+        return found
+
+    def find_note(self, item: NoteItem, since: int) -> bool:
+        notes = self._notes_since(item.entity_type, ["common"], since, entity_id=item.entity_id)
+        return any((n.get("params") or {}).get("text") == item.text for n in notes)
+
+    def probe(self) -> None:
+        self.request("GET", "/api/v4/account")

@@ -1,0 +1,168 @@
+"""The durable outbox: which CRM effects a call needs, and the job rows that carry them.
+
+Each effect is one job with a unique key (entry_id + kind + what it carries), created
+in the same transaction as the change that calls for it. Jobs:
+- `log_call`: POST the call (score text, recording link); due once the summary is in and
+  a customer score is in or SURVEY_WAIT_SECONDS have passed since the call ended;
+- `contact`: create a contact for an unknown caller, then the call is logged again;
+- `note`: a score that came after the call was logged (or AMOCRM_LOG_CALLS=false);
+- `tags`: add the low-score tag / remove a replaced one / write the score field.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from connector.models import Call, CrmRecord, DeliveryJob, Score
+from connector.threshold import ACCEPTED
+
+PENDING, DONE, DEAD, UNMATCHED, WAITING = "pending", "done", "dead", "unmatched", "waiting"
+LOG_CALL, CONTACT, NOTE, TAGS = "log_call", "contact", "note", "tags"
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    crm: str
+    log_calls: bool = True
+    survey_wait_seconds: int = 180
+    score_field_id: int = 0
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def score_in_force(session: Session, call: Call) -> Score | None:
+    """The accepted customer score whose value is the call's score in force (newest such row)."""
+    if call.customer_score is None:
+        return None
+    return session.scalars(
+        select(Score).where(Score.call_id == call.id, Score.source == "customer", Score.status == ACCEPTED,
+                            Score.value == call.customer_score).order_by(Score.id.desc())
+    ).first()
+
+
+def _jobs(session: Session, call: Call, crm: str) -> dict[str, DeliveryJob]:
+    rows = session.scalars(select(DeliveryJob).where(DeliveryJob.call_id == call.id, DeliveryJob.crm == crm))
+    return {job.key: job for job in rows}
+
+
+def _add(session: Session, jobs: dict, call: Call, crm: str, kind: str, suffix: str = "", *,
+         score: Score | None = None, due: datetime | None = None) -> DeliveryJob:
+    key = f"{call.entry_id}:{kind}{':' + suffix if suffix else ''}"
+    job = jobs.get(key)
+    if job is None:
+        job = DeliveryJob(crm=crm, key=key, kind=kind, call=call, score_id=score.id if score else None,
+                          status=PENDING, not_before=due or _now(), attempts=0)
+        session.add(job)
+        jobs[key] = job
+    return job
+
+
+def plan(session: Session, opts: DeliveryOptions, call: Call, record: CrmRecord) -> None:
+    """Create the jobs the call now needs. Safe to call after every change: keys make it idempotent."""
+    if call.summary_received_at is None or call.direction == "internal":
+        return
+    session.flush()  # new score rows need their ids
+    jobs = _jobs(session, call, opts.crm)
+    score = score_in_force(session, call)
+    now = _now()
+
+    if opts.log_calls:
+        log_job = jobs.get(f"{call.entry_id}:{LOG_CALL}")
+        if log_job is None:
+            wait_until = (call.ended_at or now) + timedelta(seconds=opts.survey_wait_seconds)
+            _add(session, jobs, call, opts.crm, LOG_CALL, due=now if score else max(now, wait_until))
+        elif log_job.status == PENDING and score and log_job.sent_at is None and log_job.not_before > now:
+            log_job.not_before = now  # the score came: no need to wait any longer
+        if record.logged_at is None:
+            return  # the call is not in the CRM yet; what it carries is decided when it is sent
+    elif score is None or record.written_score == score.value:
+        return
+
+    if score is None or not score.record:  # no score, or the feature was off when it came
+        return
+    if record.written_score != score.value:
+        _add(session, jobs, call, opts.crm, NOTE, str(score.value), score=score)
+    elif score.tag or score.tag_to_remove or opts.score_field_id:
+        _add(session, jobs, call, opts.crm, TAGS, str(score.value), score=score)
+
+
+def refresh_record(session: Session, record: CrmRecord) -> None:
+    """The call's `crm` status from its jobs: dead > unmatched > pending > delivered."""
+    jobs = list(session.scalars(select(DeliveryJob).where(DeliveryJob.call_id == record.call_id,
+                                                          DeliveryJob.crm == record.crm)))
+    if not jobs:
+        return
+    statuses = {j.status for j in jobs}
+    if DEAD in statuses:
+        record.status = "dead"
+    elif UNMATCHED in statuses:
+        record.status = "unmatched"
+    elif statuses & {PENDING, WAITING}:
+        record.status = "pending"
+    else:
+        record.status = "delivered"
+    record.attempts = sum(j.attempts for j in jobs)
+    failed = [j for j in jobs if j.last_error and j.status != DONE]
+    record.last_error = max(failed, key=lambda j: j.updated_at or _now()).last_error if failed else None
+    record.reason = None if record.status in ("pending", "delivered") else record.last_error
+
+
+# --- claiming -----------------------------------------------------------------
+
+def claim(session: Session, crm: str, owner: str, *, limit: int, lease_seconds: float,
+          skip_locked: bool) -> list[DeliveryJob]:
+    """Lease up to `limit` due jobs of one kind (the kind of the oldest due job)."""
+    now = _now()
+    due = (select(DeliveryJob)
+           .where(DeliveryJob.crm == crm, DeliveryJob.status == PENDING, DeliveryJob.not_before <= now,
+                  or_(DeliveryJob.lease_until.is_(None), DeliveryJob.lease_until < now))
+           .order_by(DeliveryJob.not_before, DeliveryJob.id))
+    lock = {"skip_locked": True} if skip_locked else {}
+    first = session.scalars(due.limit(1).with_for_update(**lock)).first()
+    if first is None:
+        return []
+    jobs = list(session.scalars(due.where(DeliveryJob.kind == first.kind).limit(limit).with_for_update(**lock)))
+    for job in jobs:
+        job.lease_owner, job.lease_until = owner, now + timedelta(seconds=lease_seconds)
+        job.attempts += 1
+    return jobs
+
+
+# --- operators' tools -----------------------------------------------------------
+
+def list_jobs(session: Session, status: str | None = None, limit: int = 100) -> list[DeliveryJob]:
+    query = select(DeliveryJob).order_by(DeliveryJob.id.desc()).limit(limit)
+    if status:
+        query = query.where(DeliveryJob.status == status)
+    return list(session.scalars(query))
+
+
+def jobs_to_replay(session: Session, status: str, since: datetime | None) -> list[int]:
+    query = select(DeliveryJob.id).where(DeliveryJob.status == status).order_by(DeliveryJob.id)
+    if since:
+        query = query.where(DeliveryJob.updated_at >= since)
+    return list(session.scalars(query))
+
+
+def replay(session: Session, job_id: int) -> None:
+    """Put a dead or unmatched job back in the queue, with a fresh retry budget."""
+    job = session.get(DeliveryJob, job_id, with_for_update=True)
+    if job is None or job.status not in (DEAD, UNMATCHED):
+        return
+    job.status, job.not_before, job.lease_until, job.lease_owner = PENDING, _now(), None, None
+    job.attempts, job.first_failed_at = 0, None
+    if job.kind == LOG_CALL:  # an unmatched call may meet a contact created meanwhile
+        contact = session.scalars(select(DeliveryJob).where(DeliveryJob.call_id == job.call_id,
+                                                            DeliveryJob.crm == job.crm,
+                                                            DeliveryJob.kind == CONTACT)).first()
+        if contact is not None and contact.status in (DEAD, UNMATCHED):
+            session.delete(contact)
+    record = session.scalars(select(CrmRecord).where(CrmRecord.call_id == job.call_id,
+                                                     CrmRecord.crm == job.crm)).first()
+    if record is not None:
+        refresh_record(session, record)
