@@ -41,6 +41,21 @@ def build_services(config: Config) -> Services:
     )
 
 
+def build_worker(config: Config, db: Database, **adapter_options):
+    """The delivery worker for the configured CRM, or None when CRM=none."""
+    if config.CRM == "none":
+        return None
+    from connector.crm import registry
+    from connector.worker import DeliveryWorker, WorkerOptions
+
+    adapter, limiter = registry.build(config, db, **adapter_options)
+    opts = WorkerOptions(delivery=delivery_options(config), initial_policy=policy_from_config(config),
+                         initial_user_map=config.AMOCRM_USER_MAP, public_base_url=config.PUBLIC_BASE_URL,
+                         secret_key=config.SECRET_KEY, create_contacts=config.AMOCRM_CREATE_CONTACTS,
+                         lease_seconds=config.WORKER_LEASE_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS)
+    return DeliveryWorker(db, adapter, opts, limiter=limiter)
+
+
 def create_app(config: Config | None = None) -> Flask:
     config = (config or Config.from_env()).with_secret_key(VAR_DIR)
     services = build_services(config)
@@ -51,12 +66,13 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.ensure_ascii = False  # tags and score texts are Russian
     app.extensions["connector"] = services
 
-    from webhooks import api, errors, mango
+    from webhooks import api, errors, mango, recordings
 
     errors.register_error_handlers(app)
     app.register_blueprint(mango.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
+    app.register_blueprint(recordings.bp)
     return app
 
 

@@ -65,6 +65,15 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+def _responsible(record: CrmRecord | None) -> dict | None:
+    if record is None or record.responsible_mapped is None:
+        return None
+    if record.responsible_mapped:
+        return {"user_id": record.responsible_user_id, "mapped": True}
+    return {"user_id": None, "mapped": False,
+            "note": "the operator's extension is not mapped; the integration's own user owns the call"}
+
+
 def call_json(call: Call, *, with_history: bool = False) -> dict:
     record = call.crm_records[0] if call.crm_records else None
     data = {
@@ -89,6 +98,7 @@ def call_json(call: Call, *, with_history: bool = False) -> dict:
             "entity_id": record.entity_id if record else None,
             "attempts": record.attempts if record else 0,
             "last_error": record.last_error if record else None,
+            "responsible": _responsible(record),
         },
     }
     if with_history:

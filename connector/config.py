@@ -92,6 +92,7 @@ class Config:
     SURVEY_WAIT_SECONDS: int = 180
     MAX_BODY_BYTES: int = 64 * 1024
     WORKER_POLL_SECONDS: float = 1.0
+    WORKER_LEASE_SECONDS: float = 60.0
     LOG_LEVEL: str = "INFO"
 
     @classmethod
@@ -125,6 +126,12 @@ class Config:
             raise ConfigError(f"AMOCRM_RATE_LIMIT: must be positive, got {self.AMOCRM_RATE_LIMIT}")
         if self.SURVEY_WAIT_SECONDS < 0:
             raise ConfigError(f"SURVEY_WAIT_SECONDS: must not be negative, got {self.SURVEY_WAIT_SECONDS}")
+        if self.WORKER_LEASE_SECONDS < 1 or self.WORKER_POLL_SECONDS <= 0:
+            raise ConfigError("WORKER_LEASE_SECONDS: must be at least 1 (and WORKER_POLL_SECONDS positive)")
+        if self.CRM == "amocrm" and not (self.AMOCRM_LONG_LIVED_TOKEN or (
+                self.AMOCRM_CLIENT_ID and self.AMOCRM_CLIENT_SECRET and self.AMOCRM_REDIRECT_URI)):
+            raise ConfigError("AMOCRM_LONG_LIVED_TOKEN: set it, or AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET and "
+                              "AMOCRM_REDIRECT_URI for OAuth, when CRM=amocrm")
         if self.MAX_BODY_BYTES < 1024:
             raise ConfigError(f"MAX_BODY_BYTES: must be at least 1024, got {self.MAX_BODY_BYTES}")
         if not self.DATABASE_URL.split(":", 1)[0].startswith(("sqlite", "postgresql")):

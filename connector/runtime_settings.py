@@ -6,13 +6,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connector.models import RuntimeSettings, SettingsAudit
-from connector.threshold import Policy, policy_with_changes, validate_policy
+from connector.threshold import Policy, PolicyError, policy_with_changes, validate_policy
 
 GLOBAL = "global"
+USER_MAP = "amocrm_user_map"  # PBX extension -> amoCRM user id
 
 
-def _row(session: Session, initial: Policy, *, for_update: bool = False) -> RuntimeSettings:
-    query = select(RuntimeSettings).where(RuntimeSettings.scope == GLOBAL)
+def _row(session: Session, initial: dict, *, scope: str = GLOBAL, for_update: bool = False) -> RuntimeSettings:
+    query = select(RuntimeSettings).where(RuntimeSettings.scope == scope)
     if for_update:
         query = query.with_for_update()
     row = session.scalars(query).first()
@@ -20,7 +21,7 @@ def _row(session: Session, initial: Policy, *, for_update: bool = False) -> Runt
         # First use: seed from the environment. A concurrent seeder may win; then read theirs.
         try:
             with session.begin_nested():
-                row = RuntimeSettings(scope=GLOBAL, values=initial.as_dict())
+                row = RuntimeSettings(scope=scope, values=initial)
                 session.add(row)
         except IntegrityError:
             row = session.scalars(query).one()
@@ -28,13 +29,13 @@ def _row(session: Session, initial: Policy, *, for_update: bool = False) -> Runt
 
 
 def current_policy(session: Session, initial: Policy) -> Policy:
-    values = {**initial.as_dict(), **_row(session, initial).values}
+    values = {**initial.as_dict(), **_row(session, initial.as_dict()).values}
     return validate_policy(Policy(**{k: v for k, v in values.items() if k in initial.as_dict()}))
 
 
 def update_policy(session: Session, initial: Policy, changes: dict, actor: str) -> Policy:
     """Validate and apply an admin's change (raises PolicyError); leaves an audit row."""
-    row = _row(session, initial, for_update=True)
+    row = _row(session, initial.as_dict(), for_update=True)
     before = current_policy(session, initial)
     after = policy_with_changes(before, changes)
     if after != before:
@@ -45,3 +46,20 @@ def update_policy(session: Session, initial: Policy, changes: dict, actor: str) 
 
 def audit_trail(session: Session, limit: int = 50) -> list[SettingsAudit]:
     return list(session.scalars(select(SettingsAudit).order_by(SettingsAudit.id.desc()).limit(limit)))
+
+
+def current_user_map(session: Session, initial: dict[str, int]) -> dict[str, int]:
+    return dict(_row(session, initial, scope=USER_MAP).values)
+
+
+def update_user_map(session: Session, initial: dict[str, int], new_map: object, actor: str) -> dict[str, int]:
+    """Replace the extension -> CRM user map (raises PolicyError when malformed); audited."""
+    if not isinstance(new_map, dict) or not all(
+            isinstance(k, str) and k.strip() and type(v) is int and v > 0 for k, v in new_map.items()):
+        raise PolicyError(USER_MAP, 'expected an object of "extension": positive user id')
+    row = _row(session, initial, scope=USER_MAP, for_update=True)
+    before = dict(row.values)
+    if new_map != before:
+        row.values = dict(new_map)
+        session.add(SettingsAudit(scope=USER_MAP, actor=actor, before=before, after=dict(new_map)))
+    return dict(new_map)

@@ -10,9 +10,11 @@ from flask import Blueprint, current_app, request, url_for
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from connector.crm.account import pause_state
 from connector.calls import CallFilter, call_json, find_calls, get_call
 from connector.ingest import ingest_api_score
-from connector.runtime_settings import audit_trail, current_policy, update_policy
+from connector.runtime_settings import (USER_MAP, audit_trail, current_policy, current_user_map, update_policy,
+                                       update_user_map)
 from connector.threshold import REFUSED, PolicyError
 from webhooks.errors import ApiError
 
@@ -161,25 +163,35 @@ def show_call(call_id: str):
 
 # --- runtime settings ------------------------------------------------------
 
+def _settings_json(policy, user_map: dict) -> dict:
+    return {**policy.as_dict(), USER_MAP: user_map}
+
+
 @bp.get("/settings")
 @require_token
 def get_settings():
+    initial = services().ingest.initial_policy
     with services().db.transaction() as session:
-        return current_policy(session, services().ingest.initial_policy).as_dict()
+        return _settings_json(current_policy(session, initial),
+                              current_user_map(session, services().config.AMOCRM_USER_MAP))
 
 
 @bp.put("/settings")
 @require_token
 def put_settings():
+    """Change some settings: any policy field, and `amocrm_user_map` (replaced whole)."""
     changes = _json_body()
     if not isinstance(changes, dict) or not changes:
         raise ApiError(400, "expected a JSON object of settings to change")
+    initial_map = services().config.AMOCRM_USER_MAP
     with services().db.transaction() as session:
         try:
+            user_map = (update_user_map(session, initial_map, changes.pop(USER_MAP), actor="admin token")
+                        if USER_MAP in changes else current_user_map(session, initial_map))
             policy = update_policy(session, services().ingest.initial_policy, changes, actor="admin token")
         except PolicyError as exc:
             raise ApiError(422, str(exc)) from None
-        return policy.as_dict()
+        return _settings_json(policy, user_map)
 
 
 @bp.get("/settings/audit")
@@ -193,8 +205,15 @@ def get_settings_audit():
 
 @health_bp.get("/healthz")
 def healthz():
+    """200 while the database answers; a paused CRM account is reported, not hidden."""
+    crm = services().config.CRM
     try:
         services().db.ping()
+        paused, reason, since = pause_state(services().db, crm) if crm != "none" else (False, None, None)
     except Exception:  # any database failure means unhealthy, never a 500
         raise ApiError(503, "database unavailable") from None
-    return {"status": "ok"}
+    body = {"status": "ok", "crm": {"name": crm, "paused": paused}}
+    if paused:
+        body["status"] = "degraded"
+        body["crm"].update(reason=reason, since=since.isoformat() if since else None)
+    return body

@@ -181,3 +181,36 @@ def parse(kind: str, json_text: str) -> InboundMessage:
         event = None
         key = hashlib.sha256(json_text.encode()).hexdigest()
     return InboundMessage(kind, key, d.get("entry_id"), json_text, event)
+
+
+class RecordingUnavailable(Exception):
+    """The PBX has no playable file for this recording (yet): `not_found` tells which."""
+
+    def __init__(self, message: str, *, not_found: bool):
+        super().__init__(message)
+        self.not_found = not_found
+
+
+def fresh_recording_link(api_url: str, api_key: str, salt: str, recording_id: str, *, action: str = "play",
+                         session=None) -> str:
+    """Ask the PBX for a temporary, single-use link to a recording (never store it)."""
+    import requests
+
+    http = session or requests
+    form = signed_form(api_key, salt, {"recording_id": recording_id, "action": action})
+    try:
+        response = http.post(api_url.rstrip("/") + "/queries/recording/post", data=form, timeout=(5, 20),
+                             allow_redirects=False)
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        raise RecordingUnavailable(f"PBX unreachable: {type(exc).__name__}", not_found=False) from None
+    if response.status_code in (301, 302, 303, 307) and response.headers.get("Location"):
+        return response.headers["Location"]
+    code = None
+    try:
+        code = int(response.json().get("code"))
+    except (ValueError, AttributeError, TypeError):
+        pass
+    if code is not None and 3300 <= code < 3400:
+        raise RecordingUnavailable(f"the PBX has no file for this recording yet (code {code})", not_found=True)
+    raise RecordingUnavailable(f"PBX answered {response.status_code}" + (f" (code {code})" if code else ""),
+                               not_found=False)

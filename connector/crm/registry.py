@@ -1,0 +1,32 @@
+"""Builds the CRM adapter named by the CRM setting. Add a CRM here, nowhere else."""
+from __future__ import annotations
+
+import logging
+
+from connector.crm.account import OAuthTokens, SharedRateLimiter
+from connector.crm.amocrm import AmoCrm, StaticToken
+from connector.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def _amocrm(config, db: Database, *, session=None):
+    limiter = SharedRateLimiter(db, "amocrm", config.AMOCRM_RATE_LIMIT)
+    if config.AMOCRM_LONG_LIVED_TOKEN:
+        tokens = StaticToken(config.AMOCRM_LONG_LIVED_TOKEN)
+    else:
+        tokens = OAuthTokens(db, "amocrm", base_url=config.AMOCRM_BASE_URL, client_id=config.AMOCRM_CLIENT_ID,
+                             client_secret=config.AMOCRM_CLIENT_SECRET, redirect_uri=config.AMOCRM_REDIRECT_URI,
+                             secret_key=config.SECRET_KEY, wait_turn=limiter.wait_turn, http=session)
+        if not tokens.has_tokens() and config.AMOCRM_AUTH_CODE:
+            tokens.exchange_code(config.AMOCRM_AUTH_CODE)
+    adapter = AmoCrm(config.AMOCRM_BASE_URL, tokens, limiter.wait_turn, session=session,
+                     score_field_id=config.AMOCRM_SCORE_FIELD_ID)
+    return adapter, limiter
+
+
+BUILDERS = {"amocrm": _amocrm}
+
+
+def build(config, db: Database, **options):
+    return BUILDERS[config.CRM](config, db, **options)

@@ -1,0 +1,336 @@
+"""The delivery worker: claim a batch of due jobs, send it through the CRM adapter, record the outcome.
+
+Outcomes, per item:
+- done: the effect is in the CRM; follow-up jobs (tags after the call, etc.) are planned;
+- transient failure: retried with exponential backoff and jitter for about 24 h, then dead;
+- permanent failure: dead at once, with the CRM's detail; `connector deliveries replay` revives it;
+- account blocked (402/403, lost authorization): the whole account pauses, nothing is counted.
+A job whose request may have gone out before a crash or timeout is looked up in the CRM first.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from connector import outbox
+from connector.crm import (AccountBlocked, CallItem, ContactItem, CrmAdapter, CrmError, ItemResult, NoteItem,
+                           PermanentError, TagItem, TransientError)
+from connector.crm.account import SharedRateLimiter, pause, pause_state, resume
+from connector.db import Database
+from connector.links import recording_link
+from connector.models import Call, CrmRecord, DeliveryJob, Score
+from connector.outbox import CONTACT, DEAD, DONE, LOG_CALL, NOTE, PENDING, TAGS, UNMATCHED, WAITING
+from connector.runtime_settings import current_policy, current_user_map
+from connector.threshold import Policy
+
+log = logging.getLogger(__name__)
+
+RETRY_HORIZON = timedelta(hours=24)
+# 30 s, 1 min, 2 min, ... capped at 1 h, each with up to 30 s of jitter: ~30 tries in 24 h.
+BACKOFF = wait_exponential_jitter(initial=30, max=3600, jitter=30)
+DOUBT_MARGIN = 300  # seconds before a doubtful send to search the CRM from
+
+
+def backoff_seconds(attempt: int) -> float:
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    return BACKOFF(state)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    delivery: outbox.DeliveryOptions
+    initial_policy: Policy
+    initial_user_map: dict
+    public_base_url: str
+    secret_key: str
+    create_contacts: bool = True
+    lease_seconds: float = 60.0
+    poll_seconds: float = 1.0
+    probe_seconds: float = 300.0
+
+
+@dataclass
+class Work:
+    """One claimed job with what sending it needs, read inside the claim transaction."""
+
+    job_id: int
+    kind: str
+    in_doubt_since: datetime | None
+    call_id: int
+    entry_id: str
+    item: object = None
+    score_value: int | None = None
+    responsible: tuple[int | None, bool] = (None, False)
+    extra: dict = field(default_factory=dict)
+
+
+def _phone(number: str | None) -> str:
+    digits = re.sub(r"\D", "", number or "")
+    return f"+{digits}" if len(digits) >= 10 else (number or "")
+
+
+class DeliveryWorker:
+    def __init__(self, db: Database, adapter: CrmAdapter, opts: WorkerOptions, *,
+                 limiter: SharedRateLimiter | None = None, owner: str | None = None):
+        self.db, self.adapter, self.opts, self.limiter = db, adapter, opts, limiter
+        self.crm = opts.delivery.crm
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._last_probe = 0.0
+
+    # --- loop -------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        log.info("delivery worker %s started for %s", self.owner, self.crm)
+        while not stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:  # never let one bad batch kill the worker; the lease brings jobs back
+                log.exception("delivery batch failed")
+                busy = 0
+            if not busy:
+                stop.wait(self.opts.poll_seconds)
+        log.info("delivery worker %s stopped", self.owner)
+
+    def run_once(self) -> int:
+        """Process one batch; returns how many jobs it claimed (0: idle or paused)."""
+        paused, _reason, _at = pause_state(self.db, self.crm)
+        if paused:
+            self._probe()
+            return 0
+        work = self._claim()
+        if not work:
+            return 0
+        kind = work[0].kind
+        try:
+            work = self._settle_doubts(kind, work)
+            results = self._send(kind, [w.item for w in work]) if work else []
+        except AccountBlocked as exc:
+            pause(self.db, self.crm, exc.message)
+            self._release(work)
+            return len(work)
+        except TransientError as exc:
+            self._record(work, [exc] * len(work))
+            return len(work)
+        except PermanentError as exc:
+            self._record(work, [ItemResult(False, error=exc.message)] * len(work))
+            return len(work)
+        self._record(work, results)
+        return len(work)
+
+    def _probe(self) -> None:
+        if time.monotonic() - self._last_probe < self.opts.probe_seconds:
+            return
+        self._last_probe = time.monotonic()
+        try:
+            self.adapter.probe()
+        except CrmError as exc:
+            log.warning("%s still paused; probe failed: %s", self.crm, exc.message)
+            return
+        resume(self.db, self.crm)
+
+    # --- claim and build items ---------------------------------------------
+    def _claim(self) -> list[Work]:
+        with self.db.transaction() as s:
+            jobs = outbox.claim(s, self.crm, self.owner, limit=self.adapter.max_batch,
+                                lease_seconds=self.opts.lease_seconds, skip_locked=self.db.is_postgres)
+            if not jobs:
+                return []
+            policy = current_policy(s, self.opts.initial_policy)
+            user_map = current_user_map(s, self.opts.initial_user_map)
+            now = datetime.now(timezone.utc)
+            work = []
+            for job in jobs:
+                w = Work(job.id, job.kind, job.sent_at, job.call_id, job.call.entry_id)
+                job.sent_at = now  # from here on, a crash leaves the outcome in doubt
+                self._build(s, job, w, policy, user_map)
+                work.append(w)
+            return work
+
+    def _build(self, s, job: DeliveryJob, w: Work, policy: Policy, user_map: dict) -> None:
+        call: Call = job.call
+        record = self._record_row(s, call.id)
+        user_id = user_map.get(call.operator_extension or "")
+        w.responsible = (user_id, user_id is not None)
+        if job.kind == LOG_CALL:
+            score = outbox.score_in_force(s, call)
+            text = policy.score_text(score.value) if score is not None and score.record else None
+            w.score_value = score.value if text else None
+            link = (recording_link(self.opts.public_base_url, self.opts.secret_key, call.entry_id)
+                    if call.recording_id else None)
+            w.item = CallItem(entry_id=call.entry_id, direction=call.direction or "inbound",
+                              phone=_phone(call.customer_phone), duration=call.talk_seconds or 0,
+                              started_at=int(call.created_at.timestamp()) if call.created_at else None,
+                              score_text=text, recording_link=link, responsible_user_id=user_id,
+                              answered=call.entry_result == 1)
+        elif job.kind == CONTACT:
+            phone = _phone(call.customer_phone)
+            w.item = ContactItem(phone=phone, name=phone, responsible_user_id=user_id)
+        elif job.kind in (NOTE, TAGS):
+            score = s.get(Score, job.score_id) if job.score_id else None
+            w.score_value = score.value if score else None
+            entity = (record.entity_type, record.entity_id) if record and record.entity_id else (None, None)
+            if job.kind == NOTE:
+                w.item = NoteItem(entity[0] or "", entity[1] or 0, policy.score_text(w.score_value),
+                                  responsible_user_id=user_id)
+                w.extra["phone"] = _phone(call.customer_phone)
+            else:
+                field = (self.opts.delivery.score_field_id, w.score_value) if self.opts.delivery.score_field_id \
+                    else None
+                w.item = TagItem(entity[0] or "", entity[1] or 0,
+                                 add=(score.tag,) if score and score.tag else (),
+                                 remove=(score.tag_to_remove,) if score and score.tag_to_remove else (),
+                                 score_field=field)
+
+    def _record_row(self, s, call_id: int) -> CrmRecord | None:
+        return s.scalars(select(CrmRecord).where(CrmRecord.call_id == call_id, CrmRecord.crm == self.crm)).first()
+
+    # --- doubts: look before sending twice ----------------------------------
+    def _settle_doubts(self, kind: str, work: list[Work]) -> list[Work]:
+        """Jobs whose earlier request may have reached the CRM are looked up, not re-sent."""
+        doubtful = [w for w in work if w.in_doubt_since is not None]
+        if not doubtful or kind == TAGS:  # a tag change is idempotent: just send it again
+            return self._resolve_entities(kind, work)
+        since = int(min(w.in_doubt_since for w in doubtful).timestamp()) - DOUBT_MARGIN
+        settled: dict[int, ItemResult] = {}
+        if kind == LOG_CALL:
+            found = self.adapter.find_logged_calls([w.entry_id for w in doubtful], since)
+            settled = {w.job_id: found[w.entry_id] for w in doubtful if w.entry_id in found}
+        elif kind == CONTACT:
+            for w in doubtful:
+                hit = self.adapter.find_entity_by_phone(w.item.phone)
+                if hit:
+                    settled[w.job_id] = hit
+        elif kind == NOTE:
+            for w in doubtful:
+                if w.item.entity_id and self.adapter.find_note(w.item, since):
+                    settled[w.job_id] = ItemResult(True, w.item.entity_type, w.item.entity_id)
+        if settled:
+            log.info("%d %s job(s) were already applied before a crash or timeout; not re-sent",
+                     len(settled), kind)
+            done = [w for w in work if w.job_id in settled]
+            self._record(done, [settled[w.job_id] for w in done])
+        return self._resolve_entities(kind, [w for w in work if w.job_id not in settled])
+
+    def _resolve_entities(self, kind: str, work: list[Work]) -> list[Work]:
+        """A note with no known entity (AMOCRM_LOG_CALLS=false) first finds it by phone."""
+        if kind != NOTE:
+            return work
+        ready, unmatched = [], []
+        for w in work:
+            if not w.item.entity_id:
+                hit = self.adapter.find_entity_by_phone(w.extra["phone"])
+                if hit is None:
+                    unmatched.append(w)
+                    continue
+                w.item = NoteItem(hit.entity_type, hit.entity_id, w.item.text, w.item.responsible_user_id)
+                w.extra["entity"] = (hit.entity_type, hit.entity_id)
+            ready.append(w)
+        if unmatched:
+            self._record(unmatched, [ItemResult(False, unmatched=True, error="no contact has this phone")]
+                         * len(unmatched))
+        return ready
+
+    def _send(self, kind: str, items: list) -> list[ItemResult]:
+        send = {LOG_CALL: self.adapter.log_calls, CONTACT: self.adapter.create_contacts,
+                NOTE: self.adapter.add_notes, TAGS: self.adapter.update_tags}[kind]
+        return send(items)
+
+    # --- outcomes -------------------------------------------------------------
+    def _release(self, work: list[Work]) -> None:
+        """The account is paused: hand the jobs back untouched, not counting this attempt."""
+        with self.db.transaction() as s:
+            for w in work:
+                job = s.get(DeliveryJob, w.job_id)
+                job.attempts = max(0, job.attempts - 1)
+                job.lease_owner = job.lease_until = None
+                job.sent_at = w.in_doubt_since
+
+    def _record(self, work: list[Work], outcomes: list) -> None:
+        if not work:
+            return
+        with self.db.transaction() as s:
+            now = datetime.now(timezone.utc)
+            touched: set[int] = set()
+            for w, outcome in zip(work, outcomes):
+                job = s.get(DeliveryJob, w.job_id, with_for_update=True)
+                if job is None or job.lease_owner != self.owner:
+                    continue  # our lease ran out and another worker took the job over
+                job.lease_owner = job.lease_until = None
+                if isinstance(outcome, TransientError):
+                    self._retry_later(job, outcome, now)
+                elif outcome.ok:
+                    self._done(s, job, w, outcome, now)
+                elif outcome.extra.get("retry"):
+                    job.status, job.not_before, job.sent_at = PENDING, now, None
+                    job.attempts = max(0, job.attempts - 1)
+                elif outcome.unmatched:
+                    self._unmatched(s, job, outcome, now)
+                else:
+                    job.status, job.last_error = DEAD, outcome.error
+                    log.error("%s job %s dead: %s", self.crm, job.key, outcome.error)
+                touched.add(job.call_id)
+            for call_id in touched:
+                record = self._record_row(s, call_id)
+                if record is not None:
+                    outbox.refresh_record(s, record)
+
+    def _retry_later(self, job: DeliveryJob, exc: TransientError, now: datetime) -> None:
+        job.first_failed_at = job.first_failed_at or now
+        job.last_error = exc.message
+        if not exc.maybe_applied:
+            job.sent_at = None
+        if exc.retry_after and self.limiter:
+            self.limiter.hold(exc.retry_after)  # every worker waits, not just this one
+        if now - job.first_failed_at >= RETRY_HORIZON:
+            job.status = DEAD
+            job.last_error = f"gave up after {job.attempts} attempts over 24 h: {exc.message}"
+            log.error("%s job %s dead: %s", self.crm, job.key, job.last_error)
+            return
+        delay = max(exc.retry_after or 0.0, backoff_seconds(job.attempts))
+        job.not_before = now + timedelta(seconds=delay)
+
+    def _done(self, s, job: DeliveryJob, w: Work, result: ItemResult, now: datetime) -> None:
+        job.status, job.last_error, job.sent_at = DONE, None, None
+        job.result = {"entity_type": result.entity_type, "entity_id": result.entity_id, **result.extra}
+        call = s.get(Call, job.call_id)
+        record = self._record_row(s, job.call_id)
+        if job.kind in (LOG_CALL, CONTACT) or (job.kind == NOTE and "entity" in w.extra):
+            record.entity_type, record.entity_id = result.entity_type, result.entity_id
+        if job.kind == LOG_CALL:
+            record.logged_at = now
+            record.written_score = w.score_value
+            record.responsible_user_id, record.responsible_mapped = w.responsible
+        elif job.kind == NOTE:
+            record.written_score = w.score_value
+            record.logged_at = record.logged_at if self.opts.delivery.log_calls else now
+        elif job.kind == CONTACT:
+            # The caller exists now: send what waited for the contact.
+            for waiting in s.scalars(select(DeliveryJob).where(DeliveryJob.call_id == job.call_id,
+                                                               DeliveryJob.crm == self.crm,
+                                                               DeliveryJob.status == WAITING)):
+                waiting.status, waiting.not_before, waiting.sent_at = PENDING, now, None
+        outbox.plan(s, self.opts.delivery, call, record)
+
+    def _unmatched(self, s, job: DeliveryJob, result: ItemResult, now: datetime) -> None:
+        contact_key = f"{job.call.entry_id}:{CONTACT}"
+        contact = s.scalars(select(DeliveryJob).where(DeliveryJob.crm == self.crm,
+                                                      DeliveryJob.key == contact_key)).first()
+        if self.opts.create_contacts and contact is None:
+            s.add(DeliveryJob(crm=self.crm, key=contact_key, kind=CONTACT, call_id=job.call_id, status=PENDING,
+                              not_before=now, attempts=0))
+            job.status, job.sent_at = WAITING, None
+            job.last_error = f"{result.error}: creating a contact"
+            return
+        job.status, job.last_error = UNMATCHED, result.error
+        if not self.opts.create_contacts:
+            job.last_error += " (AMOCRM_CREATE_CONTACTS is off)"

@@ -1,0 +1,324 @@
+"""A fake amoCRM API v4, served over real HTTP in the tests.
+
+It behaves as the documentation describes: calls match contacts by phone (and are
+dropped when none matches), request_id is echoed, tags change through
+tags_to_add/tags_to_delete, notes are listed with filters, more than 7 requests
+in any second get 429, expired access tokens get 401, and refresh tokens rotate
+(a used one is refused). Failures can be injected: statuses, slow answers, an
+effect applied but its answer lost, and a 403 block.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from flask import Flask, jsonify, request
+
+ENTITIES = ("leads", "contacts", "companies", "customers")
+
+
+def digits(value) -> str:
+    return re.sub(r"\D", "", str(value or ""))
+
+
+@dataclass
+class Injected:
+    """A failure for the next matching request. `action`: an HTTP status, `slow` (answers after
+    `seconds`), or `lost` (applies the effect, then answers 504 as if the reply was lost)."""
+
+    action: int | str
+    path: str = ""  # prefix of the request path; "" matches any
+    method: str = ""
+    seconds: float = 0.0
+    times: int = 1
+
+
+@dataclass
+class FakeAmo:
+    rate_limit: int = 7
+    client_id: str = "client-id"
+    client_secret: str = "client-secret"
+    redirect_uri: str = "https://connector.example/oauth"
+    long_lived_token: str | None = None
+    contacts: dict = field(default_factory=dict)  # id -> {"name", "phones", "tags", "fields", "responsible"}
+    leads: dict = field(default_factory=dict)  # id -> {"contact_id", "tags", "fields"}
+    notes: list = field(default_factory=list)
+    calls: list = field(default_factory=list)
+    requests: list = field(default_factory=list)  # (monotonic time, method, path, status)
+    injected: list = field(default_factory=list)
+    blocked: bool = False
+    auth_codes: set = field(default_factory=set)
+    access_tokens: dict = field(default_factory=dict)  # token -> valid
+    refresh_tokens: dict = field(default_factory=dict)  # token -> valid
+    refreshes: int = 0
+
+    def __post_init__(self):
+        self.lock = threading.RLock()
+        self.ids = itertools.count(1000)
+        self._window: deque = deque()
+
+    # --- set-up helpers for tests -----------------------------------------------------
+    def add_contact(self, phone: str, name: str = "Клиент", *, open_lead: bool = False) -> int:
+        with self.lock:
+            contact_id = next(self.ids)
+            self.contacts[contact_id] = {"name": name, "phones": [digits(phone)], "tags": [], "fields": {},
+                                         "responsible": None}
+            if open_lead:
+                self.leads[next(self.ids)] = {"contact_id": contact_id, "tags": [], "fields": {}}
+            return contact_id
+
+    def new_auth_code(self) -> str:
+        code = secrets.token_hex(8)
+        self.auth_codes.add(code)
+        return code
+
+    def expire_access_tokens(self) -> None:
+        with self.lock:
+            self.access_tokens = {t: False for t in self.access_tokens}
+
+    def inject(self, action, path: str = "", method: str = "", seconds: float = 0.0, times: int = 1) -> None:
+        with self.lock:
+            self.injected.append(Injected(action, path, method, seconds, times))
+
+    def entity(self, entity_type: str, entity_id: int) -> dict | None:
+        return {"contacts": self.contacts, "leads": self.leads}.get(entity_type, {}).get(entity_id)
+
+    def calls_by_uniq(self, uniq: str) -> list:
+        return [c for c in self.calls if c["uniq"] == uniq]
+
+    def max_requests_in_any_second(self) -> int:
+        times = sorted(t for t, m, p, s in self.requests if p.startswith("/api/") or p.startswith("/oauth"))
+        best, start = 0, 0
+        for end in range(len(times)):
+            while times[end] - times[start] >= 1.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    # --- internals -------------------------------------------------------------------
+    def _over_limit(self, now: float) -> bool:
+        while self._window and now - self._window[0] >= 1.0:
+            self._window.popleft()
+        self._window.append(now)
+        return len(self._window) > self.rate_limit
+
+    def _take_injection(self, method: str, path: str) -> Injected | None:
+        for item in self.injected:
+            if path.startswith(item.path) and (not item.method or item.method == method):
+                item.times -= 1
+                if item.times <= 0:
+                    self.injected.remove(item)
+                return item
+        return None
+
+    def _token_ok(self, header: str) -> bool:
+        token = header.removeprefix("Bearer ").strip()
+        if self.long_lived_token and secrets.compare_digest(token, self.long_lived_token):
+            return True
+        return self.access_tokens.get(token, False)
+
+    def _issue_tokens(self) -> dict:
+        access, refresh = secrets.token_hex(16), secrets.token_hex(16)
+        self.access_tokens[access] = True
+        self.refresh_tokens[refresh] = True
+        return {"token_type": "Bearer", "expires_in": 86400, "access_token": access, "refresh_token": refresh}
+
+    def _match(self, phone: str) -> tuple[str, int] | None:
+        wanted = digits(phone)
+        for contact_id, contact in self.contacts.items():
+            if wanted and wanted in contact["phones"]:
+                open_leads = [lid for lid, lead in self.leads.items() if lead["contact_id"] == contact_id]
+                if len(open_leads) == 1:
+                    return "leads", open_leads[0]
+                return "contacts", contact_id
+        return None
+
+
+def create_fake_app(fake: FakeAmo) -> Flask:
+    app = Flask("fake_amocrm")
+
+    def error(status: int, title: str, **extra):
+        response = jsonify({"title": title, "status": status, "detail": title, **extra})
+        response.status_code = status
+        return response
+
+    @app.before_request
+    def gatekeeper():
+        now = time.monotonic()
+        with fake.lock:
+            if fake._over_limit(now):
+                return error(429, "Too Many Requests")
+            if fake.blocked:
+                return error(403, "Account blocked")
+            injected = fake._take_injection(request.method, request.path)
+        request.environ["fake.injected"] = injected
+        if injected and injected.action == "slow":
+            time.sleep(injected.seconds)
+        elif injected and isinstance(injected.action, int):
+            return error(injected.action, "Injected failure")
+        if request.path.startswith("/api/") and not fake._token_ok(request.headers.get("Authorization", "")):
+            return error(401, "Unauthorized")
+        return None
+
+    @app.after_request
+    def record(response):
+        injected = request.environ.get("fake.injected")
+        if injected and injected.action == "lost":
+            response = error(504, "Gateway Timeout")  # the effect happened; the answer did not arrive
+        with fake.lock:
+            fake.requests.append((time.monotonic(), request.method, request.path, response.status_code))
+        return response
+
+    @app.post("/oauth2/access_token")
+    def oauth():
+        body = request.get_json(silent=True) or {}
+        if (body.get("client_id"), body.get("client_secret")) != (fake.client_id, fake.client_secret):
+            return error(401, "invalid client")
+        with fake.lock:
+            if body.get("grant_type") == "authorization_code" and body.get("code") in fake.auth_codes:
+                fake.auth_codes.discard(body["code"])
+                return jsonify(fake._issue_tokens())
+            if body.get("grant_type") == "refresh_token" and fake.refresh_tokens.get(body.get("refresh_token")):
+                fake.refresh_tokens[body["refresh_token"]] = False  # rotation: the old one is spent
+                fake.refreshes += 1
+                return jsonify(fake._issue_tokens())
+        return error(400, "invalid_grant")
+
+    @app.get("/api/v4/account")
+    def account():
+        return jsonify({"id": 1, "name": "fake", "subdomain": "fake"})
+
+    @app.post("/api/v4/calls")
+    def add_calls():
+        body = request.get_json(silent=True)
+        if not isinstance(body, list):
+            return error(400, "Bad Request")
+        created, errors = [], []
+        with fake.lock:
+            for index, call in enumerate(body):
+                request_id = call.get("request_id", str(index))
+                missing = [f for f in ("direction", "duration", "source", "phone") if f not in call]
+                if missing:
+                    return error(400, "Bad Request", **{"validation-errors": [
+                        {"request_id": request_id, "errors": [{"code": "NotBlank", "path": m,
+                                                                "detail": "This value should not be blank."}
+                                                               for m in missing]}]})
+                target = fake._match(call["phone"])
+                if target is None:
+                    errors.append({"request_id": request_id, "status": 264, "title": "Entity not found"})
+                    continue
+                entity_type, entity_id = target
+                note_id = next(fake.ids)
+                note_type = "call_in" if call["direction"] == "inbound" else "call_out"
+                params = {k: call.get(k) for k in ("uniq", "duration", "source", "link", "phone", "call_result",
+                                                   "call_status")}
+                fake.notes.append({"id": note_id, "entity_type": entity_type, "entity_id": entity_id,
+                                   "note_type": note_type, "params": params, "updated_at": int(time.time()),
+                                   "responsible_user_id": call.get("responsible_user_id")})
+                fake.calls.append({**call, "entity_type": entity_type, "entity_id": entity_id})
+                created.append({"id": note_id, "entity_id": entity_id, "entity_type": entity_type,
+                                "request_id": request_id})
+        return jsonify({"_total_items": len(created), "_embedded": {"calls": created, "errors": errors}})
+
+    @app.get("/api/v4/contacts")
+    def find_contacts():
+        query = digits(request.args.get("query"))
+        with fake.lock:
+            found = [{"id": cid, "name": c["name"]} for cid, c in fake.contacts.items()
+                     if query and any(query in p for p in c["phones"])]
+        if not found:
+            return "", 204
+        return jsonify({"_embedded": {"contacts": found[: int(request.args.get("limit", 50))]}})
+
+    @app.post("/api/v4/contacts")
+    def add_contacts():
+        body = request.get_json(silent=True)
+        if not isinstance(body, list):
+            return error(400, "Bad Request")
+        created = []
+        with fake.lock:
+            for index, contact in enumerate(body):
+                phones = [digits(v["value"]) for f in contact.get("custom_fields_values") or []
+                          if f.get("field_code") == "PHONE" for v in f.get("values") or []]
+                contact_id = next(fake.ids)
+                fake.contacts[contact_id] = {"name": contact.get("name", ""), "phones": phones, "tags": [],
+                                             "fields": {}, "responsible": contact.get("responsible_user_id")}
+                created.append({"id": contact_id, "request_id": contact.get("request_id", str(index))})
+        return jsonify({"_embedded": {"contacts": created}})
+
+    @app.patch("/api/v4/<entity_type>")
+    def patch_entities(entity_type):
+        body = request.get_json(silent=True)
+        if entity_type not in ENTITIES or not isinstance(body, list):
+            return error(400, "Bad Request")
+        with fake.lock:
+            for index, row in enumerate(body):
+                if "_embedded" in row:
+                    return error(400, "the connector must not replace the whole tag set")
+                entity = fake.entity(entity_type, row.get("id"))
+                if entity is None:
+                    return error(400, "Bad Request", **{"validation-errors": [
+                        {"request_id": str(index), "errors": [{"code": "NotFound", "path": "id",
+                                                               "detail": "Entity not found"}]}]})
+            updated = []
+            for row in body:
+                entity = fake.entity(entity_type, row["id"])
+                for tag in row.get("tags_to_add") or []:
+                    if tag["name"] not in entity["tags"]:
+                        entity["tags"].append(tag["name"])
+                for tag in row.get("tags_to_delete") or []:
+                    if tag["name"] in entity["tags"]:
+                        entity["tags"].remove(tag["name"])
+                for cf in row.get("custom_fields_values") or []:
+                    entity["fields"][cf["field_id"]] = cf["values"][0]["value"]
+                updated.append({"id": row["id"]})
+        return jsonify({"_embedded": {entity_type: updated}})
+
+    @app.post("/api/v4/<entity_type>/notes")
+    def add_notes(entity_type):
+        body = request.get_json(silent=True)
+        if entity_type not in ENTITIES or not isinstance(body, list):
+            return error(400, "Bad Request")
+        created = []
+        with fake.lock:
+            for index, note in enumerate(body):
+                if fake.entity(entity_type, note.get("entity_id")) is None:
+                    return error(400, "Bad Request", **{"validation-errors": [
+                        {"request_id": note.get("request_id", str(index)),
+                         "errors": [{"code": "NotFound", "path": "entity_id", "detail": "Entity not found"}]}]})
+            for index, note in enumerate(body):
+                note_id = next(fake.ids)
+                fake.notes.append({"id": note_id, "entity_type": entity_type, "entity_id": note["entity_id"],
+                                   "note_type": note.get("note_type"), "params": note.get("params") or {},
+                                   "updated_at": int(time.time())})
+                created.append({"id": note_id, "entity_id": note["entity_id"],
+                                "request_id": note.get("request_id", str(index))})
+        return jsonify({"_embedded": {"notes": created}})
+
+    def _list_notes(entity_type, entity_id=None):
+        types = request.args.getlist("filter[note_type][]") or request.args.getlist("filter[note_type]")
+        since = int(request.args.get("filter[updated_at][from]", 0))
+        limit, page = int(request.args.get("limit", 50)), int(request.args.get("page", 1))
+        with fake.lock:
+            rows = [n for n in fake.notes if n["entity_type"] == entity_type
+                    and (entity_id is None or n["entity_id"] == entity_id)
+                    and (not types or n["note_type"] in types) and n["updated_at"] >= since]
+        rows = rows[(page - 1) * limit: page * limit]
+        if not rows:
+            return "", 204
+        return jsonify({"_embedded": {"notes": rows}})
+
+    @app.get("/api/v4/<entity_type>/notes")
+    def list_notes(entity_type):
+        return _list_notes(entity_type)
+
+    @app.get("/api/v4/<entity_type>/<int:entity_id>/notes")
+    def list_entity_notes(entity_type, entity_id):
+        return _list_notes(entity_type, entity_id)
+
+    return app
