@@ -80,8 +80,6 @@ def plan(session: Session, opts: DeliveryOptions, call: Call, record: CrmRecord)
             log_job.not_before = now  # the score came: no need to wait any longer
         if record.logged_at is None:
             return  # the call is not in the CRM yet; what it carries is decided when it is sent
-    elif score is None or record.written_score == score.value:
-        return
 
     if score is None or not score.record:  # no score, or the feature was off when it came
         return

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 RETRY_HORIZON = timedelta(hours=24)
 # 30 s, 1 min, 2 min, ... capped at 1 h, each with up to 30 s of jitter: ~30 tries in 24 h.
-BACKOFF = wait_exponential_jitter(initial=30, max=3600, jitter=30)
+BACKOFF = wait_exponential_jitter(multiplier=30, max=3600, jitter=30)
 DOUBT_MARGIN = 300  # seconds before a doubtful send to search the CRM from
 
 
@@ -110,22 +110,20 @@ class DeliveryWorker:
         work = self._claim()
         if not work:
             return 0
-        kind = work[0].kind
+        kind, claimed = work[0].kind, len(work)
         try:
             work = self._settle_doubts(kind, work)
             results = self._send(kind, [w.item for w in work]) if work else []
         except AccountBlocked as exc:
             pause(self.db, self.crm, exc.message)
             self._release(work)
-            return len(work)
+            return claimed
         except TransientError as exc:
-            self._record(work, [exc] * len(work))
-            return len(work)
+            results = [exc] * len(work)
         except PermanentError as exc:
-            self._record(work, [ItemResult(False, error=exc.message)] * len(work))
-            return len(work)
+            results = [ItemResult(False, error=exc.message)] * len(work)
         self._record(work, results)
-        return len(work)
+        return claimed
 
     def _probe(self) -> None:
         if time.monotonic() - self._last_probe < self.opts.probe_seconds:

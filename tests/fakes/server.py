@@ -4,16 +4,17 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
-from waitress.server import create_server
+from werkzeug.serving import make_server
 
 
 @contextmanager
-def serving(app, threads: int = 8):
-    server = create_server(app, host="127.0.0.1", port=0, threads=threads, ident="fake")
-    thread = threading.Thread(target=server.run, daemon=True)
+def serving(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.effective_port}"
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
-        server.close()
+        server.shutdown()
+        server.server_close()
         thread.join(timeout=5)

@@ -1,0 +1,67 @@
+"""Shared set-up for delivery tests: a fake amoCRM over HTTP and a connector wired to it."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import update
+
+from app import build_worker, create_app
+from connector.models import DeliveryJob
+from tests.conftest import MangoPoster, make_config
+from tests.fakes.amocrm import FakeAmo, create_fake_app
+from tests.fakes.server import serving
+
+TOKEN = "long-lived-test-token"
+
+
+@contextmanager
+def connector_with_fake_amo(db_url: str, fake: FakeAmo | None = None, **overrides):
+    fake = fake or FakeAmo(long_lived_token=TOKEN)
+    with serving(create_fake_app(fake)) as amo_url:
+        settings = {"CRM": "amocrm", "AMOCRM_BASE_URL": amo_url, "SURVEY_WAIT_SECONDS": 0,
+                    "AMOCRM_USER_MAP": "101:5551", **overrides}
+        if "AMOCRM_CLIENT_ID" not in overrides:
+            settings.setdefault("AMOCRM_LONG_LIVED_TOKEN", TOKEN)
+        config = make_config(db_url, **settings)
+        app = create_app(config)
+        services = app.extensions["connector"]
+        worker = build_worker(config, services.db)
+        try:
+            yield Harness(app, services.db, worker, fake, amo_url)
+        finally:
+            services.db.dispose()
+
+
+class Harness:
+    def __init__(self, app, db, worker, fake, amo_url):
+        self.app, self.db, self.worker, self.fake, self.amo_url = app, db, worker, fake, amo_url
+        self.client = app.test_client()
+        self.post = MangoPoster(self.client)
+
+    def drain(self, max_rounds: int = 50, *, make_due: bool = False) -> None:
+        """Run the worker until nothing is due; `make_due` skips retry waits, as time passing would."""
+        for _ in range(max_rounds):
+            if make_due:
+                self.make_all_due()
+            if not self.worker.run_once():
+                return
+        raise AssertionError("worker did not become idle")
+
+    def make_all_due(self) -> None:
+        with self.db.transaction() as s:
+            s.execute(update(DeliveryJob).where(DeliveryJob.status == "pending")
+                      .values(not_before=datetime.now(timezone.utc) - timedelta(seconds=1)))
+
+    def call(self, call_id: str) -> dict:
+        from tests.conftest import ADMIN_TOKEN
+
+        response = self.client.get(f"/api/v1/calls/{call_id}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert response.status_code == 200, response.json
+        return response.json
+
+    def jobs(self) -> list[DeliveryJob]:
+        from sqlalchemy import select
+
+        with self.db.transaction() as s:
+            return list(s.scalars(select(DeliveryJob).order_by(DeliveryJob.id)))

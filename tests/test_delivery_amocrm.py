@@ -1,0 +1,339 @@
+"""Delivery to amoCRM through the outbox, against a fake amoCRM over real HTTP."""
+import logging
+import time
+
+import pytest
+
+from tests.conftest import dtmf, recording, summary
+from tests.delivery_helpers import TOKEN, connector_with_fake_amo
+from tests.fakes.amocrm import FakeAmo
+
+PHONE = "79001234567"
+
+
+@pytest.fixture
+def h(db_url, request):
+    overrides = getattr(request, "param", {})
+    with connector_with_fake_amo(db_url, **overrides) as harness:
+        yield harness
+
+
+def scored_call(h, entry_id="call-1", digits="3", *, extension="101", phone=PHONE):
+    assert h.post("events/dtmf", dtmf(entry_id, digits)).status_code == 200
+    assert h.post("events/recording", recording(entry_id, f"rec-{entry_id}")).status_code == 200
+    assert h.post("events/summary", summary(entry_id, extension=extension, customer=phone)).status_code == 200
+
+
+def test_low_score_call_is_logged_once_and_its_contact_tagged(h):
+    contact = h.fake.add_contact(PHONE)
+    scored_call(h)
+    h.drain()
+
+    [call] = h.fake.calls
+    assert call["uniq"] == "call-1" and call["direction"] == "inbound" and call["duration"] == 60
+    assert call["call_result"] == "Оценка качества: 3" and call["call_status"] == 4
+    assert call["phone"] == "+79001234567" and call["source"] == "post-call QA connector"
+    assert call["link"].startswith("http://127.0.0.1:8080/recordings/call-1?exp=")
+    assert (call["responsible_user_id"], call["call_responsible"]) == (5551, 5551)
+    assert h.fake.contacts[contact]["tags"] == ["Оценка 3"]
+
+    shown = h.call("call-1")["crm"]
+    assert (shown["status"], shown["entity_type"], shown["entity_id"]) == ("delivered", "contacts", contact)
+    assert shown["responsible"] == {"user_id": 5551, "mapped": True}
+
+
+def test_call_goes_to_the_single_open_lead_and_the_lead_is_tagged(h):
+    h.fake.add_contact(PHONE, open_lead=True)
+    scored_call(h, digits="2")
+    h.drain()
+    [(lead_id, lead)] = h.fake.leads.items()
+    assert lead["tags"] == ["Оценка 2"]
+    assert h.call("call-1")["crm"]["entity_type"] == "leads"
+
+
+def test_high_score_is_recorded_without_a_tag(h):
+    contact = h.fake.add_contact(PHONE)
+    scored_call(h, digits="10")
+    h.drain()
+    assert h.fake.calls[0]["call_result"] == "Оценка качества: 10"
+    assert h.fake.contacts[contact]["tags"] == []
+    assert not any(method == "PATCH" for _, method, _, _ in h.fake.requests)
+    assert h.call("call-1")["crm"]["status"] == "delivered"
+
+
+def test_a_score_after_the_call_was_logged_becomes_a_note_and_a_tag(h):
+    contact = h.fake.add_contact(PHONE)
+    h.post("events/summary", summary())
+    h.drain()
+    assert "call_result" not in h.fake.calls[0]  # logged without a score after the wait
+
+    h.post("events/dtmf", dtmf(digits="4"))
+    h.drain()
+    notes = [n for n in h.fake.notes if n["note_type"] == "common"]
+    assert [n["params"]["text"] for n in notes] == ["Оценка качества: 4"]
+    assert h.fake.contacts[contact]["tags"] == ["Оценка 4"]
+    assert len(h.fake.calls) == 1
+
+
+def test_unmapped_extension_falls_back_and_says_so(h):
+    h.fake.add_contact(PHONE)
+    scored_call(h, extension="199")
+    h.drain()
+    assert "responsible_user_id" not in h.fake.calls[0]
+    assert h.call("call-1")["crm"]["responsible"]["mapped"] is False
+
+
+def test_user_map_is_editable_through_settings(h):
+    from tests.conftest import ADMIN_TOKEN
+
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    response = h.client.put("/api/v1/settings", json={"amocrm_user_map": {"199": 7777}}, headers=auth)
+    assert response.status_code == 200 and response.json["amocrm_user_map"] == {"199": 7777}
+    bad = h.client.put("/api/v1/settings", json={"amocrm_user_map": {"199": "x"}}, headers=auth)
+    assert bad.status_code == 422 and "amocrm_user_map" in bad.json["error"]
+    h.fake.add_contact(PHONE)
+    scored_call(h, extension="199")
+    h.drain()
+    assert h.fake.calls[0]["responsible_user_id"] == 7777
+
+
+@pytest.mark.parametrize("h", [{"QA_LOCK_SCORE": "false"}], indirect=True)
+def test_a_replacing_score_swaps_the_tag_without_touching_others(h):
+    contact = h.fake.add_contact(PHONE)
+    h.fake.contacts[contact]["tags"] = ["VIP"]
+    scored_call(h, digits="3")
+    h.drain()
+    h.post("events/dtmf", dtmf(digits="5", seq=9))
+    h.drain()
+    assert h.fake.contacts[contact]["tags"] == ["VIP", "Оценка 5"]
+    patches = [p for _, m, p, _ in h.fake.requests if m == "PATCH"]
+    assert len(patches) == 2
+
+
+def test_unknown_caller_gets_a_contact_owned_by_the_operator(h):
+    scored_call(h, phone="79990001122")
+    h.drain()
+    [(contact_id, contact)] = h.fake.contacts.items()
+    assert contact["phones"] == ["79990001122"] and contact["responsible"] == 5551
+    assert h.fake.calls[0]["entity_id"] == contact_id and contact["tags"] == ["Оценка 3"]
+    assert h.call("call-1")["crm"]["status"] == "delivered"
+
+
+@pytest.mark.parametrize("h", [{"AMOCRM_CREATE_CONTACTS": "false"}], indirect=True)
+def test_unknown_caller_without_contact_creation_is_unmatched_and_replayable(h):
+    from connector import outbox
+
+    scored_call(h, phone="79990001122")
+    h.drain()
+    shown = h.call("call-1")["crm"]
+    assert shown["status"] == "unmatched" and "Entity not found" in shown["last_error"]
+    assert h.fake.calls == []
+
+    h.fake.add_contact("79990001122")
+    with h.db.transaction() as s:
+        for job_id in outbox.jobs_to_replay(s, "unmatched", None):
+            outbox.replay(s, job_id)
+    h.drain()
+    assert h.call("call-1")["crm"]["status"] == "delivered" and len(h.fake.calls) == 1
+
+
+@pytest.mark.parametrize("h", [{"AMOCRM_LOG_CALLS": "false"}], indirect=True)
+def test_when_another_integration_logs_calls_the_score_is_a_note(h):
+    contact = h.fake.add_contact(PHONE)
+    scored_call(h, digits="2")
+    h.drain()
+    assert h.fake.calls == []
+    notes = [n for n in h.fake.notes if n["note_type"] == "common"]
+    assert [(n["entity_id"], n["params"]["text"]) for n in notes] == [(contact, "Оценка качества: 2")]
+    assert h.fake.contacts[contact]["tags"] == ["Оценка 2"]
+
+
+@pytest.mark.parametrize("h", [{"AMOCRM_SCORE_FIELD_ID": "777"}], indirect=True)
+def test_score_field_is_written(h):
+    contact = h.fake.add_contact(PHONE)
+    scored_call(h, digits="9")
+    h.drain()
+    assert h.fake.contacts[contact]["fields"] == {777: 9} and h.fake.contacts[contact]["tags"] == []
+
+
+@pytest.mark.parametrize("h", [{"QA_ENABLED": "false"}], indirect=True)
+def test_feature_off_sends_nothing(h):
+    h.fake.add_contact(PHONE)
+    scored_call(h)
+    h.drain()
+    assert h.fake.requests == [] and h.call("call-1")["crm"]["status"] == "skipped"
+
+
+def test_internal_calls_are_not_delivered(h):
+    h.post("events/summary", summary(direction=0))
+    h.drain()
+    assert h.fake.requests == []
+
+
+def test_batches_hold_at_most_50_items(h):
+    for i in range(60):
+        phone = f"7900{i:07d}"
+        h.fake.add_contact(phone)
+        scored_call(h, f"c{i}", "2", phone=phone)
+    h.drain()
+    posts = [p for _, m, p, _ in h.fake.requests if m == "POST" and p == "/api/v4/calls"]
+    patches = [p for _, m, p, _ in h.fake.requests if m == "PATCH"]
+    assert (len(posts), len(patches)) == (2, 2)
+    assert len(h.fake.calls) == 60 and all(c["tags"] == ["Оценка 2"] for c in h.fake.contacts.values())
+
+
+def test_transient_errors_back_off_then_succeed(h):
+    h.fake.add_contact(PHONE)
+    h.fake.inject(500, path="/api/v4/calls")
+    h.fake.inject(429, path="/api/v4/calls")
+    scored_call(h)
+    h.worker.run_once()
+    [job] = h.jobs()
+    assert job.status == "pending" and "500" in job.last_error and job.not_before > job.updated_at
+    h.drain(make_due=True)
+    assert len(h.fake.calls) == 1
+    shown = h.call("call-1")["crm"]
+    assert shown["status"] == "delivered" and shown["attempts"] >= 3
+
+
+def test_validation_error_is_dead_at_once_with_the_detail_and_replayable(h):
+    from connector import outbox
+
+    h.fake.add_contact(PHONE)
+    scored_call(h)
+    h.fake.inject(400, path="/api/v4/calls")
+    h.drain()
+    shown = h.call("call-1")["crm"]
+    assert shown["status"] == "dead" and "400" in shown["last_error"] and shown["attempts"] == 1
+    with h.db.transaction() as s:
+        [job_id] = outbox.jobs_to_replay(s, "dead", None)
+        outbox.replay(s, job_id)
+    h.drain()
+    assert h.call("call-1")["crm"]["status"] == "delivered"
+
+
+def test_one_bad_item_fails_alone(h):
+    """A 400 naming one item of the batch kills that item only; the rest are delivered."""
+    from connector.crm import TagItem
+
+    h.fake.add_contact(PHONE)
+    good = h.fake.add_contact("79005550000")
+    results = h.worker.adapter.update_tags([TagItem("contacts", 999999, add=("Оценка 1",)),
+                                            TagItem("contacts", good, add=("Оценка 2",))])
+    assert [r.ok for r in results] == [False, False] and results[1].extra.get("retry")
+    assert "Entity not found" in results[0].error
+
+
+def test_blocked_account_pauses_everything_until_resumed(h):
+    from connector.crm.account import resume
+
+    h.fake.add_contact(PHONE)
+    scored_call(h)
+    h.fake.blocked = True
+    h.worker.run_once()
+    health = h.client.get("/healthz").json
+    assert health["status"] == "degraded" and health["crm"]["paused"] is True
+    assert "403" in health["crm"]["reason"]
+    sent = len(h.fake.requests)
+    h.worker.opts = h.worker.opts.__class__(**{**h.worker.opts.__dict__, "probe_seconds": 3600})
+    h.worker._last_probe = 1e18
+    for _ in range(3):
+        assert h.worker.run_once() == 0
+    assert len(h.fake.requests) == sent  # no hammering
+    [job] = h.jobs()
+    assert job.attempts == 0 and job.status == "pending"
+
+    h.fake.blocked = False
+    resume(h.db, "amocrm")
+    h.drain()
+    assert h.client.get("/healthz").json["status"] == "ok" and len(h.fake.calls) == 1
+
+
+def test_a_probe_resumes_a_paused_account(h):
+    from connector.crm.account import pause
+
+    pause(h.db, "amocrm", "test pause")
+    h.worker._last_probe = 0
+    h.worker.run_once()
+    assert h.client.get("/healthz").json["crm"]["paused"] is False
+
+
+def test_lost_answer_is_looked_up_not_sent_twice(h):
+    contact = h.fake.add_contact(PHONE)
+    h.fake.inject("lost", path="/api/v4/calls", method="POST")
+    scored_call(h)
+    h.worker.run_once()
+    assert len(h.fake.calls) == 1 and h.jobs()[0].status == "pending"
+    h.drain(make_due=True)
+    assert len(h.fake.calls) == 1 and len(h.fake.calls_by_uniq("call-1")) == 1
+    assert h.fake.contacts[contact]["tags"] == ["Оценка 3"]
+    assert h.call("call-1")["crm"]["status"] == "delivered"
+
+
+def test_lost_note_answer_is_not_sent_twice(h):
+    h.fake.add_contact(PHONE)
+    h.post("events/summary", summary())
+    h.drain()
+    h.fake.inject("lost", path="/api/v4/contacts/notes", method="POST")
+    h.post("events/dtmf", dtmf(digits="4"))
+    h.drain(make_due=True)
+    assert len([n for n in h.fake.notes if n["note_type"] == "common"]) == 1
+
+
+def test_timeout_is_transient(db_url):
+    from connector.crm import amocrm
+
+    with connector_with_fake_amo(db_url) as h:
+        h.fake.add_contact(PHONE)
+        scored_call(h)
+        original = amocrm.TIMEOUT
+        amocrm.TIMEOUT = (1, 0.5)
+        try:
+            h.fake.inject("slow", path="/api/v4/calls", seconds=1.0)
+            h.worker.run_once()
+        finally:
+            amocrm.TIMEOUT = original
+        [job] = h.jobs()
+        assert job.status == "pending" and "ReadTimeout" in job.last_error
+        assert (job.not_before - job.updated_at).total_seconds() >= 15  # the CRM gets time to finish
+        time.sleep(1.0)  # ...which the slow request uses to apply the call after all
+        h.drain(make_due=True)
+        assert len(h.fake.calls_by_uniq("call-1")) == 1
+
+
+def test_retries_end_dead_after_24_hours(h):
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from connector.models import DeliveryJob
+
+    h.fake.add_contact(PHONE)
+    scored_call(h)
+    h.fake.inject(503, path="/api/v4/calls", times=100)
+    h.worker.run_once()
+    with h.db.transaction() as s:
+        s.execute(update(DeliveryJob).values(first_failed_at=datetime.now(timezone.utc) - timedelta(hours=25)))
+    h.drain(make_due=True)
+    shown = h.call("call-1")["crm"]
+    assert shown["status"] == "dead" and "gave up" in shown["last_error"]
+
+
+def test_rate_limit_holds_across_the_batch(h):
+    for i in range(12):
+        phone = f"7911{i:07d}"
+        h.fake.add_contact(phone)
+        h.post("events/summary", summary(f"r{i}", customer=phone))
+        h.post("events/dtmf", dtmf(f"r{i}", "1"))
+        h.worker.adapter.find_entity_by_phone(phone)  # 12 requests as fast as the limiter allows
+    assert h.fake.max_requests_in_any_second() <= 7
+    assert not any(status == 429 for *_, status in h.fake.requests)
+
+
+def test_tokens_never_reach_the_logs(h, caplog):
+    caplog.set_level(logging.DEBUG)
+    h.fake.add_contact(PHONE)
+    h.fake.inject(401, path="/api/v4/calls")
+    scored_call(h)
+    h.drain(make_due=True)
+    assert TOKEN not in caplog.text and "test-vpbx-salt" not in caplog.text
