@@ -1,6 +1,10 @@
 """The `connector` command line: serve, worker, db, simulate."""
 from __future__ import annotations
 
+import signal
+import threading
+from datetime import datetime, timezone
+
 import click
 
 from connector.config import Config
@@ -17,6 +21,26 @@ def cli() -> None:
     pass
 
 
+def _start_worker(config: Config, db, stop: threading.Event) -> threading.Thread | None:
+    from app import build_worker
+
+    worker = build_worker(config, db)
+    if worker is None:
+        return None
+    thread = threading.Thread(target=worker.run, args=(stop,), name="delivery-worker", daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum, _frame):
+        stop.set()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 @cli.command(help="Apply migrations, then serve HTTP (with an embedded delivery worker).")
 @click.option("--no-worker", is_flag=True, help="Run the delivery worker elsewhere (`connector worker`).")
 def serve(no_worker: bool) -> None:
@@ -28,8 +52,30 @@ def serve(no_worker: bool) -> None:
     config = load_config()
     upgrade(config.DATABASE_URL)
     app = create_app(config)
-    click.echo(f"connector listening on http://{config.HOST}:{config.PORT} (CRM={config.CRM})")
-    waitress_serve(app, host=config.HOST, port=config.PORT, threads=8, ident="connector")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    worker = None if no_worker else _start_worker(config, app.extensions["connector"].db, stop)
+    click.echo(f"connector listening on http://{config.HOST}:{config.PORT} (CRM={config.CRM}, "
+               f"worker={'embedded' if worker else 'none'})")
+    try:
+        waitress_serve(app, host=config.HOST, port=config.PORT, threads=8, ident="connector")
+    finally:
+        stop.set()
+
+
+@cli.command(help="Run a standalone delivery worker; start many against PostgreSQL.")
+def worker() -> None:
+    from connector.db import Database
+
+    config = load_config()
+    if config.CRM == "none":
+        raise click.UsageError("CRM=none: there is nothing to deliver")
+    db = Database(config.DATABASE_URL)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    from app import build_worker
+
+    build_worker(config, db).run(stop)
 
 
 @cli.group(help="Database migrations.")
@@ -102,3 +148,68 @@ def simulate(url: str | None, score: int, call_id: str | None) -> None:
                           headers={"Authorization": f"Bearer {config.ADMIN_TOKEN}"})
     click.echo(f"stored call {entry_id}:")
     click.echo(json.dumps(stored.json(), ensure_ascii=False, indent=2))
+
+
+@cli.group(help="Inspect and replay CRM deliveries.")
+def deliveries() -> None:
+    pass
+
+
+STATUSES = click.Choice(["pending", "waiting", "done", "dead", "unmatched"])
+
+
+@deliveries.command("list", help="Show delivery jobs, newest first.")
+@click.option("--status", type=STATUSES, default=None)
+@click.option("--limit", default=50, show_default=True)
+def deliveries_list(status: str | None, limit: int) -> None:
+    from connector import outbox
+    from connector.crm.account import pause_state
+    from connector.db import Database
+
+    config = load_config()
+    db = Database(config.DATABASE_URL)
+    if config.CRM != "none":
+        paused, reason, since = pause_state(db, config.CRM)
+        if paused:
+            click.echo(f"{config.CRM} is PAUSED since {since:%Y-%m-%d %H:%M} UTC: {reason}")
+            click.echo("resume with: connector deliveries resume")
+    with db.transaction() as s:
+        jobs = outbox.list_jobs(s, status, limit)
+        click.echo(f"{'id':>6}  {'status':<9} {'kind':<8} {'tries':>5}  {'next try (UTC)':<16}  key / last error")
+        for job in jobs:
+            when = job.not_before.strftime("%Y-%m-%d %H:%M") if job.status == "pending" else ""
+            click.echo(f"{job.id:>6}  {job.status:<9} {job.kind:<8} {job.attempts:>5}  {when:<16}  {job.key}")
+            if job.last_error and job.status != "done":
+                click.echo(f"{'':>40}{job.last_error[:200]}")
+        if not jobs:
+            click.echo("no delivery jobs" + (f" with status {status}" if status else ""))
+
+
+@deliveries.command("replay", help="Send dead (or unmatched) jobs again, with a fresh retry budget.")
+@click.option("--status", type=click.Choice(["dead", "unmatched"]), default="dead", show_default=True)
+@click.option("--since", type=click.DateTime(), default=None, help="Only jobs that failed at or after this (UTC).")
+def deliveries_replay(status: str, since: datetime | None) -> None:
+    from connector import outbox
+    from connector.db import Database
+
+    db = Database(load_config().DATABASE_URL)
+    since_utc = since.replace(tzinfo=timezone.utc) if since else None
+    with db.transaction() as s:
+        job_ids = outbox.jobs_to_replay(s, status, since_utc)
+    with click.progressbar(job_ids, label=f"replaying {len(job_ids)} {status} job(s)") as bar:
+        for job_id in bar:
+            with db.transaction() as s:
+                outbox.replay(s, job_id)
+    click.echo(f"{len(job_ids)} job(s) queued again; a running worker sends them")
+
+
+@deliveries.command("resume", help="Resume deliveries to a paused CRM account.")
+def deliveries_resume() -> None:
+    from connector.crm.account import resume
+    from connector.db import Database
+
+    config = load_config()
+    if config.CRM == "none":
+        raise click.UsageError("CRM=none: there is no account to resume")
+    was_paused = resume(Database(config.DATABASE_URL), config.CRM)
+    click.echo(f"{config.CRM} resumed" if was_paused else f"{config.CRM} was not paused")

@@ -78,12 +78,11 @@ class AmoCrm:
     max_batch = 50  # the vendor's client recommends at most 50 entities per request
 
     def __init__(self, base_url: str, tokens: TokenSource, wait_turn: Callable[[], None], *,
-                 session: requests.Session | None = None, score_field_id: int = 0):
+                 session: requests.Session | None = None):
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
         self.wait_turn = wait_turn
         self.http = session or requests.Session()
-        self.score_field_id = score_field_id
 
     # --- transport -------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> requests.Response:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from connector.crm.account import OAuthTokens, SharedRateLimiter
+from connector.crm import CrmError
+from connector.crm.account import OAuthTokens, SharedRateLimiter, pause
 from connector.crm.amocrm import AmoCrm, StaticToken
 from connector.db import Database
 
@@ -19,9 +20,11 @@ def _amocrm(config, db: Database, *, session=None):
                              client_secret=config.AMOCRM_CLIENT_SECRET, redirect_uri=config.AMOCRM_REDIRECT_URI,
                              secret_key=config.SECRET_KEY, wait_turn=limiter.wait_turn, http=session)
         if not tokens.has_tokens() and config.AMOCRM_AUTH_CODE:
-            tokens.exchange_code(config.AMOCRM_AUTH_CODE)
-    adapter = AmoCrm(config.AMOCRM_BASE_URL, tokens, limiter.wait_turn, session=session,
-                     score_field_id=config.AMOCRM_SCORE_FIELD_ID)
+            try:
+                tokens.exchange_code(config.AMOCRM_AUTH_CODE)
+            except CrmError as exc:  # a spent or wrong code: say so and wait for an admin
+                pause(db, "amocrm", exc.message)
+    adapter = AmoCrm(config.AMOCRM_BASE_URL, tokens, limiter.wait_turn, session=session)
     return adapter, limiter
 
 

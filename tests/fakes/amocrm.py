@@ -56,6 +56,8 @@ class FakeAmo:
     access_tokens: dict = field(default_factory=dict)  # token -> valid
     refresh_tokens: dict = field(default_factory=dict)  # token -> valid
     refreshes: int = 0
+    tag_adds: dict = field(default_factory=dict)  # (entity_type, id, tag) -> how many times it was asked for
+    after_effect: object = None  # callable(method, path), run after a request was applied, before answering
 
     def __post_init__(self):
         self.lock = threading.RLock()
@@ -167,6 +169,8 @@ def create_fake_app(fake: FakeAmo) -> Flask:
 
     @app.after_request
     def record(response):
+        if fake.after_effect is not None:
+            fake.after_effect(request.method, request.path)
         injected = request.environ.get("fake.injected")
         if injected and injected.action == "lost":
             response = error(504, "Gateway Timeout")  # the effect happened; the answer did not arrive
@@ -269,6 +273,8 @@ def create_fake_app(fake: FakeAmo) -> Flask:
             for row in body:
                 entity = fake.entity(entity_type, row["id"])
                 for tag in row.get("tags_to_add") or []:
+                    counter_key = (entity_type, row["id"], tag["name"])
+                    fake.tag_adds[counter_key] = fake.tag_adds.get(counter_key, 0) + 1
                     if tag["name"] not in entity["tags"]:
                         entity["tags"].append(tag["name"])
                 for tag in row.get("tags_to_delete") or []:
