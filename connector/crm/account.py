@@ -140,7 +140,8 @@ class OAuthTokens:
         return access
 
     def _grant(self, **grant) -> dict:
-        self.wait_turn()
+        # Callers take their rate-limit turn before locking the account row: the limiter
+        # needs that row (and on SQLite the whole database) itself.
         try:
             response = self.http.post(self.url, json={**self.client, **grant}, timeout=(5, 20))
         except (requests.Timeout, requests.ConnectionError) as exc:
@@ -159,6 +160,7 @@ class OAuthTokens:
 
     def exchange_code(self, code: str) -> None:
         """First start: trade the one-time authorization code for tokens."""
+        self.wait_turn()
         with self.db.transaction() as s:
             row = account_row(s, self.crm, lock=True)
             self._store(row, self._grant(grant_type="authorization_code", code=code))
@@ -173,6 +175,7 @@ class OAuthTokens:
         return self._cached
 
     def refresh(self, rejected: str) -> str:
+        self.wait_turn()
         with self.db.transaction() as s:
             row = account_row(s, self.crm, lock=True)
             current = self._decrypt(row.access_token_enc)

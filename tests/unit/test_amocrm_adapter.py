@@ -1,0 +1,155 @@
+"""The amoCRM adapter alone, with `responses`: request shapes and the error split."""
+import pytest
+import requests
+import responses
+from responses import matchers
+from responses.registries import OrderedRegistry
+
+from connector.crm import AccountBlocked, CallItem, NoteItem, PermanentError, TagItem, TransientError
+from connector.crm.amocrm import AmoCrm, StaticToken
+
+BASE = "https://example.amocrm.ru"
+
+
+class CountingTokens:
+    def __init__(self):
+        self.refreshed = []
+
+    def access_token(self):
+        return "old"
+
+    def refresh(self, rejected):
+        self.refreshed.append(rejected)
+        return "new"
+
+
+def adapter(tokens=None):
+    return AmoCrm(BASE, tokens or StaticToken("tok"), wait_turn=lambda: None)
+
+
+def call_item(entry_id="e1", score_text="Оценка качества: 3"):
+    return CallItem(entry_id=entry_id, direction="inbound", phone="+79001234567", duration=60,
+                    started_at=1_763_800_000, score_text=score_text, recording_link="https://c/rec",
+                    responsible_user_id=5551, answered=True)
+
+
+@responses.activate
+def test_calls_are_sent_as_one_batch_and_unmatched_items_are_reported():
+    responses.post(f"{BASE}/api/v4/calls", match=[
+        matchers.header_matcher({"Authorization": "Bearer tok"}),
+        matchers.json_params_matcher([
+            {"request_id": "0", "uniq": "e1", "direction": "inbound", "duration": 60,
+             "source": "post-call QA connector", "phone": "+79001234567", "call_status": 4,
+             "created_at": 1_763_800_000, "call_result": "Оценка качества: 3", "link": "https://c/rec",
+             "responsible_user_id": 5551, "call_responsible": 5551},
+            {"request_id": "1", "uniq": "e2", "direction": "inbound", "duration": 60,
+             "source": "post-call QA connector", "phone": "+79001234567", "call_status": 4,
+             "created_at": 1_763_800_000, "link": "https://c/rec",
+             "responsible_user_id": 5551, "call_responsible": 5551},
+        ])],
+        json={"_embedded": {"calls": [{"id": 1, "entity_id": 10, "entity_type": "contacts", "request_id": "0"}],
+                            "errors": [{"request_id": "1", "title": "Entity not found"}]}})
+    first, second = adapter().log_calls([call_item(), call_item("e2", None)])
+    assert (first.ok, first.entity_type, first.entity_id) == (True, "contacts", 10)
+    assert second.unmatched and second.error == "Entity not found"
+
+
+@responses.activate
+def test_tags_change_only_the_named_tags():
+    responses.patch(f"{BASE}/api/v4/leads", match=[matchers.json_params_matcher([
+        {"id": 7, "tags_to_add": [{"name": "Оценка 2"}], "tags_to_delete": [{"name": "Оценка 5"}],
+         "custom_fields_values": [{"field_id": 99, "values": [{"value": 2}]}]}])], json={})
+    [result] = adapter().update_tags([TagItem("leads", 7, add=("Оценка 2",), remove=("Оценка 5",),
+                                              score_field=(99, 2))])
+    assert result.ok
+    assert "_embedded" not in responses.calls[0].request.body.decode()
+
+
+@responses.activate
+def test_notes_go_one_request_per_entity_type():
+    responses.post(f"{BASE}/api/v4/contacts/notes", json={"_embedded": {"notes": [{"id": 1, "request_id": "0"}]}})
+    responses.post(f"{BASE}/api/v4/leads/notes", json={"_embedded": {"notes": [{"id": 2, "request_id": "0"}]}})
+    results = adapter().add_notes([NoteItem("contacts", 1, "a"), NoteItem("leads", 2, "b")])
+    assert [r.ok for r in results] == [True, True] and len(responses.calls) == 2
+
+
+@responses.activate
+def test_rate_limit_is_transient_with_retry_after_and_surely_not_applied():
+    responses.post(f"{BASE}/api/v4/calls", status=429, headers={"Retry-After": "3"})
+    with pytest.raises(TransientError) as err:
+        adapter().log_calls([call_item()])
+    assert err.value.retry_after == 3.0 and err.value.maybe_applied is False
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@responses.activate
+def test_server_errors_are_transient_and_maybe_applied(status):
+    responses.post(f"{BASE}/api/v4/calls", status=status)
+    with pytest.raises(TransientError) as err:
+        adapter().log_calls([call_item()])
+    assert err.value.maybe_applied is True
+
+
+@responses.activate
+def test_connection_failures_are_transient():
+    responses.post(f"{BASE}/api/v4/calls", body=requests.ConnectTimeout("slow"))
+    with pytest.raises(TransientError, match="ConnectTimeout"):
+        adapter().log_calls([call_item()])
+
+
+@pytest.mark.parametrize("status", [402, 403])
+@responses.activate
+def test_payment_and_block_stop_the_account(status):
+    responses.post(f"{BASE}/api/v4/calls", status=status, json={"title": "Forbidden"})
+    with pytest.raises(AccountBlocked, match=str(status)):
+        adapter().log_calls([call_item()])
+
+
+@responses.activate
+def test_validation_error_fails_only_the_named_item():
+    responses.post(f"{BASE}/api/v4/calls", status=400, json={
+        "validation-errors": [{"request_id": "1", "errors": [
+            {"code": "NotSupportedChoice", "path": "direction", "detail": "bad direction"}]}],
+        "title": "Bad Request", "status": 400, "detail": "Request validation failed"})
+    good, bad = adapter().log_calls([call_item(), call_item("e2")])
+    assert bad.error == "direction: bad direction" and not bad.ok
+    assert good.extra == {"retry": True}
+
+
+@responses.activate
+def test_a_400_without_item_detail_is_permanent_with_the_detail():
+    responses.post(f"{BASE}/api/v4/calls", status=400, json={"title": "Bad Request", "detail": "broken"})
+    with pytest.raises(PermanentError, match="broken"):
+        adapter().log_calls([call_item()])
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_401_refreshes_once_then_succeeds():
+    responses.post(f"{BASE}/api/v4/calls", status=401, match=[matchers.header_matcher({"Authorization": "Bearer old"})])
+    responses.post(f"{BASE}/api/v4/calls", match=[matchers.header_matcher({"Authorization": "Bearer new"})],
+                   json={"_embedded": {"calls": [{"entity_id": 1, "entity_type": "contacts", "request_id": "0"}]}})
+    tokens = CountingTokens()
+    [result] = adapter(tokens).log_calls([call_item()])
+    assert result.ok and tokens.refreshed == ["old"]
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_a_second_401_after_refresh_stops_the_account():
+    responses.post(f"{BASE}/api/v4/calls", status=401)
+    responses.post(f"{BASE}/api/v4/calls", status=401)
+    tokens = CountingTokens()
+    with pytest.raises(AccountBlocked):
+        adapter(tokens).log_calls([call_item()])
+    assert tokens.refreshed == ["old"]
+
+
+def test_long_lived_token_cannot_be_refreshed():
+    with pytest.raises(AccountBlocked, match="long-lived"):
+        StaticToken("t").refresh("t")
+
+
+@responses.activate
+def test_no_match_for_a_phone_is_204():
+    responses.get(f"{BASE}/api/v4/contacts", status=204, match=[matchers.query_param_matcher(
+        {"query": "79001234567", "limit": "1"})])
+    assert adapter().find_entity_by_phone("+7 (900) 123-45-67") is None
