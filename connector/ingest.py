@@ -169,5 +169,7 @@ def _refresh_crm(session: Session, ctx: IngestContext, call: Call, policy: Polic
         else:
             record.status, record.reason = "pending", None
     if record.status != "skipped":
-        outbox.plan(session, ctx.delivery, call, record)
-        outbox.refresh_record(session, record)
+        session.flush()  # the outbox reads the new rows (score ids, the record)
+        delivery = outbox.load(session, crm, [call.id])[call.id]
+        outbox.plan(session, ctx.delivery, delivery)
+        outbox.refresh_record(delivery)

@@ -35,47 +35,63 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def score_in_force(session: Session, call: Call) -> Score | None:
-    """The accepted customer score whose value is the call's score in force (newest such row)."""
-    if call.customer_score is None:
-        return None
-    return session.scalars(
-        select(Score).where(Score.call_id == call.id, Score.source == "customer", Score.status == ACCEPTED,
-                            Score.value == call.customer_score).order_by(Score.id.desc())
-    ).first()
+@dataclass
+class Delivery:
+    """What the outbox knows of one call in one CRM, loaded in a few queries for a whole batch."""
+
+    call: Call
+    record: CrmRecord
+    jobs: dict[str, DeliveryJob]  # by key
+    score: Score | None  # the customer score in force
+
+    def job(self, kind: str, suffix: str = "") -> DeliveryJob | None:
+        return self.jobs.get(job_key(self.call.entry_id, kind, suffix))
 
 
-def _jobs(session: Session, call: Call, crm: str) -> dict[str, DeliveryJob]:
-    rows = session.scalars(select(DeliveryJob).where(DeliveryJob.call_id == call.id, DeliveryJob.crm == crm))
-    return {job.key: job for job in rows}
+def job_key(entry_id: str, kind: str, suffix: str = "") -> str:
+    return f"{entry_id}:{kind}{':' + suffix if suffix else ''}"
 
 
-def _add(session: Session, jobs: dict, call: Call, crm: str, kind: str, suffix: str = "", *,
+def load(session: Session, crm: str, call_ids: list[int]) -> dict[int, Delivery]:
+    """Deliveries of these calls: 4 queries whatever the batch size."""
+    ids = list(set(call_ids))
+    calls = {c.id: c for c in session.scalars(select(Call).where(Call.id.in_(ids)))}
+    records = {r.call_id: r for r in session.scalars(
+        select(CrmRecord).where(CrmRecord.call_id.in_(ids), CrmRecord.crm == crm))}
+    jobs: dict[int, dict[str, DeliveryJob]] = {i: {} for i in ids}
+    for job in session.scalars(select(DeliveryJob).where(DeliveryJob.call_id.in_(ids), DeliveryJob.crm == crm)):
+        jobs[job.call_id][job.key] = job
+    scores: dict[int, Score] = {}
+    for score in session.scalars(select(Score).where(Score.call_id.in_(ids), Score.source == "customer",
+                                                     Score.status == ACCEPTED).order_by(Score.id.desc())):
+        if score.call_id not in scores and score.value == calls[score.call_id].customer_score:
+            scores[score.call_id] = score
+    return {i: Delivery(calls[i], records[i], jobs[i], scores.get(i)) for i in ids if i in records}
+
+
+def add_job(session: Session, d: Delivery, crm: str, kind: str, suffix: str = "", *,
          score: Score | None = None, due: datetime | None = None) -> DeliveryJob:
-    key = f"{call.entry_id}:{kind}{':' + suffix if suffix else ''}"
-    job = jobs.get(key)
+    key = job_key(d.call.entry_id, kind, suffix)
+    job = d.jobs.get(key)
     if job is None:
-        job = DeliveryJob(crm=crm, key=key, kind=kind, call=call, score_id=score.id if score else None,
+        job = DeliveryJob(crm=crm, key=key, kind=kind, call_id=d.call.id, score_id=score.id if score else None,
                           status=PENDING, not_before=due or _now(), attempts=0)
         session.add(job)
-        jobs[key] = job
+        d.jobs[key] = job
     return job
 
 
-def plan(session: Session, opts: DeliveryOptions, call: Call, record: CrmRecord) -> None:
+def plan(session: Session, opts: DeliveryOptions, d: Delivery) -> None:
     """Create the jobs the call now needs. Safe to call after every change: keys make it idempotent."""
+    call, record, score = d.call, d.record, d.score
     if call.summary_received_at is None or call.direction == "internal":
         return
-    session.flush()  # new score rows need their ids
-    jobs = _jobs(session, call, opts.crm)
-    score = score_in_force(session, call)
     now = _now()
-
     if opts.log_calls:
-        log_job = jobs.get(f"{call.entry_id}:{LOG_CALL}")
+        log_job = d.job(LOG_CALL)
         if log_job is None:
             wait_until = (call.ended_at or now) + timedelta(seconds=opts.survey_wait_seconds)
-            _add(session, jobs, call, opts.crm, LOG_CALL, due=now if score else max(now, wait_until))
+            add_job(session, d, opts.crm, LOG_CALL, due=now if score else max(now, wait_until))
         elif log_job.status == PENDING and score and log_job.sent_at is None and log_job.not_before > now:
             log_job.not_before = now  # the score came: no need to wait any longer
         if record.logged_at is None:
@@ -84,15 +100,14 @@ def plan(session: Session, opts: DeliveryOptions, call: Call, record: CrmRecord)
     if score is None or not score.record:  # no score, or the feature was off when it came
         return
     if record.written_score != score.value:
-        _add(session, jobs, call, opts.crm, NOTE, str(score.value), score=score)
+        add_job(session, d, opts.crm, NOTE, str(score.value), score=score)
     elif score.tag or score.tag_to_remove or opts.score_field_id:
-        _add(session, jobs, call, opts.crm, TAGS, str(score.value), score=score)
+        add_job(session, d, opts.crm, TAGS, str(score.value), score=score)
 
 
-def refresh_record(session: Session, record: CrmRecord) -> None:
+def refresh_record(d: Delivery) -> None:
     """The call's `crm` status from its jobs: dead > unmatched > pending > delivered."""
-    jobs = list(session.scalars(select(DeliveryJob).where(DeliveryJob.call_id == record.call_id,
-                                                          DeliveryJob.crm == record.crm)))
+    record, jobs = d.record, list(d.jobs.values())
     if not jobs:
         return
     statuses = {j.status for j in jobs}
@@ -104,7 +119,7 @@ def refresh_record(session: Session, record: CrmRecord) -> None:
         record.status = "pending"
     else:
         record.status = "delivered"
-    record.attempts = sum(j.attempts for j in jobs)
+    record.attempts = sum(j.attempts or 0 for j in jobs)
     failed = [j for j in jobs if j.last_error and j.status != DONE]
     record.last_error = max(failed, key=lambda j: j.updated_at or _now()).last_error if failed else None
     record.reason = None if record.status in ("pending", "delivered") else record.last_error
@@ -160,7 +175,7 @@ def replay(session: Session, job_id: int) -> None:
                                                             DeliveryJob.kind == CONTACT)).first()
         if contact is not None and contact.status in (DEAD, UNMATCHED):
             session.delete(contact)
-    record = session.scalars(select(CrmRecord).where(CrmRecord.call_id == job.call_id,
-                                                     CrmRecord.crm == job.crm)).first()
-    if record is not None:
-        refresh_record(session, record)
+    session.flush()
+    delivery = load(session, job.crm, [job.call_id]).get(job.call_id)
+    if delivery is not None:
+        refresh_record(delivery)

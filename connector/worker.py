@@ -28,7 +28,7 @@ from connector.crm import (AccountBlocked, CallItem, ContactItem, CrmAdapter, Cr
 from connector.crm.account import SharedRateLimiter, pause, pause_state, resume
 from connector.db import Database
 from connector.links import recording_link
-from connector.models import Call, CrmRecord, DeliveryJob, Score
+from connector.models import DeliveryJob, Score
 from connector.outbox import CONTACT, DEAD, DONE, LOG_CALL, NOTE, PENDING, TAGS, UNMATCHED, WAITING
 from connector.runtime_settings import current_policy, current_user_map
 from connector.threshold import Policy
@@ -145,52 +145,52 @@ class DeliveryWorker:
                 return []
             policy = current_policy(s, self.opts.initial_policy)
             user_map = current_user_map(s, self.opts.initial_user_map)
+            deliveries = outbox.load(s, self.crm, [job.call_id for job in jobs])
+            score_ids = [job.score_id for job in jobs if job.score_id]
+            scores = {sc.id: sc for sc in s.scalars(select(Score).where(Score.id.in_(score_ids)))} if score_ids \
+                else {}
             now = datetime.now(timezone.utc)
             work = []
             for job in jobs:
-                w = Work(job.id, job.kind, job.sent_at, job.call_id, job.call.entry_id)
+                d = deliveries[job.call_id]
+                w = Work(job.id, job.kind, job.sent_at, job.call_id, d.call.entry_id)
                 job.sent_at = now  # from here on, a crash leaves the outcome in doubt
-                self._build(s, job, w, policy, user_map)
+                self._build(job, d, scores.get(job.score_id), w, policy, user_map)
                 work.append(w)
             return work
 
-    def _build(self, s, job: DeliveryJob, w: Work, policy: Policy, user_map: dict) -> None:
-        call: Call = job.call
-        record = self._record_row(s, call.id)
+    def _build(self, job: DeliveryJob, d: outbox.Delivery, job_score: Score | None, w: Work, policy: Policy,
+               user_map: dict) -> None:
+        call, record = d.call, d.record
         user_id = user_map.get(call.operator_extension or "")
         w.responsible = (user_id, user_id is not None)
+        phone = _phone(call.customer_phone)
         if job.kind == LOG_CALL:
-            score = outbox.score_in_force(s, call)
+            score = d.score
             text = policy.score_text(score.value) if score is not None and score.record else None
             w.score_value = score.value if text else None
             link = (recording_link(self.opts.public_base_url, self.opts.secret_key, call.entry_id)
                     if call.recording_id else None)
-            w.item = CallItem(entry_id=call.entry_id, direction=call.direction or "inbound",
-                              phone=_phone(call.customer_phone), duration=call.talk_seconds or 0,
+            w.item = CallItem(entry_id=call.entry_id, direction=call.direction or "inbound", phone=phone,
+                              duration=call.talk_seconds or 0,
                               started_at=int(call.created_at.timestamp()) if call.created_at else None,
                               score_text=text, recording_link=link, responsible_user_id=user_id,
                               answered=call.entry_result == 1)
         elif job.kind == CONTACT:
-            phone = _phone(call.customer_phone)
             w.item = ContactItem(phone=phone, name=phone, responsible_user_id=user_id)
-        elif job.kind in (NOTE, TAGS):
-            score = s.get(Score, job.score_id) if job.score_id else None
-            w.score_value = score.value if score else None
-            entity = (record.entity_type, record.entity_id) if record and record.entity_id else (None, None)
+        else:
+            w.score_value = job_score.value if job_score else None
+            entity_type, entity_id = record.entity_type or "", record.entity_id or 0
             if job.kind == NOTE:
-                w.item = NoteItem(entity[0] or "", entity[1] or 0, policy.score_text(w.score_value),
+                w.item = NoteItem(entity_type, entity_id, policy.score_text(w.score_value),
                                   responsible_user_id=user_id)
-                w.extra["phone"] = _phone(call.customer_phone)
+                w.extra["phone"] = phone
             else:
-                field = (self.opts.delivery.score_field_id, w.score_value) if self.opts.delivery.score_field_id \
-                    else None
-                w.item = TagItem(entity[0] or "", entity[1] or 0,
-                                 add=(score.tag,) if score and score.tag else (),
-                                 remove=(score.tag_to_remove,) if score and score.tag_to_remove else (),
-                                 score_field=field)
-
-    def _record_row(self, s, call_id: int) -> CrmRecord | None:
-        return s.scalars(select(CrmRecord).where(CrmRecord.call_id == call_id, CrmRecord.crm == self.crm)).first()
+                field_id = self.opts.delivery.score_field_id
+                w.item = TagItem(entity_type, entity_id,
+                                 add=(job_score.tag,) if job_score and job_score.tag else (),
+                                 remove=(job_score.tag_to_remove,) if job_score and job_score.tag_to_remove else (),
+                                 score_field=(field_id, w.score_value) if field_id else None)
 
     # --- doubts: look before sending twice ----------------------------------
     def _settle_doubts(self, kind: str, work: list[Work]) -> list[Work]:
@@ -258,29 +258,30 @@ class DeliveryWorker:
             return
         with self.db.transaction() as s:
             now = datetime.now(timezone.utc)
-            touched: set[int] = set()
-            for w, outcome in zip(work, outcomes):
-                job = s.get(DeliveryJob, w.job_id, with_for_update=True)
-                if job is None or job.lease_owner != self.owner:
-                    continue  # our lease ran out and another worker took the job over
-                job.lease_owner = job.lease_until = None
-                if isinstance(outcome, TransientError):
-                    self._retry_later(job, outcome, now)
-                elif outcome.ok:
-                    self._done(s, job, w, outcome, now)
-                elif outcome.extra.get("retry"):
-                    job.status, job.not_before, job.sent_at = PENDING, now, None
-                    job.attempts = max(0, job.attempts - 1)
-                elif outcome.unmatched:
-                    self._unmatched(s, job, outcome, now)
-                else:
-                    job.status, job.last_error = DEAD, outcome.error
-                    log.error("%s job %s dead: %s", self.crm, job.key, outcome.error)
-                touched.add(job.call_id)
-            for call_id in touched:
-                record = self._record_row(s, call_id)
-                if record is not None:
-                    outbox.refresh_record(s, record)
+            jobs = {j.id: j for j in s.scalars(select(DeliveryJob).where(
+                DeliveryJob.id.in_([w.job_id for w in work])).with_for_update())}
+            deliveries = outbox.load(s, self.crm, [w.call_id for w in work])
+            with s.no_autoflush:
+                for w, outcome in zip(work, outcomes):
+                    job = jobs.get(w.job_id)
+                    if job is None or job.lease_owner != self.owner:
+                        continue  # our lease ran out and another worker took the job over
+                    job.lease_owner = job.lease_until = None
+                    d = deliveries[job.call_id]
+                    if isinstance(outcome, TransientError):
+                        self._retry_later(job, outcome, now)
+                    elif outcome.ok:
+                        self._done(s, job, w, outcome, now, d)
+                    elif outcome.extra.get("retry"):
+                        job.status, job.not_before, job.sent_at = PENDING, now, None
+                        job.attempts = max(0, job.attempts - 1)
+                    elif outcome.unmatched:
+                        self._unmatched(s, job, outcome, now, d)
+                    else:
+                        job.status, job.last_error = DEAD, outcome.error
+                        log.error("%s job %s dead: %s", self.crm, job.key, outcome.error)
+                for d in deliveries.values():
+                    outbox.refresh_record(d)
 
     def _retry_later(self, job: DeliveryJob, exc: TransientError, now: datetime) -> None:
         job.first_failed_at = job.first_failed_at or now
@@ -297,11 +298,11 @@ class DeliveryWorker:
         delay = max(exc.retry_after or 0.0, backoff_seconds(job.attempts))
         job.not_before = now + timedelta(seconds=delay)
 
-    def _done(self, s, job: DeliveryJob, w: Work, result: ItemResult, now: datetime) -> None:
+    def _done(self, s, job: DeliveryJob, w: Work, result: ItemResult, now: datetime,
+              d: outbox.Delivery) -> None:
         job.status, job.last_error, job.sent_at = DONE, None, None
         job.result = {"entity_type": result.entity_type, "entity_id": result.entity_id, **result.extra}
-        call = s.get(Call, job.call_id)
-        record = self._record_row(s, job.call_id)
+        record = d.record
         if job.kind in (LOG_CALL, CONTACT) or (job.kind == NOTE and "entity" in w.extra):
             record.entity_type, record.entity_id = result.entity_type, result.entity_id
         if job.kind == LOG_CALL:
@@ -310,22 +311,17 @@ class DeliveryWorker:
             record.responsible_user_id, record.responsible_mapped = w.responsible
         elif job.kind == NOTE:
             record.written_score = w.score_value
-            record.logged_at = record.logged_at if self.opts.delivery.log_calls else now
+            record.logged_at = record.logged_at or (None if self.opts.delivery.log_calls else now)
         elif job.kind == CONTACT:
             # The caller exists now: send what waited for the contact.
-            for waiting in s.scalars(select(DeliveryJob).where(DeliveryJob.call_id == job.call_id,
-                                                               DeliveryJob.crm == self.crm,
-                                                               DeliveryJob.status == WAITING)):
-                waiting.status, waiting.not_before, waiting.sent_at = PENDING, now, None
-        outbox.plan(s, self.opts.delivery, call, record)
+            for waiting in d.jobs.values():
+                if waiting.status == WAITING:
+                    waiting.status, waiting.not_before, waiting.sent_at = PENDING, now, None
+        outbox.plan(s, self.opts.delivery, d)
 
-    def _unmatched(self, s, job: DeliveryJob, result: ItemResult, now: datetime) -> None:
-        contact_key = f"{job.call.entry_id}:{CONTACT}"
-        contact = s.scalars(select(DeliveryJob).where(DeliveryJob.crm == self.crm,
-                                                      DeliveryJob.key == contact_key)).first()
-        if self.opts.create_contacts and contact is None:
-            s.add(DeliveryJob(crm=self.crm, key=contact_key, kind=CONTACT, call_id=job.call_id, status=PENDING,
-                              not_before=now, attempts=0))
+    def _unmatched(self, s, job: DeliveryJob, result: ItemResult, now: datetime, d: outbox.Delivery) -> None:
+        if self.opts.create_contacts and d.job(CONTACT) is None:
+            outbox.add_job(s, d, self.crm, CONTACT, due=now)
             job.status, job.sent_at = WAITING, None
             job.last_error = f"{result.error}: creating a contact"
             return

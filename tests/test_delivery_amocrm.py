@@ -6,7 +6,6 @@ import pytest
 
 from tests.conftest import dtmf, recording, summary
 from tests.delivery_helpers import TOKEN, connector_with_fake_amo
-from tests.fakes.amocrm import FakeAmo
 
 PHONE = "79001234567"
 
