@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select  # noqa: E402
 
 from app import build_worker, create_app  # noqa: E402
-from connector.db import upgrade  # noqa: E402
+from connector.db import downgrade, upgrade  # noqa: E402
 from connector.models import DeliveryJob  # noqa: E402
 from tests.conftest import MangoPoster, dtmf, make_config, summary  # noqa: E402
 from tests.fakes.amocrm import FakeAmo, create_fake_app  # noqa: E402
@@ -40,6 +40,8 @@ def run(calls: int, batch: int, workers: int, database_url: str | None) -> tuple
     fake = FakeAmo(rate_limit=RATE, long_lived_token="bench-token")
     with tempfile.TemporaryDirectory() as tmp, serving(create_fake_app(fake), ) as amo_url:
         url = database_url or f"sqlite:///{tmp}/bench.db"
+        if database_url:
+            downgrade(url, "base")  # each run starts from an empty schema: the database is wiped
         upgrade(url)
         config = make_config(url, CRM="amocrm", AMOCRM_BASE_URL=amo_url, AMOCRM_LONG_LIVED_TOKEN="bench-token",
                              SURVEY_WAIT_SECONDS=0, AMOCRM_RATE_LIMIT=RATE, AMOCRM_USER_MAP="101:5551")
@@ -65,7 +67,8 @@ def run(calls: int, batch: int, workers: int, database_url: str | None) -> tuple
         stop.set()
         for t in threads:
             t.join(timeout=10)
-        assert len(fake.calls) == calls and all(v == 1 for v in fake.tag_adds.values())
+        assert len(fake.calls) == calls, f"{len(fake.calls)} calls logged, expected {calls}"
+        assert set(fake.tag_adds.values()) == {1}, "a tag was added twice"
         db.dispose()
         return calls / elapsed, fake
 
@@ -75,7 +78,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1750)
     parser.add_argument("--baseline-calls", type=int, default=35)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    parser.add_argument("--database-url", default=None,
+                        help="default: a temporary SQLite file; a given database is WIPED")
     args = parser.parse_args()
 
     bound = RATE * 50 / 2

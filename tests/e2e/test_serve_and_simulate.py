@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+from contextlib import contextmanager
+
 import pytest
 import requests
 
@@ -18,16 +20,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(tmp_path, db_url):
+@contextmanager
+def running_connector(cwd, db_url, **extra_env):
+    """`connector serve` as its own process on a free port; yields (base url, env, cwd)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
         "DATABASE_URL": db_url, "PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "MANGO_API_KEY": "e2e-key", "MANGO_API_SALT": "e2e-salt", "MANGO_SURVEY_LOCATION": "ivr.5",
-        "ADMIN_TOKEN": "e2e-token", "SECRET_KEY": "e2e-secret",
+        "ADMIN_TOKEN": "e2e-token", "SECRET_KEY": "e2e-secret", **extra_env,
     }
-    proc = subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -41,18 +44,27 @@ def served(tmp_path, db_url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"connector did not start: {proc.stdout.read()}")
             time.sleep(0.2)
-        yield base, env, tmp_path
+        yield base, env, cwd
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         proc.stdout.close()
 
 
+@pytest.fixture
+def served(tmp_path, db_url):
+    with running_connector(tmp_path, db_url) as running:
+        yield running
+
+
+def simulate(env, cwd, *args):
+    return subprocess.run([sys.executable, "-c", "import app; app.main()", "simulate", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_simulate_shows_the_whole_flow(served):
     base, env, cwd = served
-    result = subprocess.run([sys.executable, "-c", "import app; app.main()", "simulate", "--score", "3",
-                             "--call-id", "sim-e2e"], cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = simulate(env, cwd, "--score", "3", "--call-id", "sim-e2e")
     assert result.returncode == 0, result.stderr
     assert "POST /mango/events/summary" in result.stdout and "-> 200" in result.stdout
     stored = json.loads(result.stdout.split("stored call sim-e2e:", 1)[1])
@@ -75,3 +87,33 @@ def test_real_http_form_posts_and_errors(served):
     assert huge.status_code == 413
     call = requests.get(f"{base}/api/v1/calls/e2e-2", headers={"Authorization": "Bearer e2e-token"}, timeout=5)
     assert call.json()["operator"] == "102"
+
+
+def test_served_connector_delivers_to_amocrm_with_its_embedded_worker(tmp_path, db_url):
+    from tests.fakes.amocrm import FakeAmo, create_fake_app
+    from tests.fakes.mango import create_fake_mango
+    from tests.fakes.server import serving
+
+    fake = FakeAmo(long_lived_token="e2e-amo-token")
+    fake.add_contact("79001234567")
+    pbx = create_fake_mango("e2e-key", "e2e-salt", {"rec-sim-amo"})
+    with serving(create_fake_app(fake)) as amo_url, serving(pbx) as pbx_url, running_connector(
+            tmp_path, db_url, CRM="amocrm", AMOCRM_BASE_URL=amo_url, AMOCRM_LONG_LIVED_TOKEN="e2e-amo-token",
+            AMOCRM_USER_MAP="101:5551", WORKER_POLL_SECONDS="0.2", MANGO_API_URL=pbx_url + "/vpbx/") as (
+            base, env, cwd):
+        result = simulate(env, cwd, "--score", "2", "--call-id", "sim-amo")
+        assert result.returncode == 0, result.stderr
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            call = requests.get(f"{base}/api/v1/calls/sim-amo", timeout=5,
+                                headers={"Authorization": "Bearer e2e-token"}).json()
+            if call["crm"]["status"] == "delivered":
+                break
+            time.sleep(0.3)
+        assert call["crm"]["status"] == "delivered", call["crm"]
+        [logged] = fake.calls
+        assert logged["call_result"] == "Оценка качества: 2" and logged["responsible_user_id"] == 5551
+        assert list(fake.contacts.values())[0]["tags"] == ["Оценка 2"]
+        # The CRM's player opens our link, which redirects to a fresh PBX file link.
+        played = requests.get(logged["link"], timeout=30)
+        assert played.status_code == 200 and played.headers["Content-Type"] == "audio/mpeg"
