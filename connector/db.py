@@ -5,8 +5,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Select, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -58,6 +59,23 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def get_or_create(session: Session, query: Select, make):
+    """The row `query` finds, inserting `make()` first when there is none.
+
+    A concurrent transaction may insert the same unique row first: the savepoint
+    absorbs our failed insert and the query then finds theirs.
+    """
+    row = session.scalars(query).first()
+    if row is None:
+        try:
+            with session.begin_nested():
+                session.add(make())
+        except IntegrityError:
+            pass
+        row = session.scalars(query).one()
+    return row
 
 
 def alembic_config(url: str):

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connector import outbox
+from connector.db import get_or_create
 from connector.models import Call, CrmRecord, InboundEvent, Score
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
 from connector.runtime_settings import current_policy
@@ -35,15 +36,7 @@ class IngestContext:
 def call_for_update(session: Session, entry_id: str) -> Call:
     """The call row for `entry_id`, created by whichever event comes first, locked for this transaction."""
     query = select(Call).where(Call.entry_id == entry_id).with_for_update()
-    call = session.scalars(query).first()
-    if call is None:
-        try:
-            with session.begin_nested():
-                session.add(Call(entry_id=entry_id))
-        except IntegrityError:  # a concurrent first event created it
-            pass
-        call = session.scalars(query).one()
-    return call
+    return get_or_create(session, query, lambda: Call(entry_id=entry_id))
 
 
 def store_event(session: Session, source: str, message: InboundMessage) -> None:

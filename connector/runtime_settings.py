@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from connector.db import get_or_create
 from connector.models import RuntimeSettings, SettingsAudit
 from connector.threshold import Policy, PolicyError, policy_with_changes, validate_policy
 
@@ -16,16 +16,8 @@ def _row(session: Session, initial: dict, *, scope: str = GLOBAL, for_update: bo
     query = select(RuntimeSettings).where(RuntimeSettings.scope == scope)
     if for_update:
         query = query.with_for_update()
-    row = session.scalars(query).first()
-    if row is None:
-        # First use: seed from the environment. A concurrent seeder may win; then read theirs.
-        try:
-            with session.begin_nested():
-                row = RuntimeSettings(scope=scope, values=initial)
-                session.add(row)
-        except IntegrityError:
-            row = session.scalars(query).one()
-    return row
+    # First use seeds the row from the environment.
+    return get_or_create(session, query, lambda: RuntimeSettings(scope=scope, values=initial))
 
 
 def current_policy(session: Session, initial: Policy) -> Policy:

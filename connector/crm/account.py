@@ -12,11 +12,10 @@ from datetime import datetime, timedelta, timezone
 import requests
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connector.crm import AccountBlocked, TransientError
-from connector.db import Database
+from connector.db import Database, get_or_create
 from connector.models import CrmAccount
 
 log = logging.getLogger(__name__)
@@ -32,15 +31,7 @@ def account_row(session: Session, crm: str, *, lock: bool = False) -> CrmAccount
     query = select(CrmAccount).where(CrmAccount.crm == crm)
     if lock:
         query = query.with_for_update()
-    row = session.scalars(query).first()
-    if row is None:
-        try:
-            with session.begin_nested():
-                session.add(CrmAccount(crm=crm, paused=False, next_request_at=0.0))
-        except IntegrityError:
-            pass
-        row = session.scalars(query).one()
-    return row
+    return get_or_create(session, query, lambda: CrmAccount(crm=crm, paused=False, next_request_at=0.0))
 
 
 # --- pause ------------------------------------------------------------------
