@@ -5,6 +5,8 @@ import signal
 import threading
 from datetime import datetime, timezone
 
+from contextlib import contextmanager
+
 import click
 
 from connector.config import Config
@@ -14,6 +16,17 @@ def load_config() -> Config:
     from app import VAR_DIR
 
     return Config.from_env().with_secret_key(VAR_DIR)
+
+
+@contextmanager
+def database(config: Config):
+    from connector.db import Database
+
+    db = Database(config.DATABASE_URL)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 @click.group(help="Post-call QA connector between a cloud PBX and a CRM.")
@@ -65,17 +78,15 @@ def serve(no_worker: bool) -> None:
 
 @cli.command(help="Run a standalone delivery worker; start many against PostgreSQL.")
 def worker() -> None:
-    from connector.db import Database
-
     config = load_config()
     if config.CRM == "none":
         raise click.UsageError("CRM=none: there is nothing to deliver")
-    db = Database(config.DATABASE_URL)
-    stop = threading.Event()
-    _stop_on_signals(stop)
     from app import build_worker
 
-    build_worker(config, db).run(stop)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    with database(config) as db:
+        build_worker(config, db).run(stop)
 
 
 @cli.group(help="Database migrations.")
@@ -162,12 +173,15 @@ STATUSES = click.Choice(["pending", "waiting", "done", "dead", "unmatched"])
 @click.option("--status", type=STATUSES, default=None)
 @click.option("--limit", default=50, show_default=True)
 def deliveries_list(status: str | None, limit: int) -> None:
+    config = load_config()
+    with database(config) as db:
+        _print_jobs(db, config, status, limit)
+
+
+def _print_jobs(db, config: Config, status: str | None, limit: int) -> None:
     from connector import outbox
     from connector.crm.account import pause_state
-    from connector.db import Database
 
-    config = load_config()
-    db = Database(config.DATABASE_URL)
     if config.CRM != "none":
         paused, reason, since = pause_state(db, config.CRM)
         if paused:
@@ -190,26 +204,25 @@ def deliveries_list(status: str | None, limit: int) -> None:
 @click.option("--since", type=click.DateTime(), default=None, help="Only jobs that failed at or after this (UTC).")
 def deliveries_replay(status: str, since: datetime | None) -> None:
     from connector import outbox
-    from connector.db import Database
 
-    db = Database(load_config().DATABASE_URL)
     since_utc = since.replace(tzinfo=timezone.utc) if since else None
-    with db.transaction() as s:
-        job_ids = outbox.jobs_to_replay(s, status, since_utc)
-    with click.progressbar(job_ids, label=f"replaying {len(job_ids)} {status} job(s)") as bar:
-        for job_id in bar:
-            with db.transaction() as s:
-                outbox.replay(s, job_id)
+    with database(load_config()) as db:
+        with db.transaction() as s:
+            job_ids = outbox.jobs_to_replay(s, status, since_utc)
+        with click.progressbar(job_ids, label=f"replaying {len(job_ids)} {status} job(s)") as bar:
+            for job_id in bar:
+                with db.transaction() as s:
+                    outbox.replay(s, job_id)
     click.echo(f"{len(job_ids)} job(s) queued again; a running worker sends them")
 
 
 @deliveries.command("resume", help="Resume deliveries to a paused CRM account.")
 def deliveries_resume() -> None:
     from connector.crm.account import resume
-    from connector.db import Database
 
     config = load_config()
     if config.CRM == "none":
         raise click.UsageError("CRM=none: there is no account to resume")
-    was_paused = resume(Database(config.DATABASE_URL), config.CRM)
+    with database(config) as db:
+        was_paused = resume(db, config.CRM)
     click.echo(f"{config.CRM} resumed" if was_paused else f"{config.CRM} was not paused")

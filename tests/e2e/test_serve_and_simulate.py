@@ -117,3 +117,34 @@ def test_served_connector_delivers_to_amocrm_with_its_embedded_worker(tmp_path, 
         # The CRM's player opens our link, which redirects to a fresh PBX file link.
         played = requests.get(logged["link"], timeout=30)
         assert played.status_code == 200 and played.headers["Content-Type"] == "audio/mpeg"
+
+
+def test_concurrent_events_of_one_new_call_join_into_one_row(served):
+    """Events of a call the connector has never seen, all at once on a threaded server."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from connector.pbx.mango import signed_form
+
+    base, _, _ = served
+    entry = "race-1"
+    events = [("events/summary", {"entry_id": entry, "call_direction": 1, "to": {"extension": "103"},
+                                  "from": {"number": "79001112233"}, "create_time": 1, "end_time": 61,
+                                  "talk_time": 11}),
+              ("events/recording", {"entry_id": entry, "recording_id": "r-race", "recording_state": "Completed",
+                                    "completion_code": 1000, "seq": 9}),
+              ("events/dtmf", {"entry_id": entry, "call_id": "leg", "seq": 10, "dtmf": "4", "location": "ivr.5"})]
+    events += [("events/call", {"entry_id": entry, "call_id": "leg", "seq": n, "call_state": "Connected"})
+               for n in range(1, 6)]
+
+    def post(event):
+        kind, payload = event
+        return requests.post(f"{base}/mango/{kind}", data=signed_form("e2e-key", "e2e-salt", payload), timeout=30)
+
+    with ThreadPoolExecutor(len(events)) as pool:
+        statuses = [r.status_code for r in pool.map(post, events)]
+    assert statuses == [200] * len(events)
+    call = requests.get(f"{base}/api/v1/calls/{entry}", headers={"Authorization": "Bearer e2e-token"},
+                        timeout=5).json()
+    assert (call["operator"], call["recording_id"], call["customer_score"]) == ("103", "r-race", 4)
+    listed = requests.get(f"{base}/api/v1/calls", headers={"Authorization": "Bearer e2e-token"}, timeout=5).json()
+    assert listed["_meta"]["total"] == 1
