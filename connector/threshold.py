@@ -102,8 +102,8 @@ def validate_policy(policy: Policy) -> Policy:
     if not policy.scale_min <= policy.max_threshold <= policy.scale_max + 1:
         raise PolicyError("max_threshold", f"must lie within [{policy.scale_min}, {policy.scale_max + 1}],"
                                            f" got {policy.max_threshold}")
-    if policy.rating_window_days < 0:
-        raise PolicyError("rating_window_days", f"must not be negative, got {policy.rating_window_days}")
+    if not 0 <= policy.rating_window_days <= 3650:
+        raise PolicyError("rating_window_days", f"must be 0 (no limit) to 3650, got {policy.rating_window_days}")
     for name in ("tag_template", "score_text_template"):
         template = getattr(policy, name)
         if "{score}" not in template:

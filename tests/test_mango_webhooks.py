@@ -193,6 +193,9 @@ def test_sign_over_a_reserialised_json_is_refused(mango_post, client, db):
     (json.dumps({"entry_id": "x", "call_direction": 7}), "call_direction"),
     (json.dumps({"entry_id": "x" * 129, "call_direction": 1}), "entry_id"),
     (json.dumps({"entry_id": "x", "call_direction": 1, "to": {"extension": ["101"]}}), "to.extension"),
+    (json.dumps({"entry_id": "a\u0000b", "call_direction": 1}), "NUL"),
+    (json.dumps({"entry_id": "x", "call_direction": 1, "end_time": 10**15}), "end_time"),
+    (json.dumps({"entry_id": "x", "call_direction": 1, "disconnect_reason": 2**40}), "disconnect_reason"),
 ])
 def test_malformed_json_names_the_field(mango_post, db, payload, needle):
     response = mango_post("events/summary", payload)

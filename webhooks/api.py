@@ -62,17 +62,22 @@ def _json_body() -> object:
 
 # --- generic score API (Standard Webhooks) ---------------------------------
 
+def _no_nul(text: str) -> None:
+    if "\x00" in text:
+        raise ValidationError("must not contain NUL characters")
+
+
 class ScoreSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    call_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    score = fields.Integer(required=True, strict=True)
+    call_id = fields.String(required=True, validate=[validate.Length(min=1, max=128), _no_nul])
+    score = fields.Integer(required=True, strict=True, validate=validate.Range(-(2**31), 2**31 - 1))
     source = fields.String(load_default="customer", validate=validate.OneOf(["customer", "supervisor"]))
     rated_at = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc)
-    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
-    operator = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
-    phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
+    comment = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=2000), _no_nul])
+    operator = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=32), _no_nul])
+    phone = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=32), _no_nul])
 
 
 @bp.post("/scores")
@@ -119,16 +124,16 @@ class CallQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    score_lte = fields.Integer()
-    score_gte = fields.Integer()
-    operator = fields.String(validate=validate.Length(max=32))
-    line = fields.String(validate=validate.Length(max=32))
+    score_lte = fields.Integer(validate=validate.Range(-1000, 1000))
+    score_gte = fields.Integer(validate=validate.Range(-1000, 1000))
+    operator = fields.String(validate=[validate.Length(max=32), _no_nul])
+    line = fields.String(validate=[validate.Length(max=32), _no_nul])
     date_from = fields.AwareDateTime(default_timezone=timezone.utc)
     date_to = fields.AwareDateTime(default_timezone=timezone.utc)
     tagged = fields.Boolean()
     crm_status = fields.String(validate=validate.OneOf(CRM_STATUSES))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=1_000_000))
 
 
 @bp.get("/calls")

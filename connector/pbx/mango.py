@@ -45,12 +45,16 @@ def verify(form: dict[str, str], api_key: str, salt: str) -> str:
 
 
 class _Text(fields.String):
-    """PBX identifiers arrive as strings or numbers; keep them as strings."""
+    """PBX identifiers arrive as strings or numbers; keep them as strings (without NUL, which
+    PostgreSQL cannot store)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
-        return super()._deserialize(value, attr, data, **kwargs)
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("must not contain NUL characters")
+        return text
 
 
 class _Lenient(Schema):
@@ -59,19 +63,30 @@ class _Lenient(Schema):
 
 
 class _Party(_Lenient):
-    extension = _Text(load_default=None, allow_none=True)
-    number = _Text(load_default=None, allow_none=True)
-    line_number = _Text(load_default=None, allow_none=True)
+    extension = _Text(load_default=None, allow_none=True, validate=validate.Length(max=32))
+    number = _Text(load_default=None, allow_none=True, validate=validate.Length(max=32))
+    line_number = _Text(load_default=None, allow_none=True, validate=validate.Length(max=32))
 
 
 _entry_id = _Text(required=True, validate=validate.Length(min=1, max=128))
 
 
+def _int(required: bool = False, *, high: int = 2**31 - 1):
+    """A non-negative integer that fits its column (int4 by default)."""
+    if required:
+        return fields.Integer(required=True, validate=validate.Range(0, high))
+    return fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, high))
+
+
+def _unix_time():
+    return _int(high=253_402_300_799)  # up to 9999-12-31, the last second datetime holds
+
+
 class CallEventSchema(_Lenient):
     entry_id = _entry_id
-    call_id = _Text(load_default=None)
-    seq = fields.Integer(required=True, strict=False)
-    call_state = _Text(required=True)
+    call_id = _Text(load_default=None, allow_none=True, validate=validate.Length(max=128))
+    seq = _int(required=True)
+    call_state = _Text(required=True, validate=validate.Length(max=32))
     to = fields.Nested(_Party, load_default=dict)
 
 
@@ -80,34 +95,34 @@ class SummarySchema(_Lenient):
     call_direction = fields.Integer(required=True, validate=validate.OneOf(list(DIRECTIONS)))
     from_ = fields.Nested(_Party, data_key="from", load_default=dict)
     to = fields.Nested(_Party, load_default=dict)
-    line_number = _Text(load_default=None, allow_none=True)
-    create_time = fields.Integer(load_default=None, allow_none=True)
-    forward_time = fields.Integer(load_default=None, allow_none=True)
-    talk_time = fields.Integer(load_default=None, allow_none=True)
-    end_time = fields.Integer(load_default=None, allow_none=True)
-    entry_result = fields.Integer(load_default=None, allow_none=True)
-    disconnect_reason = fields.Integer(load_default=None, allow_none=True)
+    line_number = _Text(load_default=None, allow_none=True, validate=validate.Length(max=32))
+    create_time = _unix_time()
+    forward_time = _unix_time()
+    talk_time = _unix_time()
+    end_time = _unix_time()
+    entry_result = _int()
+    disconnect_reason = _int()
 
 
 class RecordingSchema(_Lenient):
     entry_id = _entry_id
     recording_id = _Text(required=True, validate=validate.Length(min=1, max=128))
-    recording_state = _Text(required=True)
-    seq = fields.Integer(load_default=None, allow_none=True)
-    completion_code = fields.Integer(load_default=None, allow_none=True)
+    recording_state = _Text(required=True, validate=validate.Length(max=32))
+    seq = _int()
+    completion_code = _int()
 
 
 class DtmfSchema(_Lenient):
     entry_id = _entry_id
-    call_id = _Text(load_default=None, allow_none=True)
-    seq = fields.Integer(load_default=None, allow_none=True)
+    call_id = _Text(load_default=None, allow_none=True, validate=validate.Length(max=128))
+    seq = _int()
     dtmf = _Text(required=True, validate=validate.Length(max=64))
-    location = _Text(load_default=None, allow_none=True)
-    timestamp = fields.Integer(load_default=None, allow_none=True)
+    location = _Text(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    timestamp = _unix_time()
 
 
 class AnySchema(_Lenient):
-    entry_id = _Text(load_default=None, allow_none=True)
+    entry_id = _Text(load_default=None, allow_none=True, validate=validate.Length(max=128))
 
 
 def _time(unix: int | None) -> datetime | None:
