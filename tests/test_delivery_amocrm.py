@@ -336,3 +336,27 @@ def test_tokens_never_reach_the_logs(h, caplog):
     scored_call(h)
     h.drain(make_due=True)
     assert TOKEN not in caplog.text and "test-vpbx-salt" not in caplog.text
+
+
+@pytest.mark.parametrize("h", [{"SURVEY_WAIT_SECONDS": "180"}], indirect=True)
+def test_a_call_waits_for_its_survey_score_then_goes_with_it(h):
+    now = int(time.time())
+    h.fake.add_contact(PHONE)
+    h.post("events/summary", summary(start=now - 70, talk=10, talk_seconds=60))
+    assert h.worker.run_once() == 0 and h.fake.calls == []  # not due: the survey may still come
+    h.post("events/dtmf", dtmf(digits="6", timestamp=now))
+    h.drain()
+    [call] = h.fake.calls
+    assert call["call_result"] == "Оценка качества: 6"
+
+
+@pytest.mark.parametrize("h", [{"SURVEY_WAIT_SECONDS": "180"}], indirect=True)
+def test_a_call_without_a_survey_goes_after_the_wait(h):
+    now = int(time.time())
+    h.fake.add_contact(PHONE)
+    h.post("events/summary", summary(start=now - 70, talk=10, talk_seconds=60))
+    [job] = h.jobs()
+    assert 170 <= (job.not_before.timestamp() - now) <= 180
+    h.drain(make_due=True)  # as if three minutes had passed
+    [call] = h.fake.calls
+    assert "call_result" not in call and h.call("call-1")["crm"]["status"] == "delivered"
