@@ -112,10 +112,11 @@ class DeliveryWorker:
             return 0
         kind, claimed = work[0].kind, len(work)
         try:
-            work = self._settle_doubts(kind, work)
+            work = self._settle_doubts(kind, self._resolve_entities(kind, work))
             results = self._send(kind, [w.item for w in work]) if work else []
         except AccountBlocked as exc:
             pause(self.db, self.crm, exc.message)
+            self._last_probe = time.monotonic()  # the next probe waits its full interval
             self._release(work)
             return claimed
         except TransientError as exc:
@@ -197,7 +198,7 @@ class DeliveryWorker:
         """Jobs whose earlier request may have reached the CRM are looked up, not re-sent."""
         doubtful = [w for w in work if w.in_doubt_since is not None]
         if not doubtful or kind == TAGS:  # a tag change is idempotent: just send it again
-            return self._resolve_entities(kind, work)
+            return work
         since = int(min(w.in_doubt_since for w in doubtful).timestamp()) - DOUBT_MARGIN
         settled: dict[int, ItemResult] = {}
         if kind == LOG_CALL:
@@ -217,7 +218,7 @@ class DeliveryWorker:
                      len(settled), kind)
             done = [w for w in work if w.job_id in settled]
             self._record(done, [settled[w.job_id] for w in done])
-        return self._resolve_entities(kind, [w for w in work if w.job_id not in settled])
+        return [w for w in work if w.job_id not in settled]
 
     def _resolve_entities(self, kind: str, work: list[Work]) -> list[Work]:
         """A note with no known entity (AMOCRM_LOG_CALLS=false) first finds it by phone."""
@@ -249,6 +250,8 @@ class DeliveryWorker:
         with self.db.transaction() as s:
             for w in work:
                 job = s.get(DeliveryJob, w.job_id)
+                if job is None or job.lease_owner != self.owner:
+                    continue  # settled before the block, or taken over
                 job.attempts = max(0, job.attempts - 1)
                 job.lease_owner = job.lease_until = None
                 job.sent_at = w.in_doubt_since

@@ -360,3 +360,13 @@ def test_a_call_without_a_survey_goes_after_the_wait(h):
     h.drain(make_due=True)  # as if three minutes had passed
     [call] = h.fake.calls
     assert "call_result" not in call and h.call("call-1")["crm"]["status"] == "delivered"
+
+
+@pytest.mark.parametrize("h", [{"AMOCRM_LOG_CALLS": "false"}], indirect=True)
+def test_lost_note_answer_without_call_logging_is_not_sent_twice(h):
+    h.fake.add_contact(PHONE)
+    h.fake.inject("lost", path="/api/v4/contacts/notes", method="POST")
+    scored_call(h, digits="2")
+    h.drain(make_due=True)
+    assert len([n for n in h.fake.notes if n["note_type"] == "common"]) == 1
+    assert h.call("call-1")["crm"]["status"] == "delivered"
