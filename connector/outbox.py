@@ -5,7 +5,7 @@ in the same transaction as the change that calls for it. Jobs:
 - `log_call`: POST the call (score text, recording link); due once the summary is in and
   a customer score is in or SURVEY_WAIT_SECONDS have passed since the call ended;
 - `contact`: create a contact for an unknown caller, then the call is logged again;
-- `note`: a score that came after the call was logged (or AMOCRM_LOG_CALLS=false);
+- `note`: a score that came after the call was logged (or AMOCRM_LOG_CALLS=false); keyed by score id;
 - `tags`: add the low-score tag / remove a replaced one / write the score field.
 """
 from __future__ import annotations
@@ -100,9 +100,9 @@ def plan(session: Session, opts: DeliveryOptions, d: Delivery) -> None:
     if score is None or not score.record:  # no score, or the feature was off when it came
         return
     if record.written_score != score.value:
-        add_job(session, d, opts.crm, NOTE, str(score.value), score=score)
+        add_job(session, d, opts.crm, NOTE, str(score.id), score=score)
     elif score.tag or score.tag_to_remove or opts.score_field_id:
-        add_job(session, d, opts.crm, TAGS, str(score.value), score=score)
+        add_job(session, d, opts.crm, TAGS, str(score.id), score=score)
 
 
 def refresh_record(d: Delivery) -> None:

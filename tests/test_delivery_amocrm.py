@@ -370,3 +370,16 @@ def test_lost_note_answer_without_call_logging_is_not_sent_twice(h):
     h.drain(make_due=True)
     assert len([n for n in h.fake.notes if n["note_type"] == "common"]) == 1
     assert h.call("call-1")["crm"]["status"] == "delivered"
+
+
+@pytest.mark.parametrize("h", [{"QA_LOCK_SCORE": "false"}], indirect=True)
+def test_every_changed_score_is_written_once_even_when_values_repeat(h):
+    contact = h.fake.add_contact(PHONE)
+    scored_call(h, digits="3")
+    h.drain()
+    for seq, digits in ((10, "5"), (11, "3"), (12, "5")):
+        h.post("events/dtmf", dtmf(digits=digits, seq=seq))
+        h.drain()
+    notes = [n["params"]["text"] for n in h.fake.notes if n["note_type"] == "common"]
+    assert notes == ["Оценка качества: 5", "Оценка качества: 3", "Оценка качества: 5"]
+    assert h.fake.contacts[contact]["tags"] == ["Оценка 5"]
