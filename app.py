@@ -73,6 +73,12 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(recordings.bp)
+
+    # The same commands under `flask --app app ...` as under `connector ...`.
+    from commands.cli import cli
+
+    for name, command in cli.commands.items():
+        app.cli.add_command(command, name)
     return app
 
 

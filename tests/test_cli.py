@@ -48,3 +48,8 @@ def test_resume_and_paused_state_are_shown(dead_delivery):
     assert "amocrm is PAUSED" in run("deliveries", "list")
     assert "amocrm resumed" in run("deliveries", "resume")
     assert pause_state(dead_delivery.db, "amocrm")[0] is False
+
+
+def test_the_same_commands_run_under_flask(dead_delivery):
+    result = dead_delivery.app.test_cli_runner().invoke(args=["deliveries", "list", "--status", "dead"])
+    assert result.exit_code == 0 and "call-1:log_call" in result.output
