@@ -52,6 +52,12 @@ def job_key(entry_id: str, kind: str, suffix: str = "") -> str:
     return f"{entry_id}:{kind}{':' + suffix if suffix else ''}"
 
 
+def lock_calls(session: Session, call_ids: list[int]) -> None:
+    """Lock the calls first, in id order, as ingest does: every writer of a call's record and jobs
+    then takes locks in the same order (call -> record -> jobs), so PostgreSQL never deadlocks."""
+    session.execute(select(Call.id).where(Call.id.in_(sorted(set(call_ids)))).order_by(Call.id).with_for_update())
+
+
 def load(session: Session, crm: str, call_ids: list[int]) -> dict[int, Delivery]:
     """Deliveries of these calls: 4 queries whatever the batch size."""
     ids = list(set(call_ids))
@@ -164,8 +170,12 @@ def jobs_to_replay(session: Session, status: str, since: datetime | None) -> lis
 
 def replay(session: Session, job_id: int) -> None:
     """Put a dead or unmatched job back in the queue, with a fresh retry budget."""
-    job = session.get(DeliveryJob, job_id, with_for_update=True)
+    job = session.get(DeliveryJob, job_id)
     if job is None or job.status not in (DEAD, UNMATCHED):
+        return
+    lock_calls(session, [job.call_id])
+    session.refresh(job, with_for_update=True)
+    if job.status not in (DEAD, UNMATCHED):
         return
     job.status, job.not_before, job.lease_until, job.lease_owner = PENDING, _now(), None, None
     job.attempts, job.first_failed_at = 0, None

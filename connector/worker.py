@@ -261,6 +261,7 @@ class DeliveryWorker:
             return
         with self.db.transaction() as s:
             now = datetime.now(timezone.utc)
+            outbox.lock_calls(s, [w.call_id for w in work])
             jobs = {j.id: j for j in s.scalars(select(DeliveryJob).where(
                 DeliveryJob.id.in_([w.job_id for w in work])).with_for_update())}
             deliveries = outbox.load(s, self.crm, [w.call_id for w in work])

@@ -17,6 +17,14 @@ from connector.db import upgrade
 from connector.models import Base
 from connector.pbx import mango
 
+from hypothesis import settings as hypothesis_settings
+
+# CI explores the same examples on every run, so a red build is never a roll of the dice;
+# local runs keep exploring new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
+
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 MANGO_KEY, MANGO_SALT = "test-vpbx-key", "test-vpbx-salt"
 ADMIN_TOKEN = "test-admin-token"

@@ -50,8 +50,8 @@ def test_out_of_scale_is_refused_and_never_used(policy, score):
 def test_unreadable_keypad_digits_are_refused(digits):
     d = decide(Policy(), digits)
     readable = digits.strip().isascii() and digits.strip().isdigit()
-    if readable and 1 <= int(digits) <= 10:
-        assert d.status == ACCEPTED and d.value == int(digits)
+    if readable and 1 <= int(digits.strip()) <= 10:
+        assert d.status == ACCEPTED and d.value == int(digits.strip())
     else:
         assert d.status == REFUSED and not d.record and d.tag is None
         assert d.value is None if not readable else "outside the scale" in d.reason
