@@ -117,6 +117,8 @@ class CrmRecord(Base):
     responsible_mapped: Mapped[bool | None] = mapped_column(Boolean)
     # Which customer score the CRM shows (in the call record or a later note); null = none yet.
     written_score: Mapped[int | None] = mapped_column(Integer)
+    # The low-score tag the connector last put on the entity, so a replacing score removes exactly it.
+    applied_tag: Mapped[str | None] = mapped_column(String(255))
     logged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

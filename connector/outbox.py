@@ -6,7 +6,9 @@ in the same transaction as the change that calls for it. Jobs:
   a customer score is in or SURVEY_WAIT_SECONDS have passed since the call ended;
 - `contact`: create a contact for an unknown caller, then the call is logged again;
 - `note`: a score that came after the call was logged (or AMOCRM_LOG_CALLS=false); keyed by score id;
-- `tags`: add the low-score tag / remove a replaced one / write the score field.
+- `tags`: bring the entity's low-score tag from the one last applied to the one of the score in
+  force (add / remove), and write the score field. A tags job whose score was replaced before it
+  was sent is dropped: the replacing score's own job carries the change.
 """
 from __future__ import annotations
 
@@ -107,7 +109,7 @@ def plan(session: Session, opts: DeliveryOptions, d: Delivery) -> None:
         return
     if record.written_score != score.value:
         add_job(session, d, opts.crm, NOTE, str(score.id), score=score)
-    elif score.tag or score.tag_to_remove or opts.score_field_id:
+    elif score.tag != record.applied_tag or score.tag_to_remove or opts.score_field_id:
         add_job(session, d, opts.crm, TAGS, str(score.id), score=score)
 
 

@@ -111,6 +111,10 @@ class DeliveryWorker:
         if not work:
             return 0
         kind, claimed = work[0].kind, len(work)
+        superseded = [w for w in work if w.extra.get("superseded")]
+        if superseded:
+            self._record(superseded, [ItemResult(True, extra={"superseded": True})] * len(superseded))
+            work = [w for w in work if not w.extra.get("superseded")]
         try:
             work = self._settle_doubts(kind, self._resolve_entities(kind, work))
             results = self._send(kind, [w.item for w in work]) if work else []
@@ -186,11 +190,16 @@ class DeliveryWorker:
                 w.item = NoteItem(entity_type, entity_id, policy.score_text(w.score_value),
                                   responsible_user_id=user_id)
                 w.extra["phone"] = phone
+            elif job_score is None or d.score is None or job_score.id != d.score.id:
+                w.extra["superseded"] = True  # a newer score's own tags job carries the change
             else:
                 field_id = self.opts.delivery.score_field_id
-                w.item = TagItem(entity_type, entity_id,
-                                 add=(job_score.tag,) if job_score and job_score.tag else (),
-                                 remove=(job_score.tag_to_remove,) if job_score and job_score.tag_to_remove else (),
+                new_tag = job_score.tag
+                # Remove what we last applied (and what the policy says this score replaces).
+                remove = {record.applied_tag, job_score.tag_to_remove} - {None, new_tag}
+                w.extra["tag"] = new_tag
+                w.item = TagItem(entity_type, entity_id, add=(new_tag,) if new_tag else (),
+                                 remove=tuple(sorted(remove)),
                                  score_field=(field_id, w.score_value) if field_id else None)
 
     # --- doubts: look before sending twice ----------------------------------
@@ -307,6 +316,8 @@ class DeliveryWorker:
         job.status, job.last_error, job.sent_at = DONE, None, None
         job.result = {"entity_type": result.entity_type, "entity_id": result.entity_id, **result.extra}
         record = d.record
+        if result.extra.get("superseded"):
+            return
         if job.kind in (LOG_CALL, CONTACT) or (job.kind == NOTE and "entity" in w.extra):
             record.entity_type, record.entity_id = result.entity_type, result.entity_id
         if job.kind == LOG_CALL:
@@ -316,6 +327,8 @@ class DeliveryWorker:
         elif job.kind == NOTE:
             record.written_score = w.score_value
             record.logged_at = record.logged_at or (None if self.opts.delivery.log_calls else now)
+        elif job.kind == TAGS:
+            record.applied_tag = w.extra.get("tag")
         elif job.kind == CONTACT:
             # The caller exists now: send what waited for the contact.
             for waiting in d.jobs.values():

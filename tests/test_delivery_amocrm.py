@@ -383,3 +383,42 @@ def test_every_changed_score_is_written_once_even_when_values_repeat(h):
     notes = [n["params"]["text"] for n in h.fake.notes if n["note_type"] == "common"]
     assert notes == ["Оценка качества: 5", "Оценка качества: 3", "Оценка качества: 5"]
     assert h.fake.contacts[contact]["tags"] == ["Оценка 5"]
+
+
+@pytest.mark.parametrize("h", [{"QA_LOCK_SCORE": "false"}], indirect=True)
+def test_scores_arriving_while_the_worker_records_never_clash(h):
+    """Webhooks and the worker write the same calls at once; neither fails nor loses a score."""
+    import threading
+
+    calls = 40
+    for i in range(calls):
+        phone = f"7944{i:07d}"
+        h.fake.add_contact(phone)
+        scored_call(h, f"w{i}", "2", phone=phone)
+    h.fake.rate_limit = 1000
+    h.worker.limiter.interval = 0.0
+    h.worker.adapter.max_batch = 5
+    statuses, errors = [], []
+
+    def post_new_scores():
+        for seq in range(20, 23):
+            for i in range(calls):
+                statuses.append(h.post("events/dtmf", dtmf(f"w{i}", str(3 + seq % 3), seq=seq)).status_code)
+
+    poster = threading.Thread(target=post_new_scores)
+    poster.start()
+    try:
+        while poster.is_alive():
+            h.worker.run_once()
+    except Exception as exc:  # a deadlock or serialisation failure would land here
+        errors.append(exc)
+    finally:
+        poster.join()
+    assert errors == [] and set(statuses) == {200}
+    h.drain()
+    for i in range(calls):
+        call = h.call(f"w{i}")
+        last = 3 + 22 % 3  # the score of the last round (seq 22)
+        assert call["customer_score"] == last and call["crm"]["status"] == "delivered"
+        entity = h.fake.entity(call["crm"]["entity_type"], call["crm"]["entity_id"])
+        assert entity["tags"] == [f"Оценка {last}"]
