@@ -62,8 +62,9 @@ def create_app(config: Config | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY=config.SECRET_KEY, MAX_CONTENT_LENGTH=config.MAX_BODY_BYTES,
-                      MAX_FORM_MEMORY_SIZE=config.MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+                      MAX_FORM_MEMORY_SIZE=config.MAX_BODY_BYTES)
     app.json.ensure_ascii = False  # tags and score texts are Russian
+    app.json.sort_keys = False  # keep the documented field order of a call
     app.extensions["connector"] = services
 
     from webhooks import api, errors, mango, recordings
