@@ -1,4 +1,5 @@
 """OAuth against the fake amoCRM: code exchange, one refresh on 401, rotation, serialised refresh."""
+import logging
 import threading
 
 from sqlalchemy import select
@@ -38,7 +39,8 @@ def test_code_is_exchanged_and_tokens_are_stored_encrypted(db_url):
         assert access not in stored and refresh not in stored and row.access_token_enc
 
 
-def test_expired_token_is_refreshed_once_and_the_old_refresh_token_is_spent(db_url):
+def test_expired_token_is_refreshed_once_and_the_old_refresh_token_is_spent(db_url, caplog):
+    caplog.set_level(logging.DEBUG)
     fake = FakeAmo()
     with connector_with_fake_amo(db_url, fake, **oauth_settings(fake, fake.new_auth_code())) as h:
         fake.add_contact(PHONE)
@@ -50,6 +52,9 @@ def test_expired_token_is_refreshed_once_and_the_old_refresh_token_is_spent(db_u
         assert fake.refresh_tokens[first_refresh_token] is False  # rotated away
         statuses = [s for _, m, p, s in fake.requests if p == "/api/v4/calls"]
         assert statuses == [200, 401, 200]
+        secrets = list(fake.access_tokens) + list(fake.refresh_tokens) + [fake.client_secret]
+        assert "access token refreshed" in caplog.text
+        assert not any(secret in caplog.text for secret in secrets)
 
 
 def test_concurrent_refreshes_make_one_refresh(db_url):
