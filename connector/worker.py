@@ -124,6 +124,8 @@ class DeliveryWorker:
             self._release(work)
             return claimed
         except TransientError as exc:
+            if exc.retry_after and self.limiter:
+                self.limiter.hold(exc.retry_after)  # every worker waits, not just this one
             results = [exc] * len(work)
         except PermanentError as exc:
             results = [ItemResult(False, error=exc.message)] * len(work)
@@ -301,8 +303,6 @@ class DeliveryWorker:
         job.last_error = exc.message
         if not exc.maybe_applied:
             job.sent_at = None
-        if exc.retry_after and self.limiter:
-            self.limiter.hold(exc.retry_after)  # every worker waits, not just this one
         if now - job.first_failed_at >= RETRY_HORIZON:
             job.status = DEAD
             job.last_error = f"gave up after {job.attempts} attempts over 24 h: {exc.message}"

@@ -422,3 +422,20 @@ def test_scores_arriving_while_the_worker_records_never_clash(h):
         assert call["customer_score"] == last and call["crm"]["status"] == "delivered"
         entity = h.fake.entity(call["crm"]["entity_type"], call["crm"]["entity_id"])
         assert entity["tags"] == [f"Оценка {last}"]
+
+
+def test_retry_after_holds_every_worker(h):
+    from sqlalchemy import select
+
+    from connector.models import CrmAccount
+
+    h.fake.add_contact(PHONE)
+    h.fake.inject(429, path="/api/v4/calls", headers={"Retry-After": "120"})
+    scored_call(h)
+    before = time.time()
+    h.worker.run_once()
+    with h.db.transaction() as s:
+        next_request_at = s.scalars(select(CrmAccount.next_request_at)).one()
+    assert next_request_at >= before + 120  # the shared slot moved: no process sends before then
+    [job] = h.jobs()
+    assert job.not_before.timestamp() >= before + 120 and job.sent_at is None  # surely not applied

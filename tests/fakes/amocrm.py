@@ -36,6 +36,7 @@ class Injected:
     method: str = ""
     seconds: float = 0.0
     times: int = 1
+    headers: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -83,9 +84,10 @@ class FakeAmo:
         with self.lock:
             self.access_tokens = {t: False for t in self.access_tokens}
 
-    def inject(self, action, path: str = "", method: str = "", seconds: float = 0.0, times: int = 1) -> None:
+    def inject(self, action, path: str = "", method: str = "", seconds: float = 0.0, times: int = 1,
+               headers: dict | None = None) -> None:
         with self.lock:
-            self.injected.append(Injected(action, path, method, seconds, times))
+            self.injected.append(Injected(action, path, method, seconds, times, headers or {}))
 
     def entity(self, entity_type: str, entity_id: int) -> dict | None:
         return {"contacts": self.contacts, "leads": self.leads}.get(entity_type, {}).get(entity_id)
@@ -162,7 +164,9 @@ def create_fake_app(fake: FakeAmo) -> Flask:
         if injected and injected.action == "slow":
             time.sleep(injected.seconds)
         elif injected and isinstance(injected.action, int):
-            return error(injected.action, "Injected failure")
+            response = error(injected.action, "Injected failure")
+            response.headers.update(injected.headers)
+            return response
         if request.path.startswith("/api/") and not fake._token_ok(request.headers.get("Authorization", "")):
             return error(401, "Unauthorized")
         return None
