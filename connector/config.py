@@ -132,6 +132,8 @@ class Config:
                 self.AMOCRM_CLIENT_ID and self.AMOCRM_CLIENT_SECRET and self.AMOCRM_REDIRECT_URI)):
             raise ConfigError("AMOCRM_LONG_LIVED_TOKEN: set it, or AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET and "
                               "AMOCRM_REDIRECT_URI for OAuth, when CRM=amocrm")
+        if self.SCORES_WEBHOOK_SECRET and not _is_webhook_secret(self.SCORES_WEBHOOK_SECRET):
+            raise ConfigError("SCORES_WEBHOOK_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
         if self.MAX_BODY_BYTES < 1024:
             raise ConfigError(f"MAX_BODY_BYTES: must be at least 1024, got {self.MAX_BODY_BYTES}")
         if not self.DATABASE_URL.split(":", 1)[0].startswith(("sqlite", "postgresql")):
@@ -163,6 +165,18 @@ SECRET_SETTINGS = frozenset(
     {"SECRET_KEY", "ADMIN_TOKEN", "MANGO_API_SALT", "SCORES_WEBHOOK_SECRET",
      "AMOCRM_CLIENT_SECRET", "AMOCRM_AUTH_CODE", "AMOCRM_LONG_LIVED_TOKEN"}
 )
+
+
+def _is_webhook_secret(value: str) -> bool:
+    import base64
+    import binascii
+
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(value.removeprefix("whsec_"), validate=True)) >= 24
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _type_of(annotation) -> type | None:

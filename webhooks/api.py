@@ -51,9 +51,13 @@ def require_token(view):
     return wrapper
 
 
-def _json_body() -> object:
+def _require_json_type() -> None:
     if request.mimetype != "application/json":
         raise ApiError(415, f"expected application/json, got {request.mimetype or 'no content type'}")
+
+
+def _json_body() -> object:
+    _require_json_type()
     try:
         return json.loads(request.get_data(as_text=True))
     except ValueError:
@@ -83,8 +87,7 @@ class ScoreSchema(Schema):
 @bp.post("/scores")
 def post_score():
     secret = services().config.SCORES_WEBHOOK_SECRET
-    if request.mimetype != "application/json":
-        raise ApiError(415, f"expected application/json, got {request.mimetype or 'no content type'}")
+    _require_json_type()
     if not secret:
         raise ApiError(403, "score API disabled: SCORES_WEBHOOK_SECRET is not set")
     body = request.get_data(as_text=True)
@@ -97,10 +100,7 @@ def post_score():
         raise ApiError(403, f"signature rejected: {exc}") from None
     except ValueError:  # a malformed signature header (not `v1,<base64>`)
         raise ApiError(403, "signature rejected: malformed webhook-signature") from None
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise ApiError(400, "body is not valid JSON") from None
+    document = _json_body()
     if not isinstance(document, dict):
         raise ApiError(400, "body must be a JSON object")
     try:

@@ -31,6 +31,8 @@ def test_every_setting_is_documented_in_the_example_file():
     ({"CRM": "amocrm"}, "AMOCRM_BASE_URL: required"),
     ({"AMOCRM_USER_MAP": "101=5"}, "AMOCRM_USER_MAP"),
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ({"SCORES_WEBHOOK_SECRET": "not-a-secret"}, "SCORES_WEBHOOK_SECRET"),
+    ({"SCORES_WEBHOOK_SECRET": "whsec_%%%"}, "SCORES_WEBHOOK_SECRET"),
 ])
 def test_invalid_values_name_the_setting(env, needle):
     with pytest.raises(ConfigError) as err:
