@@ -87,3 +87,13 @@ def test_a_spent_code_pauses_the_account_with_the_reason(db_url):
         assert paused and "authorization_code" in reason
         health = h.client.get("/healthz").json
         assert health["status"] == "degraded" and "AMOCRM_AUTH_CODE" in health["crm"]["reason"]
+
+
+def test_token_endpoint_down_at_start_is_retried_by_the_first_delivery(db_url):
+    fake = FakeAmo()
+    fake.inject(503, path="/oauth2/access_token")
+    with connector_with_fake_amo(db_url, fake, **oauth_settings(fake, fake.new_auth_code())) as h:
+        assert pause_state(h.db, "amocrm")[0] is False  # a transient failure pauses nothing
+        fake.add_contact(PHONE)
+        deliver_one(h)
+        assert h.call("call-1")["crm"]["status"] == "delivered" and len(fake.access_tokens) == 1

@@ -104,11 +104,13 @@ class OAuthTokens:
     """
 
     def __init__(self, db: Database, crm: str, *, base_url: str, client_id: str, client_secret: str,
-                 redirect_uri: str, secret_key: str, wait_turn=lambda: None, http: requests.Session | None = None):
+                 redirect_uri: str, secret_key: str, auth_code: str = "", wait_turn=lambda: None,
+                 http: requests.Session | None = None):
         self.db, self.crm = db, crm
         self.url = base_url.rstrip("/") + "/oauth2/access_token"
         self.client = {"client_id": client_id, "client_secret": client_secret, "redirect_uri": redirect_uri}
         self.cipher = token_cipher(secret_key)
+        self.auth_code = auth_code
         self.wait_turn = wait_turn
         self.http = http or requests.Session()
         self._cached: str | None = None
@@ -149,20 +151,28 @@ class OAuthTokens:
         with self.db.transaction() as s:
             return account_row(s, self.crm).refresh_token_enc is not None
 
-    def exchange_code(self, code: str) -> None:
-        """First start: trade the one-time authorization code for tokens."""
+    def exchange_code(self) -> None:
+        """First start: trade the one-time authorization code for tokens (once, across processes)."""
+        if not self.auth_code:
+            raise AccountBlocked("amoCRM is not authorized: set AMOCRM_AUTH_CODE (or a long-lived token)")
         self.wait_turn()
         with self.db.transaction() as s:
             row = account_row(s, self.crm, lock=True)
-            self._store(row, self._grant(grant_type="authorization_code", code=code))
+            if row.refresh_token_enc is not None:
+                return  # another process exchanged it while we waited
+            self._store(row, self._grant(grant_type="authorization_code", code=self.auth_code))
         log.info("%s: authorization code exchanged for tokens", self.crm)
+
+    def _stored_access_token(self) -> str | None:
+        with self.db.transaction() as s:
+            return self._decrypt(account_row(s, self.crm).access_token_enc)
 
     def access_token(self) -> str:
         if self._cached is None:
-            with self.db.transaction() as s:
-                self._cached = self._decrypt(account_row(s, self.crm).access_token_enc)
-            if self._cached is None:
-                raise AccountBlocked("amoCRM is not authorized: set AMOCRM_AUTH_CODE (or a long-lived token)")
+            self._cached = self._stored_access_token()
+        if self._cached is None:
+            self.exchange_code()  # no tokens yet, e.g. the token endpoint was down at start-up
+            self._cached = self._cached or self._stored_access_token()
         return self._cached
 
     def refresh(self, rejected: str) -> str:

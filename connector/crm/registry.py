@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from connector.crm import CrmError
+from connector.crm import AccountBlocked, TransientError
 from connector.crm.account import OAuthTokens, SharedRateLimiter, pause
 from connector.crm.amocrm import AmoCrm, StaticToken
 from connector.db import Database
@@ -18,12 +18,15 @@ def _amocrm(config, db: Database, *, session=None):
     else:
         tokens = OAuthTokens(db, "amocrm", base_url=config.AMOCRM_BASE_URL, client_id=config.AMOCRM_CLIENT_ID,
                              client_secret=config.AMOCRM_CLIENT_SECRET, redirect_uri=config.AMOCRM_REDIRECT_URI,
-                             secret_key=config.SECRET_KEY, wait_turn=limiter.wait_turn, http=session)
+                             secret_key=config.SECRET_KEY, auth_code=config.AMOCRM_AUTH_CODE,
+                             wait_turn=limiter.wait_turn, http=session)
         if not tokens.has_tokens() and config.AMOCRM_AUTH_CODE:
-            try:
-                tokens.exchange_code(config.AMOCRM_AUTH_CODE)
-            except CrmError as exc:  # a spent or wrong code: say so and wait for an admin
+            try:  # exchange at start so a bad code shows at once; otherwise the first request does it
+                tokens.exchange_code()
+            except AccountBlocked as exc:  # a spent or wrong code: say so and wait for an admin
                 pause(db, "amocrm", exc.message)
+            except TransientError as exc:
+                log.warning("amoCRM token endpoint unavailable at start-up (%s); will retry", exc.message)
     adapter = AmoCrm(config.AMOCRM_BASE_URL, tokens, limiter.wait_turn, session=session)
     return adapter, limiter
 
