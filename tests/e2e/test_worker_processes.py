@@ -95,7 +95,7 @@ def test_two_workers_share_the_work_and_the_rate_limit(db_url, tmp_path):
     if not db_url.startswith("postgresql"):
         pytest.skip("many workers is the PostgreSQL path")
     with connector_with_fake_amo(db_url) as h:
-        enqueue_scored_calls(h, CALLS * 2)
+        enqueue_scored_calls(h, CALLS * 5)
         workers = [start_worker(worker_env(h, db_url), tmp_path) for _ in range(2)]
         try:
             wait_until_delivered(h)
@@ -104,6 +104,6 @@ def test_two_workers_share_the_work_and_the_rate_limit(db_url, tmp_path):
                 w.terminate()
                 w.wait(timeout=10)
                 w.stderr.close()
-        assert_each_effect_once(h, CALLS * 2)
+        assert_each_effect_once(h, CALLS * 5)
         assert h.fake.max_requests_in_any_second() <= 7
         assert not any(status == 429 for *_, status in h.fake.requests)
