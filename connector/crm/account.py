@@ -101,6 +101,10 @@ class OAuthTokens:
     amoCRM rotates the refresh token on every refresh and retires the old one, so two
     concurrent refreshes would lock the integration out. `refresh` takes the account row
     lock, re-reads the token, and refreshes only if nobody did while it waited.
+
+    The two grants are plain `requests` calls: amoCRM's token endpoint takes a JSON body,
+    which the generic OAuth clients (requests-oauthlib, authlib) do not send, and the part
+    that matters here, the cross-process serialisation, no client library provides.
     """
 
     def __init__(self, db: Database, crm: str, *, base_url: str, client_id: str, client_secret: str,
