@@ -22,9 +22,9 @@ class CallFilter:
     crm_status: str | None = None
 
 
-def _started(column=Call):
+def _started():
     # A call known only from a score has no PBX times yet; it sorts by when we first saw it.
-    return func.coalesce(column.created_at, column.first_seen_at)
+    return func.coalesce(Call.created_at, Call.first_seen_at)
 
 
 def find_calls(session: Session, flt: CallFilter, page: int, per_page: int) -> tuple[list[Call], int]:

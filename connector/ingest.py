@@ -60,7 +60,7 @@ def ingest_pbx_message(session: Session, ctx: IngestContext, message: InboundMes
     if isinstance(event, CallState):
         _apply_call_state(call, event)
     elif isinstance(event, CallSummary):
-        _apply_summary(session, call, event)
+        _apply_summary(call, event)
     elif isinstance(event, Recording):
         if event.usable:
             call.recording_id = event.recording_id
@@ -80,7 +80,7 @@ def _apply_call_state(call: Call, event: CallState) -> None:
     call.line_number = call.line_number or event.line_number
 
 
-def _apply_summary(session: Session, call: Call, s: CallSummary) -> None:
+def _apply_summary(call: Call, s: CallSummary) -> None:
     call.direction = s.direction
     call.operator_extension = s.operator_extension
     call.customer_phone = s.customer_phone

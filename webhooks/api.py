@@ -16,6 +16,7 @@ from connector.ingest import ingest_api_score
 from connector.runtime_settings import (USER_MAP, audit_trail, current_policy, current_user_map, update_policy,
                                        update_user_map)
 from connector.threshold import REFUSED, PolicyError
+from connector.validation import first_error
 from webhooks.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -27,12 +28,6 @@ MAX_PER_PAGE = 100
 
 def services():
     return current_app.extensions["connector"]
-
-
-def _first_error(exc: ValidationError) -> str:
-    field, problems = next(iter(exc.messages.items()))
-    problem = problems[0] if isinstance(problems, list) else problems
-    return f"{field}: {problem}"
 
 
 def require_token(view):
@@ -106,7 +101,7 @@ def post_score():
     try:
         score = ScoreSchema().load(document)
     except ValidationError as exc:
-        raise ApiError(400, _first_error(exc)) from None
+        raise ApiError(400, first_error(exc.messages)) from None
     score["rated_at"] = score["rated_at"] or datetime.now(timezone.utc)
 
     with services().db.transaction() as session:
@@ -142,7 +137,7 @@ def list_calls():
     try:
         args = CallQuerySchema().load(request.args.to_dict())
     except ValidationError as exc:
-        raise ApiError(400, _first_error(exc)) from None
+        raise ApiError(400, first_error(exc.messages)) from None
     page, per_page = args.pop("page"), min(args.pop("per_page"), MAX_PER_PAGE)
     with services().db.transaction() as session:
         calls, total = find_calls(session, CallFilter(**args), page, per_page)

@@ -15,6 +15,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from connector.pbx import (CallState, CallSummary, Digits, InboundMessage, PayloadRejected, Recording,
                            SignatureRejected, dedupe_key)
+from connector.validation import first_error
 
 DIRECTIONS = {0: "internal", 1: "inbound", 2: "outbound"}
 
@@ -129,21 +130,11 @@ def _time(unix: int | None) -> datetime | None:
     return datetime.fromtimestamp(unix, timezone.utc) if unix else None
 
 
-def _first_error(messages) -> str:
-    """marshmallow's nested messages -> 'to.extension: Not a valid string.'"""
-    path = []
-    while isinstance(messages, dict):
-        key, messages = next(iter(messages.items()))
-        path.append(str(key))
-    text = messages[0] if isinstance(messages, list) and messages else str(messages)
-    return f"{'.'.join(path)}: {text}" if path else str(text)
-
-
 def _load(schema: Schema, document: dict) -> dict:
     try:
         return schema.load(document)
     except ValidationError as exc:
-        raise PayloadRejected(f"field json: {_first_error(exc.messages)}") from None
+        raise PayloadRejected(f"field json: {first_error(exc.messages)}") from None
 
 
 def _summary(d: dict) -> CallSummary:
