@@ -23,7 +23,7 @@ from sqlalchemy import select
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from connector import outbox
-from connector.crm import (AccountBlocked, CallItem, ContactItem, CrmAdapter, CrmError, ItemResult, NoteItem,
+from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmAdapter, CrmError, ItemResult, NoteItem,
                            PermanentError, TagItem, TransientError)
 from connector.crm.account import SharedRateLimiter, pause, pause_state, resume
 from connector.db import Database
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 RETRY_HORIZON = timedelta(hours=24)
 # 30 s, 1 min, 2 min, ... capped at 1 h, each with up to 30 s of jitter: ~30 tries in 24 h.
 BACKOFF = wait_exponential_jitter(multiplier=30, max=3600, jitter=30)
-DOUBT_MARGIN = 300  # seconds before a doubtful send to search the CRM from
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -86,7 +85,7 @@ class DeliveryWorker:
         self.db, self.adapter, self.opts, self.limiter = db, adapter, opts, limiter
         self.crm = opts.delivery.crm
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._last_probe = 0.0
+        self._last_probe = float("-inf")  # monotonic time starts near 0 on a fresh machine
 
     # --- loop -------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -182,7 +181,7 @@ class DeliveryWorker:
                               duration=call.talk_seconds or 0,
                               started_at=int(call.created_at.timestamp()) if call.created_at else None,
                               score_text=text, recording_link=link, responsible_user_id=user_id,
-                              answered=call.entry_result == 1)
+                              answered=call.talk_started_at is not None)
         elif job.kind == CONTACT:
             w.item = ContactItem(phone=phone, name=phone, responsible_user_id=user_id)
         else:

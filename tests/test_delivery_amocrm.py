@@ -6,14 +6,23 @@ import pytest
 
 from tests.conftest import dtmf, recording, summary
 from tests.delivery_helpers import TOKEN, connector_with_fake_amo
+from tests.fakes.amocrm import FakeAmo
 
 PHONE = "79001234567"
 
 
+@pytest.fixture(params=["reject_all", "add_known"])
+def unknown_caller(request):
+    """amoCRM's answer to a batch holding an unknown phone is a 400 either way; whether it adds
+    the batch's known calls is undocumented, so every delivery test runs against both."""
+    return request.param
+
+
 @pytest.fixture
-def h(db_url, request):
+def h(db_url, request, unknown_caller):
     overrides = getattr(request, "param", {})
-    with connector_with_fake_amo(db_url, **overrides) as harness:
+    fake = FakeAmo(long_lived_token=TOKEN, unknown_caller=unknown_caller)
+    with connector_with_fake_amo(db_url, fake, **overrides) as harness:
         yield harness
 
 
@@ -252,7 +261,7 @@ def test_a_probe_resumes_a_paused_account(h):
     from connector.crm.account import pause
 
     pause(h.db, "amocrm", "test pause")
-    h.worker._last_probe = 0
+    h.worker._last_probe = float("-inf")
     h.worker.run_once()
     assert h.client.get("/healthz").json["crm"]["paused"] is False
 
@@ -439,3 +448,81 @@ def test_retry_after_holds_every_worker(h):
     assert next_request_at >= before + 120  # the shared slot moved: no process sends before then
     [job] = h.jobs()
     assert job.not_before.timestamp() >= before + 120 and job.sent_at is None  # surely not applied
+
+
+# --- amoCRM's real answers -------------------------------------------------------------
+
+def _calls_by_uniq(h) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for call in h.fake.calls:
+        counts[call["uniq"]] = counts.get(call["uniq"], 0) + 1
+    return counts
+
+
+def test_unknown_callers_in_a_batch_hold_up_no_one(h):
+    """amoCRM answers a batch holding an unknown phone with a 400 naming no item: every call is
+    then looked up and the rest sent one by one; the unknown callers get a contact, once."""
+    known = [f"7900100000{i}" for i in range(4)]
+    unknown = ["79990000001", "79990000002"]
+    for phone in known:
+        h.fake.add_contact(phone)
+    for i, phone in enumerate(known + unknown):
+        scored_call(h, f"c{i}", "2", phone=phone)
+    h.drain()
+    assert _calls_by_uniq(h) == {f"c{i}": 1 for i in range(6)}
+    created = [c for c in h.fake.contacts.values() if c["phones"][0] in unknown]
+    assert sorted(c["phones"][0] for c in created) == unknown  # one contact each
+    assert all(c["tags"] == ["Оценка 2"] for c in h.fake.contacts.values())
+    assert {h.call(f"c{i}")["crm"]["status"] for i in range(6)} == {"delivered"}
+
+
+@pytest.mark.parametrize("h", [{"AMOCRM_CREATE_CONTACTS": "false"}], indirect=True)
+def test_unknown_callers_without_contact_creation_are_unmatched_and_the_rest_delivered(h):
+    h.fake.add_contact(PHONE)
+    scored_call(h, "known", phone=PHONE)
+    scored_call(h, "unknown", phone="79990001122")
+    h.drain()
+    assert _calls_by_uniq(h) == {"known": 1}
+    assert h.call("known")["crm"]["status"] == "delivered"
+    shown = h.call("unknown")["crm"]
+    assert shown["status"] == "unmatched" and "Entity not found" in shown["last_error"]
+
+
+def test_singular_entity_types_in_the_answer_are_understood(h):
+    h.fake.singular_entity_types = True
+    contact = h.fake.add_contact(PHONE)
+    scored_call(h)
+    h.drain()
+    assert h.fake.contacts[contact]["tags"] == ["Оценка 3"]
+    shown = h.call("call-1")["crm"]
+    assert (shown["status"], shown["entity_type"]) == ("delivered", "contacts")
+
+
+def test_a_403_with_a_vendor_code_quotes_it_in_the_pause(h):
+    h.fake.add_contact(PHONE)
+    scored_call(h)
+    h.fake.blocked = {"title": "Forbidden", "status": 403, "error_code": 113, "detail": "IP is not allowed"}
+    h.worker.run_once()
+    health = h.client.get("/healthz").json
+    assert health["status"] == "degraded" and "code 113" in health["crm"]["reason"]
+
+
+def test_an_unused_section_does_not_pause_the_account_during_a_look_up(h):
+    h.fake.unused_sections = {"customers"}
+    h.fake.add_contact(PHONE)
+    h.fake.inject(504, path="/api/v4/calls", method="POST")  # not applied, answer unknown
+    scored_call(h)
+    h.worker.run_once()
+    h.drain(make_due=True)
+    assert h.client.get("/healthz").json["crm"]["paused"] is False
+    assert _calls_by_uniq(h) == {"call-1": 1}
+    assert any(p == "/api/v4/customers/notes" and s == 402 for _, _, p, s in h.fake.requests)
+
+
+def test_a_call_that_ended_in_the_ivr_is_not_logged_as_talked(h):
+    h.fake.add_contact(PHONE)
+    ivr_only = {**summary(customer=PHONE), "talk_time": 0, "entry_result": 1}
+    h.post("events/summary", ivr_only)
+    h.drain()
+    [call] = h.fake.calls
+    assert call["call_status"] == 6 and call["duration"] == 0

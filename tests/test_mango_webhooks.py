@@ -65,10 +65,11 @@ def test_duplicates_are_recognised_and_change_nothing(mango_post, db, client, au
     assert mango_post("events/dtmf", dtmf(digits="3")).status_code == 200
     before = count(db, InboundEvent), count(db, Score)
     again = mango_post("events/summary", summary())
-    assert again.status_code == 409 and "duplicate" in again.json["error"]
-    assert mango_post("events/dtmf", dtmf(digits="3")).status_code == 409
-    assert mango_post("events/recording", recording()).status_code == 200
-    assert mango_post("events/recording", recording()).status_code == 409
+    # The PBX reads only the status and retries anything else: a duplicate is acknowledged.
+    assert again.status_code == 200 and again.json == {"success": True, "duplicate": True}
+    assert mango_post("events/dtmf", dtmf(digits="3")).json["duplicate"] is True
+    assert mango_post("events/recording", recording()).json == {"success": True}
+    assert mango_post("events/recording", recording()).json["duplicate"] is True
     assert (count(db, InboundEvent), count(db, Score)) == (before[0] + 1, before[1])
     assert get(client, auth)["customer_score"] == 3
 
@@ -226,6 +227,27 @@ def test_events_are_refused_until_credentials_are_set(mango_post, db):
     response = mango_post("events/summary", summary())
     assert response.status_code == 403 and "MANGO_API" in response.json["error"]
     _nothing_written(db)
+
+
+def test_multipart_form_is_accepted_like_urlencoded(mango_post, client, auth):
+    response = client.post("/mango/events/summary", data=mango_post.form(summary()),
+                           content_type="multipart/form-data")
+    assert response.status_code == 200 and response.json == {"success": True}
+    assert get(client, auth)["operator"] == "101"
+
+
+def test_empty_ping_is_acknowledged_and_stores_nothing(client, db):
+    for kwargs in ({}, {"content_type": "application/x-www-form-urlencoded"},
+                   {"content_type": "multipart/form-data"}):
+        response = client.post("/mango/ping", **kwargs)
+        assert response.status_code == 200 and response.json == {"success": True}
+    _nothing_written(db)
+
+
+def test_ping_with_fields_is_verified(client, mango_post):
+    forged = {**mango_post.form({}), "sign": "0" * 64}
+    assert client.post("/mango/ping", data=forged).status_code == 403
+    assert client.post("/mango/ping", data=mango_post.form({})).status_code == 200
 
 
 def test_unknown_path_is_404_json(client):

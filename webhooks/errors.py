@@ -37,7 +37,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DuplicateEvent)
     def _duplicate(exc: DuplicateEvent):
-        return error_response(409, str(exc))
+        # Senders (the PBX, Standard Webhooks senders) read only the status and retry
+        # anything but a 2xx: a message already stored is acknowledged, and nothing changes.
+        return {"success": True, "duplicate": True}
 
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError):

@@ -12,19 +12,25 @@ from webhooks.errors import ApiError
 
 bp = Blueprint("mango", __name__, url_prefix="/mango")
 
-FORM = "application/x-www-form-urlencoded"
+# The PBX's own examples post urlencoded forms; public MANGO clients post multipart.
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def _verified_json() -> str:
-    if request.mimetype != FORM:
-        raise ApiError(415, f"expected {FORM}, got {request.mimetype or 'no content type'}")
+    if request.mimetype not in FORMS:
+        raise ApiError(415, f"expected {FORMS[0]} or {FORMS[1]}, got {request.mimetype or 'no content type'}")
     config = current_app.extensions["connector"].config
     return mango.verify(request.form, config.MANGO_API_KEY, config.MANGO_API_SALT)
 
 
 @bp.post("/ping")
 def ping():
-    _verified_json()
+    """The account's "check connection" button; it may post nothing at all, which is answered 200
+    and stores nothing. A ping that carries fields is verified like any event."""
+    if request.content_length or request.mimetype:
+        if request.mimetype in FORMS and not request.form:
+            return {"success": True}
+        _verified_json()
     return {"success": True}
 
 

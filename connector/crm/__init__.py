@@ -10,18 +10,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+DOUBT_MARGIN = 300  # seconds before a doubtful send to search the CRM from (clock skew, slow answers)
+
 
 class CrmError(Exception):
-    def __init__(self, message: str):
+    """`status` and `body` are the CRM's answer (None when there was none: a timeout)."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: object = None):
         super().__init__(message)
         self.message = message
+        self.status = status
+        self.body = body
 
 
 class TransientError(CrmError):
     """Retry later: rate limit, 5xx, timeout, connection failure."""
 
-    def __init__(self, message: str, retry_after: float | None = None, maybe_applied: bool = True):
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: float | None = None, maybe_applied: bool = True, **answer):
+        super().__init__(message, **answer)
         self.retry_after = retry_after
         # False only when the CRM surely did nothing (429): then no look-up is needed before resending.
         self.maybe_applied = maybe_applied
@@ -31,9 +37,14 @@ class PermanentError(CrmError):
     """The CRM refused the request for good (e.g. 400 validation). `item_errors` maps
     an item's index in the batch to its own detail when the CRM names the culprits."""
 
-    def __init__(self, message: str, item_errors: dict[int, str] | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, item_errors: dict[int, str] | None = None, **answer):
+        super().__init__(message, **answer)
         self.item_errors = item_errors or {}
+
+
+class EntityNotFound(PermanentError):
+    """The CRM found no entity for the request (amoCRM: a 400 with a top-level `errors` list,
+    "Entity not found", naming no item). For a batch, which items it skipped is unknown."""
 
 
 class AccountBlocked(CrmError):

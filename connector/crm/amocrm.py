@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Callable, Protocol
 
 import requests
 
-from connector.crm import (AccountBlocked, CallItem, ContactItem, ItemResult, NoteItem, PermanentError, TagItem,
-                           TransientError)
+from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, EntityNotFound, ItemResult, NoteItem,
+                           PermanentError, TagItem, TransientError)
 
 log = logging.getLogger(__name__)
 
 SOURCE = "post-call QA connector"
 TIMEOUT = (5, 20)  # connect, read: as the vendor's own client
 CALL_STATUS_TALKED, CALL_STATUS_NO_ANSWER = 4, 6
+# The entity types a call can be attached to, and that carry notes and tags.
 NOTE_ENTITIES = ("leads", "contacts", "companies", "customers")
 
 
@@ -46,31 +48,67 @@ def digits(phone: str) -> str:
     return re.sub(r"\D", "", phone or "")
 
 
-def _detail(response: requests.Response) -> str:
+# amoCRM names entity types in the plural in URLs, but its answers may use either form
+# (the official client's EntityFactory accepts both; the events API uses the singular).
+PLURAL = {"lead": "leads", "contact": "contacts", "company": "companies", "customer": "customers"}
+
+
+def plural(entity_type: str | None) -> str:
+    kind = (entity_type or "").strip().lower()
+    return PLURAL.get(kind, kind)
+
+
+def _body(response: requests.Response) -> object:
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
-        return (response.text or response.reason or "")[:300]
+        return None
+
+
+def _detail(response: requests.Response) -> str:
+    body = _body(response)
     if isinstance(body, dict):
-        return str(body.get("detail") or body.get("title") or body.get("hint") or body)[:300]
-    return str(body)[:300]
+        text = body.get("detail") or body.get("title") or body.get("hint")
+        if not text and isinstance(body.get("errors"), list) and body["errors"]:
+            first = body["errors"][0]
+            text = first.get("title") or first.get("detail") if isinstance(first, dict) else first
+        return str(text or body)[:300]
+    if body is not None:
+        return str(body)[:300]
+    # A block may come from the front proxy as an HTML page ("403 Forbidden / nginx").
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.text or "")).strip()
+    return (text or response.reason or "")[:300]
 
 
-def _validation_errors(response: requests.Response) -> dict[int, str]:
+def _error_code(body: object) -> object:
+    """The vendor's own error code in a body (e.g. 113: IP not in the account's allow-list)."""
+    if not isinstance(body, dict):
+        return None
+    for key in ("error_code", "code"):
+        if body.get(key) not in (None, ""):
+            return body[key]
+    return _error_code(body.get("response"))
+
+
+def _validation_errors(body: object) -> dict[int, str]:
     """amoCRM's 400 names the failing items by request_id (= our index in the batch)."""
-    try:
-        entries = response.json().get("validation-errors") or []
-    except (ValueError, AttributeError):
-        return {}
+    entries = body.get("validation-errors") if isinstance(body, dict) else None
     errors = {}
-    for entry in entries:
+    for entry in entries if isinstance(entries, list) else []:
         try:
             index = int(entry.get("request_id"))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AttributeError):
             continue
-        details = [f"{e.get('path')}: {e.get('detail') or e.get('code')}" for e in entry.get("errors") or []]
+        details = [f"{e.get('path')}: {e.get('detail') or e.get('code')}" for e in entry.get("errors") or []
+                   if isinstance(e, dict)]
         errors[index] = "; ".join(details) or "validation failed"
     return errors
+
+
+def _top_level_errors(body: object) -> list[dict]:
+    """The `errors` list amoCRM puts at the top of an answer, on a 400 and on a 200 alike."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
 class AmoCrm:
@@ -105,20 +143,34 @@ class AmoCrm:
         where = f"{method} {path}: {status}"
         if status < 300:
             return response
+        body = _body(response)
+        answer = {"status": status, "body": body}
         if status == 429:
             retry_after = response.headers.get("Retry-After")
+            if retry_after is None and isinstance(body, dict):
+                retry_after = body.get("retry_after")  # one write-up cites a body field
             try:
-                seconds = float(retry_after) if retry_after else None
-            except ValueError:
+                seconds = float(retry_after) if retry_after is not None else None
+            except (TypeError, ValueError):
                 seconds = None
-            raise TransientError(f"{where} rate limited", retry_after=seconds, maybe_applied=False)
+            raise TransientError(f"{where} rate limited", retry_after=seconds, maybe_applied=False, **answer)
         if status >= 500:
-            raise TransientError(f"{where} {_detail(response)}")
+            raise TransientError(f"{where} {_detail(response)}", **answer)
         if status == 401:
-            raise AccountBlocked(f"{where} authorization refused after a token refresh")
+            raise AccountBlocked(f"{where} authorization refused after a token refresh", **answer)
         if status in (402, 403):
-            raise AccountBlocked(f"{where} account blocked or unpaid: {_detail(response)}")
-        raise PermanentError(f"{where} {_detail(response)}", _validation_errors(response))
+            code = _error_code(body)
+            raise AccountBlocked(f"{where}{f' (code {code})' if code is not None else ''} "
+                                 f"account blocked or unpaid: {_detail(response)}", **answer)
+        item_errors = _validation_errors(body)
+        errors = _top_level_errors(body)
+        if not item_errors and errors:
+            named = {int(e["request_id"]): str(e.get("title") or e.get("detail") or "refused") for e in errors
+                     if str(e.get("request_id", "")).isdigit()}
+            if not named:  # "Entity not found", naming no item
+                raise EntityNotFound(f"{where} {_detail(response)}", **answer)
+            item_errors = named
+        raise PermanentError(f"{where} {_detail(response)}", item_errors, **answer)
 
     @staticmethod
     def _embedded(response: requests.Response, key: str) -> list[dict]:
@@ -139,27 +191,60 @@ class AmoCrm:
                 continue
         return out
 
-    @staticmethod
-    def _itemwise(items: list, send) -> list[ItemResult]:
-        """Send a batch; when a 400 names its culprits, fail only those and retry the rest."""
+    def _itemwise(self, items: list, send, settle=None) -> list[ItemResult]:
+        """Send a batch. When a 400 names its culprits, fail only those and retry the rest.
+
+        When it names none, one bad item must not kill the others, and amoCRM may have applied
+        some of them anyway (it can add a batch's known calls and still answer 400): `settle`
+        looks the items up (index -> result of those already applied), and the rest go one per
+        request, so only the guilty one fails.
+        """
         try:
             return send(items)
         except PermanentError as exc:
-            if not exc.item_errors:
+            if exc.item_errors:
+                return [ItemResult(False, error=exc.item_errors[n]) if n in exc.item_errors
+                        else ItemResult(False, error="another item of the batch was refused", extra={"retry": True})
+                        for n in range(len(items))]
+            if len(items) == 1:
                 raise
-            return [ItemResult(False, error=exc.item_errors[n]) if n in exc.item_errors
-                    else ItemResult(False, error="another item of the batch was refused", extra={"retry": True})
-                    for n in range(len(items))]
+            log.info("amoCRM refused a batch of %d without naming an item (%s): checking them one by one",
+                     len(items), exc.message)
+        applied = settle(items) if settle else {}
+        results: list = []
+        for index, item in enumerate(items):
+            if index in applied:
+                results.append(applied[index])
+                continue
+            try:
+                results.extend(send([item]))
+            except PermanentError as exc:
+                results.append(ItemResult(False, error=exc.message))
+            except CrmError as exc:  # the rest wait; a look-up precedes their next attempt
+                pause = exc.retry_after if isinstance(exc, TransientError) else None
+                results.extend(TransientError(exc.message, retry_after=pause, status=exc.status)
+                               for _ in items[index:])
+                break
+        return results
+
+    @staticmethod
+    def _since() -> int:
+        return int(time.time()) - DOUBT_MARGIN
 
     # --- batch operations ------------------------------------------------
     def log_calls(self, items: list[CallItem]) -> list[ItemResult]:
-        return self._itemwise(items, self._log_calls)
+        def settle(batch: list[CallItem]) -> dict[int, ItemResult]:
+            found = self.find_logged_calls([item.entry_id for item in batch], self._since())
+            return {i: found[item.entry_id] for i, item in enumerate(batch) if item.entry_id in found}
+
+        return self._itemwise(items, self._log_calls, settle)
 
     def _log_calls(self, items: list[CallItem]) -> list[ItemResult]:
         body = []
         for i, item in enumerate(items):
             call = {"request_id": str(i), "uniq": item.entry_id, "direction": item.direction,
                     "duration": item.duration, "source": SOURCE, "phone": item.phone,
+                    # 4 only for a real conversation (talk_time > 0): entry_result 1 alone is not one.
                     "call_status": CALL_STATUS_TALKED if item.answered else CALL_STATUS_NO_ANSWER}
             if item.started_at:
                 call["created_at"] = item.started_at
@@ -171,14 +256,19 @@ class AmoCrm:
                 call["responsible_user_id"] = item.responsible_user_id
                 call["call_responsible"] = item.responsible_user_id
             body.append(call)
-        response = self.request("POST", "/api/v4/calls", json=body)
+        try:
+            response = self.request("POST", "/api/v4/calls", json=body)
+        except EntityNotFound as exc:
+            if len(items) > 1:
+                raise  # which calls were skipped is unknown: `log_calls` settles them
+            return [ItemResult(False, unmatched=True, error=f"no contact or company has this phone ({exc.message})")]
         created = self._by_request_id(self._embedded(response, "calls"))
-        errors = self._by_request_id(self._embedded(response, "errors"))
+        errors = self._by_request_id(_top_level_errors(_body(response)))
         results = []
         for i in range(len(items)):
             row = created.get(i)
             if row and row.get("entity_id"):
-                results.append(ItemResult(True, row.get("entity_type"), int(row["entity_id"]),
+                results.append(ItemResult(True, plural(row.get("entity_type")), int(row["entity_id"]),
                                           extra={"call_id": row.get("id")}))
             else:  # amoCRM adds no call when no contact or company has the phone
                 reason = (errors.get(i) or {}).get("title") or "no entity matches the phone"
@@ -186,7 +276,10 @@ class AmoCrm:
         return results
 
     def create_contacts(self, items: list[ContactItem]) -> list[ItemResult]:
-        return self._itemwise(items, self._create_contacts)
+        def settle(batch: list[ContactItem]) -> dict[int, ItemResult]:
+            return {i: hit for i, item in enumerate(batch) if (hit := self.find_entity_by_phone(item.phone))}
+
+        return self._itemwise(items, self._create_contacts, settle)
 
     def _create_contacts(self, items: list[ContactItem]) -> list[ItemResult]:
         body = []
@@ -202,7 +295,11 @@ class AmoCrm:
                 else ItemResult(False, error="contact not created") for i in range(len(items))]
 
     def add_notes(self, items: list[NoteItem]) -> list[ItemResult]:
-        return self._per_entity_type(items, self._add_notes_of_type)
+        def settle(batch: list[NoteItem]) -> dict[int, ItemResult]:
+            return {i: ItemResult(True, item.entity_type, item.entity_id) for i, item in enumerate(batch)
+                    if self.find_note(item, self._since())}
+
+        return self._per_entity_type(items, self._add_notes_of_type, settle)
 
     def _add_notes_of_type(self, entity_type: str, items: list[NoteItem]) -> list[ItemResult]:
         body = [{"request_id": str(i), "entity_id": item.entity_id, "note_type": "common",
@@ -236,19 +333,19 @@ class AmoCrm:
         self.request("PATCH", f"/api/v4/{entity_type}", json=body)
         return [ItemResult(True, entity_type, item.entity_id) for item in items]
 
-    def _per_entity_type(self, items, send) -> list[ItemResult]:
+    def _per_entity_type(self, items, send, settle=None) -> list[ItemResult]:
         """One request per entity type; results come back in the items' order."""
         results: dict[int, ItemResult] = {}
         groups: dict[str, list[int]] = {}
         for index, item in enumerate(items):
-            groups.setdefault(item.entity_type, []).append(index)
+            groups.setdefault(plural(item.entity_type), []).append(index)
         for entity_type, indexes in groups.items():
             if entity_type not in NOTE_ENTITIES:
                 for index in indexes:
                     results[index] = ItemResult(False, error=f"unsupported entity type {entity_type!r}")
                 continue
             group = [items[i] for i in indexes]
-            results.update(zip(indexes, self._itemwise(group, lambda batch: send(entity_type, batch))))
+            results.update(zip(indexes, self._itemwise(group, lambda batch, t=entity_type: send(t, batch), settle)))
         return [results[i] for i in range(len(items))]
 
     # --- look-ups (for unknown outcomes and LOG_CALLS=false) ---------------
@@ -272,15 +369,26 @@ class AmoCrm:
 
     def find_logged_calls(self, entry_ids: list[str], since: int) -> dict[str, ItemResult]:
         """Which of these calls were logged already? A logged call is a call_in/call_out note
-        whose params.uniq is our entry_id; one scan per entity type covers the whole batch."""
-        wanted, found = set(entry_ids), {}
+        whose params.uniq is our entry_id; one scan per entity type that can hold a call covers
+        the whole batch. A section the account does not use (customers switched off) may answer
+        402/403: it is skipped, and only when every section refuses is the account blocked."""
+        wanted, found, refused = set(entry_ids), {}, []
         for entity_type in NOTE_ENTITIES:
-            for note in self._notes_since(entity_type, ["call_in", "call_out"], since):
+            try:
+                notes = self._notes_since(entity_type, ["call_in", "call_out"], since)
+            except AccountBlocked as exc:
+                if exc.status not in (402, 403):
+                    raise
+                refused.append(exc)
+                continue
+            for note in notes:
                 uniq = (note.get("params") or {}).get("uniq")
                 if uniq in wanted and uniq not in found:
                     found[uniq] = ItemResult(True, entity_type, int(note["entity_id"]))
             if len(found) == len(wanted):
                 break
+        if len(refused) == len(NOTE_ENTITIES):
+            raise refused[0]
         return found
 
     def find_note(self, item: NoteItem, since: int) -> bool:

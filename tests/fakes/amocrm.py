@@ -1,11 +1,20 @@
 """A fake amoCRM API v4, served over real HTTP in the tests.
 
-It behaves as the documentation describes: calls match contacts by phone (and are
-dropped when none matches), request_id is echoed, tags change through
-tags_to_add/tags_to_delete, notes are listed with filters, more than 7 requests
-in any second get 429, expired access tokens get 401, and refresh tokens rotate
-(a used one is refused). Failures can be injected: statuses, slow answers, an
-effect applied but its answer lost, and a 403 block.
+It behaves as the vendor's material describes: calls match contacts by phone, request_id
+is echoed, tags change through tags_to_add/tags_to_delete, notes are listed with filters,
+more than 7 requests in any second get 429, expired access tokens get 401, and refresh
+tokens rotate (a used one is refused). Failures can be injected: statuses, slow answers,
+an effect applied but its answer lost, and a 403 block.
+
+Awkward answers, switchable per test:
+- a call whose phone matches nothing is answered HTTP 400 with a top-level `errors` list
+  ("Entity not found", no request_id: amocrm-api-php issue #52). What happens to the known
+  calls of such a batch is undocumented: `unknown_caller="reject_all"` adds none of them,
+  `"add_known"` adds them and still answers 400;
+- `singular_entity_types` answers `entity_type: "contact"` instead of `"contacts"`;
+- `unused_sections` (e.g. {"customers"}) answer 402 there, as a switched-off section does;
+- `blocked` answers every request 403: True gives the front proxy's HTML page (as reported in
+  amocrm-api-php issue #434), a dict gives that JSON body.
 """
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ from dataclasses import dataclass, field
 from flask import Flask, jsonify, request
 
 ENTITIES = ("leads", "contacts", "companies", "customers")
+SINGULAR = {"leads": "lead", "contacts": "contact", "companies": "company", "customers": "customer"}
 
 
 def digits(value) -> str:
@@ -52,7 +62,10 @@ class FakeAmo:
     calls: list = field(default_factory=list)
     requests: list = field(default_factory=list)  # (monotonic time, method, path, status)
     injected: list = field(default_factory=list)
-    blocked: bool = False
+    blocked: bool | dict = False
+    unknown_caller: str = "reject_all"  # or "add_known"
+    singular_entity_types: bool = False
+    unused_sections: set = field(default_factory=set)
     auth_codes: set = field(default_factory=set)
     access_tokens: dict = field(default_factory=dict)  # token -> valid
     refresh_tokens: dict = field(default_factory=dict)  # token -> valid
@@ -157,8 +170,16 @@ def create_fake_app(fake: FakeAmo) -> Flask:
         with fake.lock:
             if fake._over_limit(now):
                 return error(429, "Too Many Requests")
+            if fake.blocked is True:
+                return ("<html><head><title>403 Forbidden</title></head><body><center><h1>403 Forbidden</h1>"
+                        "</center><hr><center>nginx</center></body></html>", 403, {"Content-Type": "text/html"})
             if fake.blocked:
-                return error(403, "Account blocked")
+                response = jsonify(fake.blocked)
+                response.status_code = 403
+                return response
+            section = request.path.removeprefix("/api/v4/").split("/", 1)[0]
+            if section in fake.unused_sections:
+                return error(402, "Payment Required")
             injected = fake._take_injection(request.method, request.path)
         request.environ["fake.injected"] = injected
         if injected and injected.action == "slow":
@@ -206,7 +227,7 @@ def create_fake_app(fake: FakeAmo) -> Flask:
         body = request.get_json(silent=True)
         if not isinstance(body, list):
             return error(400, "Bad Request")
-        created, errors = [], []
+        created, unknown = [], False
         with fake.lock:
             for index, call in enumerate(body):
                 request_id = call.get("request_id", str(index))
@@ -216,9 +237,11 @@ def create_fake_app(fake: FakeAmo) -> Flask:
                         {"request_id": request_id, "errors": [{"code": "NotBlank", "path": m,
                                                                 "detail": "This value should not be blank."}
                                                                for m in missing]}]})
-                target = fake._match(call["phone"])
-                if target is None:
-                    errors.append({"request_id": request_id, "status": 264, "title": "Entity not found"})
+            targets = [fake._match(call["phone"]) for call in body]
+            unknown = None in targets
+            for index, (call, target) in enumerate(zip(body, targets)):
+                request_id = call.get("request_id", str(index))
+                if target is None or (unknown and fake.unknown_caller == "reject_all"):
                     continue
                 entity_type, entity_id = target
                 note_id = next(fake.ids)
@@ -229,9 +252,14 @@ def create_fake_app(fake: FakeAmo) -> Flask:
                                    "note_type": note_type, "params": params, "updated_at": int(time.time()),
                                    "responsible_user_id": call.get("responsible_user_id")})
                 fake.calls.append({**call, "entity_type": entity_type, "entity_id": entity_id})
-                created.append({"id": note_id, "entity_id": entity_id, "entity_type": entity_type,
+                shown_type = SINGULAR[entity_type] if fake.singular_entity_types else entity_type
+                created.append({"id": note_id, "entity_id": entity_id, "entity_type": shown_type,
                                 "request_id": request_id})
-        return jsonify({"_total_items": len(created), "_embedded": {"calls": created, "errors": errors}})
+        if unknown:
+            response = jsonify({"_total_items": 0, "errors": [{"title": "Entity not found"}]})
+            response.status_code = 400
+            return response
+        return jsonify({"_total_items": len(created), "_embedded": {"calls": created}})
 
     @app.get("/api/v4/contacts")
     def find_contacts():

@@ -1,4 +1,6 @@
 """The amoCRM adapter alone, with `responses`: request shapes and the error split."""
+import json
+
 import pytest
 import requests
 import responses
@@ -47,11 +49,96 @@ def test_calls_are_sent_as_one_batch_and_unmatched_items_are_reported():
              "created_at": 1_763_800_000, "link": "https://c/rec",
              "responsible_user_id": 5551, "call_responsible": 5551},
         ])],
-        json={"_embedded": {"calls": [{"id": 1, "entity_id": 10, "entity_type": "contacts", "request_id": "0"}],
-                            "errors": [{"request_id": "1", "title": "Entity not found"}]}})
+        # A 200 may carry a top-level `errors` list beside `_embedded.calls`.
+        json={"_embedded": {"calls": [{"id": 1, "entity_id": 10, "entity_type": "contacts", "request_id": "0"}]},
+              "errors": [{"request_id": "1", "title": "Entity not found"}]})
     first, second = adapter().log_calls([call_item(), call_item("e2", None)])
     assert (first.ok, first.entity_type, first.entity_id) == (True, "contacts", 10)
     assert second.unmatched and second.error == "Entity not found"
+
+
+ENTITY_NOT_FOUND = {"_total_items": 0, "errors": [{"title": "Entity not found"}]}
+
+
+@responses.activate
+def test_a_single_call_answered_entity_not_found_is_unmatched():
+    responses.post(f"{BASE}/api/v4/calls", status=400, json=ENTITY_NOT_FOUND)
+    [result] = adapter().log_calls([call_item()])
+    assert result.unmatched and not result.ok and "Entity not found" in result.error
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_a_batch_answered_entity_not_found_is_looked_up_then_sent_one_by_one():
+    responses.post(f"{BASE}/api/v4/calls", status=400, json=ENTITY_NOT_FOUND)
+    # The look-up finds e1 already logged (amoCRM added the known call and still answered 400).
+    responses.get(f"{BASE}/api/v4/leads/notes", status=204)
+    responses.get(f"{BASE}/api/v4/contacts/notes", json={"_embedded": {"notes": [
+        {"id": 5, "entity_id": 10, "note_type": "call_in", "params": {"uniq": "e1"}}]}})
+    responses.get(f"{BASE}/api/v4/companies/notes", status=204)
+    responses.get(f"{BASE}/api/v4/customers/notes", status=402, json={"title": "Payment Required"})
+    responses.post(f"{BASE}/api/v4/calls", status=400, json=ENTITY_NOT_FOUND)  # e2 alone
+    responses.post(f"{BASE}/api/v4/calls", json={"_embedded": {"calls": [
+        {"id": 7, "entity_id": 11, "entity_type": "lead", "request_id": "0"}]}})
+    first, second, third = adapter().log_calls([call_item("e1"), call_item("e2"), call_item("e3")])
+    singles = [json.loads(c.request.body) for c in responses.calls if c.request.method == "POST"][1:]
+    assert [[call["uniq"] for call in body] for body in singles] == [["e2"], ["e3"]]
+    assert (first.ok, first.entity_type, first.entity_id) == (True, "contacts", 10)
+    assert second.unmatched and not second.ok, second
+    assert (third.ok, third.entity_type, third.entity_id) == (True, "leads", 11)  # "lead" normalised
+
+
+@pytest.mark.parametrize("singular, plural", [("contact", "contacts"), ("lead", "leads"),
+                                              ("company", "companies"), ("customer", "customers"),
+                                              ("contacts", "contacts")])
+def test_entity_types_are_normalised_to_the_plural(singular, plural):
+    from connector.crm.amocrm import plural as normalise
+
+    assert normalise(singular) == plural
+
+
+@responses.activate
+def test_tags_on_a_singular_entity_type_go_to_the_plural_path():
+    responses.patch(f"{BASE}/api/v4/contacts", json={})
+    [result] = adapter().update_tags([TagItem("contact", 7, add=("Оценка 2",))])
+    assert result.ok and result.entity_type == "contacts"
+
+
+@responses.activate
+def test_a_section_the_account_does_not_use_does_not_block_the_look_up():
+    for section in ("leads", "contacts", "companies"):
+        responses.get(f"{BASE}/api/v4/{section}/notes", status=204)
+    responses.get(f"{BASE}/api/v4/customers/notes", status=403, json={"title": "Forbidden"})
+    assert adapter().find_logged_calls(["e1"], 0) == {}
+
+
+@responses.activate
+def test_a_look_up_refused_everywhere_is_a_blocked_account():
+    for section in ("leads", "contacts", "companies", "customers"):
+        responses.get(f"{BASE}/api/v4/{section}/notes", status=403, json={"title": "Forbidden"})
+    with pytest.raises(AccountBlocked):
+        adapter().find_logged_calls(["e1"], 0)
+
+
+@responses.activate
+def test_a_403_quotes_the_vendor_code_and_survives_an_html_body():
+    responses.post(f"{BASE}/api/v4/calls", status=403, json={"title": "Forbidden", "error_code": 113,
+                                                             "detail": "IP is not allowed"})
+    with pytest.raises(AccountBlocked, match=r"code 113.*IP is not allowed") as err:
+        adapter().log_calls([call_item()])
+    assert err.value.status == 403 and err.value.body["error_code"] == 113
+    responses.replace(responses.POST, f"{BASE}/api/v4/calls", status=403, content_type="text/html",
+                      body="<html><head><title>403 Forbidden</title></head><body>nginx</body></html>")
+    with pytest.raises(AccountBlocked, match="403 Forbidden nginx"):
+        adapter().log_calls([call_item()])
+
+
+@responses.activate
+def test_call_status_is_talked_only_for_a_conversation():
+    responses.post(f"{BASE}/api/v4/calls", json={"_embedded": {"calls": []}})
+    item = CallItem(entry_id="e1", direction="inbound", phone="+79001234567", duration=0, started_at=None,
+                    score_text=None, recording_link=None, responsible_user_id=None, answered=False)
+    adapter().log_calls([item])
+    assert json.loads(responses.calls[0].request.body)[0]["call_status"] == 6
 
 
 @responses.activate
@@ -121,6 +208,17 @@ def test_a_400_without_item_detail_is_permanent_with_the_detail():
     responses.post(f"{BASE}/api/v4/calls", status=400, json={"title": "Bad Request", "detail": "broken"})
     with pytest.raises(PermanentError, match="broken"):
         adapter().log_calls([call_item()])
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_a_batch_400_naming_no_item_kills_only_the_guilty_one():
+    responses.post(f"{BASE}/api/v4/contacts/notes", status=400, json={"title": "Bad Request", "detail": "broken"})
+    responses.get(f"{BASE}/api/v4/contacts/1/notes", status=204)  # neither note landed
+    responses.get(f"{BASE}/api/v4/contacts/2/notes", status=204)
+    responses.post(f"{BASE}/api/v4/contacts/notes", json={"_embedded": {"notes": [{"id": 9, "request_id": "0"}]}})
+    responses.post(f"{BASE}/api/v4/contacts/notes", status=400, json={"title": "Bad Request", "detail": "broken"})
+    good, bad = adapter().add_notes([NoteItem("contacts", 1, "a"), NoteItem("contacts", 2, "b")])
+    assert good.ok and not bad.ok and "broken" in bad.error
 
 
 @responses.activate(registry=OrderedRegistry)
