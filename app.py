@@ -4,17 +4,14 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import Flask
 
 from connector.config import Config, ConfigError
 from connector.db import Database
 from connector.ingest import IngestContext
-from connector.outbox import DeliveryOptions
-from connector.threshold import policy_from_config
-
-VAR_DIR = Path("var")
+from connector.pbx.mango_api import MangoApi
+from connector.wiring import build_pbx_api, ingest_context
 
 
 @dataclass
@@ -24,40 +21,16 @@ class Services:
     config: Config
     db: Database
     ingest: IngestContext
-
-
-def delivery_options(config: Config) -> DeliveryOptions:
-    return DeliveryOptions(crm=config.CRM, log_calls=config.AMOCRM_LOG_CALLS,
-                           survey_wait_seconds=config.SURVEY_WAIT_SECONDS,
-                           score_field_id=config.AMOCRM_SCORE_FIELD_ID)
+    pbx: MangoApi
 
 
 def build_services(config: Config) -> Services:
-    return Services(
-        config=config,
-        db=Database(config.DATABASE_URL),
-        ingest=IngestContext(initial_policy=policy_from_config(config), delivery=delivery_options(config),
-                             survey_location=config.MANGO_SURVEY_LOCATION),
-    )
-
-
-def build_worker(config: Config, db: Database, **adapter_options):
-    """The delivery worker for the configured CRM, or None when CRM=none."""
-    if config.CRM == "none":
-        return None
-    from connector.crm import registry
-    from connector.worker import DeliveryWorker, WorkerOptions
-
-    adapter, limiter = registry.build(config, db, **adapter_options)
-    opts = WorkerOptions(delivery=delivery_options(config), initial_policy=policy_from_config(config),
-                         initial_user_map=config.AMOCRM_USER_MAP, public_base_url=config.PUBLIC_BASE_URL,
-                         secret_key=config.SECRET_KEY, create_contacts=config.AMOCRM_CREATE_CONTACTS,
-                         lease_seconds=config.WORKER_LEASE_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS)
-    return DeliveryWorker(db, adapter, opts, limiter=limiter)
+    db = Database(config.DATABASE_URL)
+    return Services(config=config, db=db, ingest=ingest_context(config), pbx=build_pbx_api(config, db))
 
 
 def create_app(config: Config | None = None) -> Flask:
-    config = (config or Config.from_env()).with_secret_key(VAR_DIR)
+    config = (config or Config.from_env()).with_secret_key()
     services = build_services(config)
 
     app = Flask(__name__)
@@ -84,12 +57,16 @@ def create_app(config: Config | None = None) -> Flask:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The `connector` console script."""
+    """The `connector` console script. `serve` gets the web app through Flask's ScriptInfo,
+    as under `flask --app app serve`, so the command line never imports this module."""
+    from flask.cli import ScriptInfo
+
     from commands.cli import cli
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cli.main(args=argv, prog_name="connector", standalone_mode=True)
+        cli.main(args=argv, prog_name="connector", standalone_mode=True,
+                 obj=ScriptInfo(create_app=create_app, set_debug_flag=False))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)

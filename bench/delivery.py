@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from app import build_worker, create_app  # noqa: E402
+from app import create_app  # noqa: E402
+from connector.wiring import build_worker  # noqa: E402
 from connector.db import downgrade, upgrade  # noqa: E402
 from connector.models import DeliveryJob  # noqa: E402
 from tests.conftest import MangoPoster, dtmf, make_config, summary  # noqa: E402

@@ -13,9 +13,7 @@ from connector.config import Config
 
 
 def load_config() -> Config:
-    from app import VAR_DIR
-
-    return Config.from_env().with_secret_key(VAR_DIR)
+    return Config.from_env().with_secret_key()
 
 
 @contextmanager
@@ -34,15 +32,16 @@ def cli() -> None:
     pass
 
 
-def _start_worker(config: Config, db, stop: threading.Event) -> threading.Thread | None:
-    from app import build_worker
+def _start_loops(config: Config, db, stop: threading.Event) -> list[str]:
+    """Delivery and PBX polling, each in its own thread; returns their names."""
+    from connector.wiring import build_loops
 
-    worker = build_worker(config, db)
-    if worker is None:
-        return None
-    thread = threading.Thread(target=worker.run, args=(stop,), name="delivery-worker", daemon=True)
-    thread.start()
-    return thread
+    names = []
+    for loop in build_loops(config, db):
+        name = type(loop).__name__
+        threading.Thread(target=loop.run, args=(stop,), name=name, daemon=True).start()
+        names.append(name)
+    return names
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -54,39 +53,61 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-@cli.command(help="Apply migrations, then serve HTTP (with an embedded delivery worker).")
-@click.option("--no-worker", is_flag=True, help="Run the delivery worker elsewhere (`connector worker`).")
-def serve(no_worker: bool) -> None:
-    from waitress import serve as waitress_serve
+def _warn_about_missing_settings(config: Config) -> None:
+    if not (config.MANGO_API_KEY and config.MANGO_API_SALT):
+        click.echo("warning: MANGO_API_KEY and MANGO_API_SALT are not both set: the PBX's events are refused (403)",
+                   err=True)
+    if not config.ADMIN_TOKEN:
+        click.echo("warning: ADMIN_TOKEN is not set: the API answers 401 to everyone", err=True)
 
-    from app import create_app
+
+def _where_data_lives(settings: Config) -> str:
+    from connector.config import redact_url
+
+    key = "from the SECRET_KEY setting" if settings.SECRET_KEY else str(settings.secret_key_path)
+    return f"database: {redact_url(settings.DATABASE_URL)}\nsecret key: {key}"
+
+
+@cli.command(help="Apply migrations, then serve HTTP (with embedded delivery and PBX polling).")
+@click.option("--no-worker", is_flag=True, help="Run delivery and polling elsewhere (`connector worker`).")
+@click.pass_context
+def serve(ctx: click.Context, no_worker: bool) -> None:
+    from flask.cli import ScriptInfo
+    from waitress import create_server
+
     from connector.db import upgrade
 
-    config = load_config()
+    settings = Config.from_env()
+    config = settings.with_secret_key()
+    _warn_about_missing_settings(config)
     upgrade(config.DATABASE_URL)
-    app = create_app(config)
+    app = ctx.ensure_object(ScriptInfo).load_app()
     stop = threading.Event()
     _stop_on_signals(stop)
-    worker = None if no_worker else _start_worker(config, app.extensions["connector"].db, stop)
+    loops = [] if no_worker else _start_loops(config, app.extensions["connector"].db, stop)
+    server = create_server(app, host=config.HOST, port=config.PORT, threads=8, ident="connector")
+    click.echo(_where_data_lives(settings))
+    # Only now is the port bound: say so.
     click.echo(f"connector listening on http://{config.HOST}:{config.PORT} (CRM={config.CRM}, "
-               f"worker={'embedded' if worker else 'none'})")
+               f"background: {', '.join(loops) or 'none'})")
     try:
-        waitress_serve(app, host=config.HOST, port=config.PORT, threads=8, ident="connector")
+        server.run()
     finally:
         stop.set()
 
 
-@cli.command(help="Run a standalone delivery worker; start many against PostgreSQL.")
+@cli.command(help="Run delivery and PBX polling without the web server; start many against PostgreSQL.")
 def worker() -> None:
     config = load_config()
-    if config.CRM == "none":
-        raise click.UsageError("CRM=none: there is nothing to deliver")
-    from app import build_worker
-
     stop = threading.Event()
     _stop_on_signals(stop)
     with database(config) as db:
-        build_worker(config, db).run(stop)
+        loops = _start_loops(config, db, stop)
+        if not loops:
+            raise click.UsageError("CRM=none and MANGO_QUALITY_API=false: there is nothing to do")
+        click.echo(f"worker running: {', '.join(loops)}")
+        while not stop.wait(1.0):
+            pass
 
 
 @cli.group(help="Database migrations.")
@@ -103,17 +124,23 @@ def upgrade(revision: str) -> None:
     click.echo(f"database upgraded to {revision}")
 
 
-@db.command(help="Downgrade the database (to base by default).")
-@click.argument("revision", default="base")
-def downgrade(revision: str) -> None:
+@db.command(help="Downgrade the database to REVISION; `base` (every table dropped) needs --yes.")
+@click.argument("revision", required=False)
+@click.option("--yes", is_flag=True, help="Confirm dropping every table (downgrade to base).")
+def downgrade(revision: str | None, yes: bool) -> None:
     from connector.db import downgrade as run_downgrade
 
+    revision = revision or ("base" if yes else None)
+    if revision is None:
+        raise click.UsageError("give the revision to go down to (e.g. 0003), or --yes to drop every table")
+    if revision == "base" and not yes:
+        raise click.UsageError("downgrading to base drops every table and all data: add --yes to confirm")
     run_downgrade(load_config().DATABASE_URL, revision)
     click.echo(f"database downgraded to {revision}")
 
 
 @cli.command(help="Post a signed sample call, recording and survey score to a running connector.")
-@click.option("--url", default=None, help="Connector base URL (default: PUBLIC_BASE_URL).")
+@click.option("--url", default=None, help="Connector base URL (default: http://HOST:PORT of the settings).")
 @click.option("--score", default=3, show_default=True, type=int, help="The survey digits to press.")
 @click.option("--call-id", default=None, help="The entry_id to use (default: a new one).")
 def simulate(url: str | None, score: int, call_id: str | None) -> None:
@@ -126,7 +153,8 @@ def simulate(url: str | None, score: int, call_id: str | None) -> None:
     from connector.pbx.mango import signed_form
 
     config = load_config()
-    base = (url or config.PUBLIC_BASE_URL).rstrip("/")
+    host = "127.0.0.1" if config.HOST in ("0.0.0.0", "::", "") else config.HOST
+    base = (url or f"http://{host}:{config.PORT}").rstrip("/")
     if not (config.MANGO_API_KEY and config.MANGO_API_SALT and config.MANGO_SURVEY_LOCATION):
         raise click.UsageError("set MANGO_API_KEY, MANGO_API_SALT and MANGO_SURVEY_LOCATION (in .env) "
                                "for both the connector and this command; see README, 'Try it'")
@@ -148,7 +176,11 @@ def simulate(url: str | None, score: int, call_id: str | None) -> None:
     ]
     for kind, payload in events:
         form = signed_form(config.MANGO_API_KEY, config.MANGO_API_SALT, payload)
-        response = requests.post(f"{base}/mango/{kind}", data=form, timeout=10)
+        try:
+            response = requests.post(f"{base}/mango/{kind}", data=form, timeout=10)
+        except requests.ConnectionError:
+            raise click.ClickException(f"nothing listens at {base}: start the connector with "
+                                       "`connector serve`, or pass --url") from None
         click.echo(f"POST /mango/{kind:<17} -> {response.status_code} {response.text.strip()}")
         if response.status_code != 200:
             raise click.ClickException(f"the connector refused {kind}")

@@ -57,7 +57,7 @@ def find_calls(session: Session, flt: CallFilter, page: int, per_page: int) -> t
 def get_call(session: Session, entry_id: str) -> Call | None:
     return session.scalars(
         select(Call).where(Call.entry_id == entry_id)
-        .options(selectinload(Call.crm_records), selectinload(Call.scores))
+        .options(selectinload(Call.crm_records), selectinload(Call.scores), selectinload(Call.supervisor_marks))
     ).first()
 
 
@@ -74,7 +74,8 @@ def _responsible(record: CrmRecord | None) -> dict | None:
             "note": "the operator's extension is not mapped; the integration's own user owns the call"}
 
 
-def call_json(call: Call, *, with_history: bool = False) -> dict:
+def call_json(call: Call, *, with_history: bool = False, marks: list[dict] | None = None) -> dict:
+    """The call as the API shows it; `marks` (connector.quality.marks_json) only on a single call."""
     record = call.crm_records[0] if call.crm_records else None
     data = {
         "call_id": call.entry_id,
@@ -87,6 +88,7 @@ def call_json(call: Call, *, with_history: bool = False) -> dict:
         "talk_seconds": call.talk_seconds,
         "entry_result": call.entry_result,
         "recording_id": call.recording_id,
+        "survey": call.survey,
         "customer_score": call.customer_score,
         "supervisor_score": call.supervisor_score,
         "decision": {"record": call.decision_record, "tag": call.decision_tag, "reason": call.decision_reason},
@@ -101,6 +103,8 @@ def call_json(call: Call, *, with_history: bool = False) -> dict:
             "responsible": _responsible(record),
         },
     }
+    if marks is not None:
+        data["supervisor_marks"] = marks
     if with_history:
         data["scores"] = [
             {"source": s.source, "origin": s.origin, "raw": s.raw, "value": s.value, "status": s.status,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
@@ -54,11 +55,17 @@ def _user_map(name: str, raw: str) -> dict[str, int]:
 
 _PARSERS = {bool: _bool, int: _int, float: _float}
 
+# The data directory defaults to `var` beside the project, not the working directory: a
+# connector started from elsewhere must find the same database and the same SECRET_KEY.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = str(PROJECT_DIR / "var")
+
 
 @dataclass(frozen=True)
 class Config:
     # Each field's default is the documented default; `env` metadata names the variable.
-    DATABASE_URL: str = "sqlite:///var/connector.db"
+    DATA_DIR: str = DEFAULT_DATA_DIR
+    DATABASE_URL: str = ""  # empty: sqlite:///<DATA_DIR>/connector.db
     HOST: str = "127.0.0.1"
     PORT: int = 8080
     PUBLIC_BASE_URL: str = "http://127.0.0.1:8080"
@@ -68,6 +75,8 @@ class Config:
     MANGO_API_SALT: str = ""
     MANGO_API_URL: str = "https://app.mango-office.ru/vpbx/"
     MANGO_SURVEY_LOCATION: str = ""
+    MANGO_QUALITY_API: bool = False
+    MANGO_RATE_LIMIT: float = 5.0
     SCORES_WEBHOOK_SECRET: str = ""
     QA_ENABLED: bool = True
     QA_SCALE_MIN: int = 1
@@ -112,6 +121,8 @@ class Config:
                 parse = _PARSERS.get(_type_of(f.type))
                 values[f.name] = parse(f.name, raw) if parse else raw.strip()
         config = cls(**values)
+        if not config.DATABASE_URL:
+            config = replace(config, DATABASE_URL=f"sqlite:///{Path(config.DATA_DIR).resolve() / 'connector.db'}")
         config.validate()
         return config
 
@@ -124,6 +135,11 @@ class Config:
             raise ConfigError("AMOCRM_BASE_URL: required when CRM=amocrm")
         if self.AMOCRM_RATE_LIMIT <= 0:
             raise ConfigError(f"AMOCRM_RATE_LIMIT: must be positive, got {self.AMOCRM_RATE_LIMIT}")
+        if not 0 < self.MANGO_RATE_LIMIT <= 10:
+            raise ConfigError(f"MANGO_RATE_LIMIT: must be above 0 and at most MANGO's 10 per second, "
+                              f"got {self.MANGO_RATE_LIMIT}")
+        if self.MANGO_QUALITY_API and not (self.MANGO_API_KEY and self.MANGO_API_SALT):
+            raise ConfigError("MANGO_QUALITY_API: needs MANGO_API_KEY and MANGO_API_SALT")
         if self.SURVEY_WAIT_SECONDS < 0:
             raise ConfigError(f"SURVEY_WAIT_SECONDS: must not be negative, got {self.SURVEY_WAIT_SECONDS}")
         if self.WORKER_LEASE_SECONDS < 1 or self.WORKER_POLL_SECONDS <= 0:
@@ -146,19 +162,34 @@ class Config:
         except PolicyError as exc:
             raise ConfigError(f"{exc.env_name}: {exc.message}") from None
 
-    def with_secret_key(self, var_dir: Path) -> "Config":
-        """SECRET_KEY, generated into var/ on first run when unset, so links survive restarts."""
+    @property
+    def secret_key_path(self) -> Path:
+        return Path(self.DATA_DIR).resolve() / "secret_key"
+
+    def with_secret_key(self) -> "Config":
+        """SECRET_KEY, generated into DATA_DIR on first run when unset, so links survive restarts.
+
+        The file is written whole with mode 0600 and then linked into place, which fails if it
+        exists: of two processes starting at once, both end up reading the same key.
+        """
         if self.SECRET_KEY:
             return self
-        path = var_dir / "secret_key"
+        path = self.secret_key_path
         if not path.exists():
-            var_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")  # mode 0600
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_urlsafe(48))
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process won the race: use its key
+            finally:
+                os.unlink(tmp)
         return replace(self, SECRET_KEY=path.read_text().strip())
 
     def __repr__(self) -> str:  # never print secrets
-        return f"Config(DATABASE_URL={_redact_url(self.DATABASE_URL)!r}, CRM={self.CRM!r})"
+        return f"Config(DATABASE_URL={redact_url(self.DATABASE_URL)!r}, CRM={self.CRM!r})"
 
 
 SECRET_SETTINGS = frozenset(
@@ -183,7 +214,7 @@ def _type_of(annotation) -> type | None:
     return {"bool": bool, "int": int, "float": float}.get(str(annotation))
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
         rest = "***@" + rest.split("@", 1)[1]

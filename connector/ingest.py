@@ -6,7 +6,7 @@ sender only after that transaction commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from connector import outbox
 from connector.db import get_or_create
-from connector.models import Call, CrmRecord, InboundEvent, Score
+from connector.models import Call, CrmRecord, InboundEvent, PbxPoll, PollStatus, Score, SurveyState
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
 from connector.runtime_settings import current_policy
-from connector.threshold import Decision, Policy, decide, parse_score
+from connector.threshold import REFUSED, Decision, Policy, decide, parse_score
 
 CUSTOMER, SUPERVISOR = "customer", "supervisor"
 
@@ -31,6 +31,9 @@ class IngestContext:
     initial_policy: Policy  # seeds the runtime settings on first use
     delivery: outbox.DeliveryOptions  # which CRM (`none`: store and report only) and how
     survey_location: str = ""  # the IVR location whose digits are the customer's score
+    poll_quality: bool = False  # ask the PBX's quality control for each call's scores (MANGO_QUALITY_API)
+
+FIRST_POLL_DELAY = timedelta(seconds=5)  # the summary can come a moment before the PBX saves the mark
 
 
 def call_for_update(session: Session, entry_id: str) -> Call:
@@ -61,13 +64,18 @@ def ingest_pbx_message(session: Session, ctx: IngestContext, message: InboundMes
         _apply_call_state(call, event)
     elif isinstance(event, CallSummary):
         _apply_summary(call, event)
+        if ctx.poll_quality and call.direction != "internal":
+            call.survey = call.survey or SurveyState.PENDING
+            session.add(PbxPoll(call=call, status=PollStatus.PENDING, not_before=datetime.now(timezone.utc) + FIRST_POLL_DELAY,
+                                found=False, polls=0, misses=0))
     elif isinstance(event, Recording):
-        if event.usable:
+        if event.playable:
             call.recording_id = event.recording_id
+            call.recording_unavailable_until = None
     elif isinstance(event, Digits):
         if ctx.survey_location and event.location == ctx.survey_location:
             add_customer_score(session, call, policy, event.digits, origin="mango_dtmf", rated_at=event.at)
-    _refresh_crm(session, ctx, call, policy)
+    refresh_crm(session, ctx, call, policy)
     return call
 
 
@@ -105,6 +113,8 @@ def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | 
                       status=decision.status, reason=decision.reason[:255], record=decision.record,
                       tag=decision.tag, tag_to_remove=decision.tag_to_remove, comment=comment,
                       operator_extension=operator or call.operator_extension, rated_at=rated_at))
+    if decision.status != REFUSED:
+        call.survey = SurveyState.ANSWERED
     if decision.in_force:
         call.customer_score = decision.value
         call.decision_record = decision.record
@@ -141,11 +151,11 @@ def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payl
                  comment=score.get("comment"), operator=score.get("operator"))
     if score.get("phone") and not call.customer_phone:
         call.customer_phone = score["phone"]
-    _refresh_crm(session, ctx, call, policy)
+    refresh_crm(session, ctx, call, policy)
     return call, result
 
 
-def _refresh_crm(session: Session, ctx: IngestContext, call: Call, policy: Policy) -> None:
+def refresh_crm(session: Session, ctx: IngestContext, call: Call, policy: Policy) -> None:
     """Keep the call's CRM record in step and enqueue what the CRM now needs (the outbox sends it)."""
     crm = ctx.delivery.crm
     record = next((r for r in call.crm_records if r.crm == crm), None)

@@ -7,6 +7,7 @@ CRM adds rows, not columns).
 """
 from __future__ import annotations
 
+import enum
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator,
@@ -39,6 +40,20 @@ class Base(DeclarativeBase):
     pass
 
 
+class SurveyState(enum.StrEnum):
+    """What is known of a call's post-call survey (`calls.survey`; null: no survey source tells)."""
+
+    PENDING = "pending"  # waiting for the customer's post-call mark
+    ANSWERED = "answered"  # a customer score came, from any source
+    NO_ANSWER = "no_answer"  # moved to the survey, pressed nothing (MANGO's mark_client -1)
+    NOT_OFFERED = "not_offered"  # the wait passed with no mark: the customer never reached the survey
+
+
+class PollStatus(enum.StrEnum):
+    PENDING = "pending"  # to be asked again at not_before
+    DONE = "done"  # nothing more to wait for (or the PBX does not know the call)
+
+
 class Call(Base):
     __tablename__ = "calls"
 
@@ -56,6 +71,11 @@ class Call(Base):
     entry_result: Mapped[int | None] = mapped_column(Integer)
     disconnect_reason: Mapped[int | None] = mapped_column(Integer)
     recording_id: Mapped[str | None] = mapped_column(String(128))
+    # The PBX said it has no file for the recording: the player answers 404 until then, without
+    # asking again (every wrong request counts towards MANGO's 2-minute block).
+    recording_unavailable_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # SurveyState; null when no survey source tells
+    survey: Mapped[str | None] = mapped_column(String(16))
     last_event_seq: Mapped[int | None] = mapped_column(Integer)
     last_call_state: Mapped[str | None] = mapped_column(String(32))
     summary_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -70,6 +90,65 @@ class Call(Base):
 
     scores: Mapped[list["Score"]] = relationship(back_populates="call", order_by="Score.id")
     crm_records: Mapped[list["CrmRecord"]] = relationship(back_populates="call", order_by="CrmRecord.id")
+    supervisor_marks: Mapped[list["SupervisorMark"]] = relationship(
+        back_populates="call", order_by="SupervisorMark.id", cascade="all, delete-orphan")
+
+
+class SupervisorMark(Base):
+    """One answer of a supervisor's QA form for a call (MANGO's quality control: `mark_controller`)."""
+
+    __tablename__ = "supervisor_marks"
+    __table_args__ = (UniqueConstraint("call_id", "question_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    question_id: Mapped[str] = mapped_column(String(64))
+    mark: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="supervisor_marks")
+
+
+class QualityQuestion(Base):
+    """A question of the PBX's QA forms, cached: forms change rarely, and every look-up is a
+    request to the PBX. `known` false: the PBX said there is no such question (not asked again)."""
+
+    __tablename__ = "quality_questions"
+
+    question_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    known: Mapped[bool] = mapped_column(Boolean, default=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    block: Mapped[str | None] = mapped_column(String(255))
+    form: Mapped[str | None] = mapped_column(String(255))
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PbxPoll(Base):
+    """A call whose scores are pulled from the PBX (MANGO's Contact Center API), on a schedule.
+
+    Claimed with a lease, like delivery jobs. `found` says the PBX has answered for this call
+    before, so asking again cannot be a wrong request; `misses` counts its "not found" answers.
+    """
+
+    __tablename__ = "pbx_polls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=PollStatus.PENDING)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    found: Mapped[bool] = mapped_column(Boolean, default=False)
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    misses: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    call: Mapped[Call] = relationship()
+
+
+Index("ix_pbx_polls_due", PbxPoll.status, PbxPoll.not_before)
 
 
 class Score(Base):
@@ -199,7 +278,8 @@ Index("ix_delivery_jobs_due", DeliveryJob.status, DeliveryJob.not_before)
 
 
 class CrmAccount(Base):
-    """Per-CRM account state shared by all workers: tokens, pause, and the global rate slot."""
+    """State of one remote account shared by all processes: a CRM (tokens, pause, the global
+    rate slot) or the PBX's command API (`crm` = "mango": rate slot, block and strike)."""
 
     __tablename__ = "crm_accounts"
 
@@ -214,4 +294,10 @@ class CrmAccount(Base):
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Unix time before which no request may start: one limiter for every process.
     next_request_at: Mapped[float] = mapped_column(Float, default=0.0)
+    # MANGO: its API is blocked for every process until then (it answered 401).
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # MANGO: when it last answered a wrong request (3xxx); a second within 2 minutes blocks the account.
+    strike_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # MANGO: one request that may fail is in flight (unix time its lease ends), so two cannot strike at once.
+    probe_until: Mapped[float] = mapped_column(Float, default=0.0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

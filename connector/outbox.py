@@ -3,7 +3,8 @@
 Each effect is one job with a unique key (entry_id + kind + what it carries), created
 in the same transaction as the change that calls for it. Jobs:
 - `log_call`: POST the call (score text, recording link); due once the summary is in and
-  a customer score is in or SURVEY_WAIT_SECONDS have passed since the call ended;
+  a customer score is in, the survey is known to bring none (no answer, not offered), or
+  SURVEY_WAIT_SECONDS have passed since the call ended;
 - `contact`: create a contact for an unknown caller, then the call is logged again;
 - `note`: a score that came after the call was logged (or AMOCRM_LOG_CALLS=false); keyed by score id;
 - `tags`: bring the entity's low-score tag from the one last applied to the one of the score in
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from connector.models import Call, CrmRecord, DeliveryJob, Score
+from connector.models import Call, CrmRecord, DeliveryJob, Score, SurveyState
 from connector.threshold import ACCEPTED
 
 PENDING, DONE, DEAD, UNMATCHED, WAITING = "pending", "done", "dead", "unmatched", "waiting"
@@ -97,11 +98,13 @@ def plan(session: Session, opts: DeliveryOptions, d: Delivery) -> None:
     now = _now()
     if opts.log_calls:
         log_job = d.job(LOG_CALL)
+        # No need to wait any longer once the score came, or the survey is known to bring none.
+        settled = score is not None or call.survey in (SurveyState.NO_ANSWER, SurveyState.NOT_OFFERED)
         if log_job is None:
             wait_until = (call.ended_at or now) + timedelta(seconds=opts.survey_wait_seconds)
-            add_job(session, d, opts.crm, LOG_CALL, due=now if score else max(now, wait_until))
-        elif log_job.status == PENDING and score and log_job.sent_at is None and log_job.not_before > now:
-            log_job.not_before = now  # the score came: no need to wait any longer
+            add_job(session, d, opts.crm, LOG_CALL, due=now if settled else max(now, wait_until))
+        elif log_job.status == PENDING and settled and log_job.sent_at is None and log_job.not_before > now:
+            log_job.not_before = now
         if record.logged_at is None:
             return  # the call is not in the CRM yet; what it carries is decided when it is sent
 

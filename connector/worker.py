@@ -25,7 +25,8 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from connector import outbox
 from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmAdapter, CrmError, ItemResult, NoteItem,
                            PermanentError, TagItem, TransientError)
-from connector.crm.account import SharedRateLimiter, pause, pause_state, resume
+from connector.accounts import SharedRateLimiter
+from connector.crm.account import pause, pause_state, resume
 from connector.db import Database
 from connector.links import recording_link
 from connector.models import DeliveryJob, Score

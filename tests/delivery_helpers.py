@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import update
 
-from app import build_worker, create_app
+from app import create_app
+from connector.wiring import build_worker
 from connector.models import DeliveryJob
 from tests.conftest import MangoPoster, make_config
 from tests.fakes.amocrm import FakeAmo, create_fake_app

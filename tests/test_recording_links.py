@@ -7,13 +7,19 @@ import requests
 from app import create_app
 from connector.links import link_is_valid, recording_link
 from tests.conftest import MANGO_KEY, MANGO_SALT, MangoPoster, make_config, recording
-from tests.fakes.mango import create_fake_mango
+from tests.fakes.mango import FakeMango, create_fake_mango
 from tests.fakes.server import serving
 
 
+@pytest.fixture(params=[200, 400])
+def pbx(request):
+    """MANGO's HTTP status for an error answer is undocumented: the client reads `result` under both."""
+    return FakeMango(MANGO_KEY, MANGO_SALT, recordings={"rec-1"}, error_status=request.param)
+
+
 @pytest.fixture
-def setup(db_url):
-    with serving(create_fake_mango(MANGO_KEY, MANGO_SALT, {"rec-1"})) as pbx_url:
+def setup(db_url, pbx):
+    with serving(create_fake_mango(pbx)) as pbx_url:
         config = make_config(db_url, MANGO_API_URL=pbx_url + "/vpbx/", PUBLIC_BASE_URL="https://qa.example")
         app = create_app(config)
         yield app.test_client(), MangoPoster(app.test_client()), config
@@ -56,7 +62,42 @@ def test_not_ready_recordings_are_404_with_a_clear_message(setup):
     assert response.status_code == 404 and "not ready" in response.json["error"]
     post("events/recording", recording("call-3", "rec-unknown-to-pbx"))
     response = client.get(path_of(recording_link(config.PUBLIC_BASE_URL, config.SECRET_KEY, "call-3")))
-    assert response.status_code == 404 and "3300" in response.json["error"]
+    assert response.status_code == 404 and "3320" in response.json["error"]
+
+
+def test_a_missing_recording_is_not_asked_for_again_within_the_block_window(setup, pbx):
+    client, post, config = setup
+    post("events/recording", recording("call-3", "rec-unknown-to-pbx"))
+    link = path_of(recording_link(config.PUBLIC_BASE_URL, config.SECRET_KEY, "call-3"))
+    for _ in range(5):  # a user pressing play again and again
+        assert client.get(link).status_code == 404
+    assert len(pbx.commands("queries/recording/post")) == 1 and pbx.blocks == 0
+    post("events/record/added", {"entry_id": "call-3", "recording_id": "rec-1", "product_id": 1, "user_id": 2,
+                                 "timestamp": 1_763_800_100})
+    assert client.get(link).status_code == 302  # the file is in the cloud now: asked at once
+
+
+def test_a_mail_only_recording_never_becomes_a_link(setup, pbx):
+    client, post, config = setup
+    post("events/recording", {**recording("call-4", "rec-4"), "recipient": "Mail"})
+    response = client.get(path_of(recording_link(config.PUBLIC_BASE_URL, config.SECRET_KEY, "call-4")))
+    assert response.status_code == 404 and "not ready" in response.json["error"]
+    assert pbx.requests == []
+    pbx.recordings.add("rec-5")
+    post("events/recording", {**recording("call-5", "rec-5"), "recipient": "CloudAndMail"})
+    assert client.get(path_of(recording_link(config.PUBLIC_BASE_URL, config.SECRET_KEY, "call-5"))).status_code == 302
+
+
+def test_a_blocked_pbx_gives_503_with_retry_after_and_is_not_asked(setup, pbx):
+    client, post, config = setup
+    post("events/recording", recording("call-1", "rec-1"))
+    pbx.blocked_until = pbx.now() + 120
+    link = path_of(recording_link(config.PUBLIC_BASE_URL, config.SECRET_KEY, "call-1"))
+    first = client.get(link)
+    assert first.status_code == 503 and 100 <= int(first.headers["Retry-After"]) <= 130
+    asked = len(pbx.requests)
+    second = client.get(link)
+    assert second.status_code == 503 and len(pbx.requests) == asked  # every process honours the block
 
 
 def test_links_last_a_year_by_default():

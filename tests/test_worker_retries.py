@@ -5,7 +5,8 @@ import responses
 from responses.registries import OrderedRegistry
 from sqlalchemy import select, update
 
-from app import build_worker, create_app
+from app import create_app
+from connector.wiring import build_worker
 from connector.models import DeliveryJob
 from connector.worker import backoff_seconds
 from tests.conftest import MangoPoster, dtmf, make_config, summary

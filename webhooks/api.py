@@ -13,6 +13,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from connector.crm.account import pause_state
 from connector.calls import CallFilter, call_json, find_calls, get_call
 from connector.ingest import ingest_api_score
+from connector.quality import marks_json
 from connector.runtime_settings import (USER_MAP, audit_trail, current_policy, current_user_map, update_policy,
                                        update_user_map)
 from connector.threshold import REFUSED, PolicyError
@@ -158,7 +159,7 @@ def show_call(call_id: str):
         call = get_call(session, call_id)
         if call is None:
             raise ApiError(404, f"unknown call {call_id}")
-        return call_json(call, with_history=True)
+        return call_json(call, with_history=True, marks=marks_json(session, call))
 
 
 # --- runtime settings ------------------------------------------------------

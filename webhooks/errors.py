@@ -14,10 +14,11 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, *, headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 def error_response(status: int, message: str):
@@ -29,7 +30,9 @@ def error_response(status: int, message: str):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.message)
+        response = error_response(exc.status, exc.message)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(CallbackRejected)
     def _rejected(exc: CallbackRejected):

@@ -1,21 +1,20 @@
 """State of a CRM account shared by every worker process, kept in the database:
-encrypted OAuth tokens with one serialised refresh, the global rate limit, and the pause switch.
+encrypted OAuth tokens with one serialised refresh, and the pause switch (the global rate
+limit is `connector.accounts.SharedRateLimiter`).
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import logging
-import time
 from datetime import datetime, timedelta, timezone
 
 import requests
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from connector.accounts import account_row
 from connector.crm import AccountBlocked, TransientError
-from connector.db import Database, get_or_create
+from connector.db import Database
 from connector.models import CrmAccount
 
 log = logging.getLogger(__name__)
@@ -25,13 +24,6 @@ def token_cipher(secret_key: str) -> Fernet:
     """Tokens at rest are encrypted with a key derived from SECRET_KEY."""
     digest = hashlib.sha256(b"connector token encryption\x00" + secret_key.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
-
-
-def account_row(session: Session, crm: str, *, lock: bool = False) -> CrmAccount:
-    query = select(CrmAccount).where(CrmAccount.crm == crm)
-    if lock:
-        query = query.with_for_update()
-    return get_or_create(session, query, lambda: CrmAccount(crm=crm, paused=False, next_request_at=0.0))
 
 
 # --- pause ------------------------------------------------------------------
@@ -58,39 +50,6 @@ def pause_state(db: Database, crm: str) -> tuple[bool, str | None, datetime | No
     with db.transaction() as s:
         row = account_row(s, crm)
         return row.paused, row.paused_reason, row.paused_at
-
-
-# --- one rate limit for all processes -----------------------------------------
-
-class SharedRateLimiter:
-    """Spaces requests evenly across every process, through one row.
-
-    A short transaction reserves the next slot; the caller then sleeps until it.
-    Slots are 5 % wider than 1/rate: requests reach the CRM with a few ms of network
-    jitter, and even spacing with no margin would let 8 land inside one second.
-    A 429's Retry-After pushes the slot for everyone (`hold`).
-    """
-
-    HEADROOM = 0.95
-
-    def __init__(self, db: Database, crm: str, rate: float, *, sleep=time.sleep, clock=time.time):
-        self.db, self.crm = db, crm
-        self.interval = 1.0 / (rate * self.HEADROOM)
-        self.sleep, self.clock = sleep, clock
-
-    def wait_turn(self) -> None:
-        with self.db.transaction() as s:
-            row = account_row(s, self.crm, lock=True)
-            now = self.clock()
-            slot = max(now, row.next_request_at or 0.0)
-            row.next_request_at = slot + self.interval
-        if slot > now:
-            self.sleep(slot - now)
-
-    def hold(self, seconds: float) -> None:
-        with self.db.transaction() as s:
-            row = account_row(s, self.crm, lock=True)
-            row.next_request_at = max(row.next_request_at or 0.0, self.clock() + seconds)
 
 
 # --- OAuth tokens ---------------------------------------------------------------

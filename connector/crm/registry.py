@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 
 from connector.crm import AccountBlocked, TransientError
-from connector.crm.account import OAuthTokens, SharedRateLimiter, pause
+from connector.accounts import SharedRateLimiter
+from connector.crm.account import OAuthTokens, pause
 from connector.crm.amocrm import AmoCrm, StaticToken
 from connector.db import Database
 

@@ -54,14 +54,11 @@ class CallSummary:
 
 @dataclass(frozen=True)
 class Recording:
+    """A recording the PBX reports; `playable` when its file is (or will be) in the PBX's cloud."""
+
     entry_id: str
     recording_id: str
-    state: str  # Started, Continued, Completed
-    completion_code: int | None
-
-    @property
-    def usable(self) -> bool:
-        return self.state == "Completed" and self.completion_code in (None, 1000)
+    playable: bool
 
 
 @dataclass(frozen=True)
@@ -70,6 +67,36 @@ class Digits:
     digits: str
     location: str | None
     at: datetime
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One answer of a supervisor's QA form."""
+
+    question_id: str
+    mark: int | None
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """What the PBX's quality control knows of a call.
+
+    `customer_raw`: the customer's post-call score as sent (None: not known yet, or never
+    reached the survey); `survey_unanswered`: moved to the survey, pressed nothing.
+    """
+
+    customer_raw: str | None
+    survey_unanswered: bool
+    marks: tuple[Mark, ...]
+
+
+@dataclass(frozen=True)
+class Question:
+    question_id: str
+    name: str | None
+    block: str | None
+    form: str | None
 
 
 @dataclass(frozen=True)

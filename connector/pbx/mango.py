@@ -111,6 +111,16 @@ class RecordingSchema(_Lenient):
     recording_state = _Text(required=True, validate=validate.Length(max=32))
     seq = _int()
     completion_code = _int()
+    recipient = _Text(load_default=None, allow_none=True, validate=validate.Length(max=32))
+
+
+class RecordAddedSchema(_Lenient):
+    entry_id = _entry_id
+    recording_id = _Text(required=True, validate=validate.Length(min=1, max=128))
+
+
+# A recording sent only by mail never reaches the cloud, so it can never be played through the API.
+CLOUD_RECIPIENTS = (None, "Cloud", "CloudAndMail")
 
 
 class DtmfSchema(_Lenient):
@@ -174,9 +184,16 @@ def parse(kind: str, json_text: str) -> InboundMessage:
         key = dedupe_key(kind, d["entry_id"])  # sent once per call
     elif kind == "events/recording":
         d = _load(RecordingSchema(), document)
-        event = Recording(d["entry_id"], d["recording_id"], d["recording_state"], d["completion_code"])
+        playable = (d["recording_state"] == "Completed" and d["completion_code"] in (None, 1000)
+                    and d["recipient"] in CLOUD_RECIPIENTS)
+        event = Recording(d["entry_id"], d["recording_id"], playable)
         # One recording_id goes through Started -> Completed; each state is one event.
         key = dedupe_key(kind, d["recording_id"], d["recording_state"], d["seq"])
+    elif kind == "events/record/added":
+        # The file is in the PBX's cloud storage and ready for download through the API.
+        d = _load(RecordAddedSchema(), document)
+        event = Recording(d["entry_id"], d["recording_id"], True)
+        key = dedupe_key(kind, d["recording_id"])
     elif kind == "events/dtmf":
         d = _load(DtmfSchema(), document)
         at = _time(d["timestamp"]) or datetime.now(timezone.utc)
@@ -187,36 +204,3 @@ def parse(kind: str, json_text: str) -> InboundMessage:
         event = None
         key = hashlib.sha256(json_text.encode()).hexdigest()
     return InboundMessage(kind, key, d.get("entry_id"), json_text, event)
-
-
-class RecordingUnavailable(Exception):
-    """The PBX has no playable file for this recording (yet): `not_found` tells which."""
-
-    def __init__(self, message: str, *, not_found: bool):
-        super().__init__(message)
-        self.not_found = not_found
-
-
-def fresh_recording_link(api_url: str, api_key: str, salt: str, recording_id: str, *, action: str = "play",
-                         session=None) -> str:
-    """Ask the PBX for a temporary, single-use link to a recording (never store it)."""
-    import requests
-
-    http = session or requests
-    form = signed_form(api_key, salt, {"recording_id": recording_id, "action": action})
-    try:
-        response = http.post(api_url.rstrip("/") + "/queries/recording/post", data=form, timeout=(5, 20),
-                             allow_redirects=False)
-    except (requests.Timeout, requests.ConnectionError) as exc:
-        raise RecordingUnavailable(f"PBX unreachable: {type(exc).__name__}", not_found=False) from None
-    if response.status_code in (301, 302, 303, 307) and response.headers.get("Location"):
-        return response.headers["Location"]
-    code = None
-    try:
-        code = int(response.json().get("code"))
-    except (ValueError, AttributeError, TypeError):
-        pass
-    if code is not None and 3300 <= code < 3400:
-        raise RecordingUnavailable(f"the PBX has no file for this recording yet (code {code})", not_found=True)
-    raise RecordingUnavailable(f"PBX answered {response.status_code}" + (f" (code {code})" if code else ""),
-                               not_found=False)

@@ -91,12 +91,12 @@ def test_real_http_form_posts_and_errors(served):
 
 def test_served_connector_delivers_to_amocrm_with_its_embedded_worker(tmp_path, db_url):
     from tests.fakes.amocrm import FakeAmo, create_fake_app
-    from tests.fakes.mango import create_fake_mango
+    from tests.fakes.mango import FakeMango, create_fake_mango
     from tests.fakes.server import serving
 
     fake = FakeAmo(long_lived_token="e2e-amo-token")
     fake.add_contact("79001234567")
-    pbx = create_fake_mango("e2e-key", "e2e-salt", {"rec-sim-amo"})
+    pbx = create_fake_mango(FakeMango("e2e-key", "e2e-salt", recordings={"rec-sim-amo"}))
     with serving(create_fake_app(fake)) as amo_url, serving(pbx) as pbx_url, running_connector(
             tmp_path, db_url, CRM="amocrm", AMOCRM_BASE_URL=amo_url, AMOCRM_LONG_LIVED_TOKEN="e2e-amo-token",
             AMOCRM_USER_MAP="101:5551", WORKER_POLL_SECONDS="0.2", MANGO_API_URL=pbx_url + "/vpbx/") as (

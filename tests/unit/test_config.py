@@ -7,9 +7,30 @@ from connector.config import Config, ConfigError
 
 
 def test_defaults_match_the_documented_ones():
+    from connector.config import PROJECT_DIR
+
     config = Config.from_env({})
-    assert (config.DATABASE_URL, config.PORT, config.CRM, config.QA_MAX_THRESHOLD) == (
-        "sqlite:///var/connector.db", 8080, "none", 9)
+    assert (config.DATABASE_URL, config.PORT, config.CRM, config.QA_MAX_THRESHOLD, config.MANGO_QUALITY_API) == (
+        f"sqlite:///{PROJECT_DIR / 'var' / 'connector.db'}", 8080, "none", 9, False)
+
+
+def test_the_data_directory_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    here = Config.from_env({})
+    monkeypatch.chdir(tmp_path)
+    assert Config.from_env({}).DATABASE_URL == here.DATABASE_URL
+    assert Config.from_env({"DATA_DIR": str(tmp_path)}).DATABASE_URL == f"sqlite:///{tmp_path / 'connector.db'}"
+
+
+def test_processes_starting_at_once_get_the_same_secret_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for trial in range(20):
+        data_dir = tmp_path / str(trial)
+        with ThreadPoolExecutor(4) as pool:
+            keys = set(pool.map(lambda _: Config.from_env({"DATA_DIR": str(data_dir)}).with_secret_key().SECRET_KEY,
+                                range(4)))
+        assert len(keys) == 1
+        assert [p.name for p in data_dir.iterdir()] == ["secret_key"]  # no temporary file left behind
 
 
 def test_every_setting_is_documented_in_the_example_file():
@@ -45,8 +66,8 @@ def test_user_map_is_parsed():
 
 
 def test_secret_key_is_generated_once_and_kept(tmp_path):
-    first = Config.from_env({}).with_secret_key(tmp_path)
-    second = Config.from_env({}).with_secret_key(tmp_path)
+    first = Config.from_env({"DATA_DIR": str(tmp_path)}).with_secret_key()
+    second = Config.from_env({"DATA_DIR": str(tmp_path)}).with_secret_key()
     assert len(first.SECRET_KEY) > 40 and first.SECRET_KEY == second.SECRET_KEY
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 

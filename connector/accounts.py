@@ -1,0 +1,49 @@
+"""State of a remote account (a CRM, or the PBX's command API) shared by every process,
+kept in one database row: the global rate limit lives here."""
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connector.db import Database, get_or_create
+from connector.models import CrmAccount
+
+
+def account_row(session: Session, crm: str, *, lock: bool = False) -> CrmAccount:
+    query = select(CrmAccount).where(CrmAccount.crm == crm)
+    if lock:
+        query = query.with_for_update()
+    return get_or_create(session, query, lambda: CrmAccount(crm=crm, paused=False, next_request_at=0.0))
+
+
+class SharedRateLimiter:
+    """Spaces requests evenly across every process, through one row.
+
+    A short transaction reserves the next slot; the caller then sleeps until it.
+    Slots are 5 % wider than 1/rate: requests reach the CRM with a few ms of network
+    jitter, and even spacing with no margin would let 8 land inside one second.
+    A 429's Retry-After pushes the slot for everyone (`hold`).
+    """
+
+    HEADROOM = 0.95
+
+    def __init__(self, db: Database, crm: str, rate: float, *, sleep=time.sleep, clock=time.time):
+        self.db, self.crm = db, crm
+        self.interval = 1.0 / (rate * self.HEADROOM)
+        self.sleep, self.clock = sleep, clock
+
+    def wait_turn(self) -> None:
+        with self.db.transaction() as s:
+            row = account_row(s, self.crm, lock=True)
+            now = self.clock()
+            slot = max(now, row.next_request_at or 0.0)
+            row.next_request_at = slot + self.interval
+        if slot > now:
+            self.sleep(slot - now)
+
+    def hold(self, seconds: float) -> None:
+        with self.db.transaction() as s:
+            row = account_row(s, self.crm, lock=True)
+            row.next_request_at = max(row.next_request_at or 0.0, self.clock() + seconds)
