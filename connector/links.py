@@ -28,4 +28,6 @@ def link_is_valid(secret_key: str, call_id: str, exp: str, sig: str, *, now: flo
         return False
     if expires < (now if now is not None else time.time()):
         return False
-    return hmac.compare_digest(_signature(secret_key, call_id, expires), sig or "")
+    # Bytes, not str: compare_digest raises on a non-ASCII str, and a link is anyone's to tamper with.
+    given = (sig or "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(_signature(secret_key, call_id, expires).encode(), given)

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from connector.db import get_or_create
 from connector.models import RuntimeSettings, SettingsAudit
 from connector.threshold import Policy, PolicyError, policy_with_changes, validate_policy
+from connector.validation import INT32_MAX, text_problem
 
 GLOBAL = "global"
 USER_MAP = "amocrm_user_map"  # PBX extension -> amoCRM user id
@@ -47,8 +48,9 @@ def current_user_map(session: Session, initial: dict[str, int]) -> dict[str, int
 def update_user_map(session: Session, initial: dict[str, int], new_map: object, actor: str) -> dict[str, int]:
     """Replace the extension -> CRM user map (raises PolicyError when malformed); audited."""
     if not isinstance(new_map, dict) or not all(
-            isinstance(k, str) and k.strip() and type(v) is int and v > 0 for k, v in new_map.items()):
-        raise PolicyError(USER_MAP, 'expected an object of "extension": positive user id')
+            isinstance(k, str) and k.strip() and len(k) <= 32 and text_problem(k) is None
+            and type(v) is int and 0 < v <= INT32_MAX for k, v in new_map.items()):
+        raise PolicyError(USER_MAP, 'expected an object of "extension": user id (1 to 2147483647)')
     row = _row(session, initial, scope=USER_MAP, for_update=True)
     before = dict(row.values)
     if new_map != before:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
+from string import Formatter
 
 ACCEPTED = "accepted"  # the score is now the call's score in force
 REFUSED = "refused"  # invalid: never used
@@ -105,16 +106,34 @@ def validate_policy(policy: Policy) -> Policy:
     if not 0 <= policy.rating_window_days <= 3650:
         raise PolicyError("rating_window_days", f"must be 0 (no limit) to 3650, got {policy.rating_window_days}")
     for name in ("tag_template", "score_text_template"):
-        template = getattr(policy, name)
-        if "{score}" not in template:
-            raise PolicyError(name, "must contain {score}")
-        try:
-            rendered = template.format(score=1)
-        except (KeyError, IndexError, ValueError):
-            raise PolicyError(name, "may use only the {score} placeholder") from None
-        if not rendered.strip() or len(rendered) > 255:
-            raise PolicyError(name, "must render to 1..255 characters")
+        problem = template_problem(getattr(policy, name), policy.scale_max)
+        if problem:
+            raise PolicyError(name, problem)
     return policy
+
+
+def template_problem(template: str, longest_score: int) -> str | None:
+    """Why a tag or score-text template is unusable, or None. Only a plain `{score}` is allowed:
+    `{score[0]}`, `{score.x}`, `{score!r}`, `{score:>300}` or `{{score}}` would fail, reach into
+    objects, or never show the score. It must fit its column with the longest score of the scale."""
+    from connector.validation import text_problem
+
+    problem = text_problem(template)
+    if problem:
+        return problem
+    try:
+        parts = list(Formatter().parse(template))
+    except ValueError:
+        return "may use only the {score} placeholder (unbalanced braces)"
+    placeholders = [(field, spec, conversion) for _, field, spec, conversion in parts if field is not None]
+    if not placeholders:
+        return "must contain {score}"
+    if any(p != ("score", "", None) for p in placeholders):
+        return "may use only the plain {score} placeholder"
+    rendered = template.format(score=longest_score)
+    if not rendered.strip() or len(rendered) > 255:
+        return f"must render to 1..255 characters (with the score {longest_score})"
+    return None
 
 
 def policy_from_config(config) -> Policy:

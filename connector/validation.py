@@ -1,5 +1,14 @@
-"""One line from marshmallow's error messages, for every face's `{"error": ...}`."""
+"""Input rules shared by every face: one-line error text, JSON that cannot exhaust the stack,
+strings and numbers that fit the database exactly as sent."""
 from __future__ import annotations
+
+import json
+import numbers
+from datetime import timezone
+
+from marshmallow import ValidationError, fields
+
+INT32_MAX = 2**31 - 1
 
 
 def first_error(messages) -> str:
@@ -10,3 +19,54 @@ def first_error(messages) -> str:
         path.append(str(key))
     text = messages[0] if isinstance(messages, list) and messages else str(messages)
     return f"{'.'.join(path)}: {text}" if path else str(text)
+
+
+def parse_json(text: str) -> object:
+    """json.loads that reports too-deep nesting as invalid JSON (ValueError), never RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def text_problem(text: str) -> str | None:
+    """Why a string cannot be stored as it is, or None. PostgreSQL refuses NUL; UTF-8 (both
+    databases) refuses lone surrogates such as "\\ud800", which JSON escapes can carry."""
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (no lone surrogates)"
+    return None
+
+
+def storable_text(text: str) -> None:
+    """A marshmallow validator for `text_problem`."""
+    problem = text_problem(text)
+    if problem:
+        raise ValidationError(problem)
+
+
+class StrictInteger(fields.Integer):
+    """An integer as sent: 1.5, "7", 1e3 and true are refused, not coerced."""
+
+    def _validated(self, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class AwareUtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 date-time (UTC when no offset) that exists in UTC: 0001-01-01T00:00:00+01:00
+    and 9999-12-31T23:59:59-01:00 parse, but fall outside the years a datetime holds in UTC."""
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=timezone.utc, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValidationError("date out of range in UTC") from None

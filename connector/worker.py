@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, StatementError
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from connector import outbox
@@ -268,8 +269,30 @@ class DeliveryWorker:
                 job.sent_at = w.in_doubt_since
 
     def _record(self, work: list[Work], outcomes: list) -> None:
+        """Store the outcomes. A batch whose outcome the database refuses to store (a value that
+        slipped past validation) goes dead with the reason, instead of coming back forever."""
         if not work:
             return
+        try:
+            self._store_outcomes(work, outcomes)
+        except (StatementError, OverflowError) as exc:  # sqlite3 raises OverflowError unwrapped
+            if isinstance(exc, OperationalError):
+                raise  # the database is down: the lease brings the batch back
+            cause = getattr(exc, "orig", None) or exc
+            reason = f"the outcome could not be stored ({type(cause).__name__}); fix the data and replay"
+            log.error("%s: %d job(s) dead: %s", self.crm, len(work), reason)
+            self._bury(work, reason)
+
+    def _bury(self, work: list[Work], reason: str) -> None:
+        with self.db.transaction() as s:
+            outbox.lock_calls(s, [w.call_id for w in work])
+            for job in s.scalars(select(DeliveryJob).where(DeliveryJob.id.in_([w.job_id for w in work]))):
+                if job.lease_owner == self.owner:
+                    job.status, job.last_error, job.lease_owner, job.lease_until = DEAD, reason, None, None
+            for d in outbox.load(s, self.crm, [w.call_id for w in work]).values():
+                outbox.refresh_record(d)
+
+    def _store_outcomes(self, work: list[Work], outcomes: list) -> None:
         with self.db.transaction() as s:
             now = datetime.now(timezone.utc)
             outbox.lock_calls(s, [w.call_id for w in work])

@@ -526,3 +526,20 @@ def test_a_call_that_ended_in_the_ivr_is_not_logged_as_talked(h):
     h.drain()
     [call] = h.fake.calls
     assert call["call_status"] == 6 and call["duration"] == 0
+
+
+def test_a_batch_whose_outcome_cannot_be_stored_goes_dead_instead_of_looping(h):
+    """A user id beyond int32 slipped into the map (the API refuses it today): the call is logged,
+    but its responsible user cannot be stored. The batch goes dead with the reason, once."""
+    from connector.models import RuntimeSettings
+
+    h.fake.add_contact(PHONE)
+    too_big = 2**31 if h.db.is_postgres else 2**63
+    with h.db.transaction() as s:
+        s.add(RuntimeSettings(scope="amocrm_user_map", values={"101": too_big}))
+    scored_call(h)
+    h.worker.run_once()
+    [job] = h.jobs()
+    assert job.status == "dead" and "could not be stored" in job.last_error
+    assert h.call("call-1")["crm"]["status"] == "dead"
+    assert h.worker.run_once() == 0  # nothing comes back

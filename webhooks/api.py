@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 from datetime import datetime, timezone
 from functools import wraps
 
@@ -17,7 +16,7 @@ from connector.quality import marks_json
 from connector.runtime_settings import (USER_MAP, audit_trail, current_policy, current_user_map, update_policy,
                                        update_user_map)
 from connector.threshold import REFUSED, PolicyError
-from connector.validation import first_error
+from connector.validation import INT32_MAX, AwareUtcDateTime, StrictInteger, first_error, parse_json, storable_text
 from webhooks.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -55,29 +54,27 @@ def _require_json_type() -> None:
 def _json_body() -> object:
     _require_json_type()
     try:
-        return json.loads(request.get_data(as_text=True))
-    except ValueError:
-        raise ApiError(400, "body is not valid JSON") from None
+        return parse_json(request.get_data(as_text=True))
+    except ValueError as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
 
 
 # --- generic score API (Standard Webhooks) ---------------------------------
-
-def _no_nul(text: str) -> None:
-    if "\x00" in text:
-        raise ValidationError("must not contain NUL characters")
-
 
 class ScoreSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    call_id = fields.String(required=True, validate=[validate.Length(min=1, max=128), _no_nul])
-    score = fields.Integer(required=True, strict=True, validate=validate.Range(-(2**31), 2**31 - 1))
+    call_id = fields.String(required=True, validate=[validate.Length(min=1, max=128), storable_text])
+    score = StrictInteger(required=True, validate=validate.Range(-INT32_MAX - 1, INT32_MAX))
     source = fields.String(load_default="customer", validate=validate.OneOf(["customer", "supervisor"]))
-    rated_at = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc)
-    comment = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=2000), _no_nul])
-    operator = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=32), _no_nul])
-    phone = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=32), _no_nul])
+    rated_at = AwareUtcDateTime(load_default=None)
+    comment = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=2000), storable_text])
+    operator = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=32), storable_text])
+    phone = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=32), storable_text])
+
+
+SCORE_SCHEMA = ScoreSchema()  # built once: schemas are reusable, building them is not free
 
 
 @bp.post("/scores")
@@ -100,7 +97,7 @@ def post_score():
     if not isinstance(document, dict):
         raise ApiError(400, "body must be a JSON object")
     try:
-        score = ScoreSchema().load(document)
+        score = SCORE_SCHEMA.load(document)
     except ValidationError as exc:
         raise ApiError(400, first_error(exc.messages)) from None
     score["rated_at"] = score["rated_at"] or datetime.now(timezone.utc)
@@ -122,21 +119,24 @@ class CallQuerySchema(Schema):
 
     score_lte = fields.Integer(validate=validate.Range(-1000, 1000))
     score_gte = fields.Integer(validate=validate.Range(-1000, 1000))
-    operator = fields.String(validate=[validate.Length(max=32), _no_nul])
-    line = fields.String(validate=[validate.Length(max=32), _no_nul])
-    date_from = fields.AwareDateTime(default_timezone=timezone.utc)
-    date_to = fields.AwareDateTime(default_timezone=timezone.utc)
+    operator = fields.String(validate=[validate.Length(max=32), storable_text])
+    line = fields.String(validate=[validate.Length(max=32), storable_text])
+    date_from = AwareUtcDateTime()
+    date_to = AwareUtcDateTime()
     tagged = fields.Boolean()
     crm_status = fields.String(validate=validate.OneOf(CRM_STATUSES))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=1_000_000))
 
 
+CALL_QUERY_SCHEMA = CallQuerySchema()
+
+
 @bp.get("/calls")
 @require_token
 def list_calls():
     try:
-        args = CallQuerySchema().load(request.args.to_dict())
+        args = CALL_QUERY_SCHEMA.load(request.args.to_dict())
     except ValidationError as exc:
         raise ApiError(400, first_error(exc.messages)) from None
     page, per_page = args.pop("page"), min(args.pop("per_page"), MAX_PER_PAGE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from connector.ingest import DuplicateEvent
@@ -49,6 +49,18 @@ def register_error_handlers(app: Flask) -> None:
         # Nothing was committed, so the sender may safely retry.
         log.error("database unavailable: %s", type(exc.orig).__name__)
         return error_response(503, "database unavailable, retry later")
+
+    # Input that slipped past validation and that the database refused: the sender's fault, so a
+    # 4xx (nothing was committed). Logged by class only: the statement may hold personal data.
+    @app.errorhandler(DataError)
+    def _data_error(exc: DataError):
+        log.warning("database refused a value: %s", type(exc.orig).__name__)
+        return error_response(422, "a value does not fit what the connector can store")
+
+    @app.errorhandler(IntegrityError)
+    def _integrity_error(exc: IntegrityError):
+        log.warning("database refused a conflicting change: %s", type(exc.orig).__name__)
+        return error_response(409, "conflicting change: it clashes with data already stored")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

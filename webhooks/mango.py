@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, request
 
 from connector.ingest import ingest_pbx_message
 from connector.pbx import mango
+from connector.validation import text_problem
 from webhooks.errors import ApiError
 
 bp = Blueprint("mango", __name__, url_prefix="/mango")
@@ -34,10 +35,16 @@ def ping():
     return {"success": True}
 
 
+MAX_KIND = 64  # inbound_events.kind
+
+
 @bp.post("/<any(events, result):group>/<path:name>")
 def event(group: str, name: str):
     services = current_app.extensions["connector"]
-    message = mango.parse(f"{group}/{name}", _verified_json())
+    kind = f"{group}/{name}"
+    if len(kind) > MAX_KIND or text_problem(kind) or not kind.isprintable():
+        raise ApiError(400, f"path: the event name must be printable and at most {MAX_KIND} characters")
+    message = mango.parse(kind, _verified_json())
     with services.db.transaction() as session:
         ingest_pbx_message(session, services.ingest, message)
     return {"success": True}  # only after the commit above
