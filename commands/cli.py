@@ -143,7 +143,9 @@ def downgrade(revision: str | None, yes: bool) -> None:
 @click.option("--url", default=None, help="Connector base URL (default: http://HOST:PORT of the settings).")
 @click.option("--score", default=3, show_default=True, type=int, help="The survey digits to press.")
 @click.option("--call-id", default=None, help="The entry_id to use (default: a new one).")
-def simulate(url: str | None, score: int, call_id: str | None) -> None:
+@click.option("--wait", default=0, show_default=True, type=click.IntRange(0, 600),
+              help="Seconds to wait for the connector to answer (e.g. right after starting it).")
+def simulate(url: str | None, score: int, call_id: str | None, wait: int) -> None:
     import json
     import time
     import uuid
@@ -158,6 +160,13 @@ def simulate(url: str | None, score: int, call_id: str | None) -> None:
     if not (config.MANGO_API_KEY and config.MANGO_API_SALT and config.MANGO_SURVEY_LOCATION):
         raise click.UsageError("set MANGO_API_KEY, MANGO_API_SALT and MANGO_SURVEY_LOCATION (in .env) "
                                "for both the connector and this command; see README, 'Try it'")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{base}/healthz", timeout=2)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.5)
     entry_id = call_id or f"sim-{uuid.uuid4().hex[:12]}"
     now = int(time.time())
     leg = f"{entry_id}-1"

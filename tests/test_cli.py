@@ -53,3 +53,46 @@ def test_resume_and_paused_state_are_shown(dead_delivery):
 def test_the_same_commands_run_under_flask(dead_delivery):
     result = dead_delivery.app.test_cli_runner().invoke(args=["deliveries", "list", "--status", "dead"])
     assert result.exit_code == 0 and "call-1:log_call" in result.output
+
+
+# --- first-run papercuts ------------------------------------------------------------------
+
+def _tables(url: str) -> set:
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_asks_for_a_revision_or_yes_before_dropping_everything(db_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("SECRET_KEY", "k")
+    before = _tables(db_url)
+    for args in (["db", "downgrade"], ["db", "downgrade", "base"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "--yes" in result.output
+        assert _tables(db_url) == before
+    assert CliRunner().invoke(cli, ["db", "downgrade", "0003"]).exit_code == 0
+    assert "pbx_polls" not in _tables(db_url) and "calls" in _tables(db_url)
+    assert CliRunner().invoke(cli, ["db", "downgrade", "--yes"]).exit_code == 0
+    assert _tables(db_url) == set()
+    assert CliRunner().invoke(cli, ["db", "upgrade"]).exit_code == 0 and _tables(db_url) == before
+
+
+def test_simulate_says_in_one_line_when_nothing_listens(monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once the block ends
+    for key, value in {"PORT": str(port), "DATA_DIR": str(tmp_path), "MANGO_API_KEY": "k", "MANGO_API_SALT": "s",
+                       "MANGO_SURVEY_LOCATION": "ivr.5", "SECRET_KEY": "k"}.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(cli, ["simulate"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: nothing listens at http://127.0.0.1:{port}: start the connector with `connector serve`, "
+        "or pass --url")

@@ -148,3 +148,32 @@ def test_concurrent_events_of_one_new_call_join_into_one_row(served):
     assert (call["operator"], call["recording_id"], call["customer_score"]) == ("103", "r-race", 4)
     listed = requests.get(f"{base}/api/v1/calls", headers={"Authorization": "Bearer e2e-token"}, timeout=5).json()
     assert listed["_meta"]["total"] == 1
+
+
+def test_serve_says_where_its_data_lives_warns_and_listens_only_once_bound(tmp_path):
+    """Started from another directory with nothing set: it names the database and key file,
+    warns about the missing credentials, and its "listening" line means the port answers."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+           "PORT": str(port), "DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if "listening on" in line:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    pass  # bound before it said so
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    output = "\n".join(lines)
+    assert f"database: sqlite:///{tmp_path / 'data' / 'connector.db'}" in output
+    assert f"secret key: {tmp_path / 'data' / 'secret_key'}" in output
+    assert "MANGO_API_KEY and MANGO_API_SALT are not both set" in output and "ADMIN_TOKEN is not set" in output
+    assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
+    key = (tmp_path / "data" / "secret_key").read_text()
+    assert key not in output
