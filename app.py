@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     from commands.cli import cli
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at every start
     try:
         cli.main(args=argv, prog_name="connector", standalone_mode=True,
                  obj=ScriptInfo(create_app=create_app, set_debug_flag=False))

@@ -177,3 +177,30 @@ def test_serve_says_where_its_data_lives_warns_and_listens_only_once_bound(tmp_p
     assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
     key = (tmp_path / "data" / "secret_key").read_text()
     assert key not in output
+
+
+def test_served_connector_pulls_quality_scores_with_no_crm(tmp_path, db_url):
+    """`connector serve` with MANGO_QUALITY_API: its embedded poller asks the Contact Center."""
+    from connector.pbx.mango import signed_form
+    from tests.fakes.mango import FakeMango, create_fake_mango
+    from tests.fakes.server import serving
+
+    pbx = FakeMango("e2e-key", "e2e-salt", calls={"cc-1": {"mark_client": "2"}})
+    with serving(create_fake_mango(pbx)) as pbx_url, running_connector(
+            tmp_path, db_url, MANGO_QUALITY_API="true", MANGO_API_URL=pbx_url + "/vpbx/",
+            WORKER_POLL_SECONDS="0.2") as (base, env, cwd):
+        now = int(time.time())
+        summary = {"entry_id": "cc-1", "call_direction": 1, "from": {"number": "79001234567"},
+                   "to": {"extension": "101"}, "create_time": now - 60, "talk_time": now - 50, "end_time": now}
+        posted = requests.post(f"{base}/mango/events/summary", timeout=5,
+                               data=signed_form("e2e-key", "e2e-salt", summary))
+        assert posted.status_code == 200
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            call = requests.get(f"{base}/api/v1/calls/cc-1", timeout=5,
+                                headers={"Authorization": "Bearer e2e-token"}).json()
+            if call["customer_score"] is not None:
+                break
+            time.sleep(0.3)
+        assert (call["customer_score"], call["survey"], call["decision"]["tag"]) == (2, "answered", "Оценка 2")
+        assert call["crm"]["status"] == "skipped"
