@@ -7,19 +7,18 @@ This is ingestion, so it runs whatever CRM is configured (also with CRM=none).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from connector import quality
 from connector.db import Database
 from connector.ingest import IngestContext
+from connector.loop import run_until_stopped, worker_id
 from connector.models import Call, PbxPoll, PollStatus, SurveyState
 from connector.outbox import lock_calls
 from connector.pbx import QualityReport
@@ -73,19 +72,10 @@ class QualityPoller:
         self.db, self.api, self.ctx = db, api, ctx
         self.survey_wait = timedelta(seconds=survey_wait_seconds)
         self.batch, self.lease_seconds, self.poll_seconds = batch, lease_seconds, poll_seconds
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.owner = owner or worker_id()
 
     def run(self, stop: threading.Event) -> None:
-        log.info("quality poller %s started", self.owner)
-        while not stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:  # never let one bad batch kill the loop; leases bring the polls back
-                log.exception("quality poll batch failed")
-                busy = 0
-            if not busy:
-                stop.wait(self.poll_seconds)
-        log.info("quality poller %s stopped", self.owner)
+        run_until_stopped(f"quality poller {self.owner}", self.run_once, stop, self.poll_seconds)
 
     def run_once(self) -> int:
         """Ask about one batch of due calls; returns how many were claimed."""
@@ -107,7 +97,13 @@ class QualityPoller:
             except MangoError as exc:
                 self._miss(item, exc)
                 continue
-            self._apply(item, report)
+            try:
+                self._apply(item, report)
+            except (StatementError, OverflowError) as exc:
+                if isinstance(exc, OperationalError):
+                    raise  # the database is down: the lease brings the poll back
+                # An answer the database refuses would come back forever: give up on this call.
+                self._give_up(item, f"the PBX's answer could not be stored ({type(exc).__name__})")
         return len(claimed)
 
     def _questions(self, report: QualityReport) -> None:
@@ -153,6 +149,13 @@ class QualityPoller:
                 reschedule(poll, None, exc.message)
             else:
                 reschedule(poll, _now() + quality.MISS_RETRY, exc.message)
+
+    def _give_up(self, item: Claimed, reason: str) -> None:
+        log.error("call %s: %s; not asked again", item.entry_id, reason)
+        with self.db.transaction() as s:
+            poll = s.get(PbxPoll, item.poll_id)
+            if poll is not None and poll.lease_owner == self.owner:
+                reschedule(poll, None, reason)
 
     def _later(self, poll_ids: list[int], exc: MangoUnavailable) -> None:
         level = logging.INFO if isinstance(exc, MangoCoolingDown) else logging.WARNING

@@ -10,12 +10,9 @@ A job whose request may have gone out before a crash or timeout is looked up in 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -30,6 +27,7 @@ from connector.accounts import SharedRateLimiter
 from connector.crm.account import pause, pause_state, resume
 from connector.db import Database
 from connector.links import recording_link
+from connector.loop import run_until_stopped, worker_id
 from connector.models import DeliveryJob, Score
 from connector.outbox import CONTACT, DEAD, DONE, LOG_CALL, NOTE, PENDING, TAGS, UNMATCHED, WAITING
 from connector.runtime_settings import current_policy, current_user_map
@@ -86,21 +84,13 @@ class DeliveryWorker:
                  limiter: SharedRateLimiter | None = None, owner: str | None = None):
         self.db, self.adapter, self.opts, self.limiter = db, adapter, opts, limiter
         self.crm = opts.delivery.crm
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.owner = owner or worker_id()
         self._last_probe = float("-inf")  # monotonic time starts near 0 on a fresh machine
 
     # --- loop -------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        log.info("delivery worker %s started for %s", self.owner, self.crm)
-        while not stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:  # never let one bad batch kill the worker; the lease brings jobs back
-                log.exception("delivery batch failed")
-                busy = 0
-            if not busy:
-                stop.wait(self.opts.poll_seconds)
-        log.info("delivery worker %s stopped", self.owner)
+        run_until_stopped(f"delivery worker {self.owner} for {self.crm}", self.run_once, stop,
+                          self.opts.poll_seconds)
 
     def run_once(self) -> int:
         """Process one batch; returns how many jobs it claimed (0: idle or paused)."""

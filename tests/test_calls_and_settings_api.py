@@ -113,4 +113,5 @@ def test_feature_toggle_through_settings(client, auth, mango_post):
 
 
 def test_healthz(client):
-    assert client.get("/healthz").json == {"status": "ok", "crm": {"name": "none", "paused": False}}
+    assert client.get("/healthz").json == {"status": "ok", "crm": {"name": "none", "paused": False},
+                                           "pbx": {"blocked": False}}

@@ -206,15 +206,20 @@ def get_settings_audit():
 
 @health_bp.get("/healthz")
 def healthz():
-    """200 while the database answers; a paused CRM account is reported, not hidden."""
+    """200 while the database answers; a paused CRM account or a blocked PBX API is reported, not hidden."""
     crm = services().config.CRM
+    now = datetime.now(timezone.utc)
     try:
         services().db.ping()
         paused, reason, since = pause_state(services().db, crm) if crm != "none" else (False, None, None)
+        pbx = services().pbx.guard.state()
     except Exception:  # any database failure means unhealthy, never a 500
         raise ApiError(503, "database unavailable") from None
-    body = {"status": "ok", "crm": {"name": crm, "paused": paused}}
+    body = {"status": "ok", "crm": {"name": crm, "paused": paused}, "pbx": {"blocked": pbx.blocked(now)}}
     if paused:
         body["status"] = "degraded"
         body["crm"].update(reason=reason, since=since.isoformat() if since else None)
+    if pbx.blocked(now):
+        body["status"] = "degraded"
+        body["pbx"]["until"] = pbx.blocked_until.isoformat()
     return body

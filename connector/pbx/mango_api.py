@@ -143,9 +143,10 @@ def _result(body: object) -> int | None:
 
 
 def _text(value: object, limit: int) -> str | None:
+    """A string from the PBX, made storable: no NUL, no lone surrogates, cut to its column."""
     if value is None:
         return None
-    text = str(value).replace("\x00", "")
+    text = str(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     return text[:limit] if text.strip() else None
 
 
@@ -162,7 +163,7 @@ def parse_quality(call: object) -> QualityReport:
     PDF's own example wraps `mark_controller` in a one-element list, marks may be strings."""
     call = call if isinstance(call, dict) else {}
     raw = call.get("mark_client")
-    raw_text = None if raw is None or isinstance(raw, (dict, list)) else str(raw).strip()[:64]
+    raw_text = None if raw is None or isinstance(raw, (dict, list)) else (_text(raw, 64) or "").strip()
     unanswered = raw_text == "-1"
     customer = None if unanswered or not raw_text else raw_text
     controller = call.get("mark_controller")

@@ -55,3 +55,12 @@ def test_an_unsettled_survey_past_the_wait_moves_to_the_rechecks():
                                          ([2, 3], 3), ([0, 0, 1], 0)])
 def test_rounded_mean_rounds_half_up(marks, mean):
     assert rounded_mean(marks) == mean
+
+
+def test_text_from_the_pbx_is_made_storable():
+    report = parse_quality({"mark_client": "3\ud800", "mark_controller": {
+        "1\ud800": {"mark": 2, "comment": "a\x00\udfffb" + "x" * 3000}}})
+    assert report.customer_raw == "3?"  # then refused by the policy, with the reason
+    [mark] = report.marks
+    assert mark.question_id == "1?" and mark.comment.startswith("a?b") and len(mark.comment) == 2000
+    mark.comment.encode("utf-8")
