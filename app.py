@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from flask import Flask
 
@@ -22,6 +23,8 @@ class Services:
     db: Database
     ingest: IngestContext
     pbx: MangoApi
+    # Set after a stored event commits: wakes the inbox worker embedded in this process.
+    inbox_wake: threading.Event = field(default_factory=threading.Event)
 
 
 def build_services(config: Config) -> Services:

@@ -32,12 +32,12 @@ def cli() -> None:
     pass
 
 
-def _start_loops(config: Config, db, stop: threading.Event) -> list[str]:
-    """Delivery and PBX polling, each in its own thread; returns their names."""
+def _start_loops(config: Config, db, stop: threading.Event, wake: threading.Event | None = None) -> list[str]:
+    """The inbox, delivery and PBX polling, each in its own thread; returns their names."""
     from connector.wiring import build_loops
 
     names = []
-    for loop in build_loops(config, db):
+    for loop in build_loops(config, db, wake=wake):
         name = type(loop).__name__
         threading.Thread(target=loop.run, args=(stop,), name=name, daemon=True).start()
         names.append(name)
@@ -68,8 +68,9 @@ def _where_data_lives(settings: Config) -> str:
     return f"database: {redact_url(settings.DATABASE_URL)}\nsecret key: {key}"
 
 
-@cli.command(help="Apply migrations, then serve HTTP (with embedded delivery and PBX polling).")
-@click.option("--no-worker", is_flag=True, help="Run delivery and polling elsewhere (`connector worker`).")
+@cli.command(help="Apply migrations, then serve HTTP (with the embedded worker: inbox, delivery, PBX polling).")
+@click.option("--no-worker", is_flag=True, help="Run the worker elsewhere (`connector worker`): then events are "
+                                                "stored but applied only by a worker.")
 @click.pass_context
 def serve(ctx: click.Context, no_worker: bool) -> None:
     from flask.cli import ScriptInfo
@@ -84,7 +85,8 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     app = ctx.ensure_object(ScriptInfo).load_app()
     stop = threading.Event()
     _stop_on_signals(stop)
-    loops = [] if no_worker else _start_loops(config, app.extensions["connector"].db, stop)
+    services = app.extensions["connector"]
+    loops = [] if no_worker else _start_loops(config, services.db, stop, services.inbox_wake)
     server = create_server(app, host=config.HOST, port=config.PORT, threads=8, ident="connector")
     click.echo(_where_data_lives(settings))
     # Only now is the port bound: say so.
@@ -96,15 +98,14 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
         stop.set()
 
 
-@cli.command(help="Run delivery and PBX polling without the web server; start many against PostgreSQL.")
+@cli.command(help="Run the worker (inbox, delivery, PBX polling) without the web server; start many against "
+                  "PostgreSQL.")
 def worker() -> None:
     config = load_config()
     stop = threading.Event()
     _stop_on_signals(stop)
     with database(config) as db:
         loops = _start_loops(config, db, stop)
-        if not loops:
-            raise click.UsageError("CRM=none and MANGO_QUALITY_API=false: there is nothing to do")
         click.echo(f"worker running: {', '.join(loops)}")
         while not stop.wait(1.0):
             pass
@@ -196,8 +197,17 @@ def simulate(url: str | None, score: int, call_id: str | None, wait: int) -> Non
     if not config.ADMIN_TOKEN:
         click.echo("set ADMIN_TOKEN to see the stored call here")
         return
-    stored = requests.get(f"{base}/api/v1/calls/{entry_id}", timeout=10,
-                          headers={"Authorization": f"Bearer {config.ADMIN_TOKEN}"})
+    # The connector stores events and its worker applies them a moment later: wait for the summary.
+    deadline = time.monotonic() + 10
+    while True:
+        stored = requests.get(f"{base}/api/v1/calls/{entry_id}", timeout=10,
+                              headers={"Authorization": f"Bearer {config.ADMIN_TOKEN}"})
+        if stored.status_code == 200 and stored.json().get("started_at") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if stored.status_code != 200:
+        raise click.ClickException(f"the call was stored but not applied: is a worker running? "
+                                   f"({stored.status_code} {stored.text.strip()[:100]})")
     click.echo(f"stored call {entry_id}:")
     click.echo(json.dumps(stored.json(), ensure_ascii=False, indent=2))
 

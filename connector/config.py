@@ -101,6 +101,7 @@ class Config:
     SURVEY_WAIT_SECONDS: int = 180
     MAX_BODY_BYTES: int = 64 * 1024
     WORKER_POLL_SECONDS: float = 1.0
+    INBOX_POLL_SECONDS: float = 0.05
     WORKER_LEASE_SECONDS: float = 60.0
     LOG_LEVEL: str = "INFO"
 
@@ -142,6 +143,8 @@ class Config:
             raise ConfigError("MANGO_QUALITY_API: needs MANGO_API_KEY and MANGO_API_SALT")
         if self.SURVEY_WAIT_SECONDS < 0:
             raise ConfigError(f"SURVEY_WAIT_SECONDS: must not be negative, got {self.SURVEY_WAIT_SECONDS}")
+        if not 0 < self.INBOX_POLL_SECONDS <= 10:
+            raise ConfigError(f"INBOX_POLL_SECONDS: must be above 0 and at most 10, got {self.INBOX_POLL_SECONDS}")
         if self.WORKER_LEASE_SECONDS < 1 or self.WORKER_POLL_SECONDS <= 0:
             raise ConfigError("WORKER_LEASE_SECONDS: must be at least 1 (and WORKER_POLL_SECONDS positive)")
         if self.CRM == "amocrm" and not (self.AMOCRM_LONG_LIVED_TOKEN or (

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
 
 from connector import outbox
-from connector.db import get_or_create
 from connector.models import Call, CrmRecord, InboundEvent, PbxPoll, PollStatus, Score, SurveyState
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
 from connector.runtime_settings import current_policy
@@ -38,36 +37,78 @@ FIRST_POLL_DELAY = timedelta(seconds=5)  # the summary can come a moment before 
 
 def call_for_update(session: Session, entry_id: str) -> Call:
     """The call row for `entry_id`, created by whichever event comes first, locked for this transaction."""
-    query = select(Call).where(Call.entry_id == entry_id).with_for_update()
-    return get_or_create(session, query, lambda: Call(entry_id=entry_id))
+    return calls_for_update(session, [entry_id])[entry_id]
+
+
+def calls_for_update(session: Session, entry_ids: list[str]) -> dict[str, Call]:
+    """The calls of these entry_ids, created where missing (one statement), locked in id order,
+    with their scores and CRM records loaded: three round trips whatever the number of calls."""
+    wanted = sorted(set(entry_ids))
+    now = datetime.now(timezone.utc)
+    session.execute(_insert(session, Call).values([{"entry_id": e, "first_seen_at": now, "updated_at": now,
+                                                    "decision_record": False} for e in wanted])
+                    .on_conflict_do_nothing(index_elements=["entry_id"]))
+    rows = session.scalars(select(Call).where(Call.entry_id.in_(wanted)).order_by(Call.id).with_for_update()
+                           .options(selectinload(Call.scores), selectinload(Call.crm_records))
+                           .execution_options(populate_existing=True))
+    return {call.entry_id: call for call in rows}
+
+
+def _insert(session: Session, model):
+    """INSERT ... ON CONFLICT for the session's database (SQLite and PostgreSQL both have it)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+def receive(session: Session, source: str, message: InboundMessage, *, applied: bool = False) -> bool:
+    """Keep a verified raw message in the inbox: one INSERT ... ON CONFLICT DO NOTHING on its business
+    key. Returns False for a duplicate (nothing changed). `applied`: nothing is left to apply."""
+    now = datetime.now(timezone.utc)
+    inserted = session.execute(
+        _insert(session, InboundEvent)
+        .values(source=source, kind=message.kind, dedupe_key=message.dedupe_key, entry_id=message.entry_id,
+                payload=message.payload, received_at=now,
+                applied_at=now if applied or message.event is None else None)
+        .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+        .returning(InboundEvent.id)).first()
+    return inserted is not None
 
 
 def store_event(session: Session, source: str, message: InboundMessage) -> None:
-    """Keep the raw message; raise DuplicateEvent if its business key was seen before."""
-    try:
-        with session.begin_nested():
-            session.add(InboundEvent(source=source, kind=message.kind, dedupe_key=message.dedupe_key,
-                                     entry_id=message.entry_id, payload=message.payload))
-    except IntegrityError:
-        raise DuplicateEvent(f"duplicate {message.kind}: already stored") from None
+    """Keep a message that is applied in this same transaction; raise DuplicateEvent if seen before."""
+    if not receive(session, source, message, applied=True):
+        raise DuplicateEvent(f"duplicate {message.kind}: already stored")
+
+
+def apply_messages(session: Session, ctx: IngestContext, messages: list[InboundMessage]) -> None:
+    """Apply stored PBX messages, in order, to their calls: a few round trips for the whole batch."""
+    events = [m.event for m in messages if m.event is not None]
+    if not events:
+        return
+    calls = calls_for_update(session, [e.entry_id for e in events])
+    policy = current_policy(session, ctx.initial_policy)
+    for event in events:
+        _apply_event(session, ctx, calls[event.entry_id], event, policy)
+    refresh_crm_many(session, ctx, list(calls.values()), policy)
 
 
 def ingest_pbx_message(session: Session, ctx: IngestContext, message: InboundMessage,
                        *, source: str = "mango") -> Call | None:
+    """Store and apply one message in the caller's transaction (raises DuplicateEvent)."""
     store_event(session, source, message)
-    event = message.event
-    if event is None:
-        return None
-    call = call_for_update(session, event.entry_id)
-    policy = current_policy(session, ctx.initial_policy)
+    apply_messages(session, ctx, [message])
+    return session.scalars(select(Call).where(Call.entry_id == message.entry_id)).first() if message.event else None
+
+
+def _apply_event(session: Session, ctx: IngestContext, call: Call, event, policy: Policy) -> None:
     if isinstance(event, CallState):
         _apply_call_state(call, event)
     elif isinstance(event, CallSummary):
         _apply_summary(call, event)
         if ctx.poll_quality and call.direction != "internal":
             call.survey = call.survey or SurveyState.PENDING
-            session.add(PbxPoll(call=call, status=PollStatus.PENDING, not_before=datetime.now(timezone.utc) + FIRST_POLL_DELAY,
-                                found=False, polls=0, misses=0))
+            session.add(PbxPoll(call=call, status=PollStatus.PENDING, found=False, polls=0, misses=0,
+                                not_before=datetime.now(timezone.utc) + FIRST_POLL_DELAY))
     elif isinstance(event, Recording):
         if event.playable:
             call.recording_id = event.recording_id
@@ -75,8 +116,6 @@ def ingest_pbx_message(session: Session, ctx: IngestContext, message: InboundMes
     elif isinstance(event, Digits):
         if ctx.survey_location and event.location == ctx.survey_location:
             add_customer_score(session, call, policy, event.digits, origin="mango_dtmf", rated_at=event.at)
-    refresh_crm(session, ctx, call, policy)
-    return call
 
 
 def _apply_call_state(call: Call, event: CallState) -> None:
@@ -156,23 +195,31 @@ def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payl
 
 
 def refresh_crm(session: Session, ctx: IngestContext, call: Call, policy: Policy) -> None:
-    """Keep the call's CRM record in step and enqueue what the CRM now needs (the outbox sends it)."""
+    refresh_crm_many(session, ctx, [call], policy)
+
+
+def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], policy: Policy) -> None:
+    """Keep the calls' CRM records in step and enqueue what the CRM now needs (the outbox sends it)."""
     crm = ctx.delivery.crm
-    record = next((r for r in call.crm_records if r.crm == crm), None)
-    if record is None:
-        record = CrmRecord(call=call, crm=crm, status="pending", attempts=0)
-        session.add(record)
-    if record.status in ("pending", "skipped") and record.logged_at is None:
-        if crm == "none":
-            record.status, record.reason = "skipped", "no CRM configured: stored and reported only"
-        elif call.direction == "internal":
-            record.status, record.reason = "skipped", "internal call"
-        elif not policy.enabled:
-            record.status, record.reason = "skipped", "feature off"
-        else:
-            record.status, record.reason = "pending", None
-    if record.status != "skipped":
-        session.flush()  # the outbox reads the new rows (score ids, the record)
-        delivery = outbox.load(session, crm, [call.id])[call.id]
-        outbox.plan(session, ctx.delivery, delivery)
-        outbox.refresh_record(delivery)
+    active = []
+    for call in calls:
+        record = next((r for r in call.crm_records if r.crm == crm), None)
+        if record is None:
+            record = CrmRecord(call=call, crm=crm, status="pending", attempts=0)
+            session.add(record)
+        if record.status in ("pending", "skipped") and record.logged_at is None:
+            if crm == "none":
+                record.status, record.reason = "skipped", "no CRM configured: stored and reported only"
+            elif call.direction == "internal":
+                record.status, record.reason = "skipped", "internal call"
+            elif not policy.enabled:
+                record.status, record.reason = "skipped", "feature off"
+            else:
+                record.status, record.reason = "pending", None
+        if record.status != "skipped":
+            active.append(call.id)
+    if active:
+        session.flush()  # the outbox reads the new rows (score ids, the records)
+        for delivery in outbox.load(session, crm, active).values():
+            outbox.plan(session, ctx.delivery, delivery)
+            outbox.refresh_record(delivery)

@@ -16,9 +16,11 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def run_until_stopped(name: str, run_once: Callable[[], int], stop: threading.Event, idle_seconds: float) -> None:
+def run_until_stopped(name: str, run_once: Callable[[], int], stop: threading.Event, idle_seconds: float, *,
+                      wake: threading.Event | None = None) -> None:
     """Call `run_once` (which returns how much it did) until `stop` is set. One failed batch never
-    kills the loop: its leases run out and the work comes back."""
+    kills the loop: its leases run out (or its transaction rolls back) and the work comes back.
+    When idle it rests `idle_seconds`, or less when another thread sets `wake`."""
     log.info("%s started", name)
     while not stop.is_set():
         try:
@@ -27,5 +29,9 @@ def run_until_stopped(name: str, run_once: Callable[[], int], stop: threading.Ev
             log.exception("%s: batch failed", name)
             busy = 0
         if not busy:
-            stop.wait(idle_seconds)
+            if wake is None:
+                stop.wait(idle_seconds)
+            else:
+                wake.wait(idle_seconds)
+                wake.clear()
     log.info("%s stopped", name)

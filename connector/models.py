@@ -205,7 +205,7 @@ class CrmRecord(Base):
 
 
 class InboundEvent(Base):
-    """Every accepted inbound message, raw, deduplicated by a business key."""
+    """Every accepted inbound message, raw, deduplicated by a business key: the inbox."""
 
     __tablename__ = "inbound_events"
     __table_args__ = (UniqueConstraint("source", "dedupe_key"),)
@@ -217,6 +217,15 @@ class InboundEvent(Base):
     entry_id: Mapped[str | None] = mapped_column(String(128), index=True)
     payload: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Null while the event waits in the inbox to be applied to its call (connector.inbox).
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why it was set aside unapplied (the database refused it); null when applied normally.
+    error: Mapped[str | None] = mapped_column(String(255))
+
+
+# The inbox's queue: only pending events are in this index, so claiming stays cheap at any size.
+Index("ix_inbound_events_pending", InboundEvent.id, sqlite_where=InboundEvent.applied_at.is_(None),
+      postgresql_where=InboundEvent.applied_at.is_(None))
 
 
 class RuntimeSettings(Base):

@@ -52,6 +52,16 @@ def build_poller(config: Config, db: Database, *, session=None):
                          survey_wait_seconds=config.SURVEY_WAIT_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS)
 
 
-def build_loops(config: Config, db: Database) -> list:
-    """Every background loop this configuration needs: delivery, PBX polling."""
-    return [loop for loop in (build_worker(config, db), build_poller(config, db)) if loop is not None]
+def build_inbox(config: Config, db: Database, *, wake=None):
+    """Applies the PBX events the webhook stored; `wake` lets a web thread of this process start it at once."""
+    from connector.inbox import InboxApplier
+    from connector.pbx import mango
+
+    return InboxApplier(db, ingest_context(config), {"mango": mango.parse}, wake=wake,
+                        idle_seconds=config.INBOX_POLL_SECONDS)
+
+
+def build_loops(config: Config, db: Database, *, wake=None) -> list:
+    """Every background loop this configuration needs: the inbox, delivery, PBX polling."""
+    loops = (build_inbox(config, db, wake=wake), build_worker(config, db), build_poller(config, db))
+    return [loop for loop in loops if loop is not None]

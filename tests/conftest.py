@@ -103,16 +103,26 @@ def db(app):
 
 
 class MangoPoster:
-    """Posts signed VPBX callbacks, as the PBX does."""
+    """Posts signed VPBX callbacks, as the PBX does, then lets the inbox apply them, as the worker
+    embedded in `connector serve` does at once: the test then sees what a user would."""
 
     def __init__(self, client):
+        from connector.wiring import build_inbox
+
         self.client = client
+        services = client.application.extensions["connector"]
+        self.inbox = build_inbox(services.config, services.db)
 
     def form(self, payload, key=MANGO_KEY, salt=MANGO_SALT):
         return mango.signed_form(key, salt, payload)
 
+    def apply(self) -> int:
+        return self.inbox.drain()
+
     def __call__(self, kind: str, payload, **kwargs):
-        return self.client.post(f"/mango/{kind}", data=self.form(payload, **kwargs))
+        response = self.client.post(f"/mango/{kind}", data=self.form(payload, **kwargs))
+        self.apply()
+        return response
 
 
 @pytest.fixture

@@ -233,6 +233,7 @@ def test_multipart_form_is_accepted_like_urlencoded(mango_post, client, auth):
     response = client.post("/mango/events/summary", data=mango_post.form(summary()),
                            content_type="multipart/form-data")
     assert response.status_code == 200 and response.json == {"success": True}
+    mango_post.apply()
     assert get(client, auth)["operator"] == "101"
 
 

@@ -227,6 +227,6 @@ def test_polling_runs_without_any_crm(db_url):
     app = create_app(config)
     try:
         assert [type(loop).__name__ for loop in build_loops(config, app.extensions["connector"].db)] == [
-            "QualityPoller"]
+            "InboxApplier", "QualityPoller"]
     finally:
         app.extensions["connector"].db.dispose()

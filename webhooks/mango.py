@@ -1,4 +1,4 @@
-"""MANGO OFFICE VPBX callbacks: verify, validate, store, then answer 200.
+"""MANGO OFFICE VPBX callbacks: verify, validate, store in the inbox, then answer 200.
 
 The PBX admin points the VPBX "API connector" at `<PUBLIC_BASE_URL>/mango`.
 """
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
-from connector.ingest import ingest_pbx_message
+from connector.ingest import receive
 from connector.pbx import mango
 from connector.validation import text_problem
 from webhooks.errors import ApiError
@@ -46,5 +46,9 @@ def event(group: str, name: str):
         raise ApiError(400, f"path: the event name must be printable and at most {MAX_KIND} characters")
     message = mango.parse(kind, _verified_json())
     with services.db.transaction() as session:
-        ingest_pbx_message(session, services.ingest, message)
-    return {"success": True}  # only after the commit above
+        stored = receive(session, "mango", message)  # one INSERT ... ON CONFLICT DO NOTHING
+    # Only after the commit above. The PBX reads only the status: a duplicate is acknowledged too.
+    if not stored:
+        return {"success": True, "duplicate": True}
+    services.inbox_wake.set()  # the worker applies it to its call
+    return {"success": True}

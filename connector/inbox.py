@@ -1,0 +1,110 @@
+"""The inbox: a webhook stores a verified raw event in one write and answers; the worker applies
+stored events to their calls in batches (join, policy, outbox planning, quality polls).
+
+- Events of one call are applied in the order they were stored (by id), also with many workers:
+  a worker leaves a call's events alone while an older one is held by another worker.
+- Each event is applied exactly once: it is marked applied in the transaction that applies it,
+  so a crash mid-batch rolls the whole batch back and it is applied again.
+- A batch costs a few round trips per kind of work, not a few per event.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError, StatementError
+from sqlalchemy.orm import Session
+
+from connector.db import Database
+from connector.ingest import IngestContext, apply_messages
+from connector.loop import run_until_stopped
+from connector.models import InboundEvent
+from connector.pbx import CallbackRejected, InboundMessage
+
+log = logging.getLogger(__name__)
+
+Parser = Callable[[str, str], InboundMessage]
+
+
+def claim(session: Session, *, limit: int, skip_locked: bool) -> list[InboundEvent]:
+    """The oldest pending events, locked; without those of a call whose older event another worker holds."""
+    pending = (select(InboundEvent).where(InboundEvent.applied_at.is_(None))
+               .order_by(InboundEvent.id).limit(limit)
+               .with_for_update(**({"skip_locked": True} if skip_locked else {})))
+    events = list(session.scalars(pending))
+    if not skip_locked or not events:
+        return events  # SQLite: one writer at a time, so nobody else holds any
+    mine: dict[str, int] = {}
+    for event in events:
+        if event.entry_id is not None:
+            mine.setdefault(event.entry_id, event.id)
+    oldest = dict(session.execute(
+        select(InboundEvent.entry_id, func.min(InboundEvent.id))
+        .where(InboundEvent.applied_at.is_(None), InboundEvent.entry_id.in_(list(mine)))
+        .group_by(InboundEvent.entry_id)).all())
+    held_elsewhere = {entry for entry, first in mine.items() if oldest.get(entry, first) < first}
+    return [e for e in events if e.entry_id not in held_elsewhere]
+
+
+class InboxApplier:
+    def __init__(self, db: Database, ctx: IngestContext, parsers: dict[str, Parser], *, batch: int = 200,
+                 idle_seconds: float = 0.05, wake: threading.Event | None = None):
+        self.db, self.ctx, self.parsers = db, ctx, parsers
+        self.batch, self.idle_seconds, self.wake = batch, idle_seconds, wake
+
+    def run(self, stop: threading.Event) -> None:
+        run_until_stopped("inbox", self.run_once, stop, self.idle_seconds, wake=self.wake)
+
+    def run_once(self) -> int:
+        """Apply one batch; returns how many events it applied."""
+        try:
+            return self._apply(limit=self.batch)
+        except (StatementError, OverflowError) as exc:
+            if isinstance(exc, OperationalError):
+                raise  # the database is down: nothing was applied, the batch waits
+            # One event the database refuses must not hold every later one: go one by one,
+            # and set aside (applied, with the reason) the one that fails.
+            log.warning("inbox: a batch failed (%s); applying its events one by one", type(exc).__name__)
+            return sum(self._apply_alone() for _ in range(self.batch))
+
+    def _apply(self, *, limit: int) -> int:
+        with self.db.transaction() as s:
+            events = claim(s, limit=limit, skip_locked=self.db.is_postgres)
+            messages = []
+            for event in events:
+                try:
+                    messages.append(self.parsers[event.source](event.kind, event.payload))
+                except (KeyError, CallbackRejected) as exc:
+                    # Verified and valid when it came; unreadable now (a source or rule removed since).
+                    event.error = f"cannot be read: {getattr(exc, 'message', 'no parser for its source')}"[:255]
+                    log.error("inbox: event %s (%s) %s", event.id, event.kind, event.error)
+            apply_messages(s, self.ctx, messages)
+            now = datetime.now(timezone.utc)
+            for event in events:
+                event.applied_at = now
+            return len(events)
+
+    def _apply_alone(self) -> int:
+        try:
+            return self._apply(limit=1)
+        except (StatementError, OverflowError) as exc:
+            if isinstance(exc, OperationalError):
+                raise
+            with self.db.transaction() as s:
+                [event] = claim(s, limit=1, skip_locked=self.db.is_postgres) or [None]
+                if event is None:
+                    return 0
+                event.applied_at = datetime.now(timezone.utc)
+                event.error = f"the database refused it ({type(exc).__name__}); set aside"
+                log.error("inbox: event %s (%s) %s", event.id, event.kind, event.error)
+            return 1
+
+    def drain(self) -> int:
+        """Apply everything pending (tests, `connector simulate`'s in-process checks)."""
+        total = 0
+        while applied := self.run_once():
+            total += applied
+        return total

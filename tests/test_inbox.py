@@ -1,0 +1,144 @@
+"""The inbox: the webhook stores a callback in one write; the worker applies stored events in batches,
+in order, exactly once."""
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event, func, select
+
+from connector.models import Call, InboundEvent, Score
+from tests.conftest import dtmf, recording, summary
+
+
+@contextmanager
+def counted_statements(db):
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement.split()[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
+def post_only(client, mango_post, kind, payload):
+    """What the PBX does: post, with no worker running."""
+    return client.post(f"/mango/{kind}", data=mango_post.form(payload))
+
+
+def pending(db) -> int:
+    with db.transaction() as s:
+        return s.scalar(select(func.count()).select_from(InboundEvent).where(InboundEvent.applied_at.is_(None)))
+
+
+def test_a_callback_is_one_insert_and_is_applied_by_the_worker(client, mango_post, db, auth):
+    with counted_statements(db) as statements:
+        response = post_only(client, mango_post, "events/summary", summary())
+    assert response.json == {"success": True}
+    # One durable write: BEGIN IMMEDIATE (SQLite) and the INSERT ... ON CONFLICT DO NOTHING RETURNING.
+    assert [s for s in statements if s != "BEGIN"] == ["INSERT"]
+    assert client.get("/api/v1/calls/call-1", headers=auth).status_code == 404  # stored, not applied yet
+    assert pending(db) == 1
+    assert mango_post.apply() == 1
+    assert client.get("/api/v1/calls/call-1", headers=auth).json["operator"] == "101" and pending(db) == 0
+
+
+def test_a_duplicate_is_answered_from_the_same_insert(client, mango_post, db):
+    post_only(client, mango_post, "events/summary", summary())
+    with counted_statements(db) as statements:
+        again = post_only(client, mango_post, "events/summary", summary())
+    assert again.json == {"success": True, "duplicate": True}
+    assert [s for s in statements if s != "BEGIN"] == ["INSERT"] and pending(db) == 1
+
+
+def test_a_batch_costs_a_few_round_trips_not_a_few_per_event(client, mango_post, db):
+    for n in range(40):
+        entry = f"call-{n}"
+        post_only(client, mango_post, "events/dtmf", dtmf(entry, str(1 + n % 9)))
+        post_only(client, mango_post, "events/recording", recording(entry, f"rec-{n}"))
+        post_only(client, mango_post, "events/summary", summary(entry))
+    with counted_statements(db) as statements:
+        assert mango_post.apply() == 120
+    # 120 events of 40 calls. PostgreSQL inserts the new scores and CRM records in one statement each;
+    # SQLite, in process (no round trip), one per row, as it cannot match RETURNING rows to a batch.
+    new_rows = 0 if db.is_postgres else 2 * 40
+    assert len(statements) <= 25 + new_rows, statements
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Score)) == 40
+        assert s.scalar(select(func.count()).select_from(Call).where(Call.recording_id.is_not(None))) == 40
+
+
+def test_events_of_a_call_are_applied_in_the_order_they_came(client, mango_post, auth):
+    # With the lock on, the first customer score stays in force: order decides.
+    post_only(client, mango_post, "events/dtmf", dtmf(digits="2", seq=5))
+    post_only(client, mango_post, "events/dtmf", dtmf(digits="9", seq=6))
+    post_only(client, mango_post, "events/summary", summary())
+    mango_post.apply()
+    call = client.get("/api/v1/calls/call-1", headers=auth).json
+    assert call["customer_score"] == 2
+    assert [(s["value"], s["status"]) for s in call["scores"]] == [(2, "accepted"), (9, "kept")]
+
+
+def test_a_crash_mid_batch_applies_nothing_and_the_batch_is_applied_once_later(client, mango_post, db,
+                                                                            monkeypatch):
+    import connector.inbox as inbox
+
+    post_only(client, mango_post, "events/dtmf", dtmf(digits="3"))
+    post_only(client, mango_post, "events/summary", summary())
+    real = inbox.apply_messages
+
+    def crash_after_applying(session, ctx, messages):
+        real(session, ctx, messages)
+        raise RuntimeError("killed mid-batch")
+
+    monkeypatch.setattr(inbox, "apply_messages", crash_after_applying)
+    with pytest.raises(RuntimeError):
+        mango_post.inbox.run_once()
+    monkeypatch.setattr(inbox, "apply_messages", real)
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Score)) == 0
+    assert pending(db) == 2
+    assert mango_post.apply() == 2 and mango_post.apply() == 0
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Score)) == 1
+
+
+def test_an_event_the_database_refuses_is_set_aside_and_holds_no_one(client, mango_post, db, auth, monkeypatch):
+    import connector.inbox as inbox
+    from sqlalchemy.exc import DataError
+
+    post_only(client, mango_post, "events/summary", summary("poison"))
+    post_only(client, mango_post, "events/summary", summary("fine"))
+    real = inbox.apply_messages
+
+    def refuse_poison(session, ctx, messages):
+        if any(m.entry_id == "poison" for m in messages):
+            raise DataError("INSERT ...", {}, ValueError("value too long"))
+        real(session, ctx, messages)
+
+    monkeypatch.setattr(inbox, "apply_messages", refuse_poison)
+    assert mango_post.apply() == 2
+    assert client.get("/api/v1/calls/fine", headers=auth).status_code == 200
+    with db.transaction() as s:
+        poison = s.scalars(select(InboundEvent).where(InboundEvent.entry_id == "poison")).one()
+        assert poison.applied_at is not None and "set aside" in poison.error
+    assert pending(db) == 0
+
+
+def test_with_many_workers_a_call_held_by_one_is_left_alone_by_the_other(db_url, client, mango_post, db):
+    """PostgreSQL: two workers claim at once; the second skips the call whose older event the first holds."""
+    from connector import inbox
+
+    if not db.is_postgres:
+        pytest.skip("SKIP LOCKED is the PostgreSQL path; SQLite has one writer at a time")
+    post_only(client, mango_post, "events/dtmf", dtmf("x", "2", seq=1))
+    post_only(client, mango_post, "events/summary", summary("y"))
+    post_only(client, mango_post, "events/dtmf", dtmf("x", "9", seq=2))
+    with db.transaction() as first:
+        held = inbox.claim(first, limit=1, skip_locked=True)
+        assert [e.entry_id for e in held] == ["x"]
+        with db.transaction() as second:
+            taken = inbox.claim(second, limit=10, skip_locked=True)
+            assert [e.entry_id for e in taken] == ["y"]  # not x's later event
