@@ -1,6 +1,7 @@
 """The `connector` command line: serve, worker, db, simulate."""
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from datetime import datetime, timezone
@@ -87,7 +88,11 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     _stop_on_signals(stop)
     services = app.extensions["connector"]
     loops = [] if no_worker else _start_loops(config, services.db, stop, services.inbox_wake)
-    server = create_server(app, host=config.HOST, port=config.PORT, threads=8, ident="connector")
+    # Idle connections must not lock others out: waitress's default limit is 100 connections, kept
+    # 120 s. Its "Task queue depth" warning comes once per request under load: errors only.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    server = create_server(app, host=config.HOST, port=config.PORT, threads=8, ident="connector",
+                           connection_limit=1000, channel_timeout=30, cleanup_interval=10)
     click.echo(_where_data_lives(settings))
     # Only now is the port bound: say so.
     click.echo(f"connector listening on http://{config.HOST}:{config.PORT} (CRM={config.CRM}, "

@@ -206,12 +206,6 @@ def test_served_connector_pulls_quality_scores_with_no_crm(tmp_path, db_url):
         posted = requests.post(f"{base}/mango/events/summary", timeout=5,
                                data=signed_form("e2e-key", "e2e-salt", summary))
         assert posted.status_code == 200
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            call = requests.get(f"{base}/api/v1/calls/cc-1", timeout=5,
-                                headers={"Authorization": "Bearer e2e-token"}).json()
-            if call["customer_score"] is not None:
-                break
-            time.sleep(0.3)
+        call = applied_call(base, "cc-1", lambda c: c["customer_score"] is not None, timeout=30)
         assert (call["customer_score"], call["survey"], call["decision"]["tag"]) == (2, "answered", "Оценка 2")
         assert call["crm"]["status"] == "skipped"

@@ -1,0 +1,286 @@
+"""Ingest benchmark: signed MANGO callbacks into `connector serve`, beside a bare Flask endpoint
+under the same server (waitress, 8 threads), measured in the same run.
+
+    .venv/bin/python bench/ingest.py                       # SQLite in a temporary directory
+    .venv/bin/python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+
+Closed loop: `--connections` keep-alive clients post as fast as answers come, for `--seconds`;
+three interleaved repetitions (anchor, connector, anchor, connector, ...). Open loop: requests are
+scheduled at `--rate` per second whatever the answers do, and latency is counted from the scheduled
+time (no coordinated omission). The apply lag (a callback's commit to its call being visible in the
+API) comes from the inbox's own timestamps. The load runs in its own process. The PostgreSQL
+database given is wiped.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+KEY, SALT = "bench-key", "bench-salt"
+
+BARE_APP = textwrap.dedent("""
+    import sys
+    from flask import Flask, request
+    from waitress import serve
+    app = Flask("bare")
+
+    @app.post("/mango/<path:kind>")
+    def event(kind):
+        request.form.get("json")  # parse the form, as the connector does
+        return {"success": True}
+
+    @app.get("/healthz")
+    def health():
+        return {"status": "ok"}
+
+    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, ident="bare")
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(port: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("server did not start")
+
+
+def call_events(n: int) -> list[tuple[str, str]]:
+    """The callbacks of one call, as MANGO sends them: 10 leg state changes, the recording, the
+    survey digits and the summary (13 callbacks), each a signed form body."""
+    from connector.pbx.mango import signed_form
+
+    entry, leg, now = f"bench-{os.getpid()}-{n}", f"leg-{n}", int(time.time())
+    payloads = [("events/call", {"entry_id": entry, "call_id": leg, "seq": seq, "timestamp": now,
+                                 "call_state": ["Appeared", "Connected", "OnHold", "Connected", "Disconnected"][seq % 5],
+                                 "location": "abonent", "from": {"number": "79001234567"},
+                                 "to": {"extension": "101", "number": "74950000000", "line_number": "74950000000"}})
+                for seq in range(1, 11)]
+    payloads += [
+        ("events/recording", {"entry_id": entry, "call_id": leg, "recording_id": f"rec-{entry}", "seq": 11,
+                              "recording_state": "Completed", "completion_code": 1000, "timestamp": now}),
+        ("events/dtmf", {"entry_id": entry, "call_id": leg, "seq": 12, "dtmf": str(1 + n % 10), "location": "ivr.5",
+                         "timestamp": now}),
+        ("events/summary", {"entry_id": entry, "call_direction": 1, "from": {"number": "79001234567"},
+                            "to": {"extension": "101", "number": "74950000000"}, "line_number": "74950000000",
+                            "create_time": now - 70, "forward_time": now - 68, "talk_time": now - 60,
+                            "end_time": now, "entry_result": 1, "disconnect_reason": 1110}),
+    ]
+    return [(f"/mango/{kind}", urlencode(signed_form(KEY, SALT, payload))) for kind, payload in payloads]
+
+
+def bodies(count: int, offset: int) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    n = offset
+    while len(out) < count:
+        out.extend(call_events(n))
+        n += 1
+    return out[:count]
+
+
+HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _post(conn: http.client.HTTPConnection, path: str, body: str) -> int:
+    conn.request("POST", path, body=body, headers=HEADERS)
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def closed_loop(port: int, connections: int, seconds: float, offset: int, queue) -> None:
+    """In its own process: `connections` clients post back to back; reports (count, errors)."""
+    work = bodies(int(3000 * seconds), offset)
+    lock, cursor, counts = threading.Lock(), [0], [0, 0]
+    stop_at = time.monotonic() + seconds
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.monotonic() < stop_at:
+            with lock:
+                if cursor[0] >= len(work):
+                    return
+                path, body = work[cursor[0]]
+                cursor[0] += 1
+            status = _post(conn, path, body)
+            with lock:
+                counts[0 if status == 200 else 1] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    queue.put(tuple(counts))
+
+
+def open_loop(port: int, rate: float, seconds: float, offset: int, queue) -> None:
+    """In its own process: requests start on a fixed schedule; latency counts from the schedule."""
+    total = int(rate * seconds)
+    work = bodies(total, offset)
+    start = time.monotonic() + 0.5
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    next_index = [0]
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while True:
+            with lock:
+                i = next_index[0]
+                next_index[0] += 1
+            if i >= total:
+                return
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            status = _post(conn, *work[i])
+            done = time.monotonic()
+            with lock:
+                latencies.append(done - due)
+                if status != 200:
+                    errors[0] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    queue.put((latencies, errors[0]))
+
+
+def in_process(target, *args):
+    queue = multiprocessing.Queue()
+    proc = multiprocessing.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def start_connector(database_url: str, data_dir: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": data_dir, "PORT": str(port),
+           "MANGO_API_KEY": KEY, "MANGO_API_SALT": SALT, "MANGO_SURVEY_LOCATION": "ivr.5",
+           "ADMIN_TOKEN": "bench", "SECRET_KEY": "bench-secret", "CRM": "none"}
+    return subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def apply_lag(database_url: str) -> tuple[list[float], int]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT received_at, applied_at FROM inbound_events")).all()
+    engine.dispose()
+    lags = [(a - r).total_seconds() for r, a in rows if a is not None]
+    return lags, sum(1 for _, a in rows if a is None)
+
+
+def wipe(database_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--repetitions", type=int, default=3)
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="ingest-bench-")
+    database_url = args.database_url or f"sqlite:///{tmp}/connector.db"
+    if database_url.startswith("postgresql"):
+        wipe(database_url)
+    bare_port, connector_port = free_port(), free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    connector = start_connector(database_url, tmp, connector_port)
+    try:
+        wait_up(bare_port, bare)
+        wait_up(connector_port, connector)
+        print(f"database: {database_url.split('@')[-1]}; {args.connections} connections, {args.seconds:.0f} s "
+              f"per run, {args.repetitions} interleaved repetitions")
+        offset = 0
+        closed = {"bare Flask": [], "connector": []}
+        for _ in range(args.repetitions):
+            for name, port in (("bare Flask", bare_port), ("connector", connector_port)):
+                ok, errors = in_process(closed_loop, port, args.connections, args.seconds, offset)
+                offset += 100_000
+                closed[name].append(ok / args.seconds)
+                if errors:
+                    print(f"  ! {name}: {errors} non-200 answers")
+        bare_rate, ours = statistics.median(closed["bare Flask"]), statistics.median(closed["connector"])
+        print("closed loop (median of runs, callbacks/s):")
+        print(f"  bare Flask  {bare_rate:8.0f}   runs {', '.join(f'{r:.0f}' for r in closed['bare Flask'])}")
+        print(f"  connector   {ours:8.0f}   runs {', '.join(f'{r:.0f}' for r in closed['connector'])}")
+        print(f"  ratio       {ours / bare_rate:8.2f}   (target >= 0.6)")
+
+        print(f"open loop at {args.rate:.0f}/s for {args.seconds:.0f} s (ms from the scheduled start):")
+        p99s = {}
+        for name, port in (("bare Flask", bare_port), ("connector", connector_port)):
+            latencies, errors = in_process(open_loop, port, args.rate, args.seconds, offset)
+            offset += 100_000
+            ms = [x * 1000 for x in latencies]
+            p99s[name] = pct(ms, 99)
+            print(f"  {name:<11} p50 {pct(ms, 50):6.1f}  p95 {pct(ms, 95):6.1f}  p99 {pct(ms, 99):6.1f}"
+                  f"{f'  ({errors} non-200)' if errors else ''}")
+        print(f"  connector p99 {p99s['connector']:.1f} ms (target <= 15 ms, or <= 2x the bare p99 "
+              f"{2 * p99s['bare Flask']:.1f} ms on a loaded machine)")
+        time.sleep(2)  # let the worker finish the last batch
+        lags, unapplied = apply_lag(database_url)
+        ms = [x * 1000 for x in lags]
+        print(f"apply lag, commit to visible ({len(ms)} events): p50 {pct(ms, 50):.0f} ms  p95 {pct(ms, 95):.0f} ms"
+              f"  p99 {pct(ms, 99):.0f} ms  max {max(ms):.0f} ms (target p99 < 1000 ms); {unapplied} unapplied")
+    finally:
+        for proc in (bare, connector):
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
