@@ -26,6 +26,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -209,7 +210,10 @@ def apply_lag(database_url: str) -> tuple[list[float], int]:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT received_at, applied_at FROM inbound_events")).all()
     engine.dispose()
-    lags = [(a - r).total_seconds() for r, a in rows if a is not None]
+    def moment(value):  # SQLite hands back text
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    lags = [(moment(a) - moment(r)).total_seconds() for r, a in rows if a is not None]
     return lags, sum(1 for _, a in rows if a is None)
 
 

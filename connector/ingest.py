@@ -8,12 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, selectinload
 
 from connector import outbox
-from connector.models import Call, CrmRecord, InboundEvent, PbxPoll, PollStatus, Score, SurveyState
+from connector.models import Call, CrmRecord, PbxPoll, PollStatus, Score, SurveyState, UTCDateTime
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
 from connector.runtime_settings import current_policy
 from connector.threshold import REFUSED, Decision, Policy, decide, parse_score
@@ -45,7 +46,7 @@ def calls_for_update(session: Session, entry_ids: list[str]) -> dict[str, Call]:
     with their scores and CRM records loaded: three round trips whatever the number of calls."""
     wanted = sorted(set(entry_ids))
     now = datetime.now(timezone.utc)
-    session.execute(_insert(session, Call).values([{"entry_id": e, "first_seen_at": now, "updated_at": now,
+    session.execute(_insert(session, Call.__table__).values([{"entry_id": e, "first_seen_at": now, "updated_at": now,
                                                     "decision_record": False} for e in wanted])
                     .on_conflict_do_nothing(index_elements=["entry_id"]))
     rows = session.scalars(select(Call).where(Call.entry_id.in_(wanted)).order_by(Call.id).with_for_update()
@@ -54,23 +55,28 @@ def calls_for_update(session: Session, entry_ids: list[str]) -> dict[str, Call]:
     return {call.entry_id: call for call in rows}
 
 
-def _insert(session: Session, model):
-    """INSERT ... ON CONFLICT for the session's database (SQLite and PostgreSQL both have it)."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+def _insert(session: Session, table):
+    """INSERT ... ON CONFLICT for the database in use (SQLite and PostgreSQL both have it)."""
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def receive(session: Session, source: str, message: InboundMessage, *, applied: bool = False) -> bool:
+# Written out once, the same for SQLite and PostgreSQL: SQLAlchemy's dialect INSERT constructs carry
+# no cache key, and compiling one per callback cost as much as the rest of the webhook.
+_RECEIVE = text(
+    "INSERT INTO inbound_events (source, kind, dedupe_key, entry_id, payload, received_at, applied_at) "
+    "VALUES (:source, :kind, :dedupe_key, :entry_id, :payload, :received_at, :applied_at) "
+    "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
+).bindparams(bindparam("received_at", type_=UTCDateTime), bindparam("applied_at", type_=UTCDateTime))
+
+
+def receive(session: Session | Connection, source: str, message: InboundMessage, *, applied: bool = False) -> bool:
     """Keep a verified raw message in the inbox: one INSERT ... ON CONFLICT DO NOTHING on its business
     key. Returns False for a duplicate (nothing changed). `applied`: nothing is left to apply."""
     now = datetime.now(timezone.utc)
-    inserted = session.execute(
-        _insert(session, InboundEvent)
-        .values(source=source, kind=message.kind, dedupe_key=message.dedupe_key, entry_id=message.entry_id,
-                payload=message.payload, received_at=now,
-                applied_at=now if applied or message.event is None else None)
-        .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
-        .returning(InboundEvent.id)).first()
+    inserted = session.execute(_RECEIVE, {
+        "source": source, "kind": message.kind, "dedupe_key": message.dedupe_key, "entry_id": message.entry_id,
+        "payload": message.payload, "received_at": now,
+        "applied_at": now if applied or message.event is None else None}).first()
     return inserted is not None
 
 

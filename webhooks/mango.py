@@ -45,8 +45,8 @@ def event(group: str, name: str):
     if len(kind) > MAX_KIND or text_problem(kind) or not kind.isprintable():
         raise ApiError(400, f"path: the event name must be printable and at most {MAX_KIND} characters")
     message = mango.parse(kind, _verified_json())
-    with services.db.transaction() as session:
-        stored = receive(session, "mango", message)  # one INSERT ... ON CONFLICT DO NOTHING
+    with services.db.connection() as conn:
+        stored = receive(conn, "mango", message)  # one INSERT ... ON CONFLICT DO NOTHING
     # Only after the commit above. The PBX reads only the status: a duplicate is acknowledged too.
     if not stored:
         return {"success": True, "duplicate": True}
