@@ -50,13 +50,18 @@ def claim(session: Session, *, limit: int, skip_locked: bool) -> list[InboundEve
 
 
 class InboxApplier:
+    # A callback's events wait this long for company before a batch is applied: well inside the
+    # 1 s the API may lag, and under load it turns many one-event batches into few large ones.
+    GATHER_SECONDS = 0.05
+
     def __init__(self, db: Database, ctx: IngestContext, parsers: dict[str, Parser], *, batch: int = 200,
                  idle_seconds: float = 0.05, wake: threading.Event | None = None):
         self.db, self.ctx, self.parsers = db, ctx, parsers
         self.batch, self.idle_seconds, self.wake = batch, idle_seconds, wake
 
     def run(self, stop: threading.Event) -> None:
-        run_until_stopped("inbox", self.run_once, stop, self.idle_seconds, wake=self.wake)
+        run_until_stopped("inbox", self.run_once, stop, self.idle_seconds, wake=self.wake, batch=self.batch,
+                          gather_seconds=self.GATHER_SECONDS)
 
     def run_once(self) -> int:
         """Apply one batch; returns how many events it applied."""

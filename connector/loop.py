@@ -17,21 +17,27 @@ def worker_id() -> str:
 
 
 def run_until_stopped(name: str, run_once: Callable[[], int], stop: threading.Event, idle_seconds: float, *,
-                      wake: threading.Event | None = None) -> None:
+                      wake: threading.Event | None = None, batch: int = 0, gather_seconds: float = 0.0) -> None:
     """Call `run_once` (which returns how much it did) until `stop` is set. One failed batch never
     kills the loop: its leases run out (or its transaction rolls back) and the work comes back.
-    When idle it rests `idle_seconds`, or less when another thread sets `wake`."""
+
+    When idle it rests `idle_seconds`, or less when another thread sets `wake`. With `gather_seconds`,
+    it lets work gather that long after a wake-up or a batch smaller than `batch`: one batch of fifty
+    costs a few round trips, fifty batches of one cost fifty times that.
+    """
     log.info("%s started", name)
     while not stop.is_set():
         try:
-            busy = run_once()
+            done = run_once()
         except Exception:
             log.exception("%s: batch failed", name)
-            busy = 0
-        if not busy:
-            if wake is None:
-                stop.wait(idle_seconds)
-            else:
-                wake.wait(idle_seconds)
+            done = 0
+        if done == 0:
+            woken = wake.wait(idle_seconds) if wake is not None else stop.wait(idle_seconds)
+            if wake is not None:
                 wake.clear()
+            if woken and gather_seconds:
+                stop.wait(gather_seconds)
+        elif done < batch and gather_seconds:
+            stop.wait(gather_seconds)
     log.info("%s stopped", name)
