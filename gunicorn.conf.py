@@ -1,7 +1,9 @@
 """gunicorn settings for production: `gunicorn -c gunicorn.conf.py 'app:create_app()'`.
 
-Threads (gthread) rather than sync workers: an idle keep-alive connection then waits in the
-worker's poller instead of holding a worker, so 200 idle connections do not stop /healthz.
+gevent workers: every connection is a cheap greenlet, so connections that are open but idle
+(keep-alive clients, a scanner, a slow proxy) hold no thread and never lock others out; 200 of them
+do not stop /healthz. Sync and gthread workers give each new connection a thread until it sends
+(gthread: up to 5 s each), so a few hundred idle ones queue every real request behind them.
 Every value can be overridden on the command line or with GUNICORN_CMD_ARGS.
 """
 import multiprocessing
@@ -9,8 +11,7 @@ import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
-worker_class = "gthread"
-threads = 8
+worker_class = "gevent"
 worker_connections = 1000  # open connections per worker, idle ones included
 keepalive = 5  # seconds an idle keep-alive connection is kept
 timeout = 30  # a request taking longer than this restarts its worker

@@ -1,0 +1,89 @@
+"""The documented production set-up, started exactly as the Procfile says: migrations, gunicorn with
+gevent workers, a standalone worker. Neither it nor `connector serve` stops answering while 200 idle
+connections are held open."""
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from connector.pbx.mango import signed_form
+from tests.e2e.test_serve_and_simulate import applied_call, free_port, running_connector
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def procfile() -> dict[str, list[str]]:
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        argv = shlex.split(command)
+        argv[0] = str(BIN / argv[0])  # the console scripts of this environment
+        commands[name.strip()] = argv
+    return commands
+
+
+@contextmanager
+def idle_connections(port: int, count: int = 200):
+    """Connections that are open and send nothing, as keep-alive clients and scanners hold them."""
+    with ExitStack() as stack:
+        for _ in range(count):
+            stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.5)
+        yield
+
+
+def healthz_answers(base: str) -> bool:
+    return requests.get(f"{base}/healthz", timeout=3).status_code == 200
+
+
+def test_procfile_processes_serve_apply_and_stay_up(tmp_path, db_url):
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+           "DATABASE_URL": db_url, "DATA_DIR": str(tmp_path), "PORT": str(port), "WEB_CONCURRENCY": "2",
+           "MANGO_API_KEY": "e2e-key", "MANGO_API_SALT": "e2e-salt", "ADMIN_TOKEN": "e2e-token",
+           "SECRET_KEY": "e2e-secret"}
+    commands = procfile()
+    assert set(commands) == {"release", "web", "worker"}
+    subprocess.run(commands["release"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+    processes = [subprocess.Popen(commands[name], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for name in ("web", "worker")]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if healthz_answers(base):
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline and processes[0].poll() is None, processes[0].stderr.read()
+            time.sleep(0.2)
+        summary = {"entry_id": "prod-1", "call_direction": 1, "from": {"number": "79001234567"},
+                   "to": {"extension": "101"}, "create_time": 1, "talk_time": 11, "end_time": 71}
+        posted = requests.post(f"{base}/mango/events/summary", data=signed_form("e2e-key", "e2e-salt", summary),
+                               timeout=5)
+        assert posted.json() == {"success": True}
+        assert applied_call(base, "prod-1")["operator"] == "101"  # applied by the standalone worker
+        with idle_connections(port):
+            assert healthz_answers(base)
+    finally:
+        for proc in processes:
+            proc.terminate()
+            proc.wait(timeout=15)
+            proc.stderr.close()
+
+
+def test_serve_keeps_answering_with_200_idle_connections(tmp_path, db_url):
+    with running_connector(tmp_path, db_url) as (base, _env, _cwd):
+        port = int(base.rsplit(":", 1)[1])
+        with idle_connections(port):
+            assert healthz_answers(base)
