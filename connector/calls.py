@@ -1,10 +1,12 @@
 """Reading calls: filters, pages, and the call as the API shows it."""
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from connector.models import Call, CrmRecord
@@ -22,12 +24,43 @@ class CallFilter:
     crm_status: str | None = None
 
 
-def _started():
-    # A call known only from a score has no PBX times yet; it sorts by when we first saw it.
-    return func.coalesce(Call.created_at, Call.first_seen_at)
+COUNT_CAP = 10_000  # a list counts at most this many: enough for a page count, cheap on millions
 
 
-def find_calls(session: Session, flt: CallFilter, page: int, per_page: int) -> tuple[list[Call], int]:
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: just after this call in (listed_at DESC, id DESC) order. Opaque
+    to clients: `_links.next` carries it, so a deep page costs what the first one does."""
+
+    listed_at: datetime
+    call_id: int
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(f"{self.listed_at.isoformat()}|{self.call_id}".encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "Cursor":
+        """Raises ValueError for anything that is not a cursor this API handed out."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            moment, _, call_id = raw.partition("|")
+            listed_at = datetime.fromisoformat(moment)
+            if listed_at.tzinfo is None:
+                raise ValueError
+            return cls(listed_at.astimezone(timezone.utc), int(call_id))
+        except (ValueError, UnicodeDecodeError, OverflowError, binascii.Error):
+            raise ValueError("not a cursor from _links.next") from None
+
+
+@dataclass
+class CallPage:
+    calls: list[Call]
+    total: int  # the matching calls, counted up to COUNT_CAP
+    total_capped: bool  # true: there are at least `total`
+    next_cursor: Cursor | None
+
+
+def _filtered(flt: CallFilter):
     query = select(Call)
     if flt.score_lte is not None:
         query = query.where(Call.customer_score <= flt.score_lte)
@@ -38,20 +71,33 @@ def find_calls(session: Session, flt: CallFilter, page: int, per_page: int) -> t
     if flt.line:
         query = query.where(Call.line_number == flt.line)
     if flt.date_from:
-        query = query.where(_started() >= flt.date_from)
+        query = query.where(Call.listed_at >= flt.date_from)
     if flt.date_to:
-        query = query.where(_started() < flt.date_to)
+        query = query.where(Call.listed_at < flt.date_to)
     if flt.tagged is not None:
         query = query.where(Call.decision_tag.is_not(None) if flt.tagged else Call.decision_tag.is_(None))
     if flt.crm_status:
-        query = query.where(Call.id.in_(select(CrmRecord.call_id).where(CrmRecord.status == flt.crm_status)))
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(
-        query.options(selectinload(Call.crm_records))
-        .order_by(_started().desc(), Call.id.desc())
-        .limit(per_page).offset((page - 1) * per_page)
-    )
-    return list(rows), total
+        query = query.where(Call.crm_status == flt.crm_status)
+    return query
+
+
+def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 1,
+               after: Cursor | None = None) -> CallPage:
+    """One page of calls, newest first: after `after` (keyset), or else the `page`-th (offset)."""
+    query = _filtered(flt)
+    counted = session.scalar(select(func.count()).select_from(
+        query.with_only_columns(Call.id).limit(COUNT_CAP + 1).subquery()))
+    ordered = query.order_by(Call.listed_at.desc(), Call.id.desc())
+    if after is not None:
+        # A row-value comparison, which both databases turn into an index range (an OR does not).
+        ordered = ordered.where(tuple_(Call.listed_at, Call.id) < tuple_(after.listed_at, after.call_id))
+    else:
+        ordered = ordered.offset((page - 1) * per_page)
+    rows = list(session.scalars(ordered.options(selectinload(Call.crm_records)).limit(per_page + 1)))
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    return CallPage(rows, min(counted, COUNT_CAP), counted > COUNT_CAP,
+                    Cursor(rows[-1].listed_at, rows[-1].id) if more else None)
 
 
 def get_call(session: Session, entry_id: str) -> Call | None:

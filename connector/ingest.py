@@ -46,8 +46,9 @@ def calls_for_update(session: Session, entry_ids: list[str]) -> dict[str, Call]:
     with their scores and CRM records loaded: three round trips whatever the number of calls."""
     wanted = sorted(set(entry_ids))
     now = datetime.now(timezone.utc)
-    session.execute(_insert(session, Call.__table__).values([{"entry_id": e, "first_seen_at": now, "updated_at": now,
-                                                    "decision_record": False} for e in wanted])
+    session.execute(_insert(session, Call.__table__).values([{"entry_id": e, "first_seen_at": now, "listed_at": now,
+                                                              "updated_at": now, "decision_record": False}
+                                                             for e in wanted])
                     .on_conflict_do_nothing(index_elements=["entry_id"]))
     rows = session.scalars(select(Call).where(Call.entry_id.in_(wanted)).order_by(Call.id).with_for_update()
                            .options(selectinload(Call.scores), selectinload(Call.crm_records))
@@ -139,6 +140,7 @@ def _apply_summary(call: Call, s: CallSummary) -> None:
     call.customer_phone = s.customer_phone
     call.line_number = s.line_number or call.line_number
     call.created_at, call.forwarded_at = s.created_at, s.forwarded_at
+    call.listed_at = s.created_at or call.first_seen_at
     call.talk_started_at, call.ended_at = s.talk_started_at, s.ended_at
     call.talk_seconds = s.talk_seconds
     call.entry_result, call.disconnect_reason = s.entry_result, s.disconnect_reason
@@ -222,6 +224,7 @@ def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], po
                 record.status, record.reason = "skipped", "feature off"
             else:
                 record.status, record.reason = "pending", None
+        call.crm_status = record.status
         if record.status != "skipped":
             active.append(call.id)
     if active:

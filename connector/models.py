@@ -60,13 +60,13 @@ class Call(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     entry_id: Mapped[str] = mapped_column(String(128), unique=True)
     direction: Mapped[str | None] = mapped_column(String(10))  # inbound, outbound, internal
-    operator_extension: Mapped[str | None] = mapped_column(String(32), index=True)
+    operator_extension: Mapped[str | None] = mapped_column(String(32))
     customer_phone: Mapped[str | None] = mapped_column(String(32))
-    line_number: Mapped[str | None] = mapped_column(String(32), index=True)
+    line_number: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     forwarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     talk_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     talk_seconds: Mapped[int | None] = mapped_column(Integer)
     entry_result: Mapped[int | None] = mapped_column(Integer)
     disconnect_reason: Mapped[int | None] = mapped_column(Integer)
@@ -80,18 +80,36 @@ class Call(Base):
     last_call_state: Mapped[str | None] = mapped_column(String(32))
     summary_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The scores in force and the decision taken for the customer score; history is in `scores`.
-    customer_score: Mapped[int | None] = mapped_column(Integer, index=True)
+    customer_score: Mapped[int | None] = mapped_column(Integer)
     supervisor_score: Mapped[int | None] = mapped_column(Integer)
     decision_record: Mapped[bool] = mapped_column(Boolean, default=False)
     decision_tag: Mapped[str | None] = mapped_column(String(255))
     decision_reason: Mapped[str | None] = mapped_column(String(255))
+    # The call's CRM status as the API shows it (crm_records holds the detail): stored here so that the
+    # crm_status filter has an index in list order.
+    crm_status: Mapped[str | None] = mapped_column(String(16))
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the call started (created_at) or, until the summary says, when it was first seen: the
+    # order of the QA lists and their date filters, stored so that an index matches them.
+    listed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     scores: Mapped[list["Score"]] = relationship(back_populates="call", order_by="Score.id")
     crm_records: Mapped[list["CrmRecord"]] = relationship(back_populates="call", order_by="CrmRecord.id")
     supervisor_marks: Mapped[list["SupervisorMark"]] = relationship(
         back_populates="call", order_by="SupervisorMark.id", cascade="all, delete-orphan")
+
+
+# The QA lists: newest first (listed_at DESC, id DESC), alone or after one equality filter; a partial
+# index for the tagged calls.
+Index("ix_calls_listed", Call.listed_at, Call.id)
+# customer_score trails: a score filter beside the operator or line is then checked in the index.
+Index("ix_calls_operator_listed", Call.operator_extension, Call.listed_at, Call.id, Call.customer_score)
+Index("ix_calls_line_listed", Call.line_number, Call.listed_at, Call.id, Call.customer_score)
+Index("ix_calls_score_listed", Call.customer_score, Call.listed_at, Call.id)
+Index("ix_calls_crm_status_listed", Call.crm_status, Call.listed_at, Call.id)
+Index("ix_calls_tagged_listed", Call.listed_at, Call.id, sqlite_where=Call.decision_tag.is_not(None),
+      postgresql_where=Call.decision_tag.is_not(None))
 
 
 class SupervisorMark(Base):
@@ -185,7 +203,7 @@ class CrmRecord(Base):
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
     crm: Mapped[str] = mapped_column(String(16))
     # pending, delivered, unmatched, dead, skipped
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     reason: Mapped[str | None] = mapped_column(String(255))
     entity_type: Mapped[str | None] = mapped_column(String(16))
     entity_id: Mapped[int | None] = mapped_column(Integer)
@@ -202,6 +220,9 @@ class CrmRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     call: Mapped[Call] = relationship(back_populates="crm_records")
+
+
+Index("ix_crm_records_status_call", CrmRecord.status, CrmRecord.call_id)
 
 
 class InboundEvent(Base):

@@ -134,6 +134,7 @@ def refresh_record(d: Delivery) -> None:
     failed = [j for j in jobs if j.last_error and j.status != DONE]
     record.last_error = max(failed, key=lambda j: j.updated_at or _now()).last_error if failed else None
     record.reason = None if record.status in ("pending", "delivered") else record.last_error
+    d.call.crm_status = record.status
 
 
 # --- claiming -----------------------------------------------------------------

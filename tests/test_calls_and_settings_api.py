@@ -39,15 +39,43 @@ def test_filters(client, auth, calls):
 
 def test_pagination_with_totals_and_links(client, auth, calls):
     first = client.get("/api/v1/calls?per_page=2", headers=auth).json
-    assert first["_meta"] == {"page": 1, "per_page": 2, "total": 5}
+    assert first["_meta"] == {"page": 1, "per_page": 2, "total": 5, "total_capped": False}
     assert [c["call_id"] for c in first["items"]] == ["c5", "c4"]  # newest first
     assert "next" in first["_links"] and "prev" not in first["_links"]
+    # _links.next is a keyset cursor: a deep page costs what the first one does.
+    assert "after=" in first["_links"]["next"] and "&page=" not in first["_links"]["next"]
     second = client.get(first["_links"]["next"], headers=auth).json
-    assert [c["call_id"] for c in second["items"]] == ["c3", "c2"] and "prev" in second["_links"]
+    assert [c["call_id"] for c in second["items"]] == ["c3", "c2"] and second["_meta"]["page"] is None
     last = client.get(second["_links"]["next"], headers=auth).json
     assert [c["call_id"] for c in last["items"]] == ["c1"] and "next" not in last["_links"]
+    by_page = client.get("/api/v1/calls?per_page=2&page=2", headers=auth).json
+    assert [c["call_id"] for c in by_page["items"]] == ["c3", "c2"] and "prev" in by_page["_links"]
     capped = client.get("/api/v1/calls?per_page=1000", headers=auth).json
     assert capped["_meta"]["per_page"] == 100
+
+
+def test_cursor_keeps_the_filters_and_refuses_forgeries(client, auth, calls):
+    first = client.get("/api/v1/calls?operator=101&per_page=1", headers=auth).json
+    pages = [first["items"]]
+    link = first["_links"].get("next")
+    while link:
+        page = client.get(link, headers=auth).json
+        pages.append(page["items"])
+        link = page["_links"].get("next")
+    assert [p[0]["call_id"] for p in pages] == ["c5", "c3", "c1"]
+    for forged in ("x", "bm90IGEgY3Vyc29y", "MjAyNi0xMS0yM3w0Mg"):  # garbage, "not a cursor", a naive time
+        response = client.get(f"/api/v1/calls?after={forged}", headers=auth)
+        assert response.status_code == 400 and response.json["error"].startswith("after")
+
+
+def test_counts_stop_at_the_cap(client, auth, calls, monkeypatch):
+    from connector import calls as calls_module
+
+    monkeypatch.setattr(calls_module, "COUNT_CAP", 3)
+    meta = client.get("/api/v1/calls", headers=auth).json["_meta"]
+    assert (meta["total"], meta["total_capped"]) == (3, True)
+    meta = client.get("/api/v1/calls?operator=102", headers=auth).json["_meta"]
+    assert (meta["total"], meta["total_capped"]) == (2, False)
 
 
 @pytest.mark.parametrize("query, needle", [("score_lte=low", "score_lte"), ("tagged=maybe", "tagged"),

@@ -10,7 +10,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from connector.crm.account import pause_state
-from connector.calls import CallFilter, call_json, find_calls, get_call
+from connector.calls import CallFilter, Cursor, call_json, find_calls, get_call
 from connector.ingest import ingest_api_score
 from connector.quality import marks_json
 from connector.runtime_settings import (USER_MAP, audit_trail, current_policy, current_user_map, update_policy,
@@ -126,6 +126,7 @@ class CallQuerySchema(Schema):
     tagged = fields.Boolean()
     crm_status = fields.String(validate=validate.OneOf(CRM_STATUSES))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    after = fields.String(validate=validate.Length(max=200))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=1_000_000))
 
 
@@ -137,19 +138,24 @@ CALL_QUERY_SCHEMA = CallQuerySchema()
 def list_calls():
     try:
         args = CALL_QUERY_SCHEMA.load(request.args.to_dict())
+        after = Cursor.decode(args.pop("after")) if "after" in args else None
     except ValidationError as exc:
         raise ApiError(400, first_error(exc.messages)) from None
+    except ValueError as exc:
+        raise ApiError(400, f"after: {exc}") from None
     page, per_page = args.pop("page"), min(args.pop("per_page"), MAX_PER_PAGE)
     with services().db.transaction() as session:
-        calls, total = find_calls(session, CallFilter(**args), page, per_page)
-        items = [call_json(c) for c in calls]
-    query = {k: v for k, v in request.args.items() if k not in ("page", "per_page")}
-    links = {"self": url_for(".list_calls", page=page, per_page=per_page, **query)}
-    if page * per_page < total:
-        links["next"] = url_for(".list_calls", page=page + 1, per_page=per_page, **query)
-    if page > 1:
+        found = find_calls(session, CallFilter(**args), per_page=per_page, page=page, after=after)
+        items = [call_json(c) for c in found.calls]
+    query = {k: v for k, v in request.args.items() if k not in ("page", "per_page", "after")}
+    links = {"self": request.full_path.rstrip("?"), "first": url_for(".list_calls", per_page=per_page, **query)}
+    if found.next_cursor is not None:
+        links["next"] = url_for(".list_calls", per_page=per_page, after=found.next_cursor.encode(), **query)
+    if after is None and page > 1:
         links["prev"] = url_for(".list_calls", page=page - 1, per_page=per_page, **query)
-    return {"items": items, "_meta": {"page": page, "per_page": per_page, "total": total}, "_links": links}
+    meta = {"page": None if after else page, "per_page": per_page, "total": found.total,
+            "total_capped": found.total_capped}
+    return {"items": items, "_meta": meta, "_links": links}
 
 
 @bp.get("/calls/<path:call_id>")
