@@ -199,7 +199,7 @@ class DeliveryWorker:
     def _settle_doubts(self, kind: str, work: list[Work]) -> list[Work]:
         """Jobs whose earlier request may have reached the CRM are looked up, not re-sent."""
         doubtful = [w for w in work if w.in_doubt_since is not None]
-        if not doubtful or kind == TAGS:  # a tag change is idempotent: just send it again
+        if not doubtful:
             return work
         since = int(min(w.in_doubt_since for w in doubtful).timestamp()) - DOUBT_MARGIN
         settled: dict[int, ItemResult] = {}
@@ -215,6 +215,12 @@ class DeliveryWorker:
             for w in doubtful:
                 if w.item.entity_id and self.adapter.find_note(w.item, since):
                     settled[w.job_id] = ItemResult(True, w.item.entity_type, w.item.entity_id)
+        elif kind == TAGS:
+            # Resending is harmless to the tags, but every add is one more "Теги добавлены" row in the
+            # CRM's events list, the list QA staff count: look at the entity first.
+            applied = self.adapter.tags_in_place([w.item for w in doubtful])
+            settled = {w.job_id: ItemResult(True, w.item.entity_type, w.item.entity_id)
+                       for w, done in zip(doubtful, applied) if done}
         if settled:
             log.info("%d %s job(s) were already applied before a crash or timeout; not re-sent",
                      len(settled), kind)

@@ -116,4 +116,7 @@ class CrmAdapter(Protocol):
 
     def find_note(self, item: NoteItem, since: int) -> bool: ...
 
+    def tags_in_place(self, items: list[TagItem]) -> list[bool]:
+        """For each tag change: is the entity already as it asks (tags added, removed, field set)?"""
+
     def probe(self) -> None: ...

@@ -395,5 +395,35 @@ class AmoCrm:
         notes = self._notes_since(item.entity_type, ["common"], since, entity_id=item.entity_id)
         return any((n.get("params") or {}).get("text") == item.text for n in notes)
 
+    def tags_in_place(self, items: list[TagItem]) -> list[bool]:
+        """One look-up per entity type: `GET /api/v4/{type}?filter[id][]=...` answers each entity with
+        its `_embedded.tags` and `custom_fields_values`."""
+        entities: dict[tuple[str, int], dict] = {}
+        by_type: dict[str, set[int]] = {}
+        for item in items:
+            by_type.setdefault(plural(item.entity_type), set()).add(item.entity_id)
+        for entity_type, ids in by_type.items():
+            if entity_type not in NOTE_ENTITIES:
+                continue
+            response = self.request("GET", f"/api/v4/{entity_type}",
+                                     params={"filter[id][]": sorted(ids), "limit": 250})
+            for row in self._embedded(response, entity_type):
+                entities[(entity_type, int(row.get("id", 0)))] = row
+        return [self._in_place(item, entities.get((plural(item.entity_type), item.entity_id))) for item in items]
+
+    @staticmethod
+    def _in_place(item: TagItem, entity: dict | None) -> bool:
+        if entity is None:
+            return False
+        tags = {t.get("name") for t in (entity.get("_embedded") or {}).get("tags") or [] if isinstance(t, dict)}
+        if not set(item.add) <= tags or set(item.remove) & tags:
+            return False
+        if item.score_field:
+            field_id, value = item.score_field
+            values = [v.get("value") for f in entity.get("custom_fields_values") or []
+                      if isinstance(f, dict) and f.get("field_id") == field_id for v in f.get("values") or []]
+            return value in values
+        return True
+
     def probe(self) -> None:
         self.request("GET", "/api/v4/account")

@@ -59,20 +59,24 @@ def assert_each_effect_once(h, count=CALLS):
     assert statuses == {"done"}
 
 
-def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(db_url, tmp_path):
+@pytest.mark.parametrize("method, path, looked_up", [
+    ("POST", "/api/v4/calls", "/notes"),  # a batch of calls
+    ("PATCH", "/api/v4/contacts", "/api/v4/contacts"),  # a batch of tag adds
+])
+def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(db_url, tmp_path, method, path, looked_up):
     with connector_with_fake_amo(db_url) as h:
         enqueue_scored_calls(h)
         first = start_worker(worker_env(h, db_url), tmp_path)
         killed = []
 
-        def kill_after_second_call_batch(method, path):
-            if method == "POST" and path == "/api/v4/calls" and not killed:
-                posts = sum(1 for _, m, p, _ in h.fake.requests if m == "POST" and p == "/api/v4/calls")
-                if posts == 1:  # this is the second batch: applied, but its answer never reaches the worker
+        def kill_after_the_second_batch(m, p):
+            if m == method and p == path and not killed:
+                sent = sum(1 for _, m2, p2, _ in h.fake.requests if m2 == method and p2 == path)
+                if sent == 1:  # this is the second batch: applied, but its answer never reaches the worker
                     os.kill(first.pid, signal.SIGKILL)
                     killed.append(time.monotonic())
 
-        h.fake.after_effect = kill_after_second_call_batch
+        h.fake.after_effect = kill_after_the_second_batch
         try:
             first.wait(timeout=60)
             assert killed and first.returncode == -signal.SIGKILL
@@ -86,9 +90,9 @@ def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(db_url, tmp_path
                 second.stderr.close()
         finally:
             first.stderr.close()
-        assert_each_effect_once(h)
-        # The batch in doubt was looked up in the CRM's call notes instead of being sent again.
-        assert any(m == "GET" and p.endswith("/notes") for _, m, p, _ in h.fake.requests)
+        assert_each_effect_once(h)  # every call logged once, every tag added once
+        # The batch in doubt was looked up in the CRM instead of being sent again.
+        assert any(m == "GET" and p.endswith(looked_up) for _, m, p, _ in h.fake.requests)
 
 
 def test_two_workers_share_the_work_and_the_rate_limit(db_url, tmp_path):

@@ -263,6 +263,8 @@ def create_fake_app(fake: FakeAmo) -> Flask:
 
     @app.get("/api/v4/contacts")
     def find_contacts():
+        if request.args.getlist("filter[id][]"):
+            return list_entities("contacts")
         query = digits(request.args.get("query"))
         with fake.lock:
             found = [{"id": cid, "name": c["name"]} for cid, c in fake.contacts.items()
@@ -286,6 +288,22 @@ def create_fake_app(fake: FakeAmo) -> Flask:
                                              "fields": {}, "responsible": contact.get("responsible_user_id")}
                 created.append({"id": contact_id, "request_id": contact.get("request_id", str(index))})
         return jsonify({"_embedded": {"contacts": created}})
+
+    @app.get("/api/v4/<entity_type>")
+    def list_entities(entity_type):
+        """Leads or contacts by id (`filter[id][]`), each with `_embedded.tags` and its custom fields."""
+        if entity_type not in ("leads", "contacts"):
+            return error(400, "Bad Request")
+        wanted = {int(i) for i in request.args.getlist("filter[id][]") if i.isdigit()}
+        with fake.lock:
+            rows = [{"id": eid, "_embedded": {"tags": [{"name": t} for t in entity["tags"]]},
+                     "custom_fields_values": [{"field_id": f, "values": [{"value": v}]}
+                                              for f, v in entity["fields"].items()] or None}
+                    for eid, entity in {"leads": fake.leads, "contacts": fake.contacts}[entity_type].items()
+                    if eid in wanted]
+        if not rows:
+            return "", 204
+        return jsonify({"_embedded": {entity_type: rows}})
 
     @app.patch("/api/v4/<entity_type>")
     def patch_entities(entity_type):

@@ -251,3 +251,19 @@ def test_no_match_for_a_phone_is_204():
     responses.get(f"{BASE}/api/v4/contacts", status=204, match=[matchers.query_param_matcher(
         {"query": "79001234567", "limit": "1"})])
     assert adapter().find_entity_by_phone("+7 (900) 123-45-67") is None
+
+
+@responses.activate
+def test_tags_in_place_reads_the_entities_once_per_type():
+    responses.get(f"{BASE}/api/v4/contacts", match=[matchers.query_param_matcher(
+        {"filter[id][]": ["1", "2"], "limit": "250"})], json={"_embedded": {"contacts": [
+            {"id": 1, "_embedded": {"tags": [{"name": "Оценка 3"}, {"name": "VIP"}]}},
+            {"id": 2, "_embedded": {"tags": [{"name": "Оценка 5"}]},
+             "custom_fields_values": [{"field_id": 9, "values": [{"value": 5}]}]}]}})
+    responses.get(f"{BASE}/api/v4/leads", status=204)
+    items = [TagItem("contacts", 1, add=("Оценка 3",)),  # in place
+             TagItem("contact", 2, add=("Оценка 2",), remove=("Оценка 5",)),  # not yet
+             TagItem("contacts", 2, add=("Оценка 5",), score_field=(9, 5)),  # in place, field too
+             TagItem("leads", 7, add=("Оценка 1",))]  # the lead is gone: not in place
+    assert adapter().tags_in_place(items) == [True, False, True, False]
+    assert len(responses.calls) == 2
