@@ -61,6 +61,14 @@ class Harness:
         assert response.status_code == 200, response.json
         return response.json
 
+    def status(self) -> dict:
+        """`/healthz` (what anyone sees) and the token-only details of `GET /api/v1/status`."""
+        from tests.conftest import ADMIN_TOKEN
+
+        health = self.client.get("/healthz").json
+        details = self.client.get("/api/v1/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json
+        return {**health, "crm": details["details"]["crm"]}
+
     def jobs(self) -> list[DeliveryJob]:
         from sqlalchemy import select
 

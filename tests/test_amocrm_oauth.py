@@ -85,8 +85,8 @@ def test_a_spent_code_pauses_the_account_with_the_reason(db_url):
     with connector_with_fake_amo(db_url, fake, **oauth_settings(fake, "already-used")) as h:
         paused, reason, _ = pause_state(h.db, "amocrm")
         assert paused and "authorization_code" in reason
-        health = h.client.get("/healthz").json
-        assert health["status"] == "degraded" and "AMOCRM_AUTH_CODE" in health["crm"]["reason"]
+        status = h.status()
+        assert status["status"] == "degraded" and "AMOCRM_AUTH_CODE" in status["crm"]["reason"]
 
 
 def test_token_endpoint_down_at_start_is_retried_by_the_first_delivery(db_url):

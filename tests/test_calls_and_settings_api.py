@@ -141,5 +141,40 @@ def test_feature_toggle_through_settings(client, auth, mango_post):
 
 
 def test_healthz(client):
-    assert client.get("/healthz").json == {"status": "ok", "crm": {"name": "none", "paused": False},
-                                           "pbx": {"blocked": False}}
+    assert client.get("/healthz").json == {"status": "ok", "components": {
+        "database": "ok", "inbox": "ok", "pbx": "ok", "crm": "none"}}
+
+
+def test_status_needs_a_token_and_gives_the_details(client, auth, mango_post):
+    assert client.get("/api/v1/status").status_code == 401
+    body = client.get("/api/v1/status", headers=auth).json
+    assert body["status"] == "ok" and body["details"]["inbox"] == {
+        "state": "ok", "pending": 0, "oldest_pending_seconds": None}
+
+
+def test_a_lagging_inbox_makes_the_connector_degraded(client, auth, mango_post, db):
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from connector.models import InboundEvent
+
+    client.post("/mango/events/summary", data=mango_post.form(summary()))  # stored; no worker runs
+    assert client.get("/healthz").json["components"]["inbox"] == "ok"
+    with db.transaction() as s:
+        s.execute(update(InboundEvent).values(received_at=datetime.now(timezone.utc) - timedelta(minutes=2)))
+    assert client.get("/healthz").json == {"status": "degraded", "components": {
+        "database": "ok", "inbox": "lagging", "pbx": "ok", "crm": "none"}}
+    details = client.get("/api/v1/status", headers=auth).json["details"]["inbox"]
+    assert details["pending"] == 1 and details["oldest_pending_seconds"] >= 120
+
+
+def test_healthz_is_503_without_text_when_the_database_is_down(app, client, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def down(*args, **kwargs):
+        raise OperationalError("connect", {}, ConnectionRefusedError("could not connect to 10.0.0.5:5432"))
+
+    monkeypatch.setattr(app.extensions["connector"].db, "transaction", down)
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json == {"error": "database unavailable"}

@@ -240,8 +240,10 @@ def test_blocked_account_pauses_everything_until_resumed(h):
     h.fake.blocked = True
     h.worker.run_once()
     health = h.client.get("/healthz").json
-    assert health["status"] == "degraded" and health["crm"]["paused"] is True
-    assert "403" in health["crm"]["reason"]
+    assert health == {"status": "degraded", "components": {"database": "ok", "inbox": "ok", "pbx": "ok",
+                                                           "crm": "paused"}}
+    assert "403" not in str(health)  # the reason is for tokens: GET /api/v1/status
+    assert "403" in h.status()["crm"]["reason"]
     sent = len(h.fake.requests)
     h.worker.opts = h.worker.opts.__class__(**{**h.worker.opts.__dict__, "probe_seconds": 3600})
     h.worker._last_probe = 1e18
@@ -263,7 +265,7 @@ def test_a_probe_resumes_a_paused_account(h):
     pause(h.db, "amocrm", "test pause")
     h.worker._last_probe = float("-inf")
     h.worker.run_once()
-    assert h.client.get("/healthz").json["crm"]["paused"] is False
+    assert h.status()["crm"]["state"] == "ok"
 
 
 def test_lost_answer_is_looked_up_not_sent_twice(h):
@@ -503,8 +505,8 @@ def test_a_403_with_a_vendor_code_quotes_it_in_the_pause(h):
     scored_call(h)
     h.fake.blocked = {"title": "Forbidden", "status": 403, "error_code": 113, "detail": "IP is not allowed"}
     h.worker.run_once()
-    health = h.client.get("/healthz").json
-    assert health["status"] == "degraded" and "code 113" in health["crm"]["reason"]
+    status = h.status()
+    assert status["status"] == "degraded" and "code 113" in status["crm"]["reason"]
 
 
 def test_an_unused_section_does_not_pause_the_account_during_a_look_up(h):
@@ -514,7 +516,7 @@ def test_an_unused_section_does_not_pause_the_account_during_a_look_up(h):
     scored_call(h)
     h.worker.run_once()
     h.drain(make_due=True)
-    assert h.client.get("/healthz").json["crm"]["paused"] is False
+    assert h.status()["crm"]["state"] == "ok"
     assert _calls_by_uniq(h) == {"call-1": 1}
     assert any(p == "/api/v4/customers/notes" and s == 402 for _, _, p, s in h.fake.requests)
 
@@ -543,3 +545,21 @@ def test_a_batch_whose_outcome_cannot_be_stored_goes_dead_instead_of_looping(h):
     assert job.status == "dead" and "could not be stored" in job.last_error
     assert h.call("call-1")["crm"]["status"] == "dead"
     assert h.worker.run_once() == 0  # nothing comes back
+
+
+def test_a_crm_failing_for_over_5_minutes_makes_the_connector_degraded(h):
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from connector.models import DeliveryJob
+
+    h.fake.add_contact(PHONE)
+    h.fake.inject(503, path="/api/v4/calls", times=5)
+    scored_call(h)
+    h.worker.run_once()
+    assert h.client.get("/healthz").json["components"]["crm"] == "ok"  # failing, but not for long
+    with h.db.transaction() as s:
+        s.execute(update(DeliveryJob).values(first_failed_at=datetime.now(timezone.utc) - timedelta(minutes=6)))
+    assert h.client.get("/healthz").json["components"]["crm"] == "failing"
+    assert h.status()["crm"]["outbox"]["log_call"]["pending"] == 1

@@ -9,8 +9,8 @@ from flask import Blueprint, current_app, request, url_for
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from connector.crm.account import pause_state
 from connector.calls import CallFilter, Cursor, call_json, find_calls, get_call
+from connector import status
 from connector.ingest import ingest_api_score
 from connector.quality import marks_json
 from connector.runtime_settings import (USER_MAP, audit_trail, current_policy, current_user_map, update_policy,
@@ -210,22 +210,24 @@ def get_settings_audit():
                            "before": r.before, "after": r.after} for r in rows]}
 
 
-@health_bp.get("/healthz")
-def healthz():
-    """200 while the database answers; a paused CRM account or a blocked PBX API is reported, not hidden."""
-    crm = services().config.CRM
-    now = datetime.now(timezone.utc)
+def _component_details() -> dict:
     try:
-        services().db.ping()
-        paused, reason, since = pause_state(services().db, crm) if crm != "none" else (False, None, None)
-        pbx = services().pbx.guard.state()
+        with services().db.transaction() as session:
+            return status.details(session, services().config.CRM)
     except Exception:  # any database failure means unhealthy, never a 500
         raise ApiError(503, "database unavailable") from None
-    body = {"status": "ok", "crm": {"name": crm, "paused": paused}, "pbx": {"blocked": pbx.blocked(now)}}
-    if paused:
-        body["status"] = "degraded"
-        body["crm"].update(reason=reason, since=since.isoformat() if since else None)
-    if pbx.blocked(now):
-        body["status"] = "degraded"
-        body["pbx"]["until"] = pbx.blocked_until.isoformat()
-    return body
+
+
+@health_bp.get("/healthz")
+def healthz():
+    """200 `ok`, or 200 `degraded` with each component's state (a paused or failing CRM, a blocked PBX
+    API, a lagging inbox); 503 when the database does not answer. No error text: that is for tokens."""
+    return status.summary(_component_details())
+
+
+@bp.get("/status")
+@require_token
+def get_status():
+    """Each component's state with its reason: pause reason, MANGO block, inbox lag, outbox depth."""
+    components = _component_details()
+    return {**status.summary(components), "details": components}

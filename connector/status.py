@@ -1,0 +1,57 @@
+"""The state of each component, for `/healthz` (states only) and `GET /api/v1/status` (details)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from connector.accounts import account_row
+from connector.models import DeliveryJob, InboundEvent
+
+FAILING_FOR = timedelta(minutes=5)  # a CRM failing this long makes the connector degraded
+LAGGING_FOR = timedelta(seconds=60)  # an event waiting this long to be applied: the worker lags or is down
+MANGO = "mango"
+
+
+def _age(moment: datetime | None, now: datetime) -> float | None:
+    return round((now - moment).total_seconds(), 1) if moment else None
+
+
+def details(session: Session, crm: str) -> dict:
+    """Every component with its state and the reason; a handful of queries."""
+    now = datetime.now(timezone.utc)
+    pending, oldest = session.execute(select(func.count(), func.min(InboundEvent.received_at))
+                                      .where(InboundEvent.applied_at.is_(None))).one()
+    inbox = {"state": "lagging" if oldest and now - oldest > LAGGING_FOR else "ok", "pending": pending,
+             "oldest_pending_seconds": _age(oldest, now)}
+
+    pbx_row = account_row(session, MANGO)
+    blocked = pbx_row.blocked_until is not None and pbx_row.blocked_until > now
+    pbx = {"state": "blocked" if blocked else "ok",
+           "blocked_until": pbx_row.blocked_until.isoformat() if blocked else None,
+           "last_wrong_request_at": pbx_row.strike_at.isoformat() if pbx_row.strike_at else None}
+
+    crm_state: dict = {"name": crm, "state": "none" if crm == "none" else "ok"}
+    if crm != "none":
+        row = account_row(session, crm)
+        queues = session.execute(
+            select(DeliveryJob.kind, func.count(), func.min(DeliveryJob.created_at), func.min(DeliveryJob.first_failed_at))
+            .where(DeliveryJob.crm == crm, DeliveryJob.status == "pending").group_by(DeliveryJob.kind)).all()
+        failing_since = min((first for *_, first in queues if first), default=None)
+        crm_state["outbox"] = {kind: {"pending": count, "oldest_seconds": _age(created, now)}
+                               for kind, count, created, _ in queues}
+        crm_state["failing_since"] = failing_since.isoformat() if failing_since else None
+        if row.paused:
+            crm_state.update(state="paused", reason=row.paused_reason,
+                             since=row.paused_at.isoformat() if row.paused_at else None)
+        elif failing_since and now - failing_since > FAILING_FOR:
+            crm_state["state"] = "failing"
+    return {"database": {"state": "ok"}, "inbox": inbox, "pbx": pbx, "crm": crm_state}
+
+
+def summary(components: dict) -> dict:
+    """What anyone may see: the overall status and each component's state, no error text."""
+    states = {name: part["state"] for name, part in components.items()}
+    degraded = any(state not in ("ok", "none") for state in states.values())
+    return {"status": "degraded" if degraded else "ok", "components": states}
