@@ -8,6 +8,8 @@ Every value can be overridden on the command line or with GUNICORN_CMD_ARGS.
 """
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
@@ -19,3 +21,18 @@ graceful_timeout = 30
 limit_request_line = 8190
 limit_request_fields = 100
 accesslog = None  # the reverse proxy logs requests; errors go to stderr
+
+# Prometheus: every worker writes its counters to one directory, so a scrape of any worker sums them all.
+# A standalone `connector worker` on this host joins in when it has the same PROMETHEUS_MULTIPROC_DIR.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "connector-metrics"))
+
+
+def on_starting(server):
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.db import Database, get_or_create
+from connector.metrics import LIMITER_WAIT
 from connector.models import CrmAccount
 
 
@@ -40,6 +41,7 @@ class SharedRateLimiter:
             now = self.clock()
             slot = max(now, row.next_request_at or 0.0)
             row.next_request_at = slot + self.interval
+        LIMITER_WAIT.labels(self.crm).observe(max(0.0, slot - now))
         if slot > now:
             self.sleep(slot - now)
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from connector.db import Database
 from connector.ingest import IngestContext, apply_messages
 from connector.loop import run_until_stopped
+from connector.metrics import APPLY_LAG, EVENTS_APPLIED
 from connector.models import InboundEvent
 from connector.pbx import CallbackRejected, InboundMessage
 
@@ -90,7 +91,10 @@ class InboxApplier:
             now = datetime.now(timezone.utc)
             for event in events:
                 event.applied_at = now
-            return len(events)
+        for event in events:  # committed: visible now
+            APPLY_LAG.observe(max(0.0, (now - event.received_at).total_seconds()))
+        EVENTS_APPLIED.inc(len(events))
+        return len(events)
 
     def _apply_alone(self) -> int:
         try:

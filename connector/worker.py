@@ -28,6 +28,7 @@ from connector.crm.account import pause, pause_state, resume
 from connector.db import Database
 from connector.links import recording_link
 from connector.loop import run_until_stopped, worker_id
+from connector.metrics import DELIVERIES
 from connector.models import DeliveryJob, Score
 from connector.outbox import CONTACT, DEAD, DONE, LOG_CALL, NOTE, PENDING, TAGS, UNMATCHED, WAITING
 from connector.runtime_settings import current_policy, current_user_map
@@ -77,6 +78,14 @@ class Work:
 def _phone(number: str | None) -> str:
     digits = re.sub(r"\D", "", number or "")
     return f"+{digits}" if len(digits) >= 10 else (number or "")
+
+
+def _outcome(outcome) -> str:
+    if isinstance(outcome, TransientError):
+        return "retry"
+    if outcome.ok:
+        return "done"
+    return "retry" if outcome.extra.get("retry") else ("unmatched" if outcome.unmatched else "dead")
 
 
 class DeliveryWorker:
@@ -302,6 +311,7 @@ class DeliveryWorker:
                         continue  # our lease ran out and another worker took the job over
                     job.lease_owner = job.lease_until = None
                     d = deliveries[job.call_id]
+                    DELIVERIES.labels(self.crm, job.kind, _outcome(outcome)).inc()
                     if isinstance(outcome, TransientError):
                         self._retry_later(job, outcome, now)
                     elif outcome.ok:

@@ -178,3 +178,25 @@ def test_healthz_is_503_without_text_when_the_database_is_down(app, client, monk
     monkeypatch.setattr(app.extensions["connector"].db, "transaction", down)
     response = client.get("/healthz")
     assert response.status_code == 503 and response.json == {"error": "database unavailable"}
+
+
+def test_metrics_count_callbacks_and_show_the_queues(client, mango_post):
+    def sample(text: str, name: str) -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+                   if s.name == name.split("{")[0] and all(f'{k}="{v}"' in name for k, v in s.labels.items()))
+
+    before = client.get("/metrics").get_data(as_text=True)
+    client.post("/mango/events/summary", data=mango_post.form(summary("m-1")))
+    client.post("/mango/events/summary", data=mango_post.form(summary("m-1")))
+    client.post("/mango/events/summary", data={**mango_post.form(summary("m-2")), "sign": "0" * 64})
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    after = response.get_data(as_text=True)
+    for name, grew in (('connector_callbacks_total{endpoint="mango",outcome="accepted"}', 1),
+                       ('connector_callbacks_total{endpoint="mango",outcome="duplicate"}', 1),
+                       ('connector_callbacks_total{endpoint="mango",outcome="rejected_403"}', 1)):
+        assert sample(after, name) - sample(before, name) == grew, name
+    assert "connector_inbox_pending 1.0" in after
+    assert "79001234567" not in after  # no personal data in labels

@@ -5,13 +5,14 @@ import hmac
 from datetime import datetime, timezone
 from functools import wraps
 
-from flask import Blueprint, current_app, request, url_for
+from flask import Blueprint, Response, current_app, request, url_for
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from connector.calls import CallFilter, Cursor, call_json, find_calls, get_call
 from connector import status
 from connector.ingest import ingest_api_score
+from connector.metrics import CALLBACKS, queue_metrics
 from connector.quality import marks_json
 from connector.runtime_settings import (USER_MAP, audit_trail, current_policy, current_user_map, update_policy,
                                        update_user_map)
@@ -108,6 +109,7 @@ def post_score():
             # Raising rolls the transaction back: tell the sender, keep nothing; it can resend.
             raise ApiError(422, f"score: {result.reason}")
         answer = {"success": True, "call_id": call.entry_id, "status": result.status, "reason": result.reason}
+    CALLBACKS.labels("scores", "accepted").inc()
     return answer
 
 
@@ -223,6 +225,28 @@ def healthz():
     """200 `ok`, or 200 `degraded` with each component's state (a paused or failing CRM, a blocked PBX
     API, a lagging inbox); 503 when the database does not answer. No error text: that is for tokens."""
     return status.summary(_component_details())
+
+
+@health_bp.get("/metrics")
+def metrics():
+    """Prometheus text format: every process's counters (multiprocess mode when PROMETHEUS_MULTIPROC_DIR
+    is set), then this moment's queue depths read from the database."""
+    import os
+
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    body = generate_latest(registry)
+    try:
+        with services().db.transaction() as session:
+            body += generate_latest(queue_metrics(status.details(session, services().config.CRM)))
+    except Exception:  # the database is down: the process metrics still tell something
+        pass
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/status")

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, has_request_context, jsonify, request
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from connector.ingest import DuplicateEvent
+from connector.metrics import CALLBACKS
 from connector.pbx import CallbackRejected
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,19 @@ class ApiError(Exception):
 def error_response(status: int, message: str):
     response = jsonify(error=message.splitlines()[0] if message else "error")
     response.status_code = status
+    endpoint = _callback_endpoint()
+    if endpoint:
+        CALLBACKS.labels(endpoint, f"rejected_{status}").inc()
     return response
+
+
+def _callback_endpoint() -> str | None:
+    """Which machine intake a request is, for the callbacks metric (people's requests are not counted)."""
+    if not has_request_context():
+        return None
+    if request.path.startswith("/mango/"):
+        return "mango"
+    return "scores" if request.path == "/api/v1/scores" else None
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -40,6 +53,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DuplicateEvent)
     def _duplicate(exc: DuplicateEvent):
+        CALLBACKS.labels(_callback_endpoint() or "other", "duplicate").inc()
         # Senders (the PBX, Standard Webhooks senders) read only the status and retry
         # anything but a 2xx: a message already stored is acknowledged, and nothing changes.
         return {"success": True, "duplicate": True}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 
 from connector.ingest import receive
+from connector.metrics import CALLBACKS
 from connector.pbx import mango
 from connector.validation import text_problem
 from webhooks.errors import ApiError
@@ -49,6 +50,8 @@ def event(group: str, name: str):
         stored = receive(conn, "mango", message)  # one INSERT ... ON CONFLICT DO NOTHING
     # Only after the commit above. The PBX reads only the status: a duplicate is acknowledged too.
     if not stored:
+        CALLBACKS.labels("mango", "duplicate").inc()
         return {"success": True, "duplicate": True}
+    CALLBACKS.labels("mango", "accepted").inc()
     services.inbox_wake.set()  # the worker applies it to its call
     return {"success": True}

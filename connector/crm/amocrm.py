@@ -14,6 +14,7 @@ import requests
 
 from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, EntityNotFound, ItemResult, NoteItem,
                            PermanentError, TagItem, TransientError)
+from connector.metrics import CRM_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,14 @@ class AmoCrm:
         token = self.tokens.access_token()
         for refreshed in (False, True):
             self.wait_turn()
+            started = time.monotonic()
             try:
                 response = self.http.request(method, self.base_url + path, timeout=TIMEOUT,
                                              headers={"Authorization": f"Bearer {token}"}, **kwargs)
             except (requests.Timeout, requests.ConnectionError) as exc:
+                CRM_REQUESTS.labels(self.name, type(exc).__name__).observe(time.monotonic() - started)
                 raise TransientError(f"{method} {path}: {type(exc).__name__}") from None
+            CRM_REQUESTS.labels(self.name, str(response.status_code)).observe(time.monotonic() - started)
             if response.status_code == 401 and not refreshed:
                 token = self.tokens.refresh(token)  # once, serialised by the token source
                 continue

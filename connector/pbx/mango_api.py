@@ -29,6 +29,7 @@ import requests
 
 from connector.accounts import SharedRateLimiter, account_row
 from connector.db import Database
+from connector.metrics import MANGO_RESULTS
 from connector.pbx import Mark, QualityReport, Question
 from connector.pbx.mango import signed_form
 
@@ -204,6 +205,7 @@ class MangoApi:
             except ValueError:
                 body = None
             status, result = response.status_code, _result(body)
+            MANGO_RESULTS.labels(path, str(result if result is not None else f"http_{status}")).inc()
             where = f"{path}: HTTP {status}" + (f", result {result}" if result is not None else "")
             if status == 401:
                 blocked = True

@@ -50,7 +50,7 @@ def test_procfile_processes_serve_apply_and_stay_up(tmp_path, db_url):
     env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
            "DATABASE_URL": db_url, "DATA_DIR": str(tmp_path), "PORT": str(port), "WEB_CONCURRENCY": "2",
            "MANGO_API_KEY": "e2e-key", "MANGO_API_SALT": "e2e-salt", "ADMIN_TOKEN": "e2e-token",
-           "SECRET_KEY": "e2e-secret"}
+           "SECRET_KEY": "e2e-secret", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
     commands = procfile()
     assert set(commands) == {"release", "web", "worker"}
     subprocess.run(commands["release"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
@@ -75,6 +75,9 @@ def test_procfile_processes_serve_apply_and_stay_up(tmp_path, db_url):
         assert applied_call(base, "prod-1")["operator"] == "101"  # applied by the standalone worker
         with idle_connections(port):
             assert healthz_answers(base)
+        # Two gunicorn workers, one sum: whichever worker answers the scrape counts the other's callback.
+        scraped = requests.get(f"{base}/metrics", timeout=5).text
+        assert 'connector_callbacks_total{endpoint="mango",outcome="accepted"} 1.0' in scraped
     finally:
         for proc in processes:
             proc.terminate()

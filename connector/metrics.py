@@ -1,0 +1,47 @@
+"""Prometheus metrics. Counters and histograms are updated where things happen; queue depths are read
+from the database when `/metrics` is scraped (`queue_metrics`). Under gunicorn, and for `connector
+worker` processes on the same host, set PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py does) so that one
+scrape sums every process. Labels never carry a call id, a phone number or a secret."""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # multiprocess mode writes there from the first metric on
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+CALLBACKS = Counter("connector_callbacks_total", "Callbacks received, by endpoint and outcome "
+                    "(accepted, duplicate, rejected_<status>)", ["endpoint", "outcome"])
+EVENTS_APPLIED = Counter("connector_events_applied_total", "Stored events applied to their calls")
+APPLY_LAG = Histogram("connector_apply_lag_seconds", "From a callback's commit to its call being visible",
+                      buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+DELIVERIES = Counter("connector_deliveries_total", "Delivery job outcomes, by CRM, kind and outcome",
+                     ["crm", "kind", "outcome"])
+CRM_REQUESTS = Histogram("connector_crm_request_seconds", "CRM requests, by CRM and HTTP status (or error)",
+                         ["crm", "status"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20))
+LIMITER_WAIT = Histogram("connector_limiter_wait_seconds", "Waits for the shared rate slot, by account",
+                         ["account"], buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30))
+MANGO_RESULTS = Counter("connector_mango_results_total", "MANGO command answers, by command and result code "
+                        "(or HTTP status when there is none)", ["command", "result"])
+
+
+def queue_metrics(components: dict) -> CollectorRegistry:
+    """Gauges of this moment, from `connector.status.details`: inbox backlog, outbox depth and age."""
+    registry = CollectorRegistry()
+    up = Gauge("connector_component_ok", "1 when the component is ok", ["component", "state"], registry=registry)
+    for name, part in components.items():
+        up.labels(name, part["state"]).set(1 if part["state"] in ("ok", "none") else 0)
+    inbox = components["inbox"]
+    Gauge("connector_inbox_pending", "Stored events not applied yet", registry=registry).set(inbox["pending"])
+    Gauge("connector_inbox_oldest_pending_seconds", "Age of the oldest event not applied yet",
+          registry=registry).set(inbox["oldest_pending_seconds"] or 0)
+    depth = Gauge("connector_outbox_pending", "Delivery jobs waiting, by CRM and kind", ["crm", "kind"],
+                  registry=registry)
+    oldest = Gauge("connector_outbox_oldest_pending_seconds", "Age of the oldest waiting delivery job",
+                   ["crm", "kind"], registry=registry)
+    crm = components["crm"]
+    for kind, queue in (crm.get("outbox") or {}).items():
+        depth.labels(crm["name"], kind).set(queue["pending"])
+        oldest.labels(crm["name"], kind).set(queue["oldest_seconds"] or 0)
+    return registry
