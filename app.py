@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import Flask
 
 from connector.config import Config, ConfigError
 from connector.db import Database
+from connector.inbox import InboxWriter
 from connector.ingest import IngestContext
 from connector.pbx.mango_api import MangoApi
 from connector.wiring import build_pbx_api, ingest_context
@@ -23,13 +24,16 @@ class Services:
     db: Database
     ingest: IngestContext
     pbx: MangoApi
-    # Set after a stored event commits: wakes the inbox worker embedded in this process.
-    inbox_wake: threading.Event = field(default_factory=threading.Event)
+    intake: InboxWriter  # stores the webhook's messages, many per commit
+    # Set after stored events commit: wakes the inbox worker embedded in this process.
+    inbox_wake: threading.Event
 
 
 def build_services(config: Config) -> Services:
     db = Database(config.DATABASE_URL)
-    return Services(config=config, db=db, ingest=ingest_context(config), pbx=build_pbx_api(config, db))
+    wake = threading.Event()
+    return Services(config=config, db=db, ingest=ingest_context(config), pbx=build_pbx_api(config, db),
+                    intake=InboxWriter(db, wake=wake), inbox_wake=wake)
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -10,6 +10,7 @@ stored events to their calls in batches (join, policy, outbox planning, quality 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from datetime import datetime, timezone
 from typing import Callable
@@ -19,7 +20,7 @@ from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from connector.db import Database
-from connector.ingest import IngestContext, apply_messages
+from connector.ingest import IngestContext, apply_messages, receive_many
 from connector.loop import run_until_stopped
 from connector.metrics import APPLY_LAG, EVENTS_APPLIED
 from connector.models import InboundEvent
@@ -117,3 +118,72 @@ class InboxApplier:
         while applied := self.run_once():
             total += applied
         return total
+
+
+class _Ticket:
+    __slots__ = ("source", "message", "done", "stored", "error")
+
+    def __init__(self, source: str, message: InboundMessage):
+        self.source, self.message = source, message
+        self.done = threading.Event()
+        self.stored: bool | None = None
+        self.error: BaseException | None = None
+
+
+class InboxWriter:
+    """Group commit for the webhook. Request threads hand their verified message to one writer
+    thread, which stores everything that is waiting in one transaction and one statement, then tells
+    each request whether its message was new. A request is still answered only after the commit
+    that holds its message; many callbacks share one commit instead of queueing for one each."""
+
+    def __init__(self, db: Database, *, max_batch: int = 200, wake: threading.Event | None = None):
+        self.db, self.max_batch, self.wake = db, max_batch, wake
+        self._queue: queue.SimpleQueue[_Ticket] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def submit(self, source: str, message: InboundMessage, *, timeout: float = 30.0) -> bool:
+        """Store the message; True when new, False for a duplicate. Raises what the database raised."""
+        if self._thread is None:
+            with self._start:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
+                    self._thread.start()
+        ticket = _Ticket(source, message)
+        self._queue.put(ticket)
+        if not ticket.done.wait(timeout):
+            raise OperationalError("inbox writer", {}, TimeoutError("not stored in time"))
+        if ticket.error is not None:
+            raise ticket.error
+        return bool(ticket.stored)
+
+    def _store(self, batch: list[_Ticket]) -> None:
+        with self.db.connection() as conn:
+            results = receive_many(conn, [(t.source, t.message) for t in batch])
+        for ticket, stored in zip(batch, results):
+            ticket.stored = stored
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._store(batch)
+            except OperationalError as exc:  # the database is down: all answer 503, nothing was stored
+                for ticket in batch:
+                    ticket.error = exc
+            except Exception:  # one message the database refuses must not fail the others
+                for ticket in batch:
+                    try:
+                        self._store([ticket])
+                    except Exception as exc:
+                        ticket.error = exc
+            finally:
+                for ticket in batch:
+                    ticket.done.set()
+            if self.wake is not None:
+                self.wake.set()  # the inbox worker of this process applies them

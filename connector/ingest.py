@@ -5,6 +5,7 @@ sender only after that transaction commits.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -61,24 +62,44 @@ def _insert(session: Session, table):
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-# Written out once, the same for SQLite and PostgreSQL: SQLAlchemy's dialect INSERT constructs carry
-# no cache key, and compiling one per callback cost as much as the rest of the webhook.
-_RECEIVE = text(
-    "INSERT INTO inbound_events (source, kind, dedupe_key, entry_id, payload, received_at, applied_at) "
-    "VALUES (:source, :kind, :dedupe_key, :entry_id, :payload, :received_at, :applied_at) "
-    "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
-).bindparams(bindparam("received_at", type_=UTCDateTime), bindparam("applied_at", type_=UTCDateTime))
+_COLUMNS = ("source", "kind", "dedupe_key", "entry_id", "payload", "received_at", "applied_at")
 
 
-def receive(session: Session | Connection, source: str, message: InboundMessage, *, applied: bool = False) -> bool:
-    """Keep a verified raw message in the inbox: one INSERT ... ON CONFLICT DO NOTHING on its business
-    key. Returns False for a duplicate (nothing changed). `applied`: nothing is left to apply."""
+@functools.lru_cache(maxsize=256)
+def _receive_statement(rows: int):
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING for `rows` messages, written out once per size and the
+    same for SQLite and PostgreSQL: SQLAlchemy's dialect INSERT constructs carry no cache key, and
+    compiling one per callback cost as much as the rest of the webhook."""
+    values = ", ".join("(" + ", ".join(f":{c}{i}" for c in _COLUMNS) + ")" for i in range(rows))
+    statement = text(f"INSERT INTO inbound_events ({', '.join(_COLUMNS)}) VALUES {values} "
+                     "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING source, dedupe_key")
+    return statement.bindparams(*(bindparam(f"{c}{i}", type_=UTCDateTime) for i in range(rows)
+                                  for c in ("received_at", "applied_at")))
+
+
+def receive_many(conn: Session | Connection, messages: list[tuple[str, InboundMessage]], *,
+                 applied: bool = False) -> list[bool]:
+    """Keep verified raw messages in the inbox in one statement; for each, True when it is new, False for
+    a duplicate of one stored before or earlier in the list (nothing changed). `applied`: nothing is
+    left to apply."""
     now = datetime.now(timezone.utc)
-    inserted = session.execute(_RECEIVE, {
-        "source": source, "kind": message.kind, "dedupe_key": message.dedupe_key, "entry_id": message.entry_id,
-        "payload": message.payload, "received_at": now,
-        "applied_at": now if applied or message.event is None else None}).first()
-    return inserted is not None
+    first: dict[tuple[str, str], int] = {}
+    for index, (source, message) in enumerate(messages):
+        first.setdefault((source, message.dedupe_key), index)
+    unique = [messages[i] for i in sorted(first.values())]
+    params = {}
+    for i, (source, m) in enumerate(unique):
+        params.update({f"source{i}": source, f"kind{i}": m.kind, f"dedupe_key{i}": m.dedupe_key,
+                       f"entry_id{i}": m.entry_id, f"payload{i}": m.payload, f"received_at{i}": now,
+                       f"applied_at{i}": now if applied or m.event is None else None})
+    stored = {(row[0], row[1]) for row in conn.execute(_receive_statement(len(unique)), params)}
+    return [(source, m.dedupe_key) in stored and first[(source, m.dedupe_key)] == index
+            for index, (source, m) in enumerate(messages)]
+
+
+def receive(conn: Session | Connection, source: str, message: InboundMessage, *, applied: bool = False) -> bool:
+    """Keep one verified raw message in the inbox; False for a duplicate (nothing changed)."""
+    return receive_many(conn, [(source, message)], applied=applied)[0]
 
 
 def store_event(session: Session, source: str, message: InboundMessage) -> None:

@@ -142,3 +142,29 @@ def test_with_many_workers_a_call_held_by_one_is_left_alone_by_the_other(db_url,
         with db.transaction() as second:
             taken = inbox.claim(second, limit=10, skip_locked=True)
             assert [e.entry_id for e in taken] == ["y"]  # not x's later event
+
+
+def test_concurrent_callbacks_share_commits_and_a_duplicate_is_told_apart(db, client, mango_post):
+    from concurrent.futures import ThreadPoolExecutor
+
+    forms = [mango_post.form(dtmf(f"g-{n}", "5")) for n in range(60)] + [mango_post.form(dtmf("g-0", "5"))] * 3
+    with counted_statements(db) as statements, ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda form: client.application.test_client().post(
+            "/mango/events/dtmf", data=form).json, forms))
+    assert sum(1 for a in answers if a == {"success": True}) == 60
+    assert sum(1 for a in answers if a.get("duplicate")) == 3
+    assert statements.count("INSERT") < len(forms)  # several callbacks per commit
+    assert pending(db) == 60
+
+
+def test_a_database_error_reaches_every_waiting_request(app, client, mango_post, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    import connector.inbox as inbox
+
+    def down(*args, **kwargs):
+        raise OperationalError("INSERT", {}, ConnectionRefusedError("down"))
+
+    monkeypatch.setattr(inbox, "receive_many", down)
+    response = client.post("/mango/events/summary", data=mango_post.form(summary()))
+    assert response.status_code == 503 and response.json == {"error": "database unavailable, retry later"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
-from connector.ingest import receive
 from connector.metrics import CALLBACKS
 from connector.pbx import mango
 from connector.validation import text_problem
@@ -46,12 +45,10 @@ def event(group: str, name: str):
     if len(kind) > MAX_KIND or text_problem(kind) or not kind.isprintable():
         raise ApiError(400, f"path: the event name must be printable and at most {MAX_KIND} characters")
     message = mango.parse(kind, _verified_json())
-    with services.db.connection() as conn:
-        stored = receive(conn, "mango", message)  # one INSERT ... ON CONFLICT DO NOTHING
+    stored = services.intake.submit("mango", message)  # committed, with others waiting at the same moment
     # Only after the commit above. The PBX reads only the status: a duplicate is acknowledged too.
     if not stored:
         CALLBACKS.labels("mango", "duplicate").inc()
         return {"success": True, "duplicate": True}
     CALLBACKS.labels("mango", "accepted").inc()
-    services.inbox_wake.set()  # the worker applies it to its call
-    return {"success": True}
+    return {"success": True}  # the worker applies it to its call
