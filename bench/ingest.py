@@ -3,6 +3,11 @@ under the same server (waitress, 8 threads), measured in the same run.
 
     .venv/bin/python bench/ingest.py                       # SQLite in a temporary directory
     .venv/bin/python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+    .venv/bin/python bench/ingest.py --server gunicorn --database-url postgresql+psycopg://...   # production set-up
+
+`--server waitress` (default) is `connector serve` with its embedded worker; `--server gunicorn` is the
+Procfile's set-up: gunicorn with gevent workers (gunicorn.conf.py) and a standalone `connector worker`, the
+bare endpoint then under the same gunicorn settings.
 
 Closed loop: `--connections` keep-alive clients post as fast as answers come, for `--seconds`;
 three interleaved repetitions (anchor, connector, anchor, connector, ...). Open loop: requests are
@@ -15,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import multiprocessing
 import os
 import socket
@@ -195,12 +199,32 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
-def start_connector(database_url: str, data_dir: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": data_dir, "PORT": str(port),
-           "MANGO_API_KEY": KEY, "MANGO_API_SALT": SALT, "MANGO_SURVEY_LOCATION": "ivr.5",
-           "ADMIN_TOKEN": "bench", "SECRET_KEY": "bench-secret", "CRM": "none"}
-    return subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+BIN = Path(sys.executable).parent
+
+
+def connector_env(database_url: str, data_dir: str, port: int) -> dict:
+    return {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": data_dir, "PORT": str(port),
+            "MANGO_API_KEY": KEY, "MANGO_API_SALT": SALT, "MANGO_SURVEY_LOCATION": "ivr.5",
+            "ADMIN_TOKEN": "bench", "SECRET_KEY": "bench-secret", "CRM": "none",
+            "PROMETHEUS_MULTIPROC_DIR": os.path.join(data_dir, "metrics")}
+
+
+def start_servers(server: str, database_url: str, data_dir: str, bare_port: int,
+                  port: int) -> list[subprocess.Popen]:
+    """The bare endpoint and the connector (with whatever applies its events), under `server`."""
+    env = connector_env(database_url, data_dir, port)
+    quiet = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    if server == "waitress":
+        return [subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)], **quiet),
+                subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=ROOT, env=env,
+                                 **quiet)]
+    Path(data_dir, "bare_app.py").write_text(BARE_APP.split("serve(app")[0])
+    subprocess.run([str(BIN / "connector"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    gunicorn = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py"]
+    return [subprocess.Popen([*gunicorn, "--pythonpath", data_dir, "bare_app:app"], cwd=ROOT,
+                             env={**env, "PORT": str(bare_port)}, **quiet),
+            subprocess.Popen([*gunicorn, "app:create_app()"], cwd=ROOT, env=env, **quiet),
+            subprocess.Popen([str(BIN / "connector"), "worker"], cwd=ROOT, env=env, **quiet)]
 
 
 def apply_lag(database_url: str) -> tuple[list[float], int]:
@@ -234,6 +258,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--server", choices=["waitress", "gunicorn"], default="waitress")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="ingest-bench-")
@@ -241,14 +266,12 @@ def main() -> None:
     if database_url.startswith("postgresql"):
         wipe(database_url)
     bare_port, connector_port = free_port(), free_port()
-    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    connector = start_connector(database_url, tmp, connector_port)
+    processes = start_servers(args.server, database_url, tmp, bare_port, connector_port)
     try:
-        wait_up(bare_port, bare)
-        wait_up(connector_port, connector)
-        print(f"database: {database_url.split('@')[-1]}; {args.connections} connections, {args.seconds:.0f} s "
-              f"per run, {args.repetitions} interleaved repetitions")
+        wait_up(bare_port, processes[0])
+        wait_up(connector_port, processes[1])
+        print(f"server: {args.server}; database: {database_url.split('@')[-1]}; {args.connections} connections, "
+              f"{args.seconds:.0f} s per run, {args.repetitions} interleaved repetitions")
         offset = 0
         closed = {"bare Flask": [], "connector": []}
         for _ in range(args.repetitions):
@@ -281,9 +304,9 @@ def main() -> None:
         print(f"apply lag, commit to visible ({len(ms)} events): p50 {pct(ms, 50):.0f} ms  p95 {pct(ms, 95):.0f} ms"
               f"  p99 {pct(ms, 99):.0f} ms  max {max(ms):.0f} ms (target p99 < 1000 ms); {unapplied} unapplied")
     finally:
-        for proc in (bare, connector):
+        for proc in processes:
             proc.terminate()
-            proc.wait(timeout=10)
+            proc.wait(timeout=20)
 
 
 if __name__ == "__main__":
