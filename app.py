@@ -47,13 +47,14 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.sort_keys = False  # keep the documented field order of a call
     app.extensions["connector"] = services
 
-    from webhooks import api, errors, mango, recordings
+    from webhooks import api, errors, mango, openapi, recordings
 
     errors.register_error_handlers(app)
     app.register_blueprint(mango.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(recordings.bp)
+    app.register_blueprint(openapi.bp)
 
     # The same commands under `flask --app app ...` as under `connector ...`.
     from commands.cli import cli

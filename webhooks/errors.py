@@ -79,4 +79,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         messages = {413: "request body too large", 404: "not found", 405: "method not allowed"}
-        return error_response(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
+        response = error_response(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
+        if getattr(exc, "valid_methods", None):  # a 405 says what is allowed (RFC 9110)
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
