@@ -1,0 +1,120 @@
+"""Malformed, forged and hostile requests on every inbound surface: never a 5xx, and a refused request
+writes nothing. Derandomised in CI (the `ci` hypothesis profile); about 5,000 requests per database,
+over 10,000 per run with PostgreSQL."""
+import json
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+from sqlalchemy import func, select
+
+from connector.models import Call, InboundEvent, Score, SettingsAudit
+from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, sign_score
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+                    st.text(max_size=40), st.sampled_from(["\ud800", "\x00", "{score[0]}", "0001-01-01T00:00:00+01:00",
+                                                           "9999-12-31T23:59:59-01:00", "1e3", "7", "-1"]))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                      max_leaves=8)
+documents = st.dictionaries(st.sampled_from(["entry_id", "call_id", "seq", "call_direction", "from", "to",
+                                             "talk_time", "end_time", "recording_id", "recording_state", "dtmf",
+                                             "location", "timestamp", "call_state", "recipient"]), values, max_size=8)
+kinds = st.sampled_from(["events/call", "events/summary", "events/recording", "events/record/added", "events/dtmf"])
+
+
+def rows(db) -> tuple:
+    with db.transaction() as s:
+        return tuple(s.scalar(select(func.count()).select_from(m)) for m in (InboundEvent, Call, Score, SettingsAudit))
+
+
+def fuzz(examples: int):
+    return settings(max_examples=examples, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def refused_cleanly(response, db, before) -> None:
+    assert response.status_code < 500, (response.status_code, response.get_data(as_text=True)[:300])
+    if response.status_code >= 400:
+        assert set(response.json) == {"error"} and "\n" not in response.json["error"]
+        assert rows(db) == before
+
+
+@fuzz(1200)
+@given(kind=kinds, document=documents, key=st.sampled_from([MANGO_KEY, "other-key", ""]),
+       sign=st.one_of(st.just(None), st.text(max_size=70)))
+def test_forged_callbacks(client, db, kind, document, key, sign):
+    from connector.pbx import mango
+
+    form = mango.signed_form(key or "x", MANGO_SALT + "wrong", json.dumps(document))
+    form["vpbx_api_key"] = key
+    if sign is not None:
+        form["sign"] = sign
+    before = rows(db)
+    response = client.post(f"/mango/{kind}", data=form)
+    assert response.status_code in (400, 403), response.get_data(as_text=True)[:300]
+    refused_cleanly(response, db, before)
+
+
+@fuzz(1500)
+@given(kind=kinds, document=documents)
+def test_signed_malformed_callbacks(client, db, mango_post, kind, document):
+    before = rows(db)
+    response = client.post(f"/mango/{kind}", data=mango_post.form(json.dumps(document)))
+    refused_cleanly(response, db, before)
+
+
+@fuzz(600)
+@given(body=st.binary(max_size=300), content_type=st.sampled_from(
+    ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json", "text/plain", ""]),
+       path=st.sampled_from(["/mango/events/summary", "/mango/ping", "/api/v1/scores", "/api/v1/settings"]))
+def test_raw_bytes_on_every_intake(client, db, body, content_type, path):
+    before = rows(db)
+    method = client.put if path == "/api/v1/settings" else client.post
+    response = method(path, data=body, headers={"Content-Type": content_type} if content_type else {})
+    refused_cleanly(response, db, before)
+
+
+@fuzz(900)
+@given(payload=st.dictionaries(st.sampled_from(["call_id", "score", "source", "rated_at", "comment", "operator",
+                                                "phone"]), values, max_size=7),
+       forge=st.sampled_from(["none", "headers", "signature", "stale"]))
+def test_score_api(client, db, payload, forge):
+    body = json.dumps(payload)
+    headers = sign_score(body, timestamp=0 if forge == "stale" else None)
+    if forge == "headers":
+        headers = {"Content-Type": "application/json"}
+    elif forge == "signature":
+        headers["webhook-signature"] = "v1,AAAA"
+    before = rows(db)
+    response = client.post("/api/v1/scores", data=body, headers=headers)
+    if forge != "none":
+        assert response.status_code in (400, 401, 403), response.get_data(as_text=True)[:300]
+    refused_cleanly(response, db, before)
+
+
+@fuzz(500)
+@given(changes=st.dictionaries(st.sampled_from(["enabled", "scale_min", "scale_max", "max_threshold", "tag_template",
+                                                "score_text_template", "rating_window_days", "lock_score",
+                                                "amocrm_user_map", "other"]), values, min_size=1, max_size=4),
+       token=st.sampled_from([ADMIN_TOKEN, "wrong", ""]))
+def test_settings(client, db, changes, token):
+    before = rows(db)
+    response = client.put("/api/v1/settings", data=json.dumps(changes),
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    if token != ADMIN_TOKEN:
+        assert response.status_code == 401
+    refused_cleanly(response, db, before)
+
+
+@fuzz(400)
+@given(query=st.dictionaries(st.sampled_from(["score_lte", "score_gte", "operator", "line", "date_from", "date_to",
+                                              "tagged", "crm_status", "page", "per_page", "after", "x"]),
+                             st.text(max_size=30), max_size=5),
+       call_id=st.text(min_size=1, max_size=40), exp=st.text(max_size=12), sig=st.text(max_size=70))
+def test_lists_and_recording_links(client, db, query, call_id, exp, sig):
+    before = rows(db)
+    listed = client.get("/api/v1/calls", query_string=query, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    refused_cleanly(listed, db, before)
+    played = client.get("/recordings/x", query_string={"exp": exp, "sig": sig})
+    assert played.status_code == 403
+    one = client.get("/api/v1/calls/" + call_id.replace("/", "_"), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert one.status_code in (200, 400, 404, 405)
