@@ -147,13 +147,21 @@ class FakeAmo:
 
     def _match(self, phone: str) -> tuple[str, int] | None:
         wanted = digits(phone)
-        for contact_id, contact in self.contacts.items():
-            if wanted and wanted in contact["phones"]:
-                open_leads = [lid for lid, lead in self.leads.items() if lead["contact_id"] == contact_id]
-                if len(open_leads) == 1:
-                    return "leads", open_leads[0]
-                return "contacts", contact_id
-        return None
+        contact_id = next((cid for cid, contact in self.contacts.items() if wanted and wanted in contact["phones"]),
+                          None) if len(self.contacts) < 1000 else self._contact_by_phone(wanted)
+        if contact_id is None:
+            return None
+        open_leads = [lid for lid, lead in self.leads.items() if lead["contact_id"] == contact_id]
+        if len(open_leads) == 1:
+            return "leads", open_leads[0]
+        return "contacts", contact_id
+
+    def _contact_by_phone(self, wanted: str) -> int | None:
+        """The same answer through an index, for benchmarks with a hundred thousand contacts."""
+        if getattr(self, "_phones_indexed", 0) != len(self.contacts):
+            self._phone_index = {p: cid for cid, c in reversed(list(self.contacts.items())) for p in c["phones"]}
+            self._phones_indexed = len(self.contacts)
+        return self._phone_index.get(wanted)
 
 
 def create_fake_app(fake: FakeAmo) -> Flask:
