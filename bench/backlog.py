@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from connector.db import Database, upgrade  # noqa: E402
 from connector.ingest import receive_many  # noqa: E402
@@ -55,11 +55,9 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="backlog-bench-")
     url = args.database_url or f"sqlite:///{tmp}/connector.db"
     if url.startswith("postgresql"):
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
+        from bench.common import wipe_postgres
+
+        wipe_postgres(url)
     upgrade(url)
     db = Database(url)
     fake = FakeAmo(rate_limit=10_000, long_lived_token="bench-token")

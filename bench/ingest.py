@@ -241,16 +241,6 @@ def apply_lag(database_url: str) -> tuple[list[float], int]:
     return lags, sum(1 for _, a in rows if a is None)
 
 
-def wipe(database_url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(database_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=None)
@@ -264,7 +254,9 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="ingest-bench-")
     database_url = args.database_url or f"sqlite:///{tmp}/connector.db"
     if database_url.startswith("postgresql"):
-        wipe(database_url)
+        from bench.common import wipe_postgres
+
+        wipe_postgres(database_url)
     bare_port, connector_port = free_port(), free_port()
     processes = start_servers(args.server, database_url, tmp, bare_port, connector_port)
     try:

@@ -46,11 +46,11 @@ FILTERS = ["", "score_lte=3", "score_gte=9", "operator=120", "line=74950000003",
 def seed(url: str, n: int) -> None:
     from connector.db import upgrade
 
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+    from bench.common import wipe_postgres
+
+    wipe_postgres(url)
     upgrade(url)
+    engine = create_engine(url)
     with engine.begin() as conn:
         for statement in SEED.split(";"):
             if statement.strip():
