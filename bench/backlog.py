@@ -67,8 +67,9 @@ def main() -> None:
         for i in range(start, min(start + 500, args.calls)):
             phone = f"7944{i:07d}"
             fake.add_contact(phone)
-            messages.append(("mango", mango.parse("events/dtmf", mango.signed_form(KEY, SALT, dtmf(f"q{i}", str(1 + i % 10)))["json"])))
-            messages.append(("mango", mango.parse("events/summary", mango.signed_form(KEY, SALT, summary(f"q{i}", customer=phone))["json"])))
+            for kind, payload in (("events/dtmf", dtmf(f"q{i}", str(1 + i % 10))),
+                                  ("events/summary", summary(f"q{i}", customer=phone))):
+                messages.append(("mango", mango.parse(kind, mango.signed_form(KEY, SALT, payload)["json"])))
         with db.connection() as conn:
             receive_many(conn, messages)
     print(f"seeded {args.calls:,} calls ({2 * args.calls:,} events) in the inbox in {time.monotonic() - started:.0f} s")

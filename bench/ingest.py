@@ -79,6 +79,9 @@ def wait_up(port: int, proc: subprocess.Popen) -> None:
     raise SystemExit("server did not start")
 
 
+STATES = ("Appeared", "Connected", "OnHold", "Connected", "Disconnected")
+
+
 def call_events(n: int) -> list[tuple[str, str]]:
     """The callbacks of one call, as MANGO sends them: 10 leg state changes, the recording, the
     survey digits and the summary (13 callbacks), each a signed form body."""
@@ -86,7 +89,7 @@ def call_events(n: int) -> list[tuple[str, str]]:
 
     entry, leg, now = f"bench-{os.getpid()}-{n}", f"leg-{n}", int(time.time())
     payloads = [("events/call", {"entry_id": entry, "call_id": leg, "seq": seq, "timestamp": now,
-                                 "call_state": ["Appeared", "Connected", "OnHold", "Connected", "Disconnected"][seq % 5],
+                                 "call_state": STATES[seq % 5],
                                  "location": "abonent", "from": {"number": "79001234567"},
                                  "to": {"extension": "101", "number": "74950000000", "line_number": "74950000000"}})
                 for seq in range(1, 11)]

@@ -34,6 +34,7 @@ class IngestContext:
     survey_location: str = ""  # the IVR location whose digits are the customer's score
     poll_quality: bool = False  # ask the PBX's quality control for each call's scores (MANGO_QUALITY_API)
 
+
 FIRST_POLL_DELAY = timedelta(seconds=5)  # the summary can come a moment before the PBX saves the mark
 
 
@@ -211,7 +212,8 @@ def add_supervisor_score(session: Session, call: Call, policy: Policy, raw: str 
 def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payload: str,
                      score: dict) -> tuple[Call, Score | Decision]:
     """A score from the generic score API (already verified and validated)."""
-    store_event(session, "scores_api", InboundMessage("scores", dedupe_key(message_id), score["call_id"], payload, None))
+    message = InboundMessage("scores", dedupe_key(message_id), score["call_id"], payload, None)
+    store_event(session, "scores_api", message)
     call = call_for_update(session, score["call_id"])
     policy = current_policy(session, ctx.initial_policy)
     add = add_customer_score if score["source"] == CUSTOMER else add_supervisor_score

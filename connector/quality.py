@@ -1,7 +1,8 @@
 """Scores pulled from the PBX's quality control: when to ask, and what an answer changes.
 
-After a call's summary (and `ingest.FIRST_POLL_DELAY`) the PBX is asked for the call every `CUSTOMER_POLL_EVERY` until the
-customer's post-call mark is known or `SURVEY_WAIT_SECONDS` after the end have passed; then
+After a call's summary (and `ingest.FIRST_POLL_DELAY`) the PBX is asked for the call every
+`CUSTOMER_POLL_EVERY` until the customer's post-call mark is known or `SURVEY_WAIT_SECONDS` after the
+end have passed; then
 again at each of `SUPERVISOR_RECHECKS` after the end, because supervisors evaluate calls hours
 or days later. Everything here runs inside the caller's transaction, except the pure schedule.
 """

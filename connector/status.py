@@ -36,7 +36,8 @@ def details(session: Session, crm: str) -> dict:
     if crm != "none":
         row = account_row(session, crm)
         queues = session.execute(
-            select(DeliveryJob.kind, func.count(), func.min(DeliveryJob.created_at), func.min(DeliveryJob.first_failed_at))
+            select(DeliveryJob.kind, func.count(), func.min(DeliveryJob.created_at),
+                   func.min(DeliveryJob.first_failed_at))
             .where(DeliveryJob.crm == crm, DeliveryJob.status == "pending").group_by(DeliveryJob.kind)).all()
         failing_since = min((first for *_, first in queues if first), default=None)
         crm_state["outbox"] = {kind: {"pending": count, "oldest_seconds": _age(created, now)}

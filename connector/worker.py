@@ -21,8 +21,8 @@ from sqlalchemy.exc import OperationalError, StatementError
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from connector import outbox
-from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmAdapter, CrmError, ItemResult, NoteItem,
-                           PermanentError, TagItem, TransientError)
+from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmAdapter, CrmError, ItemResult,
+                           NoteItem, PermanentError, TagItem, TransientError)
 from connector.accounts import SharedRateLimiter
 from connector.crm.account import pause, pause_state, resume
 from connector.db import Database

@@ -23,7 +23,9 @@ def ids(response):
 
 
 def test_filters(client, auth, calls):
-    get = lambda q: ids(client.get(f"/api/v1/calls?{q}", headers=auth))
+    def get(query):
+        return ids(client.get(f"/api/v1/calls?{query}", headers=auth))
+
     assert get("") == ["c1", "c2", "c3", "c4", "c5"]
     assert get("score_lte=5") == ["c1", "c2"]
     assert get("score_gte=9") == ["c3", "c4"]

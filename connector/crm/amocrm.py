@@ -12,8 +12,8 @@ from typing import Callable, Protocol
 
 import requests
 
-from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, EntityNotFound, ItemResult, NoteItem,
-                           PermanentError, TagItem, TransientError)
+from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, EntityNotFound, ItemResult,
+                           NoteItem, PermanentError, TagItem, TransientError)
 from connector.metrics import CRM_REQUESTS
 
 log = logging.getLogger(__name__)
