@@ -176,3 +176,8 @@ def test_a_database_data_error_is_a_4xx_without_personal_data(app, client, caplo
     one_line_4xx(client.get("/boom/data"), 422, "does not fit")
     one_line_4xx(client.get("/boom/integrity"), 409, "conflict")
     assert "79001234567" not in caplog.text
+
+
+@pytest.mark.parametrize("call_id", ["a%00b", "x" * 200])
+def test_a_call_id_no_call_can_have_is_404(client, auth, call_id):
+    one_line_4xx(client.get(f"/api/v1/calls/{call_id}", headers=auth), 404, "call_id")

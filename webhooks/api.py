@@ -17,7 +17,8 @@ from connector.quality import marks_json
 from connector.runtime_settings import (USER_MAP, audit_trail, current_policy, current_user_map, update_policy,
                                        update_user_map)
 from connector.threshold import REFUSED, PolicyError
-from connector.validation import INT32_MAX, AwareUtcDateTime, StrictInteger, first_error, parse_json, storable_text
+from connector.validation import (INT32_MAX, AwareUtcDateTime, StrictInteger, first_error, parse_json,
+                                  storable_text, text_problem)
 from webhooks.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -163,6 +164,9 @@ def list_calls():
 @bp.get("/calls/<path:call_id>")
 @require_token
 def show_call(call_id: str):
+    problem = text_problem(call_id) or ("longer than 128 characters" if len(call_id) > 128 else None)
+    if problem:  # no call can have such an id; PostgreSQL would refuse to even look for it
+        raise ApiError(404, f"unknown call: call_id {problem}")
     with services().db.transaction() as session:
         call = get_call(session, call_id)
         if call is None:
