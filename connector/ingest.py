@@ -121,14 +121,6 @@ def apply_messages(session: Session, ctx: IngestContext, messages: list[InboundM
     refresh_crm_many(session, ctx, list(calls.values()), policy)
 
 
-def ingest_pbx_message(session: Session, ctx: IngestContext, message: InboundMessage,
-                       *, source: str = "mango") -> Call | None:
-    """Store and apply one message in the caller's transaction (raises DuplicateEvent)."""
-    store_event(session, source, message)
-    apply_messages(session, ctx, [message])
-    return session.scalars(select(Call).where(Call.entry_id == message.entry_id)).first() if message.event else None
-
-
 def _apply_event(session: Session, ctx: IngestContext, call: Call, event, policy: Policy) -> None:
     if isinstance(event, CallState):
         _apply_call_state(call, event)
