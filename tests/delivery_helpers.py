@@ -4,7 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app import create_app
 from connector.wiring import build_worker
@@ -54,6 +54,14 @@ class Harness:
             s.execute(update(DeliveryJob).where(DeliveryJob.status == "pending")
                       .values(not_before=datetime.now(timezone.utc) - timedelta(seconds=1)))
 
+    def advance(self, seconds: float) -> None:
+        """Time passes for the outbox: every wait and every failure started `seconds` earlier."""
+        shift = timedelta(seconds=seconds)
+        with self.db.transaction() as s:
+            for job in s.scalars(select(DeliveryJob).where(DeliveryJob.status == "pending")):
+                job.not_before -= shift
+                job.first_failed_at = job.first_failed_at and job.first_failed_at - shift
+
     def call(self, call_id: str) -> dict:
         from tests.conftest import ADMIN_TOKEN
 
@@ -70,7 +78,5 @@ class Harness:
         return {**health, "crm": details["details"]["crm"]}
 
     def jobs(self) -> list[DeliveryJob]:
-        from sqlalchemy import select
-
         with self.db.transaction() as s:
             return list(s.scalars(select(DeliveryJob).order_by(DeliveryJob.id)))

@@ -5,8 +5,8 @@ import socket
 import subprocess
 import sys
 import time
-
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
@@ -21,8 +21,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_connector(cwd, db_url, **extra_env):
-    """`connector serve` as its own process on a free port; yields (base url, env, cwd)."""
+def running_connector(cwd, db_url, processes: list | None = None, **extra_env):
+    """`connector serve` as its own process on a free port; yields (base url, env, cwd). The process
+    is appended to `processes`, for a test that kills it."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
@@ -30,8 +31,13 @@ def running_connector(cwd, db_url, **extra_env):
         "MANGO_API_KEY": "e2e-key", "MANGO_API_SALT": "e2e-salt", "MANGO_SURVEY_LOCATION": "ivr.5",
         "ADMIN_TOKEN": "e2e-token", "SECRET_KEY": "e2e-secret", **extra_env,
     }
-    proc = subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Its log goes to a file: a pipe nobody reads fills up and blocks the process at its next log line.
+    log_path = Path(cwd) / f"serve-{port}.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=cwd, env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT, text=True)
+    if processes is not None:
+        processes.append(proc)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -42,13 +48,12 @@ def running_connector(cwd, db_url, **extra_env):
             except requests.ConnectionError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"connector did not start: {proc.stdout.read()}")
+                raise AssertionError(f"connector did not start: {log_path.read_text()}")
             time.sleep(0.2)
         yield base, env, cwd
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        proc.stdout.close()
 
 
 @pytest.fixture

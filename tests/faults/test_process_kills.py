@@ -1,0 +1,127 @@
+"""Processes killed without warning: a worker SIGKILLed mid-batch (call notes and tag adds), and the
+web process SIGKILLed mid-burst, after which the PBX resends what it did not see acknowledged."""
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from connector.db import Database
+from connector.models import InboundEvent
+from connector.pbx.mango import signed_form
+from tests.delivery_helpers import TOKEN, connector_with_fake_amo
+from tests.e2e.test_serve_and_simulate import running_connector
+from tests.fakes.amocrm import FakeAmo, create_fake_app
+from tests.fakes.server import serving
+from tests.ledger import ScoredCalls, assert_exactly_once, report, tally, wait_until_settled
+from tests.processes import process_env, start_worker, stop
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("method, path, looked_up", [
+    ("POST", "/api/v4/calls", "/notes"),  # a batch of calls
+    ("PATCH", "/api/v4/contacts", "/api/v4/contacts"),  # a batch of tag adds
+])
+def test_a_worker_sigkilled_mid_batch(db_url, tmp_path, capsys, method, path, looked_up):
+    with connector_with_fake_amo(db_url) as h:
+        calls = ScoredCalls().known_to(h.fake)
+        calls.post_all(h.post)
+        env = process_env(DATABASE_URL=db_url, CRM="amocrm", AMOCRM_BASE_URL=h.amo_url, AMOCRM_LONG_LIVED_TOKEN=TOKEN,
+                          SECRET_KEY="test-secret-key", SURVEY_WAIT_SECONDS=0, WORKER_LEASE_SECONDS=2,
+                          WORKER_POLL_SECONDS=0.1)
+        first = start_worker(env, tmp_path)
+        killed = []
+
+        def kill_after_the_second_batch(m, p):
+            if m == method and p == path and not killed:
+                if sum(1 for _, m2, p2, _ in h.fake.requests if m2 == method and p2 == path) == 1:
+                    os.kill(first.pid, signal.SIGKILL)  # the batch is applied; its answer never arrives
+                    killed.append(time.monotonic())
+
+        h.fake.after_effect = kill_after_the_second_batch
+        first.wait(timeout=60)
+        assert killed and first.returncode == -signal.SIGKILL
+        h.fake.after_effect = None
+        second = start_worker(env, tmp_path)
+        try:
+            wait_until_settled(h.db)
+        finally:
+            stop(second)
+        figures = tally(h.fake, calls, h.db)
+        report(f"worker-sigkill-mid-{'calls' if 'calls' in path else 'tags'}-batch", figures, capsys)
+        assert_exactly_once(figures)
+        # The batch in doubt was looked up in the CRM instead of being sent again.
+        assert any(m == "GET" and p.endswith(looked_up) for _, m, p, _ in h.fake.requests)
+
+
+def stored_callbacks(db_url: str) -> set[tuple[str, str]]:
+    db = Database(db_url)
+    try:
+        with db.transaction() as s:
+            return set(s.execute(select(InboundEvent.entry_id, InboundEvent.kind)).tuples())
+    finally:
+        db.dispose()
+
+
+def test_the_web_process_sigkilled_mid_burst_then_the_pbx_resends(db_url, tmp_path, capsys):
+    fake = FakeAmo(long_lived_token=TOKEN)
+    calls = ScoredCalls(count=150, prefix="w").known_to(fake)
+    callbacks = [(calls.entry_ids[i], kind, payload)
+                 for i in range(calls.count) for kind, payload in calls.callbacks(i)]
+    acknowledged: set[int] = set()
+    refused: list[int] = []
+    processes: list = []
+
+    def send(base: str, index: int) -> bool:
+        _, kind, payload = callbacks[index]
+        try:
+            answer = requests.post(f"{base}/mango/{kind}", data=signed_form("e2e-key", "e2e-salt", payload), timeout=10)
+        except requests.ConnectionError:
+            return False  # the process is gone: the PBX keeps it for the resend
+        if answer.status_code != 200:
+            refused.append(answer.status_code)
+            return False
+        acknowledged.add(index)
+        return True
+
+    with serving(create_fake_app(fake)) as amo_url:
+        crm = {"CRM": "amocrm", "AMOCRM_BASE_URL": amo_url, "AMOCRM_LONG_LIVED_TOKEN": TOKEN,
+               "AMOCRM_USER_MAP": "101:5551", "SURVEY_WAIT_SECONDS": "0"}
+        with running_connector(tmp_path, db_url, processes, **crm) as (base, _env, _cwd):
+            kill_once = threading.Lock()
+
+            def send_and_kill(index: int) -> None:
+                if send(base, index) and len(acknowledged) >= len(callbacks) // 3 and kill_once.acquire(False):
+                    os.kill(processes[0].pid, signal.SIGKILL)
+
+            with ThreadPoolExecutor(8) as senders:
+                list(senders.map(send_and_kill, range(len(callbacks))))
+            assert processes[0].wait(timeout=10) == -signal.SIGKILL
+        before_resend = len(acknowledged)
+        assert len(callbacks) // 3 <= before_resend < len(callbacks)
+        stored = stored_callbacks(db_url)
+        lost_acks = [callbacks[i][:2] for i in acknowledged if callbacks[i][:2] not in stored]
+        assert not lost_acks, f"acknowledged but not stored: {lost_acks[:5]}"
+
+        # The PBX resends everything it did not see acknowledged; a few acknowledged ones come twice too.
+        with running_connector(tmp_path, db_url, **crm) as (base, _env, _cwd):
+            unacknowledged = [i for i in range(len(callbacks)) if i not in acknowledged]
+            again = unacknowledged + sorted(acknowledged)[:20]
+            with ThreadPoolExecutor(8) as senders:
+                assert all(senders.map(lambda i: send(base, i), again))
+            db = Database(db_url)
+            try:
+                wait_until_settled(db)
+                figures = {**tally(fake, calls, db), "callbacks": len(callbacks),
+                           "acknowledged_before_kill": before_resend, "resent": len(again),
+                           "stored_events": len(stored_callbacks(db_url))}
+            finally:
+                db.dispose()
+        report("web-sigkill-mid-burst-and-resend", figures, capsys)
+        assert figures["stored_events"] == len(callbacks) and not refused
+        assert_exactly_once(figures)
