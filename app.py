@@ -1,7 +1,6 @@
 """Composition root: settings -> database -> use-case context -> HTTP faces and CLI."""
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from flask import Flask
 from connector.config import Config, ConfigError
 from connector.db import Database
 from connector.inbox import InboxWriter
+from connector.logs import configure_logging
 from connector.ingest import IngestContext
 from connector.pbx.mango_api import MangoApi
 from connector.wiring import build_pbx_api, ingest_context
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from commands.cli import cli
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at every start
+    configure_logging()
     try:
         cli.main(args=argv, prog_name="connector", standalone_mode=True,
                  obj=ScriptInfo(create_app=create_app, set_debug_flag=False))

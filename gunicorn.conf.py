@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 
+from connector.logs import configure_logging
+
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
 worker_class = "gevent"
@@ -21,6 +23,7 @@ graceful_timeout = 30
 limit_request_line = 8190
 limit_request_fields = 100
 accesslog = None  # the reverse proxy logs requests; errors go to stderr
+configure_logging()  # the connector's own lines, as under `connector serve`; workers inherit it
 
 # Prometheus: every worker writes its counters to one directory, so a scrape of any worker sums them all.
 # A standalone `connector worker` on this host joins in when it has the same PROMETHEUS_MULTIPROC_DIR.

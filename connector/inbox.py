@@ -87,7 +87,7 @@ class InboxApplier:
                 except (KeyError, CallbackRejected) as exc:
                     # Verified and valid when it came; unreadable now (a source or rule removed since).
                     event.error = f"cannot be read: {getattr(exc, 'message', 'no parser for its source')}"[:255]
-                    log.error("inbox: event %s (%s) %s", event.id, event.kind, event.error)
+                    log.error("inbox: call %s event %s (%s) %s", event.entry_id, event.id, event.kind, event.error)
             apply_messages(s, self.ctx, messages)
             now = datetime.now(timezone.utc)
             for event in events:
@@ -109,7 +109,7 @@ class InboxApplier:
                     return 0
                 event.applied_at = datetime.now(timezone.utc)
                 event.error = f"the database refused it ({type(exc).__name__}); set aside"
-                log.error("inbox: event %s (%s) %s", event.id, event.kind, event.error)
+                log.error("inbox: call %s event %s (%s) %s", event.entry_id, event.id, event.kind, event.error)
             return 1
 
     def drain(self) -> int:

@@ -88,6 +88,11 @@ def _outcome(outcome) -> str:
     return "retry" if outcome.extra.get("retry") else ("unmatched" if outcome.unmatched else "dead")
 
 
+def _call_ids(work: list[Work], shown: int = 10) -> str:
+    ids = [w.entry_id for w in work]
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
 class DeliveryWorker:
     def __init__(self, db: Database, adapter: CrmAdapter, opts: WorkerOptions, *,
                  limiter: SharedRateLimiter | None = None, owner: str | None = None):
@@ -231,9 +236,9 @@ class DeliveryWorker:
             settled = {w.job_id: ItemResult(True, w.item.entity_type, w.item.entity_id)
                        for w, done in zip(doubtful, applied) if done}
         if settled:
-            log.info("%d %s job(s) were already applied before a crash or timeout; not re-sent",
-                     len(settled), kind)
             done = [w for w in work if w.job_id in settled]
+            log.info("%d %s job(s) were already applied before a crash or timeout; not re-sent (calls %s)",
+                     len(settled), kind, _call_ids(done))
             self._record(done, [settled[w.job_id] for w in done])
         return [w for w in work if w.job_id not in settled]
 
@@ -285,7 +290,7 @@ class DeliveryWorker:
                 raise  # the database is down: the lease brings the batch back
             cause = getattr(exc, "orig", None) or exc
             reason = f"the outcome could not be stored ({type(cause).__name__}); fix the data and replay"
-            log.error("%s: %d job(s) dead: %s", self.crm, len(work), reason)
+            log.error("%s: %d job(s) dead (calls %s): %s", self.crm, len(work), _call_ids(work), reason)
             self._bury(work, reason)
 
     def _bury(self, work: list[Work], reason: str) -> None:
