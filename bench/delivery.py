@@ -5,11 +5,22 @@ With batches of 50 the bound is 7 x 50 / 2 = 175 calls per second; the baseline 
 one call per request (bound 3.5 per second). Run:
 
     .venv/bin/python bench/delivery.py [--calls 1750] [--baseline-calls 35] [--workers 1]
+    .venv/bin/python bench/delivery.py --load 100 [--database-url ...]
+
+With `--load RATE`, the delivery runs inside `connector serve` (the embedded set-up: web server, inbox
+and delivery worker in one process), first alone and then while another process posts RATE MANGO call
+state callbacks per second to it (calls without a summary: they load the server and the database but
+add nothing to deliver). Time runs from amoCRM's first request to the last job done.
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import logging
+import multiprocessing
+import os
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +40,7 @@ from tests.fakes.amocrm import FakeAmo, create_fake_app  # noqa: E402
 from tests.fakes.server import serving  # noqa: E402
 
 RATE = 7
+ROOT = Path(__file__).resolve().parent.parent
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
@@ -37,23 +49,37 @@ def open_jobs(db) -> int:
         return s.scalar(select(func.count()).select_from(DeliveryJob).where(DeliveryJob.status != "done"))
 
 
+CRM_SETTINGS = {"CRM": "amocrm", "AMOCRM_LONG_LIVED_TOKEN": "bench-token", "SURVEY_WAIT_SECONDS": "0",
+                "AMOCRM_RATE_LIMIT": str(RATE), "AMOCRM_USER_MAP": "101:5551"}
+
+
+def prepare(url: str, fake: FakeAmo, amo_url: str, calls: int, wipe: bool):
+    """An empty schema, then `calls` low-score calls waiting for delivery; returns (config, app)."""
+    if wipe:
+        downgrade(url, "base")  # each run starts from an empty schema: the database is wiped
+    upgrade(url)
+    config = make_config(url, AMOCRM_BASE_URL=amo_url, **CRM_SETTINGS)
+    app = create_app(config)
+    post = MangoPoster(app.test_client())
+    for i in range(calls):
+        phone = f"7933{i:07d}"
+        fake.add_contact(phone)
+        post("events/summary", summary(f"b{i}", customer=phone))
+        post("events/dtmf", dtmf(f"b{i}", str(1 + i % 8)))
+    return config, app
+
+
+def check(fake: FakeAmo, calls: int) -> None:
+    assert len(fake.calls) == calls, f"{len(fake.calls)} calls logged, expected {calls}"
+    assert set(fake.tag_adds.values()) == {1}, "a tag was added twice"
+
+
 def run(calls: int, batch: int, workers: int, database_url: str | None) -> tuple[float, FakeAmo]:
     fake = FakeAmo(rate_limit=RATE, long_lived_token="bench-token")
     with tempfile.TemporaryDirectory() as tmp, serving(create_fake_app(fake), ) as amo_url:
         url = database_url or f"sqlite:///{tmp}/bench.db"
-        if database_url:
-            downgrade(url, "base")  # each run starts from an empty schema: the database is wiped
-        upgrade(url)
-        config = make_config(url, CRM="amocrm", AMOCRM_BASE_URL=amo_url, AMOCRM_LONG_LIVED_TOKEN="bench-token",
-                             SURVEY_WAIT_SECONDS=0, AMOCRM_RATE_LIMIT=RATE, AMOCRM_USER_MAP="101:5551")
-        app = create_app(config)
+        config, app = prepare(url, fake, amo_url, calls, wipe=bool(database_url))
         db = app.extensions["connector"].db
-        post = MangoPoster(app.test_client())
-        for i in range(calls):
-            phone = f"7933{i:07d}"
-            fake.add_contact(phone)
-            post("events/summary", summary(f"b{i}", customer=phone))
-            post("events/dtmf", dtmf(f"b{i}", str(1 + i % 8)))
         pool = [build_worker(config, db) for _ in range(workers)]
         for worker in pool:
             worker.adapter.max_batch = batch
@@ -68,10 +94,82 @@ def run(calls: int, batch: int, workers: int, database_url: str | None) -> tuple
         stop.set()
         for t in threads:
             t.join(timeout=10)
-        assert len(fake.calls) == calls, f"{len(fake.calls)} calls logged, expected {calls}"
-        assert set(fake.tag_adds.values()) == {1}, "a tag was added twice"
+        check(fake, calls)
         db.dispose()
         return calls / elapsed, fake
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post_call_states(port: int, rate: float, stop, sent) -> None:
+    """In its own process: MANGO call state callbacks at `rate` per second until `stop` is set."""
+    from urllib.parse import urlencode
+
+    from connector.pbx.mango import signed_form
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    start, n = time.monotonic(), 0
+    while not stop.is_set():
+        delay = start + n / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        payload = {"entry_id": f"load-{n // 10}", "call_id": f"leg-{n // 10}", "seq": n % 10 + 1,
+                   "timestamp": int(time.time()), "call_state": "Connected", "location": "abonent",
+                   "from": {"number": "79001234567"}, "to": {"extension": "101", "number": "74950000000"}}
+        body = urlencode(signed_form("bench-key", "bench-salt", payload))
+        conn.request("POST", "/mango/events/call", body=body,
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        conn.getresponse().read()
+        n += 1
+    sent.value = n
+
+
+def run_served(calls: int, database_url: str | None, load: float) -> tuple[float, float, FakeAmo]:
+    """Delivery inside `connector serve`, with `load` call state callbacks per second posted to it;
+    returns (scored calls per second, callbacks per second actually posted, the fake)."""
+    fake = FakeAmo(rate_limit=RATE, long_lived_token="bench-token")
+    with tempfile.TemporaryDirectory() as tmp, serving(create_fake_app(fake)) as amo_url:
+        url = database_url or f"sqlite:///{tmp}/bench.db"
+        _config, app = prepare(url, fake, amo_url, calls, wipe=bool(database_url))
+        db = app.extensions["connector"].db
+        port = free_port()
+        env = {**os.environ, **CRM_SETTINGS, "DATABASE_URL": url, "DATA_DIR": tmp, "PORT": str(port),
+               "AMOCRM_BASE_URL": amo_url, "MANGO_API_KEY": "bench-key", "MANGO_API_SALT": "bench-salt",
+               "SECRET_KEY": "bench-secret", "ADMIN_TOKEN": "bench"}
+        stop, sent = multiprocessing.Event(), multiprocessing.Value("i", 0)
+        with open(Path(tmp) / "serve.log", "w") as log_file:
+            server = subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=ROOT, env=env,
+                                      stdout=log_file, stderr=subprocess.STDOUT)
+        loader = None
+        try:
+            if load:
+                while True:  # the load starts as soon as the server listens
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        time.sleep(0.05)
+                loader = multiprocessing.Process(target=post_call_states, args=(port, load, stop, sent))
+                loader.start()
+                load_started = time.monotonic()
+            while open_jobs(db):
+                time.sleep(0.05)
+            finished = time.monotonic()
+        finally:
+            stop.set()
+            if loader:
+                loader.join(timeout=30)
+            server.terminate()
+            server.wait(timeout=20)
+        first = min(t for t, _m, path, _s in fake.requests if path.startswith("/api/"))
+        check(fake, calls)
+        db.dispose()
+        posted = sent.value / (finished - load_started) if load else 0.0
+        return calls / (finished - first), posted, fake
 
 
 def main() -> None:
@@ -81,9 +179,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database-url", default=None,
                         help="default: a temporary SQLite file; a given database is WIPED")
+    parser.add_argument("--load", type=float, default=0.0,
+                        help="call state callbacks per second posted to `connector serve` while it delivers")
     args = parser.parse_args()
 
     bound = RATE * 50 / 2
+    if args.load:
+        alone, _, _ = run_served(args.calls, args.database_url, 0)
+        loaded, posted, fake = run_served(args.calls, args.database_url, args.load)
+        print(f"scored calls delivered per second by `connector serve`, fake amoCRM at {RATE} requests/s:")
+        print(f"  alone:                       {alone:7.1f} calls/s  -> {100 * alone / bound:.1f} % of the bound")
+        print(f"  under {posted:5.0f} callbacks/s:     {loaded:7.1f} calls/s  -> {100 * loaded / bound:.1f} % of the "
+              f"bound {bound:.0f}/s (target >= 90 %); max {fake.max_requests_in_any_second()} requests in any "
+              f"second, {sum(1 for r in fake.requests if r[3] == 429)} x 429")
+        return
     batched, fake = run(args.calls, 50, args.workers, args.database_url)
     baseline, _ = run(args.baseline_calls, 1, args.workers, args.database_url)
     requests_sent = len([r for r in fake.requests if r[2].startswith("/api/")])

@@ -25,10 +25,12 @@ class SharedRateLimiter:
     A short transaction reserves the next slot; the caller then sleeps until it.
     Slots are 5 % wider than 1/rate: requests reach the CRM with a few ms of network
     jitter, and even spacing with no margin would let 8 land inside one second.
-    A 429's Retry-After pushes the slot for everyone (`hold`).
+    A 429's Retry-After pushes the slot for everyone (`hold`), and so does a caller that woke up
+    late for its slot.
     """
 
     HEADROOM = 0.95
+    LATE = 0.01  # seconds past its slot that a caller counts as late
 
     def __init__(self, db: Database, crm: str, rate: float, *, sleep=time.sleep, clock=time.time):
         self.db, self.crm = db, crm
@@ -44,6 +46,10 @@ class SharedRateLimiter:
         LIMITER_WAIT.labels(self.crm).observe(max(0.0, slot - now))
         if slot > now:
             self.sleep(slot - now)
+            if self.clock() - slot > self.LATE:
+                # Woken late (a busy process): the next request must still keep its distance from
+                # this one, or the two would reach the CRM closer than the limit allows.
+                self.hold(self.interval)
 
     def hold(self, seconds: float) -> None:
         with self.db.transaction() as s:

@@ -22,7 +22,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 
 from connector import outbox
 from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmAdapter, CrmError, ItemResult,
-                           NoteItem, PermanentError, TagItem, TransientError)
+                           NoteItem, PermanentError, RateLimited, TagItem, TransientError)
 from connector.accounts import SharedRateLimiter
 from connector.crm.account import pause, pause_state, resume
 from connector.db import Database
@@ -39,6 +39,14 @@ log = logging.getLogger(__name__)
 RETRY_HORIZON = timedelta(hours=24)
 # 30 s, 1 min, 2 min, ... capped at 1 h, each with up to 30 s of jitter: ~30 tries in 24 h.
 BACKOFF = wait_exponential_jitter(multiplier=30, max=3600, jitter=30)
+
+
+def retry_delay(attempt: int, exc: TransientError) -> float:
+    """A request refused for the rate alone is sent again when the CRM says (the job did nothing
+    wrong); any other failure waits for the schedule, or longer when the CRM asks."""
+    if isinstance(exc, RateLimited):
+        return exc.retry_after
+    return max(exc.retry_after or 0.0, backoff_seconds(attempt))
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -342,7 +350,7 @@ class DeliveryWorker:
             job.last_error = f"gave up after {job.attempts} attempts over 24 h: {exc.message}"
             log.error("%s job %s dead: %s", self.crm, job.key, job.last_error)
             return
-        delay = max(exc.retry_after or 0.0, backoff_seconds(job.attempts))
+        delay = retry_delay(job.attempts, exc)
         job.not_before = now + timedelta(seconds=delay)
 
     def _done(self, s, job: DeliveryJob, w: Work, result: ItemResult, now: datetime,

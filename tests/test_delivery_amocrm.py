@@ -452,6 +452,20 @@ def test_retry_after_holds_every_worker(h):
     assert job.not_before.timestamp() >= before + 120 and job.sent_at is None  # surely not applied
 
 
+def test_a_429_naming_no_wait_is_sent_again_a_second_later_not_on_the_failure_schedule(h):
+    h.fake.add_contact(PHONE)
+    h.fake.inject(429, path="/api/v4/calls")  # amoCRM's 429 carries no Retry-After
+    scored_call(h)
+    before = time.time()
+    h.worker.run_once()
+    [job] = h.jobs()
+    assert job.status == "pending" and job.sent_at is None
+    assert before + 0.9 <= job.not_before.timestamp() <= time.time() + 1.1  # not the 30 s of a failure
+    time.sleep(1.1)
+    h.drain()
+    assert len(h.fake.calls) == 1 and not any(m == "GET" for _, m, _, _ in h.fake.requests)  # no look-up
+
+
 # --- amoCRM's real answers -------------------------------------------------------------
 
 def _calls_by_uniq(h) -> dict[str, int]:

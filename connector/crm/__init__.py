@@ -33,6 +33,14 @@ class TransientError(CrmError):
         self.maybe_applied = maybe_applied
 
 
+class RateLimited(TransientError):
+    """Refused for the request rate alone: nothing was applied, and the job itself is fine, so it is
+    sent again after `retry_after` (every worker holds back that long), not on the failure schedule."""
+
+    def __init__(self, message: str, retry_after: float, **answer):
+        super().__init__(message, retry_after=retry_after, maybe_applied=False, **answer)
+
+
 class PermanentError(CrmError):
     """The CRM refused the request for good (e.g. 400 validation). `item_errors` maps
     an item's index in the batch to its own detail when the CRM names the culprits."""

@@ -13,13 +13,14 @@ from typing import Callable, Protocol
 import requests
 
 from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, EntityNotFound, ItemResult,
-                           NoteItem, PermanentError, TagItem, TransientError)
+                           NoteItem, PermanentError, RateLimited, TagItem, TransientError)
 from connector.metrics import CRM_REQUESTS
 
 log = logging.getLogger(__name__)
 
 SOURCE = "post-call QA connector"
 TIMEOUT = (5, 20)  # connect, read: as the vendor's own client
+RATE_LIMIT_PAUSE = 1.0  # seconds after a 429 that names no wait
 CALL_STATUS_TALKED, CALL_STATUS_NO_ANSWER = 4, 6
 # The entity types a call can be attached to, and that carry notes and tags.
 NOTE_ENTITIES = ("leads", "contacts", "companies", "customers")
@@ -154,10 +155,12 @@ class AmoCrm:
             if retry_after is None and isinstance(body, dict):
                 retry_after = body.get("retry_after")  # one write-up cites a body field
             try:
-                seconds = float(retry_after) if retry_after is not None else None
+                seconds = min(max(float(retry_after), 0.0), 3600.0)
             except (TypeError, ValueError):
-                seconds = None
-            raise TransientError(f"{where} rate limited", retry_after=seconds, maybe_applied=False, **answer)
+                # amoCRM's limit is per second and its 429 names no wait: a second clears it. Repeated
+                # violations get the account restricted (403), so every worker holds back meanwhile.
+                seconds = RATE_LIMIT_PAUSE
+            raise RateLimited(f"{where} rate limited", retry_after=seconds, **answer)
         if status >= 500:
             raise TransientError(f"{where} {_detail(response)}", **answer)
         if status == 401:

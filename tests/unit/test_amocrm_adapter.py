@@ -7,7 +7,7 @@ import responses
 from responses import matchers
 from responses.registries import OrderedRegistry
 
-from connector.crm import AccountBlocked, CallItem, NoteItem, PermanentError, TagItem, TransientError
+from connector.crm import AccountBlocked, CallItem, NoteItem, PermanentError, RateLimited, TagItem, TransientError
 from connector.crm.amocrm import AmoCrm, StaticToken
 
 BASE = "https://example.amocrm.ru"
@@ -166,6 +166,14 @@ def test_rate_limit_is_transient_with_retry_after_and_surely_not_applied():
     with pytest.raises(TransientError) as err:
         adapter().log_calls([call_item()])
     assert err.value.retry_after == 3.0 and err.value.maybe_applied is False
+
+
+@responses.activate
+def test_a_429_naming_no_wait_holds_back_one_second():
+    responses.post(f"{BASE}/api/v4/calls", status=429, json={"title": "Too Many Requests", "status": 429})
+    with pytest.raises(RateLimited) as err:
+        adapter().log_calls([call_item()])
+    assert err.value.retry_after == 1.0 and err.value.maybe_applied is False and err.value.status == 429
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
