@@ -10,7 +10,9 @@ one call per request (bound 3.5 per second). Run:
 With `--load RATE`, the delivery runs inside `connector serve` (the embedded set-up: web server, inbox
 and delivery worker in one process), first alone and then while another process posts RATE MANGO call
 state callbacks per second to it (calls without a summary: they load the server and the database but
-add nothing to deliver). Time runs from amoCRM's first request to the last job done.
+add nothing to deliver). Time runs from amoCRM's first request to the last job done. With `--split`,
+the web process (`connector serve --no-worker`) and a `connector worker` are two processes, the
+production layout of the Procfile.
 """
 from __future__ import annotations
 
@@ -106,29 +108,40 @@ def free_port() -> int:
 
 
 def post_call_states(port: int, rate: float, stop, sent) -> None:
-    """In its own process: MANGO call state callbacks at `rate` per second until `stop` is set."""
+    """In its own process: MANGO call state callbacks on a schedule of `rate` per second, from 8
+    connections (an answer that is late does not delay the next one), until `stop` is set."""
     from urllib.parse import urlencode
 
     from connector.pbx.mango import signed_form
 
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    start, n = time.monotonic(), 0
-    while not stop.is_set():
-        delay = start + n / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        payload = {"entry_id": f"load-{n // 10}", "call_id": f"leg-{n // 10}", "seq": n % 10 + 1,
-                   "timestamp": int(time.time()), "call_state": "Connected", "location": "abonent",
-                   "from": {"number": "79001234567"}, "to": {"extension": "101", "number": "74950000000"}}
-        body = urlencode(signed_form("bench-key", "bench-salt", payload))
-        conn.request("POST", "/mango/events/call", body=body,
-                     headers={"Content-Type": "application/x-www-form-urlencoded"})
-        conn.getresponse().read()
-        n += 1
-    sent.value = n
+    start, lock, counter = time.monotonic(), threading.Lock(), [0]
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while not stop.is_set():
+            with lock:
+                n = counter[0]
+                counter[0] += 1
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            payload = {"entry_id": f"load-{n // 10}", "call_id": f"leg-{n // 10}", "seq": n % 10 + 1,
+                       "timestamp": int(time.time()), "call_state": "Connected", "location": "abonent",
+                       "from": {"number": "79001234567"}, "to": {"extension": "101", "number": "74950000000"}}
+            conn.request("POST", "/mango/events/call", body=urlencode(signed_form("bench-key", "bench-salt", payload)),
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+            conn.getresponse().read()
+            with lock:
+                sent.value += 1
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
-def run_served(calls: int, database_url: str | None, load: float) -> tuple[float, float, FakeAmo]:
+def run_served(calls: int, database_url: str | None, load: float, split: bool) -> tuple[float, float, FakeAmo]:
     """Delivery inside `connector serve`, with `load` call state callbacks per second posted to it;
     returns (scored calls per second, callbacks per second actually posted, the fake)."""
     fake = FakeAmo(rate_limit=RATE, long_lived_token="bench-token")
@@ -142,8 +155,12 @@ def run_served(calls: int, database_url: str | None, load: float) -> tuple[float
                "SECRET_KEY": "bench-secret", "ADMIN_TOKEN": "bench"}
         stop, sent = multiprocessing.Event(), multiprocessing.Value("i", 0)
         with open(Path(tmp) / "serve.log", "w") as log_file:
-            server = subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=ROOT, env=env,
-                                      stdout=log_file, stderr=subprocess.STDOUT)
+            connector = [sys.executable, "-c", "import app; app.main()"]
+            # Split: the web process only stores, a `connector worker` applies and delivers (the Procfile's layout).
+            commands = ([[*connector, "serve", "--no-worker"], [*connector, "worker"]] if split
+                        else [[*connector, "serve"]])
+            servers = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+                       for command in commands]
         loader = None
         try:
             if load:
@@ -163,8 +180,13 @@ def run_served(calls: int, database_url: str | None, load: float) -> tuple[float
             stop.set()
             if loader:
                 loader.join(timeout=30)
-            server.terminate()
-            server.wait(timeout=20)
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=20)
+            troubles = [line for line in (Path(tmp) / "serve.log").read_text().splitlines()
+                        if " WARNING " in line or " ERROR " in line]
+            for line in troubles[:5]:
+                print(f"  serve: {line[:200]}")
         first = min(t for t, _m, path, _s in fake.requests if path.startswith("/api/"))
         check(fake, calls)
         db.dispose()
@@ -181,13 +203,16 @@ def main() -> None:
                         help="default: a temporary SQLite file; a given database is WIPED")
     parser.add_argument("--load", type=float, default=0.0,
                         help="call state callbacks per second posted to `connector serve` while it delivers")
+    parser.add_argument("--split", action="store_true",
+                        help="with --load: the web process and the worker as two processes, as in production")
     args = parser.parse_args()
 
     bound = RATE * 50 / 2
     if args.load:
-        alone, _, _ = run_served(args.calls, args.database_url, 0)
-        loaded, posted, fake = run_served(args.calls, args.database_url, args.load)
-        print(f"scored calls delivered per second by `connector serve`, fake amoCRM at {RATE} requests/s:")
+        alone, _, _ = run_served(args.calls, args.database_url, 0, args.split)
+        loaded, posted, fake = run_served(args.calls, args.database_url, args.load, args.split)
+        where = "`connector serve --no-worker` + `connector worker`" if args.split else "`connector serve`"
+        print(f"scored calls delivered per second by {where}, fake amoCRM at {RATE} requests/s:")
         print(f"  alone:                       {alone:7.1f} calls/s  -> {100 * alone / bound:.1f} % of the bound")
         print(f"  under {posted:5.0f} callbacks/s:     {loaded:7.1f} calls/s  -> {100 * loaded / bound:.1f} % of the "
               f"bound {bound:.0f}/s (target >= 90 %); max {fake.max_requests_in_any_second()} requests in any "

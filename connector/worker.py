@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -108,11 +109,20 @@ class DeliveryWorker:
         self.crm = opts.delivery.crm
         self.owner = owner or worker_id()
         self._last_probe = float("-inf")  # monotonic time starts near 0 on a fresh machine
+        self._recorder: ThreadPoolExecutor | None = None
+        self._recording: Future | None = None
 
     # --- loop -------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        run_until_stopped(f"delivery worker {self.owner} for {self.crm}", self.run_once, stop,
-                          self.opts.poll_seconds)
+        """Batch after batch. A sent batch's outcomes are stored by a second thread while this one
+        claims the next batch and waits for its rate-limit slot: the bookkeeping overlaps the wait."""
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.crm}-outcomes") as self._recorder:
+            try:
+                run_until_stopped(f"delivery worker {self.owner} for {self.crm}", self.run_once, stop,
+                                  self.opts.poll_seconds)
+            finally:
+                self._await_outcomes()
+                self._recorder = None
 
     def run_once(self) -> int:
         """Process one batch; returns how many jobs it claimed (0: idle or paused)."""
@@ -142,8 +152,19 @@ class DeliveryWorker:
             results = [exc] * len(work)
         except PermanentError as exc:
             results = [ItemResult(False, error=exc.message)] * len(work)
-        self._record(work, results)
+        self._await_outcomes()  # one batch in flight at most, stored in the order sent
+        if self._recorder is None:
+            self._record(work, results)
+        else:
+            self._recording = self._recorder.submit(self._record, work, results)
         return claimed
+
+    def _await_outcomes(self) -> None:
+        """Wait until the previous batch's outcomes are stored. Its failure (the database down)
+        surfaces here, in the loop, and its leases bring the jobs back."""
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.result()
 
     def _probe(self) -> None:
         if time.monotonic() - self._last_probe < self.opts.probe_seconds:
