@@ -26,3 +26,15 @@ def start_worker(env: dict, cwd) -> subprocess.Popen:
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
     process.wait(timeout=15)
+
+
+def workers_until_settled(env: dict, cwd, db, count: int = 1) -> None:
+    """`count` worker processes deliver until no job is open, then stop."""
+    from tests.ledger import wait_until_settled
+
+    workers = [start_worker(env, cwd) for _ in range(count)]
+    try:
+        wait_until_settled(db)
+    finally:
+        for worker in workers:
+            stop(worker)

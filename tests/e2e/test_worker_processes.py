@@ -3,8 +3,8 @@ mid-batch is a case of tests/faults)."""
 import pytest
 
 from tests.delivery_helpers import TOKEN, connector_with_fake_amo
-from tests.ledger import ScoredCalls, assert_exactly_once, tally, wait_until_settled
-from tests.processes import process_env, start_worker, stop
+from tests.ledger import ScoredCalls, assert_exactly_once, tally
+from tests.processes import process_env, workers_until_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -17,12 +17,7 @@ def test_two_workers_share_the_work_and_the_rate_limit(db_url, tmp_path):
         calls.post_all(h.post)
         env = process_env(DATABASE_URL=db_url, CRM="amocrm", AMOCRM_BASE_URL=h.amo_url, AMOCRM_LONG_LIVED_TOKEN=TOKEN,
                           SECRET_KEY="test-secret-key", SURVEY_WAIT_SECONDS=0, WORKER_POLL_SECONDS=0.1)
-        workers = [start_worker(env, tmp_path) for _ in range(2)]
-        try:
-            wait_until_settled(h.db)
-        finally:
-            for w in workers:
-                stop(w)
+        workers_until_settled(env, tmp_path, h.db, count=2)
         assert_exactly_once(tally(h.fake, calls, h.db))
         assert h.fake.max_requests_in_any_second() <= 7
         assert not any(status == 429 for *_, status in h.fake.requests)

@@ -10,8 +10,8 @@ from commands.cli import cli
 from connector.crm.account import pause_state
 from tests.delivery_helpers import TOKEN, connector_with_fake_amo
 from tests.fakes.amocrm import FakeAmo
-from tests.ledger import ScoredCalls, assert_exactly_once, open_jobs, report, tally, wait_until_settled
-from tests.processes import process_env, start_worker, stop
+from tests.ledger import ScoredCalls, assert_exactly_once, open_jobs, report, tally
+from tests.processes import process_env, workers_until_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -106,12 +106,7 @@ def test_a_401_while_two_workers_share_a_rotating_refresh_token(db_url, tmp_path
                 fake.expire_access_tokens()  # both workers now hold a dead access token
 
         fake.after_effect = expire_after_the_first_batch
-        workers = [start_worker(env, tmp_path) for _ in range(2)]
-        try:
-            wait_until_settled(h.db)
-        finally:
-            for w in workers:
-                stop(w)
+        workers_until_settled(env, tmp_path, h.db, count=2)
         figures = {**tally(fake, calls, h.db), "refreshes": fake.refreshes,
                    "refused_refreshes": sum(1 for _, m, p, s in fake.requests if p == "/oauth2/access_token"
                                             and s != 200)}

@@ -18,7 +18,7 @@ from tests.e2e.test_serve_and_simulate import running_connector
 from tests.fakes.amocrm import FakeAmo, create_fake_app
 from tests.fakes.server import serving
 from tests.ledger import ScoredCalls, assert_exactly_once, report, tally, wait_until_settled
-from tests.processes import process_env, start_worker, stop
+from tests.processes import process_env, start_worker, workers_until_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -47,11 +47,7 @@ def test_a_worker_sigkilled_mid_batch(db_url, tmp_path, capsys, method, path, lo
         first.wait(timeout=60)
         assert killed and first.returncode == -signal.SIGKILL
         h.fake.after_effect = None
-        second = start_worker(env, tmp_path)
-        try:
-            wait_until_settled(h.db)
-        finally:
-            stop(second)
+        workers_until_settled(env, tmp_path, h.db)
         figures = tally(h.fake, calls, h.db)
         report(f"worker-sigkill-mid-{'calls' if 'calls' in path else 'tags'}-batch", figures, capsys)
         assert_exactly_once(figures)
