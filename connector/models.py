@@ -257,7 +257,11 @@ class RuntimeSettings(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     scope: Mapped[str] = mapped_column(String(64), unique=True)
     values: Mapped[dict] = mapped_column(JSON)
+    # Bumped by every change (SQLAlchemy's version counter): processes keep their copy while it holds.
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class SettingsAudit(Base):

@@ -26,6 +26,25 @@ def current_policy(session: Session, initial: Policy) -> Policy:
     return validate_policy(Policy(**{k: v for k, v in values.items() if k in initial.as_dict()}))
 
 
+class SettingsCache:
+    """The admin's settings as this process last read them. Every change bumps its row's version,
+    so one small query (scopes and versions, no JSON) tells whether the copy still holds."""
+
+    def __init__(self, initial_policy: Policy, initial_user_map: dict[str, int]):
+        self._initial_policy, self._initial_user_map = initial_policy, initial_user_map
+        self._copy: tuple[dict[str, int], Policy, dict[str, int]] | None = None
+
+    def read(self, session: Session) -> tuple[Policy, dict[str, int]]:
+        """The policy and the extension -> CRM user map in force."""
+        versions = dict(session.execute(select(RuntimeSettings.scope, RuntimeSettings.version)).all())
+        if self._copy is None or self._copy[0] != versions:
+            # Versions are read before values: a change committed in between makes the next read
+            # reload again, never keeps an old value under a new version.
+            self._copy = (versions, current_policy(session, self._initial_policy),
+                          current_user_map(session, self._initial_user_map))
+        return self._copy[1], self._copy[2]
+
+
 def update_policy(session: Session, initial: Policy, changes: dict, actor: str) -> Policy:
     """Validate and apply an admin's change (raises PolicyError); leaves an audit row."""
     row = _row(session, initial.as_dict(), for_update=True)

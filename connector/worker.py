@@ -32,7 +32,7 @@ from connector.loop import run_until_stopped, worker_id
 from connector.metrics import DELIVERIES
 from connector.models import DeliveryJob, Score
 from connector.outbox import CONTACT, DEAD, DONE, LOG_CALL, NOTE, PENDING, TAGS, UNMATCHED, WAITING
-from connector.runtime_settings import current_policy, current_user_map
+from connector.runtime_settings import SettingsCache
 from connector.threshold import Policy
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ class DeliveryWorker:
         self.db, self.adapter, self.opts, self.limiter = db, adapter, opts, limiter
         self.crm = opts.delivery.crm
         self.owner = owner or worker_id()
+        self.settings = SettingsCache(opts.initial_policy, opts.initial_user_map)
         self._last_probe = float("-inf")  # monotonic time starts near 0 on a fresh machine
         self._recorder: ThreadPoolExecutor | None = None
         self._recording: Future | None = None
@@ -184,8 +185,7 @@ class DeliveryWorker:
                                 lease_seconds=self.opts.lease_seconds, skip_locked=self.db.is_postgres)
             if not jobs:
                 return []
-            policy = current_policy(s, self.opts.initial_policy)
-            user_map = current_user_map(s, self.opts.initial_user_map)
+            policy, user_map = self.settings.read(s)
             deliveries = outbox.load(s, self.crm, [job.call_id for job in jobs])
             score_ids = [job.score_id for job in jobs if job.score_id]
             scores = {sc.id: sc for sc in s.scalars(select(Score).where(Score.id.in_(score_ids)))} if score_ids \

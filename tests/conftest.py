@@ -7,9 +7,10 @@ import os
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from app import create_app
 from connector.config import Config
@@ -100,6 +101,21 @@ def client(app):
 @pytest.fixture
 def db(app):
     return app.extensions["connector"].db
+
+
+@contextmanager
+def counted_statements(db, *, verbs: bool = True):
+    """The SQL statements run on `db` inside the block: their first words, or their whole text."""
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement.split()[0].upper() if verbs else statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
 
 
 class MangoPoster:

@@ -1,5 +1,6 @@
 """Delivery to amoCRM through the outbox, against a fake amoCRM over real HTTP."""
 import logging
+import re
 import time
 
 import pytest
@@ -103,6 +104,29 @@ def test_user_map_is_editable_through_settings(h):
     scored_call(h, extension="199")
     h.drain()
     assert h.fake.calls[0]["responsible_user_id"] == 7777
+
+
+def test_the_worker_rereads_the_settings_only_after_an_admin_changed_them(h):
+    from tests.conftest import ADMIN_TOKEN, counted_statements
+
+    h.fake.add_contact(PHONE)
+    h.fake.add_contact("79001230000")
+    scored_call(h, "call-1")
+    h.drain()  # the worker has read the settings once
+    scored_call(h, "call-2", extension="199", phone="79001230000")
+    with counted_statements(h.db, verbs=False) as statements:
+        h.drain()
+    assert "responsible_user_id" not in h.fake.calls[1]
+    settings_reads = [q for q in statements if "runtime_settings" in q]
+    # One small query (scopes and versions) per batch; the settings themselves were not read again.
+    assert settings_reads and not any(re.search(r"runtime_settings\.\W?values", q) for q in settings_reads), \
+        settings_reads
+
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    h.client.put("/api/v1/settings", json={"amocrm_user_map": {"199": 7777}}, headers=auth)
+    scored_call(h, "call-3", extension="199", phone="79001230000")
+    h.drain()
+    assert h.fake.calls[2]["uniq"] == "call-3" and h.fake.calls[2]["responsible_user_id"] == 7777
 
 
 @pytest.mark.parametrize("h", [{"QA_LOCK_SCORE": "false"}], indirect=True)

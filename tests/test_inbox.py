@@ -1,26 +1,10 @@
 """The inbox: the webhook stores a callback in one write; the worker applies stored events in batches,
 in order, exactly once."""
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from connector.models import Call, InboundEvent, Score
-from tests.conftest import dtmf, recording, summary
-
-
-@contextmanager
-def counted_statements(db):
-    statements = []
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement.split()[0].upper())
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+from tests.conftest import counted_statements, dtmf, recording, summary
 
 
 def post_only(client, mango_post, kind, payload):
