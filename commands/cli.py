@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from datetime import datetime, timezone
 
@@ -282,3 +283,84 @@ def deliveries_resume() -> None:
     with database(config) as db:
         was_paused = resume(db, config.CRM)
     click.echo(f"{config.CRM} resumed" if was_paused else f"{config.CRM} was not paused")
+
+
+@cli.group(help="Console users: admins, supervisors and operators (who see only their own extensions' calls).")
+def users() -> None:
+    pass
+
+
+@contextmanager
+def _users_db():
+    from connector.db import upgrade
+
+    config = load_config()
+    upgrade(config.DATABASE_URL)  # the first user may come before the first `serve`
+    with database(config) as db:
+        yield db
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+@users.command("add", help="Create a user. The password is read from stdin with --password-stdin, else prompted.")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "supervisor", "operator"]), required=True)
+@click.option("--extension", "extensions", multiple=True, help="A PBX extension of the operator (repeatable).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+def users_add(username: str, role: str, extensions: tuple[str, ...], password_stdin: bool) -> None:
+    from connector.users import UserError, add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with _users_db() as db:
+        try:
+            with db.transaction() as s:
+                add_user(s, username, role, password, list(extensions))
+        except UserError as exc:
+            _fail(str(exc))
+    click.echo(f"user {username} added ({role}{': ' + ', '.join(extensions) if extensions else ''})")
+
+
+@users.command("list", help="Show the users.")
+def users_list() -> None:
+    from connector.users import list_users
+
+    with _users_db() as db, db.transaction() as s:
+        rows = list_users(s)
+        for user in rows:
+            state = "disabled" if user.disabled else "active"
+            click.echo(f"{user.username:<24} {user.role:<10} {state:<8} {','.join(user.extensions or []) or '-'}")
+        if not rows:
+            click.echo("no users yet: connector users add USERNAME --role admin")
+
+
+@users.command("disable", help="Disable a user: no more logins, and their tokens stop working.")
+@click.argument("username")
+def users_disable(username: str) -> None:
+    from connector.users import UserError, disable_user
+
+    with _users_db() as db:
+        try:
+            with db.transaction() as s:
+                disable_user(s, username)
+        except UserError as exc:
+            _fail(str(exc))
+    click.echo(f"user {username} disabled")
+
+
+@users.command("token", help="Print a new personal API token for the user (shown once, stored hashed).")
+@click.argument("username")
+def users_token(username: str) -> None:
+    from connector.users import UserError, issue_token
+
+    with _users_db() as db:
+        try:
+            with db.transaction() as s:
+                token = issue_token(s, username)
+        except UserError as exc:
+            _fail(str(exc))
+    click.echo(token)

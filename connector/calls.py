@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from connector.models import Call, CrmRecord
 
+REVIEW = "review"  # the origin of a supervisor score given in the console or by POST .../reviews
+
 
 @dataclass(frozen=True)
 class CallFilter:
@@ -22,6 +24,8 @@ class CallFilter:
     date_to: datetime | None = None
     tagged: bool | None = None
     crm_status: str | None = None
+    supervisor_rated: bool | None = None
+    visible_extensions: tuple[str, ...] | None = None  # an operator's own; None: every call
 
 
 COUNT_CAP = 10_000  # a list counts at most this many: enough for a page count, cheap on millions
@@ -60,7 +64,7 @@ class CallPage:
     next_cursor: Cursor | None
 
 
-def _filtered(flt: CallFilter):
+def filtered_calls(flt: CallFilter):
     query = select(Call)
     if flt.score_lte is not None:
         query = query.where(Call.customer_score <= flt.score_lte)
@@ -78,13 +82,18 @@ def _filtered(flt: CallFilter):
         query = query.where(Call.decision_tag.is_not(None) if flt.tagged else Call.decision_tag.is_(None))
     if flt.crm_status:
         query = query.where(Call.crm_status == flt.crm_status)
+    if flt.supervisor_rated is not None:
+        rated = Call.supervisor_score.is_not(None)
+        query = query.where(rated if flt.supervisor_rated else ~rated)
+    if flt.visible_extensions is not None:
+        query = query.where(Call.operator_extension.in_(flt.visible_extensions))
     return query
 
 
 def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 1,
                after: Cursor | None = None) -> CallPage:
     """One page of calls, newest first: after `after` (keyset), or else the `page`-th (offset)."""
-    query = _filtered(flt)
+    query = filtered_calls(flt)
     counted = session.scalar(select(func.count()).select_from(
         query.with_only_columns(Call.id).limit(COUNT_CAP + 1).subquery()))
     ordered = query.order_by(Call.listed_at.desc(), Call.id.desc())
@@ -93,7 +102,8 @@ def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 
         ordered = ordered.where(tuple_(Call.listed_at, Call.id) < tuple_(after.listed_at, after.call_id))
     else:
         ordered = ordered.offset((page - 1) * per_page)
-    rows = list(session.scalars(ordered.options(selectinload(Call.crm_records)).limit(per_page + 1)))
+    rows = list(session.scalars(ordered.options(selectinload(Call.crm_records), selectinload(Call.scores))
+                                .limit(per_page + 1)))
     more = len(rows) > per_page
     rows = rows[:per_page]
     return CallPage(rows, min(counted, COUNT_CAP), counted > COUNT_CAP,
@@ -137,6 +147,8 @@ def call_json(call: Call, *, with_history: bool = False, marks: list[dict] | Non
         "survey": call.survey,
         "customer_score": call.customer_score,
         "supervisor_score": call.supervisor_score,
+        "reviews": [{"by": s.author, "score": s.value, "comment": s.comment, "at": _iso(s.rated_at)}
+                    for s in call.scores if s.origin == REVIEW],
         "decision": {"record": call.decision_record, "tag": call.decision_tag, "reason": call.decision_reason},
         "crm": {
             "crm": record.crm if record else None,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from connector import outbox
 from connector.models import Call, CrmRecord, PbxPoll, PollStatus, Score, SurveyState, UTCDateTime
+from connector.notifications import notify_low_score
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
 from connector.runtime_settings import current_policy
 from connector.threshold import REFUSED, Decision, Policy, decide, parse_score
@@ -181,6 +182,8 @@ def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | 
         call.decision_record = decision.record
         call.decision_tag = decision.tag
         call.decision_reason = decision.reason[:255]
+        if decision.tag:
+            notify_low_score(session, call)
     return decision
 
 

@@ -177,7 +177,7 @@ class Score(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
     source: Mapped[str] = mapped_column(String(16))  # customer, supervisor
-    origin: Mapped[str] = mapped_column(String(16))  # mango_dtmf, api
+    origin: Mapped[str] = mapped_column(String(16))  # mango_dtmf, mango_quality, api, review
     raw: Mapped[str] = mapped_column(String(64))
     value: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))  # accepted, refused, kept, duplicate
@@ -187,6 +187,7 @@ class Score(Base):
     tag_to_remove: Mapped[str | None] = mapped_column(String(255))
     operator_extension: Mapped[str | None] = mapped_column(String(32))  # as it was at rating time
     comment: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(64))  # the console user of a review
     rated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -335,3 +336,53 @@ class CrmAccount(Base):
     # MANGO: one request that may fail is in flight (unix time its lease ends), so two cannot strike at once.
     probe_until: Mapped[float] = mapped_column(Float, default=0.0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Role(enum.StrEnum):
+    """What a console user may do. Operators see only the calls of their own extensions."""
+
+    ADMIN = "admin"  # everything, settings and users included
+    SUPERVISOR = "supervisor"  # every call; reviews; reports
+    OPERATOR = "operator"  # their own calls, ratings and reviews
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    extensions: Mapped[list] = mapped_column(JSON, default=list)  # PBX extensions of an operator
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A personal API token: only its SHA-256 is kept (the token is 256 random bits, shown once)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class NotificationKind(enum.StrEnum):
+    REVIEW = "review"  # to the operator: a supervisor reviewed one of their calls
+    LOW_SCORE = "low_score"  # to supervisors: a customer gave a low score
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_read", "user_id", "read", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    read: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    call: Mapped[Call] = relationship()

@@ -5,7 +5,7 @@ import hmac
 from datetime import datetime, timezone
 from functools import wraps
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, g, request, url_for
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -16,7 +16,12 @@ from connector.metrics import CALLBACKS, queue_metrics
 from connector.quality import marks_json
 from connector.runtime_settings import (USER_MAP, audit_trail, current_policy, current_user_map, update_policy,
                                        update_user_map)
+from connector.models import Role
 from connector.threshold import REFUSED, PolicyError
+from connector.notifications import mark_read, notifications_for
+from connector.reports import By, ReportFilter, report
+from connector.reviews import add_review
+from connector.users import BOOTSTRAP_ADMIN, Principal, principal_for_token
 from connector.validation import (INT32_MAX, AwareUtcDateTime, StrictInteger, first_error, parse_json,
                                   storable_text, text_problem)
 from webhooks.errors import ApiError
@@ -32,20 +37,37 @@ def services():
     return current_app.extensions["connector"]
 
 
-def require_token(view):
-    """Bearer token auth. Today one admin token; roles come with user accounts."""
+def _principal_from_request() -> Principal:
+    """Bearer auth: the bootstrap ADMIN_TOKEN, or a user's personal token (`connector users token`)."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        raise ApiError(401, "missing bearer token")
+    expected = services().config.ADMIN_TOKEN
+    if expected and hmac.compare_digest(given.encode(), expected.encode()):
+        return BOOTSTRAP_ADMIN
+    if len(given) <= 128 and text_problem(given) is None:
+        with services().db.transaction() as session:
+            principal = principal_for_token(session, given)
+        if principal is not None:
+            return principal
+    raise ApiError(401, "unknown token")
 
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        expected = services().config.ADMIN_TOKEN
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise ApiError(401, "missing bearer token")
-        if not expected or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-            raise ApiError(401, "unknown token")
-        return view(*args, **kwargs)
 
-    return wrapper
+def require_token(*roles: Role):
+    """Any known token, or only these roles (403 for the others). The caller is `g.principal`."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            g.principal = _principal_from_request()
+            if roles and g.principal.role not in roles:
+                raise ApiError(403, f"{g.principal.role} may not do this")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def _require_json_type() -> None:
@@ -128,6 +150,7 @@ class CallQuerySchema(Schema):
     date_to = AwareUtcDateTime()
     tagged = fields.Boolean()
     crm_status = fields.String(validate=validate.OneOf(CRM_STATUSES))
+    supervisor_rated = fields.Boolean()
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     after = fields.String(validate=validate.Length(max=200))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=1_000_000))
@@ -137,7 +160,7 @@ CALL_QUERY_SCHEMA = CallQuerySchema()
 
 
 @bp.get("/calls")
-@require_token
+@require_token()
 def list_calls():
     try:
         args = CALL_QUERY_SCHEMA.load(request.args.to_dict())
@@ -148,7 +171,8 @@ def list_calls():
         raise ApiError(400, f"after: {exc}") from None
     page, per_page = args.pop("page"), min(args.pop("per_page"), MAX_PER_PAGE)
     with services().db.transaction() as session:
-        found = find_calls(session, CallFilter(**args), per_page=per_page, page=page, after=after)
+        found = find_calls(session, CallFilter(**args, visible_extensions=_visible_extensions()), per_page=per_page,
+                           page=page, after=after)
         items = [call_json(c) for c in found.calls]
     query = {k: v for k, v in request.args.items() if k not in ("page", "per_page", "after")}
     links = {"self": request.full_path.rstrip("?"), "first": url_for(".list_calls", per_page=per_page, **query)}
@@ -162,16 +186,139 @@ def list_calls():
 
 
 @bp.get("/calls/<path:call_id>")
-@require_token
+@require_token()
 def show_call(call_id: str):
+    with services().db.transaction() as session:
+        call = _visible_call(session, call_id)
+        return call_json(call, with_history=True, marks=marks_json(session, call))
+
+
+def _visible_extensions() -> tuple[str, ...] | None:
+    principal: Principal = g.principal
+    return None if principal.sees_every_call else principal.extensions
+
+
+def _visible_call(session, call_id: str):
+    """The call, if the caller may see it: another operator's call is as unknown as a missing one."""
     problem = text_problem(call_id) or ("longer than 128 characters" if len(call_id) > 128 else None)
     if problem:  # no call can have such an id; PostgreSQL would refuse to even look for it
         raise ApiError(404, f"unknown call: call_id {problem}")
+    call = get_call(session, call_id)
+    if call is None or not g.principal.may_see(call):
+        raise ApiError(404, f"unknown call {call_id}")
+    return call
+
+
+class ReviewSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    score = StrictInteger(required=True, validate=validate.Range(-1000, 1000))
+    comment = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=2000), storable_text])
+
+
+REVIEW_SCHEMA = ReviewSchema()
+
+
+@bp.get("/calls/<path:call_id>/reviews")
+@require_token()
+def get_reviews(call_id: str):
     with services().db.transaction() as session:
-        call = get_call(session, call_id)
-        if call is None:
-            raise ApiError(404, f"unknown call {call_id}")
-        return call_json(call, with_history=True, marks=marks_json(session, call))
+        return {"items": call_json(_visible_call(session, call_id))["reviews"]}
+
+
+@bp.post("/calls/<path:call_id>/reviews")
+@require_token(Role.ADMIN, Role.SUPERVISOR)
+def post_review(call_id: str):
+    """A supervisor's rating and comment; the call's operator is notified."""
+    try:
+        review = REVIEW_SCHEMA.load(_json_body())
+    except ValidationError as exc:
+        raise ApiError(422, first_error(exc.messages)) from None
+    with services().db.transaction() as session:
+        call = _visible_call(session, call_id)
+        try:
+            add_review(session, call, g.principal, current_policy(session, services().ingest.initial_policy),
+                       review["score"], review["comment"])
+        except ValueError as exc:
+            raise ApiError(422, f"score: {exc}") from None
+        session.flush()
+        return call_json(call, with_history=True, marks=marks_json(session, call)), 201
+
+
+# --- reports -------------------------------------------------------------------
+
+class ReportQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    date_from = AwareUtcDateTime()
+    date_to = AwareUtcDateTime()
+    line = fields.String(validate=[validate.Length(max=32), storable_text])
+
+
+REPORT_QUERY_SCHEMA = ReportQuerySchema()
+
+
+def _report(by: str):
+    try:
+        args = REPORT_QUERY_SCHEMA.load(request.args.to_dict())
+    except ValidationError as exc:
+        raise ApiError(400, first_error(exc.messages)) from None
+    flt = ReportFilter(**args, visible_extensions=_visible_extensions())
+    with services().db.transaction() as session:
+        return report(session, by, flt, current_policy(session, services().ingest.initial_policy))
+
+
+@bp.get("/reports/operators")
+@require_token()
+def get_operators_report():
+    """Per operator extension: answered, offered, rated, response rate, CSAT, NPS... with a totals row."""
+    return _report(By.OPERATOR)
+
+
+@bp.get("/reports/lines")
+@require_token()
+def get_lines_report():
+    """The same per PBX line."""
+    return _report(By.LINE)
+
+
+# --- notifications -------------------------------------------------------------
+
+@bp.get("/notifications")
+@require_token()
+def get_notifications():
+    """The caller's own notifications, newest first: reviews of their calls, new low scores."""
+    with services().db.transaction() as session:
+        rows = notifications_for(session, g.principal)
+        items = [{"id": n.id, "call_id": n.call.entry_id, "kind": n.kind, "read": n.read,
+                  "at": n.created_at.isoformat()} for n in rows]
+    return {"items": items, "unread": sum(not n["read"] for n in items)}
+
+
+class MarkReadSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    ids = fields.List(StrictInteger(validate=validate.Range(1, INT32_MAX)), load_default=None,
+                      validate=validate.Length(max=1000))
+
+
+MARK_READ_SCHEMA = MarkReadSchema()
+
+
+@bp.post("/notifications/read")
+@require_token()
+def post_notifications_read():
+    """Mark the caller's notifications read: `{"ids": [...]}`, or all of them with no body."""
+    body = _json_body() if request.get_data() else {}
+    try:
+        ids = MARK_READ_SCHEMA.load(body)["ids"]
+    except ValidationError as exc:
+        raise ApiError(422, first_error(exc.messages)) from None
+    with services().db.transaction() as session:
+        return {"marked": mark_read(session, g.principal, ids)}
 
 
 # --- runtime settings ------------------------------------------------------
@@ -181,7 +328,7 @@ def _settings_json(policy, user_map: dict) -> dict:
 
 
 @bp.get("/settings")
-@require_token
+@require_token(Role.ADMIN, Role.SUPERVISOR)
 def get_settings():
     initial = services().ingest.initial_policy
     with services().db.transaction() as session:
@@ -190,7 +337,7 @@ def get_settings():
 
 
 @bp.put("/settings")
-@require_token
+@require_token(Role.ADMIN)
 def put_settings():
     """Change some settings: any policy field, and `amocrm_user_map` (replaced whole)."""
     changes = _json_body()
@@ -199,16 +346,16 @@ def put_settings():
     initial_map = services().config.AMOCRM_USER_MAP
     with services().db.transaction() as session:
         try:
-            user_map = (update_user_map(session, initial_map, changes.pop(USER_MAP), actor="admin token")
+            user_map = (update_user_map(session, initial_map, changes.pop(USER_MAP), actor=g.principal.username)
                         if USER_MAP in changes else current_user_map(session, initial_map))
-            policy = update_policy(session, services().ingest.initial_policy, changes, actor="admin token")
+            policy = update_policy(session, services().ingest.initial_policy, changes, actor=g.principal.username)
         except PolicyError as exc:
             raise ApiError(422, str(exc)) from None
         return _settings_json(policy, user_map)
 
 
 @bp.get("/settings/audit")
-@require_token
+@require_token(Role.ADMIN)
 def get_settings_audit():
     with services().db.transaction() as session:
         rows = audit_trail(session)
@@ -254,7 +401,7 @@ def metrics():
 
 
 @bp.get("/status")
-@require_token
+@require_token(Role.ADMIN, Role.SUPERVISOR)
 def get_status():
     """Each component's state with its reason: pause reason, MANGO block, inbox lag, outbox depth."""
     components = _component_details()

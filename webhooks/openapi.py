@@ -19,7 +19,7 @@ def _ok(description: str) -> dict:
 
 
 def build_spec() -> dict:
-    from webhooks.api import CallQuerySchema, ScoreSchema
+    from webhooks.api import CallQuerySchema, MarkReadSchema, ReportQuerySchema, ReviewSchema, ScoreSchema
 
     spec = APISpec(title="Post-call QA connector", version="1", openapi_version="3.0.3",
                    plugins=[MarshmallowPlugin()])
@@ -43,6 +43,29 @@ def build_spec() -> dict:
         "summary": "One call with supervisor_marks and its score history", "security": TOKEN,
         "parameters": [{"in": "path", "name": "call_id", "required": True, "schema": {"type": "string"}}],
         "responses": _ok("the call")}})
+    spec.components.schema("Review", schema=ReviewSchema)
+    spec.components.schema("MarkRead", schema=MarkReadSchema)
+    spec.path("/api/v1/calls/{call_id}/reviews", operations={"get": {
+        "summary": "The call's reviews, oldest first", "security": TOKEN,
+        "parameters": [{"in": "path", "name": "call_id", "required": True, "schema": {"type": "string"}}],
+        "responses": _ok("`items`: by, score, comment, at")}, "post": {
+        "summary": "A supervisor's review (supervisor or admin); the call's operator is notified",
+        "security": TOKEN,
+        "parameters": [{"in": "path", "name": "call_id", "required": True, "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": "Review"}}},
+        "responses": {"201": {"description": "the call with its reviews", **OBJECT}, "default": ERROR}}})
+    for by in ("operators", "lines"):
+        spec.path(f"/api/v1/reports/{by}", operations={"get": {
+            "summary": f"Figures per {by[:-1]} with a totals row (an operator sees only their own)",
+            "security": TOKEN, "parameters": [{"in": "query", "schema": ReportQuerySchema}],
+            "responses": _ok("`items`, `totals`")}})
+    spec.path("/api/v1/notifications", operations={"get": {
+        "summary": "The caller's own notifications (`review`, `low_score`)", "security": TOKEN,
+        "responses": _ok("`items`, `unread`")}})
+    spec.path("/api/v1/notifications/read", operations={"post": {
+        "summary": "Mark the caller's notifications read (these ids, or all without a body)", "security": TOKEN,
+        "requestBody": {"required": False, "content": {"application/json": {"schema": "MarkRead"}}},
+        "responses": _ok("`marked`")}})
     spec.path("/api/v1/settings", operations={
         "get": {"summary": "Runtime settings", "security": TOKEN, "responses": _ok("the settings")},
         "put": {"summary": "Change some runtime settings (audited)", "security": TOKEN,

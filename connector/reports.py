@@ -1,0 +1,107 @@
+"""Per-operator and per-line figures for QA staff, each with its n, counted in the database in one
+GROUP BY (never by loading calls).
+
+Definitions (the README's "Reports" repeats them):
+- answered: talk time > 0;
+- offered: the customer reached the survey (a score came, or MANGO's quality control says they pressed
+  nothing); no_answer: they reached it and pressed nothing;
+- rated: a customer score is in force;
+- response_rate: rated / (offered calls where the survey's fate is known, plus answered calls where it is
+  not). MANGO's quality control tells whether a survey was offered; DTMF digits alone only show what was
+  pressed, so a DTMF call with no digits counts as answered-but-unrated;
+- positive: score at or above the threshold in force; negative: tagged (below it);
+- csat: positive / rated; nps (a 10-point top only): % of 9-10 minus % of 0-6 among the rated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Integer, and_, case, func, literal, or_, select
+from sqlalchemy.orm import Session
+
+from connector.calls import CallFilter, filtered_calls
+from connector.models import Call, SurveyState
+from connector.threshold import Policy
+
+KNOWN_FATE = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value, SurveyState.NOT_OFFERED.value)
+OFFERED = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value)
+
+
+class By:
+    OPERATOR = "operator"
+    LINE = "line"
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    date_from: object = None
+    date_to: object = None
+    line: str | None = None
+    visible_extensions: tuple[str, ...] | None = None  # an operator's own; None: every call
+
+
+def _count(condition):
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+def report(session: Session, by: str, flt: ReportFilter, policy: Policy) -> dict:
+    """`{"items": [...], "totals": {...}}`, items sorted by their key (operator extension or line)."""
+    key = {By.OPERATOR: Call.operator_extension, By.LINE: Call.line_number}[by]
+    where = filtered_calls(CallFilter(date_from=flt.date_from, date_to=flt.date_to, line=flt.line,
+                                 visible_extensions=flt.visible_extensions)).whereclause
+    score = Call.customer_score
+    rated = score.is_not(None)
+    answered = Call.talk_seconds > 0
+    fate_known = Call.survey.in_(KNOWN_FATE)
+    figures = [
+        func.count().label("calls"),
+        _count(answered).label("answered"),
+        _count(Call.survey.in_(OFFERED)).label("offered"),
+        _count(Call.survey == SurveyState.NO_ANSWER.value).label("no_answer"),
+        _count(rated).label("rated"),
+        _count(or_(Call.survey.in_(OFFERED), and_(~fate_known | Call.survey.is_(None), answered)))
+        .label("asked"),
+        func.avg(score).label("average"),
+        _count(score >= policy.max_threshold).label("positive"),
+        _count(and_(rated, Call.decision_tag.is_not(None))).label("negative"),
+        _count(score >= 9).label("promoters"),
+        _count(score <= 6).label("detractors"),
+        func.count(Call.supervisor_score).label("supervisor_rated"),
+        func.avg(Call.supervisor_score).label("supervisor_average"),
+    ]
+    query = select(*figures)
+    if where is not None:
+        query = query.where(where)
+    grouped = session.execute(query.add_columns(key.label("key")).group_by(key).order_by(key)).all()
+    totals = session.execute(query.add_columns(literal(None, Integer).label("key"))).one()
+    nps_applies = policy.scale_max == 10
+    return {"items": [_row(by, r, nps_applies) for r in grouped], "totals": _row(by, totals, nps_applies)}
+
+
+def _row(by: str, r, nps_applies: bool) -> dict:
+    rated = r.rated or 0
+
+    def number(value) -> int:
+        return int(value or 0)
+
+    return {
+        by: r.key,
+        "calls": number(r.calls),
+        "answered": number(r.answered),
+        "offered": number(r.offered),
+        "no_answer": number(r.no_answer),
+        "rated": rated,
+        "response_rate": _percent(rated, number(r.asked)),
+        "average": round(float(r.average), 2) if r.average is not None else None,
+        "positive": number(r.positive),
+        "negative": number(r.negative),
+        "csat": _percent(number(r.positive), rated),
+        "nps": (round(100.0 * (number(r.promoters) - number(r.detractors)) / rated, 1)
+                if nps_applies and rated else None),
+        "supervisor_rated": number(r.supervisor_rated),
+        "supervisor_average": round(float(r.supervisor_average), 2) if r.supervisor_average is not None else None,
+    }
