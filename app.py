@@ -47,6 +47,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.sort_keys = False  # keep the documented field order of a call
     app.extensions["connector"] = services
 
+    import webui
     from webhooks import api, errors, mango, openapi, recordings
 
     errors.register_error_handlers(app)
@@ -55,6 +56,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(api.health_bp)
     app.register_blueprint(recordings.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(webui.bp)
+    webui.configure(app)
 
     # The same commands under `flask --app app ...` as under `connector ...`.
     from commands.cli import cli

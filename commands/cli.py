@@ -60,7 +60,8 @@ def _warn_about_missing_settings(config: Config) -> None:
         click.echo("warning: MANGO_API_KEY and MANGO_API_SALT are not both set: the PBX's events are refused (403)",
                    err=True)
     if not config.ADMIN_TOKEN:
-        click.echo("warning: ADMIN_TOKEN is not set: the API answers 401 to everyone", err=True)
+        click.echo("warning: ADMIN_TOKEN is not set: only personal tokens (connector users token) open the API",
+                   err=True)
 
 
 def _where_data_lives(settings: Config) -> str:

@@ -91,11 +91,12 @@ def filtered_calls(flt: CallFilter):
 
 
 def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 1,
-               after: Cursor | None = None) -> CallPage:
-    """One page of calls, newest first: after `after` (keyset), or else the `page`-th (offset)."""
+               after: Cursor | None = None, count: bool = True) -> CallPage:
+    """One page of calls, newest first: after `after` (keyset), or else the `page`-th (offset).
+    Without `count`, `total` is 0 (an export walking every page needs no count)."""
     query = filtered_calls(flt)
     counted = session.scalar(select(func.count()).select_from(
-        query.with_only_columns(Call.id).limit(COUNT_CAP + 1).subquery()))
+        query.with_only_columns(Call.id).limit(COUNT_CAP + 1).subquery())) if count else 0
     ordered = query.order_by(Call.listed_at.desc(), Call.id.desc())
     if after is not None:
         # A row-value comparison, which both databases turn into an index range (an OR does not).

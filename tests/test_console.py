@@ -1,0 +1,162 @@
+"""The QA console's pages and exports through real HTTP semantics (the Flask client keeps the cookie):
+login with CSRF, role rules on every page and export, the player's signed link, reviews, exports read back."""
+import csv
+import io
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from openpyxl import load_workbook
+
+from connector.users import add_user
+from tests.conftest import dtmf, recording, summary
+
+PASSWORD = "correct horse battery"
+PEOPLE = [("ann", "admin", []), ("sam", "supervisor", []), ("olga", "operator", ["101"]),
+          ("oleg", "operator", ["102"])]
+
+
+@pytest.fixture
+def people(db, monkeypatch):
+    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")  # roles, not hashing cost
+    with db.transaction() as s:
+        for name, role, extensions in PEOPLE:
+            add_user(s, name, role, PASSWORD, extensions)
+
+
+@pytest.fixture
+def calls(mango_post):
+    """call-1 is olga's (101, score 3, recorded), call-2 is oleg's (102, score 9)."""
+    for entry_id, extension, digits in [("call-1", "101", "3"), ("call-2", "102", "9")]:
+        mango_post("events/summary", summary(entry_id, extension=extension))
+        mango_post("events/dtmf", dtmf(entry_id, digits))
+    mango_post("events/recording", recording("call-1", "rec-1"))
+
+
+def csrf(page) -> str:
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+
+
+def log_in(client, name, password=PASSWORD):
+    token = csrf(client.get("/login"))
+    return client.post("/login", data={"username": name, "password": password, "csrf_token": token})
+
+
+def test_the_root_leads_to_login_and_login_to_the_calls(client, people):
+    assert client.get("/").headers["Location"].endswith("/login")
+    assert client.get("/calls").headers["Location"].startswith("/login?next=")
+    response = log_in(client, "sam")
+    assert response.status_code == 302 and response.headers["Location"] == "/calls"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert client.get("/calls").status_code == 200
+    assert client.get("/").headers["Location"].endswith("/calls")
+
+
+def test_wrong_password_and_forged_csrf_are_refused(client, people):
+    wrong = log_in(client, "sam", "not the password")
+    assert wrong.status_code == 401 and "Неверное имя пользователя или пароль" in wrong.get_data(as_text=True)
+    forged = client.post("/login", data={"username": "sam", "password": PASSWORD, "csrf_token": "forged"})
+    assert forged.status_code == 401 and "подделана" in forged.get_data(as_text=True)
+    assert client.get("/calls").status_code == 302  # still logged out
+
+
+def test_a_login_link_cannot_send_people_elsewhere(client, people):
+    token = csrf(client.get("/login"))
+    response = client.post("/login?next=//evil.example/x", data={"username": "sam", "password": PASSWORD,
+                                                                 "csrf_token": token})
+    assert response.headers["Location"] == "/calls"
+
+
+def test_logout_needs_the_form_and_ends_the_session(client, people):
+    log_in(client, "sam")
+    assert client.post("/logout", data={}).status_code == 400  # no CSRF token: not a logout
+    page = client.get("/calls")
+    assert client.post("/logout", data={"csrf_token": csrf(page)}).headers["Location"].endswith("/login")
+    assert client.get("/calls").status_code == 302
+
+
+def test_an_expired_or_disabled_session_goes_back_to_login(app, client, people, db):
+    from connector.users import disable_user
+
+    log_in(client, "sam")
+    with db.transaction() as s:
+        disable_user(s, "sam")
+    assert client.get("/calls").headers["Location"].startswith("/login")
+    log_in(client, "ann")
+    cookie = client.get_cookie("session").value
+    app.permanent_session_lifetime = timedelta(seconds=1)
+    time.sleep(2.1)
+    client.set_cookie("session", cookie)  # even a client that keeps the cookie past its expiry
+    assert client.get("/calls").headers["Location"].startswith("/login")
+
+
+@pytest.mark.parametrize("path, allowed", [
+    ("/calls", {"ann", "sam", "olga"}),
+    ("/calls?score_lte=5", {"ann", "sam", "olga"}),
+    ("/calls/call-1", {"ann", "sam", "olga"}),
+    ("/calls/call-2", {"ann", "sam"}),  # oleg's call: 404 for olga
+    ("/calls/export.csv", {"ann", "sam", "olga"}),
+    ("/calls/export.xlsx", {"ann", "sam", "olga"}),
+])
+@pytest.mark.parametrize("who", ["ann", "sam", "olga", None])
+def test_page_permissions(client, people, calls, path, allowed, who):
+    if who:
+        log_in(client, who)
+    response = client.get(path)
+    if who is None:
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
+    elif who in allowed:
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 404
+
+
+def test_the_operator_sees_only_their_calls_in_the_list_and_exports(client, people, calls):
+    log_in(client, "olga")
+    page = client.get("/calls").get_data(as_text=True)
+    assert "/calls/call-1" in page and "/calls/call-2" not in page
+    rows = list(csv.reader(io.StringIO(client.get("/calls/export.csv").get_data(as_text=True))))
+    assert [r[0] for r in rows[1:]] == ["call-1"]
+
+
+def test_the_player_plays_the_signed_recording_link(client, people, calls):
+    log_in(client, "sam")
+    page = client.get("/calls/call-1").get_data(as_text=True)
+    src = re.search(r'<audio[^>]* src="([^"]+)"', page).group(1).replace("&amp;", "&")
+    assert re.fullmatch(r"/recordings/call-1\?exp=\d+&sig=[0-9a-f]{64}", src)
+    tampered = src[:-1] + ("0" if src[-1] != "0" else "1")
+    assert client.get(tampered).status_code == 403
+
+
+def test_a_supervisor_reviews_from_the_page_and_the_operator_sees_it(client, people, calls):
+    log_in(client, "sam")
+    page = client.get("/calls/call-1")
+    bad = client.post("/calls/call-1/reviews", data={"score": "42", "csrf_token": csrf(page)})
+    assert bad.status_code == 422 and "outside the scale" in bad.get_data(as_text=True)
+    forged = client.post("/calls/call-1/reviews", data={"score": "6", "csrf_token": "forged"})
+    assert forged.status_code == 400
+    done = client.post("/calls/call-1/reviews", data={"score": "6", "comment": "Не представился",
+                                                      "csrf_token": csrf(page)})
+    assert done.status_code == 302
+    client.post("/logout", data={"csrf_token": csrf(client.get("/calls"))})
+
+    log_in(client, "olga")
+    page = client.get("/calls/call-1").get_data(as_text=True)
+    assert "sam: 6 «Не представился»" in page and 'id="unread"' in page
+    assert 'id="review-form"' not in page  # operators do not review
+    assert client.post("/calls/call-1/reviews", data={"score": "9", "csrf_token": csrf(client.get("/calls"))}) \
+        .status_code == 403
+
+
+def test_the_xlsx_export_reads_back_with_the_filters_applied(client, people, calls):
+    log_in(client, "sam")
+    response = client.get("/calls/export.xlsx?tagged=true")
+    assert response.headers["Content-Type"].startswith("application/vnd.openxmlformats")
+    sheet = load_workbook(io.BytesIO(response.data), read_only=True).active
+    rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+    header = rows[0]
+    assert header[:2] == ["call_id", "started_at"] and len(rows) == 2
+    row = dict(zip(header, rows[1]))
+    assert (row["call_id"], row["operator"], row["customer_score"], row["tag"]) == ("call-1", "101", 3, "Оценка 3")

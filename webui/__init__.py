@@ -1,0 +1,238 @@
+"""The QA console: login, calls with the player and reviews, exports. Pages for people, beside the JSON API
+for machines; both read through `connector` and follow the same role rules."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
+                   stream_with_context, url_for)
+from marshmallow import ValidationError
+
+from connector.calls import CallFilter, Cursor, call_json, find_calls, get_call
+from connector.exports import COLUMNS, call_rows
+from connector.links import recording_link
+from connector.models import Role
+from connector.notifications import notifications_for
+from connector.quality import marks_json
+from connector.reviews import add_review
+from connector.runtime_settings import current_policy
+from connector.users import Principal, principal_by_id, principal_for_login
+from connector.validation import first_error, text_problem
+from webui.forms import LoginForm, LogoutForm, ReviewForm
+
+bp = Blueprint("console", __name__, template_folder="templates")
+
+SESSION_HOURS = 8  # a working day; then the login page again
+PLAYER_LINK_SECONDS = 3600
+
+
+def services():
+    return current_app.extensions["connector"]
+
+
+def configure(app) -> None:
+    """Session cookies: HttpOnly, SameSite=Lax, Secure behind HTTPS, expiring after a working day."""
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=services_config(app).PUBLIC_BASE_URL.startswith("https://"),
+                      PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS), WTF_CSRF_TIME_LIMIT=None)
+
+
+def services_config(app):
+    return app.extensions["connector"].config
+
+
+def login_required(*roles: Role):
+    """A page for logged-in users (these roles only: 403 for the others). The user is `g.principal`."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            principal = None
+            if "user_id" in session:
+                with services().db.transaction() as s:
+                    principal = principal_by_id(s, session["user_id"])
+            if principal is None:  # never logged in, expired, or disabled since
+                session.clear()
+                return redirect(url_for(".login", next=request.full_path.rstrip("?")))
+            if roles and principal.role not in roles:
+                abort(403)
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+@bp.app_context_processor
+def _layout():
+    principal: Principal | None = g.get("principal")
+    unread = 0
+    if principal is not None and principal.user_id is not None:
+        with services().db.transaction() as s:
+            unread = sum(not n.read for n in notifications_for(s, principal))
+    return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role}
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: a login link must not send people elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for(".calls")
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for(".calls") if "user_id" in session else url_for(".login"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        with services().db.transaction() as s:
+            principal = principal_for_login(s, form.username.data, form.password.data)
+        if principal is not None:
+            session.clear()
+            session.permanent = True
+            session["user_id"] = principal.user_id
+            return redirect(_safe_next(request.args.get("next")))
+        error = "Неверное имя пользователя или пароль"
+    elif request.method == "POST":
+        error = "Форма устарела или подделана: войдите ещё раз" if form.csrf_token.errors else \
+            "Введите имя пользователя и пароль"
+    status = 200 if request.method == "GET" else (401 if error else 200)
+    return render_template("login.html", form=form, error=error), status
+
+
+@bp.post("/logout")
+def logout():
+    if not LogoutForm().validate_on_submit():
+        abort(400)
+    session.clear()
+    return redirect(url_for(".login"))
+
+
+def _call_filter() -> tuple[CallFilter, dict, Cursor | None]:
+    from webhooks.api import CALL_QUERY_SCHEMA  # the API's own filter schema: one definition of the filters
+
+    raw = {k: v for k, v in request.args.items() if v != ""}
+    try:
+        args = CALL_QUERY_SCHEMA.load(raw)
+        after = Cursor.decode(args.pop("after")) if "after" in args else None
+    except ValidationError as exc:
+        abort(Response(first_error(exc.messages), 400, mimetype="text/plain"))
+    except ValueError as exc:
+        abort(Response(f"after: {exc}", 400, mimetype="text/plain"))
+    args.pop("page", None)
+    args.pop("per_page", None)
+    principal: Principal = g.principal
+    visible = None if principal.sees_every_call else principal.extensions
+    return CallFilter(**args, visible_extensions=visible), raw, after
+
+
+@bp.get("/calls")
+@login_required()
+def calls():
+    flt, raw, after = _call_filter()
+    with services().db.transaction() as s:
+        policy = current_policy(s, services().ingest.initial_policy)
+        found = find_calls(s, flt, per_page=25, after=after)
+        items = [call_json(c) for c in found.calls]
+    query = {k: v for k, v in raw.items() if k != "after"}
+    next_link = url_for(".calls", after=found.next_cursor.encode(), **query) if found.next_cursor else None
+    low_scores = url_for(".calls", score_lte=policy.max_threshold - 1)
+    return render_template("calls.html", items=items, found=found, query=query, next_link=next_link,
+                           low_scores=low_scores, policy=policy)
+
+
+@bp.get("/calls/export.csv")
+@login_required()
+def export_csv():
+    flt, _raw, _after = _call_filter()
+
+    def generate():
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        with services().db.transaction() as s:
+            for row in call_rows(s, flt):
+                writer.writerow(row)
+                if out.tell() > 64_000:
+                    yield out.getvalue()
+                    out.seek(0)
+                    out.truncate()
+        yield out.getvalue()
+
+    return Response(stream_with_context(generate()), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=calls.csv"})
+
+
+@bp.get("/calls/export.xlsx")
+@login_required()
+def export_xlsx():
+    from openpyxl import Workbook
+
+    flt, _raw, _after = _call_filter()
+    book = Workbook(write_only=True)  # rows go straight to the file: memory stays flat
+    sheet = book.create_sheet("calls")
+    sheet.append(COLUMNS)
+    with services().db.transaction() as s:
+        for row in call_rows(s, flt):
+            sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return Response(out.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": "attachment; filename=calls.xlsx"})
+
+
+def _visible_call(s, call_id: str):
+    if text_problem(call_id) or len(call_id) > 128:
+        abort(404)
+    call = get_call(s, call_id)
+    if call is None or not g.principal.may_see(call):
+        abort(404)  # another operator's call is as unknown as a missing one
+    return call
+
+
+@bp.get("/calls/<path:call_id>")
+@login_required()
+def call_page(call_id: str):
+    return _render_call(call_id, ReviewForm())
+
+
+def _render_call(call_id: str, form: ReviewForm, error: str | None = None, status: int = 200):
+    config = services().config
+    with services().db.transaction() as s:
+        call = _visible_call(s, call_id)
+        data = call_json(call, with_history=True, marks=marks_json(s, call))
+        policy = current_policy(s, services().ingest.initial_policy)
+    player = (recording_link("", config.SECRET_KEY, call_id, ttl=PLAYER_LINK_SECONDS)
+              if data["recording_id"] else None)
+    return render_template("call.html", call=data, player=player, form=form, error=error, policy=policy), status
+
+
+@bp.post("/calls/<path:call_id>/reviews")
+@login_required(Role.ADMIN, Role.SUPERVISOR)
+def review(call_id: str):
+    form = ReviewForm()
+    if not form.validate_on_submit():
+        problem = "Форма устарела или подделана" if form.csrf_token.errors else "Укажите оценку числом"
+        return _render_call(call_id, form, problem, 400)
+    with services().db.transaction() as s:
+        call = _visible_call(s, call_id)
+        try:
+            add_review(s, call, g.principal, current_policy(s, services().ingest.initial_policy),
+                       form.score.data, (form.comment.data or "").strip() or None)
+        except ValueError as exc:  # checked before anything is written
+            error = str(exc)
+        else:
+            error = None
+    if error:
+        return _render_call(call_id, form, error, 422)
+    return redirect(url_for(".call_page", call_id=call_id))
