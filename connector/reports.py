@@ -51,8 +51,7 @@ def _percent(part: int, whole: int) -> float | None:
 def report(session: Session, by: str, flt: ReportFilter, policy: Policy) -> dict:
     """`{"items": [...], "totals": {...}}`, items sorted by their key (operator extension or line)."""
     key = {By.OPERATOR: Call.operator_extension, By.LINE: Call.line_number}[by]
-    where = filtered_calls(CallFilter(date_from=flt.date_from, date_to=flt.date_to, line=flt.line,
-                                 visible_extensions=flt.visible_extensions)).whereclause
+    where = _where(flt)
     score = Call.customer_score
     rated = score.is_not(None)
     answered = Call.talk_seconds > 0
@@ -80,6 +79,33 @@ def report(session: Session, by: str, flt: ReportFilter, policy: Policy) -> dict
     totals = session.execute(query.add_columns(literal(None, Integer).label("key"))).one()
     nps_applies = policy.scale_max == 10
     return {"items": [_row(by, r, nps_applies) for r in grouped], "totals": _row(by, totals, nps_applies)}
+
+
+def _where(flt: ReportFilter):
+    return filtered_calls(CallFilter(date_from=flt.date_from, date_to=flt.date_to, line=flt.line,
+                                     visible_extensions=flt.visible_extensions)).whereclause
+
+
+def distribution(session: Session, flt: ReportFilter) -> list[tuple[int, int]]:
+    """(score, how many calls) for every customer score in force, lowest first."""
+    query = select(Call.customer_score, func.count()).where(Call.customer_score.is_not(None))
+    if (where := _where(flt)) is not None:
+        query = query.where(where)
+    return [(score, n) for score, n in session.execute(query.group_by(Call.customer_score)
+                                                        .order_by(Call.customer_score))]
+
+
+def daily(session: Session, flt: ReportFilter, policy: Policy) -> list[dict]:
+    """Per day (UTC) of the call's start: rated calls, their average and CSAT."""
+    day = func.date(Call.listed_at)
+    query = (select(day.label("day"), func.count().label("rated"), func.avg(Call.customer_score).label("average"),
+                    _count(Call.customer_score >= policy.max_threshold).label("positive"))
+             .where(Call.customer_score.is_not(None)))
+    if (where := _where(flt)) is not None:
+        query = query.where(where)
+    return [{"day": str(r.day), "rated": r.rated, "average": round(float(r.average), 2),
+             "csat": _percent(int(r.positive or 0), r.rated)}
+            for r in session.execute(query.group_by(day).order_by(day))]
 
 
 def _row(by: str, r, nps_applies: bool) -> dict:

@@ -92,3 +92,50 @@ def test_an_operator_reports_only_on_their_own_calls(client, known_calls, db):
         token = issue_token(s, "olga")
     body = client.get("/api/v1/reports/operators", headers={"Authorization": f"Bearer {token}"}).json
     assert [row["operator"] for row in body["items"]] == ["101"] and body["totals"]["calls"] == 4
+
+
+def _logged_in_as(client, db, name, role, extensions=()):
+    import re
+
+    from connector.users import add_user
+
+    with db.transaction() as s:
+        add_user(s, name, role, "long enough pass", list(extensions))
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    client.post("/login", data={"username": name, "password": "long enough pass", "csrf_token": token})
+
+
+def test_the_reports_page_draws_the_figures_and_both_charts(client, known_calls, db):
+    import re
+
+    _logged_in_as(client, db, "sam", "supervisor")
+    page = client.get("/reports").get_data(as_text=True)
+    operators = page.split('id="report-operator"')[1].split("</table>")[0]
+    totals = re.findall(r"<td>([^<]*)</td>", operators.split("Итого")[1])
+    # calls, answered, offered, no_answer, rated, response rate, average, positive, negative, CSAT, NPS, ...
+    assert totals[:11] == ["7", "6", "4", "1", "3", "60.0", "6.0", "1", "2", "33.3", "-33.3"]
+    distribution = page.split('id="distribution"')[1].split("</svg>")[0]
+    assert re.findall(r"<title>(\d+): (\d+)</title>", distribution) == [("3", "1"), ("5", "1"), ("10", "1")]
+    assert "<polyline" in page.split('id="trend"')[1]
+
+
+def test_the_report_exports_to_xlsx(client, known_calls, db):
+    import io
+
+    from openpyxl import load_workbook
+
+    _logged_in_as(client, db, "sam", "supervisor")
+    book = load_workbook(io.BytesIO(client.get("/reports/export.xlsx").data), read_only=True)
+    rows = [list(r) for r in book["operators"].iter_rows(values_only=True)]
+    header, *body = rows
+    by_operator = {row[0]: dict(zip(header, row)) for row in body}
+    assert by_operator["101"]["response_rate"] == 66.7 and by_operator[None]["nps"] == -33.3
+    assert [r[0] for r in book["lines"].iter_rows(values_only=True)][1:] == [LINE_A, LINE_B, None]
+
+
+def test_an_operator_sees_only_their_own_figures_on_the_page(client, known_calls, db):
+    _logged_in_as(client, db, "olga", "operator", ["101"])
+    page = client.get("/reports").get_data(as_text=True)
+    operators = page.split('id="report-operator"')[1].split("</table>")[0]
+    assert "<td>101</td>" in operators and "<td>102</td>" not in operators

@@ -18,10 +18,12 @@ from connector.links import recording_link
 from connector.models import Role
 from connector.notifications import notifications_for
 from connector.quality import marks_json
+from connector.reports import By, ReportFilter, daily, distribution, report
 from connector.reviews import add_review
 from connector.runtime_settings import current_policy
 from connector.users import Principal, principal_by_id, principal_for_login
 from connector.validation import first_error, text_problem
+from webui import charts
 from webui.forms import LoginForm, LogoutForm, ReviewForm
 
 bp = Blueprint("console", __name__, template_folder="templates")
@@ -189,6 +191,55 @@ def export_xlsx():
     book.save(out)
     return Response(out.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                     headers={"Content-Disposition": "attachment; filename=calls.xlsx"})
+
+
+def _report_filter() -> tuple[ReportFilter, dict]:
+    from webhooks.api import REPORT_QUERY_SCHEMA
+
+    raw = {k: v for k, v in request.args.items() if v != ""}
+    try:
+        args = REPORT_QUERY_SCHEMA.load(raw)
+    except ValidationError as exc:
+        abort(Response(first_error(exc.messages), 400, mimetype="text/plain"))
+    principal: Principal = g.principal
+    return ReportFilter(**args, visible_extensions=None if principal.sees_every_call else principal.extensions), raw
+
+
+@bp.get("/reports")
+@login_required()
+def reports():
+    flt, raw = _report_filter()
+    with services().db.transaction() as s:
+        policy = current_policy(s, services().ingest.initial_policy)
+        operators, lines = report(s, By.OPERATOR, flt, policy), report(s, By.LINE, flt, policy)
+        scores, days = distribution(s, flt), daily(s, flt, policy)
+    return render_template("reports.html", query=raw, operators=operators, lines=lines, policy=policy,
+                           distribution=charts.bars(scores), days=days, W=charts.WIDTH, H=charts.HEIGHT,
+                           trend_points=charts.line([d["average"] for d in days], policy.scale_min,
+                                                    policy.scale_max))
+
+
+@bp.get("/reports/export.xlsx")
+@login_required()
+def export_report_xlsx():
+    from openpyxl import Workbook
+
+    flt, _raw = _report_filter()
+    with services().db.transaction() as s:
+        policy = current_policy(s, services().ingest.initial_policy)
+        sheets = {"operators": report(s, By.OPERATOR, flt, policy), "lines": report(s, By.LINE, flt, policy)}
+    book = Workbook(write_only=True)
+    for name, body in sheets.items():
+        sheet = book.create_sheet(name)
+        rows = body["items"] + [body["totals"]]
+        columns = list(body["totals"])
+        sheet.append(columns)
+        for row in rows:
+            sheet.append([row[c] for c in columns])
+    out = io.BytesIO()
+    book.save(out)
+    return Response(out.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": "attachment; filename=report.xlsx"})
 
 
 def _visible_call(s, call_id: str):
