@@ -56,3 +56,11 @@ def summary(components: dict) -> dict:
     states = {name: part["state"] for name, part in components.items()}
     degraded = any(state not in ("ok", "none") for state in states.values())
     return {"status": "degraded" if degraded else "ok", "components": states}
+
+
+def last_activity(session: Session) -> dict:
+    """When the PBX last sent something, and when a delivery last succeeded (the admin's settings page)."""
+    last_event = session.scalar(select(func.max(InboundEvent.received_at)))
+    last_delivery = session.scalar(select(func.max(DeliveryJob.updated_at)).where(DeliveryJob.status == "done"))
+    return {"last_pbx_event": last_event.isoformat() if last_event else None,
+            "last_delivery": last_delivery.isoformat() if last_delivery else None}

@@ -160,3 +160,62 @@ def test_the_xlsx_export_reads_back_with_the_filters_applied(client, people, cal
     assert header[:2] == ["call_id", "started_at"] and len(rows) == 2
     row = dict(zip(header, rows[1]))
     assert (row["call_id"], row["operator"], row["customer_score"], row["tag"]) == ("call-1", "101", 3, "Оценка 3")
+
+
+def settings_form(page, **changes) -> dict:
+    """The settings form as the browser would post it: current values, then the changes."""
+    html = page.get_data(as_text=True)
+    data = {"csrf_token": csrf(page)}
+    for name in ("scale_min", "scale_max", "max_threshold", "tag_template", "score_text_template",
+                 "rating_window_days"):
+        data[name] = re.search(rf'<input[^>]*\bid="{name}"[^>]*\bvalue="([^"]*)"', html).group(1)
+    for name in ("enabled", "lock_score"):
+        if re.search(rf'<input checked id="{name}"', html):
+            data[name] = "y"
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_an_admin_changes_the_settings_and_reads_the_audit(client, people, auth):
+    log_in(client, "ann")
+    page = client.get("/settings")
+    assert page.status_code == 200 and 'id="connections"' in page.get_data(as_text=True)
+    saved = client.post("/settings", data=settings_form(page, max_threshold="5", enabled=None))
+    assert saved.status_code == 200 and 'id="saved"' in saved.get_data(as_text=True)
+    api = client.get("/api/v1/settings", headers=auth).json
+    assert api["max_threshold"] == 5 and api["enabled"] is False and api["tag_template"] == "Оценка {score}"
+    audit = client.get("/audit").get_data(as_text=True)
+    assert "ann" in audit and "max_threshold: 9 → 5" in audit and "enabled: True → False" in audit
+
+
+@pytest.mark.parametrize("changes, field, needle", [
+    ({"max_threshold": "42"}, "max_threshold", "must lie within"),
+    ({"scale_max": "x"}, "scale_max", "Not a valid integer"),
+    ({"tag_template": "Оценка {score!r}"}, "tag_template", "{score}"),
+    ({"rating_window_days": ""}, "rating_window_days", "обязательное поле"),
+])
+def test_a_bad_setting_is_shown_beside_its_field_and_nothing_is_saved(client, people, auth, changes, field, needle):
+    log_in(client, "ann")
+    page = client.get("/settings")
+    refused = client.post("/settings", data=settings_form(page, **{"max_threshold": "4", **changes}))
+    assert refused.status_code == 422
+    shown = re.search(rf'id="error-{field}">([^<]*)<', refused.get_data(as_text=True)).group(1)
+    assert needle in shown.replace("&#39;", "'").replace("&#34;", '"')
+    assert client.get("/api/v1/settings", headers=auth).json["max_threshold"] == 9  # not even the good field
+    assert client.get("/api/v1/settings/audit", headers=auth).json["items"] == []
+
+
+@pytest.mark.parametrize("who", ["sam", "olga"])
+def test_settings_and_audit_are_for_admins(client, people, who):
+    log_in(client, who)
+    assert client.get("/settings").status_code == 403
+    assert client.get("/audit").status_code == 403
+    assert client.post("/settings/replay", data={"csrf_token": csrf(client.get("/calls"))}).status_code == 403
+    assert "/settings" not in client.get("/calls").get_data(as_text=True)
+
+
+def test_the_replay_button_needs_its_csrf_token(client, people):
+    log_in(client, "ann")
+    assert client.post("/settings/replay", data={"csrf_token": "forged"}).status_code == 400
+    page = client.get("/settings")
+    assert client.post("/settings/replay", data={"csrf_token": csrf(page)}).headers["Location"] == "/settings"

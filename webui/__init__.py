@@ -20,11 +20,13 @@ from connector.notifications import notifications_for
 from connector.quality import marks_json
 from connector.reports import By, ReportFilter, daily, distribution, report
 from connector.reviews import add_review
-from connector.runtime_settings import current_policy
+from connector import outbox, status
+from connector.runtime_settings import audit_trail, current_policy, update_policy
+from connector.threshold import PolicyError
 from connector.users import Principal, principal_by_id, principal_for_login
 from connector.validation import first_error, text_problem
 from webui import charts
-from webui.forms import LoginForm, LogoutForm, ReviewForm
+from webui.forms import LoginForm, LogoutForm, ReplayForm, ReviewForm, SettingsForm
 
 bp = Blueprint("console", __name__, template_folder="templates")
 
@@ -240,6 +242,69 @@ def export_report_xlsx():
     book.save(out)
     return Response(out.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                     headers={"Content-Disposition": "attachment; filename=report.xlsx"})
+
+
+POLICY_FIELDS = ("enabled", "scale_min", "scale_max", "max_threshold", "tag_template", "score_text_template",
+                 "rating_window_days", "lock_score")
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@login_required(Role.ADMIN)
+def settings():
+    """The policy, each error beside its field and nothing half-saved; the connections' state; dead
+    deliveries with a replay button."""
+    initial = services().ingest.initial_policy
+    form = SettingsForm()
+    errors: dict[str, str] = {}
+    saved = False
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            errors = {name: field.errors[0] for name, field in form._fields.items() if field.errors}
+            if form.csrf_token.errors:
+                errors["form"] = "Форма устарела или подделана: откройте страницу заново"
+        else:
+            changes = {name: form[name].data for name in POLICY_FIELDS}
+            errors = {name: "обязательное поле" for name, value in changes.items() if value is None}
+            if not errors:
+                try:
+                    with services().db.transaction() as s:  # a refused change rolls back whole
+                        update_policy(s, initial, changes, actor=g.principal.username)
+                    saved = True
+                except PolicyError as exc:
+                    errors[exc.field] = exc.message
+    with services().db.transaction() as s:
+        policy = current_policy(s, initial)
+        state = {**status.details(s, services().config.CRM), **status.last_activity(s)}
+        dead = [{"id": j.id, "key": j.key, "error": j.last_error, "at": j.updated_at.isoformat()}
+                for j in outbox.list_jobs(s, outbox.DEAD, limit=50)]
+    if request.method == "GET" or saved:
+        form = SettingsForm(formdata=None, data=policy.as_dict())
+    return render_template("settings.html", form=form, errors=errors, saved=saved, state=state, dead=dead,
+                           replay_form=ReplayForm(), fields=POLICY_FIELDS), (422 if errors else 200)
+
+
+@bp.post("/settings/replay")
+@login_required(Role.ADMIN)
+def replay_dead():
+    """Every dead delivery back in the queue with a fresh retry budget (`connector deliveries replay`)."""
+    if not ReplayForm().validate_on_submit():
+        abort(400)
+    with services().db.transaction() as s:
+        ids = outbox.jobs_to_replay(s, outbox.DEAD, None)
+    for job_id in ids:
+        with services().db.transaction() as s:
+            outbox.replay(s, job_id)
+    return redirect(url_for(".settings"))
+
+
+@bp.get("/audit")
+@login_required(Role.ADMIN)
+def audit():
+    with services().db.transaction() as s:
+        rows = [{"actor": r.actor, "at": r.changed_at.isoformat(), "scope": r.scope,
+                 "changes": {k: (r.before.get(k), v) for k, v in r.after.items() if r.before.get(k) != v}}
+                for r in audit_trail(s, limit=200)]
+    return render_template("audit.html", rows=rows)
 
 
 def _visible_call(s, call_id: str):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, PasswordField, StringField, TextAreaField
+from wtforms import BooleanField, IntegerField, PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 
@@ -18,3 +18,20 @@ class LogoutForm(FlaskForm):
 class ReviewForm(FlaskForm):
     score = IntegerField("Оценка", validators=[DataRequired()])
     comment = TextAreaField("Комментарий", validators=[Optional(), Length(max=2000)])
+
+
+class SettingsForm(FlaskForm):
+    """The policy's fields; the policy itself checks them together (connector.threshold.validate_policy)."""
+
+    enabled = BooleanField("Функция включена")
+    scale_min = IntegerField("Шкала от", validators=[Optional()])
+    scale_max = IntegerField("Шкала до", validators=[Optional()])
+    max_threshold = IntegerField("Порог: оценка ниже него получает тег", validators=[Optional()])
+    tag_template = StringField("Шаблон тега", validators=[Optional(), Length(max=255)])
+    score_text_template = StringField("Шаблон текста оценки", validators=[Optional(), Length(max=255)])
+    rating_window_days = IntegerField("Окно для оценки, дней (0: без ограничения)", validators=[Optional()])
+    lock_score = BooleanField("Первая оценка клиента остаётся в силе")
+
+
+class ReplayForm(FlaskForm):
+    pass
