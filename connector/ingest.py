@@ -18,8 +18,8 @@ from connector import outbox
 from connector.models import Call, CrmRecord, PbxPoll, PollStatus, Score, SurveyState, UTCDateTime
 from connector.notifications import notify_low_score
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
-from connector.runtime_settings import current_policy
-from connector.threshold import REFUSED, Decision, Policy, decide, parse_score
+from connector.runtime_settings import current_policies
+from connector.threshold import ACCEPTED, REFUSED, Decision, Policies, Policy, decide, decide_again, parse_score
 
 CUSTOMER, SUPERVISOR = "customer", "supervisor"
 
@@ -116,17 +116,21 @@ def apply_messages(session: Session, ctx: IngestContext, messages: list[InboundM
     if not events:
         return
     calls = calls_for_update(session, [e.entry_id for e in events])
-    policy = current_policy(session, ctx.initial_policy)
+    policies = current_policies(session, ctx.initial_policy)
     for event in events:
-        _apply_event(session, ctx, calls[event.entry_id], event, policy)
-    refresh_crm_many(session, ctx, list(calls.values()), policy)
+        _apply_event(session, ctx, calls[event.entry_id], event, policies)
+    refresh_crm_many(session, ctx, list(calls.values()), policies)
 
 
-def _apply_event(session: Session, ctx: IngestContext, call: Call, event, policy: Policy) -> None:
+def _apply_event(session: Session, ctx: IngestContext, call: Call, event, policies: Policies) -> None:
+    policy = policies.for_line(call.line_number)
     if isinstance(event, CallState):
         _apply_call_state(call, event)
     elif isinstance(event, CallSummary):
+        line_was_known = call.line_number is not None
         _apply_summary(call, event)
+        if not line_was_known and policies.for_line(call.line_number) != policy:
+            _decide_again(call, policies.for_line(call.line_number))
         if ctx.poll_quality and call.direction != "internal":
             call.survey = call.survey or SurveyState.PENDING
             session.add(PbxPoll(call=call, status=PollStatus.PENDING, found=False, polls=0, misses=0,
@@ -164,6 +168,21 @@ def _apply_summary(call: Call, s: CallSummary) -> None:
     for score in call.scores:
         if score.operator_extension is None:
             score.operator_extension = s.operator_extension
+
+
+def _decide_again(call: Call, policy: Policy) -> None:
+    """The score came before the call's line was known, and that line has its own policy. Nothing went
+    to the CRM yet (the call is logged after its summary), so the score in force is simply decided again."""
+    if call.customer_score is None:
+        return
+    in_force = next((s for s in reversed(call.scores)
+                     if s.source == CUSTOMER and s.status == ACCEPTED and s.value == call.customer_score), None)
+    if in_force is None:
+        return
+    decision = decide_again(policy, call.customer_score)
+    in_force.record, in_force.tag, in_force.reason = decision.record, decision.tag, decision.reason[:255]
+    call.decision_record, call.decision_tag = decision.record, decision.tag
+    call.decision_reason = decision.reason[:255]
 
 
 def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | int, *, origin: str,
@@ -210,21 +229,22 @@ def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payl
     message = InboundMessage("scores", dedupe_key(message_id), score["call_id"], payload, None)
     store_event(session, "scores_api", message)
     call = call_for_update(session, score["call_id"])
-    policy = current_policy(session, ctx.initial_policy)
+    policies = current_policies(session, ctx.initial_policy)
+    policy = policies.for_line(call.line_number)
     add = add_customer_score if score["source"] == CUSTOMER else add_supervisor_score
     result = add(session, call, policy, score["score"], origin="api", rated_at=score["rated_at"],
                  comment=score.get("comment"), operator=score.get("operator"))
     if score.get("phone") and not call.customer_phone:
         call.customer_phone = score["phone"]
-    refresh_crm(session, ctx, call, policy)
+    refresh_crm(session, ctx, call, policies)
     return call, result
 
 
-def refresh_crm(session: Session, ctx: IngestContext, call: Call, policy: Policy) -> None:
-    refresh_crm_many(session, ctx, [call], policy)
+def refresh_crm(session: Session, ctx: IngestContext, call: Call, policies: Policies) -> None:
+    refresh_crm_many(session, ctx, [call], policies)
 
 
-def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], policy: Policy) -> None:
+def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], policies: Policies) -> None:
     """Keep the calls' CRM records in step and enqueue what the CRM now needs (the outbox sends it)."""
     crm = ctx.delivery.crm
     active = []
@@ -238,7 +258,7 @@ def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], po
                 record.status, record.reason = "skipped", "no CRM configured: stored and reported only"
             elif call.direction == "internal":
                 record.status, record.reason = "skipped", "internal call"
-            elif not policy.enabled:
+            elif not policies.for_line(call.line_number).enabled:
                 record.status, record.reason = "skipped", "feature off"
             else:
                 record.status, record.reason = "pending", None

@@ -19,7 +19,7 @@ from connector.ingest import (SUPERVISOR, DuplicateEvent, IngestContext, add_cus
                               store_event)
 from connector.models import Call, QualityQuestion, SupervisorMark, SurveyState
 from connector.pbx import InboundMessage, QualityReport, Question, dedupe_key
-from connector.runtime_settings import current_policy
+from connector.runtime_settings import current_policies
 from connector.threshold import ACCEPTED
 
 CUSTOMER_POLL_EVERY = timedelta(seconds=20)
@@ -82,7 +82,8 @@ def _fact_is_new(session: Session, call: Call, kind: str, value: object) -> bool
 def apply_report(session: Session, ctx: IngestContext, call: Call, report: QualityReport, *,
                  now: datetime, survey_wait: timedelta) -> None:
     """What one answer of the PBX changes on a (locked) call."""
-    policy = current_policy(session, ctx.initial_policy)
+    policies = current_policies(session, ctx.initial_policy)
+    policy = policies.for_line(call.line_number)
     if report.customer_raw is not None and _fact_is_new(session, call, "customer", report.customer_raw):
         add_customer_score(session, call, policy, report.customer_raw, origin="mango_quality", rated_at=now)
     elif report.survey_unanswered and call.survey not in SETTLED:
@@ -92,7 +93,7 @@ def apply_report(session: Session, ctx: IngestContext, call: Call, report: Quali
     ended = call.ended_at or call.summary_received_at or now
     if call.survey == SurveyState.PENDING and now >= ended + survey_wait:
         call.survey = SurveyState.NOT_OFFERED
-    refresh_crm(session, ctx, call, policy)
+    refresh_crm(session, ctx, call, policies)
 
 
 def _replace_marks(session: Session, call: Call, report: QualityReport) -> None:

@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from connector.db import get_or_create
 from connector.models import RuntimeSettings, SettingsAudit
-from connector.threshold import Policy, PolicyError, policy_with_changes, validate_policy
+from connector.threshold import Policies, Policy, PolicyError, line_policy, policy_with_changes, validate_policy
 from connector.validation import INT32_MAX, text_problem
 
 GLOBAL = "global"
@@ -43,6 +43,45 @@ class SettingsCache:
             self._copy = (versions, current_policy(session, self._initial_policy),
                           current_user_map(session, self._initial_user_map))
         return self._copy[1], self._copy[2]
+
+
+LINE_PREFIX = "line:"
+
+
+def current_policies(session: Session, initial: Policy) -> Policies:
+    """The global policy with every line's override (one more query, however many lines)."""
+    base = current_policy(session, initial)
+    rows = session.execute(select(RuntimeSettings.scope, RuntimeSettings.values)
+                           .where(RuntimeSettings.scope.startswith(LINE_PREFIX))).all()
+    return Policies(base, {scope[len(LINE_PREFIX):]: dict(values) for scope, values in rows})
+
+
+def line_override(session: Session, line: str) -> dict | None:
+    row = session.scalars(select(RuntimeSettings).where(RuntimeSettings.scope == LINE_PREFIX + line)).first()
+    return dict(row.values) if row else None
+
+
+def update_line_override(session: Session, initial: Policy, line: str, override: object, actor: str) -> dict:
+    """Set a line's `enabled` / `max_threshold` (raises PolicyError); audited."""
+    line_policy(current_policy(session, initial), override)
+    scope = LINE_PREFIX + line
+    row = _row(session, {}, scope=scope, for_update=True)
+    before = dict(row.values)
+    if before != override:
+        row.values = dict(override)
+        session.add(SettingsAudit(scope=scope, actor=actor, before=before, after=dict(override)))
+    return dict(override)
+
+
+def delete_line_override(session: Session, line: str, actor: str) -> bool:
+    """The line follows the global policy again; False when it had no override."""
+    row = session.scalars(select(RuntimeSettings).where(RuntimeSettings.scope == LINE_PREFIX + line)
+                          .with_for_update()).first()
+    if row is None:
+        return False
+    session.add(SettingsAudit(scope=row.scope, actor=actor, before=dict(row.values), after={}))
+    session.delete(row)
+    return True
 
 
 def update_policy(session: Session, initial: Policy, changes: dict, actor: str) -> Policy:

@@ -11,7 +11,7 @@ Semantics (see README, "Threshold"):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from string import Formatter
 
@@ -69,6 +69,31 @@ class Policy:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+LINE_FIELDS = ("enabled", "max_threshold")  # what a PBX line may override
+
+
+@dataclass(frozen=True)
+class Policies:
+    """The global policy and the lines' overrides: a call is decided by its line's policy."""
+
+    base: Policy
+    lines: dict = field(default_factory=dict)  # line number -> {"enabled": .., "max_threshold": ..}
+
+    def for_line(self, line: str | None) -> Policy:
+        override = self.lines.get(line or "")
+        return replace(self.base, **override) if override else self.base
+
+
+def line_policy(base: Policy, override: object) -> Policy:
+    """Validate a line's override against the global policy (raises PolicyError naming the field)."""
+    if not isinstance(override, dict) or not override:
+        raise PolicyError("override", f"expected an object with {' and/or '.join(LINE_FIELDS)}")
+    for name in override:
+        if name not in LINE_FIELDS:
+            raise PolicyError(name, f"a line may override only {', '.join(LINE_FIELDS)}")
+    return validate_policy(replace(base, **override))
 
 
 @dataclass(frozen=True)
@@ -204,3 +229,13 @@ def decide(
     if previous is not None:
         reason += f" (replaces {previous})"
     return Decision(ACCEPTED, value, True, tag, tag_to_remove, reason)
+
+
+def decide_again(policy: Policy, value: int) -> Decision:
+    """The score in force, decided by another policy: its call's line became known after it came."""
+    if not policy.enabled:
+        return Decision(ACCEPTED, value, False, None, None, "feature off on this line: score stored, nothing sent")
+    tag = policy.tag_for(value)
+    verdict = "below the threshold {}: record and tag" if tag else "at or above the threshold {}: record only"
+    return Decision(ACCEPTED, value, True, tag, None,
+                    f"score {value} is " + verdict.format(f"{policy.max_threshold} of this line"))

@@ -14,7 +14,8 @@ from connector import status
 from connector.ingest import ingest_api_score
 from connector.metrics import CALLBACKS, queue_metrics
 from connector.quality import marks_json
-from connector.runtime_settings import (USER_MAP, audit_trail, current_policy, current_user_map, update_policy,
+from connector.runtime_settings import (USER_MAP, audit_trail, current_policies, current_policy, current_user_map,
+                                       delete_line_override, line_override, update_line_override, update_policy,
                                        update_user_map)
 from connector.models import Role
 from connector.threshold import REFUSED, PolicyError
@@ -352,6 +353,55 @@ def put_settings():
         except PolicyError as exc:
             raise ApiError(422, str(exc)) from None
         return _settings_json(policy, user_map)
+
+
+def _line_number(line_number: str) -> str:
+    if not line_number or len(line_number) > 32 or text_problem(line_number):
+        raise ApiError(404, "unknown line: a line number has 1 to 32 printable characters")
+    return line_number
+
+
+@bp.get("/settings/lines")
+@require_token(Role.ADMIN, Role.SUPERVISOR)
+def get_line_overrides():
+    """Every line's override of the global policy."""
+    with services().db.transaction() as session:
+        lines = current_policies(session, services().ingest.initial_policy).lines
+    return {"items": [{"line_number": line, **override} for line, override in sorted(lines.items())]}
+
+
+@bp.get("/settings/lines/<line_number>")
+@require_token(Role.ADMIN, Role.SUPERVISOR)
+def get_line_override(line_number: str):
+    with services().db.transaction() as session:
+        override = line_override(session, _line_number(line_number))
+    if override is None:
+        raise ApiError(404, f"line {line_number} has no override: it follows the global settings")
+    return {"line_number": line_number, **override}
+
+
+@bp.put("/settings/lines/<line_number>")
+@require_token(Role.ADMIN)
+def put_line_override(line_number: str):
+    """`{"enabled": bool, "max_threshold": int}` (either or both) for calls on this line; audited."""
+    line_number = _line_number(line_number)
+    body = _json_body()
+    with services().db.transaction() as session:
+        try:
+            override = update_line_override(session, services().ingest.initial_policy, line_number, body,
+                                            actor=g.principal.username)
+        except PolicyError as exc:
+            raise ApiError(422, str(exc)) from None
+    return {"line_number": line_number, **override}
+
+
+@bp.delete("/settings/lines/<line_number>")
+@require_token(Role.ADMIN)
+def delete_line(line_number: str):
+    with services().db.transaction() as session:
+        if not delete_line_override(session, _line_number(line_number), actor=g.principal.username):
+            raise ApiError(404, f"line {line_number} has no override")
+    return Response(status=204)
 
 
 @bp.get("/settings/audit")

@@ -71,6 +71,18 @@ def build_spec() -> dict:
         "put": {"summary": "Change some runtime settings (audited)", "security": TOKEN,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
                 "responses": _ok("the settings after the change")}})
+    line = [{"in": "path", "name": "line_number", "required": True, "schema": {"type": "string"}}]
+    spec.path("/api/v1/settings/lines", operations={"get": {
+        "summary": "Every line's override of the global policy", "security": TOKEN, "responses": _ok("`items`")}})
+    spec.path("/api/v1/settings/lines/{line_number}", operations={
+        "get": {"summary": "A line's override", "security": TOKEN, "parameters": line,
+                "responses": _ok("the override")},
+        "put": {"summary": "Set a line's `enabled` and/or `max_threshold` (admin; audited)", "security": TOKEN,
+                "parameters": line,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": _ok("the override")},
+        "delete": {"summary": "The line follows the global settings again (admin; audited)", "security": TOKEN,
+                   "parameters": line, "responses": {"204": {"description": "removed"}, "default": ERROR}}})
     spec.path("/api/v1/settings/audit", operations={"get": {
         "summary": "Who changed which setting when", "security": TOKEN, "responses": _ok("`items`")}})
     spec.path("/api/v1/status", operations={"get": {

@@ -1,0 +1,65 @@
+"""Per-line settings: a PBX line may switch the feature off or have its own threshold; a call is decided by
+its line's policy, even when its score came before the line was known."""
+import pytest
+
+from tests.conftest import dtmf, summary
+
+SALES, SUPPORT = "74950000001", "74950000002"
+
+
+def test_a_score_that_came_before_its_line_is_decided_again_by_that_line(client, auth, mango_post):
+    assert client.put(f"/api/v1/settings/lines/{SALES}", json={"max_threshold": 5}, headers=auth).status_code == 200
+    mango_post("events/dtmf", dtmf("c1", "6"))  # the line is not known yet: the global threshold 9 tags it
+    assert client.get("/api/v1/calls/c1", headers=auth).json["decision"]["tag"] == "Оценка 6"
+    mango_post("events/summary", summary("c1", line=SALES))
+    call = client.get("/api/v1/calls/c1", headers=auth).json
+    assert call["decision"]["tag"] is None and call["decision"]["record"] is True
+    assert "threshold 5 of this line" in call["decision"]["reason"]
+    assert call["scores"][0]["tag"] is None and call["customer_score"] == 6
+
+
+def test_a_known_line_decides_at_once_and_other_lines_keep_the_global_policy(client, auth, mango_post):
+    client.put(f"/api/v1/settings/lines/{SALES}", json={"max_threshold": 5}, headers=auth)
+    for entry_id, line in [("c1", SALES), ("c2", SUPPORT)]:
+        mango_post("events/summary", summary(entry_id, line=line))
+        mango_post("events/dtmf", dtmf(entry_id, "4"))
+        mango_post("events/dtmf", dtmf(entry_id + "x", "6"))
+        mango_post("events/summary", summary(entry_id + "x", line=line))
+    tags = {c["call_id"]: c["decision"]["tag"] for c in client.get("/api/v1/calls", headers=auth).json["items"]}
+    assert tags == {"c1": "Оценка 4", "c1x": None, "c2": "Оценка 4", "c2x": "Оценка 6"}
+
+
+def test_a_line_with_the_feature_off_stores_its_scores_and_sends_nothing(client, auth, mango_post):
+    client.put(f"/api/v1/settings/lines/{SUPPORT}", json={"enabled": False}, headers=auth)
+    mango_post("events/dtmf", dtmf("c1", "2"))
+    mango_post("events/summary", summary("c1", line=SUPPORT))
+    call = client.get("/api/v1/calls/c1", headers=auth).json
+    assert call["customer_score"] == 2 and call["decision"] == {
+        "record": False, "tag": None, "reason": "feature off on this line: score stored, nothing sent"}
+
+
+def test_overrides_are_read_changed_removed_and_audited(client, auth):
+    assert client.get(f"/api/v1/settings/lines/{SALES}", headers=auth).status_code == 404
+    put = client.put(f"/api/v1/settings/lines/{SALES}", json={"enabled": False, "max_threshold": 4}, headers=auth)
+    assert put.json == {"line_number": SALES, "enabled": False, "max_threshold": 4}
+    assert client.get("/api/v1/settings/lines", headers=auth).json["items"] == [put.json]
+    assert client.delete(f"/api/v1/settings/lines/{SALES}", headers=auth).status_code == 204
+    assert client.delete(f"/api/v1/settings/lines/{SALES}", headers=auth).status_code == 404
+    assert client.get(f"/api/v1/settings/lines/{SALES}", headers=auth).status_code == 404
+    audit = client.get("/api/v1/settings/audit", headers=auth).json["items"]
+    assert [(a["before"], a["after"]) for a in audit] == [({"enabled": False, "max_threshold": 4}, {}),
+                                                         ({}, {"enabled": False, "max_threshold": 4})]
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"max_threshold": 42}, "max_threshold: must lie within"),
+    ({"tag_template": "x {score}"}, "tag_template: a line may override only enabled, max_threshold"),
+    ({"enabled": "yes"}, "enabled: expected bool"),
+    ({}, "expected an object"),
+    ([1], "expected an object"),
+])
+def test_a_bad_override_is_refused_and_changes_nothing(client, auth, body, needle):
+    response = client.put(f"/api/v1/settings/lines/{SALES}", json=body, headers=auth)
+    assert response.status_code == 422 and needle in response.json["error"]
+    assert client.get("/api/v1/settings/lines", headers=auth).json["items"] == []
+    assert client.get("/api/v1/settings/audit", headers=auth).json["items"] == []
