@@ -219,3 +219,20 @@ def test_the_replay_button_needs_its_csrf_token(client, people):
     assert client.post("/settings/replay", data={"csrf_token": "forged"}).status_code == 400
     page = client.get("/settings")
     assert client.post("/settings/replay", data={"csrf_token": csrf(page)}).headers["Location"] == "/settings"
+
+
+def test_an_admin_sets_and_removes_a_line_override_on_the_settings_page(client, people, auth):
+    log_in(client, "ann")
+    page = client.get("/settings")
+    saved = client.post("/settings/lines", data={"line_number": "74950000001", "max_threshold": "5",
+                                                 "csrf_token": csrf(page)})  # the box unticked: feature off
+    assert saved.headers["Location"] == "/settings"
+    assert client.get("/api/v1/settings/lines/74950000001", headers=auth).json == {
+        "line_number": "74950000001", "enabled": False, "max_threshold": 5}
+    refused = client.post("/settings/lines", data={"line_number": "74950000002", "enabled": "y",
+                                                   "max_threshold": "99", "csrf_token": csrf(page)})
+    assert refused.status_code == 422 and "max_threshold" in refused.get_data(as_text=True)
+    shown = client.get("/settings").get_data(as_text=True).split('id="lines"')[1]
+    assert "74950000001" in shown and "74950000002" not in shown
+    client.post("/settings/lines/74950000001/delete", data={"csrf_token": csrf(page)})
+    assert client.get("/api/v1/settings/lines", headers=auth).json["items"] == []

@@ -21,12 +21,13 @@ from connector.quality import marks_json
 from connector.reports import By, ReportFilter, daily, distribution, report
 from connector.reviews import add_review
 from connector import outbox, status
-from connector.runtime_settings import audit_trail, current_policy, update_policy
+from connector.runtime_settings import (audit_trail, current_policies, current_policy, delete_line_override,
+                                       update_line_override, update_policy)
 from connector.threshold import PolicyError
 from connector.users import Principal, principal_by_id, principal_for_login
 from connector.validation import first_error, text_problem
 from webui import charts
-from webui.forms import LoginForm, LogoutForm, ReplayForm, ReviewForm, SettingsForm
+from webui.forms import LineOverrideForm, LoginForm, LogoutForm, ReplayForm, ReviewForm, SettingsForm
 
 bp = Blueprint("console", __name__, template_folder="templates")
 
@@ -273,14 +274,45 @@ def settings():
                 except PolicyError as exc:
                     errors[exc.field] = exc.message
     with services().db.transaction() as s:
-        policy = current_policy(s, initial)
+        policies = current_policies(s, initial)
+        policy = policies.base
         state = {**status.details(s, services().config.CRM), **status.last_activity(s)}
         dead = [{"id": j.id, "key": j.key, "error": j.last_error, "at": j.updated_at.isoformat()}
                 for j in outbox.list_jobs(s, outbox.DEAD, limit=50)]
     if request.method == "GET" or saved:
         form = SettingsForm(formdata=None, data=policy.as_dict())
     return render_template("settings.html", form=form, errors=errors, saved=saved, state=state, dead=dead,
-                           replay_form=ReplayForm(), fields=POLICY_FIELDS), (422 if errors else 200)
+                           replay_form=ReplayForm(), fields=POLICY_FIELDS, lines=sorted(policies.lines.items()),
+                           line_form=LineOverrideForm(formdata=None)), (422 if errors else 200)
+
+
+@bp.post("/settings/lines")
+@login_required(Role.ADMIN)
+def save_line():
+    """Set a line's override; the line keeps only the fields given (an empty threshold: the global one)."""
+    form = LineOverrideForm()
+    if not form.validate_on_submit():
+        abort(400)
+    override = {"enabled": bool(form.enabled.data)}
+    if form.max_threshold.data is not None:
+        override["max_threshold"] = form.max_threshold.data
+    line = form.line_number.data.strip()
+    try:
+        with services().db.transaction() as s:
+            update_line_override(s, services().ingest.initial_policy, line, override, actor=g.principal.username)
+    except PolicyError as exc:
+        return Response(f"{line}: {exc}", 422, mimetype="text/plain")
+    return redirect(url_for(".settings"))
+
+
+@bp.post("/settings/lines/<line_number>/delete")
+@login_required(Role.ADMIN)
+def delete_line(line_number: str):
+    if not ReplayForm().validate_on_submit():  # a form with only its CSRF token
+        abort(400)
+    with services().db.transaction() as s:
+        delete_line_override(s, line_number, actor=g.principal.username)
+    return redirect(url_for(".settings"))
 
 
 @bp.post("/settings/replay")

@@ -35,3 +35,9 @@ class SettingsForm(FlaskForm):
 
 class ReplayForm(FlaskForm):
     pass
+
+
+class LineOverrideForm(FlaskForm):
+    line_number = StringField("Линия", validators=[DataRequired(), Length(max=32)])
+    enabled = BooleanField("Функция включена", default=True)
+    max_threshold = IntegerField("Порог", validators=[Optional()])
