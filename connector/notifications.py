@@ -29,11 +29,14 @@ def notifications_for(session: Session, principal: Principal, limit: int = 100) 
                                 .order_by(Notification.id.desc()).limit(limit)))
 
 
-def mark_read(session: Session, principal: Principal, ids: list[int] | None = None) -> int:
-    """Mark the caller's notifications read (these ids, or all); returns how many changed."""
+def mark_read(session: Session, principal: Principal, ids: list[int] | None = None, *,
+              call: Call | None = None) -> int:
+    """Mark the caller's notifications read (these ids, those of one call, or all); returns how many changed."""
     if principal.user_id is None:
         return 0
     query = update(Notification).where(Notification.user_id == principal.user_id, Notification.read.is_(False))
     if ids is not None:
         query = query.where(Notification.id.in_(ids))
+    if call is not None:
+        query = query.where(Notification.call_id == call.id)
     return session.execute(query.values(read=True)).rowcount

@@ -143,9 +143,13 @@ def test_a_supervisor_reviews_from_the_page_and_the_operator_sees_it(client, peo
     client.post("/logout", data={"csrf_token": csrf(client.get("/calls"))})
 
     log_in(client, "olga")
+    assert 'title="Новые уведомления">1<' in client.get("/calls").get_data(as_text=True)
     page = client.get("/calls/call-1").get_data(as_text=True)
-    assert "sam: 6 «Не представился»" in page and 'id="unread"' in page
+    assert "sam: 6 «Не представился»" in page
     assert 'id="review-form"' not in page  # operators do not review
+    assert 'id="unread"' not in page  # opening the call read its notification
+    listed = client.get("/notifications").get_data(as_text=True)
+    assert "Разбор вашего звонка" in listed and "/calls/call-1" in listed
     assert client.post("/calls/call-1/reviews", data={"score": "9", "csrf_token": csrf(client.get("/calls"))}) \
         .status_code == 403
 

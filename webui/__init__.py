@@ -16,7 +16,7 @@ from connector.calls import CallFilter, Cursor, call_json, find_calls, get_call
 from connector.exports import COLUMNS, call_rows
 from connector.links import recording_link
 from connector.models import Role
-from connector.notifications import notifications_for
+from connector.notifications import mark_read, notifications_for
 from connector.quality import marks_json
 from connector.reports import By, ReportFilter, daily, distribution, report
 from connector.reviews import add_review
@@ -154,6 +154,15 @@ def calls():
     low_scores = url_for(".calls", score_lte=policy.max_threshold - 1)
     return render_template("calls.html", items=items, found=found, query=query, next_link=next_link,
                            low_scores=low_scores, policy=policy)
+
+
+@bp.get("/notifications")
+@login_required()
+def notifications():
+    with services().db.transaction() as s:
+        items = [{"call_id": n.call.entry_id, "kind": n.kind, "read": n.read, "at": n.created_at.isoformat()}
+                 for n in notifications_for(s, g.principal)]
+    return render_template("notifications.html", items=items)
 
 
 @bp.get("/calls/export.csv")
@@ -360,6 +369,7 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
         call = _visible_call(s, call_id)
         data = call_json(call, with_history=True, marks=marks_json(s, call))
         policy = current_policy(s, services().ingest.initial_policy)
+        mark_read(s, g.principal, call=call)  # seen: what the notifications pointed at
     player = (recording_link("", config.SECRET_KEY, call_id, ttl=PLAYER_LINK_SECONDS)
               if data["recording_id"] else None)
     return render_template("call.html", call=data, player=player, form=form, error=error, policy=policy), status
