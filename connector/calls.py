@@ -10,6 +10,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from connector.models import Call, CrmRecord
+from connector.validation import text_problem
 
 REVIEW = "review"  # the origin of a supervisor score given in the console or by POST .../reviews
 
@@ -109,6 +110,19 @@ def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 
     rows = rows[:per_page]
     return CallPage(rows, min(counted, COUNT_CAP), counted > COUNT_CAP,
                     Cursor(rows[-1].listed_at, rows[-1].id) if more else None)
+
+
+def call_id_problem(entry_id: str) -> str | None:
+    """Why no call can have this id (PostgreSQL would refuse to even look for it), or None."""
+    return text_problem(entry_id) or ("longer than 128 characters" if len(entry_id) > 128 else None)
+
+
+def get_visible_call(session: Session, entry_id: str, principal) -> Call | None:
+    """The call if `principal` may see it: another operator's call is as unknown as a missing one."""
+    if call_id_problem(entry_id):
+        return None
+    call = get_call(session, entry_id)
+    return call if call is not None and principal.may_see(call) else None
 
 
 def get_call(session: Session, entry_id: str) -> Call | None:

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from connector.calls import CallFilter, Cursor, call_json, find_calls, get_call
+from connector.calls import CallFilter, Cursor, call_id_problem, call_json, find_calls, get_visible_call
 from connector import status
 from connector.ingest import ingest_api_score
 from connector.metrics import CALLBACKS, queue_metrics
@@ -200,13 +200,10 @@ def _visible_extensions() -> tuple[str, ...] | None:
 
 
 def _visible_call(session, call_id: str):
-    """The call, if the caller may see it: another operator's call is as unknown as a missing one."""
-    problem = text_problem(call_id) or ("longer than 128 characters" if len(call_id) > 128 else None)
-    if problem:  # no call can have such an id; PostgreSQL would refuse to even look for it
-        raise ApiError(404, f"unknown call: call_id {problem}")
-    call = get_call(session, call_id)
-    if call is None or not g.principal.may_see(call):
-        raise ApiError(404, f"unknown call {call_id}")
+    call = get_visible_call(session, call_id, g.principal)
+    if call is None:
+        problem = call_id_problem(call_id)
+        raise ApiError(404, f"unknown call: call_id {problem}" if problem else f"unknown call {call_id}")
     return call
 
 

@@ -12,7 +12,7 @@ from flask import (Blueprint, Response, abort, current_app, g, redirect, render_
                    stream_with_context, url_for)
 from marshmallow import ValidationError
 
-from connector.calls import CallFilter, Cursor, call_json, find_calls, get_call
+from connector.calls import CallFilter, Cursor, call_json, find_calls, get_visible_call
 from connector.exports import COLUMNS, call_rows
 from connector.links import recording_link
 from connector.models import Role
@@ -25,7 +25,7 @@ from connector.runtime_settings import (audit_trail, current_policies, current_p
                                        update_line_override, update_policy)
 from connector.threshold import PolicyError
 from connector.users import Principal, principal_by_id, principal_for_login
-from connector.validation import first_error, text_problem
+from connector.validation import first_error
 from webui import charts
 from webui.forms import LineOverrideForm, LoginForm, LogoutForm, ReplayForm, ReviewForm, SettingsForm
 
@@ -199,10 +199,7 @@ def export_xlsx():
     with services().db.transaction() as s:
         for row in call_rows(s, flt):
             sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return Response(out.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": "attachment; filename=calls.xlsx"})
+    return _xlsx(book, "calls.xlsx")
 
 
 def _report_filter() -> tuple[ReportFilter, dict]:
@@ -248,10 +245,14 @@ def export_report_xlsx():
         sheet.append(columns)
         for row in rows:
             sheet.append([row[c] for c in columns])
+    return _xlsx(book, "report.xlsx")
+
+
+def _xlsx(book, filename: str) -> Response:
     out = io.BytesIO()
     book.save(out)
     return Response(out.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": "attachment; filename=report.xlsx"})
+                    headers={"Content-Disposition": f"attachment; filename={filename}"})
 
 
 POLICY_FIELDS = ("enabled", "scale_min", "scale_max", "max_threshold", "tag_template", "score_text_template",
@@ -349,11 +350,9 @@ def audit():
 
 
 def _visible_call(s, call_id: str):
-    if text_problem(call_id) or len(call_id) > 128:
+    call = get_visible_call(s, call_id, g.principal)
+    if call is None:
         abort(404)
-    call = get_call(s, call_id)
-    if call is None or not g.principal.may_see(call):
-        abort(404)  # another operator's call is as unknown as a missing one
     return call
 
 
