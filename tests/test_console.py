@@ -194,7 +194,7 @@ def test_an_admin_changes_the_settings_and_reads_the_audit(client, people, auth)
 
 @pytest.mark.parametrize("changes, field, needle", [
     ({"max_threshold": "42"}, "max_threshold", "must lie within"),
-    ({"scale_max": "x"}, "scale_max", "Not a valid integer"),
+    ({"scale_max": "x"}, "scale_max", "Неверное целое число"),  # WTForms speaks Russian too
     ({"tag_template": "Оценка {score!r}"}, "tag_template", "{score}"),
     ({"rating_window_days": ""}, "rating_window_days", "обязательное поле"),
 ])

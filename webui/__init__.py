@@ -6,10 +6,12 @@ import csv
 import io
 from datetime import timedelta
 from functools import wraps
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
                    stream_with_context, url_for)
+from flask_babel import Babel, get_locale, gettext as _
 from marshmallow import ValidationError
 
 from connector.calls import CallFilter, Cursor, call_json, find_calls, get_visible_call
@@ -39,8 +41,23 @@ def services():
     return current_app.extensions["connector"]
 
 
+LANGUAGES = ("ru", "en")
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+
+
+def _locale() -> str:
+    """Russian unless the user asked for English (`?lang=en`, remembered in the session)."""
+    wanted = request.args.get("lang")
+    if wanted in LANGUAGES:
+        session["lang"] = wanted
+    return session.get("lang", LANGUAGES[0])
+
+
 def configure(app) -> None:
-    """Session cookies: HttpOnly, SameSite=Lax, Secure behind HTTPS, expiring after a working day."""
+    """Session cookies: HttpOnly, SameSite=Lax, Secure behind HTTPS, expiring after a working day.
+    The UI speaks Russian, and English on request (Flask-Babel, catalogues in webui/translations)."""
+    Babel(app, locale_selector=_locale, default_locale=LANGUAGES[0],
+          default_translation_directories=str(TRANSLATIONS))
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=services_config(app).PUBLIC_BASE_URL.startswith("https://"),
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS), WTF_CSRF_TIME_LIMIT=None)
@@ -80,7 +97,7 @@ def _layout():
     if principal is not None and principal.user_id is not None:
         with services().db.transaction() as s:
             unread = sum(not n.read for n in notifications_for(s, principal))
-    return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role}
+    return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role, "locale": str(get_locale())}
 
 
 def _safe_next(target: str | None) -> str:
@@ -107,10 +124,10 @@ def login():
             session.permanent = True
             session["user_id"] = principal.user_id
             return redirect(_safe_next(request.args.get("next")))
-        error = "Неверное имя пользователя или пароль"
+        error = _("Неверное имя пользователя или пароль")
     elif request.method == "POST":
-        error = "Форма устарела или подделана: войдите ещё раз" if form.csrf_token.errors else \
-            "Введите имя пользователя и пароль"
+        error = _("Форма устарела или подделана: войдите ещё раз") if form.csrf_token.errors else \
+            _("Введите имя пользователя и пароль")
     status = 200 if request.method == "GET" else (401 if error else 200)
     return render_template("login.html", form=form, error=error), status
 
@@ -272,10 +289,10 @@ def settings():
         if not form.validate_on_submit():
             errors = {name: field.errors[0] for name, field in form._fields.items() if field.errors}
             if form.csrf_token.errors:
-                errors["form"] = "Форма устарела или подделана: откройте страницу заново"
+                errors["form"] = _("Форма устарела или подделана: откройте страницу заново")
         else:
             changes = {name: form[name].data for name in POLICY_FIELDS}
-            errors = {name: "обязательное поле" for name, value in changes.items() if value is None}
+            errors = {name: _("обязательное поле") for name, value in changes.items() if value is None}
             if not errors:
                 try:
                     with services().db.transaction() as s:  # a refused change rolls back whole
@@ -379,7 +396,7 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
 def review(call_id: str):
     form = ReviewForm()
     if not form.validate_on_submit():
-        problem = "Форма устарела или подделана" if form.csrf_token.errors else "Укажите оценку числом"
+        problem = _("Форма устарела или подделана") if form.csrf_token.errors else _("Укажите оценку числом")
         return _render_call(call_id, form, problem, 400)
     with services().db.transaction() as s:
         call = _visible_call(s, call_id)
