@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
-from connector.models import Call, CrmRecord
+from connector.models import Call, CrmRecord, DeliveryJob, InboundEvent
 from connector.validation import text_problem
 
 REVIEW = "review"  # the origin of a supervisor score given in the console or by POST .../reviews
@@ -123,6 +123,21 @@ def get_visible_call(session: Session, entry_id: str, principal) -> Call | None:
         return None
     call = get_call(session, entry_id)
     return call if call is not None and principal.may_see(call) else None
+
+
+def call_timeline(session: Session, call: Call) -> list[dict]:
+    """What happened to the call, oldest first: the PBX's callbacks and other systems' scores as they came
+    (one index probe on `inbound_events.entry_id`), and each CRM effect when it was done."""
+    events = [{"at": _iso(at), "what": kind, "source": source, "error": error}
+              for kind, source, at, error in session.execute(
+                  select(InboundEvent.kind, InboundEvent.source, InboundEvent.received_at, InboundEvent.error)
+                  .where(InboundEvent.entry_id == call.entry_id).order_by(InboundEvent.id))]
+    effects = [{"at": _iso(at), "what": f"crm {kind}: {status}", "source": crm, "error": error}
+               for kind, crm, status, at, error in session.execute(
+                   select(DeliveryJob.kind, DeliveryJob.crm, DeliveryJob.status, DeliveryJob.updated_at,
+                          DeliveryJob.last_error)
+                   .where(DeliveryJob.call_id == call.id, DeliveryJob.status != "pending"))]
+    return sorted(events + effects, key=lambda e: e["at"] or "")
 
 
 def get_call(session: Session, entry_id: str) -> Call | None:

@@ -121,6 +121,12 @@ def test_the_operator_sees_only_their_calls_in_the_list_and_exports(client, peop
     assert [r[0] for r in rows[1:]] == ["call-1"]
 
 
+def test_the_call_page_shows_the_timeline_of_its_events(client, people, calls):
+    log_in(client, "sam")
+    timeline = client.get("/calls/call-1").get_data(as_text=True).split('id="timeline"')[1].split("</table>")[0]
+    assert re.findall(r"<td>(events/\w+)</td>", timeline) == ["events/summary", "events/dtmf", "events/recording"]
+
+
 def test_the_player_plays_the_signed_recording_link(client, people, calls):
     log_in(client, "sam")
     page = client.get("/calls/call-1").get_data(as_text=True)

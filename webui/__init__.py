@@ -14,7 +14,7 @@ from flask import (Blueprint, Response, abort, current_app, g, redirect, render_
 from flask_babel import Babel, get_locale, gettext as _
 from marshmallow import ValidationError
 
-from connector.calls import CallFilter, Cursor, call_json, find_calls, get_visible_call
+from connector.calls import CallFilter, Cursor, call_json, call_timeline, find_calls, get_visible_call
 from connector.exports import COLUMNS, call_rows
 from connector.links import recording_link
 from connector.models import Role
@@ -384,11 +384,13 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
     with services().db.transaction() as s:
         call = _visible_call(s, call_id)
         data = call_json(call, with_history=True, marks=marks_json(s, call))
+        timeline = call_timeline(s, call)
         policy = current_policy(s, services().ingest.initial_policy)
         mark_read(s, g.principal, call=call)  # seen: what the notifications pointed at
     player = (recording_link("", config.SECRET_KEY, call_id, ttl=PLAYER_LINK_SECONDS)
               if data["recording_id"] else None)
-    return render_template("call.html", call=data, player=player, form=form, error=error, policy=policy), status
+    return render_template("call.html", call=data, player=player, form=form, error=error, policy=policy,
+                           timeline=timeline), status
 
 
 @bp.post("/calls/<path:call_id>/reviews")
