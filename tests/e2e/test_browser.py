@@ -73,6 +73,20 @@ def console(app, client, db, monkeypatch):
         yield url
 
 
+def wait_for(driver, condition, what: str):
+    """A click that submits a form returns before the next page is there: wait for it (10 s at most)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, 10, poll_frequency=0.1,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(lambda d: condition(d), message=what)
+
+
+def at(path: str):
+    return lambda d: urlsplit(d.current_url).path == path
+
+
 def log_in(driver, url, name):
     from selenium.webdriver.common.by import By
 
@@ -80,7 +94,7 @@ def log_in(driver, url, name):
     driver.find_element(By.NAME, "username").send_keys(name)
     driver.find_element(By.NAME, "password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    assert urlsplit(driver.current_url).path == "/calls", driver.page_source[:500]
+    wait_for(driver, at("/calls"), f"{name} logged in and on /calls")
 
 
 def call_ids(driver) -> list[str]:
@@ -96,6 +110,7 @@ def test_supervisor_reviews_a_low_score_and_the_operator_is_told(browser, consol
     log_in(browser, console, "sam")
     assert set(call_ids(browser)) == {"call-1", "call-2"}
     browser.find_element(By.ID, "low-scores").click()
+    wait_for(browser, lambda d: "score_lte" in d.current_url, "the low-scores preset")
     assert parse_qs(urlsplit(browser.current_url).query) == {"score_lte": ["8"]}
     assert call_ids(browser) == ["call-1"]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -112,6 +127,7 @@ def test_supervisor_reviews_a_low_score_and_the_operator_is_told(browser, consol
     browser.find_element(By.NAME, "score").send_keys("6")
     browser.find_element(By.NAME, "comment").send_keys("Не представился")
     browser.find_element(By.CSS_SELECTOR, "#review-form button").click()
+    wait_for(browser, lambda d: "sam: 6" in d.find_element(By.ID, "reviews").text, "the review on the page")
     assert "sam: 6 «Не представился»" in browser.find_element(By.ID, "reviews").text
     assert browser.find_element(By.ID, "supervisor-score").text == "6"
 
@@ -119,7 +135,7 @@ def test_supervisor_reviews_a_low_score_and_the_operator_is_told(browser, consol
     assert "Итого" in browser.find_element(By.ID, "report-operator").text
     browser.save_screenshot(str(SCREENSHOTS / "reports.png"))
     browser.find_element(By.CSS_SELECTOR, "header form button").click()  # log out
-    assert urlsplit(browser.current_url).path == "/login"
+    wait_for(browser, at("/login"), "logged out")
 
     log_in(browser, console, "olga")
     assert browser.find_element(By.ID, "unread").text == "1"
