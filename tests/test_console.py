@@ -92,25 +92,31 @@ def test_an_expired_or_disabled_session_goes_back_to_login(app, client, people, 
     assert client.get("/calls").headers["Location"].startswith("/login")
 
 
-@pytest.mark.parametrize("path, allowed", [
+PAGES = [
     ("/calls", {"ann", "sam", "olga"}),
     ("/calls?score_lte=5", {"ann", "sam", "olga"}),
     ("/calls/call-1", {"ann", "sam", "olga"}),
     ("/calls/call-2", {"ann", "sam"}),  # oleg's call: 404 for olga
     ("/calls/export.csv", {"ann", "sam", "olga"}),
     ("/calls/export.xlsx", {"ann", "sam", "olga"}),
-])
+    ("/reports", {"ann", "sam", "olga"}),
+    ("/reports/export.xlsx", {"ann", "sam", "olga"}),
+    ("/notifications", {"ann", "sam", "olga"}),
+]
+
+
 @pytest.mark.parametrize("who", ["ann", "sam", "olga", None])
-def test_page_permissions(client, people, calls, path, allowed, who):
+def test_page_permissions(client, people, calls, who):
     if who:
         log_in(client, who)
-    response = client.get(path)
-    if who is None:
-        assert response.status_code == 302 and "/login" in response.headers["Location"]
-    elif who in allowed:
-        assert response.status_code == 200
-    else:
-        assert response.status_code == 404
+    for path, allowed in PAGES:
+        response = client.get(path)
+        if who is None:
+            assert response.status_code == 302 and "/login" in response.headers["Location"], path
+        elif who in allowed:
+            assert response.status_code == 200, (who, path)
+        else:
+            assert response.status_code == 404, (who, path)
 
 
 def test_the_operator_sees_only_their_calls_in_the_list_and_exports(client, people, calls):
