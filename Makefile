@@ -25,7 +25,7 @@ run: install
 	$(BIN)/connector serve
 
 test: install-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var/*.db

@@ -23,13 +23,13 @@ class SharedRateLimiter:
     """Spaces requests evenly across every process, through one row.
 
     A short transaction reserves the next slot; the caller then sleeps until it.
-    Slots are 5 % wider than 1/rate: requests reach the CRM with a few ms of network
+    Slots are 7 % wider than 1/rate: requests reach the CRM with up to ~75 ms of network
     jitter, and even spacing with no margin would let 8 land inside one second.
     A 429's Retry-After pushes the slot for everyone (`hold`), and so does a caller that woke up
     late for its slot.
     """
 
-    HEADROOM = 0.95
+    HEADROOM = 0.93
     LATE = 0.01  # seconds past its slot that a caller counts as late
 
     def __init__(self, db: Database, crm: str, rate: float, *, sleep=time.sleep, clock=time.time):

@@ -29,7 +29,7 @@ def test_requests_are_spaced_just_wider_than_the_rate(db):
     limiter = SharedRateLimiter(db, "amocrm", 7, sleep=clock.sleep, clock=clock)
     times = sends(limiter, clock, 15)
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert all(abs(g - 1 / (7 * 0.95)) < 1e-6 for g in gaps)
+    assert all(abs(g - 1 / (7 * SharedRateLimiter.HEADROOM)) < 1e-6 for g in gaps)
     assert max(sum(1 for t in times if start <= t < start + 1) for start in times) == 7
 
 
@@ -38,5 +38,5 @@ def test_a_caller_woken_late_pushes_the_next_slot(db):
     limiter = SharedRateLimiter(db, "amocrm", 7, sleep=clock.sleep, clock=clock)
     times = sends(limiter, clock, 15, late={3: 0.08, 9: 0.12})  # a busy process: two late wake-ups
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) >= 1 / (7 * 0.95) - 1e-6  # the request after a late one still keeps its distance
+    assert min(gaps) >= 1 / (7 * SharedRateLimiter.HEADROOM) - 1e-6  # the request after a late one still keeps its distance
     assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 7
