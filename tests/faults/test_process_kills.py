@@ -77,8 +77,8 @@ def test_the_web_process_sigkilled_mid_burst_then_the_pbx_resends(db_url, tmp_pa
         _, kind, payload = callbacks[index]
         try:
             answer = requests.post(f"{base}/mango/{kind}", data=signed_form("e2e-key", "e2e-salt", payload), timeout=10)
-        except requests.ConnectionError:
-            return False  # the process is gone: the PBX keeps it for the resend
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+            return False  # gone, or killed mid-answer: the PBX keeps it for the resend
         if answer.status_code != 200:
             refused.append(answer.status_code)
             return False
