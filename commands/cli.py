@@ -292,17 +292,19 @@ def users() -> None:
 
 
 @contextmanager
-def _users_db():
+def _users_transaction():
+    """A transaction on the users' database; a refused change (UserError) ends the command with its reason."""
     from connector.db import upgrade
+    from connector.users import UserError
 
     config = load_config()
     upgrade(config.DATABASE_URL)  # the first user may come before the first `serve`
     with database(config) as db:
-        yield db
-
-
-def _fail(message: str) -> None:
-    raise click.ClickException(message)
+        try:
+            with db.transaction() as s:
+                yield s
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @users.command("add", help="Create a user. The password is read from stdin with --password-stdin, else prompted.")
@@ -311,18 +313,14 @@ def _fail(message: str) -> None:
 @click.option("--extension", "extensions", multiple=True, help="A PBX extension of the operator (repeatable).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 def users_add(username: str, role: str, extensions: tuple[str, ...], password_stdin: bool) -> None:
-    from connector.users import UserError, add_user
+    from connector.users import add_user
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    with _users_db() as db:
-        try:
-            with db.transaction() as s:
-                add_user(s, username, role, password, list(extensions))
-        except UserError as exc:
-            _fail(str(exc))
+    with _users_transaction() as s:
+        add_user(s, username, role, password, list(extensions))
     click.echo(f"user {username} added ({role}{': ' + ', '.join(extensions) if extensions else ''})")
 
 
@@ -330,7 +328,7 @@ def users_add(username: str, role: str, extensions: tuple[str, ...], password_st
 def users_list() -> None:
     from connector.users import list_users
 
-    with _users_db() as db, db.transaction() as s:
+    with _users_transaction() as s:
         rows = list_users(s)
         for user in rows:
             state = "disabled" if user.disabled else "active"
@@ -342,26 +340,18 @@ def users_list() -> None:
 @users.command("disable", help="Disable a user: no more logins, and their tokens stop working.")
 @click.argument("username")
 def users_disable(username: str) -> None:
-    from connector.users import UserError, disable_user
+    from connector.users import disable_user
 
-    with _users_db() as db:
-        try:
-            with db.transaction() as s:
-                disable_user(s, username)
-        except UserError as exc:
-            _fail(str(exc))
+    with _users_transaction() as s:
+        disable_user(s, username)
     click.echo(f"user {username} disabled")
 
 
 @users.command("token", help="Print a new personal API token for the user (shown once, stored hashed).")
 @click.argument("username")
 def users_token(username: str) -> None:
-    from connector.users import UserError, issue_token
+    from connector.users import issue_token
 
-    with _users_db() as db:
-        try:
-            with db.transaction() as s:
-                token = issue_token(s, username)
-        except UserError as exc:
-            _fail(str(exc))
+    with _users_transaction() as s:
+        token = issue_token(s, username)
     click.echo(token)

@@ -181,7 +181,13 @@ def _decide_again(call: Call, policy: Policy) -> None:
         return
     decision = decide_again(policy, call.customer_score)
     in_force.record, in_force.tag, in_force.reason = decision.record, decision.tag, decision.reason[:255]
-    call.decision_record, call.decision_tag = decision.record, decision.tag
+    _put_in_force(call, decision)
+
+
+def _put_in_force(call: Call, decision: Decision) -> None:
+    call.customer_score = decision.value
+    call.decision_record = decision.record
+    call.decision_tag = decision.tag
     call.decision_reason = decision.reason[:255]
 
 
@@ -197,10 +203,7 @@ def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | 
     if decision.status != REFUSED:
         call.survey = SurveyState.ANSWERED
     if decision.in_force:
-        call.customer_score = decision.value
-        call.decision_record = decision.record
-        call.decision_tag = decision.tag
-        call.decision_reason = decision.reason[:255]
+        _put_in_force(call, decision)
         if decision.tag:
             notify_low_score(session, call)
     return decision

@@ -1,7 +1,7 @@
 """What people are told: operators of reviews of their calls, supervisors of new low scores."""
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from connector.models import Call, Notification, NotificationKind, Role
@@ -27,6 +27,13 @@ def notifications_for(session: Session, principal: Principal, limit: int = 100) 
         return []  # the bootstrap token is no person
     return list(session.scalars(select(Notification).where(Notification.user_id == principal.user_id)
                                 .order_by(Notification.id.desc()).limit(limit)))
+
+
+def unread_count(session: Session, principal: Principal) -> int:
+    if principal.user_id is None:
+        return 0
+    return session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.user_id == principal.user_id, Notification.read.is_(False)))
 
 
 def mark_read(session: Session, principal: Principal, ids: list[int] | None = None, *,

@@ -14,6 +14,7 @@ Definitions (the README's "Reports" repeats them):
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from sqlalchemy import Integer, and_, case, func, literal, or_, select
@@ -27,7 +28,9 @@ KNOWN_FATE = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value, SurveySta
 OFFERED = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value)
 
 
-class By:
+class By(enum.StrEnum):
+    """What a report groups by; the value names the key column of its rows."""
+
     OPERATOR = "operator"
     LINE = "line"
 

@@ -42,6 +42,11 @@ class Principal:
     def sees_every_call(self) -> bool:
         return self.role != Role.OPERATOR
 
+    @property
+    def visible_extensions(self) -> tuple[str, ...] | None:
+        """The extensions whose calls this caller sees; None: every call."""
+        return None if self.sees_every_call else self.extensions
+
     def may_see(self, call: Call) -> bool:
         return self.sees_every_call or (call.operator_extension or "") in self.extensions
 

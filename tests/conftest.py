@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -116,6 +117,17 @@ def counted_statements(db, *, verbs: bool = True):
         yield statements
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
+
+
+def csrf_token(page) -> str:
+    """The CSRF token of a console page's form, as a browser would post it back."""
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+
+
+def console_login(client, username: str, password: str):
+    """Log in to the console through its form (CSRF token included); the client keeps the cookie."""
+    token = csrf_token(client.get("/login"))
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
 
 
 class MangoPoster:

@@ -10,7 +10,7 @@ import pytest
 from openpyxl import load_workbook
 
 from connector.users import add_user
-from tests.conftest import dtmf, recording, summary
+from tests.conftest import console_login, csrf_token, dtmf, recording, summary
 
 PASSWORD = "correct horse battery"
 PEOPLE = [("ann", "admin", []), ("sam", "supervisor", []), ("olga", "operator", ["101"]),
@@ -34,13 +34,11 @@ def calls(mango_post):
     mango_post("events/recording", recording("call-1", "rec-1"))
 
 
-def csrf(page) -> str:
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+csrf = csrf_token
 
 
 def log_in(client, name, password=PASSWORD):
-    token = csrf(client.get("/login"))
-    return client.post("/login", data={"username": name, "password": password, "csrf_token": token})
+    return console_login(client, name, password)
 
 
 def test_the_root_leads_to_login_and_login_to_the_calls(client, people):

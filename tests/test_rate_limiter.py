@@ -38,5 +38,6 @@ def test_a_caller_woken_late_pushes_the_next_slot(db):
     limiter = SharedRateLimiter(db, "amocrm", 7, sleep=clock.sleep, clock=clock)
     times = sends(limiter, clock, 15, late={3: 0.08, 9: 0.12})  # a busy process: two late wake-ups
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) >= 1 / (7 * SharedRateLimiter.HEADROOM) - 1e-6  # the request after a late one still keeps its distance
+    # The request after a late one still keeps its distance.
+    assert min(gaps) >= 1 / (7 * SharedRateLimiter.HEADROOM) - 1e-6
     assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 7

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import update
 
 from connector.models import Call, SurveyState
-from tests.conftest import ADMIN_TOKEN, dtmf, summary
+from tests.conftest import ADMIN_TOKEN, console_login, dtmf, summary
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LINE_A, LINE_B = "74950000001", "74950000002"
@@ -95,15 +95,11 @@ def test_an_operator_reports_only_on_their_own_calls(client, known_calls, db):
 
 
 def _logged_in_as(client, db, name, role, extensions=()):
-    import re
-
     from connector.users import add_user
 
     with db.transaction() as s:
         add_user(s, name, role, "long enough pass", list(extensions))
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    client.post("/login", data={"username": name, "password": "long enough pass", "csrf_token": token})
+    console_login(client, name, "long enough pass")
 
 
 def test_the_reports_page_draws_the_figures_and_both_charts(client, known_calls, db):

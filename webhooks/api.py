@@ -172,8 +172,8 @@ def list_calls():
         raise ApiError(400, f"after: {exc}") from None
     page, per_page = args.pop("page"), min(args.pop("per_page"), MAX_PER_PAGE)
     with services().db.transaction() as session:
-        found = find_calls(session, CallFilter(**args, visible_extensions=_visible_extensions()), per_page=per_page,
-                           page=page, after=after)
+        found = find_calls(session, CallFilter(**args, visible_extensions=g.principal.visible_extensions),
+                           per_page=per_page, page=page, after=after)
         items = [call_json(c) for c in found.calls]
     query = {k: v for k, v in request.args.items() if k not in ("page", "per_page", "after")}
     links = {"self": request.full_path.rstrip("?"), "first": url_for(".list_calls", per_page=per_page, **query)}
@@ -192,11 +192,6 @@ def show_call(call_id: str):
     with services().db.transaction() as session:
         call = _visible_call(session, call_id)
         return call_json(call, with_history=True, marks=marks_json(session, call))
-
-
-def _visible_extensions() -> tuple[str, ...] | None:
-    principal: Principal = g.principal
-    return None if principal.sees_every_call else principal.extensions
 
 
 def _visible_call(session, call_id: str):
@@ -263,7 +258,7 @@ def _report(by: str):
         args = REPORT_QUERY_SCHEMA.load(request.args.to_dict())
     except ValidationError as exc:
         raise ApiError(400, first_error(exc.messages)) from None
-    flt = ReportFilter(**args, visible_extensions=_visible_extensions())
+    flt = ReportFilter(**args, visible_extensions=g.principal.visible_extensions)
     with services().db.transaction() as session:
         return report(session, by, flt, current_policy(session, services().ingest.initial_policy))
 

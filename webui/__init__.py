@@ -18,7 +18,7 @@ from connector.calls import CallFilter, Cursor, call_json, call_timeline, find_c
 from connector.exports import COLUMNS, call_rows
 from connector.links import recording_link
 from connector.models import Role
-from connector.notifications import mark_read, notifications_for
+from connector.notifications import mark_read, notifications_for, unread_count
 from connector.quality import marks_json
 from connector.reports import By, ReportFilter, daily, distribution, report
 from connector.reviews import add_review
@@ -96,7 +96,7 @@ def _layout():
     unread = 0
     if principal is not None and principal.user_id is not None:
         with services().db.transaction() as s:
-            unread = sum(not n.read for n in notifications_for(s, principal))
+            unread = unread_count(s, principal)
     return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role, "locale": str(get_locale())}
 
 
@@ -153,9 +153,7 @@ def _call_filter() -> tuple[CallFilter, dict, Cursor | None]:
         abort(Response(f"after: {exc}", 400, mimetype="text/plain"))
     args.pop("page", None)
     args.pop("per_page", None)
-    principal: Principal = g.principal
-    visible = None if principal.sees_every_call else principal.extensions
-    return CallFilter(**args, visible_extensions=visible), raw, after
+    return CallFilter(**args, visible_extensions=g.principal.visible_extensions), raw, after
 
 
 @bp.get("/calls")
@@ -227,8 +225,7 @@ def _report_filter() -> tuple[ReportFilter, dict]:
         args = REPORT_QUERY_SCHEMA.load(raw)
     except ValidationError as exc:
         abort(Response(first_error(exc.messages), 400, mimetype="text/plain"))
-    principal: Principal = g.principal
-    return ReportFilter(**args, visible_extensions=None if principal.sees_every_call else principal.extensions), raw
+    return ReportFilter(**args, visible_extensions=g.principal.visible_extensions), raw
 
 
 @bp.get("/reports")
