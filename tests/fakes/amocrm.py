@@ -175,6 +175,9 @@ def create_fake_app(fake: FakeAmo) -> Flask:
     @app.before_request
     def gatekeeper():
         now = time.monotonic()
+        # amoCRM counts requests as they arrive: so do the limit and the request log (`record`), not when
+        # the handler is done, which would bunch a quick request behind a slow one.
+        request.environ["fake.arrived"] = now
         with fake.lock:
             if fake._over_limit(now):
                 return error(429, "Too Many Requests")
@@ -208,7 +211,8 @@ def create_fake_app(fake: FakeAmo) -> Flask:
         if injected and injected.action == "lost":
             response = error(504, "Gateway Timeout")  # the effect happened; the answer did not arrive
         with fake.lock:
-            fake.requests.append((time.monotonic(), request.method, request.path, response.status_code))
+            fake.requests.append((request.environ.get("fake.arrived", time.monotonic()), request.method, request.path,
+                                  response.status_code))
         return response
 
     @app.post("/oauth2/access_token")
