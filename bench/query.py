@@ -1,4 +1,4 @@
-"""QA list benchmark: `GET /api/v1/calls` on 1,000,000 calls in PostgreSQL, every filter, at page 1
+"""QA list benchmark: `GET /api/v1/calls` on 1,000,000 calls in PostgreSQL, every filter and sort, at page 1
 and at a deep page (the keyset cursor of `_links.next`, half-way down the list), beside a unique-key
 look-up (`GET /api/v1/calls/<call_id>`) measured in the same run.
 
@@ -40,7 +40,8 @@ UPDATE calls SET crm_status = r.status FROM crm_records r WHERE r.call_id = call
 FILTERS = ["", "score_lte=3", "score_gte=9", "operator=120", "line=74950000003", "tagged=true", "tagged=false",
            "crm_status=dead", "crm_status=pending", "date_from=2025-03-01T00:00:00Z&date_to=2025-03-08T00:00:00Z",
            "line=74950000001&date_from=2025-03-01T00:00:00Z&date_to=2025-04-01T00:00:00Z",
-           "operator=101&score_lte=3"]
+           "operator=101&score_lte=3", "sort=oldest", "sort=lowest_score", "sort=highest_score",
+           "operator=120&sort=lowest_score", "score_lte=3&sort=highest_score"]
 
 
 def seed(url: str, n: int) -> None:
@@ -88,18 +89,20 @@ def main() -> None:
         print(f"seeded {args.calls:,} calls in {time.monotonic() - started:.0f} s")
 
     from app import create_app
-    from connector.calls import Cursor
+    from connector.calls import Cursor, Sort
     from connector.config import Config
 
     config = Config.from_env({"DATABASE_URL": args.database_url, "ADMIN_TOKEN": "bench", "SECRET_KEY": "bench"})
     app = create_app(config)
     client, headers = app.test_client(), {"Authorization": "Bearer bench"}
     with create_engine(args.database_url).connect() as conn:
-        middle = conn.execute(text("SELECT listed_at, id FROM calls WHERE entry_id = :e"),
-                              {"e": f"seed-{args.calls // 2}"}).one()
+        middle = conn.execute(text("SELECT listed_at, id, customer_score FROM calls WHERE entry_id = :e"),
+                              {"e": f"seed-{args.calls // 2 + 1}"}).one()  # a rated call, half-way down
     from datetime import timezone
 
-    deep = Cursor(middle[0].replace(tzinfo=timezone.utc), middle[1]).encode()
+    def deep(query: str) -> str:
+        sort = Sort(dict(p.split("=") for p in query.split("&") if p).get("sort", "newest"))
+        return Cursor(middle[0].replace(tzinfo=timezone.utc), middle[1], sort, middle[2]).encode()
 
     anchor = timed(client, f"/api/v1/calls/seed-{args.calls // 3}", headers, args.repetitions)
     print(f"{'GET /api/v1/calls?...':<72} {'page 1 p50/p95 ms':>18} {'deep p50/p95 ms':>17}")
@@ -107,7 +110,7 @@ def main() -> None:
     worst = 0.0
     for query in FILTERS:
         first = timed(client, f"/api/v1/calls?{query}", headers, args.repetitions)
-        deeper = timed(client, f"/api/v1/calls?{query}{'&' if query else ''}after={deep}", headers,
+        deeper = timed(client, f"/api/v1/calls?{query}{'&' if query else ''}after={deep(query)}", headers,
                        args.repetitions)
         worst = max(worst, pct(first, 95), pct(deeper, 95))
         print(f"{query or '(no filter)':<72} {pct(first, 50):8.1f} {pct(first, 95):7.1f}"

@@ -219,6 +219,27 @@ def simulate(url: str | None, score: int, call_id: str | None, wait: int) -> Non
     click.echo(json.dumps(stored.json(), ensure_ascii=False, indent=2))
 
 
+@cli.command("demo-pbx", help="Stand in for MANGO's recording API so the calls of `simulate` play in the console "
+                               "(set MANGO_API_URL=http://127.0.0.1:PORT/vpbx/). For trying out only.")
+@click.option("--port", default=8081, show_default=True, type=click.IntRange(1, 65535))
+def demo_pbx(port: int) -> None:
+    from waitress import create_server
+
+    from commands.demo_pbx import create_demo_pbx
+
+    config = load_config()
+    if not (config.MANGO_API_KEY and config.MANGO_API_SALT):
+        raise click.UsageError("set MANGO_API_KEY and MANGO_API_SALT (in .env), the same as the connector's")
+    server = create_server(create_demo_pbx(config.MANGO_API_KEY, config.MANGO_API_SALT), host="127.0.0.1",
+                           port=port, threads=2, ident="demo-pbx")
+    expected = f"http://127.0.0.1:{port}/vpbx/"
+    click.echo(f"demo PBX listening on {expected} (recordings of `connector simulate` only)")
+    if config.MANGO_API_URL != expected:
+        click.echo(f"warning: the connector asks {config.MANGO_API_URL}; set MANGO_API_URL={expected} for it "
+                   "to ask this one", err=True)
+    server.run()
+
+
 @cli.group(help="Inspect and replay CRM deliveries.")
 def deliveries() -> None:
     pass

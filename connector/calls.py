@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -32,29 +33,66 @@ class CallFilter:
 COUNT_CAP = 10_000  # a list counts at most this many: enough for a page count, cheap on millions
 
 
+class Sort(enum.StrEnum):
+    """The orders a list can be read in. Each is a keyset over an index of migration 0006, so a deep page
+    costs what the first one does. Sorting by score lists rated calls only (an unrated call has no place
+    in that order); among equal scores the order follows the time the same way."""
+
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    LOWEST_SCORE = "lowest_score"  # score ascending, then oldest first: the worst, longest-waiting first
+    HIGHEST_SCORE = "highest_score"
+
+    @property
+    def by_score(self) -> bool:
+        return self in (Sort.LOWEST_SCORE, Sort.HIGHEST_SCORE)
+
+    @property
+    def descending(self) -> bool:
+        return self in (Sort.NEWEST, Sort.HIGHEST_SCORE)
+
+    def key(self) -> tuple:
+        return (Call.customer_score, Call.listed_at, Call.id) if self.by_score else (Call.listed_at, Call.id)
+
+
 @dataclass(frozen=True)
 class Cursor:
-    """Where the next page starts: just after this call in (listed_at DESC, id DESC) order. Opaque
-    to clients: `_links.next` carries it, so a deep page costs what the first one does."""
+    """Where the next page starts: just after this call in its sort's order. Opaque to clients:
+    `_links.next` carries it, and it is refused under another sort than the one that made it."""
 
     listed_at: datetime
     call_id: int
-
-    def encode(self) -> str:
-        return base64.urlsafe_b64encode(f"{self.listed_at.isoformat()}|{self.call_id}".encode()).decode().rstrip("=")
+    sort: Sort = Sort.NEWEST
+    score: int | None = None  # the call's score, under a score sort
 
     @classmethod
-    def decode(cls, text: str) -> "Cursor":
-        """Raises ValueError for anything that is not a cursor this API handed out."""
+    def after_call(cls, call: Call, sort: Sort) -> "Cursor":
+        return cls(call.listed_at, call.id, sort, call.customer_score if sort.by_score else None)
+
+    def values(self) -> tuple:
+        return (self.score, self.listed_at, self.call_id) if self.sort.by_score else (self.listed_at, self.call_id)
+
+    def encode(self) -> str:
+        score = "" if self.score is None else str(self.score)
+        raw = f"{self.listed_at.isoformat()}|{self.call_id}|{self.sort.value}|{score}"
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, sort: Sort = Sort.NEWEST) -> "Cursor":
+        """Raises ValueError for anything that is not a cursor this API handed out for `sort`."""
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            moment, _, call_id = raw.partition("|")
+            moment, call_id, made_for, score = (raw.split("|") + ["", ""])[:4]
             listed_at = datetime.fromisoformat(moment)
             if listed_at.tzinfo is None:
                 raise ValueError
-            return cls(listed_at.astimezone(timezone.utc), int(call_id))
+            cursor = cls(listed_at.astimezone(timezone.utc), int(call_id), Sort(made_for or Sort.NEWEST),
+                         int(score) if score else None)
         except (ValueError, UnicodeDecodeError, OverflowError, binascii.Error):
             raise ValueError("not a cursor from _links.next") from None
+        if cursor.sort != sort or (sort.by_score and cursor.score is None):
+            raise ValueError(f"the cursor was made for sort={cursor.sort.value}, not {sort.value}")
+        return cursor
 
 
 @dataclass
@@ -92,16 +130,20 @@ def filtered_calls(flt: CallFilter):
 
 
 def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 1,
-               after: Cursor | None = None, count: bool = True) -> CallPage:
-    """One page of calls, newest first: after `after` (keyset), or else the `page`-th (offset).
+               after: Cursor | None = None, count: bool = True, sort: Sort = Sort.NEWEST) -> CallPage:
+    """One page of calls in `sort` order: after `after` (keyset), or else the `page`-th (offset).
     Without `count`, `total` is 0 (an export walking every page needs no count)."""
     query = filtered_calls(flt)
+    if sort.by_score:
+        query = query.where(Call.customer_score.is_not(None))
     counted = session.scalar(select(func.count()).select_from(
         query.with_only_columns(Call.id).limit(COUNT_CAP + 1).subquery())) if count else 0
-    ordered = query.order_by(Call.listed_at.desc(), Call.id.desc())
+    key = sort.key()
+    ordered = query.order_by(*(column.desc() if sort.descending else column.asc() for column in key))
     if after is not None:
         # A row-value comparison, which both databases turn into an index range (an OR does not).
-        ordered = ordered.where(tuple_(Call.listed_at, Call.id) < tuple_(after.listed_at, after.call_id))
+        here = tuple_(*after.values())
+        ordered = ordered.where(tuple_(*key) < here if sort.descending else tuple_(*key) > here)
     else:
         ordered = ordered.offset((page - 1) * per_page)
     rows = list(session.scalars(ordered.options(selectinload(Call.crm_records), selectinload(Call.scores))
@@ -109,7 +151,7 @@ def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 
     more = len(rows) > per_page
     rows = rows[:per_page]
     return CallPage(rows, min(counted, COUNT_CAP), counted > COUNT_CAP,
-                    Cursor(rows[-1].listed_at, rows[-1].id) if more else None)
+                    Cursor.after_call(rows[-1], sort) if more else None)
 
 
 def call_id_problem(entry_id: str) -> str | None:

@@ -6,18 +6,18 @@ from typing import Iterator
 
 from sqlalchemy.orm import Session
 
-from connector.calls import CallFilter, Cursor, call_json, find_calls
+from connector.calls import CallFilter, Cursor, Sort, call_json, find_calls
 
 PAGE = 500
 COLUMNS = ("call_id", "started_at", "direction", "operator", "line_number", "customer_phone", "talk_seconds",
            "survey", "customer_score", "supervisor_score", "tag", "reviews", "crm_status", "crm_entity")
 
 
-def call_rows(session: Session, flt: CallFilter) -> Iterator[tuple]:
-    """One row per call, newest first, in the order of COLUMNS."""
+def call_rows(session: Session, flt: CallFilter, sort: Sort = Sort.NEWEST) -> Iterator[tuple]:
+    """One row per call, in the list's order, with the columns of COLUMNS."""
     after: Cursor | None = None
     while True:
-        page = find_calls(session, flt, per_page=PAGE, after=after, count=False)
+        page = find_calls(session, flt, per_page=PAGE, after=after, count=False, sort=sort)
         for call in page.calls:
             c = call_json(call)
             crm = c["crm"]

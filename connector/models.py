@@ -107,6 +107,7 @@ Index("ix_calls_listed", Call.listed_at, Call.id)
 Index("ix_calls_operator_listed", Call.operator_extension, Call.listed_at, Call.id, Call.customer_score)
 Index("ix_calls_line_listed", Call.line_number, Call.listed_at, Call.id, Call.customer_score)
 Index("ix_calls_score_listed", Call.customer_score, Call.listed_at, Call.id)
+Index("ix_calls_operator_score", Call.operator_extension, Call.customer_score, Call.listed_at, Call.id)  # sort by score
 Index("ix_calls_crm_status_listed", Call.crm_status, Call.listed_at, Call.id)
 Index("ix_calls_tagged_listed", Call.listed_at, Call.id, sqlite_where=Call.decision_tag.is_not(None),
       postgresql_where=Call.decision_tag.is_not(None))

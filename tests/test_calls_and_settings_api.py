@@ -70,6 +70,45 @@ def test_cursor_keeps_the_filters_and_refuses_forgeries(client, auth, calls):
         assert response.status_code == 400 and response.json["error"].startswith("after")
 
 
+def walk(client, auth, link):
+    """Every call id a list gives, following `_links.next` from `link`."""
+    seen = []
+    while link:
+        page = client.get(link, headers=auth)
+        assert page.status_code == 200, page.json
+        seen += [c["call_id"] for c in page.json["items"]]
+        link = page.json["_links"].get("next")
+    return seen
+
+
+@pytest.mark.parametrize("sort, expected", [
+    ("newest", ["c6", "c5", "c4", "c3", "c2", "c1"]),
+    ("oldest", ["c1", "c2", "c3", "c4", "c5", "c6"]),
+    # Rated calls only; equal scores (c2 and c6 are both 5) follow the time in the same direction.
+    ("lowest_score", ["c1", "c2", "c6", "c3", "c4"]),
+    ("highest_score", ["c4", "c3", "c6", "c2", "c1"]),
+])
+def test_every_sort_pages_by_keyset_through_every_call(client, auth, calls, mango_post, sort, expected):
+    start = 1_763_800_000 + 5 * 86400
+    assert mango_post("events/summary", summary("c6", extension="102", start=start)).status_code == 200
+    assert mango_post("events/dtmf", dtmf("c6", "5")).status_code == 200
+    for per_page in (1, 2, 100):
+        assert walk(client, auth, f"/api/v1/calls?sort={sort}&per_page={per_page}") == expected, per_page
+    filtered = walk(client, auth, f"/api/v1/calls?sort={sort}&per_page=1&operator=102")
+    assert filtered == [c for c in expected if c in ("c2", "c4", "c6")]
+    first = client.get(f"/api/v1/calls?sort={sort}&per_page=1", headers=auth).json
+    assert first["_meta"]["total"] == len(expected)
+
+
+def test_a_cursor_is_refused_under_another_sort(client, auth, calls):
+    link = client.get("/api/v1/calls?sort=lowest_score&per_page=1", headers=auth).json["_links"]["next"]
+    response = client.get(link.replace("sort=lowest_score", "sort=newest"), headers=auth)
+    assert response.status_code == 400
+    assert response.json["error"] == "after: the cursor was made for sort=lowest_score, not newest"
+    response = client.get("/api/v1/calls?sort=loudest", headers=auth)
+    assert response.status_code == 400 and response.json["error"].startswith("sort")
+
+
 def test_counts_stop_at_the_cap(client, auth, calls, monkeypatch):
     from connector import calls as calls_module
 

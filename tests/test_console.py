@@ -176,6 +176,18 @@ def test_the_xlsx_export_reads_back_with_the_filters_applied(client, people, cal
     assert (row["call_id"], row["operator"], row["customer_score"], row["tag"]) == ("call-1", "101", 3, "Оценка 3")
 
 
+@pytest.mark.parametrize("sort, order", [("lowest_score", ["call-1", "call-2"]),
+                                         ("highest_score", ["call-2", "call-1"])])
+def test_the_list_and_its_export_sort_by_score(client, people, calls, sort, order):
+    log_in(client, "sam")
+    page = client.get(f"/calls?sort={sort}").get_data(as_text=True)
+    assert f'<option value="{sort}" selected>' in page
+    assert sorted(order, key=lambda call: page.index(f"/calls/{call}\"")) == order
+    rows = list(csv.reader(io.StringIO(client.get(f"/calls/export.csv?sort={sort}").get_data(as_text=True))))
+    assert [r[0] for r in rows[1:]] == order
+    assert client.get("/calls?sort=loudest").status_code == 400
+
+
 def settings_form(page, **changes) -> dict:
     """The settings form as the browser would post it: current values, then the changes."""
     html = page.get_data(as_text=True)

@@ -14,6 +14,7 @@ from connector import status
 from connector.ingest import ingest_api_score
 from connector.metrics import CALLBACKS, queue_metrics
 from connector.quality import marks_json
+from connector.queries import CALL_QUERY_SCHEMA, REPORT_QUERY_SCHEMA
 from connector.runtime_settings import (USER_MAP, audit_trail, current_policies, current_policy, current_user_map,
                                        delete_line_override, line_override, update_line_override, update_policy,
                                        update_user_map)
@@ -30,7 +31,6 @@ from webhooks.errors import ApiError
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
 
-CRM_STATUSES = ("pending", "delivered", "unmatched", "dead", "skipped")
 MAX_PER_PAGE = 100
 
 
@@ -139,25 +139,6 @@ def post_score():
 
 # --- calls -----------------------------------------------------------------
 
-class CallQuerySchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    score_lte = fields.Integer(validate=validate.Range(-1000, 1000))
-    score_gte = fields.Integer(validate=validate.Range(-1000, 1000))
-    operator = fields.String(validate=[validate.Length(max=32), storable_text])
-    line = fields.String(validate=[validate.Length(max=32), storable_text])
-    date_from = AwareUtcDateTime()
-    date_to = AwareUtcDateTime()
-    tagged = fields.Boolean()
-    crm_status = fields.String(validate=validate.OneOf(CRM_STATUSES))
-    supervisor_rated = fields.Boolean()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    after = fields.String(validate=validate.Length(max=200))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=1_000_000))
-
-
-CALL_QUERY_SCHEMA = CallQuerySchema()
 
 
 @bp.get("/calls")
@@ -165,7 +146,8 @@ CALL_QUERY_SCHEMA = CallQuerySchema()
 def list_calls():
     try:
         args = CALL_QUERY_SCHEMA.load(request.args.to_dict())
-        after = Cursor.decode(args.pop("after")) if "after" in args else None
+        sort = args.pop("sort")
+        after = Cursor.decode(args.pop("after"), sort) if "after" in args else None
     except ValidationError as exc:
         raise ApiError(400, first_error(exc.messages)) from None
     except ValueError as exc:
@@ -173,7 +155,7 @@ def list_calls():
     page, per_page = args.pop("page"), min(args.pop("per_page"), MAX_PER_PAGE)
     with services().db.transaction() as session:
         found = find_calls(session, CallFilter(**args, visible_extensions=g.principal.visible_extensions),
-                           per_page=per_page, page=page, after=after)
+                           per_page=per_page, page=page, after=after, sort=sort)
         items = [call_json(c) for c in found.calls]
     query = {k: v for k, v in request.args.items() if k not in ("page", "per_page", "after")}
     links = {"self": request.full_path.rstrip("?"), "first": url_for(".list_calls", per_page=per_page, **query)}
@@ -241,16 +223,6 @@ def post_review(call_id: str):
 
 # --- reports -------------------------------------------------------------------
 
-class ReportQuerySchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    date_from = AwareUtcDateTime()
-    date_to = AwareUtcDateTime()
-    line = fields.String(validate=[validate.Length(max=32), storable_text])
-
-
-REPORT_QUERY_SCHEMA = ReportQuerySchema()
 
 
 def _report(by: str):

@@ -19,7 +19,8 @@ def _ok(description: str) -> dict:
 
 
 def build_spec() -> dict:
-    from webhooks.api import CallQuerySchema, MarkReadSchema, ReportQuerySchema, ReviewSchema, ScoreSchema
+    from connector.queries import CallQuerySchema, ReportQuerySchema
+    from webhooks.api import MarkReadSchema, ReviewSchema, ScoreSchema
 
     spec = APISpec(title="Post-call QA connector", version="1", openapi_version="3.0.3",
                    plugins=[MarshmallowPlugin()])

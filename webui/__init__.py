@@ -14,12 +14,13 @@ from flask import (Blueprint, Response, abort, current_app, g, redirect, render_
 from flask_babel import Babel, get_locale, gettext as _
 from marshmallow import ValidationError
 
-from connector.calls import CallFilter, Cursor, call_json, call_timeline, find_calls, get_visible_call
+from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
 from connector.exports import COLUMNS, call_rows
 from connector.links import recording_link
 from connector.models import Role
 from connector.notifications import mark_read, notifications_for, unread_count
 from connector.quality import marks_json
+from connector.queries import CALL_QUERY_SCHEMA, REPORT_QUERY_SCHEMA
 from connector.reports import By, ReportFilter, daily, distribution, report
 from connector.reviews import add_review
 from connector import outbox, status
@@ -140,35 +141,34 @@ def logout():
     return redirect(url_for(".login"))
 
 
-def _call_filter() -> tuple[CallFilter, dict, Cursor | None]:
-    from webhooks.api import CALL_QUERY_SCHEMA  # the API's own filter schema: one definition of the filters
-
+def _call_filter() -> tuple[CallFilter, Sort, dict, Cursor | None]:
     raw = {k: v for k, v in request.args.items() if v != ""}
     try:
         args = CALL_QUERY_SCHEMA.load(raw)
-        after = Cursor.decode(args.pop("after")) if "after" in args else None
+        sort = args.pop("sort")
+        after = Cursor.decode(args.pop("after"), sort) if "after" in args else None
     except ValidationError as exc:
         abort(Response(first_error(exc.messages), 400, mimetype="text/plain"))
     except ValueError as exc:
         abort(Response(f"after: {exc}", 400, mimetype="text/plain"))
     args.pop("page", None)
     args.pop("per_page", None)
-    return CallFilter(**args, visible_extensions=g.principal.visible_extensions), raw, after
+    return CallFilter(**args, visible_extensions=g.principal.visible_extensions), sort, raw, after
 
 
 @bp.get("/calls")
 @login_required()
 def calls():
-    flt, raw, after = _call_filter()
+    flt, sort, raw, after = _call_filter()
     with services().db.transaction() as s:
         policy = current_policy(s, services().ingest.initial_policy)
-        found = find_calls(s, flt, per_page=25, after=after)
+        found = find_calls(s, flt, per_page=25, after=after, sort=sort)
         items = [call_json(c) for c in found.calls]
     query = {k: v for k, v in raw.items() if k != "after"}
     next_link = url_for(".calls", after=found.next_cursor.encode(), **query) if found.next_cursor else None
     low_scores = url_for(".calls", score_lte=policy.max_threshold - 1)
     return render_template("calls.html", items=items, found=found, query=query, next_link=next_link,
-                           low_scores=low_scores, policy=policy)
+                           low_scores=low_scores, policy=policy, sort=sort)
 
 
 @bp.get("/notifications")
@@ -183,14 +183,14 @@ def notifications():
 @bp.get("/calls/export.csv")
 @login_required()
 def export_csv():
-    flt, _raw, _after = _call_filter()
+    flt, sort, _raw, _after = _call_filter()
 
     def generate():
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(COLUMNS)
         with services().db.transaction() as s:
-            for row in call_rows(s, flt):
+            for row in call_rows(s, flt, sort):
                 writer.writerow(row)
                 if out.tell() > 64_000:
                     yield out.getvalue()
@@ -207,19 +207,17 @@ def export_csv():
 def export_xlsx():
     from openpyxl import Workbook
 
-    flt, _raw, _after = _call_filter()
+    flt, sort, _raw, _after = _call_filter()
     book = Workbook(write_only=True)  # rows go straight to the file: memory stays flat
     sheet = book.create_sheet("calls")
     sheet.append(COLUMNS)
     with services().db.transaction() as s:
-        for row in call_rows(s, flt):
+        for row in call_rows(s, flt, sort):
             sheet.append(row)
     return _xlsx(book, "calls.xlsx")
 
 
 def _report_filter() -> tuple[ReportFilter, dict]:
-    from webhooks.api import REPORT_QUERY_SCHEMA
-
     raw = {k: v for k, v in request.args.items() if v != ""}
     try:
         args = REPORT_QUERY_SCHEMA.load(raw)

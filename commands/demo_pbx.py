@@ -1,0 +1,68 @@
+"""`connector demo-pbx`: a stand-in for the one MANGO command the console's player needs, so a call made by
+`connector simulate` plays without a PBX account. Point `MANGO_API_URL` at it; never use it in production.
+
+It answers `POST /vpbx/queries/recording/post` as MANGO does (a signed form; a 302 to a temporary file
+link, or result 3320 for a recording it does not have) for the recordings `simulate` reports
+(`rec-sim-...`), and serves each as a few seconds of generated audio (WAV).
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import secrets
+import struct
+import wave
+
+from flask import Flask, Response, abort, jsonify, redirect, request
+
+from connector.pbx.mango import verify
+from connector.pbx import CallbackRejected
+
+SIMULATED_PREFIX = "rec-sim-"  # the recording ids `connector simulate` sends
+NO_SUCH_FILE = 3320  # MANGO's result for a recording it cannot hand out
+RATE = 8000  # Hz: telephone audio
+
+
+def demo_recording(seconds: float = 4.0) -> bytes:
+    """A recognisable, quiet sound: two-tone beeps, like a phone line, as 16-bit mono WAV."""
+    frames = bytearray()
+    for n in range(int(RATE * seconds)):
+        t = n / RATE
+        on = (t % 1.0) < 0.4
+        sample = 0.25 * (math.sin(2 * math.pi * 425 * t) + math.sin(2 * math.pi * 600 * t)) / 2 if on else 0.0
+        frames += struct.pack("<h", int(sample * 32767))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes(bytes(frames))
+    return out.getvalue()
+
+
+def create_demo_pbx(api_key: str, salt: str) -> Flask:
+    app = Flask("demo_pbx")
+    audio = demo_recording()
+    issued: dict[str, str] = {}  # single-use file token -> recording id, as MANGO's links are
+
+    @app.post("/vpbx/queries/recording/post")
+    def recording_post():
+        try:
+            body = json.loads(verify(request.form.to_dict(), api_key, salt))
+        except (CallbackRejected, ValueError):
+            return jsonify({"result": 3102})  # MANGO: bad sign (its HTTP status is not documented)
+        recording_id = str(body.get("recording_id") or "")
+        if not recording_id.startswith(SIMULATED_PREFIX):
+            return jsonify({"result": NO_SUCH_FILE})
+        token = secrets.token_urlsafe(16)
+        issued[token] = recording_id
+        return redirect(f"{request.host_url}files/{token}.wav", code=302)
+
+    @app.get("/files/<token>.wav")
+    def recording_file(token: str):
+        if issued.pop(token, None) is None:
+            abort(404)
+        return Response(audio, mimetype="audio/wav")
+
+    return app
