@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError, StatementError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError, StatementError
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from connector import outbox
@@ -112,26 +112,37 @@ class DeliveryWorker:
         self._last_probe = float("-inf")  # monotonic time starts near 0 on a fresh machine
         self._recorder: ThreadPoolExecutor | None = None
         self._recording: Future | None = None
+        self._claimer: ThreadPoolExecutor | None = None
+        self._ahead: Future | None = None  # the next batch, claimed while this one is sent
 
     # --- loop -------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Batch after batch. A sent batch's outcomes are stored by a second thread while this one
-        claims the next batch and waits for its rate-limit slot: the bookkeeping overlaps the wait."""
-        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.crm}-outcomes") as self._recorder:
+        """Batch after batch, with the bookkeeping beside the wait for the rate-limit slot: while a
+        full batch is sent, a second thread claims the next one, and a third stores the outcomes."""
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.crm}-outcomes") as self._recorder, \
+                ThreadPoolExecutor(1, thread_name_prefix=f"{self.crm}-claims") as self._claimer:
             try:
                 run_until_stopped(f"delivery worker {self.owner} for {self.crm}", self.run_once, stop,
                                   self.opts.poll_seconds)
             finally:
+                try:
+                    self._release(self._claimed_ahead() or [])  # back to the queue now, not when the lease ends
+                except SQLAlchemyError:
+                    log.warning("%s: could not hand back the jobs claimed ahead; their leases bring them back",
+                                self.crm)
                 self._await_outcomes()
-                self._recorder = None
+                self._recorder = self._claimer = None
 
     def run_once(self) -> int:
         """Process one batch; returns how many jobs it claimed (0: idle or paused)."""
         paused, _reason, _at = pause_state(self.db, self.crm)
         if paused:
+            self._release(self._claimed_ahead() or [])
             self._probe()
             return 0
-        work = self._claim()
+        work = self._claimed_ahead()
+        if work is None:
+            work = self._claim()
         if not work:
             return 0
         kind, claimed = work[0].kind, len(work)
@@ -141,11 +152,13 @@ class DeliveryWorker:
             work = [w for w in work if not w.extra.get("superseded")]
         try:
             work = self._settle_doubts(kind, self._resolve_entities(kind, work))
+            if claimed == self.adapter.max_batch and self._claimer is not None:
+                self._ahead = self._claimer.submit(self._claim)  # a backlog: claim the next batch meanwhile
             results = self._send(kind, [w.item for w in work]) if work else []
         except AccountBlocked as exc:
             pause(self.db, self.crm, exc.message)
             self._last_probe = time.monotonic()  # the next probe waits its full interval
-            self._release(work)
+            self._release(work + (self._claimed_ahead() or []))
             return claimed
         except TransientError as exc:
             if exc.retry_after and self.limiter:
@@ -159,6 +172,12 @@ class DeliveryWorker:
         else:
             self._recording = self._recorder.submit(self._record, work, results)
         return claimed
+
+    def _claimed_ahead(self) -> list[Work] | None:
+        """The batch claimed while the previous one was sent (None: none was). A failed claim (the
+        database down) surfaces here, in the loop."""
+        ahead, self._ahead = self._ahead, None
+        return ahead.result() if ahead is not None else None
 
     def _await_outcomes(self) -> None:
         """Wait until the previous batch's outcomes are stored. Its failure (the database down)
@@ -297,7 +316,10 @@ class DeliveryWorker:
 
     # --- outcomes -------------------------------------------------------------
     def _release(self, work: list[Work]) -> None:
-        """The account is paused: hand the jobs back untouched, not counting this attempt."""
+        """Hand claimed jobs back untouched (the account paused, or the worker stops before sending
+        them), not counting this attempt."""
+        if not work:
+            return
         with self.db.transaction() as s:
             for w in work:
                 job = s.get(DeliveryJob, w.job_id)

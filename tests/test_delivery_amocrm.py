@@ -214,6 +214,46 @@ def test_batches_hold_at_most_50_items(h):
     assert len(h.fake.calls) == 60 and all(c["tags"] == ["Оценка 2"] for c in h.fake.contacts.values())
 
 
+def test_a_running_worker_claims_the_next_batch_while_sending_and_hands_it_back_when_stopped(h):
+    """While a full batch goes out, the next one is claimed beside it (the claim is off the rate-limit
+    path); a worker stopped then hands that batch back at once instead of leaving it leased."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from connector.models import DeliveryJob
+
+    for i in range(120):
+        phone = f"7900{i:07d}"
+        h.fake.add_contact(phone)
+        scored_call(h, f"c{i}", "2", phone=phone)
+    claimed_by = []
+    claim = h.worker._claim
+
+    def spying_claim():
+        claimed_by.append(threading.current_thread().name)
+        return claim()
+
+    h.worker._claim = spying_claim
+    stop = threading.Event()
+    running = threading.Thread(target=h.worker.run, args=(stop,))
+    running.start()
+    deadline = time.monotonic() + 20
+    while len(h.fake.calls) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    running.join(timeout=30)
+    assert not running.is_alive()
+    assert any(name.startswith("amocrm-claims") for name in claimed_by), claimed_by
+    with h.db.transaction() as s:
+        leased = s.scalar(select(func.count()).select_from(DeliveryJob).where(
+            DeliveryJob.status == "pending", DeliveryJob.lease_owner.is_not(None)))
+    assert leased == 0
+    h.drain()  # what was handed back goes out once, like the rest
+    assert len(h.fake.calls) == 120 and len({c["uniq"] for c in h.fake.calls}) == 120
+    assert all(c["tags"] == ["Оценка 2"] for c in h.fake.contacts.values())
+
+
 def test_transient_errors_back_off_then_succeed(h):
     h.fake.add_contact(PHONE)
     h.fake.inject(500, path="/api/v4/calls")
