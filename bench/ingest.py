@@ -40,10 +40,12 @@ sys.path.insert(0, str(ROOT))
 KEY, SALT = "bench-key", "bench-salt"
 
 BARE_APP = textwrap.dedent("""
+    import logging
     import sys
     from flask import Flask, request
     from waitress import serve
     app = Flask("bare")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # as `connector serve` does
 
     @app.post("/mango/<path:kind>")
     def event(kind):
@@ -54,7 +56,8 @@ BARE_APP = textwrap.dedent("""
     def health():
         return {"status": "ok"}
 
-    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, ident="bare")
+    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, ident="bare",
+          connection_limit=1000, channel_timeout=30, cleanup_interval=10)  # the settings of `connector serve`
 """)
 
 
@@ -68,7 +71,7 @@ def wait_up(port: int, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+            raise SystemExit(f"server exited with {proc.returncode}: see server-*.log in its data directory")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", "/healthz")
@@ -127,7 +130,7 @@ def _post(conn: http.client.HTTPConnection, path: str, body: str) -> int:
 
 def closed_loop(port: int, connections: int, seconds: float, offset: int, queue) -> None:
     """In its own process: `connections` clients post back to back; reports (count, errors)."""
-    work = bodies(int(3000 * seconds), offset)
+    work = bodies(int(8000 * seconds), offset)  # more than any server here answers: the run is never cut short
     lock, cursor, counts = threading.Lock(), [0], [0, 0]
     stop_at = time.monotonic() + seconds
 
@@ -216,18 +219,22 @@ def start_servers(server: str, database_url: str, data_dir: str, bare_port: int,
                   port: int) -> list[subprocess.Popen]:
     """The bare endpoint and the connector (with whatever applies its events), under `server`."""
     env = connector_env(database_url, data_dir, port)
-    quiet = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    # Logs go to files: a pipe nobody reads fills up and stalls the server at its next log line.
+    logs = iter(open(Path(data_dir, f"server-{n}.log"), "w") for n in range(3))
     if server == "waitress":
-        return [subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)], **quiet),
+        return [subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)], stdout=next(logs),
+                                 stderr=subprocess.STDOUT),
                 subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=ROOT, env=env,
-                                 **quiet)]
+                                 stdout=next(logs), stderr=subprocess.STDOUT)]
     Path(data_dir, "bare_app.py").write_text(BARE_APP.split("serve(app")[0])
     subprocess.run([str(BIN / "connector"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     gunicorn = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py"]
     return [subprocess.Popen([*gunicorn, "--pythonpath", data_dir, "bare_app:app"], cwd=ROOT,
-                             env={**env, "PORT": str(bare_port)}, **quiet),
-            subprocess.Popen([*gunicorn, "app:create_app()"], cwd=ROOT, env=env, **quiet),
-            subprocess.Popen([str(BIN / "connector"), "worker"], cwd=ROOT, env=env, **quiet)]
+                             env={**env, "PORT": str(bare_port)}, stdout=next(logs), stderr=subprocess.STDOUT),
+            subprocess.Popen([*gunicorn, "app:create_app()"], cwd=ROOT, env=env, stdout=next(logs),
+                             stderr=subprocess.STDOUT),
+            subprocess.Popen([str(BIN / "connector"), "worker"], cwd=ROOT, env=env, stdout=next(logs),
+                             stderr=subprocess.STDOUT)]
 
 
 def apply_lag(database_url: str) -> tuple[list[float], int]:
