@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import click
 
 from connector.config import Config
+from connector.models import JobStatus
 
 
 def load_config() -> Config:
@@ -245,7 +246,7 @@ def deliveries() -> None:
     pass
 
 
-STATUSES = click.Choice(["pending", "waiting", "done", "dead", "unmatched"])
+STATUSES = click.Choice([s.value for s in JobStatus])
 
 
 @deliveries.command("list", help="Show delivery jobs, newest first.")

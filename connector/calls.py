@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
-from connector.models import Call, CrmRecord, DeliveryJob, InboundEvent
+from connector.models import Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus
 from connector.validation import text_problem
 
 REVIEW = "review"  # the origin of a supervisor score given in the console or by POST .../reviews
@@ -178,7 +178,7 @@ def call_timeline(session: Session, call: Call) -> list[dict]:
                for kind, crm, status, at, error in session.execute(
                    select(DeliveryJob.kind, DeliveryJob.crm, DeliveryJob.status, DeliveryJob.updated_at,
                           DeliveryJob.last_error)
-                   .where(DeliveryJob.call_id == call.id, DeliveryJob.status != "pending"))]
+                   .where(DeliveryJob.call_id == call.id, DeliveryJob.status != JobStatus.PENDING))]
     return sorted(events + effects, key=lambda e: e["at"] or "")
 
 
@@ -224,7 +224,7 @@ def call_json(call: Call, *, with_history: bool = False, marks: list[dict] | Non
         "decision": {"record": call.decision_record, "tag": call.decision_tag, "reason": call.decision_reason},
         "crm": {
             "crm": record.crm if record else None,
-            "status": record.status if record else "pending",
+            "status": record.status if record else DeliveryStatus.PENDING,
             "reason": record.reason if record else None,
             "entity_type": record.entity_type if record else None,
             "entity_id": record.entity_id if record else None,

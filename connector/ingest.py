@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, selectinload
 
 from connector import outbox
-from connector.models import Call, CrmRecord, PbxPoll, PollStatus, Score, SurveyState, UTCDateTime
+from connector.models import (Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, SurveyState,
+                              UTCDateTime)
 from connector.notifications import notify_low_score
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
 from connector.runtime_settings import current_policies
@@ -254,19 +255,19 @@ def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], po
     for call in calls:
         record = next((r for r in call.crm_records if r.crm == crm), None)
         if record is None:
-            record = CrmRecord(call=call, crm=crm, status="pending", attempts=0)
+            record = CrmRecord(call=call, crm=crm, status=DeliveryStatus.PENDING, attempts=0)
             session.add(record)
-        if record.status in ("pending", "skipped") and record.logged_at is None:
+        if record.status in (DeliveryStatus.PENDING, DeliveryStatus.SKIPPED) and record.logged_at is None:
             if crm == "none":
-                record.status, record.reason = "skipped", "no CRM configured: stored and reported only"
+                record.status, record.reason = DeliveryStatus.SKIPPED, "no CRM configured: stored and reported only"
             elif call.direction == "internal":
-                record.status, record.reason = "skipped", "internal call"
+                record.status, record.reason = DeliveryStatus.SKIPPED, "internal call"
             elif not policies.for_line(call.line_number).enabled:
-                record.status, record.reason = "skipped", "feature off"
+                record.status, record.reason = DeliveryStatus.SKIPPED, "feature off"
             else:
-                record.status, record.reason = "pending", None
+                record.status, record.reason = DeliveryStatus.PENDING, None
         call.crm_status = record.status
-        if record.status != "skipped":
+        if record.status != DeliveryStatus.SKIPPED:
             active.append(call.id)
     if active:
         session.flush()  # the outbox reads the new rows (score ids, the records)

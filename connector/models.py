@@ -49,6 +49,26 @@ class SurveyState(enum.StrEnum):
     NOT_OFFERED = "not_offered"  # the wait passed with no mark: the customer never reached the survey
 
 
+class JobStatus(enum.StrEnum):
+    """A delivery job's state (`delivery_jobs.status`)."""
+
+    PENDING = "pending"  # due at not_before (leased while a worker sends it)
+    DONE = "done"  # the effect is in the target
+    DEAD = "dead"  # refused for good, or retried for 24 h: replayable
+    UNMATCHED = "unmatched"  # the CRM has no entity for the caller: replayable
+    WAITING = "waiting"  # waits for another job of its call (a contact being created)
+
+
+class DeliveryStatus(enum.StrEnum):
+    """A call's state in one target (`crm_records.status`), summed up from its jobs."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    UNMATCHED = "unmatched"
+    DEAD = "dead"
+    SKIPPED = "skipped"  # nothing to send: no target, an internal call, the feature off
+
+
 class PollStatus(enum.StrEnum):
     PENDING = "pending"  # to be asked again at not_before
     DONE = "done"  # nothing more to wait for (or the PBX does not know the call)
@@ -205,7 +225,7 @@ class CrmRecord(Base):
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
     crm: Mapped[str] = mapped_column(String(16))
     # pending, delivered, unmatched, dead, skipped
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)  # a DeliveryStatus
     reason: Mapped[str | None] = mapped_column(String(255))
     entity_type: Mapped[str | None] = mapped_column(String(16))
     entity_id: Mapped[int | None] = mapped_column(Integer)
@@ -294,8 +314,7 @@ class DeliveryJob(Base):
     kind: Mapped[str] = mapped_column(String(16))  # log_call, contact, note, tags
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
     score_id: Mapped[int | None] = mapped_column(ForeignKey("scores.id", ondelete="SET NULL"))
-    # pending, done, dead, unmatched, waiting (blocked on another job, e.g. contact creation)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)  # a JobStatus
     not_before: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

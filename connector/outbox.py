@@ -13,17 +13,24 @@ in the same transaction as the change that calls for it. Jobs:
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from connector.models import Call, CrmRecord, DeliveryJob, Score, SurveyState
+from connector.models import Call, CrmRecord, DeliveryJob, DeliveryStatus, JobStatus, Score, SurveyState
 from connector.threshold import ACCEPTED
 
-PENDING, DONE, DEAD, UNMATCHED, WAITING = "pending", "done", "dead", "unmatched", "waiting"
-LOG_CALL, CONTACT, NOTE, TAGS = "log_call", "contact", "note", "tags"
+
+class JobKind(enum.StrEnum):
+    """The effects a call may need in amoCRM, one job each (see the module's docstring)."""
+
+    LOG_CALL = "log_call"
+    CONTACT = "contact"
+    NOTE = "note"
+    TAGS = "tags"
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ def add_job(session: Session, d: Delivery, crm: str, kind: str, suffix: str = ""
     job = d.jobs.get(key)
     if job is None:
         job = DeliveryJob(crm=crm, key=key, kind=kind, call_id=d.call.id, score_id=score.id if score else None,
-                          status=PENDING, not_before=due or _now(), attempts=0)
+                          status=JobStatus.PENDING, not_before=due or _now(), attempts=0)
         session.add(job)
         d.jobs[key] = job
     return job
@@ -97,13 +104,13 @@ def plan(session: Session, opts: DeliveryOptions, d: Delivery) -> None:
         return
     now = _now()
     if opts.log_calls:
-        log_job = d.job(LOG_CALL)
+        log_job = d.job(JobKind.LOG_CALL)
         # No need to wait any longer once the score came, or the survey is known to bring none.
         settled = score is not None or call.survey in (SurveyState.NO_ANSWER, SurveyState.NOT_OFFERED)
         if log_job is None:
             wait_until = (call.ended_at or now) + timedelta(seconds=opts.survey_wait_seconds)
-            add_job(session, d, opts.crm, LOG_CALL, due=now if settled else max(now, wait_until))
-        elif log_job.status == PENDING and settled and log_job.sent_at is None and log_job.not_before > now:
+            add_job(session, d, opts.crm, JobKind.LOG_CALL, due=now if settled else max(now, wait_until))
+        elif log_job.status == JobStatus.PENDING and settled and log_job.sent_at is None and log_job.not_before > now:
             log_job.not_before = now
         if record.logged_at is None:
             return  # the call is not in the CRM yet; what it carries is decided when it is sent
@@ -111,9 +118,9 @@ def plan(session: Session, opts: DeliveryOptions, d: Delivery) -> None:
     if score is None or not score.record:  # no score, or the feature was off when it came
         return
     if record.written_score != score.value:
-        add_job(session, d, opts.crm, NOTE, str(score.id), score=score)
+        add_job(session, d, opts.crm, JobKind.NOTE, str(score.id), score=score)
     elif score.tag != record.applied_tag or score.tag_to_remove or opts.score_field_id:
-        add_job(session, d, opts.crm, TAGS, str(score.id), score=score)
+        add_job(session, d, opts.crm, JobKind.TAGS, str(score.id), score=score)
 
 
 def refresh_record(d: Delivery) -> None:
@@ -122,18 +129,18 @@ def refresh_record(d: Delivery) -> None:
     if not jobs:
         return
     statuses = {j.status for j in jobs}
-    if DEAD in statuses:
-        record.status = "dead"
-    elif UNMATCHED in statuses:
-        record.status = "unmatched"
-    elif statuses & {PENDING, WAITING}:
-        record.status = "pending"
+    if JobStatus.DEAD in statuses:
+        record.status = DeliveryStatus.DEAD
+    elif JobStatus.UNMATCHED in statuses:
+        record.status = DeliveryStatus.UNMATCHED
+    elif statuses & {JobStatus.PENDING, JobStatus.WAITING}:
+        record.status = DeliveryStatus.PENDING
     else:
-        record.status = "delivered"
+        record.status = DeliveryStatus.DELIVERED
     record.attempts = sum(j.attempts or 0 for j in jobs)
-    failed = [j for j in jobs if j.last_error and j.status != DONE]
+    failed = [j for j in jobs if j.last_error and j.status != JobStatus.DONE]
     record.last_error = max(failed, key=lambda j: j.updated_at or _now()).last_error if failed else None
-    record.reason = None if record.status in ("pending", "delivered") else record.last_error
+    record.reason = None if record.status in (DeliveryStatus.PENDING, DeliveryStatus.DELIVERED) else record.last_error
     d.call.crm_status = record.status
 
 
@@ -144,7 +151,7 @@ def claim(session: Session, crm: str, owner: str, *, limit: int, lease_seconds: 
     """Lease up to `limit` due jobs of one kind (the kind of the oldest due job)."""
     now = _now()
     due = (select(DeliveryJob)
-           .where(DeliveryJob.crm == crm, DeliveryJob.status == PENDING, DeliveryJob.not_before <= now,
+           .where(DeliveryJob.crm == crm, DeliveryJob.status == JobStatus.PENDING, DeliveryJob.not_before <= now,
                   or_(DeliveryJob.lease_until.is_(None), DeliveryJob.lease_until < now))
            .order_by(DeliveryJob.not_before, DeliveryJob.id))
     lock = {"skip_locked": True} if skip_locked else {}
@@ -177,19 +184,19 @@ def jobs_to_replay(session: Session, status: str, since: datetime | None) -> lis
 def replay(session: Session, job_id: int) -> None:
     """Put a dead or unmatched job back in the queue, with a fresh retry budget."""
     job = session.get(DeliveryJob, job_id)
-    if job is None or job.status not in (DEAD, UNMATCHED):
+    if job is None or job.status not in (JobStatus.DEAD, JobStatus.UNMATCHED):
         return
     lock_calls(session, [job.call_id])
     session.refresh(job, with_for_update=True)
-    if job.status not in (DEAD, UNMATCHED):
+    if job.status not in (JobStatus.DEAD, JobStatus.UNMATCHED):
         return
-    job.status, job.not_before, job.lease_until, job.lease_owner = PENDING, _now(), None, None
+    job.status, job.not_before, job.lease_until, job.lease_owner = JobStatus.PENDING, _now(), None, None
     job.attempts, job.first_failed_at = 0, None
-    if job.kind == LOG_CALL:  # an unmatched call may meet a contact created meanwhile
+    if job.kind == JobKind.LOG_CALL:  # an unmatched call may meet a contact created meanwhile
         contact = session.scalars(select(DeliveryJob).where(DeliveryJob.call_id == job.call_id,
                                                             DeliveryJob.crm == job.crm,
-                                                            DeliveryJob.kind == CONTACT)).first()
-        if contact is not None and contact.status in (DEAD, UNMATCHED):
+                                                            DeliveryJob.kind == JobKind.CONTACT)).first()
+        if contact is not None and contact.status in (JobStatus.DEAD, JobStatus.UNMATCHED):
             session.delete(contact)
     session.flush()
     delivery = load(session, job.crm, [job.call_id]).get(job.call_id)

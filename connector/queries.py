@@ -5,10 +5,8 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, fields, validate
 
 from connector.calls import Sort
+from connector.models import DeliveryStatus
 from connector.validation import AwareUtcDateTime, storable_text
-
-CRM_STATUSES = ("pending", "delivered", "unmatched", "dead", "skipped")
-
 
 class CallQuerySchema(Schema):
     class Meta:
@@ -21,7 +19,7 @@ class CallQuerySchema(Schema):
     date_from = AwareUtcDateTime()
     date_to = AwareUtcDateTime()
     tagged = fields.Boolean()
-    crm_status = fields.String(validate=validate.OneOf(CRM_STATUSES))
+    crm_status = fields.String(validate=validate.OneOf(list(DeliveryStatus)))
     supervisor_rated = fields.Boolean()
     sort = fields.Enum(Sort, by_value=True, load_default=Sort.NEWEST)
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))

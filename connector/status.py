@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connector.accounts import account_row
-from connector.models import DeliveryJob, InboundEvent
+from connector.models import DeliveryJob, InboundEvent, JobStatus
 
 FAILING_FOR = timedelta(minutes=5)  # a CRM failing this long makes the connector degraded
 LAGGING_FOR = timedelta(seconds=60)  # an event waiting this long to be applied: the worker lags or is down
@@ -38,7 +38,7 @@ def details(session: Session, crm: str) -> dict:
         queues = session.execute(
             select(DeliveryJob.kind, func.count(), func.min(DeliveryJob.created_at),
                    func.min(DeliveryJob.first_failed_at))
-            .where(DeliveryJob.crm == crm, DeliveryJob.status == "pending").group_by(DeliveryJob.kind)).all()
+            .where(DeliveryJob.crm == crm, DeliveryJob.status == JobStatus.PENDING).group_by(DeliveryJob.kind)).all()
         failing_since = min((first for *_, first in queues if first), default=None)
         crm_state["outbox"] = {kind: {"pending": count, "oldest_seconds": _age(created, now)}
                                for kind, count, created, _ in queues}

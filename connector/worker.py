@@ -30,8 +30,8 @@ from connector.db import Database
 from connector.links import recording_link
 from connector.loop import run_until_stopped, worker_id
 from connector.metrics import DELIVERIES
-from connector.models import DeliveryJob, Score
-from connector.outbox import CONTACT, DEAD, DONE, LOG_CALL, NOTE, PENDING, TAGS, UNMATCHED, WAITING
+from connector.models import DeliveryJob, JobStatus, Score
+from connector.outbox import JobKind
 from connector.runtime_settings import SettingsCache
 from connector.threshold import Policy
 
@@ -225,7 +225,7 @@ class DeliveryWorker:
         user_id = user_map.get(call.operator_extension or "")
         w.responsible = (user_id, user_id is not None)
         phone = _phone(call.customer_phone)
-        if job.kind == LOG_CALL:
+        if job.kind == JobKind.LOG_CALL:
             score = d.score
             text = policy.score_text(score.value) if score is not None and score.record else None
             w.score_value = score.value if text else None
@@ -236,12 +236,12 @@ class DeliveryWorker:
                               started_at=int(call.created_at.timestamp()) if call.created_at else None,
                               score_text=text, recording_link=link, responsible_user_id=user_id,
                               answered=call.talk_started_at is not None)
-        elif job.kind == CONTACT:
+        elif job.kind == JobKind.CONTACT:
             w.item = ContactItem(phone=phone, name=phone, responsible_user_id=user_id)
         else:
             w.score_value = job_score.value if job_score else None
             entity_type, entity_id = record.entity_type or "", record.entity_id or 0
-            if job.kind == NOTE:
+            if job.kind == JobKind.NOTE:
                 w.item = NoteItem(entity_type, entity_id, policy.score_text(w.score_value),
                                   responsible_user_id=user_id)
                 w.extra["phone"] = phone
@@ -265,19 +265,19 @@ class DeliveryWorker:
             return work
         since = int(min(w.in_doubt_since for w in doubtful).timestamp()) - DOUBT_MARGIN
         settled: dict[int, ItemResult] = {}
-        if kind == LOG_CALL:
+        if kind == JobKind.LOG_CALL:
             found = self.adapter.find_logged_calls([w.entry_id for w in doubtful], since)
             settled = {w.job_id: found[w.entry_id] for w in doubtful if w.entry_id in found}
-        elif kind == CONTACT:
+        elif kind == JobKind.CONTACT:
             for w in doubtful:
                 hit = self.adapter.find_entity_by_phone(w.item.phone)
                 if hit:
                     settled[w.job_id] = hit
-        elif kind == NOTE:
+        elif kind == JobKind.NOTE:
             for w in doubtful:
                 if w.item.entity_id and self.adapter.find_note(w.item, since):
                     settled[w.job_id] = ItemResult(True, w.item.entity_type, w.item.entity_id)
-        elif kind == TAGS:
+        elif kind == JobKind.TAGS:
             # Resending is harmless to the tags, but every add is one more "Теги добавлены" row in the
             # CRM's events list, the list QA staff count: look at the entity first.
             applied = self.adapter.tags_in_place([w.item for w in doubtful])
@@ -292,7 +292,7 @@ class DeliveryWorker:
 
     def _resolve_entities(self, kind: str, work: list[Work]) -> list[Work]:
         """A note with no known entity (AMOCRM_LOG_CALLS=false) first finds it by phone."""
-        if kind != NOTE:
+        if kind != JobKind.NOTE:
             return work
         ready, unmatched = [], []
         for w in work:
@@ -310,8 +310,8 @@ class DeliveryWorker:
         return ready
 
     def _send(self, kind: str, items: list) -> list[ItemResult]:
-        send = {LOG_CALL: self.adapter.log_calls, CONTACT: self.adapter.create_contacts,
-                NOTE: self.adapter.add_notes, TAGS: self.adapter.update_tags}[kind]
+        send = {JobKind.LOG_CALL: self.adapter.log_calls, JobKind.CONTACT: self.adapter.create_contacts,
+                JobKind.NOTE: self.adapter.add_notes, JobKind.TAGS: self.adapter.update_tags}[kind]
         return send(items)
 
     # --- outcomes -------------------------------------------------------------
@@ -349,7 +349,7 @@ class DeliveryWorker:
             outbox.lock_calls(s, [w.call_id for w in work])
             for job in s.scalars(select(DeliveryJob).where(DeliveryJob.id.in_([w.job_id for w in work]))):
                 if job.lease_owner == self.owner:
-                    job.status, job.last_error, job.lease_owner, job.lease_until = DEAD, reason, None, None
+                    job.status, job.last_error, job.lease_owner, job.lease_until = JobStatus.DEAD, reason, None, None
             for d in outbox.load(s, self.crm, [w.call_id for w in work]).values():
                 outbox.refresh_record(d)
 
@@ -373,12 +373,12 @@ class DeliveryWorker:
                     elif outcome.ok:
                         self._done(s, job, w, outcome, now, d)
                     elif outcome.extra.get("retry"):
-                        job.status, job.not_before, job.sent_at = PENDING, now, None
+                        job.status, job.not_before, job.sent_at = JobStatus.PENDING, now, None
                         job.attempts = max(0, job.attempts - 1)
                     elif outcome.unmatched:
                         self._unmatched(s, job, outcome, now, d)
                     else:
-                        job.status, job.last_error = DEAD, outcome.error
+                        job.status, job.last_error = JobStatus.DEAD, outcome.error
                         log.error("%s job %s dead: %s", self.crm, job.key, outcome.error)
                 for d in deliveries.values():
                     outbox.refresh_record(d)
@@ -389,7 +389,7 @@ class DeliveryWorker:
         if not exc.maybe_applied:
             job.sent_at = None
         if now - job.first_failed_at >= RETRY_HORIZON:
-            job.status = DEAD
+            job.status = JobStatus.DEAD
             job.last_error = f"gave up after {job.attempts} attempts over 24 h: {exc.message}"
             log.error("%s job %s dead: %s", self.crm, job.key, job.last_error)
             return
@@ -398,35 +398,35 @@ class DeliveryWorker:
 
     def _done(self, s, job: DeliveryJob, w: Work, result: ItemResult, now: datetime,
               d: outbox.Delivery) -> None:
-        job.status, job.last_error, job.sent_at = DONE, None, None
+        job.status, job.last_error, job.sent_at = JobStatus.DONE, None, None
         job.result = {"entity_type": result.entity_type, "entity_id": result.entity_id, **result.extra}
         record = d.record
         if result.extra.get("superseded"):
             return
-        if job.kind in (LOG_CALL, CONTACT) or (job.kind == NOTE and "entity" in w.extra):
+        if job.kind in (JobKind.LOG_CALL, JobKind.CONTACT) or (job.kind == JobKind.NOTE and "entity" in w.extra):
             record.entity_type, record.entity_id = result.entity_type, result.entity_id
-        if job.kind == LOG_CALL:
+        if job.kind == JobKind.LOG_CALL:
             record.logged_at = now
             record.written_score = w.score_value
             record.responsible_user_id, record.responsible_mapped = w.responsible
-        elif job.kind == NOTE:
+        elif job.kind == JobKind.NOTE:
             record.written_score = w.score_value
             record.logged_at = record.logged_at or (None if self.opts.delivery.log_calls else now)
-        elif job.kind == TAGS:
+        elif job.kind == JobKind.TAGS:
             record.applied_tag = w.extra.get("tag")
-        elif job.kind == CONTACT:
+        elif job.kind == JobKind.CONTACT:
             # The caller exists now: send what waited for the contact.
             for waiting in d.jobs.values():
-                if waiting.status == WAITING:
-                    waiting.status, waiting.not_before, waiting.sent_at = PENDING, now, None
+                if waiting.status == JobStatus.WAITING:
+                    waiting.status, waiting.not_before, waiting.sent_at = JobStatus.PENDING, now, None
         outbox.plan(s, self.opts.delivery, d)
 
     def _unmatched(self, s, job: DeliveryJob, result: ItemResult, now: datetime, d: outbox.Delivery) -> None:
-        if self.opts.create_contacts and d.job(CONTACT) is None:
-            outbox.add_job(s, d, self.crm, CONTACT, due=now)
-            job.status, job.sent_at = WAITING, None
+        if self.opts.create_contacts and d.job(JobKind.CONTACT) is None:
+            outbox.add_job(s, d, self.crm, JobKind.CONTACT, due=now)
+            job.status, job.sent_at = JobStatus.WAITING, None
             job.last_error = f"{result.error}: creating a contact"
             return
-        job.status, job.last_error = UNMATCHED, result.error
+        job.status, job.last_error = JobStatus.UNMATCHED, result.error
         if not self.opts.create_contacts:
             job.last_error += " (AMOCRM_CREATE_CONTACTS is off)"

@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
 from connector.exports import COLUMNS, call_rows
 from connector.links import recording_link
-from connector.models import Role
+from connector.models import JobStatus, Role
 from connector.notifications import mark_read, notifications_for, unread_count
 from connector.quality import marks_json
 from connector.queries import CALL_QUERY_SCHEMA, REPORT_QUERY_SCHEMA
@@ -300,7 +300,7 @@ def settings():
         policy = policies.base
         state = {**status.details(s, services().config.CRM), **status.last_activity(s)}
         dead = [{"id": j.id, "key": j.key, "error": j.last_error, "at": j.updated_at.isoformat()}
-                for j in outbox.list_jobs(s, outbox.DEAD, limit=50)]
+                for j in outbox.list_jobs(s, JobStatus.DEAD, limit=50)]
     if request.method == "GET" or saved:
         form = SettingsForm(formdata=None, data=policy.as_dict())
     return render_template("settings.html", form=form, errors=errors, saved=saved, state=state, dead=dead,
@@ -344,7 +344,7 @@ def replay_dead():
     if not ReplayForm().validate_on_submit():
         abort(400)
     with services().db.transaction() as s:
-        ids = outbox.jobs_to_replay(s, outbox.DEAD, None)
+        ids = outbox.jobs_to_replay(s, JobStatus.DEAD, None)
     for job_id in ids:
         with services().db.transaction() as s:
             outbox.replay(s, job_id)
