@@ -84,7 +84,7 @@ def run(calls: int, batch: int, workers: int, database_url: str | None) -> tuple
         db = app.extensions["connector"].db
         pool = [build_worker(config, db) for _ in range(workers)]
         for worker in pool:
-            worker.adapter.max_batch = batch
+            worker.target.max_batch = batch
         stop = threading.Event()
         threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in pool]
         started = time.monotonic()

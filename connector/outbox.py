@@ -14,14 +14,24 @@ in the same transaction as the change that calls for it. Jobs:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Callable, Protocol
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
+
+from connector.crm import ItemResult, TransientError
+from connector.db import Database
+from connector.metrics import DELIVERIES
+from connector.retry import next_try
 
 from connector.models import Call, CrmRecord, DeliveryJob, DeliveryStatus, JobStatus, Score, SurveyState
 from connector.threshold import ACCEPTED
+
+log = logging.getLogger(__name__)
 
 
 class JobKind(enum.StrEnum):
@@ -163,6 +173,161 @@ def claim(session: Session, crm: str, owner: str, *, limit: int, lease_seconds: 
         job.lease_owner, job.lease_until = owner, now + timedelta(seconds=lease_seconds)
         job.attempts += 1
     return jobs
+
+
+@dataclass
+class Work:
+    """One claimed job with what sending it needs, read inside the claim transaction."""
+
+    job_id: int
+    kind: str
+    in_doubt_since: datetime | None  # when an earlier try may have reached the target
+    call_id: int
+    entry_id: str
+    item: object = None
+    score_value: int | None = None
+    responsible: tuple[int | None, bool] = (None, False)
+    extra: dict = field(default_factory=dict)
+
+
+Outcome = ItemResult | TransientError  # what became of one job's try
+
+
+class Effects(Protocol):
+    """What the queue asks of a target when it stores outcomes: the target's own record fields and
+    follow-up jobs. Everything else (leases, retries, dead letters) is the queue's."""
+
+    def on_done(self, session: Session, job: DeliveryJob, work: Work, result: ItemResult, now: datetime,
+                delivery: Delivery) -> None: ...
+
+    def on_unmatched(self, session: Session, job: DeliveryJob, result: ItemResult, now: datetime,
+                     delivery: Delivery) -> None: ...
+
+
+def outcome_label(outcome: Outcome) -> str:
+    if isinstance(outcome, TransientError):
+        return "retry"
+    if outcome.ok:
+        return "done"
+    return "retry" if outcome.extra.get("retry") else ("unmatched" if outcome.unmatched else "dead")
+
+
+def call_ids(work: list[Work], shown: int = 10) -> str:
+    ids = [w.entry_id for w in work]
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
+class DeliveryQueue:
+    """One target's jobs from claim to outcome: claiming with a lease, storing outcomes (done,
+    retried on the schedule of `connector.retry`, dead, unmatched), releasing unsent claims.
+    Each method is one transaction; a lease another worker took over is never touched."""
+
+    def __init__(self, db: Database, crm: str, owner: str, *, lease_seconds: float):
+        self.db, self.crm, self.owner, self.lease_seconds = db, crm, owner, lease_seconds
+
+    def claim(self, limit: int, prepare: Callable[[Session, list[tuple[DeliveryJob, Delivery, Work]]], None]
+              ) -> list[Work]:
+        """Lease up to `limit` due jobs of one kind; `prepare` builds their items in the same
+        transaction. From here on, a crash leaves their outcome in doubt (`sent_at`)."""
+        with self.db.transaction() as s:
+            jobs = claim(s, self.crm, self.owner, limit=limit, lease_seconds=self.lease_seconds,
+                         skip_locked=self.db.is_postgres)
+            if not jobs:
+                return []
+            deliveries = load(s, self.crm, [job.call_id for job in jobs])
+            now = _now()
+            claimed = []
+            for job in jobs:
+                d = deliveries[job.call_id]
+                claimed.append((job, d, Work(job.id, job.kind, job.sent_at, job.call_id, d.call.entry_id)))
+                job.sent_at = now
+            prepare(s, claimed)
+            return [w for _job, _d, w in claimed]
+
+    def release(self, work: list[Work]) -> None:
+        """Hand claimed jobs back untouched (the target paused, or the worker stops before sending
+        them), not counting this attempt."""
+        if not work:
+            return
+        with self.db.transaction() as s:
+            for w in work:
+                job = s.get(DeliveryJob, w.job_id)
+                if job is None or job.lease_owner != self.owner:
+                    continue  # settled before the pause, or taken over
+                job.attempts = max(0, job.attempts - 1)
+                job.lease_owner = job.lease_until = None
+                job.sent_at = w.in_doubt_since
+
+    def finish(self, work: list[Work], outcomes: list[Outcome], effects: Effects) -> None:
+        """Store the outcomes. A batch whose outcome the database refuses to store (a value that
+        slipped past validation) goes dead with the reason, instead of coming back forever."""
+        if not work:
+            return
+        try:
+            self._store(work, outcomes, effects)
+        except (StatementError, OverflowError) as exc:  # sqlite3 raises OverflowError unwrapped
+            if isinstance(exc, OperationalError):
+                raise  # the database is down: the lease brings the batch back
+            cause = getattr(exc, "orig", None) or exc
+            reason = f"the outcome could not be stored ({type(cause).__name__}); fix the data and replay"
+            log.error("%s: %d job(s) dead (calls %s): %s", self.crm, len(work), call_ids(work), reason)
+            self._bury(work, reason)
+
+    def _store(self, work: list[Work], outcomes: list[Outcome], effects: Effects) -> None:
+        with self.db.transaction() as s:
+            now = _now()
+            lock_calls(s, [w.call_id for w in work])
+            jobs = {j.id: j for j in s.scalars(select(DeliveryJob).where(
+                DeliveryJob.id.in_([w.job_id for w in work])).with_for_update())}
+            deliveries = load(s, self.crm, [w.call_id for w in work])
+            with s.no_autoflush:
+                for w, outcome in zip(work, outcomes):
+                    job = jobs.get(w.job_id)
+                    if job is None or job.lease_owner != self.owner:
+                        continue  # our lease ran out and another worker took the job over
+                    job.lease_owner = job.lease_until = None
+                    d = deliveries[job.call_id]
+                    DELIVERIES.labels(self.crm, job.kind, outcome_label(outcome)).inc()
+                    if isinstance(outcome, TransientError):
+                        self._retry_later(job, outcome, now)
+                    elif outcome.ok:
+                        job.status, job.last_error, job.sent_at = JobStatus.DONE, None, None
+                        job.result = {"entity_type": outcome.entity_type, "entity_id": outcome.entity_id,
+                                      **outcome.extra}
+                        if not outcome.extra.get("superseded"):
+                            effects.on_done(s, job, w, outcome, now, d)
+                    elif outcome.extra.get("retry"):
+                        job.status, job.not_before, job.sent_at = JobStatus.PENDING, now, None
+                        job.attempts = max(0, job.attempts - 1)
+                    elif outcome.unmatched:
+                        effects.on_unmatched(s, job, outcome, now, d)
+                    else:
+                        job.status, job.last_error = JobStatus.DEAD, outcome.error
+                        log.error("%s job %s dead: %s", self.crm, job.key, outcome.error)
+                for d in deliveries.values():
+                    refresh_record(d)
+
+    def _retry_later(self, job: DeliveryJob, exc: TransientError, now: datetime) -> None:
+        job.first_failed_at = job.first_failed_at or now
+        job.last_error = exc.message
+        if not exc.maybe_applied:
+            job.sent_at = None
+        when = next_try(job.first_failed_at, job.attempts, exc, now)
+        if when is None:
+            job.status = JobStatus.DEAD
+            job.last_error = f"gave up after {job.attempts} attempts over 24 h: {exc.message}"
+            log.error("%s job %s dead: %s", self.crm, job.key, job.last_error)
+            return
+        job.not_before = when
+
+    def _bury(self, work: list[Work], reason: str) -> None:
+        with self.db.transaction() as s:
+            lock_calls(s, [w.call_id for w in work])
+            for job in s.scalars(select(DeliveryJob).where(DeliveryJob.id.in_([w.job_id for w in work]))):
+                if job.lease_owner == self.owner:
+                    job.status, job.last_error, job.lease_owner, job.lease_until = JobStatus.DEAD, reason, None, None
+            for d in load(s, self.crm, [w.call_id for w in work]).values():
+                refresh_record(d)
 
 
 # --- operators' tools -----------------------------------------------------------

@@ -32,14 +32,16 @@ def build_worker(config: Config, db: Database, **adapter_options):
     if config.CRM == "none":
         return None
     from connector.crm import registry
+    from connector.crm.amocrm_target import AmoCrmOptions, AmoCrmTarget
     from connector.worker import DeliveryWorker, WorkerOptions
 
     adapter, limiter = registry.build(config, db, **adapter_options)
-    opts = WorkerOptions(delivery=delivery_options(config), initial_policy=policy_from_config(config),
-                         initial_user_map=config.AMOCRM_USER_MAP, public_base_url=config.PUBLIC_BASE_URL,
-                         secret_key=config.SECRET_KEY, create_contacts=config.AMOCRM_CREATE_CONTACTS,
+    target = AmoCrmTarget(adapter, AmoCrmOptions(delivery=delivery_options(config),
+                                                 public_base_url=config.PUBLIC_BASE_URL, secret_key=config.SECRET_KEY,
+                                                 create_contacts=config.AMOCRM_CREATE_CONTACTS), limiter)
+    opts = WorkerOptions(initial_policy=policy_from_config(config), initial_user_map=config.AMOCRM_USER_MAP,
                          lease_seconds=config.WORKER_LEASE_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS)
-    return DeliveryWorker(db, adapter, opts, limiter=limiter)
+    return DeliveryWorker(db, target, opts)
 
 
 def build_poller(config: Config, db: Database, *, session=None):

@@ -290,7 +290,7 @@ def test_one_bad_item_fails_alone(h):
 
     h.fake.add_contact(PHONE)
     good = h.fake.add_contact("79005550000")
-    results = h.worker.adapter.update_tags([TagItem("contacts", 999999, add=("Оценка 1",)),
+    results = h.worker.target.adapter.update_tags([TagItem("contacts", 999999, add=("Оценка 1",)),
                                             TagItem("contacts", good, add=("Оценка 2",))])
     assert [r.ok for r in results] == [False, False] and results[1].extra.get("retry")
     assert "Entity not found" in results[0].error
@@ -399,7 +399,7 @@ def test_rate_limit_holds_across_the_batch(h):
         h.fake.add_contact(phone)
         h.post("events/summary", summary(f"r{i}", customer=phone))
         h.post("events/dtmf", dtmf(f"r{i}", "1"))
-        h.worker.adapter.find_entity_by_phone(phone)  # 12 requests as fast as the limiter allows
+        h.worker.target.adapter.find_entity_by_phone(phone)  # 12 requests as fast as the limiter allows
     assert h.fake.max_requests_in_any_second() <= 7
     assert not any(status == 429 for *_, status in h.fake.requests)
 
@@ -471,8 +471,8 @@ def test_scores_arriving_while_the_worker_records_never_clash(h):
         h.fake.add_contact(phone)
         scored_call(h, f"w{i}", "2", phone=phone)
     h.fake.rate_limit = 1000
-    h.worker.limiter.interval = 0.0
-    h.worker.adapter.max_batch = 5
+    h.worker.target.limiter.interval = 0.0
+    h.worker.target.max_batch = 5
     statuses, errors = [], []
 
     def post_new_scores():

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from app import create_app
 from connector.wiring import build_worker
 from connector.models import DeliveryJob
-from connector.worker import backoff_seconds
+from connector.retry import backoff_seconds
 from tests.conftest import MangoPoster, dtmf, make_config, summary
 
 BASE = "https://example.amocrm.ru"

@@ -1,0 +1,199 @@
+"""amoCRM as a delivery target: which items its jobs become, how doubts are settled before a resend,
+and what a done job writes on the call's record. The HTTP is `AmoCrm`'s; the queue's bookkeeping is
+`outbox.DeliveryQueue`'s; the loop is `DeliveryWorker`'s.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connector import outbox
+from connector.accounts import SharedRateLimiter
+from connector.crm import (DOUBT_MARGIN, CallItem, ContactItem, CrmAdapter, ItemResult, NoteItem, PermanentError,
+                           TagItem, TransientError)
+from connector.links import recording_link
+from connector.models import DeliveryJob, JobStatus, Score
+from connector.outbox import JobKind, Outcome, Work
+from connector.threshold import Policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AmoCrmOptions:
+    delivery: outbox.DeliveryOptions
+    public_base_url: str
+    secret_key: str
+    create_contacts: bool = True
+
+
+def _phone(number: str | None) -> str:
+    digits = re.sub(r"\D", "", number or "")
+    return f"+{digits}" if len(digits) >= 10 else (number or "")
+
+
+class AmoCrmTarget:
+    def __init__(self, adapter: CrmAdapter, opts: AmoCrmOptions, limiter: SharedRateLimiter | None = None):
+        self.adapter, self.opts, self.limiter = adapter, opts, limiter
+        self.name = opts.delivery.crm
+        self.max_batch = adapter.max_batch
+
+    def probe(self) -> None:
+        self.adapter.probe()
+
+    # --- items -----------------------------------------------------------------
+    def prepare(self, session: Session, claimed: list[tuple[DeliveryJob, outbox.Delivery, Work]], policy: Policy,
+                user_map: dict) -> None:
+        score_ids = [job.score_id for job, _d, _w in claimed if job.score_id]
+        scores = {sc.id: sc for sc in session.scalars(select(Score).where(Score.id.in_(score_ids)))} \
+            if score_ids else {}
+        for job, d, w in claimed:
+            self._build(job, d, scores.get(job.score_id), w, policy, user_map)
+
+    def _build(self, job: DeliveryJob, d: outbox.Delivery, job_score: Score | None, w: Work, policy: Policy,
+               user_map: dict) -> None:
+        call, record = d.call, d.record
+        user_id = user_map.get(call.operator_extension or "")
+        w.responsible = (user_id, user_id is not None)
+        phone = _phone(call.customer_phone)
+        if job.kind == JobKind.LOG_CALL:
+            score = d.score
+            text = policy.score_text(score.value) if score is not None and score.record else None
+            w.score_value = score.value if text else None
+            link = (recording_link(self.opts.public_base_url, self.opts.secret_key, call.entry_id)
+                    if call.recording_id else None)
+            w.item = CallItem(entry_id=call.entry_id, direction=call.direction or "inbound", phone=phone,
+                              duration=call.talk_seconds or 0,
+                              started_at=int(call.created_at.timestamp()) if call.created_at else None,
+                              score_text=text, recording_link=link, responsible_user_id=user_id,
+                              answered=call.talk_started_at is not None)
+        elif job.kind == JobKind.CONTACT:
+            w.item = ContactItem(phone=phone, name=phone, responsible_user_id=user_id)
+        else:
+            w.score_value = job_score.value if job_score else None
+            entity_type, entity_id = record.entity_type or "", record.entity_id or 0
+            if job.kind == JobKind.NOTE:
+                w.item = NoteItem(entity_type, entity_id, policy.score_text(w.score_value),
+                                  responsible_user_id=user_id)
+                w.extra["phone"] = phone
+            elif job_score is None or d.score is None or job_score.id != d.score.id:
+                w.extra["superseded"] = True  # a newer score's own tags job carries the change
+            else:
+                field_id = self.opts.delivery.score_field_id
+                new_tag = job_score.tag
+                # Remove what we last applied (and what the policy says this score replaces).
+                remove = {record.applied_tag, job_score.tag_to_remove} - {None, new_tag}
+                w.extra["tag"] = new_tag
+                w.item = TagItem(entity_type, entity_id, add=(new_tag,) if new_tag else (),
+                                 remove=tuple(sorted(remove)),
+                                 score_field=(field_id, w.score_value) if field_id else None)
+
+    # --- sending -----------------------------------------------------------------
+    def deliver(self, kind: str, work: list[Work]) -> list[Outcome]:
+        """One outcome per job, in order. Raises AccountBlocked: the whole account must pause."""
+        outcomes: dict[int, Outcome] = {}
+        for w in work:
+            if w.extra.get("superseded"):
+                outcomes[w.job_id] = ItemResult(True, extra={"superseded": True})
+        ready = self._resolve_entities(kind, [w for w in work if w.job_id not in outcomes], outcomes)
+        try:
+            ready = self._settle_doubts(kind, ready, outcomes)
+            results = self._send(kind, [w.item for w in ready]) if ready else []
+        except TransientError as exc:
+            if exc.retry_after and self.limiter:
+                self.limiter.hold(exc.retry_after)  # every worker waits, not just this one
+            results = [exc] * len(ready)
+        except PermanentError as exc:
+            results = [ItemResult(False, error=exc.message)] * len(ready)
+        outcomes.update(zip((w.job_id for w in ready), results))
+        return [outcomes[w.job_id] for w in work]
+
+    def _settle_doubts(self, kind: str, work: list[Work], outcomes: dict[int, Outcome]) -> list[Work]:
+        """Jobs whose earlier request may have reached the CRM are looked up, not re-sent."""
+        doubtful = [w for w in work if w.in_doubt_since is not None]
+        if not doubtful:
+            return work
+        since = int(min(w.in_doubt_since for w in doubtful).timestamp()) - DOUBT_MARGIN
+        settled: dict[int, ItemResult] = {}
+        if kind == JobKind.LOG_CALL:
+            found = self.adapter.find_logged_calls([w.entry_id for w in doubtful], since)
+            settled = {w.job_id: found[w.entry_id] for w in doubtful if w.entry_id in found}
+        elif kind == JobKind.CONTACT:
+            for w in doubtful:
+                hit = self.adapter.find_entity_by_phone(w.item.phone)
+                if hit:
+                    settled[w.job_id] = hit
+        elif kind == JobKind.NOTE:
+            for w in doubtful:
+                if w.item.entity_id and self.adapter.find_note(w.item, since):
+                    settled[w.job_id] = ItemResult(True, w.item.entity_type, w.item.entity_id)
+        elif kind == JobKind.TAGS:
+            # Resending is harmless to the tags, but every add is one more "Теги добавлены" row in the
+            # CRM's events list, the list QA staff count: look at the entity first.
+            applied = self.adapter.tags_in_place([w.item for w in doubtful])
+            settled = {w.job_id: ItemResult(True, w.item.entity_type, w.item.entity_id)
+                       for w, done in zip(doubtful, applied) if done}
+        if settled:
+            log.info("%d %s job(s) were already applied before a crash or timeout; not re-sent (calls %s)",
+                     len(settled), kind, outbox.call_ids([w for w in work if w.job_id in settled]))
+            outcomes.update(settled)
+        return [w for w in work if w.job_id not in settled]
+
+    def _resolve_entities(self, kind: str, work: list[Work], outcomes: dict[int, Outcome]) -> list[Work]:
+        """A note with no known entity (AMOCRM_LOG_CALLS=false) first finds it by phone."""
+        if kind != JobKind.NOTE:
+            return work
+        ready = []
+        for w in work:
+            if not w.item.entity_id:
+                hit = self.adapter.find_entity_by_phone(w.extra["phone"])
+                if hit is None:
+                    outcomes[w.job_id] = ItemResult(False, unmatched=True, error="no contact has this phone")
+                    continue
+                w.item = NoteItem(hit.entity_type, hit.entity_id, w.item.text, w.item.responsible_user_id)
+                w.extra["entity"] = (hit.entity_type, hit.entity_id)
+            ready.append(w)
+        return ready
+
+    def _send(self, kind: str, items: list) -> list[ItemResult]:
+        send = {JobKind.LOG_CALL: self.adapter.log_calls, JobKind.CONTACT: self.adapter.create_contacts,
+                JobKind.NOTE: self.adapter.add_notes, JobKind.TAGS: self.adapter.update_tags}[kind]
+        return send(items)
+
+    # --- effects of outcomes ----------------------------------------------------
+    def on_done(self, session: Session, job: DeliveryJob, w: Work, result: ItemResult, now: datetime,
+                d: outbox.Delivery) -> None:
+        record = d.record
+        if job.kind in (JobKind.LOG_CALL, JobKind.CONTACT) or (job.kind == JobKind.NOTE and "entity" in w.extra):
+            record.entity_type, record.entity_id = result.entity_type, result.entity_id
+        if job.kind == JobKind.LOG_CALL:
+            record.logged_at = now
+            record.written_score = w.score_value
+            record.responsible_user_id, record.responsible_mapped = w.responsible
+        elif job.kind == JobKind.NOTE:
+            record.written_score = w.score_value
+            record.logged_at = record.logged_at or (None if self.opts.delivery.log_calls else now)
+        elif job.kind == JobKind.TAGS:
+            record.applied_tag = w.extra.get("tag")
+        elif job.kind == JobKind.CONTACT:
+            # The caller exists now: send what waited for the contact.
+            for waiting in d.jobs.values():
+                if waiting.status == JobStatus.WAITING:
+                    waiting.status, waiting.not_before, waiting.sent_at = JobStatus.PENDING, now, None
+        outbox.plan(session, self.opts.delivery, d)
+
+    def on_unmatched(self, session: Session, job: DeliveryJob, result: ItemResult, now: datetime,
+                     d: outbox.Delivery) -> None:
+        if self.opts.create_contacts and d.job(JobKind.CONTACT) is None:
+            outbox.add_job(session, d, self.name, JobKind.CONTACT, due=now)
+            job.status, job.sent_at = JobStatus.WAITING, None
+            job.last_error = f"{result.error}: creating a contact"
+            return
+        job.status, job.last_error = JobStatus.UNMATCHED, result.error
+        if not self.opts.create_contacts:
+            job.last_error += " (AMOCRM_CREATE_CONTACTS is off)"
