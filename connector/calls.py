@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
-from connector.models import Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus
+from connector.models import NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus
 from connector.validation import text_problem
 
 REVIEW = "review"  # the origin of a supervisor score given in the console or by POST .../reviews
@@ -204,7 +204,9 @@ def _responsible(record: CrmRecord | None) -> dict | None:
 
 def call_json(call: Call, *, with_history: bool = False, marks: list[dict] | None = None) -> dict:
     """The call as the API shows it; `marks` (connector.quality.marks_json) only on a single call."""
-    record = call.crm_records[0] if call.crm_records else None
+    # The first target's detail, as before there were several (`targets` has each).
+    record = next((r for r in call.crm_records if r.crm != NO_TARGET), None) or \
+        (call.crm_records[0] if call.crm_records else None)
     data = {
         "call_id": call.entry_id,
         "direction": call.direction,
@@ -224,13 +226,17 @@ def call_json(call: Call, *, with_history: bool = False, marks: list[dict] | Non
         "decision": {"record": call.decision_record, "tag": call.decision_tag, "reason": call.decision_reason},
         "crm": {
             "crm": record.crm if record else None,
-            "status": record.status if record else DeliveryStatus.PENDING,
+            # Every target's state summed up: delivered only when each is; otherwise the worst.
+            "status": call.crm_status or DeliveryStatus.PENDING,
             "reason": record.reason if record else None,
             "entity_type": record.entity_type if record else None,
             "entity_id": record.entity_id if record else None,
             "attempts": record.attempts if record else 0,
             "last_error": record.last_error if record else None,
             "responsible": _responsible(record),
+            "targets": {r.crm: {"status": r.status, "attempts": r.attempts, "last_error": r.last_error,
+                                "entity": {"type": r.entity_type, "id": r.entity_id} if r.entity_id else None}
+                        for r in call.crm_records if r.crm != NO_TARGET},
         },
     }
     if marks is not None:

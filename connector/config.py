@@ -61,6 +61,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = str(PROJECT_DIR / "var")
 
 
+TARGETS = ("amocrm", "webhook")  # what CRM may list; each target gets every call independently
+
+
 @dataclass(frozen=True)
 class Config:
     # Each field's default is the documented default; `env` metadata names the variable.
@@ -98,6 +101,8 @@ class Config:
     AMOCRM_RATE_LIMIT: float = 7.0
     AMOCRM_USER_MAP: dict = field(default_factory=dict)
     AMOCRM_CREATE_CONTACTS: bool = True
+    WEBHOOK_TARGET_URL: str = ""
+    WEBHOOK_TARGET_SECRET: str = ""
     SURVEY_WAIT_SECONDS: int = 180
     MAX_BODY_BYTES: int = 64 * 1024
     WORKER_POLL_SECONDS: float = 1.0
@@ -130,9 +135,10 @@ class Config:
     def validate(self) -> None:
         if not 1 <= self.PORT <= 65535:
             raise ConfigError(f"PORT: must be between 1 and 65535, got {self.PORT}")
-        if self.CRM not in {"none", "amocrm"}:
-            raise ConfigError(f"CRM: expected none or amocrm, got {self.CRM!r}")
-        if self.CRM == "amocrm" and not self.AMOCRM_BASE_URL:
+        names = [n.strip() for n in self.CRM.split(",")]
+        if names != ["none"] and not set(names) <= set(TARGETS):
+            raise ConfigError(f"CRM: expected none or a comma list of {', '.join(TARGETS)}, got {self.CRM!r}")
+        if "amocrm" in self.targets and not self.AMOCRM_BASE_URL:
             raise ConfigError("AMOCRM_BASE_URL: required when CRM=amocrm")
         if self.AMOCRM_RATE_LIMIT <= 0:
             raise ConfigError(f"AMOCRM_RATE_LIMIT: must be positive, got {self.AMOCRM_RATE_LIMIT}")
@@ -147,12 +153,16 @@ class Config:
             raise ConfigError(f"INBOX_POLL_SECONDS: must be above 0 and at most 10, got {self.INBOX_POLL_SECONDS}")
         if self.WORKER_LEASE_SECONDS < 1 or self.WORKER_POLL_SECONDS <= 0:
             raise ConfigError("WORKER_LEASE_SECONDS: must be at least 1 (and WORKER_POLL_SECONDS positive)")
-        if self.CRM == "amocrm" and not (self.AMOCRM_LONG_LIVED_TOKEN or (
+        if "amocrm" in self.targets and not (self.AMOCRM_LONG_LIVED_TOKEN or (
                 self.AMOCRM_CLIENT_ID and self.AMOCRM_CLIENT_SECRET and self.AMOCRM_REDIRECT_URI)):
             raise ConfigError("AMOCRM_LONG_LIVED_TOKEN: set it, or AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET and "
                               "AMOCRM_REDIRECT_URI for OAuth, when CRM=amocrm")
         if self.SCORES_WEBHOOK_SECRET and not _is_webhook_secret(self.SCORES_WEBHOOK_SECRET):
             raise ConfigError("SCORES_WEBHOOK_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
+        if "webhook" in self.targets and not self.WEBHOOK_TARGET_URL.startswith(("https://", "http://")):
+            raise ConfigError("WEBHOOK_TARGET_URL: required (an http(s) URL) when CRM lists webhook")
+        if "webhook" in self.targets and not _is_webhook_secret(self.WEBHOOK_TARGET_SECRET):
+            raise ConfigError("WEBHOOK_TARGET_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
         if self.MAX_BODY_BYTES < 1024:
             raise ConfigError(f"MAX_BODY_BYTES: must be at least 1024, got {self.MAX_BODY_BYTES}")
         if not self.DATABASE_URL.split(":", 1)[0].startswith(("sqlite", "postgresql")):
@@ -164,6 +174,12 @@ class Config:
             policy_from_config(self)
         except PolicyError as exc:
             raise ConfigError(f"{exc.env_name}: {exc.message}") from None
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The delivery targets CRM lists, in its order; none: ()."""
+        names = tuple(dict.fromkeys(n.strip() for n in self.CRM.split(",") if n.strip()))
+        return () if names == ("none",) else names
 
     @property
     def secret_key_path(self) -> Path:
@@ -197,7 +213,7 @@ class Config:
 
 SECRET_SETTINGS = frozenset(
     {"SECRET_KEY", "ADMIN_TOKEN", "MANGO_API_SALT", "SCORES_WEBHOOK_SECRET",
-     "AMOCRM_CLIENT_SECRET", "AMOCRM_AUTH_CODE", "AMOCRM_LONG_LIVED_TOKEN"}
+     "AMOCRM_CLIENT_SECRET", "AMOCRM_AUTH_CODE", "AMOCRM_LONG_LIVED_TOKEN", "WEBHOOK_TARGET_SECRET"}
 )
 
 

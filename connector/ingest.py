@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, selectinload
 
 from connector import outbox
-from connector.models import (Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, SurveyState,
-                              UTCDateTime)
+from connector.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, SurveyState,
+                              UTCDateTime, summary_status)
 from connector.notifications import notify_low_score
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
 from connector.runtime_settings import current_policies
@@ -32,7 +32,7 @@ class DuplicateEvent(Exception):
 @dataclass(frozen=True)
 class IngestContext:
     initial_policy: Policy  # seeds the runtime settings on first use
-    delivery: outbox.DeliveryOptions  # which CRM (`none`: store and report only) and how
+    targets: tuple[outbox.Planning, ...] = ()  # where calls go, each independently (none: store and report)
     survey_location: str = ""  # the IVR location whose digits are the customer's score
     poll_quality: bool = False  # ask the PBX's quality control for each call's scores (MANGO_QUALITY_API)
 
@@ -249,28 +249,32 @@ def refresh_crm(session: Session, ctx: IngestContext, call: Call, policies: Poli
 
 
 def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], policies: Policies) -> None:
-    """Keep the calls' CRM records in step and enqueue what the CRM now needs (the outbox sends it)."""
-    crm = ctx.delivery.crm
-    active = []
+    """Keep the calls' records in every target in step and enqueue what each target now needs (the
+    outbox sends it). One record per target; with none, one `none` record says it is stored only."""
+    names = [t.name for t in ctx.targets] or [NO_TARGET]
+    active: dict[str, list[int]] = {name: [] for name in names}
     for call in calls:
-        record = next((r for r in call.crm_records if r.crm == crm), None)
-        if record is None:
-            record = CrmRecord(call=call, crm=crm, status=DeliveryStatus.PENDING, attempts=0)
-            session.add(record)
-        if record.status in (DeliveryStatus.PENDING, DeliveryStatus.SKIPPED) and record.logged_at is None:
-            if crm == "none":
-                record.status, record.reason = DeliveryStatus.SKIPPED, "no CRM configured: stored and reported only"
-            elif call.direction == "internal":
-                record.status, record.reason = DeliveryStatus.SKIPPED, "internal call"
-            elif not policies.for_line(call.line_number).enabled:
-                record.status, record.reason = DeliveryStatus.SKIPPED, "feature off"
-            else:
-                record.status, record.reason = DeliveryStatus.PENDING, None
-        call.crm_status = record.status
-        if record.status != DeliveryStatus.SKIPPED:
-            active.append(call.id)
-    if active:
+        records = {r.crm: r for r in call.crm_records}
+        for name in names:
+            record = records.get(name)
+            if record is None:
+                record = CrmRecord(call=call, crm=name, status=DeliveryStatus.PENDING, attempts=0)
+                session.add(record)
+            if record.status in (DeliveryStatus.PENDING, DeliveryStatus.SKIPPED) and record.logged_at is None:
+                if name == NO_TARGET:
+                    record.status, record.reason = DeliveryStatus.SKIPPED, "no CRM configured: stored and reported only"
+                elif call.direction == "internal":
+                    record.status, record.reason = DeliveryStatus.SKIPPED, "internal call"
+                elif not policies.for_line(call.line_number).enabled:
+                    record.status, record.reason = DeliveryStatus.SKIPPED, "feature off"
+                else:
+                    record.status, record.reason = DeliveryStatus.PENDING, None
+            if record.status != DeliveryStatus.SKIPPED:
+                active[name].append(call.id)
+        call.crm_status = summary_status(r.status for r in call.crm_records)
+    if any(active.values()):
         session.flush()  # the outbox reads the new rows (score ids, the records)
-        for delivery in outbox.load(session, crm, active).values():
-            outbox.plan(session, ctx.delivery, delivery)
+    for target in (t for t in ctx.targets if active[t.name]):
+        for delivery in outbox.load(session, target.name, active[target.name]).values():
+            target.plan(session, delivery)
             outbox.refresh_record(delivery)

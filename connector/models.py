@@ -69,6 +69,17 @@ class DeliveryStatus(enum.StrEnum):
     SKIPPED = "skipped"  # nothing to send: no target, an internal call, the feature off
 
 
+NO_TARGET = "none"  # the `crm` of a call's record when no target is configured: stored and reported only
+_WORST_FIRST = (DeliveryStatus.DEAD, DeliveryStatus.UNMATCHED, DeliveryStatus.PENDING, DeliveryStatus.DELIVERED)
+
+
+def summary_status(statuses) -> DeliveryStatus:
+    """A call's state over all its targets: skipped when every one skipped it, else the worst of the
+    others (delivered only when every target delivered)."""
+    active = [DeliveryStatus(s) for s in statuses if s != DeliveryStatus.SKIPPED]
+    return min(active, key=_WORST_FIRST.index) if active else DeliveryStatus.SKIPPED
+
+
 class PollStatus(enum.StrEnum):
     PENDING = "pending"  # to be asked again at not_before
     DONE = "done"  # nothing more to wait for (or the PBX does not know the call)

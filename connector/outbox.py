@@ -28,27 +28,46 @@ from connector.db import Database
 from connector.metrics import DELIVERIES
 from connector.retry import next_try
 
-from connector.models import Call, CrmRecord, DeliveryJob, DeliveryStatus, JobStatus, Score, SurveyState
+from connector.models import (Call, CrmRecord, DeliveryJob, DeliveryStatus, JobStatus, Score, SurveyState,
+                              summary_status)
 from connector.threshold import ACCEPTED
 
 log = logging.getLogger(__name__)
 
 
 class JobKind(enum.StrEnum):
-    """The effects a call may need in amoCRM, one job each (see the module's docstring)."""
+    """The effects a call may need in a target, one job each (see the module's docstring)."""
 
-    LOG_CALL = "log_call"
-    CONTACT = "contact"
-    NOTE = "note"
-    TAGS = "tags"
+    LOG_CALL = "log_call"  # amoCRM
+    CONTACT = "contact"  # amoCRM
+    NOTE = "note"  # amoCRM
+    TAGS = "tags"  # amoCRM
+    SCORED = "scored"  # the outbound webhook: one per score in force
 
 
 @dataclass(frozen=True)
 class DeliveryOptions:
+    """amoCRM's planning rules (see `plan`); `crm` names the target."""
+
     crm: str
     log_calls: bool = True
     survey_wait_seconds: int = 180
     score_field_id: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.crm
+
+    def plan(self, session: Session, d: "Delivery") -> None:
+        plan(session, self, d)
+
+
+class Planning(Protocol):
+    """A target as ingest sees it: its name and the jobs a call needs in it now (idempotent)."""
+
+    name: str
+
+    def plan(self, session: Session, d: "Delivery") -> None: ...
 
 
 def _now() -> datetime:
@@ -63,6 +82,8 @@ class Delivery:
     record: CrmRecord
     jobs: dict[str, DeliveryJob]  # by key
     score: Score | None  # the customer score in force
+    supervisor_score: Score | None = None  # the supervisor score in force (the newest accepted)
+    others: list[CrmRecord] = field(default_factory=list)  # the call's records in the other targets
 
     def job(self, kind: str, suffix: str = "") -> DeliveryJob | None:
         return self.jobs.get(job_key(self.call.entry_id, kind, suffix))
@@ -82,17 +103,27 @@ def load(session: Session, crm: str, call_ids: list[int]) -> dict[int, Delivery]
     """Deliveries of these calls: 4 queries whatever the batch size."""
     ids = list(set(call_ids))
     calls = {c.id: c for c in session.scalars(select(Call).where(Call.id.in_(ids)))}
-    records = {r.call_id: r for r in session.scalars(
-        select(CrmRecord).where(CrmRecord.call_id.in_(ids), CrmRecord.crm == crm))}
+    records: dict[int, CrmRecord] = {}
+    others: dict[int, list[CrmRecord]] = {i: [] for i in ids}
+    for r in session.scalars(select(CrmRecord).where(CrmRecord.call_id.in_(ids))):
+        if r.crm == crm:
+            records[r.call_id] = r
+        else:
+            others[r.call_id].append(r)
     jobs: dict[int, dict[str, DeliveryJob]] = {i: {} for i in ids}
     for job in session.scalars(select(DeliveryJob).where(DeliveryJob.call_id.in_(ids), DeliveryJob.crm == crm)):
         jobs[job.call_id][job.key] = job
     scores: dict[int, Score] = {}
-    for score in session.scalars(select(Score).where(Score.call_id.in_(ids), Score.source == "customer",
-                                                     Score.status == ACCEPTED).order_by(Score.id.desc())):
-        if score.call_id not in scores and score.value == calls[score.call_id].customer_score:
-            scores[score.call_id] = score
-    return {i: Delivery(calls[i], records[i], jobs[i], scores.get(i)) for i in ids if i in records}
+    supervisor: dict[int, Score] = {}
+    for score in session.scalars(select(Score).where(Score.call_id.in_(ids), Score.status == ACCEPTED)
+                                 .order_by(Score.id.desc())):
+        if score.source == "customer":
+            if score.call_id not in scores and score.value == calls[score.call_id].customer_score:
+                scores[score.call_id] = score
+        elif score.call_id not in supervisor:
+            supervisor[score.call_id] = score
+    return {i: Delivery(calls[i], records[i], jobs[i], scores.get(i), supervisor.get(i), others[i])
+            for i in ids if i in records}
 
 
 def add_job(session: Session, d: Delivery, crm: str, kind: str, suffix: str = "", *,
@@ -151,7 +182,7 @@ def refresh_record(d: Delivery) -> None:
     failed = [j for j in jobs if j.last_error and j.status != JobStatus.DONE]
     record.last_error = max(failed, key=lambda j: j.updated_at or _now()).last_error if failed else None
     record.reason = None if record.status in (DeliveryStatus.PENDING, DeliveryStatus.DELIVERED) else record.last_error
-    d.call.crm_status = record.status
+    d.call.crm_status = summary_status([record.status, *(r.status for r in d.others)])
 
 
 # --- claiming -----------------------------------------------------------------

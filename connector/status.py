@@ -18,7 +18,28 @@ def _age(moment: datetime | None, now: datetime) -> float | None:
     return round((now - moment).total_seconds(), 1) if moment else None
 
 
-def details(session: Session, crm: str) -> dict:
+_SEVERITY = ("ok", "failing", "paused")
+
+
+def _target_state(session: Session, crm: str, now: datetime) -> dict:
+    crm_state: dict = {"name": crm, "state": "ok"}
+    row = account_row(session, crm)
+    queues = session.execute(
+        select(DeliveryJob.kind, func.count(), func.min(DeliveryJob.created_at), func.min(DeliveryJob.first_failed_at))
+        .where(DeliveryJob.crm == crm, DeliveryJob.status == JobStatus.PENDING).group_by(DeliveryJob.kind)).all()
+    failing_since = min((first for *_, first in queues if first), default=None)
+    crm_state["outbox"] = {kind: {"pending": count, "oldest_seconds": _age(created, now)}
+                           for kind, count, created, _ in queues}
+    crm_state["failing_since"] = failing_since.isoformat() if failing_since else None
+    if row.paused:
+        crm_state.update(state="paused", reason=row.paused_reason,
+                         since=row.paused_at.isoformat() if row.paused_at else None)
+    elif failing_since and now - failing_since > FAILING_FOR:
+        crm_state["state"] = "failing"
+    return crm_state
+
+
+def details(session: Session, targets: tuple[str, ...]) -> dict:
     """Every component with its state and the reason; a handful of queries."""
     now = datetime.now(timezone.utc)
     pending, oldest = session.execute(select(func.count(), func.min(InboundEvent.received_at))
@@ -32,22 +53,14 @@ def details(session: Session, crm: str) -> dict:
            "blocked_until": pbx_row.blocked_until.isoformat() if blocked else None,
            "last_wrong_request_at": pbx_row.strike_at.isoformat() if pbx_row.strike_at else None}
 
-    crm_state: dict = {"name": crm, "state": "none" if crm == "none" else "ok"}
-    if crm != "none":
-        row = account_row(session, crm)
-        queues = session.execute(
-            select(DeliveryJob.kind, func.count(), func.min(DeliveryJob.created_at),
-                   func.min(DeliveryJob.first_failed_at))
-            .where(DeliveryJob.crm == crm, DeliveryJob.status == JobStatus.PENDING).group_by(DeliveryJob.kind)).all()
-        failing_since = min((first for *_, first in queues if first), default=None)
-        crm_state["outbox"] = {kind: {"pending": count, "oldest_seconds": _age(created, now)}
-                               for kind, count, created, _ in queues}
-        crm_state["failing_since"] = failing_since.isoformat() if failing_since else None
-        if row.paused:
-            crm_state.update(state="paused", reason=row.paused_reason,
-                             since=row.paused_at.isoformat() if row.paused_at else None)
-        elif failing_since and now - failing_since > FAILING_FOR:
-            crm_state["state"] = "failing"
+    states = {name: _target_state(session, name, now) for name in targets}
+    if not states:
+        crm_state: dict = {"name": "none", "state": "none"}
+    elif len(states) == 1:
+        [crm_state] = states.values()
+    else:  # several targets: the worst state, and each one's detail
+        worst = max((t["state"] for t in states.values()), key=_SEVERITY.index)
+        crm_state = {"name": ",".join(states), "state": worst, "targets": states}
     return {"database": {"state": "ok"}, "inbox": inbox, "pbx": pbx, "crm": crm_state}
 
 
@@ -61,6 +74,6 @@ def summary(components: dict) -> dict:
 def last_activity(session: Session) -> dict:
     """When the PBX last sent something, and when a delivery last succeeded (the admin's settings page)."""
     last_event = session.scalar(select(func.max(InboundEvent.received_at)))
-    last_delivery = session.scalar(select(func.max(DeliveryJob.updated_at)).where(DeliveryJob.status == "done"))
+    last_delivery = session.scalar(select(func.max(DeliveryJob.updated_at)).where(DeliveryJob.status == JobStatus.DONE))
     return {"last_pbx_event": last_event.isoformat() if last_event else None,
             "last_delivery": last_delivery.isoformat() if last_delivery else None}

@@ -3,21 +3,15 @@ command line both start from these, and the command line never imports the web a
 from __future__ import annotations
 
 from connector.config import Config
+from connector.crm import registry
 from connector.db import Database
 from connector.ingest import IngestContext
-from connector.outbox import DeliveryOptions
 from connector.pbx.mango_api import MangoApi, MangoGuard
 from connector.threshold import policy_from_config
 
 
-def delivery_options(config: Config) -> DeliveryOptions:
-    return DeliveryOptions(crm=config.CRM, log_calls=config.AMOCRM_LOG_CALLS,
-                           survey_wait_seconds=config.SURVEY_WAIT_SECONDS,
-                           score_field_id=config.AMOCRM_SCORE_FIELD_ID)
-
-
 def ingest_context(config: Config) -> IngestContext:
-    return IngestContext(initial_policy=policy_from_config(config), delivery=delivery_options(config),
+    return IngestContext(initial_policy=policy_from_config(config), targets=registry.plannings(config),
                          survey_location=config.MANGO_SURVEY_LOCATION, poll_quality=config.MANGO_QUALITY_API)
 
 
@@ -27,21 +21,21 @@ def build_pbx_api(config: Config, db: Database, *, session=None) -> MangoApi:
                     MangoGuard(db, config.MANGO_RATE_LIMIT), session=session)
 
 
-def build_worker(config: Config, db: Database, **adapter_options):
-    """The delivery worker for the configured CRM, or None when CRM=none."""
-    if config.CRM == "none":
-        return None
-    from connector.crm import registry
-    from connector.crm.amocrm_target import AmoCrmOptions, AmoCrmTarget
+def build_workers(config: Config, db: Database, **adapter_options) -> list:
+    """One delivery worker per configured target (none when CRM=none): each with its own queue, pause
+    and rate limit, so one target's outage never holds up another."""
     from connector.worker import DeliveryWorker, WorkerOptions
 
-    adapter, limiter = registry.build(config, db, **adapter_options)
-    target = AmoCrmTarget(adapter, AmoCrmOptions(delivery=delivery_options(config),
-                                                 public_base_url=config.PUBLIC_BASE_URL, secret_key=config.SECRET_KEY,
-                                                 create_contacts=config.AMOCRM_CREATE_CONTACTS), limiter)
     opts = WorkerOptions(initial_policy=policy_from_config(config), initial_user_map=config.AMOCRM_USER_MAP,
                          lease_seconds=config.WORKER_LEASE_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS)
-    return DeliveryWorker(db, target, opts)
+    return [DeliveryWorker(db, registry.build_target(name, config, db, **adapter_options), opts)
+            for name in config.targets]
+
+
+def build_worker(config: Config, db: Database, **adapter_options):
+    """The first target's delivery worker, or None when CRM=none (tests and benchmarks of one target)."""
+    workers = build_workers(config, db, **adapter_options)
+    return workers[0] if workers else None
 
 
 def build_poller(config: Config, db: Database, *, session=None):
@@ -65,5 +59,5 @@ def build_inbox(config: Config, db: Database, *, wake=None):
 
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
     """Every background loop this configuration needs: the inbox, delivery, PBX polling."""
-    loops = (build_inbox(config, db, wake=wake), build_worker(config, db), build_poller(config, db))
+    loops = (build_inbox(config, db, wake=wake), *build_workers(config, db), build_poller(config, db))
     return [loop for loop in loops if loop is not None]

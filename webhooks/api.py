@@ -380,7 +380,7 @@ def get_settings_audit():
 def _component_details() -> dict:
     try:
         with services().db.transaction() as session:
-            return status.details(session, services().config.CRM)
+            return status.details(session, services().config.targets)
     except Exception:  # any database failure means unhealthy, never a 500
         raise ApiError(503, "database unavailable") from None
 
@@ -408,7 +408,7 @@ def metrics():
     body = generate_latest(registry)
     try:
         with services().db.transaction() as session:
-            body += generate_latest(queue_metrics(status.details(session, services().config.CRM)))
+            body += generate_latest(queue_metrics(status.details(session, services().config.targets)))
     except Exception:  # the database is down: the process metrics still tell something
         pass
     return Response(body, mimetype=CONTENT_TYPE_LATEST)

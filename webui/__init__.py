@@ -298,7 +298,7 @@ def settings():
     with services().db.transaction() as s:
         policies = current_policies(s, initial)
         policy = policies.base
-        state = {**status.details(s, services().config.CRM), **status.last_activity(s)}
+        state = {**status.details(s, services().config.targets), **status.last_activity(s)}
         dead = [{"id": j.id, "key": j.key, "error": j.last_error, "at": j.updated_at.isoformat()}
                 for j in outbox.list_jobs(s, JobStatus.DEAD, limit=50)]
     if request.method == "GET" or saved:

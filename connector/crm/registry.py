@@ -1,4 +1,4 @@
-"""Builds the CRM adapter named by the CRM setting. Add a CRM here, nowhere else."""
+"""Builds the delivery targets the CRM setting names. Add a target here, nowhere else."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +8,7 @@ from connector.accounts import SharedRateLimiter
 from connector.crm.account import OAuthTokens, pause
 from connector.crm.amocrm import AmoCrm, StaticToken
 from connector.db import Database
+from connector.outbox import DeliveryOptions
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,39 @@ def _amocrm(config, db: Database, *, session=None):
     return adapter, limiter
 
 
-BUILDERS = {"amocrm": _amocrm}
+def delivery_options(config) -> DeliveryOptions:
+    """amoCRM's planning rules."""
+    return DeliveryOptions(crm="amocrm", log_calls=config.AMOCRM_LOG_CALLS,
+                           survey_wait_seconds=config.SURVEY_WAIT_SECONDS,
+                           score_field_id=config.AMOCRM_SCORE_FIELD_ID)
 
 
-def build(config, db: Database, **options):
-    return BUILDERS[config.CRM](config, db, **options)
+def _amocrm_target(config, db: Database, **options):
+    from connector.crm.amocrm_target import AmoCrmOptions, AmoCrmTarget
+
+    adapter, limiter = _amocrm(config, db, **options)
+    return AmoCrmTarget(adapter, AmoCrmOptions(delivery=delivery_options(config),
+                                               public_base_url=config.PUBLIC_BASE_URL, secret_key=config.SECRET_KEY,
+                                               create_contacts=config.AMOCRM_CREATE_CONTACTS), limiter)
+
+
+def _webhook_target(config, db: Database, *, session=None):
+    from connector.crm.webhook import WebhookTarget
+
+    return WebhookTarget(config.WEBHOOK_TARGET_URL, config.WEBHOOK_TARGET_SECRET, session=session)
+
+
+BUILDERS = {"amocrm": _amocrm_target, "webhook": _webhook_target}
+
+
+def plannings(config) -> tuple:
+    """Each configured target's planning rules, as ingest applies them."""
+    from connector.crm.webhook import WebhookPlanning
+
+    known = {"amocrm": lambda: delivery_options(config), "webhook": WebhookPlanning}
+    return tuple(known[name]() for name in config.targets)
+
+
+def build_target(name: str, config, db: Database, **options):
+    """The delivery target `name` of the CRM setting."""
+    return BUILDERS[name](config, db, **options)

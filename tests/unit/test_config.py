@@ -48,7 +48,11 @@ def test_every_setting_is_documented_in_the_example_file():
     ({"QA_MAX_THRESHOLD": "42"}, "QA_MAX_THRESHOLD: must lie within"),
     ({"QA_SCALE_MIN": "10", "QA_SCALE_MAX": "5"}, "QA_SCALE_MAX"),
     ({"QA_TAG_TEMPLATE": "low score"}, "QA_TAG_TEMPLATE: must contain {score}"),
-    ({"CRM": "salesforce"}, "CRM: expected none or amocrm"),
+    ({"CRM": "salesforce"}, "CRM: expected none or a comma list of amocrm, webhook"),
+    ({"CRM": "none,amocrm"}, "CRM: expected none or a comma list"),
+    ({"CRM": "webhook"}, "WEBHOOK_TARGET_URL: required"),
+    ({"CRM": "webhook", "WEBHOOK_TARGET_URL": "https://bi.example/hook", "WEBHOOK_TARGET_SECRET": "hunter2"},
+     "WEBHOOK_TARGET_SECRET: expected whsec_"),
     ({"CRM": "amocrm"}, "AMOCRM_BASE_URL: required"),
     ({"AMOCRM_USER_MAP": "101=5"}, "AMOCRM_USER_MAP"),
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
@@ -83,3 +87,12 @@ def test_bad_setting_stops_start_up_with_one_line(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == "configuration error: QA_MAX_THRESHOLD: expected an integer, got 'abc'"
+
+
+def test_crm_lists_targets_in_order_once_each():
+    secret = "whsec_" + "QUJD" * 8
+    config = Config.from_env({"CRM": "webhook, amocrm,webhook", "WEBHOOK_TARGET_URL": "https://bi.example/hook",
+                              "WEBHOOK_TARGET_SECRET": secret, "AMOCRM_BASE_URL": "https://x.amocrm.ru",
+                              "AMOCRM_LONG_LIVED_TOKEN": "t"})
+    assert config.targets == ("webhook", "amocrm")
+    assert Config.from_env({}).targets == ()
