@@ -251,30 +251,43 @@ STATUSES = click.Choice([s.value for s in JobStatus])
 
 @deliveries.command("list", help="Show delivery jobs, newest first.")
 @click.option("--status", type=STATUSES, default=None)
+@click.option("--target", default=None, help="Only this target's jobs (one of CRM's list).")
 @click.option("--limit", default=50, show_default=True)
-def deliveries_list(status: str | None, limit: int) -> None:
+def deliveries_list(status: str | None, target: str | None, limit: int) -> None:
     config = load_config()
     with database(config) as db:
-        _print_jobs(db, config, status, limit)
+        _print_jobs(db, config, status, _targets(config, target), limit)
 
 
-def _print_jobs(db, config: Config, status: str | None, limit: int) -> None:
+def _targets(config: Config, target: str | None) -> tuple[str, ...] | None:
+    """The targets a deliveries command acts on: `--target`, or None for all (jobs of a target dropped
+    from CRM since included)."""
+    if target is None:
+        return None
+    if target not in config.targets:
+        raise click.UsageError(f"--target: {target!r} is not in CRM={config.CRM}")
+    return (target,)
+
+
+def _print_jobs(db, config: Config, status: str | None, targets: tuple[str, ...] | None, limit: int) -> None:
     from connector import outbox
     from connector.crm.account import pause_state
 
-    if config.CRM != "none":
-        paused, reason, since = pause_state(db, config.CRM)
+    for name in targets or config.targets:
+        paused, reason, since = pause_state(db, name)
         if paused:
-            click.echo(f"{config.CRM} is PAUSED since {since:%Y-%m-%d %H:%M} UTC: {reason}")
-            click.echo("resume with: connector deliveries resume")
+            click.echo(f"{name} is PAUSED since {since:%Y-%m-%d %H:%M} UTC: {reason}")
+            click.echo(f"resume with: connector deliveries resume --target {name}")
     with db.transaction() as s:
-        jobs = outbox.list_jobs(s, status, limit)
-        click.echo(f"{'id':>6}  {'status':<9} {'kind':<8} {'tries':>5}  {'next try (UTC)':<16}  key / last error")
+        jobs = outbox.list_jobs(s, status, limit, targets=targets)
+        click.echo(f"{'id':>6}  {'target':<8} {'status':<9} {'kind':<8} {'tries':>5}  {'next try (UTC)':<16}  "
+                   "key / last error")
         for job in jobs:
-            when = job.not_before.strftime("%Y-%m-%d %H:%M") if job.status == "pending" else ""
-            click.echo(f"{job.id:>6}  {job.status:<9} {job.kind:<8} {job.attempts:>5}  {when:<16}  {job.key}")
-            if job.last_error and job.status != "done":
-                click.echo(f"{'':>40}{job.last_error[:200]}")
+            when = job.not_before.strftime("%Y-%m-%d %H:%M") if job.status == JobStatus.PENDING else ""
+            click.echo(f"{job.id:>6}  {job.crm:<8} {job.status:<9} {job.kind:<8} {job.attempts:>5}  {when:<16}  "
+                       f"{job.key}")
+            if job.last_error and job.status != JobStatus.DONE:
+                click.echo(f"{'':>49}{job.last_error[:200]}")
         if not jobs:
             click.echo("no delivery jobs" + (f" with status {status}" if status else ""))
 
@@ -282,13 +295,16 @@ def _print_jobs(db, config: Config, status: str | None, limit: int) -> None:
 @deliveries.command("replay", help="Send dead (or unmatched) jobs again, with a fresh retry budget.")
 @click.option("--status", type=click.Choice(["dead", "unmatched"]), default="dead", show_default=True)
 @click.option("--since", type=click.DateTime(), default=None, help="Only jobs that failed at or after this (UTC).")
-def deliveries_replay(status: str, since: datetime | None) -> None:
+@click.option("--target", default=None, help="Only this target's jobs (one of CRM's list).")
+def deliveries_replay(status: str, since: datetime | None, target: str | None) -> None:
     from connector import outbox
 
     since_utc = since.replace(tzinfo=timezone.utc) if since else None
-    with database(load_config()) as db:
+    config = load_config()
+    targets = _targets(config, target)
+    with database(config) as db:
         with db.transaction() as s:
-            job_ids = outbox.jobs_to_replay(s, status, since_utc)
+            job_ids = outbox.jobs_to_replay(s, status, since_utc, targets=targets)
         with click.progressbar(job_ids, label=f"replaying {len(job_ids)} {status} job(s)") as bar:
             for job_id in bar:
                 with db.transaction() as s:
@@ -296,16 +312,17 @@ def deliveries_replay(status: str, since: datetime | None) -> None:
     click.echo(f"{len(job_ids)} job(s) queued again; a running worker sends them")
 
 
-@deliveries.command("resume", help="Resume deliveries to a paused CRM account.")
-def deliveries_resume() -> None:
+@deliveries.command("resume", help="Resume deliveries to a paused target (every paused one without --target).")
+@click.option("--target", default=None, help="Only this target (one of CRM's list).")
+def deliveries_resume(target: str | None) -> None:
     from connector.crm.account import resume
 
     config = load_config()
-    if config.CRM == "none":
+    if not config.targets:
         raise click.UsageError("CRM=none: there is no account to resume")
     with database(config) as db:
-        was_paused = resume(db, config.CRM)
-    click.echo(f"{config.CRM} resumed" if was_paused else f"{config.CRM} was not paused")
+        for name in _targets(config, target) or config.targets:
+            click.echo(f"{name} resumed" if resume(db, name) else f"{name} was not paused")
 
 
 @cli.group(help="Console users: admins, supervisors and operators (who see only their own extensions' calls).")

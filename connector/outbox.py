@@ -363,17 +363,23 @@ class DeliveryQueue:
 
 # --- operators' tools -----------------------------------------------------------
 
-def list_jobs(session: Session, status: str | None = None, limit: int = 100) -> list[DeliveryJob]:
+def list_jobs(session: Session, status: str | None = None, limit: int = 100, *,
+              targets: tuple[str, ...] | None = None) -> list[DeliveryJob]:
     query = select(DeliveryJob).order_by(DeliveryJob.id.desc()).limit(limit)
     if status:
         query = query.where(DeliveryJob.status == status)
+    if targets is not None:
+        query = query.where(DeliveryJob.crm.in_(targets))
     return list(session.scalars(query))
 
 
-def jobs_to_replay(session: Session, status: str, since: datetime | None) -> list[int]:
+def jobs_to_replay(session: Session, status: str, since: datetime | None, *,
+                   targets: tuple[str, ...] | None = None) -> list[int]:
     query = select(DeliveryJob.id).where(DeliveryJob.status == status).order_by(DeliveryJob.id)
     if since:
         query = query.where(DeliveryJob.updated_at >= since)
+    if targets is not None:
+        query = query.where(DeliveryJob.crm.in_(targets))
     return list(session.scalars(query))
 
 

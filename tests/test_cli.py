@@ -50,6 +50,21 @@ def test_resume_and_paused_state_are_shown(dead_delivery):
     assert pause_state(dead_delivery.db, "amocrm")[0] is False
 
 
+def test_target_narrows_list_replay_and_resume(dead_delivery, monkeypatch):
+    monkeypatch.setenv("CRM", "amocrm,webhook")
+    monkeypatch.setenv("WEBHOOK_TARGET_URL", "https://bi.example/hook")
+    monkeypatch.setenv("WEBHOOK_TARGET_SECRET", "whsec_" + "QUJD" * 8)
+    assert "call-1:log_call" in run("deliveries", "list", "--target", "amocrm")
+    assert "no delivery jobs" in run("deliveries", "list", "--target", "webhook")
+    assert "0 job(s) queued again" in run("deliveries", "replay", "--target", "webhook")
+    pause(dead_delivery.db, "amocrm", "403 account blocked")
+    assert run("deliveries", "resume", "--target", "webhook") == "webhook was not paused\n"
+    assert pause_state(dead_delivery.db, "amocrm")[0] is True
+    assert "amocrm resumed" in run("deliveries", "resume")
+    refused = CliRunner().invoke(cli, ["deliveries", "list", "--target", "bitrix24"])
+    assert refused.exit_code == 2 and "'bitrix24' is not in CRM=amocrm,webhook" in refused.output
+
+
 def test_the_same_commands_run_under_flask(dead_delivery):
     result = dead_delivery.app.test_cli_runner().invoke(args=["deliveries", "list", "--status", "dead"])
     assert result.exit_code == 0 and "call-1:log_call" in result.output
