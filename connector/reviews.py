@@ -2,6 +2,7 @@
 
 A review is a supervisor score (origin `review`) with its author: the newest supervisor score is the
 call's `supervisor_score`, over the mean of the PBX form's marks; the customer's score is never touched.
+Targets that take supervisor scores (the outbound webhook) get it; amoCRM's tag and text are the customer's.
 """
 from __future__ import annotations
 
@@ -10,21 +11,25 @@ from datetime import datetime, timezone
 from sqlalchemy.orm import Session
 
 from connector.calls import REVIEW
-from connector.ingest import add_supervisor_score
+from connector.ingest import IngestContext, add_supervisor_score, refresh_crm
 from connector.models import Call, NotificationKind, Score
 from connector.notifications import notify
-from connector.threshold import Policy, parse_score
+from connector.runtime_settings import current_policies
+from connector.threshold import parse_score
 from connector.users import Principal, users_to_notify
 
 
 
-def add_review(session: Session, call: Call, author: Principal, policy: Policy, score: int,
+def add_review(session: Session, ctx: IngestContext, call: Call, author: Principal, score: int,
                comment: str | None) -> Score:
-    """Raises ValueError (the reason) for a score outside the scale; then nothing is written."""
+    """Raises ValueError (the reason) for a score outside the call's scale; then nothing is written."""
+    policies = current_policies(session, ctx.initial_policy)
+    policy = policies.for_line(call.line_number)
     parse_score(score, policy)
     row = add_supervisor_score(session, call, policy, score, origin=REVIEW, rated_at=datetime.now(timezone.utc),
                                comment=comment or None)
     row.author = author.username
+    refresh_crm(session, ctx, call, policies)
     if call.operator_extension:
         notify(session, call, NotificationKind.REVIEW,
                users_to_notify(session, extension=call.operator_extension))

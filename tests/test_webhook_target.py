@@ -124,3 +124,17 @@ def test_one_targets_outage_never_holds_up_another(db_url):
         assert call["crm"]["status"] == "delivered" and len(t.amo.calls) == 1
         assert call["crm"]["targets"]["amocrm"]["entity"]["type"] == "contacts"
         assert len(t.receiver.received) == 1  # nothing sent twice
+
+
+def test_a_supervisor_review_is_posted_as_its_own_message(db_url):
+    with targets(db_url) as t:
+        t.scored_call()
+        t.drain()
+        answer = t.client.post("/api/v1/calls/call-1/reviews", json={"score": 6, "comment": "no greeting"},
+                               headers=AUTH)
+        assert answer.status_code == 201
+        t.drain()
+        bodies = [b["data"] for _, b in t.receiver.received]
+        assert [(b["customer_score"], b["supervisor_score"]) for b in bodies] == [(3, None), (3, 6)]
+        assert bodies[1]["reviews"][0]["comment"] == "no greeting"
+        assert len({m for m, _ in t.receiver.received}) == 2

@@ -213,8 +213,7 @@ def post_review(call_id: str):
     with services().db.transaction() as session:
         call = _visible_call(session, call_id)
         try:
-            add_review(session, call, g.principal, current_policy(session, services().ingest.initial_policy),
-                       review["score"], review["comment"])
+            add_review(session, services().ingest, call, g.principal, review["score"], review["comment"])
         except ValueError as exc:
             raise ApiError(422, f"score: {exc}") from None
         session.flush()

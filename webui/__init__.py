@@ -398,8 +398,8 @@ def review(call_id: str):
     with services().db.transaction() as s:
         call = _visible_call(s, call_id)
         try:
-            add_review(s, call, g.principal, current_policy(s, services().ingest.initial_policy),
-                       form.score.data, (form.comment.data or "").strip() or None)
+            add_review(s, services().ingest, call, g.principal, form.score.data,
+                       (form.comment.data or "").strip() or None)
         except ValueError as exc:  # checked before anything is written
             error = str(exc)
         else:
