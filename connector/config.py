@@ -101,6 +101,9 @@ class Config:
     AMOCRM_RATE_LIMIT: float = 7.0
     AMOCRM_USER_MAP: dict = field(default_factory=dict)
     AMOCRM_CREATE_CONTACTS: bool = True
+    LOW_SCORE_TASK: bool = False
+    LOW_SCORE_TASK_HOURS: int = 24
+    LOW_SCORE_TASK_TEMPLATE: str = "Перезвонить клиенту: оценка {score}"
     WEBHOOK_TARGET_URL: str = ""
     WEBHOOK_TARGET_SECRET: str = ""
     SURVEY_WAIT_SECONDS: int = 180
@@ -159,6 +162,12 @@ class Config:
                               "AMOCRM_REDIRECT_URI for OAuth, when CRM=amocrm")
         if self.SCORES_WEBHOOK_SECRET and not _is_webhook_secret(self.SCORES_WEBHOOK_SECRET):
             raise ConfigError("SCORES_WEBHOOK_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
+        if not 1 <= self.LOW_SCORE_TASK_HOURS <= 24 * 90:
+            raise ConfigError(f"LOW_SCORE_TASK_HOURS: expected 1 to 2160, got {self.LOW_SCORE_TASK_HOURS}")
+        from connector.threshold import template_problem
+
+        if self.LOW_SCORE_TASK and (problem := template_problem(self.LOW_SCORE_TASK_TEMPLATE, self.QA_SCALE_MAX)):
+            raise ConfigError(f"LOW_SCORE_TASK_TEMPLATE: {problem}")
         if "webhook" in self.targets and not self.WEBHOOK_TARGET_URL.startswith(("https://", "http://")):
             raise ConfigError("WEBHOOK_TARGET_URL: required (an http(s) URL) when CRM lists webhook")
         if "webhook" in self.targets and not _is_webhook_secret(self.WEBHOOK_TARGET_SECRET):

@@ -9,7 +9,9 @@ in the same transaction as the change that calls for it. Jobs:
 - `note`: a score that came after the call was logged (or AMOCRM_LOG_CALLS=false); keyed by score id;
 - `tags`: bring the entity's low-score tag from the one last applied to the one of the score in
   force (add / remove), and write the score field. A tags job whose score was replaced before it
-  was sent is dropped: the replacing score's own job carries the change.
+  was sent is dropped: the replacing score's own job carries the change;
+- `task` (LOW_SCORE_TASK): a follow-up task on the entity for each tagged score, keyed by score id;
+- `scored` (the outbound webhook target): one message per score in force, keyed by score id.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class JobKind(enum.StrEnum):
     CONTACT = "contact"  # amoCRM
     NOTE = "note"  # amoCRM
     TAGS = "tags"  # amoCRM
+    TASK = "task"  # amoCRM: a follow-up task for a tagged score (LOW_SCORE_TASK)
     SCORED = "scored"  # the outbound webhook: one per score in force
 
 
@@ -53,6 +56,7 @@ class DeliveryOptions:
     log_calls: bool = True
     survey_wait_seconds: int = 180
     score_field_id: int = 0
+    low_score_task: bool = False
 
     @property
     def name(self) -> str:
@@ -162,6 +166,8 @@ def plan(session: Session, opts: DeliveryOptions, d: Delivery) -> None:
         add_job(session, d, opts.crm, JobKind.NOTE, str(score.id), score=score)
     elif score.tag != record.applied_tag or score.tag_to_remove or opts.score_field_id:
         add_job(session, d, opts.crm, JobKind.TAGS, str(score.id), score=score)
+    if opts.low_score_task and score.tag and record.entity_id:  # once per tagged score, on its entity
+        add_job(session, d, opts.crm, JobKind.TASK, str(score.id), score=score)
 
 
 def refresh_record(d: Delivery) -> None:

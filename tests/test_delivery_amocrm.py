@@ -188,6 +188,42 @@ def test_score_field_is_written(h):
     assert h.fake.contacts[contact]["fields"] == {777: 9} and h.fake.contacts[contact]["tags"] == []
 
 
+@pytest.mark.parametrize("h", [{"LOW_SCORE_TASK": "true", "QA_LOCK_SCORE": "false"}], indirect=True)
+def test_a_low_score_raises_one_follow_up_task_for_the_responsible_user(h):
+    from connector.crm.amocrm import TASK_TYPE_CALL
+
+    contact = h.fake.add_contact(PHONE)
+    scored_call(h, digits="3")
+    h.drain()
+    [task] = h.fake.tasks
+    assert (task["text"], task["entity_type"], task["entity_id"], task["responsible_user_id"], task["task_type_id"]) \
+        == ("Перезвонить клиенту: оценка 3", "contacts", contact, 5551, TASK_TYPE_CALL)
+    assert 23.9 * 3600 < task["complete_till"] - time.time() <= 24 * 3600  # due LOW_SCORE_TASK_HOURS after the score
+    h.post("events/dtmf", dtmf(digits="9", seq=8))  # a replacing high score: untagged, so no task
+    h.drain()
+    assert len(h.fake.tasks) == 1
+    h.post("events/dtmf", dtmf(digits="2", seq=9))  # a new low score: its own task
+    h.drain()
+    assert [t["text"] for t in h.fake.tasks] == ["Перезвонить клиенту: оценка 3", "Перезвонить клиенту: оценка 2"]
+
+
+@pytest.mark.parametrize("h", [{"LOW_SCORE_TASK": "true"}], indirect=True)
+def test_a_task_whose_answer_was_lost_is_looked_up_not_created_twice(h):
+    h.fake.add_contact(PHONE)
+    h.fake.inject("lost", path="/api/v4/tasks", method="POST")
+    scored_call(h, digits="3")
+    h.drain(make_due=True)
+    assert len(h.fake.tasks) == 1
+    assert any(m == "GET" and p == "/api/v4/tasks" for _, m, p, _ in h.fake.requests)  # it looked first
+
+
+def test_no_task_without_the_setting(h):
+    h.fake.add_contact(PHONE)
+    scored_call(h, digits="1")
+    h.drain()
+    assert h.fake.tasks == [] and list(h.fake.contacts.values())[0]["tags"] == ["Оценка 1"]
+
+
 @pytest.mark.parametrize("h", [{"QA_ENABLED": "false"}], indirect=True)
 def test_feature_off_sends_nothing(h):
     h.fake.add_contact(PHONE)

@@ -97,6 +97,17 @@ class TagItem:
 
 
 @dataclass(frozen=True)
+class TaskItem:
+    """A follow-up task for a low score, on the call's entity."""
+
+    entity_type: str
+    entity_id: int
+    text: str
+    complete_till: int  # unix time; fixed per score, so a look-up before a resend can recognise it
+    responsible_user_id: int | None = None
+
+
+@dataclass(frozen=True)
 class ItemResult:
     ok: bool
     entity_type: str | None = None
@@ -118,11 +129,15 @@ class CrmAdapter(Protocol):
 
     def update_tags(self, items: list[TagItem]) -> list[ItemResult]: ...
 
+    def add_tasks(self, items: list[TaskItem]) -> list[ItemResult]: ...
+
     def find_entity_by_phone(self, phone: str) -> ItemResult | None: ...
 
     def find_logged_calls(self, entry_ids: list[str], since: int) -> dict[str, ItemResult]: ...
 
     def find_note(self, item: NoteItem, since: int) -> bool: ...
+
+    def find_task(self, item: TaskItem) -> bool: ...
 
     def tags_in_place(self, items: list[TagItem]) -> list[bool]:
         """For each tag change: is the entity already as it asks (tags added, removed, field set)?"""

@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 import requests
 
 from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, EntityNotFound, ItemResult,
-                           NoteItem, PermanentError, RateLimited, TagItem, TransientError)
+                           NoteItem, PermanentError, RateLimited, TagItem, TaskItem, TransientError)
 from connector.metrics import CRM_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 SOURCE = "post-call QA connector"
 TIMEOUT = (5, 20)  # connect, read: as the vendor's own client
 RATE_LIMIT_PAUSE = 1.0  # seconds after a 429 that names no wait
+TASK_TYPE_CALL = 1  # amoCRM's built-in "Звонок" task type (TaskModel::TASK_TYPE_ID_CALL in the vendor's PHP SDK)
 CALL_STATUS_TALKED, CALL_STATUS_NO_ANSWER = 4, 6
 # The entity types a call can be attached to, and that carry notes and tags.
 NOTE_ENTITIES = ("leads", "contacts", "companies", "customers")
@@ -319,6 +320,27 @@ class AmoCrm:
             created = dict(enumerate(rows))
         return [ItemResult(True, entity_type, item.entity_id) if i in created
                 else ItemResult(False, error="note not created") for i, item in enumerate(items)]
+
+    def add_tasks(self, items: list[TaskItem]) -> list[ItemResult]:
+        """`POST /api/v4/tasks`: one "call back" task per item on its entity."""
+        body = []
+        for i, item in enumerate(items):
+            task = {"request_id": str(i), "task_type_id": TASK_TYPE_CALL, "text": item.text,
+                    "complete_till": item.complete_till, "entity_type": item.entity_type, "entity_id": item.entity_id}
+            if item.responsible_user_id:
+                task["responsible_user_id"] = item.responsible_user_id
+            body.append(task)
+        response = self.request("POST", "/api/v4/tasks", json=body)
+        created = self._by_request_id(self._embedded(response, "tasks"))
+        return [ItemResult(True, item.entity_type, item.entity_id, extra={"task_id": int(created[i]["id"])})
+                if i in created else ItemResult(False, error="task not created") for i, item in enumerate(items)]
+
+    def find_task(self, item: TaskItem) -> bool:
+        """Is this task on the entity already (same text and due time), open or completed meanwhile?"""
+        response = self.request("GET", "/api/v4/tasks", params={
+            "filter[entity_type]": item.entity_type, "filter[entity_id][]": item.entity_id, "limit": 250})
+        return any(t.get("text") == item.text and t.get("complete_till") == item.complete_till
+                   for t in self._embedded(response, "tasks"))
 
     def update_tags(self, items: list[TagItem]) -> list[ItemResult]:
         return self._per_entity_type(items, self._update_tags_of_type)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from connector import outbox
 from connector.accounts import SharedRateLimiter
 from connector.crm import (DOUBT_MARGIN, CallItem, ContactItem, CrmAdapter, ItemResult, NoteItem, PermanentError,
-                           TagItem, TransientError)
+                           TagItem, TaskItem, TransientError)
 from connector.links import recording_link
 from connector.models import DeliveryJob, JobStatus, Score
 from connector.outbox import JobKind, Outcome, Work
@@ -30,6 +30,8 @@ class AmoCrmOptions:
     public_base_url: str
     secret_key: str
     create_contacts: bool = True
+    task_hours: int = 24  # a low score's follow-up task is due this long after the score came
+    task_template: str = "Перезвонить клиенту: оценка {score}"
 
 
 def _phone(number: str | None) -> str:
@@ -81,6 +83,10 @@ class AmoCrmTarget:
                 w.item = NoteItem(entity_type, entity_id, policy.score_text(w.score_value),
                                   responsible_user_id=user_id)
                 w.extra["phone"] = phone
+            elif job.kind == JobKind.TASK:
+                due = job_score.received_at + timedelta(hours=self.opts.task_hours) if job_score else job.created_at
+                w.item = TaskItem(entity_type, entity_id, self.opts.task_template.format(score=w.score_value),
+                                  complete_till=int(due.timestamp()), responsible_user_id=user_id)
             elif job_score is None or d.score is None or job_score.id != d.score.id:
                 w.extra["superseded"] = True  # a newer score's own tags job carries the change
             else:
@@ -132,6 +138,10 @@ class AmoCrmTarget:
             for w in doubtful:
                 if w.item.entity_id and self.adapter.find_note(w.item, since):
                     settled[w.job_id] = ItemResult(True, w.item.entity_type, w.item.entity_id)
+        elif kind == JobKind.TASK:
+            for w in doubtful:
+                if self.adapter.find_task(w.item):
+                    settled[w.job_id] = ItemResult(True, w.item.entity_type, w.item.entity_id)
         elif kind == JobKind.TAGS:
             # Resending is harmless to the tags, but every add is one more "Теги добавлены" row in the
             # CRM's events list, the list QA staff count: look at the entity first.
@@ -162,7 +172,8 @@ class AmoCrmTarget:
 
     def _send(self, kind: str, items: list) -> list[ItemResult]:
         send = {JobKind.LOG_CALL: self.adapter.log_calls, JobKind.CONTACT: self.adapter.create_contacts,
-                JobKind.NOTE: self.adapter.add_notes, JobKind.TAGS: self.adapter.update_tags}[kind]
+                JobKind.NOTE: self.adapter.add_notes, JobKind.TAGS: self.adapter.update_tags,
+                JobKind.TASK: self.adapter.add_tasks}[kind]
         return send(items)
 
     # --- effects of outcomes ----------------------------------------------------

@@ -37,7 +37,7 @@ def delivery_options(config) -> DeliveryOptions:
     """amoCRM's planning rules."""
     return DeliveryOptions(crm="amocrm", log_calls=config.AMOCRM_LOG_CALLS,
                            survey_wait_seconds=config.SURVEY_WAIT_SECONDS,
-                           score_field_id=config.AMOCRM_SCORE_FIELD_ID)
+                           score_field_id=config.AMOCRM_SCORE_FIELD_ID, low_score_task=config.LOW_SCORE_TASK)
 
 
 def _amocrm_target(config, db: Database, **options):
@@ -46,7 +46,9 @@ def _amocrm_target(config, db: Database, **options):
     adapter, limiter = _amocrm(config, db, **options)
     return AmoCrmTarget(adapter, AmoCrmOptions(delivery=delivery_options(config),
                                                public_base_url=config.PUBLIC_BASE_URL, secret_key=config.SECRET_KEY,
-                                               create_contacts=config.AMOCRM_CREATE_CONTACTS), limiter)
+                                               create_contacts=config.AMOCRM_CREATE_CONTACTS,
+                                               task_hours=config.LOW_SCORE_TASK_HOURS,
+                                               task_template=config.LOW_SCORE_TASK_TEMPLATE), limiter)
 
 
 def _webhook_target(config, db: Database, *, session=None):

@@ -59,6 +59,7 @@ class FakeAmo:
     contacts: dict = field(default_factory=dict)  # id -> {"name", "phones", "tags", "fields", "responsible"}
     leads: dict = field(default_factory=dict)  # id -> {"contact_id", "tags", "fields"}
     notes: list = field(default_factory=list)
+    tasks: list = field(default_factory=list)  # {"id", "task_type_id", "text", "complete_till", "entity_type", ...}
     calls: list = field(default_factory=list)
     requests: list = field(default_factory=list)  # (monotonic time, method, path, status)
     injected: list = field(default_factory=list)
@@ -346,6 +347,44 @@ def create_fake_app(fake: FakeAmo) -> Flask:
                     entity["fields"][cf["field_id"]] = cf["values"][0]["value"]
                 updated.append({"id": row["id"]})
         return jsonify({"_embedded": {entity_type: updated}})
+
+    @app.post("/api/v4/tasks")
+    def add_tasks():
+        """As amoCRM: an array of tasks; text and complete_till are required, the entity must exist; the
+        answer names each created task by its request_id."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, list) or not body:
+            return error(400, "Bad Request")
+        problems = []
+        for index, task in enumerate(body):
+            missing = [f for f in ("text", "complete_till") if not task.get(f)]
+            if missing or (task.get("entity_id") and fake.entity(task.get("entity_type"), task["entity_id"]) is None):
+                problems.append({"request_id": task.get("request_id", str(index)), "errors": [
+                    {"code": "NotSupportedChoice" if not missing else "FieldMissing",
+                     "path": missing[0] if missing else "entity_id", "detail": "This value is not valid"}]})
+        if problems:
+            return error(400, "Bad Request", **{"validation-errors": problems})
+        created = []
+        with fake.lock:
+            for index, task in enumerate(body):
+                task_id = next(fake.ids)
+                fake.tasks.append({"id": task_id, "task_type_id": task.get("task_type_id", 1), "text": task["text"],
+                                   "complete_till": task["complete_till"], "entity_type": task.get("entity_type"),
+                                   "entity_id": task.get("entity_id"), "is_completed": False,
+                                   "responsible_user_id": task.get("responsible_user_id")})
+                created.append({"id": task_id, "request_id": task.get("request_id", str(index))})
+        return jsonify({"_embedded": {"tasks": created}})
+
+    @app.get("/api/v4/tasks")
+    def list_tasks():
+        entity_type = request.args.get("filter[entity_type]")
+        ids = {int(i) for i in request.args.getlist("filter[entity_id][]") + request.args.getlist("filter[entity_id]")}
+        with fake.lock:
+            rows = [t for t in fake.tasks if (not entity_type or t["entity_type"] == entity_type)
+                    and (not ids or t["entity_id"] in ids)]
+        if not rows:
+            return "", 204  # amoCRM answers an empty list with 204 No Content
+        return jsonify({"_embedded": {"tasks": rows[:int(request.args.get("limit", 50))]}})
 
     @app.post("/api/v4/<entity_type>/notes")
     def add_notes(entity_type):

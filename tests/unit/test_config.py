@@ -50,6 +50,8 @@ def test_every_setting_is_documented_in_the_example_file():
     ({"QA_TAG_TEMPLATE": "low score"}, "QA_TAG_TEMPLATE: must contain {score}"),
     ({"CRM": "salesforce"}, "CRM: expected none or a comma list of amocrm, webhook"),
     ({"CRM": "none,amocrm"}, "CRM: expected none or a comma list"),
+    ({"LOW_SCORE_TASK": "true", "LOW_SCORE_TASK_TEMPLATE": "Перезвонить {score!r}"}, "LOW_SCORE_TASK_TEMPLATE"),
+    ({"LOW_SCORE_TASK_HOURS": "0"}, "LOW_SCORE_TASK_HOURS: expected 1 to 2160"),
     ({"CRM": "webhook"}, "WEBHOOK_TARGET_URL: required"),
     ({"CRM": "webhook", "WEBHOOK_TARGET_URL": "https://bi.example/hook", "WEBHOOK_TARGET_SECRET": "hunter2"},
      "WEBHOOK_TARGET_SECRET: expected whsec_"),
