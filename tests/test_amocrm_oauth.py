@@ -61,8 +61,9 @@ def test_concurrent_refreshes_make_one_refresh(db_url):
     """Two workers hit 401 at once; amoCRM would lock us out on a second refresh of the same token."""
     fake = FakeAmo()
     with connector_with_fake_amo(db_url, fake, **oauth_settings(fake, fake.new_auth_code())) as h:
-        tokens = [OAuthTokens(h.db, "amocrm", base_url=h.amo_url, client_id=fake.client_id,
-                              client_secret=fake.client_secret, redirect_uri=fake.redirect_uri,
+        client = {"client_id": fake.client_id, "client_secret": fake.client_secret,
+                  "redirect_uri": fake.redirect_uri}
+        tokens = [OAuthTokens(h.db, "amocrm", token_url=h.amo_url + "/oauth2/access_token", client=client,
                               secret_key="test-secret-key") for _ in range(4)]
         old = tokens[0].access_token()
         results, barrier = [], threading.Barrier(len(tokens))

@@ -55,23 +55,24 @@ def pause_state(db: Database, crm: str) -> tuple[bool, str | None, datetime | No
 # --- OAuth tokens ---------------------------------------------------------------
 
 class OAuthTokens:
-    """amoCRM OAuth tokens stored encrypted; one refresh at a time across processes.
+    """A CRM's OAuth tokens stored encrypted; one refresh at a time across processes.
 
-    amoCRM rotates the refresh token on every refresh and retires the old one, so two
-    concurrent refreshes would lock the integration out. `refresh` takes the account row
+    amoCRM and Bitrix24 both rotate the refresh token on every refresh and retire the old one,
+    so two concurrent refreshes would lock the integration out. `refresh` takes the account row
     lock, re-reads the token, and refreshes only if nobody did while it waited.
 
-    The two grants are plain `requests` calls: amoCRM's token endpoint takes a JSON body,
-    which the generic OAuth clients (requests-oauthlib, authlib) do not send, and the part
-    that matters here, the cross-process serialisation, no client library provides.
+    The two grants are plain `requests` calls: amoCRM's token endpoint takes a JSON body and
+    Bitrix24's a query string (`grant_in_query`), which the generic OAuth clients
+    (requests-oauthlib, authlib) do not send, and the part that matters here, the cross-process
+    serialisation, no client library provides.
     """
 
-    def __init__(self, db: Database, crm: str, *, base_url: str, client_id: str, client_secret: str,
-                 redirect_uri: str, secret_key: str, auth_code: str = "", wait_turn=lambda: None,
-                 http: requests.Session | None = None):
+    def __init__(self, db: Database, crm: str, *, token_url: str, client: dict, secret_key: str,
+                 auth_code: str = "", wait_turn=lambda: None, http: requests.Session | None = None,
+                 grant_in_query: bool = False, vendor: str = "amoCRM", auth_code_setting: str = "AMOCRM_AUTH_CODE"):
         self.db, self.crm = db, crm
-        self.url = base_url.rstrip("/") + "/oauth2/access_token"
-        self.client = {"client_id": client_id, "client_secret": client_secret, "redirect_uri": redirect_uri}
+        self.url, self.client, self.grant_in_query = token_url, client, grant_in_query
+        self.vendor, self.auth_code_setting = vendor, auth_code_setting
         self.cipher = token_cipher(secret_key)
         self.auth_code = auth_code
         self.wait_turn = wait_turn
@@ -84,8 +85,8 @@ class OAuthTokens:
         try:
             return self.cipher.decrypt(value.encode()).decode()
         except InvalidToken:
-            raise AccountBlocked("stored amoCRM tokens cannot be decrypted: SECRET_KEY changed? "
-                                 "Authorize again with AMOCRM_AUTH_CODE") from None
+            raise AccountBlocked(f"stored {self.vendor} tokens cannot be decrypted: SECRET_KEY changed? "
+                                 f"Authorize again with {self.auth_code_setting}") from None
 
     def _store(self, row: CrmAccount, answer: dict) -> str:
         access = answer["access_token"]
@@ -99,15 +100,18 @@ class OAuthTokens:
         # Callers take their rate-limit turn before locking the account row: the limiter
         # needs that row (and on SQLite the whole database) itself.
         try:
-            response = self.http.post(self.url, json={**self.client, **grant}, timeout=(5, 20))
+            if self.grant_in_query:
+                response = self.http.get(self.url, params={**self.client, **grant}, timeout=(5, 20))
+            else:
+                response = self.http.post(self.url, json={**self.client, **grant}, timeout=(5, 20))
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise TransientError(f"token endpoint: {type(exc).__name__}") from None
         if response.status_code >= 500 or response.status_code == 429:
             raise TransientError(f"token endpoint: {response.status_code}", maybe_applied=False)
         if response.status_code != 200:
             # The code or refresh token is spent or wrong: only a new authorization helps.
-            raise AccountBlocked(f"amoCRM refused the {grant['grant_type']} grant ({response.status_code}): "
-                                 "authorize again with AMOCRM_AUTH_CODE")
+            raise AccountBlocked(f"{self.vendor} refused the {grant['grant_type']} grant ({response.status_code}): "
+                                 f"authorize again with {self.auth_code_setting}")
         return response.json()
 
     def has_tokens(self) -> bool:
@@ -117,7 +121,7 @@ class OAuthTokens:
     def exchange_code(self) -> None:
         """First start: trade the one-time authorization code for tokens (once, across processes)."""
         if not self.auth_code:
-            raise AccountBlocked("amoCRM is not authorized: set AMOCRM_AUTH_CODE (or a long-lived token)")
+            raise AccountBlocked(f"{self.vendor} is not authorized: set {self.auth_code_setting}")
         self.wait_turn()
         with self.db.transaction() as s:
             row = account_row(s, self.crm, lock=True)
@@ -148,7 +152,7 @@ class OAuthTokens:
                 return current
             refresh_token = self._decrypt(row.refresh_token_enc)
             if not refresh_token:
-                raise AccountBlocked("amoCRM is not authorized: no refresh token stored")
+                raise AccountBlocked(f"{self.vendor} is not authorized: no refresh token stored")
             token = self._store(row, self._grant(grant_type="refresh_token", refresh_token=refresh_token))
         log.info("%s: access token refreshed", self.crm)
         return token

@@ -18,8 +18,9 @@ def _amocrm(config, db: Database, *, session=None):
     if config.AMOCRM_LONG_LIVED_TOKEN:
         tokens = StaticToken(config.AMOCRM_LONG_LIVED_TOKEN)
     else:
-        tokens = OAuthTokens(db, "amocrm", base_url=config.AMOCRM_BASE_URL, client_id=config.AMOCRM_CLIENT_ID,
-                             client_secret=config.AMOCRM_CLIENT_SECRET, redirect_uri=config.AMOCRM_REDIRECT_URI,
+        tokens = OAuthTokens(db, "amocrm", token_url=config.AMOCRM_BASE_URL.rstrip("/") + "/oauth2/access_token",
+                             client={"client_id": config.AMOCRM_CLIENT_ID, "client_secret": config.AMOCRM_CLIENT_SECRET,
+                                     "redirect_uri": config.AMOCRM_REDIRECT_URI},
                              secret_key=config.SECRET_KEY, auth_code=config.AMOCRM_AUTH_CODE,
                              wait_turn=limiter.wait_turn, http=session)
         if not tokens.has_tokens() and config.AMOCRM_AUTH_CODE:

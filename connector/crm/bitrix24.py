@@ -1,0 +1,147 @@
+"""Bitrix24 REST client for a local application: methods and `batch`, OAuth in the `auth` parameter,
+errors split into the connector's typed errors at this boundary.
+
+- `expired_token` (401): one serialised refresh, then the request again; a refresh token is single-use.
+- `invalid_token`/`NO_AUTH_FOUND` (401) after a refresh, 403, or a refused grant: the application was
+  removed or its rights revoked: AccountBlocked (the target pauses until an admin resumes it).
+- `QUERY_LIMIT_EXCEEDED` (503): the portal's leaky bucket is full: RateLimited, sent again after a
+  drain interval, nothing was applied.
+- `OPERATION_TIME_LIMIT` (429): the method's time budget is spent until `operating_reset_at`:
+  MethodHeld, carrying that moment (a minute, the length of the budget's buckets, when the answer
+  does not name it).
+- other 5xx and no answer: TransientError (the request may have been applied).
+- `batch` answers 200 with each command's error in `result_error[key]`: `BatchAnswer` keeps them
+  apart, so one bad command fails alone.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlencode
+
+import requests
+
+from connector.crm import AccountBlocked, PermanentError, RateLimited, TransientError
+from connector.crm.account import OAuthTokens
+from connector.metrics import CRM_REQUESTS
+
+log = logging.getLogger(__name__)
+
+NAME = "bitrix24"
+MAX_BATCH = 50  # ERROR_BATCH_LENGTH_EXCEEDED above it
+TIMEOUT = (5, 60)  # connect, read: a request may run up to 60 s on the portal
+DRAIN_WAIT = 1.0  # seconds after QUERY_LIMIT_EXCEEDED: two requests drain from the bucket meanwhile
+
+
+class MethodHeld(TransientError):
+    """OPERATION_TIME_LIMIT: this method may not run again before `reset_at` (unix time)."""
+
+    def __init__(self, message: str, reset_at: float, **answer):
+        super().__init__(message, retry_after=max(1.0, reset_at - time.time()), maybe_applied=False, **answer)
+        self.reset_at = reset_at
+
+
+@dataclass(frozen=True)
+class CommandFailure:
+    """One batch command's own error: `code` as Bitrix24 names it (e.g. ERROR_CORE)."""
+
+    code: str
+    description: str
+
+    @property
+    def transient(self) -> bool:
+        return self.code in ("QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "INTERNAL_SERVER_ERROR")
+
+
+@dataclass
+class BatchAnswer:
+    results: dict  # key -> the command's result
+    failures: dict  # key -> CommandFailure
+    reset_at: dict  # method -> operating_reset_at, for methods near their time budget
+
+
+def command(method: str, params: dict) -> str:
+    """One `cmd[key]` value: `method?urlencoded-params`. A value `$result[key][FIELD]` reads an earlier
+    command's answer in the same batch."""
+    return f"{method}?{urlencode(params, safe='$[]')}"
+
+
+class Bitrix24Api:
+    def __init__(self, portal_url: str, tokens: OAuthTokens, wait_turn: Callable[[], None] = lambda: None, *,
+                 session: requests.Session | None = None):
+        self.base = portal_url.rstrip("/") + "/rest/"
+        self.tokens, self.wait_turn = tokens, wait_turn
+        self.http = session or requests.Session()
+
+    def call(self, method: str, params: dict | None = None):
+        """One method; its `result`."""
+        return self._request(method, params or {})["result"]
+
+    def batch(self, commands: dict[str, str], *, halt: bool = False) -> BatchAnswer:
+        """Up to 50 commands (see `command`) in one request; each command's outcome apart."""
+        if len(commands) > MAX_BATCH:
+            raise ValueError(f"a batch holds at most {MAX_BATCH} commands, got {len(commands)}")
+        body = {"halt": int(halt), **{f"cmd[{key}]": value for key, value in commands.items()}}
+        answer = self._request("batch", body)["result"]
+        failures = {key: CommandFailure(str(err.get("error", "")), str(err.get("error_description", "")))
+                    for key, err in (answer.get("result_error") or {}).items()}
+        results = answer.get("result") or {}
+        if isinstance(results, list):  # PHP serialises an empty map as []
+            results = {}
+        times = answer.get("result_time")
+        reset_at = {}
+        for key, timing in (times.items() if isinstance(times, dict) else ()):
+            method = commands.get(key, "").partition("?")[0].lower()
+            if method and isinstance(timing, dict) and timing.get("operating_reset_at"):
+                reset_at[method] = timing["operating_reset_at"]
+        return BatchAnswer(results, failures, reset_at)
+
+    def _request(self, method: str, params: dict) -> dict:
+        token = self.tokens.access_token()
+        for refreshed in (False, True):
+            self.wait_turn()
+            started = time.monotonic()
+            try:
+                response = self.http.post(self.base + method + ".json", data={**params, "auth": token},
+                                          timeout=TIMEOUT)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                CRM_REQUESTS.labels(NAME, "none").observe(time.monotonic() - started)
+                raise TransientError(f"{method}: no answer ({type(exc).__name__})") from None
+            CRM_REQUESTS.labels(NAME, str(response.status_code)).observe(time.monotonic() - started)
+            body = self._json(response)
+            code = str(body.get("error", "")) if isinstance(body, dict) else ""
+            if response.status_code == 401 and not refreshed and code in ("expired_token", "invalid_token",
+                                                                             "NO_AUTH_FOUND"):
+                token = self.tokens.refresh(token)
+                continue
+            return self._checked(method, response, body, code)
+        raise AssertionError("unreachable")  # the second pass returns or raises
+
+    @staticmethod
+    def _json(response: requests.Response):
+        try:
+            return response.json()
+        except ValueError:
+            return {}
+
+    @staticmethod
+    def _checked(method: str, response: requests.Response, body, code: str) -> dict:
+        status = response.status_code
+        detail = f"{method}: {status} {code} {body.get('error_description', '') if isinstance(body, dict) else ''}"
+        answer = {"status": status, "body": body if isinstance(body, dict) else None}
+        if status == 200 and isinstance(body, dict) and "result" in body:
+            return body
+        if code == "QUERY_LIMIT_EXCEEDED":
+            raise RateLimited(detail.strip(), DRAIN_WAIT, **answer)
+        if code == "OPERATION_TIME_LIMIT":
+            timing = (body.get("time") if isinstance(body, dict) else None) or {}
+            reset_at = float(timing.get("operating_reset_at") or time.time() + 60)
+            raise MethodHeld(detail.strip(), reset_at, **answer)
+        if status in (401, 403):
+            raise AccountBlocked(f"Bitrix24 refused the application ({detail.strip()}): reinstall it or authorize "
+                                 "again with BITRIX24_AUTH_CODE", **answer)
+        if status >= 500 or status == 429 or status == 200:
+            raise TransientError(detail.strip(), **answer)
+        raise PermanentError(detail.strip(), **answer)
