@@ -82,7 +82,8 @@ class FakeBitrix24:
         self.access_tokens[access] = time.monotonic() + 3600
         self.refresh_tokens[refresh] = True
         return {"access_token": access, "refresh_token": refresh, "expires_in": 3600,
-                "expires": int(time.time()) + 3600, "scope": "telephony,crm", "domain": "portal.bitrix24.ru", "status": "L",
+                "expires": int(time.time()) + 3600, "scope": "telephony,crm", "domain": "portal.bitrix24.ru",
+                "status": "L",
                 "member_id": "member", "user_id": 1, "client_endpoint": "https://portal.bitrix24.ru/rest/",
                 "server_endpoint": "https://oauth.bitrix24.tech/rest/"}
 
