@@ -17,6 +17,7 @@ class FakeReceiver:
     answers: list = field(default_factory=list)  # statuses to answer next (then 204), e.g. [500, 503]
     received: list = field(default_factory=list)  # (webhook-id, body) of every verified POST
     applied: dict = field(default_factory=dict)  # webhook-id -> body, once each
+    after_effect: object = None  # callable(webhook-id), run after a message was applied, before answering
 
     def __post_init__(self):
         self.lock = threading.Lock()
@@ -40,6 +41,8 @@ def create_receiver(fake: FakeReceiver) -> Flask:
                 status = fake.answers.pop(0)
                 return {"error": "scripted"}, status
             fake.applied.setdefault(message_id, json.loads(raw))
+        if fake.after_effect is not None:
+            fake.after_effect(message_id)
         return "", 204
 
     return app

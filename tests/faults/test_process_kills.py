@@ -55,6 +55,47 @@ def test_a_worker_sigkilled_mid_batch(db_url, tmp_path, capsys, method, path, lo
         assert any(m == "GET" and p.endswith(looked_up) for _, m, p, _ in h.fake.requests)
 
 
+def test_a_worker_sigkilled_mid_webhooks_beside_amocrm(db_url, tmp_path, capsys):
+    """Two targets; the worker dies while the webhook receiver applies a message. Afterwards every score
+    is applied once at the receiver (a resend carries the same webhook-id) and once in amoCRM."""
+    from tests.fakes.receiver import FakeReceiver, create_receiver
+    from tests.test_webhook_target import SECRET
+
+    receiver = FakeReceiver(SECRET)
+    with serving(create_receiver(receiver)) as hook_url, connector_with_fake_amo(
+            db_url, CRM="amocrm,webhook", WEBHOOK_TARGET_URL=f"{hook_url}/hook", WEBHOOK_TARGET_SECRET=SECRET) as h:
+        calls = ScoredCalls().known_to(h.fake)
+        calls.post_all(h.post)
+        env = process_env(DATABASE_URL=db_url, CRM="amocrm,webhook", AMOCRM_BASE_URL=h.amo_url,
+                          AMOCRM_LONG_LIVED_TOKEN=TOKEN, WEBHOOK_TARGET_URL=f"{hook_url}/hook",
+                          WEBHOOK_TARGET_SECRET=SECRET, SECRET_KEY="test-secret-key", SURVEY_WAIT_SECONDS=0,
+                          WORKER_LEASE_SECONDS=2, WORKER_POLL_SECONDS=0.1)
+        first = start_worker(env, tmp_path)
+        killed = []
+
+        def kill_on_the_thirtieth_message(_message_id):
+            if len(receiver.applied) == 30 and not killed:
+                os.kill(first.pid, signal.SIGKILL)  # applied; the worker never hears the answer
+                killed.append(time.monotonic())
+
+        receiver.after_effect = kill_on_the_thirtieth_message
+        first.wait(timeout=60)
+        assert killed and first.returncode == -signal.SIGKILL
+        receiver.after_effect = None
+        workers_until_settled(env, tmp_path, h.db)
+        figures = tally(h.fake, calls, h.db)
+        ids_per_call = {}
+        for message_id, body in receiver.received:
+            ids_per_call.setdefault(body["data"]["call_id"], set()).add(message_id)
+        figures["webhook_lost"] = calls.count - len(ids_per_call)
+        figures["webhook_doubled"] = sum(len(ids) - 1 for ids in ids_per_call.values())  # two ids for one score
+        figures["webhook_resent"] = len(receiver.received) - len(receiver.applied)
+        report("worker-sigkill-mid-webhooks", figures, capsys)
+        assert_exactly_once(figures)
+        assert figures["webhook_lost"] == 0 and figures["webhook_doubled"] == 0, figures
+        assert len(receiver.applied) == calls.count
+
+
 def stored_callbacks(db_url: str) -> set[tuple[str, str]]:
     db = Database(db_url)
     try:
