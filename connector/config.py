@@ -6,6 +6,7 @@ value stops start-up with one line naming the setting and what is wrong.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass, field, fields, replace
@@ -61,7 +62,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = str(PROJECT_DIR / "var")
 
 
-TARGETS = ("amocrm", "webhook")  # what CRM may list; each target gets every call independently
+TARGETS = ("amocrm", "bitrix24", "webhook")  # what CRM may list; each target gets every call independently
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,16 @@ class Config:
     AMOCRM_RATE_LIMIT: float = 7.0
     AMOCRM_USER_MAP: dict = field(default_factory=dict)
     AMOCRM_CREATE_CONTACTS: bool = True
+    BITRIX24_PORTAL_URL: str = ""
+    BITRIX24_CLIENT_ID: str = ""
+    BITRIX24_CLIENT_SECRET: str = ""
+    BITRIX24_AUTH_CODE: str = ""
+    BITRIX24_OAUTH_URL: str = "https://oauth.bitrix24.tech/oauth/token/"
+    BITRIX24_USER_MAP: dict = field(default_factory=dict)
+    BITRIX24_RATE_LIMIT: float = 2.0
+    BITRIX24_CREATE_CRM: bool = False
+    BITRIX24_SCORE_FIELD: str = ""
+    BITRIX24_LOW_SCORE_FIELD: str = ""
     LOW_SCORE_TASK: bool = False
     LOW_SCORE_TASK_HOURS: int = 24
     LOW_SCORE_TASK_TEMPLATE: str = "Перезвонить клиенту: оценка {score}"
@@ -124,7 +135,7 @@ class Config:
             raw = environ.get(f.name)
             if raw is None or raw == "":
                 continue
-            if f.name == "AMOCRM_USER_MAP":
+            if f.name in ("AMOCRM_USER_MAP", "BITRIX24_USER_MAP"):
                 values[f.name] = _user_map(f.name, raw)
             else:
                 parse = _PARSERS.get(_type_of(f.type))
@@ -162,6 +173,16 @@ class Config:
                               "AMOCRM_REDIRECT_URI for OAuth, when CRM=amocrm")
         if self.SCORES_WEBHOOK_SECRET and not _is_webhook_secret(self.SCORES_WEBHOOK_SECRET):
             raise ConfigError("SCORES_WEBHOOK_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
+        if "bitrix24" in self.targets and not (self.BITRIX24_PORTAL_URL.startswith("https://") or
+                                               self.BITRIX24_PORTAL_URL.startswith("http://")):
+            raise ConfigError("BITRIX24_PORTAL_URL: required (https://<portal>.bitrix24.ru) when CRM lists bitrix24")
+        if "bitrix24" in self.targets and not (self.BITRIX24_CLIENT_ID and self.BITRIX24_CLIENT_SECRET):
+            raise ConfigError("BITRIX24_CLIENT_ID: set it and BITRIX24_CLIENT_SECRET (the local application's keys)")
+        if not 0 < self.BITRIX24_RATE_LIMIT <= 5:
+            raise ConfigError(f"BITRIX24_RATE_LIMIT: expected above 0 and at most 5, got {self.BITRIX24_RATE_LIMIT}")
+        for name in ("BITRIX24_SCORE_FIELD", "BITRIX24_LOW_SCORE_FIELD"):
+            if getattr(self, name) and not re.fullmatch(r"UF_CRM_[A-Z0-9_]{1,40}", getattr(self, name)):
+                raise ConfigError(f"{name}: expected a user field code like UF_CRM_QA_SCORE")
         if not 1 <= self.LOW_SCORE_TASK_HOURS <= 24 * 90:
             raise ConfigError(f"LOW_SCORE_TASK_HOURS: expected 1 to 2160, got {self.LOW_SCORE_TASK_HOURS}")
         from connector.threshold import template_problem
@@ -222,7 +243,8 @@ class Config:
 
 SECRET_SETTINGS = frozenset(
     {"SECRET_KEY", "ADMIN_TOKEN", "MANGO_API_SALT", "SCORES_WEBHOOK_SECRET",
-     "AMOCRM_CLIENT_SECRET", "AMOCRM_AUTH_CODE", "AMOCRM_LONG_LIVED_TOKEN", "WEBHOOK_TARGET_SECRET"}
+     "AMOCRM_CLIENT_SECRET", "AMOCRM_AUTH_CODE", "AMOCRM_LONG_LIVED_TOKEN", "WEBHOOK_TARGET_SECRET",
+     "BITRIX24_CLIENT_SECRET", "BITRIX24_AUTH_CODE"}
 )
 
 

@@ -45,6 +45,8 @@ class JobKind(enum.StrEnum):
     NOTE = "note"  # amoCRM
     TAGS = "tags"  # amoCRM
     TASK = "task"  # amoCRM: a follow-up task for a tagged score (LOW_SCORE_TASK)
+    B24_CALL = "b24_call"  # Bitrix24: register, finish (with the vote) and attach the recording
+    B24_MARK = "b24_mark"  # Bitrix24: the score text as a timeline comment, and the user fields
     SCORED = "scored"  # the outbound webhook: one per score in force
 
 
@@ -149,14 +151,7 @@ def plan(session: Session, opts: DeliveryOptions, d: Delivery) -> None:
         return
     now = _now()
     if opts.log_calls:
-        log_job = d.job(JobKind.LOG_CALL)
-        # No need to wait any longer once the score came, or the survey is known to bring none.
-        settled = score is not None or call.survey in (SurveyState.NO_ANSWER, SurveyState.NOT_OFFERED)
-        if log_job is None:
-            wait_until = (call.ended_at or now) + timedelta(seconds=opts.survey_wait_seconds)
-            add_job(session, d, opts.crm, JobKind.LOG_CALL, due=now if settled else max(now, wait_until))
-        elif log_job.status == JobStatus.PENDING and settled and log_job.sent_at is None and log_job.not_before > now:
-            log_job.not_before = now
+        schedule_call(session, d, opts.crm, JobKind.LOG_CALL, opts.survey_wait_seconds, now)
         if record.logged_at is None:
             return  # the call is not in the CRM yet; what it carries is decided when it is sent
 
@@ -168,6 +163,19 @@ def plan(session: Session, opts: DeliveryOptions, d: Delivery) -> None:
         add_job(session, d, opts.crm, JobKind.TAGS, str(score.id), score=score)
     if opts.low_score_task and score.tag and record.entity_id:  # once per tagged score, on its entity
         add_job(session, d, opts.crm, JobKind.TASK, str(score.id), score=score)
+
+
+def schedule_call(session: Session, d: Delivery, crm: str, kind: str, survey_wait_seconds: int,
+                  now: datetime) -> None:
+    """The job that writes the call itself: due once the customer's score came or the survey is known
+    to bring none, else SURVEY_WAIT_SECONDS after the call ended; brought forward when the score comes."""
+    call, job = d.call, d.job(kind)
+    settled = d.score is not None or call.survey in (SurveyState.NO_ANSWER, SurveyState.NOT_OFFERED)
+    if job is None:
+        wait_until = (call.ended_at or now) + timedelta(seconds=survey_wait_seconds)
+        add_job(session, d, crm, kind, due=now if settled else max(now, wait_until))
+    elif job.status == JobStatus.PENDING and settled and job.sent_at is None and job.not_before > now:
+        job.not_before = now
 
 
 def refresh_record(d: Delivery) -> None:

@@ -13,6 +13,19 @@ from connector.outbox import DeliveryOptions
 log = logging.getLogger(__name__)
 
 
+def _exchange_at_start(db: Database, name: str, tokens: OAuthTokens, auth_code: str) -> None:
+    """Trade the authorization code at start, so a bad code shows at once (the target pauses with the
+    reason); when the token endpoint is down, the first request does it."""
+    if tokens.has_tokens() or not auth_code:
+        return
+    try:
+        tokens.exchange_code()
+    except AccountBlocked as exc:  # a spent or wrong code: say so and wait for an admin
+        pause(db, name, exc.message)
+    except TransientError as exc:
+        log.warning("%s token endpoint unavailable at start-up (%s); will retry", name, exc.message)
+
+
 def _amocrm(config, db: Database, *, session=None):
     limiter = SharedRateLimiter(db, "amocrm", config.AMOCRM_RATE_LIMIT)
     if config.AMOCRM_LONG_LIVED_TOKEN:
@@ -23,13 +36,7 @@ def _amocrm(config, db: Database, *, session=None):
                                      "redirect_uri": config.AMOCRM_REDIRECT_URI},
                              secret_key=config.SECRET_KEY, auth_code=config.AMOCRM_AUTH_CODE,
                              wait_turn=limiter.wait_turn, http=session)
-        if not tokens.has_tokens() and config.AMOCRM_AUTH_CODE:
-            try:  # exchange at start so a bad code shows at once; otherwise the first request does it
-                tokens.exchange_code()
-            except AccountBlocked as exc:  # a spent or wrong code: say so and wait for an admin
-                pause(db, "amocrm", exc.message)
-            except TransientError as exc:
-                log.warning("amoCRM token endpoint unavailable at start-up (%s); will retry", exc.message)
+        _exchange_at_start(db, "amocrm", tokens, config.AMOCRM_AUTH_CODE)
     adapter = AmoCrm(config.AMOCRM_BASE_URL, tokens, limiter.wait_turn, session=session)
     return adapter, limiter
 
@@ -58,14 +65,35 @@ def _webhook_target(config, db: Database, *, session=None):
     return WebhookTarget(config.WEBHOOK_TARGET_URL, config.WEBHOOK_TARGET_SECRET, session=session)
 
 
-BUILDERS = {"amocrm": _amocrm_target, "webhook": _webhook_target}
+def _bitrix24_target(config, db: Database, *, session=None):
+    from connector.crm.bitrix24 import Bitrix24Api
+    from connector.crm.bitrix24_target import Bitrix24Options, Bitrix24Planning, Bitrix24Target
+
+    limiter = SharedRateLimiter(db, "bitrix24", config.BITRIX24_RATE_LIMIT)
+    client = {"client_id": config.BITRIX24_CLIENT_ID, "client_secret": config.BITRIX24_CLIENT_SECRET}
+    tokens = OAuthTokens(db, "bitrix24", token_url=config.BITRIX24_OAUTH_URL, secret_key=config.SECRET_KEY,
+                         client=client, auth_code=config.BITRIX24_AUTH_CODE, wait_turn=limiter.wait_turn, http=session,
+                         grant_in_query=True, vendor="Bitrix24", auth_code_setting="BITRIX24_AUTH_CODE")
+    _exchange_at_start(db, "bitrix24", tokens, config.BITRIX24_AUTH_CODE)
+    options = Bitrix24Options(public_base_url=config.PUBLIC_BASE_URL, secret_key=config.SECRET_KEY,
+                              user_map=config.BITRIX24_USER_MAP, create_crm=config.BITRIX24_CREATE_CRM,
+                              score_field=config.BITRIX24_SCORE_FIELD,
+                              low_score_field=config.BITRIX24_LOW_SCORE_FIELD)
+    api = Bitrix24Api(config.BITRIX24_PORTAL_URL, tokens, limiter.wait_turn, session=session)
+    return Bitrix24Target(api, options, Bitrix24Planning(config.SURVEY_WAIT_SECONDS), limiter)
+
+
+BUILDERS = {"amocrm": _amocrm_target, "bitrix24": _bitrix24_target, "webhook": _webhook_target}
 
 
 def plannings(config) -> tuple:
     """Each configured target's planning rules, as ingest applies them."""
     from connector.crm.webhook import WebhookPlanning
 
-    known = {"amocrm": lambda: delivery_options(config), "webhook": WebhookPlanning}
+    from connector.crm.bitrix24_target import Bitrix24Planning
+
+    known = {"amocrm": lambda: delivery_options(config), "webhook": WebhookPlanning,
+             "bitrix24": lambda: Bitrix24Planning(config.SURVEY_WAIT_SECONDS)}
     return tuple(known[name]() for name in config.targets)
 
 

@@ -54,6 +54,8 @@ class FakeBitrix24:
     refresh_tokens: dict = field(default_factory=dict)  # token -> still valid
     refreshes: int = 0
     uninstalled: bool = False
+    inner_phones: dict = field(default_factory=dict)  # USER_PHONE_INNER -> user id
+    lose_answers: int = 0  # the next N requests are applied, then answered 504 as if the reply was lost
 
     def __post_init__(self):
         self.lock = threading.RLock()
@@ -143,6 +145,9 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         with fake.lock:
             status, answer = _rest(method, params)
             fake.requests.append((time.monotonic(), method, status))
+            if fake.lose_answers and status == 200:
+                fake.lose_answers -= 1
+                return "Gateway Timeout", 504
         response = jsonify(answer)
         response.status_code = status
         return response
@@ -203,7 +208,7 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
 
     def _user(args: dict) -> int:
         try:
-            user_id = int(args.get("USER_ID") or 0)
+            user_id = int(args.get("USER_ID") or 0) or fake.inner_phones.get(args.get("USER_PHONE_INNER"), 0)
         except ValueError:
             user_id = 0
         if user_id not in fake.users:
@@ -268,8 +273,20 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         return [{"CALL_ID": call_id, "CALL_VOTE": int((c["finished"] or {}).get("VOTE") or 0) or None}
                 for call_id, c in fake.calls.items() if c["finished"] and (not wanted or call_id == wanted)]
 
+    def entity_update(entity_type: str):
+        def update(args: dict) -> bool:
+            entity_id = args.get("id", "")
+            if not entity_id.isdigit():
+                raise CommandError("ERROR_CORE", "ID is not defined or invalid")
+            values = {m.group(1): v for k, v in args.items() if (m := re.fullmatch(r"fields\[(.+)\]", k))}
+            fake.fields.setdefault((entity_type, int(entity_id)), {}).update(values)
+            return True
+        return update
+
     COMMANDS = {"telephony.externalcall.register": register, "telephony.externalcall.finish": finish,
                 "telephony.externalcall.attachrecord": attach_record,
+                "crm.contact.update": entity_update("contact"), "crm.lead.update": entity_update("lead"),
+                "crm.company.update": entity_update("company"), "crm.deal.update": entity_update("deal"),
                 "crm.timeline.comment.add": comment_add, "crm.timeline.comment.list": comment_list,
                 "voximplant.statistic.get": statistic, "app.info": lambda args: {"ID": 1, "CODE": fake.client_id}}
     return app

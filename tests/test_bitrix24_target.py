@@ -1,0 +1,148 @@
+"""Delivery to Bitrix24 through the outbox, against the fake portal over real HTTP: the call registered,
+finished with its vote and recording link, the score text and fields on the entity; exactly once when
+an answer is lost; the 30-minute register window; a full leaky bucket."""
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select, update
+
+from app import create_app
+from connector.crm.bitrix24_target import vote_for
+from connector.models import DeliveryJob
+from connector.threshold import Policy
+from connector.wiring import build_workers
+from tests.conftest import ADMIN_TOKEN, MangoPoster, dtmf, make_config, recording, summary
+from tests.fakes.bitrix24 import FakeBitrix24, create_fake_bitrix24
+from tests.fakes.server import serving
+
+PHONE = "79001234567"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class Portal:
+    def __init__(self, app, db, worker, fake):
+        self.app, self.db, self.worker, self.fake = app, db, worker, fake
+        self.client = app.test_client()
+        self.post = MangoPoster(self.client)
+
+    def scored_call(self, entry_id="call-1", digits="3"):
+        assert self.post("events/dtmf", dtmf(entry_id, digits)).status_code == 200
+        assert self.post("events/recording", recording(entry_id, f"rec-{entry_id}")).status_code == 200
+        assert self.post("events/summary", summary(entry_id, extension="101", customer=PHONE)).status_code == 200
+
+    def drain(self, make_due=False, rounds=30):
+        for _ in range(rounds):
+            if make_due:
+                with self.db.transaction() as s:
+                    s.execute(update(DeliveryJob).where(DeliveryJob.status == "pending")
+                              .values(not_before=datetime.now(timezone.utc) - timedelta(seconds=1)))
+            if not self.worker.run_once():
+                return
+        raise AssertionError("the worker did not become idle")
+
+    def call(self, entry_id="call-1"):
+        return self.client.get(f"/api/v1/calls/{entry_id}", headers=AUTH).json
+
+    def jobs(self):
+        with self.db.transaction() as s:
+            return [(j.kind, j.status, j.last_error) for j in s.scalars(select(DeliveryJob).order_by(DeliveryJob.id))]
+
+
+@contextmanager
+def bitrix24(db_url, fake=None, **overrides):
+    fake = fake or FakeBitrix24()
+    with serving(create_fake_bitrix24(fake)) as url:
+        settings = {"CRM": "bitrix24", "BITRIX24_PORTAL_URL": url, "BITRIX24_OAUTH_URL": f"{url}/oauth/token/",
+                    "BITRIX24_CLIENT_ID": fake.client_id, "BITRIX24_CLIENT_SECRET": fake.client_secret,
+                    "BITRIX24_AUTH_CODE": fake.new_auth_code(), "BITRIX24_USER_MAP": "101:5551",
+                    "BITRIX24_RATE_LIMIT": 5, "BITRIX24_SCORE_FIELD": "UF_CRM_QA_SCORE",
+                    "BITRIX24_LOW_SCORE_FIELD": "UF_CRM_QA_LOW", "SURVEY_WAIT_SECONDS": 0,
+                    "PUBLIC_BASE_URL": "https://qa.example"}
+        config = make_config(db_url, **{**settings, **overrides})
+        app = create_app(config)
+        db = app.extensions["connector"].db
+        try:
+            [worker] = build_workers(config, db)
+            yield Portal(app, db, worker, fake)
+        finally:
+            db.dispose()
+
+
+def test_a_call_is_registered_finished_with_its_vote_and_its_score_marked_on_the_contact(db_url):
+    with bitrix24(db_url) as p:
+        contact = p.fake.add_contact(PHONE)
+        p.scored_call(digits="3")
+        p.drain()
+        [call] = p.fake.finished()
+        registered, finished = call["params"], call["finished"]
+        assert (registered["EXTERNAL_CALL_ID"], registered["USER_ID"], registered["TYPE"], registered["PHONE_NUMBER"],
+                registered["SHOW"], registered["ADD_TO_CHAT"], registered["LINE_NUMBER"]) == \
+            ("call-1", "5551", "2", PHONE, "0", "0", "74950000000")
+        assert (finished["VOTE"], finished["STATUS_CODE"], finished["DURATION"]) == ("2", "200", "60")
+        assert call["record_url"].startswith("https://qa.example/recordings/call-1?exp=")
+        [comment] = p.fake.comments
+        assert (comment["ENTITY_TYPE"], comment["ENTITY_ID"], comment["COMMENT"]) == \
+            ("contact", contact, "Оценка качества: 3")
+        assert p.fake.fields[("contact", contact)] == {"UF_CRM_QA_SCORE": "3", "UF_CRM_QA_LOW": "Оценка 3"}
+        crm = p.call()["crm"]
+        assert crm["status"] == "delivered" and crm["targets"]["bitrix24"]["entity"] == {"type": "CONTACT",
+                                                                                        "id": contact}
+
+
+def test_an_unmapped_operator_is_named_by_the_extension(db_url):
+    fake = FakeBitrix24(inner_phones={"101": 5552})
+    with bitrix24(db_url, fake, BITRIX24_USER_MAP="") as p:
+        p.fake.add_contact(PHONE)
+        p.scored_call(digits="9")
+        p.drain()
+        [call] = p.fake.finished()
+        assert call["params"]["USER_PHONE_INNER"] == "101" and "USER_ID" not in call["params"]
+        assert call["finished"]["VOTE"] == "5"
+        [fields] = p.fake.fields.values()
+        assert fields == {"UF_CRM_QA_SCORE": "9", "UF_CRM_QA_LOW": ""}  # a high score clears the low mark
+
+
+def test_a_lost_answer_is_looked_up_and_the_call_never_finished_twice(db_url):
+    with bitrix24(db_url) as p:
+        p.fake.add_contact(PHONE)
+        p.fake.lose_answers = 1  # the batch is applied; its answer never arrives
+        p.scored_call()
+        p.drain(make_due=True)
+        assert len(p.fake.calls) == 1 and len(p.fake.finished()) == 1
+        assert [(kind, status) for kind, status, _ in p.jobs()] == [("b24_call", "done"), ("b24_mark", "done")]
+        assert len(p.fake.comments) == 1
+
+
+def test_a_call_in_doubt_beyond_the_register_window_is_dead_not_sent_again(db_url):
+    with bitrix24(db_url) as p:
+        p.fake.add_contact(PHONE)
+        p.fake.lose_answers = 1
+        p.scored_call()
+        p.drain()  # the lost answer: retried later, in doubt
+        with p.db.transaction() as s:
+            s.execute(update(DeliveryJob).values(sent_at=datetime.now(timezone.utc) - timedelta(minutes=40)))
+        p.drain(make_due=True)
+        [(kind, status, error)] = p.jobs()
+        assert (kind, status) == ("b24_call", "dead") and "30-minute register window" in error
+        assert len(p.fake.finished()) == 1  # nothing was sent again
+
+
+def test_a_full_bucket_is_waited_out(db_url):
+    with bitrix24(db_url, FakeBitrix24(bucket_size=1)) as p:
+        p.fake.add_contact(PHONE)
+        for i in range(3):
+            p.scored_call(f"call-{i}")
+        p.drain(make_due=True)
+        assert len(p.fake.finished()) == 3 and len(p.fake.comments) == 3
+        assert any(status == 503 for *_, status in p.fake.requests)
+
+
+@pytest.mark.parametrize("scale, scores, votes", [
+    ((1, 10), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]),
+    ((1, 5), [1, 2, 3, 4, 5], [1, 2, 3, 4, 5]),
+    ((0, 10), [0, 1, 5, 10], [1, 1, 3, 5]),
+])
+def test_the_vote_is_the_score_share_of_the_scale_rounded_up(scale, scores, votes):
+    policy = Policy(scale_min=scale[0], scale_max=scale[1], max_threshold=scale[1])
+    assert [vote_for(s, policy) for s in scores] == votes
