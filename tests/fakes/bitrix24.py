@@ -55,6 +55,7 @@ class FakeBitrix24:
     refreshes: int = 0
     uninstalled: bool = False
     inner_phones: dict = field(default_factory=dict)  # USER_PHONE_INNER -> user id
+    failing: bool = False  # every method answers 500 INTERNAL_SERVER_ERROR (an outage)
     lose_answers: int = 0  # the next N requests are applied, then answered 504 as if the reply was lost
 
     def __post_init__(self):
@@ -160,6 +161,8 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
             return 401, {"error": "invalid_token", "error_description": "The access token provided is invalid."}
         if fake.access_tokens[token] < time.monotonic():
             return 401, {"error": "expired_token", "error_description": "The access token provided has expired."}
+        if fake.failing:
+            return 500, {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}
         if not fake._admit():
             return 503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
         if method == "batch":
