@@ -101,6 +101,53 @@ def run(calls: int, batch: int, workers: int, database_url: str | None) -> tuple
         return calls / elapsed, fake
 
 
+B24_RATE = 2.0  # Bitrix24's leaky bucket drains 2 requests per second (5 on Enterprise)
+B24_COMMANDS = 5  # per low-score call: register, finish, attachRecord; then a comment and the fields update
+
+
+def run_bitrix24(calls: int, database_url: str | None) -> tuple[float, int, int]:
+    """`calls` low-score calls with recordings delivered to the fake Bitrix24 (bucket of 50 draining at
+    2/s); returns (calls/s, requests, 503 answers)."""
+    from connector.wiring import build_workers
+    from tests.conftest import recording
+    from tests.fakes.bitrix24 import FakeBitrix24, create_fake_bitrix24
+
+    fake = FakeBitrix24(drain_per_second=B24_RATE)
+    with tempfile.TemporaryDirectory() as tmp, serving(create_fake_bitrix24(fake)) as b24_url:
+        url = database_url or f"sqlite:///{tmp}/bench.db"
+        if database_url:
+            downgrade(url, "base")
+        upgrade(url)
+        config = make_config(url, CRM="bitrix24", SURVEY_WAIT_SECONDS="0", BITRIX24_PORTAL_URL=b24_url,
+                             BITRIX24_OAUTH_URL=f"{b24_url}/oauth/token/", BITRIX24_CLIENT_ID=fake.client_id,
+                             BITRIX24_CLIENT_SECRET=fake.client_secret, BITRIX24_AUTH_CODE=fake.new_auth_code(),
+                             BITRIX24_USER_MAP="101:5551", BITRIX24_RATE_LIMIT=str(B24_RATE),
+                             BITRIX24_SCORE_FIELD="UF_CRM_QA_SCORE", BITRIX24_LOW_SCORE_FIELD="UF_CRM_QA_LOW")
+        app = create_app(config)
+        post = MangoPoster(app.test_client())
+        for i in range(calls):
+            phone = f"7933{i:07d}"
+            fake.add_contact(phone)
+            post("events/summary", summary(f"b{i}", customer=phone))
+            post("events/recording", recording(f"b{i}", f"rec-b{i}"))
+            post("events/dtmf", dtmf(f"b{i}", str(1 + i % 8)))
+        db = app.extensions["connector"].db
+        [worker] = build_workers(config, db)
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        started = time.monotonic()
+        thread.start()
+        while open_jobs(db):
+            time.sleep(0.05)
+        elapsed = time.monotonic() - started
+        stop.set()
+        thread.join(timeout=10)
+        assert len(fake.finished()) == len(fake.calls) == calls, "a call was lost or registered twice"
+        assert len(fake.comments) == calls, "a score comment was lost or doubled"
+        db.dispose()
+        return calls / elapsed, len(fake.requests), sum(1 for r in fake.requests if r[2] == 503)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -205,8 +252,18 @@ def main() -> None:
                         help="call state callbacks per second posted to `connector serve` while it delivers")
     parser.add_argument("--split", action="store_true",
                         help="with --load: the web process and the worker as two processes, as in production")
+    parser.add_argument("--bitrix24", action="store_true", help="deliver to the fake Bitrix24 instead")
     args = parser.parse_args()
 
+    if args.bitrix24:
+        calls = min(args.calls, 400)
+        rate, sent, refused = run_bitrix24(calls, args.database_url)
+        b24_bound = B24_RATE * 50 / B24_COMMANDS
+        print(f"low-score calls delivered per second to the fake Bitrix24 (bucket 50, {B24_RATE:.0f} requests/s):")
+        print(f"  batched:                  {rate:7.1f} calls/s  ({calls} calls, {sent} requests, {refused} x 503)")
+        print(f"  bound {B24_RATE:.0f} x 50 / {B24_COMMANDS}:         {b24_bound:7.1f} calls/s  -> "
+              f"{100 * rate / b24_bound:.1f} % of the bound")
+        return
     bound = RATE * 50 / 2
     if args.load:
         alone, _, _ = run_served(args.calls, args.database_url, 0, args.split)

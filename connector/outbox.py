@@ -201,9 +201,9 @@ def refresh_record(d: Delivery) -> None:
 
 # --- claiming -----------------------------------------------------------------
 
-def claim(session: Session, crm: str, owner: str, *, limit: int, lease_seconds: float,
+def claim(session: Session, crm: str, owner: str, *, limit: Callable[[str], int], lease_seconds: float,
           skip_locked: bool) -> list[DeliveryJob]:
-    """Lease up to `limit` due jobs of one kind (the kind of the oldest due job)."""
+    """Lease up to `limit(kind)` due jobs of one kind (the kind of the oldest due job)."""
     now = _now()
     due = (select(DeliveryJob)
            .where(DeliveryJob.crm == crm, DeliveryJob.status == JobStatus.PENDING, DeliveryJob.not_before <= now,
@@ -213,7 +213,8 @@ def claim(session: Session, crm: str, owner: str, *, limit: int, lease_seconds: 
     first = session.scalars(due.limit(1).with_for_update(**lock)).first()
     if first is None:
         return []
-    jobs = list(session.scalars(due.where(DeliveryJob.kind == first.kind).limit(limit).with_for_update(**lock)))
+    jobs = list(session.scalars(due.where(DeliveryJob.kind == first.kind).limit(limit(first.kind))
+                                .with_for_update(**lock)))
     for job in jobs:
         job.lease_owner, job.lease_until = owner, now + timedelta(seconds=lease_seconds)
         job.attempts += 1
@@ -270,9 +271,9 @@ class DeliveryQueue:
     def __init__(self, db: Database, crm: str, owner: str, *, lease_seconds: float):
         self.db, self.crm, self.owner, self.lease_seconds = db, crm, owner, lease_seconds
 
-    def claim(self, limit: int, prepare: Callable[[Session, list[tuple[DeliveryJob, Delivery, Work]]], None]
-              ) -> list[Work]:
-        """Lease up to `limit` due jobs of one kind; `prepare` builds their items in the same
+    def claim(self, limit: Callable[[str], int],
+              prepare: Callable[[Session, list[tuple[DeliveryJob, Delivery, Work]]], None]) -> list[Work]:
+        """Lease up to `limit(kind)` due jobs of one kind; `prepare` builds their items in the same
         transaction. From here on, a crash leaves their outcome in doubt (`sent_at`)."""
         with self.db.transaction() as s:
             jobs = claim(s, self.crm, self.owner, limit=limit, lease_seconds=self.lease_seconds,

@@ -36,7 +36,9 @@ class Target(Effects, Protocol):
     queue stores an outcome (`Effects`)."""
 
     name: str
-    max_batch: int
+
+    def batch_size(self, kind: str) -> int:
+        """How many jobs of this kind go in one request."""
 
     def probe(self) -> None: ...
 
@@ -100,7 +102,7 @@ class DeliveryWorker:
             work = self._claim()
         if not work:
             return 0
-        if len(work) == self.target.max_batch and self._claimer is not None:
+        if len(work) == self.target.batch_size(work[0].kind) and self._claimer is not None:
             self._ahead = self._claimer.submit(self._claim)  # a backlog: claim the next batch meanwhile
         try:
             outcomes = self.target.deliver(work[0].kind, work)
@@ -120,7 +122,7 @@ class DeliveryWorker:
         def prepare(session: Session, claimed) -> None:
             self.target.prepare(session, claimed, *self.settings.read(session))
 
-        return self.queue.claim(self.target.max_batch, prepare)
+        return self.queue.claim(self.target.batch_size, prepare)
 
     def _claimed_ahead(self) -> list[Work] | None:
         """The batch claimed while the previous one was sent (None: none was). A failed claim (the

@@ -45,6 +45,9 @@ class AmoCrmTarget:
         self.name = opts.delivery.crm
         self.max_batch = adapter.max_batch
 
+    def batch_size(self, kind: str) -> int:
+        return self.max_batch  # amoCRM takes up to 50 entities a request, whatever the kind
+
     def probe(self) -> None:
         self.adapter.probe()
 

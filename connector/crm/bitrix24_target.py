@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from connector import outbox
 from connector.accounts import SharedRateLimiter
 from connector.crm import ItemResult, TransientError
-from connector.crm.bitrix24 import NAME, BatchAnswer, Bitrix24Api, CommandFailure, MethodHeld, command
+from connector.crm.bitrix24 import MAX_BATCH, NAME, BatchAnswer, Bitrix24Api, CommandFailure, MethodHeld, command
 from connector.links import recording_link
 from connector.models import DeliveryJob, JobStatus
 from connector.outbox import JobKind, Outcome, Work
@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 REGISTER_WINDOW = timedelta(minutes=25)  # Bitrix24 dedupes register for 30 min; keep a margin
 RECORD_LINK_DAYS = 7
-COMMANDS_PER_CALL = 3
+COMMANDS_PER_CALL = 3  # register, finish, attachRecord
+COMMANDS_PER_MARK = 2  # the comment, the fields
 
 
 def vote_for(score: int, policy: Policy) -> int:
@@ -82,7 +83,10 @@ def _digits(number: str | None) -> str:
 
 class Bitrix24Target:
     name = NAME
-    max_batch = 50 // COMMANDS_PER_CALL  # commands per batch: at most 50
+    max_batch = MAX_BATCH  # commands per request
+
+    def batch_size(self, kind: str) -> int:
+        return self.max_batch // (COMMANDS_PER_CALL if kind == JobKind.B24_CALL else COMMANDS_PER_MARK)
 
     def __init__(self, api: Bitrix24Api, opts: Bitrix24Options, planning: Bitrix24Planning,
                  limiter: SharedRateLimiter | None = None):

@@ -63,6 +63,9 @@ class WebhookTarget:
     name = NAME
     max_batch = 20  # one POST each: a batch is only how many are claimed at once
 
+    def batch_size(self, kind: str) -> int:
+        return self.max_batch
+
     def __init__(self, url: str, secret: str, *, session: requests.Session | None = None, timeout: float = 10.0):
         self.url, self.timeout = url, timeout
         self.signer = Webhook(secret)
