@@ -47,6 +47,7 @@ class JobKind(enum.StrEnum):
     TASK = "task"  # amoCRM: a follow-up task for a tagged score (LOW_SCORE_TASK)
     B24_CALL = "b24_call"  # Bitrix24: register, finish (with the vote) and attach the recording
     B24_MARK = "b24_mark"  # Bitrix24: the score text as a timeline comment, and the user fields
+    B24_TODO = "b24_todo"  # Bitrix24: a follow-up to-do for a tagged score (LOW_SCORE_TASK)
     SCORED = "scored"  # the outbound webhook: one per score in force
 
 

@@ -138,6 +138,32 @@ def test_a_full_bucket_is_waited_out(db_url):
         assert any(status == 503 for *_, status in p.fake.requests)
 
 
+def test_a_low_score_raises_one_follow_up_to_do_on_the_entity(db_url):
+    with bitrix24(db_url, LOW_SCORE_TASK="true") as p:
+        contact = p.fake.add_contact(PHONE)
+        p.scored_call("call-1", digits="3")
+        p.scored_call("call-2", digits="10")  # not tagged: no to-do
+        p.drain()
+        [todo] = p.fake.todos
+        assert (todo["OWNER_TYPE_ID"], todo["OWNER_ID"], todo["DESCRIPTION"], todo["RESPONSIBLE_ID"]) == \
+            (3, contact, "Перезвонить клиенту: оценка 3", "5551")
+        due = datetime.fromisoformat(todo["DEADLINE"])
+        assert timedelta(hours=23.9) < due - datetime.now(timezone.utc) <= timedelta(hours=24)
+
+
+def test_a_to_do_whose_answer_was_lost_is_looked_up_not_added_twice(db_url):
+    with bitrix24(db_url, LOW_SCORE_TASK="true") as p:
+        p.fake.add_contact(PHONE)
+        p.scored_call(digits="2")
+        p.drain()
+        with p.db.transaction() as s:  # as a crash after sending would leave it
+            s.execute(update(DeliveryJob).where(DeliveryJob.kind == "b24_todo")
+                      .values(status="pending", sent_at=datetime.now(timezone.utc), lease_owner=None))
+        p.drain(make_due=True)
+        assert len(p.fake.todos) == 1
+        assert ("b24_todo", "done") in [(k, s) for k, s, _ in p.jobs()]
+
+
 @pytest.mark.parametrize("scale, scores, votes", [
     ((1, 10), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]),
     ((1, 5), [1, 2, 3, 4, 5], [1, 2, 3, 4, 5]),

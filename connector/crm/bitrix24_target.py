@@ -40,6 +40,7 @@ REGISTER_WINDOW = timedelta(minutes=25)  # Bitrix24 dedupes register for 30 min;
 RECORD_LINK_DAYS = 7
 COMMANDS_PER_CALL = 3  # register, finish, attachRecord
 COMMANDS_PER_MARK = 2  # the comment, the fields
+OWNER_TYPE_IDS = {"lead": 1, "deal": 2, "contact": 3, "company": 4}  # Bitrix24's CRM object type ids
 
 
 def vote_for(score: int, policy: Policy) -> int:
@@ -55,6 +56,7 @@ def vote_for(score: int, policy: Policy) -> int:
 @dataclass(frozen=True)
 class Bitrix24Planning:
     survey_wait_seconds: int = 180
+    low_score_task: bool = False
     name: str = NAME
 
     def plan(self, session: Session, d: outbox.Delivery) -> None:
@@ -65,6 +67,8 @@ class Bitrix24Planning:
         score = d.score
         if d.record.logged_at is not None and d.record.entity_id and score is not None and score.record:
             outbox.add_job(session, d, NAME, JobKind.B24_MARK, str(score.id), score=score)
+            if self.low_score_task and score.tag:
+                outbox.add_job(session, d, NAME, JobKind.B24_TODO, str(score.id), score=score)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class Bitrix24Options:
     create_crm: bool = False
     score_field: str = ""
     low_score_field: str = ""
+    task_hours: int = 24
+    task_template: str = "Перезвонить клиенту: оценка {score}"
 
 
 def _digits(number: str | None) -> str:
@@ -86,7 +92,8 @@ class Bitrix24Target:
     max_batch = MAX_BATCH  # commands per request
 
     def batch_size(self, kind: str) -> int:
-        return self.max_batch // (COMMANDS_PER_CALL if kind == JobKind.B24_CALL else COMMANDS_PER_MARK)
+        per_job = {JobKind.B24_CALL: COMMANDS_PER_CALL, JobKind.B24_MARK: COMMANDS_PER_MARK}.get(kind, 1)
+        return self.max_batch // per_job
 
     def __init__(self, api: Bitrix24Api, opts: Bitrix24Options, planning: Bitrix24Planning,
                  limiter: SharedRateLimiter | None = None):
@@ -118,6 +125,13 @@ class Bitrix24Target:
                                "STATUS_CODE": 200 if call.talk_started_at else 304,
                                "VOTE": vote_for(score.value, policy) if score else 0, "ADD_TO_CHAT": 0},
                     "record_url": link}
+            elif job.kind == JobKind.B24_TODO:
+                entity_type = (d.record.entity_type or "").lower()
+                due = (d.score.received_at if d.score else job.created_at) + timedelta(hours=self.opts.task_hours)
+                w.item = {"ownerTypeId": OWNER_TYPE_IDS.get(entity_type, 0), "ownerId": d.record.entity_id,
+                          "deadline": due.astimezone(timezone.utc).replace(microsecond=0).isoformat(),
+                          "description": self.opts.task_template.format(score=w.score_value),
+                          **({"responsibleId": user_id} if user_id else {})}
             else:
                 entity_type, entity_id = (d.record.entity_type or "").lower(), d.record.entity_id
                 fields = {}
@@ -135,6 +149,8 @@ class Bitrix24Target:
         try:
             if kind == JobKind.B24_CALL:
                 return self._deliver_calls(work)
+            if kind == JobKind.B24_TODO:
+                return self._deliver_todos(work)
             return self._deliver_marks(work)
         except MethodHeld as exc:
             if self.limiter:
@@ -240,6 +256,28 @@ class Bitrix24Target:
                 ItemResult(True, w.item["entity_type"].upper(), w.item["entity_id"])
         return [outcomes[w.job_id] for w in work]
 
+    def _deliver_todos(self, work: list[Work]) -> list[Outcome]:
+        """One to-do per tagged score; one in doubt is looked up among the entity's activities first."""
+        outcomes: dict[int, Outcome] = {}
+        commands = {}
+        for i, w in enumerate(work):
+            if w.in_doubt_since is not None and self._todo_exists(w.item):
+                outcomes[w.job_id] = ItemResult(True, extra={"looked_up": True})
+            else:
+                commands[f"t{i}"] = command("crm.activity.todo.add", w.item)
+        answer = self.api.batch(commands) if commands else BatchAnswer({}, {}, {})
+        for i, w in enumerate(work):
+            if w.job_id not in outcomes:
+                failure = answer.failures.get(f"t{i}")
+                outcomes[w.job_id] = self._failure("to-do", failure) if failure else \
+                    ItemResult(True, extra={"activity_id": (answer.results.get(f"t{i}") or {}).get("id")})
+        return [outcomes[w.job_id] for w in work]
+
+    def _todo_exists(self, item: dict) -> bool:
+        rows = self.api.call("crm.activity.list", {"filter[OWNER_TYPE_ID]": item["ownerTypeId"],
+                                                   "filter[OWNER_ID]": item["ownerId"]})
+        return any(r.get("DESCRIPTION") == item["description"] for r in rows or [])
+
     def _comment_exists(self, item: dict) -> bool:
         rows = self.api.call("crm.timeline.comment.list", {"filter[ENTITY_TYPE]": item["entity_type"],
                                                            "filter[ENTITY_ID]": item["entity_id"]})
@@ -253,7 +291,7 @@ class Bitrix24Target:
             record.logged_at = now
             record.entity_type, record.entity_id = result.entity_type, result.entity_id
             record.responsible_user_id, record.responsible_mapped = w.responsible
-        else:
+        elif job.kind == JobKind.B24_MARK:
             record.written_score, record.applied_tag = w.score_value, w.extra.get("tag")
         self.planning.plan(session, d)
 

@@ -78,9 +78,10 @@ def _bitrix24_target(config, db: Database, *, session=None):
     options = Bitrix24Options(public_base_url=config.PUBLIC_BASE_URL, secret_key=config.SECRET_KEY,
                               user_map=config.BITRIX24_USER_MAP, create_crm=config.BITRIX24_CREATE_CRM,
                               score_field=config.BITRIX24_SCORE_FIELD,
-                              low_score_field=config.BITRIX24_LOW_SCORE_FIELD)
+                              low_score_field=config.BITRIX24_LOW_SCORE_FIELD,
+                              task_hours=config.LOW_SCORE_TASK_HOURS, task_template=config.LOW_SCORE_TASK_TEMPLATE)
     api = Bitrix24Api(config.BITRIX24_PORTAL_URL, tokens, limiter.wait_turn, session=session)
-    return Bitrix24Target(api, options, Bitrix24Planning(config.SURVEY_WAIT_SECONDS), limiter)
+    return Bitrix24Target(api, options, Bitrix24Planning(config.SURVEY_WAIT_SECONDS, config.LOW_SCORE_TASK), limiter)
 
 
 BUILDERS = {"amocrm": _amocrm_target, "bitrix24": _bitrix24_target, "webhook": _webhook_target}
@@ -93,7 +94,7 @@ def plannings(config) -> tuple:
     from connector.crm.bitrix24_target import Bitrix24Planning
 
     known = {"amocrm": lambda: delivery_options(config), "webhook": WebhookPlanning,
-             "bitrix24": lambda: Bitrix24Planning(config.SURVEY_WAIT_SECONDS)}
+             "bitrix24": lambda: Bitrix24Planning(config.SURVEY_WAIT_SECONDS, config.LOW_SCORE_TASK)}
     return tuple(known[name]() for name in config.targets)
 
 

@@ -45,6 +45,7 @@ class FakeBitrix24:
     users: set = field(default_factory=lambda: {1, 5551, 5552})
     contacts: dict = field(default_factory=dict)  # phone digits -> contact id
     calls: dict = field(default_factory=dict)  # CALL_ID -> the call as registered, finished and recorded
+    todos: list = field(default_factory=list)  # crm.activity.todo.add: {"ID", "OWNER_TYPE_ID", "OWNER_ID", ...}
     comments: list = field(default_factory=list)  # timeline comments: {"ENTITY_TYPE", "ENTITY_ID", "COMMENT"}
     fields: dict = field(default_factory=dict)  # (entity type, id) -> {UF_...: value}
     requests: list = field(default_factory=list)  # (monotonic time, method name, status)
@@ -276,6 +277,19 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         return [{"CALL_ID": call_id, "CALL_VOTE": int((c["finished"] or {}).get("VOTE") or 0) or None}
                 for call_id, c in fake.calls.items() if c["finished"] and (not wanted or call_id == wanted)]
 
+    def todo_add(args: dict) -> dict:
+        if not (args.get("ownerTypeId", "").isdigit() and args.get("ownerId", "").isdigit() and args.get("deadline")):
+            raise CommandError("ERROR_ARGUMENT", "ownerTypeId, ownerId and deadline are required")
+        activity_id = next(fake.ids)
+        fake.todos.append({"ID": activity_id, "OWNER_TYPE_ID": int(args["ownerTypeId"]),
+                           "OWNER_ID": int(args["ownerId"]), "DEADLINE": args["deadline"],
+                           "DESCRIPTION": args.get("description", ""), "RESPONSIBLE_ID": args.get("responsibleId")})
+        return {"id": activity_id}
+
+    def activity_list(args: dict) -> list:
+        return [t for t in fake.todos if str(t["OWNER_TYPE_ID"]) == args.get("filter[OWNER_TYPE_ID]")
+                and str(t["OWNER_ID"]) == args.get("filter[OWNER_ID]")]
+
     def entity_update(entity_type: str):
         def update(args: dict) -> bool:
             entity_id = args.get("id", "")
@@ -288,6 +302,7 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
 
     COMMANDS = {"telephony.externalcall.register": register, "telephony.externalcall.finish": finish,
                 "telephony.externalcall.attachrecord": attach_record,
+                "crm.activity.todo.add": todo_add, "crm.activity.list": activity_list,
                 "crm.contact.update": entity_update("contact"), "crm.lead.update": entity_update("lead"),
                 "crm.company.update": entity_update("company"), "crm.deal.update": entity_update("deal"),
                 "crm.timeline.comment.add": comment_add, "crm.timeline.comment.list": comment_list,
