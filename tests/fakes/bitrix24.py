@@ -57,6 +57,7 @@ class FakeBitrix24:
     uninstalled: bool = False
     inner_phones: dict = field(default_factory=dict)  # USER_PHONE_INNER -> user id
     failing: bool = False  # every method answers 500 INTERNAL_SERVER_ERROR (an outage)
+    after_effect: object = None  # callable(method), run after a request was applied, before answering
     lose_answers: int = 0  # the next N requests are applied, then answered 504 as if the reply was lost
 
     def __post_init__(self):
@@ -147,6 +148,8 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         with fake.lock:
             status, answer = _rest(method, params)
             fake.requests.append((time.monotonic(), method, status))
+            if fake.after_effect is not None:
+                fake.after_effect(method)
             if fake.lose_answers and status == 200:
                 fake.lose_answers -= 1
                 return "Gateway Timeout", 504

@@ -96,6 +96,51 @@ def test_a_worker_sigkilled_mid_webhooks_beside_amocrm(db_url, tmp_path, capsys)
         assert len(receiver.applied) == calls.count
 
 
+def test_a_worker_sigkilled_mid_bitrix24_batch(db_url, tmp_path, capsys):
+    """The worker dies right after Bitrix24 applied a batch of registered and finished calls. The next
+    worker registers those calls again (the same calls, within 30 minutes), finds them finished, and
+    finishes nothing twice."""
+    from tests.conftest import MangoPoster, make_config
+    from tests.fakes.bitrix24 import FakeBitrix24, create_fake_bitrix24
+
+    fake = FakeBitrix24(drain_per_second=50, bucket_size=500)
+    calls = ScoredCalls(count=60, prefix="k")
+    for i in range(calls.count):
+        fake.add_contact(calls.phone(i))
+    with serving(create_fake_bitrix24(fake)) as url:
+        settings = dict(CRM="bitrix24", BITRIX24_PORTAL_URL=url, BITRIX24_OAUTH_URL=f"{url}/oauth/token/",
+                        BITRIX24_CLIENT_ID=fake.client_id, BITRIX24_CLIENT_SECRET=fake.client_secret,
+                        BITRIX24_AUTH_CODE=fake.new_auth_code(), BITRIX24_USER_MAP="101:5551",
+                        BITRIX24_RATE_LIMIT=5, SECRET_KEY="test-secret-key", SURVEY_WAIT_SECONDS=0)
+        from app import create_app
+
+        app = create_app(make_config(db_url, **settings))
+        db = app.extensions["connector"].db
+        calls.post_all(MangoPoster(app.test_client()))
+        env = process_env(DATABASE_URL=db_url, WORKER_LEASE_SECONDS=2, WORKER_POLL_SECONDS=0.1, **settings)
+        first = start_worker(env, tmp_path)
+        killed = []
+
+        def kill_after_the_second_call_batch(method):
+            if method == "batch" and not killed and len(fake.finished()) > 16:
+                os.kill(first.pid, signal.SIGKILL)  # applied; its answer never arrives
+                killed.append(time.monotonic())
+
+        fake.after_effect = kill_after_the_second_call_batch
+        first.wait(timeout=60)
+        assert killed and first.returncode == -signal.SIGKILL
+        fake.after_effect = None
+        workers_until_settled(env, tmp_path, db)
+        finished = [c["params"]["EXTERNAL_CALL_ID"] for c in fake.finished()]
+        figures = {"calls": calls.count, "lost": len(set(calls.entry_ids) - set(finished)),
+                   "doubled": len(finished) - len(set(finished)) + len(fake.calls) - calls.count,
+                   "comments": len(fake.comments), "requests": len(fake.requests)}
+        report("worker-sigkill-mid-bitrix24-batch", figures, capsys)
+        assert figures["lost"] == 0 and figures["doubled"] == 0, figures
+        assert len(fake.comments) == calls.count  # each score's text once
+        db.dispose()
+
+
 def stored_callbacks(db_url: str) -> set[tuple[str, str]]:
     db = Database(db_url)
     try:
