@@ -211,6 +211,10 @@ class Config:
         names = tuple(dict.fromkeys(n.strip() for n in self.CRM.split(",") if n.strip()))
         return () if names == ("none",) else names
 
+    def user_map(self, target: str) -> dict:
+        """The extension -> user map a target starts with (the settings API edits it from then on)."""
+        return {"amocrm": self.AMOCRM_USER_MAP, "bitrix24": self.BITRIX24_USER_MAP}.get(target, {})
+
     @property
     def secret_key_path(self) -> Path:
         return Path(self.DATA_DIR).resolve() / "secret_key"

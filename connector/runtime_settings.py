@@ -30,8 +30,9 @@ class SettingsCache:
     """The admin's settings as this process last read them. Every change bumps its row's version,
     so one small query (scopes and versions, no JSON) tells whether the copy still holds."""
 
-    def __init__(self, initial_policy: Policy, initial_user_map: dict[str, int]):
+    def __init__(self, initial_policy: Policy, initial_user_map: dict[str, int], user_map_scope: str = USER_MAP):
         self._initial_policy, self._initial_user_map = initial_policy, initial_user_map
+        self._scope = user_map_scope
         self._copy: tuple[dict[str, int], Policy, dict[str, int]] | None = None
 
     def read(self, session: Session) -> tuple[Policy, dict[str, int]]:
@@ -41,7 +42,7 @@ class SettingsCache:
             # Versions are read before values: a change committed in between makes the next read
             # reload again, never keeps an old value under a new version.
             self._copy = (versions, current_policy(session, self._initial_policy),
-                          current_user_map(session, self._initial_user_map))
+                          current_user_map(session, self._initial_user_map, self._scope))
         return self._copy[1], self._copy[2]
 
 
@@ -99,19 +100,26 @@ def audit_trail(session: Session, limit: int = 50) -> list[SettingsAudit]:
     return list(session.scalars(select(SettingsAudit).order_by(SettingsAudit.id.desc()).limit(limit)))
 
 
-def current_user_map(session: Session, initial: dict[str, int]) -> dict[str, int]:
-    return dict(_row(session, initial, scope=USER_MAP).values)
+def user_map_scope(target: str) -> str:
+    """The settings scope (and the API's field) of a target's extension -> user map: `amocrm_user_map`,
+    `bitrix24_user_map`."""
+    return f"{target}_user_map"
 
 
-def update_user_map(session: Session, initial: dict[str, int], new_map: object, actor: str) -> dict[str, int]:
-    """Replace the extension -> CRM user map (raises PolicyError when malformed); audited."""
+def current_user_map(session: Session, initial: dict[str, int], scope: str = USER_MAP) -> dict[str, int]:
+    return dict(_row(session, initial, scope=scope).values)
+
+
+def update_user_map(session: Session, initial: dict[str, int], new_map: object, actor: str,
+                    scope: str = USER_MAP) -> dict[str, int]:
+    """Replace an extension -> CRM user map (raises PolicyError when malformed); audited."""
     if not isinstance(new_map, dict) or not all(
             isinstance(k, str) and k.strip() and len(k) <= 32 and text_problem(k) is None
             and type(v) is int and 0 < v <= INT32_MAX for k, v in new_map.items()):
-        raise PolicyError(USER_MAP, 'expected an object of "extension": user id (1 to 2147483647)')
-    row = _row(session, initial, scope=USER_MAP, for_update=True)
+        raise PolicyError(scope, 'expected an object of "extension": user id (1 to 2147483647)')
+    row = _row(session, initial, scope=scope, for_update=True)
     before = dict(row.values)
     if new_map != before:
         row.values = dict(new_map)
-        session.add(SettingsAudit(scope=USER_MAP, actor=actor, before=before, after=dict(new_map)))
+        session.add(SettingsAudit(scope=scope, actor=actor, before=before, after=dict(new_map)))
     return dict(new_map)

@@ -24,11 +24,16 @@ def build_pbx_api(config: Config, db: Database, *, session=None) -> MangoApi:
 def build_workers(config: Config, db: Database, **adapter_options) -> list:
     """One delivery worker per configured target (none when CRM=none): each with its own queue, pause
     and rate limit, so one target's outage never holds up another."""
-    from connector.worker import DeliveryWorker, WorkerOptions
+    from connector.worker import DeliveryLoop, WorkerOptions
 
-    opts = WorkerOptions(initial_policy=policy_from_config(config), initial_user_map=config.AMOCRM_USER_MAP,
-                         lease_seconds=config.WORKER_LEASE_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS)
-    return [DeliveryWorker(db, registry.build_target(name, config, db, **adapter_options), opts)
+    from connector.runtime_settings import user_map_scope
+
+    def options(name: str) -> WorkerOptions:
+        return WorkerOptions(initial_policy=policy_from_config(config), initial_user_map=config.user_map(name),
+                             user_map_scope=user_map_scope(name), lease_seconds=config.WORKER_LEASE_SECONDS,
+                             poll_seconds=config.WORKER_POLL_SECONDS)
+
+    return [DeliveryLoop(db, registry.build_target(name, config, db, **adapter_options), options(name))
             for name in config.targets]
 
 

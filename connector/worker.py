@@ -25,7 +25,7 @@ from connector.db import Database
 from connector.loop import run_until_stopped, worker_id
 from connector.models import DeliveryJob
 from connector.outbox import Delivery, DeliveryQueue, Effects, Outcome, Work
-from connector.runtime_settings import SettingsCache
+from connector.runtime_settings import USER_MAP, SettingsCache
 from connector.threshold import Policy
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,13 @@ class Target(Effects, Protocol):
 class WorkerOptions:
     initial_policy: Policy
     initial_user_map: dict
+    user_map_scope: str = USER_MAP  # the target's own map in the runtime settings
     lease_seconds: float = 60.0
     poll_seconds: float = 1.0
     probe_seconds: float = 300.0
 
 
-class DeliveryWorker:
+class DeliveryLoop:
     """The loop of one target, and its pause: while the account is blocked, nothing is claimed and a
     probe every `probe_seconds` resumes it."""
 
@@ -66,7 +67,7 @@ class DeliveryWorker:
         self.crm = target.name
         self.owner = owner or worker_id()
         self.queue = DeliveryQueue(db, self.crm, self.owner, lease_seconds=opts.lease_seconds)
-        self.settings = SettingsCache(opts.initial_policy, opts.initial_user_map)
+        self.settings = SettingsCache(opts.initial_policy, opts.initial_user_map, opts.user_map_scope)
         self._last_probe = float("-inf")  # monotonic time starts near 0 on a fresh machine
         self._recorder: ThreadPoolExecutor | None = None
         self._recording: Future | None = None

@@ -103,6 +103,23 @@ def test_an_unmapped_operator_is_named_by_the_extension(db_url):
         assert fields == {"UF_CRM_QA_SCORE": "9", "UF_CRM_QA_LOW": ""}  # a high score clears the low mark
 
 
+def test_the_user_map_is_edited_in_the_settings_api(db_url):
+    with bitrix24(db_url) as p:
+        p.fake.add_contact(PHONE)
+        assert p.client.get("/api/v1/settings", headers=AUTH).json["bitrix24_user_map"] == {"101": 5551}
+        changed = p.client.put("/api/v1/settings", json={"bitrix24_user_map": {"101": 5552}}, headers=AUTH)
+        assert changed.status_code == 200 and changed.json["bitrix24_user_map"] == {"101": 5552}
+        assert changed.json["amocrm_user_map"] == {}  # each target has its own map
+        refused = p.client.put("/api/v1/settings", json={"bitrix24_user_map": {"101": "anna"}}, headers=AUTH)
+        assert refused.status_code == 422 and refused.json["error"].startswith("bitrix24_user_map:")
+        p.scored_call()
+        p.drain()
+        [call] = p.fake.finished()
+        assert call["params"]["USER_ID"] == "5552"
+        audit = p.client.get("/api/v1/settings/audit", headers=AUTH).json["items"]
+        assert audit[0]["scope"] == "bitrix24_user_map" and audit[0]["after"] == {"101": 5552}
+
+
 def test_a_lost_answer_is_looked_up_and_the_call_never_finished_twice(db_url):
     with bitrix24(db_url) as p:
         p.fake.add_contact(PHONE)

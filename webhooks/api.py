@@ -15,9 +15,9 @@ from connector.ingest import ingest_api_score
 from connector.metrics import CALLBACKS, queue_metrics
 from connector.quality import marks_json
 from connector.queries import CALL_QUERY_SCHEMA, REPORT_QUERY_SCHEMA
-from connector.runtime_settings import (USER_MAP, audit_trail, current_policies, current_policy, current_user_map,
+from connector.runtime_settings import (audit_trail, current_policies, current_policy, current_user_map,
                                        delete_line_override, line_override, update_line_override, update_policy,
-                                       update_user_map)
+                                       update_user_map, user_map_scope)
 from connector.models import Role
 from connector.threshold import REFUSED, PolicyError
 from connector.notifications import mark_read, notifications_for
@@ -287,8 +287,20 @@ def post_notifications_read():
 
 # --- runtime settings ------------------------------------------------------
 
-def _settings_json(policy, user_map: dict) -> dict:
-    return {**policy.as_dict(), USER_MAP: user_map}
+USER_MAP_TARGETS = ("amocrm", "bitrix24")  # targets whose users the connector names: each has its own map
+
+
+def _user_maps(session, changes: dict | None = None) -> dict:
+    """Every target's extension -> user map, each changed first when `changes` names it."""
+    maps = {}
+    for target in USER_MAP_TARGETS:
+        scope, initial = user_map_scope(target), services().config.user_map(target)
+        if changes is not None and scope in changes:
+            maps[scope] = update_user_map(session, initial, changes.pop(scope), actor=g.principal.username,
+                                          scope=scope)
+        else:
+            maps[scope] = current_user_map(session, initial, scope)
+    return maps
 
 
 @bp.get("/settings")
@@ -296,26 +308,23 @@ def _settings_json(policy, user_map: dict) -> dict:
 def get_settings():
     initial = services().ingest.initial_policy
     with services().db.transaction() as session:
-        return _settings_json(current_policy(session, initial),
-                              current_user_map(session, services().config.AMOCRM_USER_MAP))
+        return {**current_policy(session, initial).as_dict(), **_user_maps(session)}
 
 
 @bp.put("/settings")
 @require_token(Role.ADMIN)
 def put_settings():
-    """Change some settings: any policy field, and `amocrm_user_map` (replaced whole)."""
+    """Change some settings: any policy field, and `amocrm_user_map` / `bitrix24_user_map` (replaced whole)."""
     changes = _json_body()
     if not isinstance(changes, dict) or not changes:
         raise ApiError(400, "expected a JSON object of settings to change")
-    initial_map = services().config.AMOCRM_USER_MAP
     with services().db.transaction() as session:
         try:
-            user_map = (update_user_map(session, initial_map, changes.pop(USER_MAP), actor=g.principal.username)
-                        if USER_MAP in changes else current_user_map(session, initial_map))
+            maps = _user_maps(session, changes)
             policy = update_policy(session, services().ingest.initial_policy, changes, actor=g.principal.username)
         except PolicyError as exc:
             raise ApiError(422, str(exc)) from None
-        return _settings_json(policy, user_map)
+        return {**policy.as_dict(), **maps}
 
 
 def _line_number(line_number: str) -> str:
@@ -372,7 +381,7 @@ def delete_line(line_number: str):
 def get_settings_audit():
     with services().db.transaction() as session:
         rows = audit_trail(session)
-        return {"items": [{"actor": r.actor, "changed_at": r.changed_at.isoformat(),
+        return {"items": [{"scope": r.scope, "actor": r.actor, "changed_at": r.changed_at.isoformat(),
                            "before": r.before, "after": r.after} for r in rows]}
 
 

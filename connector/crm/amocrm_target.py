@@ -1,6 +1,6 @@
 """amoCRM as a delivery target: which items its jobs become, how doubts are settled before a resend,
 and what a done job writes on the call's record. The HTTP is `AmoCrm`'s; the queue's bookkeeping is
-`outbox.DeliveryQueue`'s; the loop is `DeliveryWorker`'s.
+`outbox.DeliveryQueue`'s; the loop is `DeliveryLoop`'s.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.orm import Session
@@ -75,7 +75,6 @@ class Bitrix24Planning:
 class Bitrix24Options:
     public_base_url: str
     secret_key: str
-    user_map: dict = field(default_factory=dict)
     create_crm: bool = False
     score_field: str = ""
     low_score_field: str = ""
@@ -108,7 +107,7 @@ class Bitrix24Target:
         for job, d, w in claimed:
             call, score = d.call, d.score if d.score is not None and d.score.record else None
             extension = call.operator_extension or ""
-            user_id = self.opts.user_map.get(extension)
+            user_id = user_map.get(extension)
             who = {"USER_ID": user_id} if user_id else {"USER_PHONE_INNER": extension}
             w.responsible = (user_id, user_id is not None)
             w.score_value = score.value if score else None

@@ -76,7 +76,7 @@ def _bitrix24_target(config, db: Database, *, session=None):
                          grant_in_query=True, vendor="Bitrix24", auth_code_setting="BITRIX24_AUTH_CODE")
     _exchange_at_start(db, "bitrix24", tokens, config.BITRIX24_AUTH_CODE)
     options = Bitrix24Options(public_base_url=config.PUBLIC_BASE_URL, secret_key=config.SECRET_KEY,
-                              user_map=config.BITRIX24_USER_MAP, create_crm=config.BITRIX24_CREATE_CRM,
+                              create_crm=config.BITRIX24_CREATE_CRM,
                               score_field=config.BITRIX24_SCORE_FIELD,
                               low_score_field=config.BITRIX24_LOW_SCORE_FIELD,
                               task_hours=config.LOW_SCORE_TASK_HOURS, task_template=config.LOW_SCORE_TASK_TEMPLATE)
