@@ -1,17 +1,10 @@
-"""The durable outbox: which CRM effects a call needs, and the job rows that carry them.
+"""The durable outbox: the job rows that carry each target's effects, and the queue that moves them.
 
-Each effect is one job with a unique key (entry_id + kind + what it carries), created
-in the same transaction as the change that calls for it. Jobs:
-- `log_call`: POST the call (score text, recording link); due once the summary is in and
-  a customer score is in, the survey is known to bring none (no answer, not offered), or
-  SURVEY_WAIT_SECONDS have passed since the call ended;
-- `contact`: create a contact for an unknown caller, then the call is logged again;
-- `note`: a score that came after the call was logged (or AMOCRM_LOG_CALLS=false); keyed by score id;
-- `tags`: bring the entity's low-score tag from the one last applied to the one of the score in
-  force (add / remove), and write the score field. A tags job whose score was replaced before it
-  was sent is dropped: the replacing score's own job carries the change;
-- `task` (LOW_SCORE_TASK): a follow-up task on the entity for each tagged score, keyed by score id;
-- `scored` (the outbound webhook target): one message per score in force, keyed by score id.
+Each effect is one job with a unique key (entry_id + kind + what it carries), created in the same
+transaction as the change that calls for it, by the target's planning rules (`Planning`: amoCRM's in
+`crm/amocrm_target.py`, Bitrix24's in `crm/bitrix24_target.py`, the webhook's in `crm/webhook.py`).
+`DeliveryQueue` claims due jobs with a lease, stores their outcomes (done, retried on the schedule of
+`connector.retry`, dead, unmatched) and releases what was claimed but not sent.
 """
 from __future__ import annotations
 
@@ -49,24 +42,6 @@ class JobKind(enum.StrEnum):
     B24_MARK = "b24_mark"  # Bitrix24: the score text as a timeline comment, and the user fields
     B24_TODO = "b24_todo"  # Bitrix24: a follow-up to-do for a tagged score (LOW_SCORE_TASK)
     SCORED = "scored"  # the outbound webhook: one per score in force
-
-
-@dataclass(frozen=True)
-class DeliveryOptions:
-    """amoCRM's planning rules (see `plan`); `crm` names the target."""
-
-    crm: str
-    log_calls: bool = True
-    survey_wait_seconds: int = 180
-    score_field_id: int = 0
-    low_score_task: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.crm
-
-    def plan(self, session: Session, d: "Delivery") -> None:
-        plan(session, self, d)
 
 
 class Planning(Protocol):
@@ -143,27 +118,6 @@ def add_job(session: Session, d: Delivery, crm: str, kind: str, suffix: str = ""
         session.add(job)
         d.jobs[key] = job
     return job
-
-
-def plan(session: Session, opts: DeliveryOptions, d: Delivery) -> None:
-    """Create the jobs the call now needs. Safe to call after every change: keys make it idempotent."""
-    call, record, score = d.call, d.record, d.score
-    if call.summary_received_at is None or call.direction == "internal":
-        return
-    now = _now()
-    if opts.log_calls:
-        schedule_call(session, d, opts.crm, JobKind.LOG_CALL, opts.survey_wait_seconds, now)
-        if record.logged_at is None:
-            return  # the call is not in the CRM yet; what it carries is decided when it is sent
-
-    if score is None or not score.record:  # no score, or the feature was off when it came
-        return
-    if record.written_score != score.value:
-        add_job(session, d, opts.crm, JobKind.NOTE, str(score.id), score=score)
-    elif score.tag != record.applied_tag or score.tag_to_remove or opts.score_field_id:
-        add_job(session, d, opts.crm, JobKind.TAGS, str(score.id), score=score)
-    if opts.low_score_task and score.tag and record.entity_id:  # once per tagged score, on its entity
-        add_job(session, d, opts.crm, JobKind.TASK, str(score.id), score=score)
 
 
 def schedule_call(session: Session, d: Delivery, crm: str, kind: str, survey_wait_seconds: int,

@@ -1,13 +1,24 @@
-"""amoCRM as a delivery target: which items its jobs become, how doubts are settled before a resend,
-and what a done job writes on the call's record. The HTTP is `AmoCrm`'s; the queue's bookkeeping is
-`outbox.DeliveryQueue`'s; the loop is `DeliveryLoop`'s.
+"""amoCRM as a delivery target: which jobs a call needs there (`AmoCrmPlanning`), which items its jobs
+become, how doubts are settled before a resend, and what a done job writes on the call's record. The
+HTTP is `AmoCrm`'s; the queue's bookkeeping is `outbox.DeliveryQueue`'s; the loop is `DeliveryLoop`'s.
+
+Jobs:
+- `log_call`: POST the call (score text, recording link); due once the summary is in and a customer
+  score is in, the survey is known to bring none (no answer, not offered), or SURVEY_WAIT_SECONDS have
+  passed since the call ended;
+- `contact`: create a contact for an unknown caller, then the call is logged again;
+- `note`: a score that came after the call was logged (or AMOCRM_LOG_CALLS=false); keyed by score id;
+- `tags`: bring the entity's low-score tag from the one last applied to the one of the score in force
+  (add / remove), and write the score field. A tags job whose score was replaced before it was sent is
+  dropped: the replacing score's own job carries the change;
+- `task` (LOW_SCORE_TASK): a follow-up task on the entity for each tagged score, keyed by score id.
 """
 from __future__ import annotations
 
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,8 +36,47 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class AmoCrmPlanning:
+    """amoCRM's planning rules (see `plan`); `crm` names the target."""
+
+    crm: str
+    log_calls: bool = True
+    survey_wait_seconds: int = 180
+    score_field_id: int = 0
+    low_score_task: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.crm
+
+    def plan(self, session: Session, d: outbox.Delivery) -> None:
+        plan(session, self, d)
+
+
+def plan(session: Session, opts: AmoCrmPlanning, d: outbox.Delivery) -> None:
+    """Create the jobs the call now needs. Safe to call after every change: keys make it idempotent."""
+    call, record, score = d.call, d.record, d.score
+    if call.summary_received_at is None or call.direction == "internal":
+        return
+    now = datetime.now(timezone.utc)
+    if opts.log_calls:
+        outbox.schedule_call(session, d, opts.crm, JobKind.LOG_CALL, opts.survey_wait_seconds, now)
+        if record.logged_at is None:
+            return  # the call is not in the CRM yet; what it carries is decided when it is sent
+
+    if score is None or not score.record:  # no score, or the feature was off when it came
+        return
+    if record.written_score != score.value:
+        outbox.add_job(session, d, opts.crm, JobKind.NOTE, str(score.id), score=score)
+    elif score.tag != record.applied_tag or score.tag_to_remove or opts.score_field_id:
+        outbox.add_job(session, d, opts.crm, JobKind.TAGS, str(score.id), score=score)
+    if opts.low_score_task and score.tag and record.entity_id:  # once per tagged score, on its entity
+        outbox.add_job(session, d, opts.crm, JobKind.TASK, str(score.id), score=score)
+
+
+@dataclass(frozen=True)
 class AmoCrmOptions:
-    delivery: outbox.DeliveryOptions
+    delivery: AmoCrmPlanning
     public_base_url: str
     secret_key: str
     create_contacts: bool = True
@@ -199,7 +249,7 @@ class AmoCrmTarget:
             for waiting in d.jobs.values():
                 if waiting.status == JobStatus.WAITING:
                     waiting.status, waiting.not_before, waiting.sent_at = JobStatus.PENDING, now, None
-        outbox.plan(session, self.opts.delivery, d)
+        self.opts.delivery.plan(session, d)
 
     def on_unmatched(self, session: Session, job: DeliveryJob, result: ItemResult, now: datetime,
                      d: outbox.Delivery) -> None:

@@ -8,7 +8,6 @@ from connector.accounts import SharedRateLimiter
 from connector.crm.account import OAuthTokens, pause
 from connector.crm.amocrm import AmoCrm, StaticToken
 from connector.db import Database
-from connector.outbox import DeliveryOptions
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +40,11 @@ def _amocrm(config, db: Database, *, session=None):
     return adapter, limiter
 
 
-def delivery_options(config) -> DeliveryOptions:
+def delivery_options(config):
     """amoCRM's planning rules."""
-    return DeliveryOptions(crm="amocrm", log_calls=config.AMOCRM_LOG_CALLS,
+    from connector.crm.amocrm_target import AmoCrmPlanning
+
+    return AmoCrmPlanning(crm="amocrm", log_calls=config.AMOCRM_LOG_CALLS,
                            survey_wait_seconds=config.SURVEY_WAIT_SECONDS,
                            score_field_id=config.AMOCRM_SCORE_FIELD_ID, low_score_task=config.LOW_SCORE_TASK)
 
