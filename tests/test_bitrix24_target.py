@@ -145,6 +145,28 @@ def test_a_call_in_doubt_beyond_the_register_window_is_dead_not_sent_again(db_ur
         assert len(p.fake.finished()) == 1  # nothing was sent again
 
 
+def test_a_spent_method_holds_only_its_own_jobs_until_the_budget_resets(db_url):
+    import time
+
+    with bitrix24(db_url, QA_LOCK_SCORE="false") as p:
+        p.fake.add_contact(PHONE)
+        p.scored_call("call-1")
+        p.drain()
+        p.fake.operation_limited["telephony.externalcall.finish"] = time.time() + 30
+        p.scored_call("call-2")
+        p.post("events/dtmf", dtmf("call-1", "8", seq=9))  # call-1 is in: its new score is a mark
+        p.drain()
+        with p.db.transaction() as s:
+            held = s.scalars(select(DeliveryJob).where(DeliveryJob.kind == "b24_call", DeliveryJob.status == "pending"))
+            [job] = list(held)
+            wait = (job.not_before - datetime.now(timezone.utc)).total_seconds()
+        assert 55 < wait <= 60 and "OPERATION_TIME_LIMIT" in job.last_error
+        assert [c["COMMENT"] for c in p.fake.comments] == ["Оценка качества: 3", "Оценка качества: 8"]
+        p.fake.operation_limited.clear()
+        p.drain(make_due=True)
+        assert len(p.fake.calls) == 2 and len(p.fake.finished()) == 2  # register gave call-2 back, once
+
+
 def test_a_full_bucket_is_waited_out(db_url):
     with bitrix24(db_url, FakeBitrix24(bucket_size=1)) as p:
         p.fake.add_contact(PHONE)

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 REGISTER_WINDOW = timedelta(minutes=25)  # Bitrix24 dedupes register for 30 min; keep a margin
 RECORD_LINK_DAYS = 7
+METHOD_BUDGET_WAIT = 60.0  # seconds: OPERATION_TIME_LIMIT counts over one-minute buckets
 COMMANDS_PER_CALL = 3  # register, finish, attachRecord
 COMMANDS_PER_MARK = 2  # the comment, the fields
 OWNER_TYPE_IDS = {"lead": 1, "deal": 2, "contact": 3, "company": 4}  # Bitrix24's CRM object type ids
@@ -151,9 +152,7 @@ class Bitrix24Target:
             if kind == JobKind.B24_TODO:
                 return self._deliver_todos(work)
             return self._deliver_marks(work)
-        except MethodHeld as exc:
-            if self.limiter:
-                self.limiter.hold(min(exc.retry_after, 60.0))
+        except MethodHeld as exc:  # only this kind's jobs wait for the reset; the others go on
             return [exc] * len(work)
         except TransientError as exc:
             if exc.retry_after and self.limiter:
@@ -163,6 +162,8 @@ class Bitrix24Target:
     @staticmethod
     def _failure(step: str, failure: CommandFailure) -> Outcome:
         message = f"{step}: {failure.code} {failure.description}".strip()
+        if failure.code == "OPERATION_TIME_LIMIT":  # this method's budget: wait for its one-minute bucket
+            return TransientError(message, retry_after=METHOD_BUDGET_WAIT, maybe_applied=False)
         if failure.transient:
             return TransientError(message, maybe_applied=False)
         return ItemResult(False, error=message)
