@@ -298,17 +298,19 @@ def _print_jobs(db, config: Config, status: str | None, targets: tuple[str, ...]
 @click.option("--target", default=None, help="Only this target's jobs (one of CRM's list).")
 def deliveries_replay(status: str, since: datetime | None, target: str | None) -> None:
     from connector import outbox
+    from connector.crm import registry
 
     since_utc = since.replace(tzinfo=timezone.utc) if since else None
     config = load_config()
     targets = _targets(config, target)
+    plannings = {planning.name: planning for planning in registry.plannings(config)}
     with database(config) as db:
         with db.transaction() as s:
             job_ids = outbox.jobs_to_replay(s, status, since_utc, targets=targets)
         with click.progressbar(job_ids, label=f"replaying {len(job_ids)} {status} job(s)") as bar:
             for job_id in bar:
                 with db.transaction() as s:
-                    outbox.replay(s, job_id)
+                    outbox.replay(s, job_id, plannings)
     click.echo(f"{len(job_ids)} job(s) queued again; a running worker sends them")
 
 

@@ -353,8 +353,9 @@ def jobs_to_replay(session: Session, status: str, since: datetime | None, *,
     return list(session.scalars(query))
 
 
-def replay(session: Session, job_id: int) -> None:
-    """Put a dead or unmatched job back in the queue, with a fresh retry budget."""
+def replay(session: Session, job_id: int, plannings: dict[str, Planning] | None = None) -> None:
+    """Put a dead or unmatched job back in the queue, with a fresh retry budget. A target's planning
+    may tidy up around it (`on_replay`: amoCRM drops a failed contact creation so a new one can start)."""
     job = session.get(DeliveryJob, job_id)
     if job is None or job.status not in (JobStatus.DEAD, JobStatus.UNMATCHED):
         return
@@ -364,12 +365,9 @@ def replay(session: Session, job_id: int) -> None:
         return
     job.status, job.not_before, job.lease_until, job.lease_owner = JobStatus.PENDING, _now(), None, None
     job.attempts, job.first_failed_at = 0, None
-    if job.kind == JobKind.LOG_CALL:  # an unmatched call may meet a contact created meanwhile
-        contact = session.scalars(select(DeliveryJob).where(DeliveryJob.call_id == job.call_id,
-                                                            DeliveryJob.crm == job.crm,
-                                                            DeliveryJob.kind == JobKind.CONTACT)).first()
-        if contact is not None and contact.status in (JobStatus.DEAD, JobStatus.UNMATCHED):
-            session.delete(contact)
+    on_replay = getattr((plannings or {}).get(job.crm), "on_replay", None)  # optional in a Planning
+    if on_replay is not None:
+        on_replay(session, job)
     session.flush()
     delivery = load(session, job.crm, [job.call_id]).get(job.call_id)
     if delivery is not None:

@@ -151,6 +151,29 @@ def test_unknown_caller_gets_a_contact_owned_by_the_operator(h):
     assert h.call("call-1")["crm"]["status"] == "delivered"
 
 
+def test_replaying_an_unmatched_call_starts_a_failed_contact_creation_again(h):
+    """amoCRM's own tidy-up on replay (its planning's `on_replay`): the failed contact job is dropped, so
+    the replayed call, still unmatched, creates a new contact and goes out."""
+    from sqlalchemy import update
+
+    from connector import outbox
+    from connector.models import DeliveryJob
+
+    h.fake.inject(400, path="/api/v4/contacts", method="POST")
+    scored_call(h, phone="79990001122")
+    h.drain()
+    with h.db.transaction() as s:  # the call is unmatched and its contact creation dead
+        s.execute(update(DeliveryJob).where(DeliveryJob.kind == "log_call").values(status="unmatched"))
+    assert h.call("call-1")["crm"]["status"] == "dead"
+    plannings = {t.name: t for t in h.app.extensions["connector"].ingest.targets}
+    with h.db.transaction() as s:
+        [job_id] = outbox.jobs_to_replay(s, "unmatched", None)
+        outbox.replay(s, job_id, plannings)
+    h.drain()
+    assert h.call("call-1")["crm"]["status"] == "delivered" and len(h.fake.calls) == 1
+    assert [c["phones"] for c in h.fake.contacts.values()] == [["79990001122"]]
+
+
 @pytest.mark.parametrize("h", [{"AMOCRM_CREATE_CONTACTS": "false"}], indirect=True)
 def test_unknown_caller_without_contact_creation_is_unmatched_and_replayable(h):
     from connector import outbox

@@ -345,9 +345,10 @@ def replay_dead():
         abort(400)
     with services().db.transaction() as s:
         ids = outbox.jobs_to_replay(s, JobStatus.DEAD, None)
+    plannings = {target.name: target for target in services().ingest.targets}
     for job_id in ids:
         with services().db.transaction() as s:
-            outbox.replay(s, job_id)
+            outbox.replay(s, job_id, plannings)
     return redirect(url_for(".settings"))
 
 

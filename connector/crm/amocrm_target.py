@@ -52,6 +52,17 @@ class AmoCrmPlanning:
     def plan(self, session: Session, d: outbox.Delivery) -> None:
         plan(session, self, d)
 
+    def on_replay(self, session: Session, job: DeliveryJob) -> None:
+        """An unmatched call replayed may meet a contact created meanwhile, or need a new one: a failed
+        contact creation is dropped, so that it can start again."""
+        if job.kind != JobKind.LOG_CALL:
+            return
+        contact = session.scalars(select(DeliveryJob).where(DeliveryJob.call_id == job.call_id,
+                                                            DeliveryJob.crm == job.crm,
+                                                            DeliveryJob.kind == JobKind.CONTACT)).first()
+        if contact is not None and contact.status in (JobStatus.DEAD, JobStatus.UNMATCHED):
+            session.delete(contact)
+
 
 def plan(session: Session, opts: AmoCrmPlanning, d: outbox.Delivery) -> None:
     """Create the jobs the call now needs. Safe to call after every change: keys make it idempotent."""
