@@ -138,3 +138,17 @@ def test_a_supervisor_review_is_posted_as_its_own_message(db_url):
         assert [(b["customer_score"], b["supervisor_score"]) for b in bodies] == [(3, None), (3, 6)]
         assert bodies[1]["reviews"][0]["comment"] == "no greeting"
         assert len({m for m, _ in t.receiver.received}) == 2
+
+
+def test_the_settings_page_shows_each_targets_state(db_url):
+    from connector.crm.account import pause
+    from connector.users import add_user
+    from tests.conftest import console_login
+
+    with targets(db_url, crm="amocrm,webhook") as t:
+        with t.db.transaction() as s:
+            add_user(s, "ann", "admin", "correct horse battery", [])
+        pause(t.db, "amocrm", "403 account blocked")
+        console_login(t.client, "ann", "correct horse battery")
+        page = t.client.get("/settings").get_data(as_text=True)
+        assert "CRM (amocrm): paused — 403 account blocked" in page and "CRM (webhook): ok" in page
