@@ -55,18 +55,23 @@ CRM_SETTINGS = {"CRM": "amocrm", "AMOCRM_LONG_LIVED_TOKEN": "bench-token", "SURV
                 "AMOCRM_RATE_LIMIT": str(RATE), "AMOCRM_USER_MAP": "101:5551"}
 
 
-def prepare(url: str, fake: FakeAmo, amo_url: str, calls: int, wipe: bool):
-    """An empty schema, then `calls` low-score calls waiting for delivery; returns (config, app)."""
+def prepare(url: str, fake, calls: int, wipe: bool, settings: dict, recordings: bool = False):
+    """An empty schema, then `calls` low-score calls (callers known to `fake`) waiting for delivery to
+    the target of `settings`; returns (config, app)."""
+    from tests.conftest import recording
+
     if wipe:
         downgrade(url, "base")  # each run starts from an empty schema: the database is wiped
     upgrade(url)
-    config = make_config(url, AMOCRM_BASE_URL=amo_url, **CRM_SETTINGS)
+    config = make_config(url, **settings)
     app = create_app(config)
     post = MangoPoster(app.test_client())
     for i in range(calls):
         phone = f"7933{i:07d}"
         fake.add_contact(phone)
         post("events/summary", summary(f"b{i}", customer=phone))
+        if recordings:
+            post("events/recording", recording(f"b{i}", f"rec-b{i}"))
         post("events/dtmf", dtmf(f"b{i}", str(1 + i % 8)))
     return config, app
 
@@ -80,7 +85,7 @@ def run(calls: int, batch: int, workers: int, database_url: str | None) -> tuple
     fake = FakeAmo(rate_limit=RATE, long_lived_token="bench-token")
     with tempfile.TemporaryDirectory() as tmp, serving(create_fake_app(fake), ) as amo_url:
         url = database_url or f"sqlite:///{tmp}/bench.db"
-        config, app = prepare(url, fake, amo_url, calls, wipe=bool(database_url))
+        config, app = prepare(url, fake, calls, bool(database_url), {**CRM_SETTINGS, "AMOCRM_BASE_URL": amo_url})
         db = app.extensions["connector"].db
         pool = [build_worker(config, db) for _ in range(workers)]
         for worker in pool:
@@ -109,28 +114,15 @@ def run_bitrix24(calls: int, database_url: str | None) -> tuple[float, int, int]
     """`calls` low-score calls with recordings delivered to the fake Bitrix24 (bucket of 50 draining at
     2/s); returns (calls/s, requests, 503 answers)."""
     from connector.wiring import build_workers
-    from tests.conftest import recording
     from tests.fakes.bitrix24 import FakeBitrix24, create_fake_bitrix24
 
     fake = FakeBitrix24(drain_per_second=B24_RATE)
     with tempfile.TemporaryDirectory() as tmp, serving(create_fake_bitrix24(fake)) as b24_url:
         url = database_url or f"sqlite:///{tmp}/bench.db"
-        if database_url:
-            downgrade(url, "base")
-        upgrade(url)
-        config = make_config(url, CRM="bitrix24", SURVEY_WAIT_SECONDS="0", BITRIX24_PORTAL_URL=b24_url,
-                             BITRIX24_OAUTH_URL=f"{b24_url}/oauth/token/", BITRIX24_CLIENT_ID=fake.client_id,
-                             BITRIX24_CLIENT_SECRET=fake.client_secret, BITRIX24_AUTH_CODE=fake.new_auth_code(),
-                             BITRIX24_USER_MAP="101:5551", BITRIX24_RATE_LIMIT=str(B24_RATE),
-                             BITRIX24_SCORE_FIELD="UF_CRM_QA_SCORE", BITRIX24_LOW_SCORE_FIELD="UF_CRM_QA_LOW")
-        app = create_app(config)
-        post = MangoPoster(app.test_client())
-        for i in range(calls):
-            phone = f"7933{i:07d}"
-            fake.add_contact(phone)
-            post("events/summary", summary(f"b{i}", customer=phone))
-            post("events/recording", recording(f"b{i}", f"rec-b{i}"))
-            post("events/dtmf", dtmf(f"b{i}", str(1 + i % 8)))
+        settings = {"CRM": "bitrix24", "SURVEY_WAIT_SECONDS": "0", **fake.connector_settings(b24_url),
+                    "BITRIX24_RATE_LIMIT": str(B24_RATE), "BITRIX24_SCORE_FIELD": "UF_CRM_QA_SCORE",
+                    "BITRIX24_LOW_SCORE_FIELD": "UF_CRM_QA_LOW"}
+        config, app = prepare(url, fake, calls, bool(database_url), settings, recordings=True)
         db = app.extensions["connector"].db
         [worker] = build_workers(config, db)
         stop = threading.Event()
@@ -194,7 +186,7 @@ def run_served(calls: int, database_url: str | None, load: float, split: bool) -
     fake = FakeAmo(rate_limit=RATE, long_lived_token="bench-token")
     with tempfile.TemporaryDirectory() as tmp, serving(create_fake_app(fake)) as amo_url:
         url = database_url or f"sqlite:///{tmp}/bench.db"
-        _config, app = prepare(url, fake, amo_url, calls, wipe=bool(database_url))
+        _config, app = prepare(url, fake, calls, bool(database_url), {**CRM_SETTINGS, "AMOCRM_BASE_URL": amo_url})
         db = app.extensions["connector"].db
         port = free_port()
         env = {**os.environ, **CRM_SETTINGS, "DATABASE_URL": url, "DATA_DIR": tmp, "PORT": str(port),

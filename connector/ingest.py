@@ -274,7 +274,12 @@ def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], po
         call.crm_status = summary_status(r.status for r in call.crm_records)
     if any(active.values()):
         session.flush()  # the outbox reads the new rows (score ids, the records)
-    for target in (t for t in ctx.targets if active[t.name]):
-        for delivery in outbox.load(session, target.name, active[target.name]).values():
-            target.plan(session, delivery)
-            outbox.refresh_record(delivery)
+    planned = [t for t in ctx.targets if active[t.name]]
+    if planned:  # one load for every target: 4 queries a batch however many targets
+        deliveries = outbox.load_targets(session, tuple(t.name for t in planned),
+                                         sorted({i for t in planned for i in active[t.name]}))
+        for target in planned:
+            for call_id in active[target.name]:
+                delivery = deliveries[target.name][call_id]
+                target.plan(session, delivery)
+                outbox.refresh_record(delivery)

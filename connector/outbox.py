@@ -82,19 +82,20 @@ def lock_calls(session: Session, call_ids: list[int]) -> None:
 
 
 def load(session: Session, crm: str, call_ids: list[int]) -> dict[int, Delivery]:
-    """Deliveries of these calls: 4 queries whatever the batch size."""
+    """Deliveries of these calls in one target: 4 queries whatever the batch size."""
+    return load_targets(session, (crm,), call_ids)[crm]
+
+
+def load_targets(session: Session, crms: tuple[str, ...], call_ids: list[int]) -> dict[str, dict[int, Delivery]]:
+    """Deliveries of these calls in each of these targets: 4 queries whatever the batch and the targets."""
     ids = list(set(call_ids))
     calls = {c.id: c for c in session.scalars(select(Call).where(Call.id.in_(ids)))}
-    records: dict[int, CrmRecord] = {}
-    others: dict[int, list[CrmRecord]] = {i: [] for i in ids}
+    all_records: dict[int, list[CrmRecord]] = {i: [] for i in ids}
     for r in session.scalars(select(CrmRecord).where(CrmRecord.call_id.in_(ids))):
-        if r.crm == crm:
-            records[r.call_id] = r
-        else:
-            others[r.call_id].append(r)
-    jobs: dict[int, dict[str, DeliveryJob]] = {i: {} for i in ids}
-    for job in session.scalars(select(DeliveryJob).where(DeliveryJob.call_id.in_(ids), DeliveryJob.crm == crm)):
-        jobs[job.call_id][job.key] = job
+        all_records[r.call_id].append(r)
+    jobs: dict[tuple[str, int], dict[str, DeliveryJob]] = {}
+    for job in session.scalars(select(DeliveryJob).where(DeliveryJob.call_id.in_(ids), DeliveryJob.crm.in_(crms))):
+        jobs.setdefault((job.crm, job.call_id), {})[job.key] = job
     scores: dict[int, Score] = {}
     supervisor: dict[int, Score] = {}
     for score in session.scalars(select(Score).where(Score.call_id.in_(ids), Score.status == ACCEPTED)
@@ -104,8 +105,14 @@ def load(session: Session, crm: str, call_ids: list[int]) -> dict[int, Delivery]
                 scores[score.call_id] = score
         elif score.call_id not in supervisor:
             supervisor[score.call_id] = score
-    return {i: Delivery(calls[i], records[i], jobs[i], scores.get(i), supervisor.get(i), others[i])
-            for i in ids if i in records}
+    out: dict[str, dict[int, Delivery]] = {crm: {} for crm in crms}
+    for i in ids:
+        for record in all_records[i]:
+            if record.crm in out:
+                others = [r for r in all_records[i] if r is not record]
+                out[record.crm][i] = Delivery(calls[i], record, jobs.get((record.crm, i), {}), scores.get(i),
+                                              supervisor.get(i), others)
+    return out
 
 
 def add_job(session: Session, d: Delivery, crm: str, kind: str, suffix: str = "", *,

@@ -35,10 +35,7 @@ def test_three_targets_one_down_for_a_while(db_url, down):
         config = make_config(
             db_url, CRM="amocrm,bitrix24,webhook", SURVEY_WAIT_SECONDS=0,
             AMOCRM_BASE_URL=amo_url, AMOCRM_LONG_LIVED_TOKEN=TOKEN, AMOCRM_USER_MAP="101:5551", AMOCRM_RATE_LIMIT=50,
-            BITRIX24_PORTAL_URL=b24_url, BITRIX24_OAUTH_URL=f"{b24_url}/oauth/token/", BITRIX24_CLIENT_ID=b24.client_id,
-            BITRIX24_CLIENT_SECRET=b24.client_secret, BITRIX24_AUTH_CODE=b24.new_auth_code(),
-            BITRIX24_USER_MAP="101:5551", BITRIX24_RATE_LIMIT=5,
-            WEBHOOK_TARGET_URL=f"{hook_url}/hook", WEBHOOK_TARGET_SECRET=SECRET)
+            **b24.connector_settings(b24_url), WEBHOOK_TARGET_URL=f"{hook_url}/hook", WEBHOOK_TARGET_SECRET=SECRET)
         app = create_app(config)
         db = app.extensions["connector"].db
         try:

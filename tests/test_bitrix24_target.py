@@ -53,10 +53,7 @@ class Portal:
 def bitrix24(db_url, fake=None, **overrides):
     fake = fake or FakeBitrix24()
     with serving(create_fake_bitrix24(fake)) as url:
-        settings = {"CRM": "bitrix24", "BITRIX24_PORTAL_URL": url, "BITRIX24_OAUTH_URL": f"{url}/oauth/token/",
-                    "BITRIX24_CLIENT_ID": fake.client_id, "BITRIX24_CLIENT_SECRET": fake.client_secret,
-                    "BITRIX24_AUTH_CODE": fake.new_auth_code(), "BITRIX24_USER_MAP": "101:5551",
-                    "BITRIX24_RATE_LIMIT": 5, "BITRIX24_SCORE_FIELD": "UF_CRM_QA_SCORE",
+        settings = {"CRM": "bitrix24", **fake.connector_settings(url), "BITRIX24_SCORE_FIELD": "UF_CRM_QA_SCORE",
                     "BITRIX24_LOW_SCORE_FIELD": "UF_CRM_QA_LOW", "SURVEY_WAIT_SECONDS": 0,
                     "PUBLIC_BASE_URL": "https://qa.example"}
         config = make_config(db_url, **{**settings, **overrides})

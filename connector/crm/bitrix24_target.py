@@ -239,9 +239,8 @@ class Bitrix24Target:
         commands = {}
         for i, w in enumerate(work):
             item = w.item
-            if w.in_doubt_since is not None and self._comment_exists(item):
-                pass  # the comment is there: send only the fields (idempotent)
-            elif item["comment"]:
+            # A comment in doubt that is already there is not added again; the fields are idempotent.
+            if item["comment"] and not (w.in_doubt_since is not None and self._comment_exists(item)):
                 commands[f"c{i}"] = command("crm.timeline.comment.add", {
                     "fields[ENTITY_TYPE]": item["entity_type"], "fields[ENTITY_ID]": item["entity_id"],
                     "fields[COMMENT]": item["comment"]})

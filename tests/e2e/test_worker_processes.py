@@ -40,11 +40,8 @@ def test_two_workers_on_bitrix24_and_the_webhook_share_the_work_exactly_once(db_
     for i in range(calls.count):
         fake.add_contact(calls.phone(i))
     with serving(create_fake_bitrix24(fake)) as url, serving(create_receiver(receiver)) as hook_url:
-        settings = dict(CRM="bitrix24,webhook", BITRIX24_PORTAL_URL=url, BITRIX24_OAUTH_URL=f"{url}/oauth/token/",
-                        BITRIX24_CLIENT_ID=fake.client_id, BITRIX24_CLIENT_SECRET=fake.client_secret,
-                        BITRIX24_AUTH_CODE=fake.new_auth_code(), BITRIX24_USER_MAP="101:5551",
-                        BITRIX24_RATE_LIMIT=5, WEBHOOK_TARGET_URL=f"{hook_url}/hook", WEBHOOK_TARGET_SECRET=SECRET,
-                        SECRET_KEY="test-secret-key", SURVEY_WAIT_SECONDS=0)
+        settings = dict(CRM="bitrix24,webhook", **fake.connector_settings(url), WEBHOOK_TARGET_URL=f"{hook_url}/hook",
+                        WEBHOOK_TARGET_SECRET=SECRET, SECRET_KEY="test-secret-key", SURVEY_WAIT_SECONDS=0)
         app = create_app(make_config(db_url, **settings))
         db = app.extensions["connector"].db
         try:

@@ -65,6 +65,13 @@ class FakeBitrix24:
         self.ids = itertools.count(100)
         self.level, self.level_at = 0.0, time.monotonic()
 
+    def connector_settings(self, url: str) -> dict:
+        """The connector's Bitrix24 settings for this portal served at `url` (a fresh code each time)."""
+        return {"BITRIX24_PORTAL_URL": url, "BITRIX24_OAUTH_URL": f"{url}/oauth/token/",
+                "BITRIX24_CLIENT_ID": self.client_id, "BITRIX24_CLIENT_SECRET": self.client_secret,
+                "BITRIX24_AUTH_CODE": self.new_auth_code(), "BITRIX24_USER_MAP": "101:5551",
+                "BITRIX24_RATE_LIMIT": 5}
+
     def new_auth_code(self) -> str:
         code = secrets.token_hex(8)
         self.auth_codes.add(code)

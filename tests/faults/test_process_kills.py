@@ -108,10 +108,8 @@ def test_a_worker_sigkilled_mid_bitrix24_batch(db_url, tmp_path, capsys):
     for i in range(calls.count):
         fake.add_contact(calls.phone(i))
     with serving(create_fake_bitrix24(fake)) as url:
-        settings = dict(CRM="bitrix24", BITRIX24_PORTAL_URL=url, BITRIX24_OAUTH_URL=f"{url}/oauth/token/",
-                        BITRIX24_CLIENT_ID=fake.client_id, BITRIX24_CLIENT_SECRET=fake.client_secret,
-                        BITRIX24_AUTH_CODE=fake.new_auth_code(), BITRIX24_USER_MAP="101:5551",
-                        BITRIX24_RATE_LIMIT=5, SECRET_KEY="test-secret-key", SURVEY_WAIT_SECONDS=0)
+        settings = dict(CRM="bitrix24", **fake.connector_settings(url), SECRET_KEY="test-secret-key",
+                        SURVEY_WAIT_SECONDS=0)
         from app import create_app
 
         app = create_app(make_config(db_url, **settings))
