@@ -220,6 +220,16 @@ def outcome_label(outcome: Outcome) -> str:
     return "retry" if outcome.extra.get("retry") else ("unmatched" if outcome.unmatched else "dead")
 
 
+def batch_failure(exc: Exception) -> TransientError:
+    """The outcome of each job of a batch that raised where it should have answered: the try counts, the
+    error text is the job's, it may have been applied (looked up before a resend), and the retry schedule
+    ends it dead, where a person sees it, instead of a loop that retries without counting."""
+    if isinstance(exc, TransientError):
+        return exc
+    text = str(exc).strip()
+    return TransientError(f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__, maybe_applied=True)
+
+
 def call_ids(work: list[Work], shown: int = 10) -> str:
     ids = [w.entry_id for w in work]
     return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
@@ -252,9 +262,10 @@ class DeliveryQueue:
             prepare(s, claimed)
             return [w for _job, _d, w in claimed]
 
-    def release(self, work: list[Work]) -> None:
-        """Hand claimed jobs back untouched (the target paused, or the worker stops before sending
-        them), not counting this attempt."""
+    def release(self, work: list[Work], *, maybe_sent: bool = False) -> None:
+        """Hand claimed jobs back (the target paused, or the worker stops before sending them), not
+        counting this attempt. With `maybe_sent` (a block met in the middle of a batch) each keeps the
+        mark that it may have reached the target, so it is looked up before it is sent again."""
         if not work:
             return
         with self.db.transaction() as s:
@@ -264,7 +275,8 @@ class DeliveryQueue:
                     continue  # settled before the pause, or taken over
                 job.attempts = max(0, job.attempts - 1)
                 job.lease_owner = job.lease_until = None
-                job.sent_at = w.in_doubt_since
+                if not maybe_sent:
+                    job.sent_at = w.in_doubt_since
 
     def finish(self, work: list[Work], outcomes: list[Outcome], effects: Effects) -> None:
         """Store the outcomes. A batch whose outcome the database refuses to store (a value that
@@ -280,6 +292,10 @@ class DeliveryQueue:
             reason = f"the outcome could not be stored ({type(cause).__name__}); fix the data and replay"
             log.error("%s: %d job(s) dead (calls %s): %s", self.crm, len(work), call_ids(work), reason)
             self._bury(work, reason)
+        except Exception as exc:  # a target's bookkeeping failed: the try counts, and the job is looked up
+            log.exception("%s: storing the outcomes of %d job(s) failed (calls %s)", self.crm, len(work),
+                          call_ids(work))
+            self._store(work, [batch_failure(exc)] * len(work), effects)
 
     def _store(self, work: list[Work], outcomes: list[Outcome], effects: Effects) -> None:
         with self.db.transaction() as s:

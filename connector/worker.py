@@ -24,7 +24,7 @@ from connector.crm.account import pause, pause_state, resume
 from connector.db import Database
 from connector.loop import run_until_stopped, worker_id
 from connector.models import DeliveryJob
-from connector.outbox import Delivery, DeliveryQueue, Effects, Outcome, Work
+from connector.outbox import Delivery, DeliveryQueue, Effects, Outcome, Work, batch_failure, call_ids
 from connector.runtime_settings import USER_MAP, SettingsCache
 from connector.threshold import Policy
 
@@ -108,16 +108,29 @@ class DeliveryLoop:
         try:
             outcomes = self.target.deliver(work[0].kind, work)
         except AccountBlocked as exc:
-            pause(self.db, self.crm, exc.message)
-            self._last_probe = time.monotonic()  # the next probe waits its full interval
-            self.queue.release(work + (self._claimed_ahead() or []))
+            self._blocked(work, exc)
             return len(work)
+        except Exception as exc:  # a bug or an answer of a shape nobody foresaw: never a silent loop
+            log.exception("%s: delivering a batch of %d failed (calls %s)", self.crm, len(work), call_ids(work))
+            outcomes = [batch_failure(exc)] * len(work)
         self._await_outcomes()  # one batch in flight at most, stored in the order sent
         if self._recorder is None:
             self.queue.finish(work, outcomes, self.target)
         else:
             self._recording = self._recorder.submit(self.queue.finish, work, outcomes, self.target)
         return len(work)
+
+    def _blocked(self, work: list[Work], exc: AccountBlocked) -> None:
+        """Pause the target. The jobs whose outcome it knows are stored; the rest go back, keeping the
+        mark that they may have been sent (looked up after the resume) unless the target is sure."""
+        pause(self.db, self.crm, exc.message)
+        self._last_probe = time.monotonic()  # the next probe waits its full interval
+        known = len(exc.settled)
+        self._await_outcomes()
+        if known:
+            self.queue.finish(work[:known], exc.settled, self.target)
+        self.queue.release(work[known:], maybe_sent=exc.maybe_applied)
+        self.queue.release(self._claimed_ahead() or [])
 
     def _claim(self) -> list[Work]:
         def prepare(session: Session, claimed) -> None:

@@ -55,8 +55,28 @@ class EntityNotFound(PermanentError):
     "Entity not found", naming no item). For a batch, which items it skipped is unknown."""
 
 
+class UnexpectedAnswer(TransientError):
+    """The target answered in a shape the connector does not know (`field` names what was missing or
+    wrong). It may have applied the request, so the job is looked up before it is sent again, and it is
+    retried on the schedule, then dead: a person sees the field in the job's error."""
+
+    def __init__(self, where: str, field: str, **answer):
+        super().__init__(f"{where}: unexpected answer, no usable {field!r}", maybe_applied=True, **answer)
+        self.field = field
+
+
 class AccountBlocked(CrmError):
-    """402/403, or authorization that cannot be restored: stop sending to this account."""
+    """402/403, a removed application, or authorization that cannot be restored: stop sending to this
+    target until an admin resumes it or a probe succeeds.
+
+    Met in the middle of a batch, the jobs before it may have been applied: `settled` holds the
+    outcomes of the first jobs when the target knows them, and `maybe_applied` says whether the rest
+    may have reached the target (then they are looked up before they are sent again)."""
+
+    def __init__(self, message: str, *, settled: list | None = None, maybe_applied: bool = True, **answer):
+        super().__init__(message, **answer)
+        self.settled = settled or []
+        self.maybe_applied = maybe_applied
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 import requests
 
 from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, EntityNotFound, ItemResult,
-                           NoteItem, PermanentError, RateLimited, TagItem, TaskItem, TransientError)
+                           NoteItem, PermanentError, RateLimited, TagItem, TaskItem, TransientError, UnexpectedAnswer)
 from connector.metrics import CRM_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,18 @@ def digits(phone: str) -> str:
 # amoCRM names entity types in the plural in URLs, but its answers may use either form
 # (the official client's EntityFactory accepts both; the events API uses the singular).
 PLURAL = {"lead": "leads", "contact": "contacts", "company": "companies", "customer": "customers"}
+
+
+def _id(row: object, field: str, what: str) -> int:
+    """A positive id from one row of an answer, or UnexpectedAnswer naming the field."""
+    value = row.get(field) if isinstance(row, dict) else None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0:
+        raise UnexpectedAnswer(f"amoCRM, {what}", field)
+    return number
 
 
 def plural(entity_type: str | None) -> str:
@@ -228,6 +240,8 @@ class AmoCrm:
                 results.extend(send([item]))
             except PermanentError as exc:
                 results.append(ItemResult(False, error=exc.message))
+            except AccountBlocked:
+                raise  # the whole target pauses; the batch keeps its "maybe sent" mark for the look-up
             except CrmError as exc:  # the rest wait; a look-up precedes their next attempt
                 pause = exc.retry_after if isinstance(exc, TransientError) else None
                 results.extend(TransientError(exc.message, retry_after=pause, status=exc.status)
@@ -299,7 +313,7 @@ class AmoCrm:
             body.append(contact)
         response = self.request("POST", "/api/v4/contacts", json=body)
         created = self._by_request_id(self._embedded(response, "contacts"))
-        return [ItemResult(True, "contacts", int(created[i]["id"])) if i in created
+        return [ItemResult(True, "contacts", _id(created[i], "id", "a created contact")) if i in created
                 else ItemResult(False, error="contact not created") for i in range(len(items))]
 
     def add_notes(self, items: list[NoteItem]) -> list[ItemResult]:
@@ -332,7 +346,7 @@ class AmoCrm:
             body.append(task)
         response = self.request("POST", "/api/v4/tasks", json=body)
         created = self._by_request_id(self._embedded(response, "tasks"))
-        return [ItemResult(True, item.entity_type, item.entity_id, extra={"task_id": int(created[i]["id"])})
+        return [ItemResult(True, item.entity_type, item.entity_id, extra={"task_id": _id(created[i], "id", "a created task")})
                 if i in created else ItemResult(False, error="task not created") for i, item in enumerate(items)]
 
     def find_task(self, item: TaskItem) -> bool:
@@ -381,7 +395,7 @@ class AmoCrm:
     def find_entity_by_phone(self, phone: str) -> ItemResult | None:
         response = self.request("GET", "/api/v4/contacts", params={"query": digits(phone), "limit": 1})
         rows = self._embedded(response, "contacts")
-        return ItemResult(True, "contacts", int(rows[0]["id"])) if rows else None
+        return ItemResult(True, "contacts", _id(rows[0], "id", "a contact")) if rows else None
 
     def _notes_since(self, entity_type: str, note_types: list[str], since: int, entity_id: int | None = None,
                      max_pages: int = 20) -> list[dict]:
@@ -413,7 +427,7 @@ class AmoCrm:
             for note in notes:
                 uniq = (note.get("params") or {}).get("uniq")
                 if uniq in wanted and uniq not in found:
-                    found[uniq] = ItemResult(True, entity_type, int(note["entity_id"]))
+                    found[uniq] = ItemResult(True, entity_type, _id(note, "entity_id", "a call note"))
             if len(found) == len(wanted):
                 break
         if len(refused) == len(NOTE_ENTITIES):

@@ -5,7 +5,8 @@
 `webhook-id` is the job's key, one per score (`<call_id>:scored:<score id>`), so a retry carries the same
 id and a receiver that deduplicates by it (as the specification asks) applies each score once. A 2xx is
 done; 408, 429 and 5xx (and no answer) retry on the outbox schedule, after `Retry-After` when given; any
-other 4xx is dead with the receiver's answer. The receiver is never looked up before a resend: the
+other 4xx is dead with the receiver's answer, but 410 Gone, which pauses the target (the specification
+asks the sender to disable the endpoint) until an admin resumes it. The receiver is never looked up before a resend: the
 stable id makes a resend harmless.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from standardwebhooks.webhooks import Webhook
 
 from connector import outbox
 from connector.calls import call_json
-from connector.crm import ItemResult, TransientError
+from connector.crm import AccountBlocked, CrmError, ItemResult, TransientError
 from connector.models import Call, DeliveryJob, JobStatus
 from connector.outbox import JobKind, Outcome, Work
 from connector.threshold import Policy
@@ -29,6 +30,7 @@ from connector.threshold import Policy
 NAME = "webhook"
 EVENT = "call.scored"
 RETRIED = {408, 429}  # and every 5xx
+GONE = 410  # Standard Webhooks, "Delivery success and failure": the sender should disable the endpoint
 
 
 class WebhookPlanning:
@@ -72,7 +74,9 @@ class WebhookTarget:
         self.http = session or requests.Session()
 
     def probe(self) -> None:
-        """A webhook target is never paused: each failure is its job's own."""
+        """The webhook pauses only when its receiver answered 410 Gone ("disable this endpoint"): a
+        probe never undoes that; an admin resumes it once the receiver wants messages again."""
+        raise CrmError("the receiver answered 410 Gone: resume the webhook once it wants messages again")
 
     def prepare(self, session: Session, claimed: list[tuple[DeliveryJob, outbox.Delivery, Work]], policy: Policy,
                 user_map: dict) -> None:
@@ -84,9 +88,16 @@ class WebhookTarget:
             w.item = {"type": EVENT, "data": call_json(d.call)}
 
     def deliver(self, kind: str, work: list[Work]) -> list[Outcome]:
-        return [self._post(w) for w in work]
+        outcomes: list[Outcome] = []
+        for w in work:
+            outcome = self._post(w)
+            if isinstance(outcome, AccountBlocked):  # the messages before it are delivered; the rest wait
+                raise AccountBlocked(outcome.message, settled=outcomes, maybe_applied=False,
+                                     status=outcome.status, body=outcome.body)
+            outcomes.append(outcome)
+        return outcomes
 
-    def _post(self, w: Work) -> Outcome:
+    def _post(self, w: Work) -> Outcome | AccountBlocked:
         now = datetime.now(timezone.utc)
         body = json.dumps({**w.item, "timestamp": now.isoformat()}, ensure_ascii=False)
         message_id = w.extra["message_id"]
@@ -101,6 +112,9 @@ class WebhookTarget:
         if 200 <= response.status_code < 300:
             return ItemResult(True)
         detail = f"webhook: {response.status_code} {response.text.strip()[:200]}".strip()
+        if response.status_code == GONE:
+            return AccountBlocked(f"{detail}: the receiver asks to stop sending (410 Gone); resume the webhook "
+                                  "target once it wants messages again", status=GONE, body=response.text[:500])
         if response.status_code in RETRIED or response.status_code >= 500:
             return TransientError(detail, retry_after=_retry_after(response), status=response.status_code,
                                   body=response.text[:500])
