@@ -112,6 +112,7 @@ class Config:
     BITRIX24_CREATE_CRM: bool = False
     BITRIX24_SCORE_FIELD: str = ""
     BITRIX24_LOW_SCORE_FIELD: str = ""
+    BITRIX24_DEFAULT_USER_ID: int = 0  # owns calls with no operator (or one no Bitrix24 user has); 0: none
     LOW_SCORE_TASK: bool = False
     LOW_SCORE_TASK_HOURS: int = 24
     LOW_SCORE_TASK_TEMPLATE: str = "Перезвонить клиенту: оценка {score}"
@@ -180,6 +181,8 @@ class Config:
             raise ConfigError("BITRIX24_CLIENT_ID: set it and BITRIX24_CLIENT_SECRET (the local application's keys)")
         if not 0 < self.BITRIX24_RATE_LIMIT <= 5:
             raise ConfigError(f"BITRIX24_RATE_LIMIT: expected above 0 and at most 5, got {self.BITRIX24_RATE_LIMIT}")
+        if self.BITRIX24_DEFAULT_USER_ID < 0:
+            raise ConfigError(f"BITRIX24_DEFAULT_USER_ID: expected a Bitrix24 user id, got {self.BITRIX24_DEFAULT_USER_ID}")
         for name in ("BITRIX24_SCORE_FIELD", "BITRIX24_LOW_SCORE_FIELD"):
             if getattr(self, name) and not re.fullmatch(r"UF_CRM_[A-Z0-9_]{1,40}", getattr(self, name)):
                 raise ConfigError(f"{name}: expected a user field code like UF_CRM_QA_SCORE")

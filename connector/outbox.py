@@ -39,6 +39,7 @@ class JobKind(enum.StrEnum):
     TAGS = "tags"  # amoCRM
     TASK = "task"  # amoCRM: a follow-up task for a tagged score (LOW_SCORE_TASK)
     B24_CALL = "b24_call"  # Bitrix24: register, finish (with the vote) and attach the recording
+    B24_RECORD = "b24_record"  # Bitrix24: attach a recording the call went without (failed, held or late)
     B24_MARK = "b24_mark"  # Bitrix24: the score text as a timeline comment, and the user fields
     B24_TODO = "b24_todo"  # Bitrix24: a follow-up to-do for a tagged score (LOW_SCORE_TASK)
     SCORED = "scored"  # the outbound webhook: one per score in force
@@ -334,6 +335,8 @@ class DeliveryQueue:
     def _retry_later(self, job: DeliveryJob, exc: TransientError, now: datetime) -> None:
         job.first_failed_at = job.first_failed_at or now
         job.last_error = exc.message
+        if exc.progress:
+            job.result = {**(job.result or {}), **exc.progress}
         if not exc.maybe_applied:
             job.sent_at = None
         when = next_try(job.first_failed_at, job.attempts, exc, now)

@@ -30,6 +30,7 @@ def test_three_targets_one_down_for_a_while(db_url, down):
     for i in range(CALLS):
         amo.add_contact(phone(i))
         b24.add_contact(phone(i))
+    b24.add_past_call(5551)  # the operator's earlier calls show the connector may read their statistics
     with serving(create_fake_app(amo)) as amo_url, serving(create_fake_bitrix24(b24)) as b24_url, \
             serving(create_receiver(receiver)) as hook_url:
         config = make_config(

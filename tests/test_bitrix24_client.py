@@ -106,11 +106,19 @@ def test_a_full_bucket_is_rate_limited_and_a_spent_method_is_held(db, portal):
             client.call("app.info")
     assert limited.value.status == 503 and limited.value.maybe_applied is False
     time.sleep(2.0)  # the bucket drains 2 per second
-    fake.operation_limited["app.info"] = time.time() + 30
+    fake.operation_limited["app.info"] = time.time() + 300
     with pytest.raises(MethodHeld) as held:
         client.call("app.info")
-    # The error names no reset time: the budget's buckets are one minute long, so a minute.
-    assert held.value.status == 429 and 55 < held.value.retry_after <= 60
+    # The error names no reset time, and no earlier answer did: the budget spans ten minutes.
+    assert held.value.status == 429 and 595 < held.value.retry_after <= 600
+
+    fake.operation_limited.clear()
+    fake.budget_resets["app.info"] = time.time() + 240  # an answer says when the spent time resets
+    client.call("app.info")
+    fake.operation_limited["app.info"] = time.time() + 240
+    with pytest.raises(MethodHeld) as held:
+        client.call("app.info")
+    assert 235 < held.value.retry_after <= 240  # held until then, not a minute and again
 
 
 def test_a_removed_application_blocks_the_account(db, portal):

@@ -26,11 +26,15 @@ class CrmError(Exception):
 class TransientError(CrmError):
     """Retry later: rate limit, 5xx, timeout, connection failure."""
 
-    def __init__(self, message: str, retry_after: float | None = None, maybe_applied: bool = True, **answer):
+    def __init__(self, message: str, retry_after: float | None = None, maybe_applied: bool = True, *,
+                 progress: dict | None = None, **answer):
         super().__init__(message, **answer)
         self.retry_after = retry_after
         # False only when the CRM surely did nothing (429): then no look-up is needed before resending.
         self.maybe_applied = maybe_applied
+        # What this try achieved that the next one builds on (kept in the job's result), e.g. a call
+        # Bitrix24 registered whose finish failed: the next try finishes that call, never a new one.
+        self.progress = progress or {}
 
 
 class RateLimited(TransientError):

@@ -7,8 +7,9 @@ errors split into the connector's typed errors at this boundary.
 - `QUERY_LIMIT_EXCEEDED` (503): the portal's leaky bucket is full: RateLimited, sent again after a
   drain interval, nothing was applied.
 - `OPERATION_TIME_LIMIT` (429): the method's time budget is spent until `operating_reset_at`:
-  MethodHeld, carrying that moment (a minute, the length of the budget's buckets, when the answer
-  does not name it).
+  MethodHeld, carrying that moment. The error answer is not documented to name it, so the moment is the
+  one the method's last successful answer named, else ten minutes on (the budget sums ten one-minute
+  buckets: a spent method is free again at most that long after).
 - other 5xx and no answer: TransientError (the request may have been applied).
 - `batch` answers 200 with each command's error in `result_error[key]`: `BatchAnswer` keeps them
   apart, so one bad command fails alone.
@@ -33,6 +34,15 @@ NAME = "bitrix24"
 MAX_BATCH = 50  # ERROR_BATCH_LENGTH_EXCEEDED above it
 TIMEOUT = (5, 60)  # connect, read: a request may run up to 60 s on the portal
 DRAIN_WAIT = 1.0  # seconds after QUERY_LIMIT_EXCEEDED: two requests drain from the bucket meanwhile
+BUDGET_WINDOW = 600.0  # seconds: docs limits.md, the method budget is summed over ten 1-minute buckets
+MAX_PAGES = 20  # a look-up reads at most this many pages of 50 (newest first) before it gives up
+
+
+class UnreadableList(TransientError):
+    """A list too long to read to its end: what it did not show is not proven absent."""
+
+    def __init__(self, message: str):
+        super().__init__(message, maybe_applied=True)
 
 
 class MethodHeld(TransientError):
@@ -60,6 +70,7 @@ class BatchAnswer:
     results: dict  # key -> the command's result
     failures: dict  # key -> CommandFailure
     reset_at: dict  # method -> operating_reset_at, for methods near their time budget
+    next: dict = None  # key -> the `start` of a list command's next page (docs batch.md: result_next)
 
 
 def command(method: str, params: dict) -> str:
@@ -74,10 +85,28 @@ class Bitrix24Api:
         self.base = portal_url.rstrip("/") + "/rest/"
         self.tokens, self.wait_turn = tokens, wait_turn
         self.http = session or requests.Session()
+        self.reset_at: dict[str, float] = {}  # method -> operating_reset_at its last answer named
 
     def call(self, method: str, params: dict | None = None):
         """One method; its `result`."""
         return self._request(method, params or {})["result"]
+
+    def rows(self, method: str, params: dict, *, max_pages: int = MAX_PAGES):
+        """A list method's rows, page after page of 50 (`start`, `next`), as far as the caller reads. More
+        than `max_pages` pages is UnreadableList: a look-up that stops there has proven nothing."""
+        start = 0
+        for _ in range(max_pages):
+            body = self._request(method, {**params, "start": start})
+            yield from body.get("result") or []
+            if not body.get("next"):
+                return
+            start = int(body["next"])
+        raise UnreadableList(f"{method}: more than {max_pages * 50} rows to read")
+
+    def held_until(self, method: str) -> float:
+        """When a method whose budget is spent is free again: as its last answer said, else ten minutes on."""
+        known = self.reset_at.get(method.lower(), 0.0)
+        return known if known > time.time() else time.time() + BUDGET_WINDOW
 
     def batch(self, commands: dict[str, str], *, halt: bool = False) -> BatchAnswer:
         """Up to 50 commands (see `command`) in one request; each command's outcome apart."""
@@ -95,8 +124,10 @@ class Bitrix24Api:
         for key, timing in (times.items() if isinstance(times, dict) else ()):
             method = commands.get(key, "").partition("?")[0].lower()
             if method and isinstance(timing, dict) and timing.get("operating_reset_at"):
-                reset_at[method] = timing["operating_reset_at"]
-        return BatchAnswer(results, failures, reset_at)
+                reset_at[method] = float(timing["operating_reset_at"])
+        self.reset_at.update(reset_at)
+        nexts = answer.get("result_next")
+        return BatchAnswer(results, failures, reset_at, nexts if isinstance(nexts, dict) else {})
 
     def _request(self, method: str, params: dict) -> dict:
         token = self.tokens.access_token()
@@ -126,19 +157,20 @@ class Bitrix24Api:
         except ValueError:
             return {}
 
-    @staticmethod
-    def _checked(method: str, response: requests.Response, body, code: str) -> dict:
+    def _checked(self, method: str, response: requests.Response, body, code: str) -> dict:
         status = response.status_code
         detail = f"{method}: {status} {code} {body.get('error_description', '') if isinstance(body, dict) else ''}"
         answer = {"status": status, "body": body if isinstance(body, dict) else None}
+        timing = (body.get("time") if isinstance(body, dict) else None) or {}
         if status == 200 and isinstance(body, dict) and "result" in body:
+            if isinstance(timing, dict) and timing.get("operating_reset_at"):
+                self.reset_at[method.lower()] = float(timing["operating_reset_at"])
             return body
         if code == "QUERY_LIMIT_EXCEEDED":
             raise RateLimited(detail.strip(), DRAIN_WAIT, **answer)
         if code == "OPERATION_TIME_LIMIT":
-            timing = (body.get("time") if isinstance(body, dict) else None) or {}
-            reset_at = float(timing.get("operating_reset_at") or time.time() + 60)
-            raise MethodHeld(detail.strip(), reset_at, **answer)
+            named = timing.get("operating_reset_at") if isinstance(timing, dict) else None
+            raise MethodHeld(detail.strip(), float(named) if named else self.held_until(method), **answer)
         if status in (401, 403):
             raise AccountBlocked(f"Bitrix24 refused the application ({detail.strip()}): reinstall it or authorize "
                                  "again with BITRIX24_AUTH_CODE", **answer)

@@ -80,7 +80,8 @@ def _bitrix24_target(config, db: Database, *, session=None):
                               create_crm=config.BITRIX24_CREATE_CRM,
                               score_field=config.BITRIX24_SCORE_FIELD,
                               low_score_field=config.BITRIX24_LOW_SCORE_FIELD,
-                              task_hours=config.LOW_SCORE_TASK_HOURS, task_template=config.LOW_SCORE_TASK_TEMPLATE)
+                              task_hours=config.LOW_SCORE_TASK_HOURS, task_template=config.LOW_SCORE_TASK_TEMPLATE,
+                              default_user_id=config.BITRIX24_DEFAULT_USER_ID)
     api = Bitrix24Api(config.BITRIX24_PORTAL_URL, tokens, limiter.wait_turn, session=session)
     return Bitrix24Target(api, options, Bitrix24Planning(config.SURVEY_WAIT_SECONDS, config.LOW_SCORE_TASK), limiter)
 

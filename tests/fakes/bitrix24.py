@@ -13,9 +13,12 @@ how-to-call-rest-api/batch and limits, oauth):
 - `batch`: `halt` and `cmd[key]=method?urlencoded-params`, at most 50 (`ERROR_BATCH_LENGTH_EXCEEDED`);
   `$result[key][FIELD]` in a later command reads an earlier command's answer; each command's error goes to
   `result_error[key]`, the others still run (halt=0).
-- `telephony.externalcall.register` returns the same call for the same PHONE_NUMBER, TYPE, USER_ID,
-  LINE_NUMBER and EXTERNAL_CALL_ID within 30 minutes; `finish` closes a call once (a second finish is an
-  error: the call is no longer open); `attachRecord` keeps the RECORD_URL.
+- Telephony, as the vendor's module code behaves (`core` = avshatalov48/bitrix24-core-corp,
+  modules/voximplant): `register` dedupes only onto a call still open (the active-call table) whose
+  CALL_START_DATE lies within 30 minutes; `finish` writes the statistics row (with EXTERNAL_CALL_ID) and
+  deletes the open call; `attachRecord` downloads RECORD_URL in the request, only for a finished call,
+  and checks the file name's extension; `voximplant.statistic.get` filters, sorts and pages its rows and
+  needs the "Call statistics - View" right. Each behaviour names its source beside it.
 - `uninstalled` answers every method 401 `invalid_token` and refuses every grant: the application was
   removed from the portal.
 """
@@ -27,13 +30,18 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qsl, urlsplit
 
+import requests
 from flask import Flask, jsonify, request
 
-REGISTER_DEDUPE_SECONDS = 30 * 60
+REGISTER_DEDUPE = timedelta(minutes=30)  # core lib/rest/helper.php registerExternalCall: '>DATE_CREATE' now - 30 min
 BUCKET_SIZE, DRAIN_PER_SECOND = 50, 2.0
 MAX_BATCH = 50
+PAGE = 50  # docs limits.md, voximplant-statistic-get.md: list methods answer 50 rows a page
+RECORD_EXTENSIONS = ("mp3", "flac", "wav")  # core lib/security/recordfile.php: CFile::CheckFile(.., 'audio/', 'mp3,flac,wav')
+AUDIO_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"RIFF", b"fLaC")  # CheckFile sniffs the MIME type: audio/ only
 
 
 @dataclass
@@ -45,11 +53,17 @@ class FakeBitrix24:
     users: set = field(default_factory=lambda: {1, 5551, 5552})
     contacts: dict = field(default_factory=dict)  # phone digits -> contact id
     calls: dict = field(default_factory=dict)  # CALL_ID -> the call as registered, finished and recorded
+    open_calls: dict = field(default_factory=dict)  # CALL_ID -> dedupe key: the active-call table (CallTable)
+    statistics: list = field(default_factory=list)  # rows written by finish (StatisticTable), oldest first
+    statistics_right: str = "all"  # "all", "own" (only the app user's calls: getAllowedUserIds) or "none"
+    app_user: int = 1  # the user who installed the application: its rights narrow statistics
+    downloads: list = field(default_factory=list)  # (url, status or error) of every attachRecord download
     todos: list = field(default_factory=list)  # crm.activity.todo.add: {"ID", "OWNER_TYPE_ID", "OWNER_ID", ...}
     comments: list = field(default_factory=list)  # timeline comments: {"ENTITY_TYPE", "ENTITY_ID", "COMMENT"}
     fields: dict = field(default_factory=dict)  # (entity type, id) -> {UF_...: value}
     requests: list = field(default_factory=list)  # (monotonic time, method name, status)
-    operation_limited: dict = field(default_factory=dict)  # method -> reset at (unix time)
+    operation_limited: dict = field(default_factory=dict)  # method -> reset at (unix time): refused until then
+    budget_resets: dict = field(default_factory=dict)  # method -> the operating_reset_at its answers name
     auth_codes: set = field(default_factory=set)
     access_tokens: dict = field(default_factory=dict)  # token -> expires at (monotonic)
     refresh_tokens: dict = field(default_factory=dict)  # token -> still valid
@@ -59,6 +73,7 @@ class FakeBitrix24:
     failing: bool = False  # every method answers 500 INTERNAL_SERVER_ERROR (an outage)
     after_effect: object = None  # callable(method), run after a request was applied, before answering
     lose_answers: int = 0  # the next N requests are applied, then answered 504 as if the reply was lost
+    drop_requests: int = 0  # the next N requests are answered 504 without being applied (a proxy gave up)
 
     def __post_init__(self):
         self.lock = threading.RLock()
@@ -89,6 +104,16 @@ class FakeBitrix24:
     def finished(self) -> list[dict]:
         return [c for c in self.calls.values() if c.get("finished")]
 
+    def add_past_call(self, user_id: int) -> None:
+        """A call the user took before the connector was installed (another application's)."""
+        self.statistics.append({"ID": next(self.ids), "CALL_ID": f"past.{secrets.token_hex(4)}", "EXTERNAL_CALL_ID": None,
+                                "PORTAL_USER_ID": user_id, "CALL_VOTE": None, "RECORD_FILE_ID": None,
+                                "CRM_ENTITY_TYPE": "", "CRM_ENTITY_ID": 0, "REST_APP_ID": 2})
+
+    def statistics_of(self, external_call_id: str) -> list[dict]:
+        """The calls this entry_id became in telephony statistics: two rows are two calls to a person."""
+        return [row for row in self.statistics if row["EXTERNAL_CALL_ID"] == external_call_id]
+
     def _issue(self) -> dict:
         access, refresh = secrets.token_hex(16), secrets.token_hex(16)
         self.access_tokens[access] = time.monotonic() + 3600
@@ -108,6 +133,22 @@ class FakeBitrix24:
             return False
         self.level += 1
         return True
+
+
+@dataclass
+class Paged:
+    """A list method's rows: one page of 50 from `start` goes out, with `total` and `next` beside it
+    (docs api-reference: list methods, `start` paging)."""
+
+    rows: list
+    start: int = 0
+
+    def page(self) -> list:
+        return self.rows[self.start:self.start + PAGE]
+
+    @property
+    def next(self) -> int | None:
+        return self.start + PAGE if self.start + PAGE < len(self.rows) else None
 
 
 class CommandError(Exception):
@@ -146,13 +187,18 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         now = time.time()
         return {"start": now, "finish": now, "duration": 0.001, "processing": 0.001,
                 "date_start": "", "date_finish": "", "operating": 0.001,
-                "operating_reset_at": int(fake.operation_limited.get(method, now))}
+                # docs limits.md: a successful answer names when the method's spent time is reset
+                "operating_reset_at": int(fake.operation_limited.get(method) or fake.budget_resets.get(method, now))}
 
     @app.route("/rest/<method>.json", methods=["GET", "POST"])
     def rest(method: str):
         params = {**request.args.to_dict(), **request.form.to_dict()}
         method = method.lower()
         with fake.lock:
+            if fake.drop_requests:
+                fake.drop_requests -= 1
+                fake.requests.append((time.monotonic(), method, 504))
+                return "Gateway Timeout", 504
             status, answer = _rest(method, params)
             fake.requests.append((time.monotonic(), method, status))
             if fake.after_effect is not None:
@@ -179,15 +225,21 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         if method == "batch":
             return _batch(params)
         try:
-            return 200, {"result": _command(method, params), "time": _timing(method)}
-        except CommandError as exc:
+            result = _command(method, params)
+        except CommandError as exc:  # docs system-errors: an error names no reset time (none is documented)
             return exc.status, {"error": exc.code, "error_description": exc.description}
+        if isinstance(result, Paged):
+            body = {"result": result.page(), "total": len(result.rows), "time": _timing(method)}
+            if result.next is not None:
+                body["next"] = result.next
+            return 200, body
+        return 200, {"result": result, "time": _timing(method)}
 
     def _batch(params: dict) -> tuple[int, dict]:
         commands = {m.group(1): value for key, value in params.items() if (m := re.fullmatch(r"cmd\[(.+)\]", key))}
         if len(commands) > MAX_BATCH:
             return 400, {"error": "ERROR_BATCH_LENGTH_EXCEEDED", "error_description": "Max batch length exceeded"}
-        results, errors, times = {}, {}, {}
+        results, errors, times, totals, nexts = {}, {}, {}, {}, {}
         for key, command in commands.items():
             name, _, query = command.partition("?")
             name = name.lower()
@@ -202,14 +254,21 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
                     v = (results.get(ref.group(1)) or {}).get(ref.group(2), "")
                 args[k] = v
             try:
-                results[key] = _command(name, args)
-                times[key] = _timing(name)
+                result = _command(name, args)
+                if isinstance(result, Paged):  # docs batch.md: result_total and result_next per command
+                    totals[key] = len(result.rows)
+                    if result.next is not None:
+                        nexts[key] = result.next
+                    result = result.page()
+                results[key] = result
+                times[key] = {k: v for k, v in _timing(name).items() if not k.startswith("operating")}
             except CommandError as exc:
                 errors[key] = {"error": exc.code, "error_description": exc.description}
                 if params.get("halt") in ("1", "true"):
                     break
-        return 200, {"result": {"result": results, "result_error": errors, "result_total": [], "result_next": [],
-                                "result_time": times}, "time": _timing("batch")}
+        # docs batch.md: empty maps are PHP's empty arrays; result_time shows no operating figures (none documented)
+        return 200, {"result": {"result": results, "result_error": errors or [], "result_total": totals or [],
+                                "result_next": nexts or [], "result_time": times}, "time": _timing("batch")}
 
     def _command(method: str, args: dict):
         reset_at = fake.operation_limited.get(method)
@@ -219,6 +278,10 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         if handler is None:
             raise CommandError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
         return handler(args)
+
+    STATISTIC_FIELDS = {"ID", "CALL_ID", "EXTERNAL_CALL_ID", "PORTAL_USER_ID", "PHONE_NUMBER", "CALL_TYPE",
+                        "CALL_START_DATE", "CALL_DURATION", "CALL_VOTE", "CRM_ACTIVITY_ID", "CRM_ENTITY_TYPE",
+                        "CRM_ENTITY_ID", "RECORD_FILE_ID", "REST_APP_ID"}
 
     def _user(args: dict) -> int:
         try:
@@ -230,44 +293,85 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         return user_id
 
     def register(args: dict) -> dict:
-        user_id = _user(args)
+        user_id = _user(args)  # core classes/general/vi_rest.php registerExternalCall: a real user first
         phone = re.sub(r"\D", "", args.get("PHONE_NUMBER", ""))
         if not phone or args.get("TYPE") not in ("1", "2", "3", "4", "5"):
             raise CommandError("ERROR_CORE", "PHONE_NUMBER and TYPE are required")
+        try:  # docs tel/telephony-external-call-register.md: CALL_START_DATE in ISO-8601, else an error
+            started = datetime.fromisoformat(args["CALL_START_DATE"]) if args.get("CALL_START_DATE") \
+                else datetime.now(timezone.utc)
+        except ValueError:
+            raise CommandError("ERROR_CORE", "CALL_START_DATE is not a valid date") from None
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=timezone.utc)
         key = (phone, args["TYPE"], user_id, args.get("LINE_NUMBER", ""), args.get("EXTERNAL_CALL_ID", ""))
-        now = time.monotonic()
-        for call_id, call in fake.calls.items():
-            if call["key"] == key and now - call["registered_at"] < REGISTER_DEDUPE_SECONDS:
-                return call["answer"]
+        # core lib/rest/helper.php registerExternalCall: the duplicate is looked up in the active-call table
+        # only, DATE_CREATE being the CALL_START_DATE sent: an open call of the last 30 minutes
+        for call_id, open_key in fake.open_calls.items():
+            if open_key == key and fake.calls[call_id]["started"] > datetime.now(timezone.utc) - REGISTER_DEDUPE:
+                return fake.calls[call_id]["answer"]
         contact = fake.contacts.get(phone)
         if contact is None and args.get("CRM_CREATE") == "1":
             contact = fake.add_contact(phone)
         call_id = f"externalCall.{secrets.token_hex(8)}.{int(time.time())}"
         answer = {"CALL_ID": call_id, "CRM_CREATED_LEAD": None, "CRM_CREATED_ENTITIES": [],
                   "CRM_ENTITY_TYPE": "CONTACT" if contact else "", "CRM_ENTITY_ID": contact or 0}
-        fake.calls[call_id] = {"key": key, "registered_at": now, "answer": answer, "params": dict(args),
-                               "finished": None, "record_url": None}
+        fake.calls[call_id] = {"key": key, "started": started, "answer": answer, "params": dict(args),
+                               "user": user_id, "finished": None, "record_url": None}
+        fake.open_calls[call_id] = key
         return answer
 
     def finish(args: dict) -> dict:
-        call = fake.calls.get(args.get("CALL_ID", ""))
-        _user(args)
-        if call is None or call["finished"]:
-            raise CommandError("ERROR_CORE", "Call is not found or is already finished")
+        user_id = _user(args)  # core classes/general/vi_rest.php finishExternalCall: the user is checked first
+        call_id = args.get("CALL_ID", "")
+        if call_id not in fake.open_calls:  # core lib/rest/helper.php finishExternalCall (the text as in the code)
+            raise CommandError("ERROR_CORE", "Call is not found (call should be registered prior to finishing")
         vote = int(args.get("VOTE") or 0)
         if not 0 <= vote <= 5:
             raise CommandError("ERROR_CORE", "VOTE must be from 1 to 5")
+        call = fake.calls[call_id]
         call["finished"] = dict(args)
         answer = call["answer"]
-        return {"CALL_ID": args["CALL_ID"], "CALL_VOTE": vote or None, "CRM_ACTIVITY_ID": next(fake.ids),
+        # core lib/rest/helper.php finishExternalCall: StatisticTable::add, then Call::delete (no longer open)
+        row = {"ID": next(fake.ids), "CALL_ID": call_id, "EXTERNAL_CALL_ID": call["params"].get("EXTERNAL_CALL_ID"),
+               "PORTAL_USER_ID": user_id, "PHONE_NUMBER": call["key"][0], "CALL_TYPE": call["key"][1],
+               "CALL_START_DATE": call["started"].isoformat(), "CALL_DURATION": int(args.get("DURATION") or 0),
+               "CALL_VOTE": vote or None, "CRM_ACTIVITY_ID": next(fake.ids),
+               "CRM_ENTITY_TYPE": answer["CRM_ENTITY_TYPE"], "CRM_ENTITY_ID": answer["CRM_ENTITY_ID"],
+               "RECORD_FILE_ID": None, "REST_APP_ID": 1}
+        fake.statistics.append(row)
+        del fake.open_calls[call_id]
+        return {"CALL_ID": call_id, "CALL_VOTE": row["CALL_VOTE"], "CRM_ACTIVITY_ID": row["CRM_ACTIVITY_ID"],
                 "CRM_ENTITY_TYPE": answer["CRM_ENTITY_TYPE"], "CRM_ENTITY_ID": answer["CRM_ENTITY_ID"]}
 
     def attach_record(args: dict) -> dict:
-        call = fake.calls.get(args.get("CALL_ID", ""))
-        if call is None:
-            raise CommandError("ERROR_CORE", "Call is not found")
-        call["record_url"] = args.get("RECORD_URL")
-        return {"FILE_ID": next(fake.ids)}
+        call_id = args.get("CALL_ID", "")
+        # core lib/rest/helper.php attachRecordWithUrl: only a call in statistics, i.e. finished
+        row = next((r for r in fake.statistics if r["CALL_ID"] == call_id), None)
+        if row is None:
+            raise CommandError("ERROR_CORE", "Call is not found in the statistic table. Looks like it is not "
+                                             "finished yet.")
+        url = args.get("RECORD_URL", "")
+        # the file name is FILENAME, else the last part of the URL's path, the query string cut off
+        name = args.get("FILENAME") or urlsplit(url).path.rsplit("/", 1)[-1]
+        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        try:  # the download runs inside this request (HttpClient: redirects followed, 60 s stream timeout)
+            response = requests.get(url, timeout=(30, 60), allow_redirects=True)
+        except requests.RequestException as exc:
+            fake.downloads.append((url, type(exc).__name__))
+            raise CommandError("ERROR_CORE", f"NETWORK: {type(exc).__name__}") from None
+        fake.downloads.append((url, response.status_code))
+        if response.status_code != 200:
+            raise CommandError("ERROR_CORE", f"Server returns HTTP error code {response.status_code}")
+        # core lib/security/recordfile.php: CFile::CheckFile with 'audio/' and mp3, flac, wav
+        if extension not in RECORD_EXTENSIONS or not response.content.startswith(AUDIO_MAGIC):
+            raise CommandError("ERROR_CORE", f"The file type is not valid ({extension or name})")
+        file_id = next(fake.ids)
+        # core attachFile: CALL_WEBDAV_ID, shown by statistic.get as RECORD_FILE_ID; a new file replaces the old
+        row["RECORD_FILE_ID"] = file_id
+        call = fake.calls[call_id]
+        call["record_url"], call["record_name"], call["record_bytes"] = url, name, len(response.content)
+        return {"FILE_ID": file_id}
 
     def comment_add(args: dict) -> int:
         entity_type, entity_id = args.get("fields[ENTITY_TYPE]", ""), args.get("fields[ENTITY_ID]", "")
@@ -275,30 +379,53 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
             raise CommandError("ERROR_ARGUMENT", "Invalid ENTITY_TYPE or ENTITY_ID")
         comment_id = next(fake.ids)
         fake.comments.append({"ID": comment_id, "ENTITY_TYPE": entity_type, "ENTITY_ID": int(entity_id),
-                              "COMMENT": args.get("fields[COMMENT]", "")})
+                              "COMMENT": args.get("fields[COMMENT]", ""),
+                              "CREATED": datetime.now(timezone.utc).isoformat()})
         return comment_id
 
-    def comment_list(args: dict) -> list:
-        return [c for c in fake.comments if c["ENTITY_TYPE"] == args.get("filter[ENTITY_TYPE]")
+    def comment_list(args: dict) -> Paged:
+        # core crm restservice.php CCrmTimelineCommentRestProxy::innerGetList: only ENTITY_ID and ENTITY_TYPE
+        # filter; order by ID, CREATED or AUTHOR_ID, 'DESC' exactly, else ascending; 50 a page
+        rows = [c for c in fake.comments if c["ENTITY_TYPE"] == args.get("filter[ENTITY_TYPE]")
                 and str(c["ENTITY_ID"]) == args.get("filter[ENTITY_ID]")]
+        if args.get("order[ID]") == "DESC" or args.get("order[CREATED]") == "DESC":
+            rows.reverse()
+        return Paged(rows, int(args.get("start") or 0))
 
-    def statistic(args: dict) -> list:
-        wanted = args.get("FILTER[CALL_ID]")
-        return [{"CALL_ID": call_id, "CALL_VOTE": int((c["finished"] or {}).get("VOTE") or 0) or None}
-                for call_id, c in fake.calls.items() if c["finished"] and (not wanted or call_id == wanted)]
+    def statistic(args: dict) -> dict:
+        # core classes/general/vi_rest.php statisticGet: no view right is an AccessException (403 ACCESS_DENIED)
+        if fake.statistics_right == "none":
+            raise CommandError("ACCESS_DENIED", "Access denied!", 403)
+        params = {k.upper(): v for k, v in args.items()}  # array_change_key_case(CASE_UPPER)
+        rows = list(fake.statistics)
+        if fake.statistics_right == "own":  # security/helper.php getAllowedUserIds: rows narrowed silently
+            rows = [r for r in rows if r["PORTAL_USER_ID"] == fake.app_user]
+        for key, value in params.items():
+            m = re.fullmatch(r"FILTER\[=?([A-Z_]+)\]", key)
+            if m and m.group(1) in STATISTIC_FIELDS:  # unknown fields are dropped silently (checkStatisticFilter)
+                rows = [r for r in rows if str(r.get(m.group(1))) == value]
+        sort, order = params.get("SORT"), params.get("ORDER")
+        if sort in STATISTIC_FIELDS and order in ("ASC", "DESC"):  # ORDER is case-sensitive in the code
+            rows.sort(key=lambda r: (r.get(sort) is None, r.get(sort)), reverse=order == "DESC")
+        return Paged(rows, int(params.get("START") or 0))
 
     def todo_add(args: dict) -> dict:
         if not (args.get("ownerTypeId", "").isdigit() and args.get("ownerId", "").isdigit() and args.get("deadline")):
             raise CommandError("ERROR_ARGUMENT", "ownerTypeId, ownerId and deadline are required")
         activity_id = next(fake.ids)
-        fake.todos.append({"ID": activity_id, "OWNER_TYPE_ID": int(args["ownerTypeId"]),
+        fake.todos.append({"ID": activity_id, "PROVIDER_ID": "CRM_TODO", "OWNER_TYPE_ID": int(args["ownerTypeId"]),
                            "OWNER_ID": int(args["ownerId"]), "DEADLINE": args["deadline"],
                            "DESCRIPTION": args.get("description", ""), "RESPONSIBLE_ID": args.get("responsibleId")})
         return {"id": activity_id}
 
-    def activity_list(args: dict) -> list:
-        return [t for t in fake.todos if str(t["OWNER_TYPE_ID"]) == args.get("filter[OWNER_TYPE_ID]")
-                and str(t["OWNER_ID"]) == args.get("filter[OWNER_ID]")]
+    def activity_list(args: dict) -> Paged:
+        # core crm restservice.php CCrmActivityRestProxy::innerGetList: oldest first (START_TIME ASC) unless
+        # `order` says otherwise; filters on the activity's fields; 50 a page with `next`
+        wanted = {m.group(1): v for k, v in args.items() if (m := re.fullmatch(r"filter\[=?([A-Z_]+)\]", k))}
+        rows = [t for t in fake.todos if all(str(t.get(f)) == v for f, v in wanted.items())]
+        if args.get("order[ID]", "").upper() == "DESC":
+            rows.reverse()
+        return Paged(rows, int(args.get("start") or 0))
 
     def entity_update(entity_type: str):
         def update(args: dict) -> bool:
