@@ -41,7 +41,7 @@ class Portal:
                               .values(not_before=datetime.now(timezone.utc) - timedelta(seconds=1)))
             if not self.worker.run_once():
                 return
-        raise AssertionError("the worker did not become idle")
+        raise AssertionError(f"the worker did not become idle: {self.jobs()}")
 
     def call(self, entry_id="call-1"):
         return self.client.get(f"/api/v1/calls/{entry_id}", headers=AUTH).json

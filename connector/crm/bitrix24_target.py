@@ -357,12 +357,15 @@ class Bitrix24Target:
         if held:
             return [TransientError("attachRecord's time budget is spent", retry_after=held, maybe_applied=False)
                     ] * len(work)
-        commands = {f"a{i}": command(ATTACH, {k: v for k, v in w.item.items()}) for i, w in enumerate(work)
-                    if w.item["CALL_ID"]}
+        attached = self._attached([w for w in work if w.in_doubt_since is not None and w.item["CALL_ID"]])
+        commands = {f"a{i}": command(ATTACH, w.item) for i, w in enumerate(work)
+                    if w.item["CALL_ID"] and w.item["CALL_ID"] not in attached}
         answer = self.api.batch(commands) if commands else BatchAnswer({}, {}, {})
         outcomes: list[Outcome] = []
         for i, w in enumerate(work):
-            if not w.item["CALL_ID"]:
+            if w.item["CALL_ID"] in attached:
+                outcomes.append(ItemResult(True, extra={"file_id": attached[w.item["CALL_ID"]], "looked_up": True}))
+            elif not w.item["CALL_ID"]:
                 outcomes.append(ItemResult(False, error="the call's Bitrix24 CALL_ID is unknown"))
             elif f"a{i}" in answer.failures:  # refused or failed: retried on the schedule, then dead with the reason
                 failure = answer.failures[f"a{i}"]
@@ -372,6 +375,20 @@ class Bitrix24Target:
             else:
                 outcomes.append(ItemResult(True, extra={"file_id": (answer.results.get(f"a{i}") or {}).get("FILE_ID")}))
         return outcomes
+
+    def _attached(self, doubtful: list[Work]) -> dict[str, int]:
+        """CALL_ID -> file of the calls whose statistics row shows a recording (a second attach would
+        replace the file: harmless, but not exactly once)."""
+        if not doubtful:
+            return {}
+        answer = self.api.batch({f"s{i}": command("voximplant.statistic.get", {"FILTER[CALL_ID]": w.item["CALL_ID"]})
+                                 for i, w in enumerate(doubtful)})
+        found = {}
+        for i, w in enumerate(doubtful):
+            for row in answer.results.get(f"s{i}") or []:
+                if row.get("RECORD_FILE_ID"):
+                    found[w.item["CALL_ID"]] = row["RECORD_FILE_ID"]
+        return found
 
     def _deliver_marks(self, work: list[Work]) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}

@@ -371,6 +371,7 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         row["RECORD_FILE_ID"] = file_id
         call = fake.calls[call_id]
         call["record_url"], call["record_name"], call["record_bytes"] = url, name, len(response.content)
+        call["record_attaches"] = call.get("record_attaches", 0) + 1
         return {"FILE_ID": file_id}
 
     def comment_add(args: dict) -> int:
