@@ -35,7 +35,8 @@ def test_a_line_with_the_feature_off_stores_its_scores_and_sends_nothing(client,
     mango_post("events/summary", summary("c1", line=SUPPORT))
     call = client.get("/api/v1/calls/c1", headers=auth).json
     assert call["customer_score"] == 2 and call["decision"] == {
-        "record": False, "tag": None, "reason": "feature off on this line: score stored, nothing sent"}
+        "record": False, "tag": None, "reason": "feature off on this line: score stored, nothing sent",
+        "at_or_above_threshold": False, "high_scores": None}
 
 
 def test_overrides_are_read_changed_removed_and_audited(client, auth):
@@ -53,7 +54,8 @@ def test_overrides_are_read_changed_removed_and_audited(client, auth):
 
 @pytest.mark.parametrize("body, needle", [
     ({"max_threshold": 42}, "max_threshold: must lie within"),
-    ({"tag_template": "x {score}"}, "tag_template: a line may override only enabled, max_threshold"),
+    ({"tag_template": "x {score}"}, "tag_template: a line may override only enabled, max_threshold, high_scores"),
+    ({"high_scores": "skip"}, "high_scores: must be one of default, ignore, record"),
     ({"enabled": "yes"}, "enabled: expected bool"),
     ({}, "expected an object"),
     ([1], "expected an object"),
