@@ -32,7 +32,7 @@ from connector.crm.bitrix24 import MAX_BATCH, NAME, BatchAnswer, Bitrix24Api, Co
 from connector.links import recording_link
 from connector.models import DeliveryJob, JobStatus
 from connector.outbox import JobKind, Outcome, Work
-from connector.threshold import Policy
+from connector.threshold import HighScores, Policy
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,16 @@ class Bitrix24Planning:
     survey_wait_seconds: int = 180
     low_score_task: bool = False
     name: str = NAME
+    # A score at or above the threshold, unless the policy says otherwise: recorded, since VOTE feeds the
+    # portal's own call ratings, which expect every score (ignoring 9 and 10 would drag them down).
+    high_scores: HighScores = HighScores.RECORD
 
     def plan(self, session: Session, d: outbox.Delivery) -> None:
         call = d.call
         if call.summary_received_at is None or call.direction == "internal":
             return
         outbox.schedule_call(session, d, NAME, JobKind.B24_CALL, self.survey_wait_seconds, datetime.now(timezone.utc))
-        score = d.score
+        score = outbox.written_score(d.score, self.high_scores)  # None for a high score it ignores
         if d.record.logged_at is not None and d.record.entity_id and score is not None and score.record:
             outbox.add_job(session, d, NAME, JobKind.B24_MARK, str(score.id), score=score)
             if self.low_score_task and score.tag:
@@ -106,7 +109,7 @@ class Bitrix24Target:
     def prepare(self, session: Session, claimed: list[tuple[DeliveryJob, outbox.Delivery, Work]], policy: Policy,
                 user_map: dict) -> None:
         for job, d, w in claimed:
-            call, score = d.call, d.score if d.score is not None and d.score.record else None
+            call, score = d.call, outbox.written_score(d.score, self.planning.high_scores)
             extension = call.operator_extension or ""
             user_id = user_map.get(extension)
             who = {"USER_ID": user_id} if user_id else {"USER_PHONE_INNER": extension}
