@@ -39,6 +39,22 @@ def test_a_line_with_the_feature_off_stores_its_scores_and_sends_nothing(client,
         "at_or_above_threshold": False, "high_scores": None}
 
 
+def test_a_line_overrides_the_rule_for_high_scores_even_when_the_score_came_first(client, auth, mango_post):
+    assert client.put(f"/api/v1/settings/lines/{SALES}", json={"high_scores": "record"},
+                      headers=auth).json == {"line_number": SALES, "high_scores": "record"}
+    mango_post("events/dtmf", dtmf("c1", "9"))  # the line is not known yet: the global rule
+    assert client.get("/api/v1/calls/c1", headers=auth).json["decision"]["high_scores"] == "default"
+    mango_post("events/summary", summary("c1", line=SALES))
+    mango_post("events/summary", summary("c2", line=SUPPORT))
+    mango_post("events/dtmf", dtmf("c2", "9"))
+    decisions = {c["call_id"]: c["decision"] for c in client.get("/api/v1/calls", headers=auth).json["items"]}
+    assert {k: (d["at_or_above_threshold"], d["high_scores"], d["tag"]) for k, d in decisions.items()} == \
+        {"c1": (True, "record", None), "c2": (True, "default", None)}
+    assert decisions["c1"]["reason"] == "score 9 is at or above the threshold 9 of this line: record only"
+    call = client.get("/api/v1/calls/c1", headers=auth).json
+    assert call["scores"][0]["reason"] == decisions["c1"]["reason"]
+
+
 def test_overrides_are_read_changed_removed_and_audited(client, auth):
     assert client.get(f"/api/v1/settings/lines/{SALES}", headers=auth).status_code == 404
     put = client.put(f"/api/v1/settings/lines/{SALES}", json={"enabled": False, "max_threshold": 4}, headers=auth)
