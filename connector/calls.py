@@ -223,7 +223,9 @@ def call_json(call: Call, *, with_history: bool = False, marks: list[dict] | Non
         "supervisor_score": call.supervisor_score,
         "reviews": [{"by": s.author, "score": s.value, "comment": s.comment, "at": _iso(s.rated_at)}
                     for s in call.scores if s.origin == REVIEW],
-        "decision": {"record": call.decision_record, "tag": call.decision_tag, "reason": call.decision_reason},
+        "decision": {"record": call.decision_record, "tag": call.decision_tag, "reason": call.decision_reason,
+                     "at_or_above_threshold": call.decision_high_scores is not None,
+                     "high_scores": call.decision_high_scores},
         "crm": {
             "crm": record.crm if record else None,
             # Every target's state summed up: delivered only when each is; otherwise the worst.

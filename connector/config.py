@@ -90,6 +90,7 @@ class Config:
     QA_SCORE_TEXT_TEMPLATE: str = "Оценка качества: {score}"
     QA_RATING_WINDOW_DAYS: int = 0
     QA_LOCK_SCORE: bool = True
+    QA_HIGH_SCORES: str = "default"
     CRM: str = "none"
     AMOCRM_BASE_URL: str = ""
     AMOCRM_CLIENT_ID: str = ""

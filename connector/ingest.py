@@ -182,6 +182,7 @@ def _decide_again(call: Call, policy: Policy) -> None:
         return
     decision = decide_again(policy, call.customer_score)
     in_force.record, in_force.tag, in_force.reason = decision.record, decision.tag, decision.reason[:255]
+    in_force.high_scores = decision.high_scores
     _put_in_force(call, decision)
 
 
@@ -190,6 +191,7 @@ def _put_in_force(call: Call, decision: Decision) -> None:
     call.decision_record = decision.record
     call.decision_tag = decision.tag
     call.decision_reason = decision.reason[:255]
+    call.decision_high_scores = decision.high_scores
 
 
 def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | int, *, origin: str,
@@ -199,7 +201,8 @@ def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | 
                       call_ended_at=call.ended_at)
     session.add(Score(call=call, source=CUSTOMER, origin=origin, raw=str(raw)[:64], value=decision.value,
                       status=decision.status, reason=decision.reason[:255], record=decision.record,
-                      tag=decision.tag, tag_to_remove=decision.tag_to_remove, comment=comment,
+                      tag=decision.tag, tag_to_remove=decision.tag_to_remove, high_scores=decision.high_scores,
+                      comment=comment,
                       operator_extension=operator or call.operator_extension, rated_at=rated_at))
     if decision.status != REFUSED:
         call.survey = SurveyState.ANSWERED

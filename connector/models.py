@@ -116,6 +116,8 @@ class Call(Base):
     decision_record: Mapped[bool] = mapped_column(Boolean, default=False)
     decision_tag: Mapped[str | None] = mapped_column(String(255))
     decision_reason: Mapped[str | None] = mapped_column(String(255))
+    # The policy's rule for a score at or above the threshold (threshold.HighScores); None below it.
+    decision_high_scores: Mapped[str | None] = mapped_column(String(8))
     # The call's CRM status as the API shows it (crm_records holds the detail): stored here so that the
     # crm_status filter has an index in list order.
     crm_status: Mapped[str | None] = mapped_column(String(16))
@@ -217,6 +219,9 @@ class Score(Base):
     record: Mapped[bool] = mapped_column(Boolean, default=False)
     tag: Mapped[str | None] = mapped_column(String(255))
     tag_to_remove: Mapped[str | None] = mapped_column(String(255))
+    # A recorded score at or above the threshold: the policy's rule for it then (threshold.HighScores);
+    # None for any other score. Each CRM target reads it with its own default (threshold.writes_score).
+    high_scores: Mapped[str | None] = mapped_column(String(8))
     operator_extension: Mapped[str | None] = mapped_column(String(32))  # as it was at rating time
     comment: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(64))  # the console user of a review

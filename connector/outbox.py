@@ -25,7 +25,7 @@ from connector.retry import next_try
 
 from connector.models import (Call, CrmRecord, DeliveryJob, DeliveryStatus, JobStatus, Score, SurveyState,
                               summary_status)
-from connector.threshold import ACCEPTED
+from connector.threshold import ACCEPTED, HighScores, writes_score
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,14 @@ class Delivery:
 
     def job(self, kind: str, suffix: str = "") -> DeliveryJob | None:
         return self.jobs.get(job_key(self.call.entry_id, kind, suffix))
+
+
+def written_score(score: Score | None, target_default: HighScores) -> Score | None:
+    """The customer score a CRM target writes: None when there is none, the feature was off when it came,
+    or it is at or above the threshold and the policy (or, by default, the target) ignores such scores."""
+    if score is None or not score.record or not writes_score(score.high_scores, target_default):
+        return None
+    return score
 
 
 def job_key(entry_id: str, kind: str, suffix: str = "") -> str:

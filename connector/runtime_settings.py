@@ -63,7 +63,7 @@ def line_override(session: Session, line: str) -> dict | None:
 
 
 def update_line_override(session: Session, initial: Policy, line: str, override: object, actor: str) -> dict:
-    """Set a line's `enabled` / `max_threshold` (raises PolicyError); audited."""
+    """Set a line's `enabled` / `max_threshold` / `high_scores` (raises PolicyError); audited."""
     line_policy(current_policy(session, initial), override)
     scope = LINE_PREFIX + line
     row = _row(session, {}, scope=scope, for_update=True)

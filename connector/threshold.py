@@ -1,8 +1,10 @@
 """The admin's policy as pure functions: settings + score -> Decision.
 
-Semantics (see README, "Threshold"):
+Semantics (see README, "Scores and the threshold"):
 - every valid score is recorded while the feature is on;
 - a tag is added only for a score strictly below `max_threshold`;
+- a score at or above it carries the policy's `high_scores` rule: each CRM target writes it (`record`),
+  writes nothing about it (`ignore`), or follows its own default (`default`); see `writes_score`;
 - the feature off stores the score and decides nothing;
 - a score outside the scale, or later than the rating window, is refused with a reason;
 - with `lock_score`, the first customer score stays in force and later different
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from string import Formatter
 
 ACCEPTED = "accepted"  # the score is now the call's score in force
@@ -32,7 +35,17 @@ ENV_NAMES = {
     "score_text_template": "QA_SCORE_TEXT_TEMPLATE",
     "rating_window_days": "QA_RATING_WINDOW_DAYS",
     "lock_score": "QA_LOCK_SCORE",
+    "high_scores": "QA_HIGH_SCORES",
 }
+
+
+class HighScores(StrEnum):
+    """What a CRM target writes for a score at or above the threshold. MANGO's own CRM setting ignores
+    such a score as unreliable; a CRM with a native rating that expects every score may record it."""
+
+    DEFAULT = "default"  # each target's own default (its planning's `high_scores`)
+    IGNORE = "ignore"  # nothing about the score in the CRM: no score text, tag, field or follow-up
+    RECORD = "record"  # the score text (and the CRM's rating or field), without a tag
 
 
 class PolicyError(ValueError):
@@ -58,6 +71,7 @@ class Policy:
     score_text_template: str = "Оценка качества: {score}"
     rating_window_days: int = 0
     lock_score: bool = True
+    high_scores: str = HighScores.DEFAULT.value  # a HighScores value, kept a plain str for JSON
 
     def tag_for(self, score: int | None) -> str | None:
         if score is None or score >= self.max_threshold:
@@ -71,7 +85,7 @@ class Policy:
         return asdict(self)
 
 
-LINE_FIELDS = ("enabled", "max_threshold")  # what a PBX line may override
+LINE_FIELDS = ("enabled", "max_threshold", "high_scores")  # what a PBX line may override
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,7 @@ class Policies:
     """The global policy and the lines' overrides: a call is decided by its line's policy."""
 
     base: Policy
-    lines: dict = field(default_factory=dict)  # line number -> {"enabled": .., "max_threshold": ..}
+    lines: dict = field(default_factory=dict)  # line number -> {"enabled": .., "max_threshold": .., ...}
 
     def for_line(self, line: str | None) -> Policy:
         override = self.lines.get(line or "")
@@ -100,14 +114,49 @@ def line_policy(base: Policy, override: object) -> Policy:
 class Decision:
     status: str  # ACCEPTED, REFUSED, KEPT or DUPLICATE
     value: int | None  # the parsed score, None when unreadable
-    record: bool  # write the score text into the CRM call record
+    record: bool  # the feature is on: targets write the score (one at or above the threshold: see high_scores)
     tag: str | None  # tag to add
     tag_to_remove: str | None  # tag of the score this one replaces
     reason: str
+    # For a recorded score at or above the threshold: the policy's HighScores rule when it was decided;
+    # None for any other. Kept with the score, so a later change of the setting rewrites no history.
+    high_scores: str | None = None
 
     @property
     def in_force(self) -> bool:
         return self.status == ACCEPTED
+
+    @property
+    def at_or_above_threshold(self) -> bool:
+        return self.high_scores is not None
+
+
+def writes_score(high_scores: str | None, target_default: HighScores) -> bool:
+    """Whether a CRM target writes a recorded score: always below the threshold (`high_scores` None); at or
+    above it as the decision's rule says, `default` meaning the target's own."""
+    if high_scores is None:
+        return True
+    rule = HighScores(high_scores)
+    return (target_default if rule == HighScores.DEFAULT else rule) == HighScores.RECORD
+
+
+def _high_scores_rule(policy: Policy, tag: str | None) -> str | None:
+    """The decision's `high_scores`: the policy's rule for a recorded score that got no tag (at or above
+    the threshold: `tag_for` tags exactly the scores below it)."""
+    return None if tag else policy.high_scores
+
+
+_HIGH_VERDICTS = {
+    HighScores.RECORD: "record only",
+    HighScores.IGNORE: "no tag, not written into the CRM",
+    HighScores.DEFAULT: "no tag; each CRM writes it or not by its default",
+}
+
+
+def _verdict(policy: Policy, value: int, tag: str | None, threshold: str) -> str:
+    if tag:
+        return f"score {value} is below the threshold {threshold}: record and tag"
+    return f"score {value} is at or above the threshold {threshold}: {_HIGH_VERDICTS[HighScores(policy.high_scores)]}"
 
 
 _TYPES = {f.name: f.type for f in fields(Policy)}
@@ -128,6 +177,8 @@ def validate_policy(policy: Policy) -> Policy:
     if not policy.scale_min <= policy.max_threshold <= policy.scale_max + 1:
         raise PolicyError("max_threshold", f"must lie within [{policy.scale_min}, {policy.scale_max + 1}],"
                                            f" got {policy.max_threshold}")
+    if policy.high_scores not in tuple(HighScores):
+        raise PolicyError("high_scores", f"must be one of {', '.join(HighScores)}, got {policy.high_scores!r}")
     if not 0 <= policy.rating_window_days <= 3650:
         raise PolicyError("rating_window_days", f"must be 0 (no limit) to 3650, got {policy.rating_window_days}")
     for name in ("tag_template", "score_text_template"):
@@ -222,13 +273,10 @@ def decide(
     tag = policy.tag_for(value)
     old_tag = policy.tag_for(previous)
     tag_to_remove = old_tag if old_tag != tag else None
-    if tag:
-        reason = f"score {value} is below the threshold {policy.max_threshold}: record and tag"
-    else:
-        reason = f"score {value} is at or above the threshold {policy.max_threshold}: record only"
+    reason = _verdict(policy, value, tag, str(policy.max_threshold))
     if previous is not None:
         reason += f" (replaces {previous})"
-    return Decision(ACCEPTED, value, True, tag, tag_to_remove, reason)
+    return Decision(ACCEPTED, value, True, tag, tag_to_remove, reason, _high_scores_rule(policy, tag))
 
 
 def decide_again(policy: Policy, value: int) -> Decision:
@@ -236,6 +284,5 @@ def decide_again(policy: Policy, value: int) -> Decision:
     if not policy.enabled:
         return Decision(ACCEPTED, value, False, None, None, "feature off on this line: score stored, nothing sent")
     tag = policy.tag_for(value)
-    verdict = "below the threshold {}: record and tag" if tag else "at or above the threshold {}: record only"
-    return Decision(ACCEPTED, value, True, tag, None,
-                    f"score {value} is " + verdict.format(f"{policy.max_threshold} of this line"))
+    reason = _verdict(policy, value, tag, f"{policy.max_threshold} of this line")
+    return Decision(ACCEPTED, value, True, tag, None, reason, _high_scores_rule(policy, tag))

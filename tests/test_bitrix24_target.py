@@ -118,6 +118,33 @@ def test_an_unmapped_operator_is_named_by_the_extension(db_url):
         assert fields == {"UF_CRM_QA_SCORE": "9", "UF_CRM_QA_LOW": ""}  # a high score clears the low mark
 
 
+def test_a_high_score_is_voted_and_commented_by_default_as_the_portals_call_ratings_expect_every_score(db_url):
+    with bitrix24(db_url) as p:
+        contact = p.fake.add_contact(PHONE)
+        p.scored_call(digits="10")
+        p.drain()
+        [call] = p.fake.finished()
+        assert call["finished"]["VOTE"] == "5"
+        assert [c["COMMENT"] for c in p.fake.comments] == ["Оценка качества: 10"]
+        assert p.fake.fields[("contact", contact)] == {"UF_CRM_QA_SCORE": "10", "UF_CRM_QA_LOW": ""}
+
+
+def test_with_ignore_a_high_score_leaves_no_vote_comment_or_field_and_a_low_one_is_still_written(db_url):
+    with bitrix24(db_url, QA_HIGH_SCORES="ignore") as p:
+        contact = p.fake.add_contact(PHONE)
+        p.scored_call("call-1", digits="9")
+        p.drain()
+        [call] = p.fake.finished()  # the call itself is registered and finished
+        assert call["finished"]["VOTE"] == "0" and call["record_url"]
+        assert p.fake.comments == [] and p.fake.fields == {}
+        assert p.call("call-1")["customer_score"] == 9 and p.call("call-1")["crm"]["status"] == "delivered"
+        p.scored_call("call-2", digits="3")
+        p.drain()
+        assert [c["finished"]["VOTE"] for c in p.fake.finished()] == ["0", "2"]
+        assert [c["COMMENT"] for c in p.fake.comments] == ["Оценка качества: 3"]
+        assert p.fake.fields[("contact", contact)] == {"UF_CRM_QA_SCORE": "3", "UF_CRM_QA_LOW": "Оценка 3"}
+
+
 def test_the_user_map_is_edited_in_the_settings_api(db_url):
     with bitrix24(db_url) as p:
         p.fake.add_contact(PHONE)

@@ -166,12 +166,29 @@ def test_settings_change_is_validated_applied_and_audited(client, auth, mango_po
     ({"scale_max": "ten"}, 422, "scale_max"),
     ({"unknown": 1}, 422, "unknown"),
     ([1, 2], 400, "object"),
+    ({"high_scores": "skip", "max_threshold": 5}, 422, "high_scores: must be one of default, ignore, record"),
+    ({"high_scores": True}, 422, "high_scores: expected str"),
+    ({"bitrix24_user_map": {"101": 7}, "high_scores": "skip"}, 422, "high_scores"),  # the good map is not kept
 ])
 def test_bad_settings_are_refused_and_not_audited(client, auth, body, status, needle):
     response = client.put("/api/v1/settings", json=body, headers=auth)
     assert response.status_code == status and needle in response.json["error"]
-    assert client.get("/api/v1/settings", headers=auth).json["max_threshold"] == 9
+    settings = client.get("/api/v1/settings", headers=auth).json
+    assert (settings["max_threshold"], settings["high_scores"], settings["bitrix24_user_map"]) == (9, "default", {})
     assert client.get("/api/v1/settings/audit", headers=auth).json["items"] == []
+
+
+def test_the_rule_for_high_scores_is_set_audited_and_decides_the_next_scores(client, auth, mango_post):
+    assert client.get("/api/v1/settings", headers=auth).json["high_scores"] == "default"
+    changed = client.put("/api/v1/settings", json={"high_scores": "ignore"}, headers=auth)
+    assert changed.status_code == 200 and changed.json["high_scores"] == "ignore"
+    [row] = client.get("/api/v1/settings/audit", headers=auth).json["items"]
+    assert (row["before"]["high_scores"], row["after"]["high_scores"]) == ("default", "ignore")
+    mango_post("events/dtmf", dtmf("c9", "10"))
+    decision = client.get("/api/v1/calls/c9", headers=auth).json["decision"]
+    assert (decision["record"], decision["tag"], decision["at_or_above_threshold"], decision["high_scores"]) == \
+        (True, None, True, "ignore")
+    assert decision["reason"] == "score 10 is at or above the threshold 9: no tag, not written into the CRM"
 
 
 def test_feature_toggle_through_settings(client, auth, mango_post):

@@ -198,6 +198,7 @@ def settings_form(page, **changes) -> dict:
     for name in ("enabled", "lock_score"):
         if re.search(rf'<input checked id="{name}"', html):
             data[name] = "y"
+    data["high_scores"] = re.search(r'<select id="high_scores".*?<option selected value="([^"]*)"', html, re.S).group(1)
     data.update(changes)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -219,6 +220,7 @@ def test_an_admin_changes_the_settings_and_reads_the_audit(client, people, auth)
     ({"scale_max": "x"}, "scale_max", "Неверное целое число"),  # WTForms speaks Russian too
     ({"tag_template": "Оценка {score!r}"}, "tag_template", "{score}"),
     ({"rating_window_days": ""}, "rating_window_days", "обязательное поле"),
+    ({"high_scores": "skip"}, "high_scores", "Неверный вариант"),
 ])
 def test_a_bad_setting_is_shown_beside_its_field_and_nothing_is_saved(client, people, auth, changes, field, needle):
     log_in(client, "ann")
@@ -245,6 +247,36 @@ def test_the_replay_button_needs_its_csrf_token(client, people):
     assert client.post("/settings/replay", data={"csrf_token": "forged"}).status_code == 400
     page = client.get("/settings")
     assert client.post("/settings/replay", data={"csrf_token": csrf(page)}).headers["Location"] == "/settings"
+
+
+def test_the_rule_for_high_scores_is_shown_explained_and_changed_on_the_settings_page(client, people, auth):
+    log_in(client, "ann")
+    page = client.get("/settings")
+    html = page.get_data(as_text=True)
+    assert re.search(r'<option selected value="default">как принято в каждой CRM', html)
+    assert 'id="help-high_scores">MANGO не пишет её в CRM, считая ненадёжной' in html
+    english = client.get("/settings?lang=en").get_data(as_text=True)
+    assert "A score at or above the threshold" in english and "leave it out of the CRM (as MANGO does)" in english
+    assert "MANGO deems it unreliable and leaves it out of the CRM" in english
+    saved = client.post("/settings", data=settings_form(page, high_scores="ignore"))
+    assert saved.status_code == 200 and 'id="saved"' in saved.get_data(as_text=True)
+    assert client.get("/api/v1/settings", headers=auth).json["high_scores"] == "ignore"
+    assert "high_scores: default → ignore" in client.get("/audit").get_data(as_text=True)
+
+
+def test_a_line_gets_its_own_rule_for_high_scores_on_the_settings_page(client, people, auth):
+    log_in(client, "ann")
+    page = client.get("/settings")
+    client.post("/settings/lines", data={"line_number": "74950000001", "enabled": "y", "high_scores": "record",
+                                         "csrf_token": csrf(page)})
+    client.post("/settings/lines", data={"line_number": "74950000002", "enabled": "y", "max_threshold": "5",
+                                         "high_scores": "", "csrf_token": csrf(page)})  # empty: the global rule
+    overrides = client.get("/api/v1/settings/lines", headers=auth).json["items"]
+    assert overrides == [{"line_number": "74950000001", "enabled": True, "high_scores": "record"},
+                         {"line_number": "74950000002", "enabled": True, "max_threshold": 5}]
+    shown = client.get("/settings").get_data(as_text=True).split('id="lines"')[1]
+    cells = re.findall(r'<td class="high-scores">([^<]*)</td>', shown)
+    assert cells == ["писать текст оценки, без тега", "как у всех"]
 
 
 def test_an_admin_sets_and_removes_a_line_override_on_the_settings_page(client, people, auth):

@@ -60,14 +60,83 @@ def test_call_goes_to_the_single_open_lead_and_the_lead_is_tagged(h):
     assert h.call("call-1")["crm"]["entity_type"] == "leads"
 
 
-def test_high_score_is_recorded_without_a_tag(h):
+@pytest.mark.parametrize("h", [{"AMOCRM_SCORE_FIELD_ID": "777", "LOW_SCORE_TASK": "true"}], indirect=True)
+def test_a_score_at_the_threshold_writes_nothing_about_it_into_amocrm_by_default(h):
+    """MANGO's own amoCRM setting ignores a score at or above the threshold; so does the connector."""
     contact = h.fake.add_contact(PHONE)
+    scored_call(h, digits="9")  # the threshold is 9
+    h.drain()
+    [call] = h.fake.calls  # the call itself is logged: a call happened
+    assert call["uniq"] == "call-1" and "call_result" not in call and call["link"]
+    assert [n for n in h.fake.notes if n["note_type"] == "common"] == [] and h.fake.tasks == []
+    assert h.fake.contacts[contact]["tags"] == [] and h.fake.contacts[contact]["fields"] == {}
+    assert not any(method == "PATCH" for _, method, _, _ in h.fake.requests)
+    shown = h.call("call-1")  # the connector keeps and shows the score
+    assert shown["customer_score"] == 9 and shown["crm"]["status"] == "delivered"
+    assert (shown["decision"]["at_or_above_threshold"], shown["decision"]["high_scores"]) == (True, "default")
+
+
+@pytest.mark.parametrize("h", [{"QA_HIGH_SCORES": "record", "AMOCRM_SCORE_FIELD_ID": "777"}], indirect=True)
+def test_with_record_a_high_score_is_written_without_a_tag(h):
+    contact = h.fake.add_contact(PHONE)
+    scored_call(h, digits="9")
+    h.drain()
+    assert h.fake.calls[0]["call_result"] == "Оценка качества: 9"
+    assert h.fake.contacts[contact]["tags"] == [] and h.fake.contacts[contact]["fields"] == {777: 9}
+    assert h.call("call-1")["crm"]["status"] == "delivered"
+
+
+def test_a_high_score_after_the_call_was_logged_adds_no_note_by_default(h):
+    contact = h.fake.add_contact(PHONE)
+    h.post("events/summary", summary())
+    h.drain()
+    h.post("events/dtmf", dtmf(digits="10"))
+    h.drain()
+    assert len(h.fake.calls) == 1 and "call_result" not in h.fake.calls[0]
+    assert [n for n in h.fake.notes if n["note_type"] == "common"] == []
+    assert h.fake.contacts[contact]["tags"] == [] and h.call("call-1")["customer_score"] == 10
+
+
+def test_the_setting_changed_in_the_api_applies_to_the_next_scores(h):
+    from tests.conftest import ADMIN_TOKEN
+
+    h.fake.add_contact(PHONE)
+    changed = h.client.put("/api/v1/settings", json={"high_scores": "record"},
+                           headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert changed.status_code == 200 and changed.json["high_scores"] == "record"
     scored_call(h, digits="10")
     h.drain()
     assert h.fake.calls[0]["call_result"] == "Оценка качества: 10"
-    assert h.fake.contacts[contact]["tags"] == []
-    assert not any(method == "PATCH" for _, method, _, _ in h.fake.requests)
-    assert h.call("call-1")["crm"]["status"] == "delivered"
+
+
+def test_a_line_may_have_high_scores_recorded_while_the_others_ignore_them(h):
+    from tests.conftest import ADMIN_TOKEN
+
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    h.fake.add_contact(PHONE)
+    assert h.client.put("/api/v1/settings/lines/74950000001", json={"high_scores": "record"},
+                        headers=auth).status_code == 200
+    for entry_id, line in [("c1", "74950000001"), ("c2", "74950000002")]:
+        h.post("events/dtmf", dtmf(entry_id, "9"))  # before the summary: decided again by its line
+        h.post("events/summary", summary(entry_id, line=line))
+    h.drain()
+    results = {c["uniq"]: c.get("call_result") for c in h.fake.calls}
+    assert results == {"c1": "Оценка качества: 9", "c2": None}
+
+
+@pytest.mark.parametrize("h", [{"QA_LOCK_SCORE": "false"}], indirect=True)
+def test_an_ignored_high_score_replacing_a_low_one_takes_its_tag_off_and_writes_nothing_else(h):
+    contact = h.fake.add_contact(PHONE)
+    h.fake.contacts[contact]["tags"] = ["VIP"]
+    scored_call(h, digits="3")
+    h.drain()
+    assert h.fake.contacts[contact]["tags"] == ["VIP", "Оценка 3"]
+    h.post("events/dtmf", dtmf(digits="10", seq=9))
+    h.drain()
+    assert h.fake.contacts[contact]["tags"] == ["VIP"]  # QA staff no longer chase a revised score
+    texts = [h.fake.calls[0]["call_result"]] + [n["params"]["text"] for n in h.fake.notes
+                                                 if n["note_type"] == "common"]
+    assert texts == ["Оценка качества: 3"]
 
 
 def test_a_score_after_the_call_was_logged_becomes_a_note_and_a_tag(h):
@@ -203,7 +272,7 @@ def test_when_another_integration_logs_calls_the_score_is_a_note(h):
     assert h.fake.contacts[contact]["tags"] == ["Оценка 2"]
 
 
-@pytest.mark.parametrize("h", [{"AMOCRM_SCORE_FIELD_ID": "777"}], indirect=True)
+@pytest.mark.parametrize("h", [{"AMOCRM_SCORE_FIELD_ID": "777", "QA_HIGH_SCORES": "record"}], indirect=True)
 def test_score_field_is_written(h):
     contact = h.fake.add_contact(PHONE)
     scored_call(h, digits="9")

@@ -35,7 +35,24 @@ def test_a_line_with_the_feature_off_stores_its_scores_and_sends_nothing(client,
     mango_post("events/summary", summary("c1", line=SUPPORT))
     call = client.get("/api/v1/calls/c1", headers=auth).json
     assert call["customer_score"] == 2 and call["decision"] == {
-        "record": False, "tag": None, "reason": "feature off on this line: score stored, nothing sent"}
+        "record": False, "tag": None, "reason": "feature off on this line: score stored, nothing sent",
+        "at_or_above_threshold": False, "high_scores": None}
+
+
+def test_a_line_overrides_the_rule_for_high_scores_even_when_the_score_came_first(client, auth, mango_post):
+    assert client.put(f"/api/v1/settings/lines/{SALES}", json={"high_scores": "record"},
+                      headers=auth).json == {"line_number": SALES, "high_scores": "record"}
+    mango_post("events/dtmf", dtmf("c1", "9"))  # the line is not known yet: the global rule
+    assert client.get("/api/v1/calls/c1", headers=auth).json["decision"]["high_scores"] == "default"
+    mango_post("events/summary", summary("c1", line=SALES))
+    mango_post("events/summary", summary("c2", line=SUPPORT))
+    mango_post("events/dtmf", dtmf("c2", "9"))
+    decisions = {c["call_id"]: c["decision"] for c in client.get("/api/v1/calls", headers=auth).json["items"]}
+    assert {k: (d["at_or_above_threshold"], d["high_scores"], d["tag"]) for k, d in decisions.items()} == \
+        {"c1": (True, "record", None), "c2": (True, "default", None)}
+    assert decisions["c1"]["reason"] == "score 9 is at or above the threshold 9 of this line: record only"
+    call = client.get("/api/v1/calls/c1", headers=auth).json
+    assert call["scores"][0]["reason"] == decisions["c1"]["reason"]
 
 
 def test_overrides_are_read_changed_removed_and_audited(client, auth):
@@ -53,7 +70,8 @@ def test_overrides_are_read_changed_removed_and_audited(client, auth):
 
 @pytest.mark.parametrize("body, needle", [
     ({"max_threshold": 42}, "max_threshold: must lie within"),
-    ({"tag_template": "x {score}"}, "tag_template: a line may override only enabled, max_threshold"),
+    ({"tag_template": "x {score}"}, "tag_template: a line may override only enabled, max_threshold, high_scores"),
+    ({"high_scores": "skip"}, "high_scores: must be one of default, ignore, record"),
     ({"enabled": "yes"}, "enabled: expected bool"),
     ({}, "expected an object"),
     ([1], "expected an object"),

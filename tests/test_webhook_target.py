@@ -152,3 +152,37 @@ def test_the_settings_page_shows_each_targets_state(db_url):
         console_login(t.client, "ann", "correct horse battery")
         page = t.client.get("/settings").get_data(as_text=True)
         assert "CRM (amocrm): paused — 403 account blocked" in page and "CRM (webhook): ok" in page
+
+
+def test_every_score_is_posted_with_the_decision_and_whether_each_crm_writes_it(db_url):
+    """amoCRM ignores a score at or above the threshold by default; the webhook still posts it, saying so."""
+    with targets(db_url, crm="amocrm,webhook") as t:
+        t.scored_call("call-1", digits="9")
+        t.scored_call("call-2", digits="3")
+        t.drain()
+        decisions = {b["data"]["call_id"]: b["data"]["decision"] for _, b in t.receiver.received}
+        assert {k: (d["at_or_above_threshold"], d["high_scores"], d["tag"], d["written_to_crm"])
+                for k, d in decisions.items()} == {"call-1": (True, "default", None, {"amocrm": False}),
+                                                   "call-2": (False, None, "Оценка 3", {"amocrm": True})}
+        assert {c["uniq"]: c.get("call_result") for c in t.amo.calls} == {"call-1": None,
+                                                                         "call-2": "Оценка качества: 3"}
+
+
+def test_with_record_the_webhook_says_the_crm_writes_a_high_score(db_url):
+    with targets(db_url, crm="amocrm,webhook", QA_HIGH_SCORES="record") as t:
+        t.scored_call("call-1", digits="10")
+        t.drain()
+        [(_, body)] = t.receiver.received
+        assert body["data"]["decision"]["written_to_crm"] == {"amocrm": True}
+        assert t.amo.calls[0]["call_result"] == "Оценка качества: 10"
+
+
+def test_the_webhook_knows_each_crm_beside_it_and_its_default_for_high_scores():
+    from connector.crm.registry import build_target
+
+    config = make_config("sqlite://", CRM="amocrm,bitrix24,webhook", AMOCRM_BASE_URL="https://a.amocrm.ru",
+                         AMOCRM_LONG_LIVED_TOKEN=TOKEN, BITRIX24_PORTAL_URL="https://b.bitrix24.ru",
+                         BITRIX24_CLIENT_ID="id", BITRIX24_CLIENT_SECRET="secret",
+                         WEBHOOK_TARGET_URL="https://hook.example/", WEBHOOK_TARGET_SECRET=SECRET)
+    # amoCRM as MANGO's own setting; Bitrix24's VOTE feeds the portal's ratings, which expect every score.
+    assert build_target("webhook", config, None).crm_defaults == {"amocrm": "ignore", "bitrix24": "record"}

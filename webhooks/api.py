@@ -355,7 +355,8 @@ def get_line_override(line_number: str):
 @bp.put("/settings/lines/<line_number>")
 @require_token(Role.ADMIN)
 def put_line_override(line_number: str):
-    """`{"enabled": bool, "max_threshold": int}` (either or both) for calls on this line; audited."""
+    """`{"enabled": bool, "max_threshold": int, "high_scores": str}` (any of them) for calls on this line;
+    audited."""
     line_number = _line_number(line_number)
     body = _json_body()
     with services().db.transaction() as session:

@@ -78,7 +78,7 @@ def build_spec() -> dict:
     spec.path("/api/v1/settings/lines/{line_number}", operations={
         "get": {"summary": "A line's override", "security": TOKEN, "parameters": line,
                 "responses": _ok("the override")},
-        "put": {"summary": "Set a line's `enabled` and/or `max_threshold` (admin; audited)", "security": TOKEN,
+        "put": {"summary": "Set a line's `enabled`, `max_threshold` and/or `high_scores` (admin; audited)", "security": TOKEN,
                 "parameters": line,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
                 "responses": _ok("the override")},

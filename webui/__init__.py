@@ -30,7 +30,8 @@ from connector.threshold import PolicyError
 from connector.users import Principal, principal_by_id, principal_for_login
 from connector.validation import first_error
 from webui import charts
-from webui.forms import LineOverrideForm, LoginForm, LogoutForm, ReplayForm, ReviewForm, SettingsForm
+from webui.forms import (HIGH_SCORES_CHOICES, LineOverrideForm, LoginForm, LogoutForm, ReplayForm, ReviewForm,
+                         SettingsForm)
 
 bp = Blueprint("console", __name__, template_folder="templates")
 
@@ -268,7 +269,7 @@ def _xlsx(book, filename: str) -> Response:
 
 
 POLICY_FIELDS = ("enabled", "scale_min", "scale_max", "max_threshold", "tag_template", "score_text_template",
-                 "rating_window_days", "lock_score")
+                 "rating_window_days", "lock_score", "high_scores")
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -305,7 +306,8 @@ def settings():
         form = SettingsForm(formdata=None, data=policy.as_dict())
     return render_template("settings.html", form=form, errors=errors, saved=saved, state=state, dead=dead,
                            replay_form=ReplayForm(), fields=POLICY_FIELDS, lines=sorted(policies.lines.items()),
-                           line_form=LineOverrideForm(formdata=None)), (422 if errors else 200)
+                           line_form=LineOverrideForm(formdata=None), high_scores_labels={c.value: c.label for c in HIGH_SCORES_CHOICES}), \
+        (422 if errors else 200)
 
 
 @bp.post("/settings/lines")
@@ -318,6 +320,8 @@ def save_line():
     override = {"enabled": bool(form.enabled.data)}
     if form.max_threshold.data is not None:
         override["max_threshold"] = form.max_threshold.data
+    if form.high_scores.data:  # empty: the global rule
+        override["high_scores"] = form.high_scores.data
     line = form.line_number.data.strip()
     try:
         with services().db.transaction() as s:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_babel import lazy_gettext as _l
-from wtforms import BooleanField, IntegerField, PasswordField, StringField, TextAreaField
+from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
 
@@ -21,6 +22,16 @@ class ReviewForm(FlaskForm):
     comment = TextAreaField(_l("Комментарий"), validators=[Optional(), Length(max=2000)])
 
 
+# The policy's rule for a score at or above the threshold (connector.threshold.HighScores), as admins read it.
+HIGH_SCORES_CHOICES = [
+    SelectChoice("default", _l("как принято в каждой CRM (amoCRM: не писать, Bitrix24: писать)")),
+    SelectChoice("ignore", _l("не писать в CRM (как в MANGO)")),
+    SelectChoice("record", _l("писать текст оценки, без тега")),
+]
+
+HIGH_SCORES_HELP = _l("MANGO не пишет её в CRM, считая ненадёжной; коннектор всё равно хранит её и шлёт в вебхук")
+
+
 class SettingsForm(FlaskForm):
     """The policy's fields; the policy itself checks them together (connector.threshold.validate_policy)."""
 
@@ -32,6 +43,8 @@ class SettingsForm(FlaskForm):
     score_text_template = StringField(_l("Шаблон текста оценки"), validators=[Optional(), Length(max=255)])
     rating_window_days = IntegerField(_l("Окно для оценки, дней (0: без ограничения)"), validators=[Optional()])
     lock_score = BooleanField(_l("Первая оценка клиента остаётся в силе"))
+    high_scores = SelectField(_l("Оценка на пороге и выше"), choices=HIGH_SCORES_CHOICES, default="default",
+                              description=HIGH_SCORES_HELP)
 
 
 class ReplayForm(FlaskForm):
@@ -42,3 +55,5 @@ class LineOverrideForm(FlaskForm):
     line_number = StringField(_l("Линия"), validators=[DataRequired(), Length(max=32)])
     enabled = BooleanField(_l("Функция включена"), default=True)
     max_threshold = IntegerField(_l("Порог"), validators=[Optional()])
+    high_scores = SelectField(_l("Оценка на пороге и выше"), default="",
+                              choices=[SelectChoice("", _l("как у всех")), *HIGH_SCORES_CHOICES])

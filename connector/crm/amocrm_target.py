@@ -12,6 +12,9 @@ Jobs:
   (add / remove), and write the score field. A tags job whose score was replaced before it was sent is
   dropped: the replacing score's own job carries the change;
 - `task` (LOW_SCORE_TASK): a follow-up task on the entity for each tagged score, keyed by score id.
+
+A score at or above the threshold that amoCRM ignores (the policy's `high_scores`, by default `ignore`) is
+no score to write: the call is logged without score text, and no note, tag, field or task follows.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from connector.crm import (DOUBT_MARGIN, CallItem, ContactItem, CrmAdapter, Item
 from connector.links import recording_link
 from connector.models import DeliveryJob, JobStatus, Score
 from connector.outbox import JobKind, Outcome, Work
-from connector.threshold import Policy
+from connector.threshold import HighScores, Policy
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,9 @@ class AmoCrmPlanning:
     survey_wait_seconds: int = 180
     score_field_id: int = 0
     low_score_task: bool = False
+    # A score at or above the threshold, unless the policy says otherwise: ignored, as MANGO's own amoCRM
+    # setting does (people moving from it expect its behaviour).
+    high_scores: HighScores = HighScores.IGNORE
 
     @property
     def name(self) -> str:
@@ -76,6 +82,12 @@ def plan(session: Session, opts: AmoCrmPlanning, d: outbox.Delivery) -> None:
             return  # the call is not in the CRM yet; what it carries is decided when it is sent
 
     if score is None or not score.record:  # no score, or the feature was off when it came
+        return
+    if outbox.written_score(score, opts.high_scores) is None:
+        # A high score this target ignores: nothing about it goes in. Only a low-score tag that the score
+        # it replaced left comes off, or QA staff would call back a customer who has since rated high.
+        if record.applied_tag:
+            outbox.add_job(session, d, opts.crm, JobKind.TAGS, str(score.id), score=score)
         return
     if record.written_score != score.value:
         outbox.add_job(session, d, opts.crm, JobKind.NOTE, str(score.id), score=score)
@@ -128,8 +140,8 @@ class AmoCrmTarget:
         w.responsible = (user_id, user_id is not None)
         phone = _phone(call.customer_phone)
         if job.kind == JobKind.LOG_CALL:
-            score = d.score
-            text = policy.score_text(score.value) if score is not None and score.record else None
+            score = outbox.written_score(d.score, self.opts.delivery.high_scores)
+            text = policy.score_text(score.value) if score is not None else None
             w.score_value = score.value if text else None
             link = (recording_link(self.opts.public_base_url, self.opts.secret_key, call.entry_id)
                     if call.recording_id else None)
@@ -154,7 +166,8 @@ class AmoCrmTarget:
             elif job_score is None or d.score is None or job_score.id != d.score.id:
                 w.extra["superseded"] = True  # a newer score's own tags job carries the change
             else:
-                field_id = self.opts.delivery.score_field_id
+                written = outbox.written_score(job_score, self.opts.delivery.high_scores) is not None
+                field_id = self.opts.delivery.score_field_id if written else 0
                 new_tag = job_score.tag
                 # Remove what we last applied (and what the policy says this score replaces).
                 remove = {record.applied_tag, job_score.tag_to_remove} - {None, new_tag}

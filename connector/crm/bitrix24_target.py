@@ -46,7 +46,7 @@ from connector.crm.bitrix24 import (MAX_BATCH, NAME, BatchAnswer, Bitrix24Api, C
 from connector.links import recording_link
 from connector.models import Call, CrmRecord, DeliveryJob, JobStatus
 from connector.outbox import JobKind, Outcome, Work
-from connector.threshold import Policy
+from connector.threshold import HighScores, Policy
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ class Bitrix24Planning:
     survey_wait_seconds: int = 180
     low_score_task: bool = False
     name: str = NAME
+    # A score at or above the threshold, unless the policy says otherwise: recorded, since VOTE feeds the
+    # portal's own call ratings, which expect every score (ignoring 9 and 10 would drag them down).
+    high_scores: HighScores = HighScores.RECORD
 
     def plan(self, session: Session, d: outbox.Delivery) -> None:
         call = d.call
@@ -91,7 +94,7 @@ class Bitrix24Planning:
         if call.recording_id and call_job is not None and call_job.status == JobStatus.DONE \
                 and not (call_job.result or {}).get("record_attached"):
             outbox.add_job(session, d, NAME, JobKind.B24_RECORD, call.recording_id)
-        score = d.score
+        score = outbox.written_score(d.score, self.high_scores)  # None for a high score it ignores
         if d.record.entity_id and score is not None and score.record:
             outbox.add_job(session, d, NAME, JobKind.B24_MARK, str(score.id), score=score)
             if self.low_score_task and score.tag:
@@ -150,7 +153,7 @@ class Bitrix24Target:
     def prepare(self, session: Session, claimed: list[tuple[DeliveryJob, outbox.Delivery, Work]], policy: Policy,
                 user_map: dict) -> None:
         for job, d, w in claimed:
-            call, score = d.call, d.score if d.score is not None and d.score.record else None
+            call, score = d.call, outbox.written_score(d.score, self.planning.high_scores)
             who, user_id = self._who(job, call, user_map)
             w.responsible = (user_id, user_id is not None and user_id == user_map.get(call.operator_extension or ""))
             w.score_value = score.value if score else None

@@ -61,9 +61,12 @@ def _amocrm_target(config, db: Database, **options):
 
 
 def _webhook_target(config, db: Database, *, session=None):
-    from connector.crm.webhook import WebhookTarget
+    from connector.crm.webhook import NAME, WebhookTarget
 
-    return WebhookTarget(config.WEBHOOK_TARGET_URL, config.WEBHOOK_TARGET_SECRET, session=session)
+    # The CRMs beside it, with their defaults for high scores: each message says which of them writes the score.
+    crm_defaults = {p.name: p.high_scores for p in plannings(config) if p.name != NAME}
+    return WebhookTarget(config.WEBHOOK_TARGET_URL, config.WEBHOOK_TARGET_SECRET, session=session,
+                         crm_defaults=crm_defaults)
 
 
 def _bitrix24_target(config, db: Database, *, session=None):

@@ -8,6 +8,10 @@ done; 408, 429 and 5xx (and no answer) retry on the outbox schedule, after `Retr
 other 4xx is dead with the receiver's answer, but 410 Gone, which pauses the target (the specification
 asks the sender to disable the endpoint) until an admin resumes it. The receiver is never looked up before a resend: the
 stable id makes a resend harmless.
+
+Every score goes out, whatever the CRMs write: `data.decision.written_to_crm` says, for each CRM target
+configured beside the webhook, whether the policy has it write the customer score (a score at or above
+the threshold may be ignored there).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from connector.calls import call_json
 from connector.crm import AccountBlocked, CrmError, ItemResult, TransientError
 from connector.models import Call, DeliveryJob, JobStatus
 from connector.outbox import JobKind, Outcome, Work
-from connector.threshold import Policy
+from connector.threshold import HighScores, Policy, writes_score
 
 NAME = "webhook"
 EVENT = "call.scored"
@@ -48,6 +52,12 @@ class WebhookPlanning:
                 outbox.add_job(session, d, NAME, JobKind.SCORED, str(score.id), score=score)
 
 
+def written_to_crm(call: Call, crm_defaults: dict[str, HighScores]) -> dict[str, bool]:
+    """For each CRM target: does the policy have it write the call's customer score?"""
+    return {name: bool(call.decision_record) and call.customer_score is not None
+            and writes_score(call.decision_high_scores, default) for name, default in crm_defaults.items()}
+
+
 def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -68,8 +78,10 @@ class WebhookTarget:
     def batch_size(self, kind: str) -> int:
         return self.max_batch
 
-    def __init__(self, url: str, secret: str, *, session: requests.Session | None = None, timeout: float = 10.0):
+    def __init__(self, url: str, secret: str, *, session: requests.Session | None = None, timeout: float = 10.0,
+                 crm_defaults: dict[str, HighScores] | None = None):
         self.url, self.timeout = url, timeout
+        self.crm_defaults = crm_defaults or {}  # each CRM target beside it -> its default for high scores
         self.signer = Webhook(secret)
         self.http = session or requests.Session()
 
@@ -85,7 +97,9 @@ class WebhookTarget:
                              .options(selectinload(Call.scores), selectinload(Call.crm_records))))
         for job, d, w in claimed:
             w.extra["message_id"] = job.key
-            w.item = {"type": EVENT, "data": call_json(d.call)}
+            data = call_json(d.call)
+            data["decision"]["written_to_crm"] = written_to_crm(d.call, self.crm_defaults)
+            w.item = {"type": EVENT, "data": data}
 
     def deliver(self, kind: str, work: list[Work]) -> list[Outcome]:
         outcomes: list[Outcome] = []

@@ -48,6 +48,7 @@ def test_every_setting_is_documented_in_the_example_file():
     ({"QA_MAX_THRESHOLD": "42"}, "QA_MAX_THRESHOLD: must lie within"),
     ({"QA_SCALE_MIN": "10", "QA_SCALE_MAX": "5"}, "QA_SCALE_MAX"),
     ({"QA_TAG_TEMPLATE": "low score"}, "QA_TAG_TEMPLATE: must contain {score}"),
+    ({"QA_HIGH_SCORES": "skip"}, "QA_HIGH_SCORES: must be one of default, ignore, record"),
     ({"CRM": "salesforce"}, "CRM: expected none or a comma list of amocrm, bitrix24, webhook"),
     ({"CRM": "none,amocrm"}, "CRM: expected none or a comma list"),
     ({"LOW_SCORE_TASK": "true", "LOW_SCORE_TASK_TEMPLATE": "Перезвонить {score!r}"}, "LOW_SCORE_TASK_TEMPLATE"),

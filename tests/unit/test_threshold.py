@@ -4,8 +4,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from connector.threshold import (ACCEPTED, DUPLICATE, KEPT, REFUSED, Policy, PolicyError, decide,
-                                 policy_with_changes, validate_policy)
+from connector.threshold import (ACCEPTED, DUPLICATE, KEPT, REFUSED, HighScores, Policy, PolicyError, decide,
+                                 decide_again, policy_from_config, policy_with_changes, validate_policy,
+                                 writes_score)
 
 
 @st.composite
@@ -14,7 +15,8 @@ def policies(draw):
     scale_max = draw(st.integers(scale_min + 1, 99))
     threshold = draw(st.integers(scale_min, scale_max + 1))
     return Policy(enabled=draw(st.booleans()), scale_min=scale_min, scale_max=scale_max,
-                  max_threshold=threshold, lock_score=draw(st.booleans()))
+                  max_threshold=threshold, lock_score=draw(st.booleans()),
+                  high_scores=draw(st.sampled_from([h.value for h in HighScores])))
 
 
 @given(policies(), st.data())
@@ -115,6 +117,9 @@ def test_generated_policies_validate(policy):
     ({"enabled": "yes"}, "enabled"),
     ({"max_threshold": True}, "max_threshold"),
     ({"rating_window_days": -1}, "rating_window_days"),
+    ({"high_scores": "skip"}, "high_scores"),
+    ({"high_scores": ""}, "high_scores"),
+    ({"high_scores": None}, "high_scores"),
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_changes_name_the_field(changes, field):
@@ -126,3 +131,54 @@ def test_bad_changes_name_the_field(changes, field):
 def test_threshold_may_be_one_above_the_scale_to_tag_every_score():
     policy = policy_with_changes(Policy(), {"max_threshold": 11})
     assert decide(policy, 10).tag == "Оценка 10"
+
+
+@given(policies(), st.data())
+def test_a_recorded_score_at_or_above_the_threshold_carries_the_policys_rule_for_high_scores(policy, data):
+    policy = replace(policy, enabled=True)
+    score = data.draw(st.integers(policy.scale_min, policy.scale_max))
+    for d in (decide(policy, score), decide_again(policy, score)):
+        assert d.record and d.at_or_above_threshold == (score >= policy.max_threshold)
+        assert d.high_scores == (policy.high_scores if score >= policy.max_threshold else None)
+
+
+@given(policies(), st.data())
+def test_a_score_that_is_not_recorded_carries_no_rule(policy, data):
+    score = data.draw(st.integers(policy.scale_min, policy.scale_max))
+    off = replace(policy, enabled=False)
+    assert decide(off, score).high_scores is None and decide_again(off, score).high_scores is None
+    assert decide(policy, policy.scale_max + 1).high_scores is None  # refused
+    locked = replace(policy, enabled=True, lock_score=True)
+    assert decide(locked, score, previous=score).high_scores is None  # duplicate
+    other = policy.scale_min if score != policy.scale_min else policy.scale_max
+    assert decide(locked, score, previous=other).high_scores is None  # kept, not in force
+
+
+@pytest.mark.parametrize("rule, target_default, writes", [
+    (None, HighScores.IGNORE, True),  # below the threshold: always written
+    (None, HighScores.RECORD, True),
+    ("ignore", HighScores.RECORD, False),  # the policy's rule wins over the target's default
+    ("record", HighScores.IGNORE, True),
+    ("default", HighScores.IGNORE, False),  # else the target's own default
+    ("default", HighScores.RECORD, True),
+])
+def test_a_target_writes_a_high_score_by_the_rule_else_by_its_default(rule, target_default, writes):
+    assert writes_score(rule, target_default) is writes
+
+
+def test_mangos_defaults_score_9_of_threshold_9_untagged_and_left_to_each_target():
+    d = decide(Policy(), 9)
+    assert (d.tag, d.high_scores, d.at_or_above_threshold) == (None, "default", True)
+    assert d.reason == "score 9 is at or above the threshold 9: no tag; each CRM writes it or not by its default"
+    ignored = decide(Policy(high_scores="ignore"), 9)
+    assert ignored.reason == "score 9 is at or above the threshold 9: no tag, not written into the CRM"
+    assert decide(Policy(high_scores="record"), 10).reason == "score 10 is at or above the threshold 9: record only"
+    low = decide(Policy(high_scores="ignore"), 8)
+    assert (low.tag, low.high_scores, low.at_or_above_threshold) == ("Оценка 8", None, False)
+
+
+def test_the_rule_for_high_scores_is_seeded_from_qa_high_scores():
+    from connector.config import Config
+
+    assert policy_from_config(Config.from_env({})).high_scores == "default"
+    assert policy_from_config(Config.from_env({"QA_HIGH_SCORES": "record"})).high_scores == "record"
