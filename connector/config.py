@@ -62,6 +62,10 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = str(PROJECT_DIR / "var")
 
 
+# Where MANGO's quality-control scores come from: extended call statistics in bulk (`stats`), the
+# Contact Center API call by call (`cc`), or both (the statistics for every call, `cc/call/` between
+# scans for the calls the statistics show the contact centre handled).
+QUALITY_SOURCES = ("both", "stats", "cc")
 TARGETS = ("amocrm", "bitrix24", "webhook")  # what CRM may list; each target gets every call independently
 
 
@@ -80,6 +84,8 @@ class Config:
     MANGO_API_URL: str = "https://app.mango-office.ru/vpbx/"
     MANGO_SURVEY_LOCATION: str = ""
     MANGO_QUALITY_API: bool = False
+    MANGO_QUALITY_SOURCE: str = "both"  # stats, cc or both: where quality-control scores are pulled from
+    MANGO_STATS_UTC_OFFSET: int = 3  # hours: the time zone MANGO reads a statistics period in
     MANGO_RATE_LIMIT: float = 5.0
     SCORES_WEBHOOK_SECRET: str = ""
     QA_ENABLED: bool = True
@@ -161,6 +167,11 @@ class Config:
         if not 0 < self.MANGO_RATE_LIMIT <= 10:
             raise ConfigError(f"MANGO_RATE_LIMIT: must be above 0 and at most MANGO's 10 per second, "
                               f"got {self.MANGO_RATE_LIMIT}")
+        if self.MANGO_QUALITY_SOURCE not in QUALITY_SOURCES:
+            raise ConfigError(f"MANGO_QUALITY_SOURCE: expected one of {', '.join(QUALITY_SOURCES)}, "
+                              f"got {self.MANGO_QUALITY_SOURCE!r}")
+        if not -12 <= self.MANGO_STATS_UTC_OFFSET <= 14:
+            raise ConfigError(f"MANGO_STATS_UTC_OFFSET: hours from UTC, -12 to 14, got {self.MANGO_STATS_UTC_OFFSET}")
         if self.MANGO_QUALITY_API and not (self.MANGO_API_KEY and self.MANGO_API_SALT):
             raise ConfigError("MANGO_QUALITY_API: needs MANGO_API_KEY and MANGO_API_SALT")
         if self.SURVEY_WAIT_SECONDS < 0:

@@ -138,6 +138,8 @@ def _apply_event(session: Session, ctx: IngestContext, call: Call, event, polici
                                 not_before=datetime.now(timezone.utc) + FIRST_POLL_DELAY))
     elif isinstance(event, Recording):
         if event.playable:
+            if event.stored and (call.recording_stored_at is None or call.recording_id != event.recording_id):
+                call.recording_stored_at = datetime.now(timezone.utc)
             call.recording_id = event.recording_id
             call.recording_unavailable_until = None
     elif isinstance(event, Digits):

@@ -105,6 +105,9 @@ class Call(Base):
     # The PBX said it has no file for the recording: the player answers 404 until then, without
     # asking again (every wrong request counts towards MANGO's 2-minute block).
     recording_unavailable_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the PBX said the file is in its cloud (MANGO's record/added): for a while after it, a fetch
+    # may still find no file, so the player waits before the first one and treats a miss as "not yet".
+    recording_stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # SurveyState; null when no survey source tells
     survey: Mapped[str | None] = mapped_column(String(16))
     last_event_seq: Mapped[int | None] = mapped_column(Integer)
@@ -192,6 +195,9 @@ class PbxPoll(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     found: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The PBX's bulk statistics show the contact centre handled the call: asking about it one by one
+    # is unlikely to be a "not found". Calls without it are not asked one by one unless QUALITY_SOURCE=cc.
+    contact_center: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     polls: Mapped[int] = mapped_column(Integer, default=0)
     misses: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -201,6 +207,22 @@ class PbxPoll(Base):
 
 
 Index("ix_pbx_polls_due", PbxPoll.status, PbxPoll.not_before)
+
+
+class PbxScan(Base):
+    """One rolling window of the PBX's bulk call statistics (e.g. the last 30 minutes, every minute),
+    shared by every process: whoever holds the lease scans it; `next_at` is when it is due again."""
+
+    __tablename__ = "pbx_scans"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_calls: Mapped[int] = mapped_column(Integer, default=0)  # calls the last scan listed
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class Score(Base):

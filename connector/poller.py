@@ -3,6 +3,11 @@
 The queue (`claim`, `reschedule`) owns the rows; `QualityPoller` only loops: claim a batch,
 ask the PBX outside any transaction, apply each answer in its own short transaction.
 This is ingestion, so it runs whatever CRM is configured (also with CRM=none).
+
+With `probe_unknown` (QUALITY_SOURCE=cc) every call is asked about, and a call the PBX has never
+answered for is a "probing" question (it may be "not found", which counts towards the block).
+Without it (the bulk scan runs beside it), only calls the scan showed the contact centre handled are
+asked, and only until their survey settles: the scan picks up the supervisors' later marks.
 """
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ from connector.loop import run_until_stopped, worker_id
 from connector.models import Call, PbxPoll, PollStatus, SurveyState
 from connector.outbox import lock_calls
 from connector.pbx import QualityReport
-from connector.pbx.mango_api import MangoApi, MangoCoolingDown, MangoError, MangoUnavailable, MangoWrongRequest
+from connector.pbx.mango_api import (MangoApi, MangoBusy, MangoCoolingDown, MangoError, MangoUnavailable,
+                                     MangoWrongRequest)
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +39,15 @@ def _now() -> datetime:
 
 # --- the queue -------------------------------------------------------------------------
 
-def claim(session: Session, owner: str, *, limit: int, lease_seconds: float, skip_locked: bool) -> list[PbxPoll]:
+def claim(session: Session, owner: str, *, limit: int, lease_seconds: float, skip_locked: bool,
+          contact_center_only: bool = False) -> list[PbxPoll]:
     now = _now()
     due = (select(PbxPoll)
            .where(PbxPoll.status == PollStatus.PENDING, PbxPoll.not_before <= now,
-                  or_(PbxPoll.lease_until.is_(None), PbxPoll.lease_until < now))
+                  or_(PbxPoll.lease_until.is_(None), PbxPoll.lease_until < now)))
+    if contact_center_only:
+        due = due.where(or_(PbxPoll.contact_center.is_(True), PbxPoll.found.is_(True)))
+    due = (due
            .order_by(PbxPoll.not_before, PbxPoll.id).limit(limit)
            .with_for_update(**({"skip_locked": True} if skip_locked else {})))
     polls = list(session.scalars(due))
@@ -68,9 +78,12 @@ class Claimed:
 
 class QualityPoller:
     def __init__(self, db: Database, api: MangoApi, ctx: IngestContext, *, survey_wait_seconds: int,
-                 batch: int = 20, lease_seconds: float = 120.0, poll_seconds: float = 1.0, owner: str | None = None):
+                 probe_unknown: bool = True, batch: int = 20, lease_seconds: float = 120.0,
+                 poll_seconds: float = 1.0, owner: str | None = None):
         self.db, self.api, self.ctx = db, api, ctx
         self.survey_wait = timedelta(seconds=survey_wait_seconds)
+        self.probe_unknown = probe_unknown
+        self.rechecks = quality.SUPERVISOR_RECHECKS if probe_unknown else ()
         self.batch, self.lease_seconds, self.poll_seconds = batch, lease_seconds, poll_seconds
         self.owner = owner or worker_id()
 
@@ -82,12 +95,14 @@ class QualityPoller:
         with self.db.transaction() as s:
             claimed = [Claimed(p.id, p.call_id, p.call.entry_id, p.found)
                        for p in claim(s, self.owner, limit=self.batch, lease_seconds=self.lease_seconds,
-                                      skip_locked=self.db.is_postgres)]
+                                      skip_locked=self.db.is_postgres, contact_center_only=not self.probe_unknown)]
         for index, item in enumerate(claimed):
             try:
                 report = self.api.call_quality(item.entry_id, probing=not item.found)
                 self._questions(report)
-            except MangoCoolingDown as exc:  # only this call's question may fail: it waits alone
+            except (MangoCoolingDown, MangoBusy) as exc:
+                # Only this call's question may fail, or only this request was over the rate: it waits
+                # alone (a rate limit briefly holds the shared slot for the others).
                 self._later([item.poll_id], exc)
                 continue
             except MangoUnavailable as exc:
@@ -131,7 +146,7 @@ class QualityPoller:
             ended = call.ended_at or call.summary_received_at or now
             settled = call.survey != SurveyState.PENDING
             reschedule(poll, quality.next_poll_at(ended_at=ended, now=now, survey_wait=self.survey_wait,
-                                                  settled=settled))
+                                                  settled=settled, rechecks=self.rechecks))
 
     def _miss(self, item: Claimed, exc: MangoError) -> None:
         """The PBX refused the question (e.g. 3300: the call is not in the Contact Center's history)."""
@@ -158,7 +173,7 @@ class QualityPoller:
                 reschedule(poll, None, reason)
 
     def _later(self, poll_ids: list[int], exc: MangoUnavailable) -> None:
-        level = logging.INFO if isinstance(exc, MangoCoolingDown) else logging.WARNING
+        level = logging.INFO if isinstance(exc, (MangoCoolingDown, MangoBusy)) else logging.WARNING
         log.log(level, "PBX quality control: %s; %d call(s) wait until %s UTC", exc.message, len(poll_ids),
                     exc.retry_at.strftime("%H:%M:%S"))
         with self.db.transaction() as s:

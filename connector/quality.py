@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.ingest import (SUPERVISOR, DuplicateEvent, IngestContext, add_customer_score, refresh_crm,
-                              store_event)
+                              refresh_crm_many, store_event)
 from connector.models import Call, QualityQuestion, SupervisorMark, SurveyState
 from connector.pbx import InboundMessage, QualityReport, Question, dedupe_key
 from connector.runtime_settings import current_policies
@@ -33,12 +33,14 @@ MISS_RETRY = timedelta(seconds=150)
 SETTLED = (SurveyState.ANSWERED, SurveyState.NO_ANSWER, SurveyState.NOT_OFFERED)
 
 
-def next_poll_at(*, ended_at: datetime, now: datetime, survey_wait: timedelta, settled: bool) -> datetime | None:
-    """When to ask the PBX about a call again; None when there is nothing more to wait for."""
+def next_poll_at(*, ended_at: datetime, now: datetime, survey_wait: timedelta, settled: bool,
+                 rechecks: tuple[timedelta, ...] = SUPERVISOR_RECHECKS) -> datetime | None:
+    """When to ask the PBX about a call again; None when there is nothing more to wait for.
+    `rechecks`: () when another source (the bulk scan) picks up the supervisors' late marks."""
     deadline = ended_at + survey_wait
     if not settled and now < deadline:
         return min(now + CUSTOMER_POLL_EVERY, deadline)
-    later = [ended_at + offset for offset in SUPERVISOR_RECHECKS if ended_at + offset > now]
+    later = [ended_at + offset for offset in rechecks if ended_at + offset > now]
     return later[0] if later else None
 
 
@@ -83,17 +85,40 @@ def apply_report(session: Session, ctx: IngestContext, call: Call, report: Quali
                  now: datetime, survey_wait: timedelta) -> None:
     """What one answer of the PBX changes on a (locked) call."""
     policies = current_policies(session, ctx.initial_policy)
+    _apply(session, call, report, policies, now=now, survey_wait=survey_wait)
+    refresh_crm(session, ctx, call, policies)
+
+
+def apply_reports(session: Session, ctx: IngestContext, reports: list[tuple[Call, QualityReport]], *,
+                  now: datetime, survey_wait: timedelta) -> int:
+    """The same for many (locked) calls at once, e.g. a page of bulk statistics; the CRM side is
+    refreshed only for the calls that changed, so scanning the same window again costs no writes.
+    Returns how many changed."""
+    policies = current_policies(session, ctx.initial_policy)
+    changed = [call for call, report in reports
+               if _apply(session, call, report, policies, now=now, survey_wait=survey_wait)]
+    if changed:
+        refresh_crm_many(session, ctx, changed, policies)
+    return len(changed)
+
+
+def _apply(session: Session, call: Call, report: QualityReport, policies, *, now: datetime,
+           survey_wait: timedelta) -> bool:
+    """True when the report changed the call (a new score or form, or its survey state)."""
     policy = policies.for_line(call.line_number)
+    survey, changed = call.survey, False
     if report.customer_raw is not None and _fact_is_new(session, call, "customer", report.customer_raw):
         add_customer_score(session, call, policy, report.customer_raw, origin="mango_quality", rated_at=now)
+        changed = True
     elif report.survey_unanswered and call.survey not in SETTLED:
         call.survey = SurveyState.NO_ANSWER
     if report.marks and _fact_is_new(session, call, "marks", [m.__dict__ for m in report.marks]):
         _replace_marks(session, call, report)
+        changed = True
     ended = call.ended_at or call.summary_received_at or now
     if call.survey == SurveyState.PENDING and now >= ended + survey_wait:
         call.survey = SurveyState.NOT_OFFERED
-    refresh_crm(session, ctx, call, policies)
+    return changed or call.survey != survey
 
 
 def _replace_marks(session: Session, call: Call, report: QualityReport) -> None:

@@ -44,13 +44,30 @@ def build_worker(config: Config, db: Database, **adapter_options):
 
 
 def build_poller(config: Config, db: Database, *, session=None):
-    """The PBX quality poller, or None when MANGO_QUALITY_API is off. It runs whatever CRM is."""
-    if not config.MANGO_QUALITY_API:
+    """The PBX's per-call quality poller, or None when MANGO_QUALITY_API is off or only the statistics
+    are read. It runs whatever CRM is."""
+    if not config.MANGO_QUALITY_API or config.MANGO_QUALITY_SOURCE == "stats":
         return None
     from connector.poller import QualityPoller
 
     return QualityPoller(db, build_pbx_api(config, db, session=session), ingest_context(config),
-                         survey_wait_seconds=config.SURVEY_WAIT_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS)
+                         survey_wait_seconds=config.SURVEY_WAIT_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS,
+                         probe_unknown=config.MANGO_QUALITY_SOURCE == "cc")
+
+
+def build_scanner(config: Config, db: Database, *, session=None):
+    """The bulk quality scan of the PBX's call statistics, or None when MANGO_QUALITY_API is off or
+    MANGO_QUALITY_SOURCE=cc."""
+    if not config.MANGO_QUALITY_API or config.MANGO_QUALITY_SOURCE == "cc":
+        return None
+    from datetime import timedelta
+
+    from connector.scanner import QualityScanner
+
+    return QualityScanner(db, build_pbx_api(config, db, session=session), ingest_context(config),
+                          survey_wait_seconds=config.SURVEY_WAIT_SECONDS,
+                          utc_offset=timedelta(hours=config.MANGO_STATS_UTC_OFFSET),
+                          per_call=config.MANGO_QUALITY_SOURCE == "both", poll_seconds=config.WORKER_POLL_SECONDS)
 
 
 def build_inbox(config: Config, db: Database, *, wake=None):
@@ -63,6 +80,7 @@ def build_inbox(config: Config, db: Database, *, wake=None):
 
 
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
-    """Every background loop this configuration needs: the inbox, delivery, PBX polling."""
-    loops = (build_inbox(config, db, wake=wake), *build_workers(config, db), build_poller(config, db))
+    """Every background loop this configuration needs: the inbox, delivery, PBX polling and scanning."""
+    loops = (build_inbox(config, db, wake=wake), *build_workers(config, db), build_poller(config, db),
+             build_scanner(config, db))
     return [loop for loop in loops if loop is not None]

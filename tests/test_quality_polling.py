@@ -1,4 +1,5 @@
-"""Scores from MANGO's quality control (Contact Center API), against a fake VPBX over real HTTP."""
+"""Scores from MANGO's quality control (Contact Center API) asked call by call (MANGO_QUALITY_SOURCE=cc),
+against a fake VPBX over real HTTP. The bulk statistics and the default `both` are in test_quality_scan.py."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -70,7 +71,8 @@ def h(db_url, request, error_status):
     pbx = FakeMango(MANGO_KEY, MANGO_SALT, questions=dict(QUESTIONS), error_status=error_status)
     with serving(create_fake_mango(pbx)) as pbx_url:
         config = make_config(db_url, MANGO_QUALITY_API="true", MANGO_API_URL=pbx_url + "/vpbx/",
-                             MANGO_RATE_LIMIT="10", **{"SURVEY_WAIT_SECONDS": 180, **overrides})
+                             MANGO_RATE_LIMIT="10",
+                             **{"SURVEY_WAIT_SECONDS": 180, "MANGO_QUALITY_SOURCE": "cc", **overrides})
         app = create_app(config)
         yield Harness(app, pbx, build_poller(config, app.extensions["connector"].db))
         app.extensions["connector"].db.dispose()
@@ -223,10 +225,12 @@ def test_a_block_is_honoured_by_every_request_until_it_ends(h):
 
 
 def test_polling_runs_without_any_crm(db_url):
-    config = make_config(db_url, MANGO_QUALITY_API="true")
-    app = create_app(config)
-    try:
-        assert [type(loop).__name__ for loop in build_loops(config, app.extensions["connector"].db)] == [
-            "InboxApplier", "QualityPoller"]
-    finally:
-        app.extensions["connector"].db.dispose()
+    loops = {"cc": ["InboxApplier", "QualityPoller"], "both": ["InboxApplier", "QualityPoller", "QualityScanner"],
+             "stats": ["InboxApplier", "QualityScanner"]}
+    for source, expected in loops.items():
+        config = make_config(db_url, MANGO_QUALITY_API="true", MANGO_QUALITY_SOURCE=source)
+        app = create_app(config)
+        try:
+            assert [type(loop).__name__ for loop in build_loops(config, app.extensions["connector"].db)] == expected
+        finally:
+            app.extensions["connector"].db.dispose()

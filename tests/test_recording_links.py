@@ -1,10 +1,14 @@
 """Signed recording links: the CRM keeps ours; each play gets a fresh single-use PBX link."""
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from app import create_app
+from connector.accounts import account_row
+from connector.models import Call
 from connector.links import link_is_valid, recording_link
 from tests.conftest import MANGO_KEY, MANGO_SALT, MangoPoster, make_config, recording
 from tests.fakes.mango import FakeMango, create_fake_mango
@@ -28,6 +32,34 @@ def setup(db_url, pbx):
 
 def path_of(link: str) -> str:
     return link.removeprefix("https://qa.example")
+
+
+def db_of(client):
+    return client.application.extensions["connector"].db
+
+
+def age_recording(client, entry_id: str, seconds: float) -> None:
+    """As if record/added (and any "not yet" answer) came `seconds` earlier."""
+    with db_of(client).transaction() as s:
+        call = s.scalars(select(Call).where(Call.entry_id == entry_id)).one()
+        call.recording_stored_at -= timedelta(seconds=seconds)
+        if call.recording_unavailable_until:
+            call.recording_unavailable_until -= timedelta(seconds=seconds)
+
+
+def strike(client, pbx, seconds_ago: float = 0.0) -> None:
+    """Another wrong request moments ago: the account's one tolerated error is spent (both sides know)."""
+    pbx.wrong_at.append(pbx.now() - seconds_ago)
+    with db_of(client).transaction() as s:
+        account_row(s, "mango", lock=True).strike_at = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+
+
+def two_minutes_pass(client, pbx) -> None:
+    pbx.advance(130)
+    with db_of(client).transaction() as s:
+        row = account_row(s, "mango", lock=True)
+        if row.strike_at:
+            row.strike_at -= timedelta(seconds=130)
 
 
 def test_a_valid_link_redirects_to_a_fresh_playable_pbx_link(setup):
@@ -74,7 +106,52 @@ def test_a_missing_recording_is_not_asked_for_again_within_the_block_window(setu
     assert len(pbx.commands("queries/recording/post")) == 1 and pbx.blocks == 0
     post("events/record/added", {"entry_id": "call-3", "recording_id": "rec-1", "product_id": 1, "user_id": 2,
                                  "timestamp": 1_763_800_100})
-    assert client.get(link).status_code == 302  # the file is in the cloud now: asked at once
+    waiting = client.get(link)  # the file is in the cloud now, but the first fetch waits a little
+    assert waiting.status_code == 503 and 1 <= int(waiting.headers["Retry-After"]) <= 45
+    age_recording(client, "call-3", 50)
+    # The first 3320 was moments ago: a fetch that may still answer 3320 waits out the 2 minutes.
+    assert client.get(link).status_code == 503 and len(pbx.commands("queries/recording/post")) == 1
+    two_minutes_pass(client, pbx)
+    assert client.get(link).status_code == 302 and pbx.blocks == 0
+
+
+def record_added(post, entry_id: str, recording_id: str) -> None:
+    post("events/record/added", {"entry_id": entry_id, "recording_id": recording_id, "product_id": 1,
+                                 "user_id": 2, "timestamp": 1_763_800_100})
+
+
+def test_the_first_fetch_after_record_added_waits_and_never_spends_the_tolerated_error(setup, pbx):
+    """Issue 15: right after record/added a fetch may still answer 3320, which counts toward the block."""
+    client, post, config = setup
+    pbx.store_recording("rec-7", ready_in=30)  # under load: fetchable only 30 s after record/added
+    strike(client, pbx)  # the account's one tolerated wrong request was spent moments ago
+    record_added(post, "call-7", "rec-7")
+    link = path_of(recording_link(config.PUBLIC_BASE_URL, config.SECRET_KEY, "call-7"))
+    first = client.get(link)
+    assert first.status_code == 503 and 1 <= int(first.headers["Retry-After"]) <= 45
+    assert pbx.commands("queries/recording/post") == []  # nothing asked yet
+    age_recording(client, "call-7", 50)
+    second = client.get(link)  # may still answer 3320, and a strike is in the window: not sent
+    assert second.status_code == 503 and pbx.commands("queries/recording/post") == [] and pbx.blocks == 0
+    two_minutes_pass(client, pbx)
+    assert client.get(link).status_code == 302 and pbx.blocks == 0
+
+
+def test_an_early_3320_after_record_added_is_not_yet_not_missing(setup, pbx):
+    client, post, config = setup
+    pbx.store_recording("rec-8", ready_in=1000)  # the PBX is slow today
+    record_added(post, "call-8", "rec-8")
+    link = path_of(recording_link(config.PUBLIC_BASE_URL, config.SECRET_KEY, "call-8"))
+    age_recording(client, "call-8", 50)
+    early = client.get(link)
+    assert early.status_code == 503 and 100 <= int(early.headers["Retry-After"]) <= 130  # not 404
+    assert [r[3] for r in pbx.commands("queries/recording/post")] == [3320]
+    again = client.get(link)  # never asked again within 2 minutes
+    assert again.status_code == 503 and len(pbx.commands("queries/recording/post")) == 1
+    pbx.ready_at["rec-8"] = 0.0
+    two_minutes_pass(client, pbx)
+    age_recording(client, "call-8", 130)
+    assert client.get(link).status_code == 302 and pbx.blocks == 0
 
 
 def test_a_mail_only_recording_never_becomes_a_link(setup, pbx):

@@ -59,6 +59,7 @@ class Recording:
     entry_id: str
     recording_id: str
     playable: bool
+    stored: bool = False  # the PBX says the file is in its cloud storage now (MANGO's record/added)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,16 @@ class QualityReport:
     customer_raw: str | None
     survey_unanswered: bool
     marks: tuple[Mark, ...]
+
+
+@dataclass(frozen=True)
+class ScannedCall:
+    """One call of the PBX's bulk statistics: its quality report, and whether the PBX's contact
+    centre handled it (only such a call can be asked about one by one without a "not found")."""
+
+    entry_id: str
+    report: QualityReport
+    contact_center: bool
 
 
 @dataclass(frozen=True)

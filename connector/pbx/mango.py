@@ -201,7 +201,7 @@ def parse(kind: str, json_text: str) -> InboundMessage:
     elif kind == "events/record/added":
         # The file is in the PBX's cloud storage and ready for download through the API.
         d = _load(RECORD_ADDED, document)
-        event = Recording(d["entry_id"], d["recording_id"], True)
+        event = Recording(d["entry_id"], d["recording_id"], True, stored=True)
         key = dedupe_key(kind, d["recording_id"])
     elif kind == "events/dtmf":
         d = _load(DTMF, document)

@@ -4,7 +4,10 @@ What the vendor documents (VPBX API v1.9, "Command answers, limits"):
 - a command's outcome is the JSON `result` (1000 = success), whatever the HTTP status;
 - a wrong request (a 3xxx result) is tolerated once per 2 minutes; a second one within
   2 minutes blocks the account's whole API for 2 minutes (HTTP 401), recordings included;
-- about 10 requests per second per product; 429 above it.
+- about 10 requests per second per product; 429 above it;
+- the Contact Center API (`cc/call/`, the quality questions) answers its own rate limit
+  (10 per second) with `{"result": 5008}`, not 429: a second or two's pause, not an outage;
+- extended call statistics are started at most once per 2 seconds per product (429 above it).
 
 So every process shares, through one database row (`MangoGuard`):
 - the rate slot (`MANGO_RATE_LIMIT` per second, `SharedRateLimiter`);
@@ -19,6 +22,7 @@ have is remembered by the caller, so it is never asked again within the window.
 """
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import time
@@ -30,7 +34,7 @@ import requests
 from connector.accounts import SharedRateLimiter, account_row
 from connector.db import Database
 from connector.metrics import MANGO_RESULTS
-from connector.pbx import Mark, QualityReport, Question
+from connector.pbx import Mark, QualityReport, Question, ScannedCall
 from connector.pbx.mango import signed_form
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,16 @@ BLOCK = timedelta(seconds=125)  # the vendor's 2 minutes, and a margin for clock
 STRIKE_WINDOW = timedelta(seconds=125)
 PROBE_LEASE_SECONDS = 30.0  # longer than a request can take (TIMEOUT)
 TIMEOUT = (5, 20)
+BUSY_BACKOFF = 1.5  # a 429, or the Contact Center's 5008: this request waits a second or two
+CC_RATE_LIMITED = 5008  # the Contact Center API's "over 10 requests per second" (PDF §1.4.3)
+# Commands of the Contact Center API: their rate limit answers 5008 instead of HTTP 429.
+CC_PATHS = ("cc/call/", "quality/control/question/")
+STATS_ACCOUNT = "mango:stats"  # its own rate slot: starting a statistics report, 1 per 2 s per product
+STATS_START_RATE = 0.5
+# A report's window may not exceed a month; 28 days is within every month, so no calendar makes it wrong.
+STATS_MAX_SPAN = timedelta(days=28)
+STATS_LIMITS = (1, 5, 10, 20, 50, 100, 500, 1000, 2000, 5000)  # the only `limit` values MANGO accepts
+STATS_TIME_FORMAT = "%d.%m.%Y %H:%M:%S"  # as the PDF's example (s.61)
 
 
 class MangoError(Exception):
@@ -70,8 +84,63 @@ class MangoCoolingDown(MangoUnavailable):
     request in flight); requests expected to succeed may still go."""
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+class MangoBusy(MangoUnavailable):
+    """Over a rate limit (HTTP 429, or the Contact Center's 5008): this one request waits a second
+    or two; the others go on behind the shared rate slot, which is held as long."""
+
+
+class ReportStatus(enum.StrEnum):
+    """The state of a statistics report (`stats/calls/result/`'s `status`)."""
+
+    REQUEST = "request"
+    WORK = "work"
+    COMPLETE = "complete"
+    CANCEL = "cancel"
+    ERROR = "error"
+    NOT_FOUND = "not-found"
+
+    @classmethod
+    def read(cls, value: object) -> "ReportStatus":
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.ERROR
+
+
+@dataclass(frozen=True)
+class StatsWindow:
+    """A validated period and page of extended call statistics: built only with values MANGO accepts,
+    so a statistics request can never be a wrong request (3xxx) that counts towards the block."""
+
+    start: datetime
+    end: datetime
+    limit: int = 5000
+    offset: int = 0
+
+    def __post_init__(self):
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("statistics window: aware datetimes only")
+        if not timedelta(0) < self.end - self.start <= STATS_MAX_SPAN:
+            raise ValueError(f"statistics window: must be positive and at most {STATS_MAX_SPAN.days} days")
+        if self.limit not in STATS_LIMITS:
+            raise ValueError(f"statistics limit: one of {STATS_LIMITS}, got {self.limit}")
+        if self.offset < 0:
+            raise ValueError("statistics offset: must not be negative")
+
+    def payload(self, utc_offset: timedelta) -> dict:
+        """The request's json; MANGO reads the dates in its own time zone (`utc_offset`)."""
+        zone = timezone(utc_offset)
+        return {"start_date": self.start.astimezone(zone).strftime(STATS_TIME_FORMAT),
+                "end_date": self.end.astimezone(zone).strftime(STATS_TIME_FORMAT),
+                # Strings, as in the PDF's example (s.61); its table types them as integers.
+                "limit": str(self.limit), "offset": str(self.offset), "ext_params": 1}
+
+
+@dataclass(frozen=True)
+class StatsPage:
+    status: ReportStatus
+    calls: tuple[ScannedCall, ...]
+    rows: int  # calls listed, all kinds: a full page (rows == limit) means another may follow
 
 
 @dataclass(frozen=True)
@@ -89,7 +158,11 @@ class MangoGuard:
     def __init__(self, db: Database, rate: float, *, clock=time.time, sleep=time.sleep):
         self.db = db
         self.limiter = SharedRateLimiter(db, ACCOUNT, rate, clock=clock, sleep=sleep)
+        self.stats_limiter = SharedRateLimiter(db, STATS_ACCOUNT, STATS_START_RATE, clock=clock, sleep=sleep)
         self.clock = clock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), timezone.utc)
 
     def admit(self, *, probing: bool) -> None:
         """Wait for a rate slot, or raise MangoUnavailable when the request must not go now."""
@@ -159,24 +232,51 @@ def _mark(value: object) -> int | None:
     return mark if -1000 <= mark <= 1000 else None
 
 
+def _controller_marks(controller: object) -> tuple[Mark, ...]:
+    """`mark_controller`, in any of its documented shapes: `cc/call/` keys answers by question id
+    (`{"3092": {"mark", "comment"}}`, the PDF's example wraps that in a one-element list); extended
+    statistics list them with a `question_id` each (`[{"question_id", "mark", "comment"}]`)."""
+    items = controller if isinstance(controller, list) else [controller]
+    answers: dict[str, object] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if "question_id" in item:
+            answers[item["question_id"]] = item
+        else:
+            answers.update(item)
+    marks = []
+    for question_id, answer in answers.items():
+        answer = answer if isinstance(answer, dict) else {"mark": answer}
+        qid = _text(question_id, 64)
+        if qid:
+            marks.append(Mark(qid, _mark(answer.get("mark")), _text(answer.get("comment"), 2000)))
+    return tuple(sorted(marks, key=lambda m: m.question_id))
+
+
 def parse_quality(call: object) -> QualityReport:
-    """`call` of a `cc/call/` answer -> QualityReport. Every field is read defensively: the
-    PDF's own example wraps `mark_controller` in a one-element list, marks may be strings."""
+    """`call` of a `cc/call/` answer (or one call of extended statistics) -> QualityReport. Every field
+    is read defensively: marks may be strings, `mark_controller` comes in several shapes."""
     call = call if isinstance(call, dict) else {}
     raw = call.get("mark_client")
     raw_text = None if raw is None or isinstance(raw, (dict, list)) else (_text(raw, 64) or "").strip()
     unanswered = raw_text == "-1"
     customer = None if unanswered or not raw_text else raw_text
-    controller = call.get("mark_controller")
-    if isinstance(controller, list):
-        controller = next((item for item in controller if isinstance(item, dict)), {})
-    marks = []
-    for question_id, answer in (controller or {}).items() if isinstance(controller, dict) else ():
-        answer = answer if isinstance(answer, dict) else {"mark": answer}
-        qid = _text(question_id, 64)
-        if qid:
-            marks.append(Mark(qid, _mark(answer.get("mark")), _text(answer.get("comment"), 2000)))
-    return QualityReport(customer, unanswered, tuple(sorted(marks, key=lambda m: m.question_id)))
+    return QualityReport(customer, unanswered, _controller_marks(call.get("mark_controller")))
+
+
+def parse_scanned(call: object) -> ScannedCall | None:
+    """One call of extended statistics (`data[].list[]`); None without a usable entry_id.
+    The Contact Center handled it when it opened a request for it (`conversion`) or placed it
+    (`context_init_type` 3) [PDF §3.4.2.3, s.62]."""
+    if not isinstance(call, dict):
+        return None
+    entry_id = _text(call.get("entry_id"), 128)
+    if not entry_id:
+        return None
+    conversion = call.get("conversion")
+    handled = bool(conversion) or str(call.get("context_init_type")).strip() == "3"
+    return ScannedCall(entry_id.strip(), parse_quality(call), handled)
 
 
 class MangoApi:
@@ -192,12 +292,13 @@ class MangoApi:
     def _post(self, path: str, payload: dict, *, probing: bool) -> tuple[requests.Response, object]:
         self.guard.admit(probing=probing)
         wrong = blocked = False
+        now = self.guard.now
         try:
             try:
                 response = self.http.post(self.base_url + path, data=signed_form(self.api_key, self.salt, payload),
                                           timeout=TIMEOUT, allow_redirects=False)
             except (requests.Timeout, requests.ConnectionError) as exc:
-                raise MangoUnavailable(f"{path}: {type(exc).__name__}", _now() + timedelta(seconds=30)) from None
+                raise MangoUnavailable(f"{path}: {type(exc).__name__}", now() + timedelta(seconds=30)) from None
             if response.is_redirect:
                 return response, None
             try:
@@ -209,12 +310,13 @@ class MangoApi:
             where = f"{path}: HTTP {status}" + (f", result {result}" if result is not None else "")
             if status == 401:
                 blocked = True
-                raise MangoUnavailable(f"{where}: MANGO blocked the account's API", _now() + BLOCK,
+                raise MangoUnavailable(f"{where}: MANGO blocked the account's API", now() + BLOCK,
                                        status=status, result=result)
-            if status == 429:
-                self.guard.hold(1.0)
-                raise MangoUnavailable(f"{where}: rate limited", _now() + timedelta(seconds=2),
-                                       status=status, result=result)
+            if status == 429 or (result == CC_RATE_LIMITED and path in CC_PATHS):
+                # A rate limit, not an outage: hold the shared slot, and retry this request shortly.
+                self.guard.hold(BUSY_BACKOFF)
+                raise MangoBusy(f"{where}: rate limited", now() + timedelta(seconds=BUSY_BACKOFF),
+                                status=status, result=result)
             if result is not None and 3000 <= result < 4000:
                 wrong = True
                 raise MangoWrongRequest(where, status=status, result=result)
@@ -222,7 +324,7 @@ class MangoApi:
                 return response, body
             # 2xxx (billing), 5xxx and 5xx (overloaded), or an answer we cannot read: later.
             delay = 600 if result is not None and 2000 <= result < 3000 else 60
-            raise MangoUnavailable(where, _now() + timedelta(seconds=delay), status=status, result=result)
+            raise MangoUnavailable(where, now() + timedelta(seconds=delay), status=status, result=result)
         finally:
             self.guard.settle(probing=probing, wrong=wrong, blocked=blocked)
 
@@ -241,12 +343,38 @@ class MangoApi:
         return Question(question_id, _text(q.get("name"), 255), _text(q.get("block_name"), 255),
                         _text(q.get("qual_ctrl_form_name"), 255))
 
-    def recording_link(self, recording_id: str, action: str = "play") -> str:
-        """A temporary, single-use link to a recording (never store it). MangoWrongRequest: no file."""
+    def recording_link(self, recording_id: str, action: str = "play", *, probing: bool = False) -> str:
+        """A temporary, single-use link to a recording (never store it). MangoWrongRequest: no file.
+        `probing`: the file may not be ready yet (just announced), so the answer may be 3320."""
         response, body = self._post("queries/recording/post", {"recording_id": recording_id, "action": action},
-                                    probing=False)
+                                    probing=probing)
         location = response.headers.get("Location")
         if not location:
             raise MangoUnavailable(f"queries/recording/post: no link in the answer ({json.dumps(body)[:100]})",
-                                   _now() + timedelta(seconds=60), status=response.status_code)
+                                   self.guard.now() + timedelta(seconds=60), status=response.status_code)
         return location
+
+    # --- extended call statistics: the marks of every call of a period, in bulk ---------------
+    def start_call_statistics(self, window: StatsWindow, utc_offset: timedelta) -> str:
+        """Start a report of one page of calls (with the Contact Center's data); returns its key."""
+        self.guard.stats_limiter.wait_turn()  # 1 report per 2 s per product, for every process
+        body = self.command("stats/calls/request", window.payload(utc_offset))
+        key = body.get("key")
+        if not isinstance(key, str) or not key.strip():
+            raise MangoUnavailable("stats/calls/request: no key in the answer", self.guard.now() + timedelta(seconds=60))
+        return key
+
+    def call_statistics(self, key: str) -> StatsPage:
+        """The report of `key`: its status and, once complete, its calls."""
+        body = self.command("stats/calls/result/", {"key": key})
+        status = ReportStatus.read(body.get("status"))
+        calls, rows = [], 0
+        if status == ReportStatus.COMPLETE:
+            for day in body.get("data") or []:  # one element per day of the period
+                listed = day.get("list") if isinstance(day, dict) else None
+                for item in listed if isinstance(listed, list) else []:
+                    rows += 1
+                    scanned = parse_scanned(item)
+                    if scanned is not None:
+                        calls.append(scanned)
+        return StatsPage(status, tuple(calls), rows)

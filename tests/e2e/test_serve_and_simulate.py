@@ -26,7 +26,7 @@ def running_connector(cwd, db_url, processes: list | None = None, **extra_env):
     is appended to `processes`, for a test that kills it."""
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")},
         "DATABASE_URL": db_url, "PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "MANGO_API_KEY": "e2e-key", "MANGO_API_SALT": "e2e-salt", "MANGO_SURVEY_LOCATION": "ivr.5",
         "ADMIN_TOKEN": "e2e-token", "SECRET_KEY": "e2e-secret", **extra_env,
@@ -170,7 +170,7 @@ def test_serve_says_where_its_data_lives_warns_and_listens_only_once_bound(tmp_p
     """Started from another directory with nothing set: it names the database and key file,
     warns about the missing credentials, and its "listening" line means the port answers."""
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")},
            "PORT": str(port), "DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -196,12 +196,14 @@ def test_serve_says_where_its_data_lives_warns_and_listens_only_once_bound(tmp_p
 
 
 def test_served_connector_pulls_quality_scores_with_no_crm(tmp_path, db_url):
-    """`connector serve` with MANGO_QUALITY_API: its embedded poller asks the Contact Center."""
+    """`connector serve` with MANGO_QUALITY_API: its embedded scanner reads the call statistics (and its
+    poller asks the Contact Center about the calls those show it handled)."""
     from connector.pbx.mango import signed_form
     from tests.fakes.mango import FakeMango, create_fake_mango
     from tests.fakes.server import serving
 
-    pbx = FakeMango("e2e-key", "e2e-salt", calls={"cc-1": {"mark_client": "2"}})
+    pbx = FakeMango("e2e-key", "e2e-salt")
+    pbx.add_stats_call("cc-1", time.time() - 60, contact_center=True, mark_client="2")
     with serving(create_fake_mango(pbx)) as pbx_url, running_connector(
             tmp_path, db_url, MANGO_QUALITY_API="true", MANGO_API_URL=pbx_url + "/vpbx/",
             WORKER_POLL_SECONDS="0.2") as (base, env, cwd):
