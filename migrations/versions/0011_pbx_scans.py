@@ -1,15 +1,15 @@
 """Bulk quality scans of the PBX's call statistics (one lease row per rolling window; a poll knows the
 contact centre handled its call), and when the PBX said a recording's file is in its cloud (the player's first fetch waits a little after it)
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-26
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
