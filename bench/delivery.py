@@ -108,21 +108,42 @@ def run(calls: int, batch: int, workers: int, database_url: str | None) -> tuple
 
 B24_RATE = 2.0  # Bitrix24's leaky bucket drains 2 requests per second (5 on Enterprise)
 B24_COMMANDS = 5  # per low-score call: register, finish, attachRecord; then a comment and the fields update
+# (without a recording, 4)
+MANGO_RECORDINGS_RATE = 10.0  # MANGO serves 10 recordings a second per product: each attach downloads one
 
 
-def run_bitrix24(calls: int, database_url: str | None) -> tuple[float, int, int]:
-    """`calls` low-score calls with recordings delivered to the fake Bitrix24 (bucket of 50 draining at
-    2/s); returns (calls/s, requests, 503 answers)."""
+class Later:
+    """The connector's WSGI app, known only once its server has an address (its links name it)."""
+
+    app = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+def run_bitrix24(calls: int, database_url: str | None, recordings: bool) -> tuple[float, int, int]:
+    """`calls` low-score calls delivered to the fake Bitrix24 (bucket of 50 draining at 2/s); with
+    `recordings`, each is attached for real: the portal downloads it inside attachRecord through the
+    connector's signed link, which asks the fake MANGO (10 a second) for the file. Returns (calls/s, requests,
+    503 answers), timed until every call, mark and recording is in."""
     from connector.wiring import build_workers
+    from tests.conftest import MANGO_KEY, MANGO_SALT
     from tests.fakes.bitrix24 import FakeBitrix24, create_fake_bitrix24
+    from tests.fakes.mango import FakeMango, create_fake_mango
 
     fake = FakeBitrix24(drain_per_second=B24_RATE)
-    with tempfile.TemporaryDirectory() as tmp, serving(create_fake_bitrix24(fake)) as b24_url:
+    pbx = FakeMango(MANGO_KEY, MANGO_SALT, recordings={f"rec-b{i}" for i in range(calls)},
+                    rate_limit=int(MANGO_RECORDINGS_RATE))
+    connector = Later()
+    with tempfile.TemporaryDirectory() as tmp, serving(create_fake_bitrix24(fake)) as b24_url, \
+            serving(create_fake_mango(pbx)) as pbx_url, serving(connector) as connector_url:
         url = database_url or f"sqlite:///{tmp}/bench.db"
         settings = {"CRM": "bitrix24", "SURVEY_WAIT_SECONDS": "0", **fake.connector_settings(b24_url),
                     "BITRIX24_RATE_LIMIT": str(B24_RATE), "BITRIX24_SCORE_FIELD": "UF_CRM_QA_SCORE",
-                    "BITRIX24_LOW_SCORE_FIELD": "UF_CRM_QA_LOW"}
-        config, app = prepare(url, fake, calls, bool(database_url), settings, recordings=True)
+                    "BITRIX24_LOW_SCORE_FIELD": "UF_CRM_QA_LOW", "PUBLIC_BASE_URL": connector_url,
+                    "MANGO_API_URL": pbx_url + "/vpbx/", "MANGO_RATE_LIMIT": str(MANGO_RECORDINGS_RATE)}
+        config, app = prepare(url, fake, calls, bool(database_url), settings, recordings=recordings)
+        connector.app = app
         db = app.extensions["connector"].db
         [worker] = build_workers(config, db)
         stop = threading.Event()
@@ -134,8 +155,12 @@ def run_bitrix24(calls: int, database_url: str | None) -> tuple[float, int, int]
         elapsed = time.monotonic() - started
         stop.set()
         thread.join(timeout=10)
-        assert len(fake.finished()) == len(fake.calls) == calls, "a call was lost or registered twice"
+        assert len(fake.finished()) == len(fake.calls) == len(fake.statistics) == calls, \
+            "a call was lost or registered twice"
         assert len(fake.comments) == calls, "a score comment was lost or doubled"
+        if recordings:
+            attached = [c.get("record_attaches", 0) for c in fake.calls.values()]
+            assert attached == [1] * calls, "a recording was not attached, or attached twice"
         db.dispose()
         return calls / elapsed, len(fake.requests), sum(1 for r in fake.requests if r[2] == 503)
 
@@ -249,12 +274,18 @@ def main() -> None:
 
     if args.bitrix24:
         calls = min(args.calls, 400)
-        rate, sent, refused = run_bitrix24(calls, args.database_url)
-        b24_bound = B24_RATE * 50 / B24_COMMANDS
-        print(f"low-score calls delivered per second to the fake Bitrix24 (bucket 50, {B24_RATE:.0f} requests/s):")
-        print(f"  batched:                  {rate:7.1f} calls/s  ({calls} calls, {sent} requests, {refused} x 503)")
-        print(f"  bound {B24_RATE:.0f} x 50 / {B24_COMMANDS}:         {b24_bound:7.1f} calls/s  -> "
-              f"{100 * rate / b24_bound:.1f} % of the bound")
+        print(f"low-score calls delivered per second to the fake Bitrix24 (bucket 50, {B24_RATE:.0f} requests/s), "
+              f"timed until every call, comment and recording is in:")
+        for recordings in (False, True):
+            rate, sent, refused = run_bitrix24(calls, args.database_url, recordings)
+            commands = B24_COMMANDS if recordings else B24_COMMANDS - 1
+            b24_bound = B24_RATE * 50 / commands
+            bound = min(b24_bound, MANGO_RECORDINGS_RATE) if recordings else b24_bound
+            why = (f"min(portal {b24_bound:.0f}, MANGO's {MANGO_RECORDINGS_RATE:.0f} recordings/s)" if recordings
+                   else f"portal {B24_RATE:.0f} x 50 / {commands}")
+            print(f"  {'with recordings:   ' if recordings else 'without recordings:'} {rate:7.1f} calls/s  "
+                  f"({calls} calls, {sent} requests, {refused} x 503)  bound {why} = {bound:.1f}/s -> "
+                  f"{100 * rate / bound:.1f} % of it; {100 * rate / b24_bound:.1f} % of the portal's bound")
         return
     bound = RATE * 50 / 2
     if args.load:
