@@ -310,3 +310,13 @@ def test_the_cell_rules():
     assert not is_formula_like("79001234567") and not is_formula_like(" =1")
     assert csv_value("=1+1") == "'=1+1" and csv_value("\u0007=1") == "'=1" and csv_value("ok") == "ok"
     assert csv_value(-3) == -3 and csv_value(None) is None
+
+
+def test_the_line_override_form_refuses_a_control_character_as_the_api_does(client, people, db):
+    console_login(client, "ann", PASSWORD)
+    page = client.get("/settings")
+    refused = client.post("/settings/lines", data={"line_number": "7495\u0007", "enabled": "y",
+                                                   "csrf_token": csrf_token(page)})
+    assert refused.status_code == 400
+    assert client.put("/api/v1/settings/lines/7495%07", json={"enabled": True}, headers=AUTH).status_code == 404
+    assert client.get("/api/v1/settings/lines", headers=AUTH).json["items"] == []

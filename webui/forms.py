@@ -25,6 +25,12 @@ def storable_lines(form, field) -> None:
         raise ValidationError(_l("Комментарий не может содержать управляющие символы или недопустимый Юникод"))
 
 
+def storable_text(form, field) -> None:
+    """The same rule for one line of text (no tab, no line break)."""
+    if field.data and text_problem(field.data):
+        raise ValidationError(_l("Поле не может содержать управляющие символы или недопустимый Юникод"))
+
+
 class ReviewForm(FlaskForm):
     score = IntegerField(_l("Оценка"), validators=[DataRequired()])
     comment = TextAreaField(_l("Комментарий"), validators=[Optional(), Length(max=2000), storable_lines])
@@ -60,7 +66,7 @@ class ReplayForm(FlaskForm):
 
 
 class LineOverrideForm(FlaskForm):
-    line_number = StringField(_l("Линия"), validators=[DataRequired(), Length(max=32)])
+    line_number = StringField(_l("Линия"), validators=[DataRequired(), Length(max=32), storable_text])
     enabled = BooleanField(_l("Функция включена"), default=True)
     max_threshold = IntegerField(_l("Порог"), validators=[Optional()])
     high_scores = SelectField(_l("Оценка на пороге и выше"), default="",
