@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import re
 from datetime import timezone
 
 from marshmallow import ValidationError, fields
@@ -29,21 +30,40 @@ def parse_json(text: str) -> object:
         raise ValueError("JSON nested too deeply") from None
 
 
-def text_problem(text: str) -> str | None:
-    """Why a string cannot be stored as it is, or None. PostgreSQL refuses NUL; UTF-8 (both
-    databases) refuses lone surrogates such as "\\ud800", which JSON escapes can carry."""
+# Characters no stored text may hold (Unicode's "Cc" controls: C0, DEL, C1). They never belong in a PBX
+# identifier, a number, an extension or a comment, and a C0 control in a spreadsheet cell made the whole
+# export fail. Multi-line text (comments) keeps tab, line feed and carriage return.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+CONTROL_IN_LINES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def text_problem(text: str, *, multiline: bool = False) -> str | None:
+    """Why a string cannot be stored as it is, or None: one rule for every surface (the PBX's callbacks,
+    the score API, reviews through the API and the console). PostgreSQL refuses NUL; UTF-8 (both
+    databases) refuses lone surrogates such as "\\ud800", which JSON escapes can carry; control
+    characters are refused everywhere, except tab and line breaks in `multiline` text."""
     if "\x00" in text:
         return "must not contain NUL characters"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return "must be valid Unicode text (no lone surrogates)"
+    control = (CONTROL_IN_LINES if multiline else CONTROL).search(text)
+    if control:
+        return f"must not contain control characters (U+{ord(control.group()):04X})"
     return None
 
 
 def storable_text(text: str) -> None:
-    """A marshmallow validator for `text_problem`."""
+    """A marshmallow validator for `text_problem` (one line of text)."""
     problem = text_problem(text)
+    if problem:
+        raise ValidationError(problem)
+
+
+def storable_lines(text: str) -> None:
+    """A marshmallow validator for `text_problem` of multi-line text (a comment)."""
+    problem = text_problem(text, multiline=True)
     if problem:
         raise ValidationError(problem)
 

@@ -25,7 +25,7 @@ from connector.reports import By, ReportFilter, report
 from connector.reviews import add_review
 from connector.users import BOOTSTRAP_ADMIN, Principal, principal_for_token
 from connector.validation import (INT32_MAX, AwareUtcDateTime, StrictInteger, first_error, parse_json,
-                                  storable_text, text_problem)
+                                  storable_lines, storable_text, text_problem)
 from webhooks.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -94,7 +94,7 @@ class ScoreSchema(Schema):
     score = StrictInteger(required=True, validate=validate.Range(-INT32_MAX - 1, INT32_MAX))
     source = fields.String(load_default="customer", validate=validate.OneOf(["customer", "supervisor"]))
     rated_at = AwareUtcDateTime(load_default=None)
-    comment = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=2000), storable_text])
+    comment = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=2000), storable_lines])
     operator = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=32), storable_text])
     phone = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=32), storable_text])
 
@@ -189,7 +189,7 @@ class ReviewSchema(Schema):
         unknown = RAISE
 
     score = StrictInteger(required=True, validate=validate.Range(-1000, 1000))
-    comment = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=2000), storable_text])
+    comment = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=2000), storable_lines])
 
 
 REVIEW_SCHEMA = ReviewSchema()

@@ -15,6 +15,7 @@ from flask_babel import Babel, get_locale, gettext as _
 from marshmallow import ValidationError
 
 from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
+from connector.cells import csv_row, xlsx_row
 from connector.exports import COLUMNS, call_rows
 from connector.links import recording_link
 from connector.models import JobStatus, Role
@@ -192,7 +193,7 @@ def export_csv():
         writer.writerow(COLUMNS)
         with services().db.transaction() as s:
             for row in call_rows(s, flt, sort):
-                writer.writerow(row)
+                writer.writerow(csv_row(row))  # no control characters, no formulas (connector.cells)
                 if out.tell() > 64_000:
                     yield out.getvalue()
                     out.seek(0)
@@ -214,7 +215,7 @@ def export_xlsx():
     sheet.append(COLUMNS)
     with services().db.transaction() as s:
         for row in call_rows(s, flt, sort):
-            sheet.append(row)
+            sheet.append(xlsx_row(sheet, row))  # no control characters, no formulas (connector.cells)
     return _xlsx(book, "calls.xlsx")
 
 
@@ -257,7 +258,7 @@ def export_report_xlsx():
         columns = list(body["totals"])
         sheet.append(columns)
         for row in rows:
-            sheet.append([row[c] for c in columns])
+            sheet.append(xlsx_row(sheet, [row[c] for c in columns]))
     return _xlsx(book, "report.xlsx")
 
 
@@ -398,7 +399,8 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
 def review(call_id: str):
     form = ReviewForm()
     if not form.validate_on_submit():
-        problem = _("Форма устарела или подделана") if form.csrf_token.errors else _("Укажите оценку числом")
+        problem = _("Форма устарела или подделана") if form.csrf_token.errors else \
+            form.comment.errors[0] if form.comment.errors else _("Укажите оценку числом")
         return _render_call(call_id, form, problem, 400)
     with services().db.transaction() as s:
         call = _visible_call(s, call_id)

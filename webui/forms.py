@@ -5,7 +5,9 @@ from flask_wtf import FlaskForm
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from connector.validation import text_problem
 
 
 class LoginForm(FlaskForm):
@@ -17,9 +19,21 @@ class LogoutForm(FlaskForm):
     pass
 
 
+def storable_lines(form, field) -> None:
+    """The rule the API applies to a comment (connector.validation.text_problem), said in the page's language."""
+    if field.data and text_problem(field.data, multiline=True):
+        raise ValidationError(_l("Комментарий не может содержать управляющие символы или недопустимый Юникод"))
+
+
+def storable_text(form, field) -> None:
+    """The same rule for one line of text (no tab, no line break)."""
+    if field.data and text_problem(field.data):
+        raise ValidationError(_l("Поле не может содержать управляющие символы или недопустимый Юникод"))
+
+
 class ReviewForm(FlaskForm):
     score = IntegerField(_l("Оценка"), validators=[DataRequired()])
-    comment = TextAreaField(_l("Комментарий"), validators=[Optional(), Length(max=2000)])
+    comment = TextAreaField(_l("Комментарий"), validators=[Optional(), Length(max=2000), storable_lines])
 
 
 # The policy's rule for a score at or above the threshold (connector.threshold.HighScores), as admins read it.
@@ -52,7 +66,7 @@ class ReplayForm(FlaskForm):
 
 
 class LineOverrideForm(FlaskForm):
-    line_number = StringField(_l("Линия"), validators=[DataRequired(), Length(max=32)])
+    line_number = StringField(_l("Линия"), validators=[DataRequired(), Length(max=32), storable_text])
     enabled = BooleanField(_l("Функция включена"), default=True)
     max_threshold = IntegerField(_l("Порог"), validators=[Optional()])
     high_scores = SelectField(_l("Оценка на пороге и выше"), default="",
