@@ -17,6 +17,13 @@ class LogoutForm(FlaskForm):
     pass
 
 
+class UnlockForm(FlaskForm):
+    """Lift the login throttle of an account and/or an address (admins; audited)."""
+
+    username = StringField(_l("Пользователь"), validators=[Optional(), Length(max=64)])
+    address = StringField(_l("Адрес"), validators=[Optional(), Length(max=64)])
+
+
 class ReviewForm(FlaskForm):
     score = IntegerField(_l("Оценка"), validators=[DataRequired()])
     comment = TextAreaField(_l("Комментарий"), validators=[Optional(), Length(max=2000)])

@@ -84,7 +84,7 @@ def test_secret_key_is_generated_once_and_kept(tmp_path):
 
 
 def test_repr_hides_secrets():
-    config = Config.from_env({"ADMIN_TOKEN": "tok-123", "DATABASE_URL": "postgresql+psycopg://u:pw@h/db"})
+    config = Config.from_env({"ADMIN_TOKEN": "tok-123-Hk4nP8qR2vX6zB9mC3tW7yL5xx", "DATABASE_URL": "postgresql+psycopg://u:pw@h/db"})
     assert "tok-123" not in repr(config) and "pw" not in repr(config)
 
 
