@@ -230,8 +230,32 @@ class LoginOutcome:
 # A password check costs ~0.1 s of a core and 32 MB (scrypt). One runs at a time per process, and one more
 # may wait for it; any other login is refused at once (busy). So a flood of logins holds at most two of the
 # web server's threads, and at most one core, whatever its size: the PBX's callbacks keep the rest.
+class Admission:
+    """A fixed number of places; taking one never waits. `full` lets the web face refuse a login before any
+    of its own work (webui.refuse_logins_when_busy)."""
+
+    def __init__(self, places: int):
+        self._lock = threading.Lock()
+        self._free = places
+
+    def enter(self) -> bool:
+        with self._lock:
+            if self._free == 0:
+                return False
+            self._free -= 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self._free += 1
+
+    @property
+    def full(self) -> bool:
+        return self._free == 0
+
+
 PASSWORD_CHECKS = threading.Lock()
-LOGINS_ADMITTED = threading.BoundedSemaphore(2)
+LOGINS_ADMITTED = Admission(2)
 
 
 def _off_the_event_loop(function, *args):
@@ -246,23 +270,25 @@ def _off_the_event_loop(function, *args):
 
 
 def login(db, username: str, password: str, address: str, device: str | None = None) -> LoginOutcome:
-    """Check a console login: throttle first (no password is checked while a bucket holds), the user's row
-    in one short transaction, the password outside any transaction, then count the outcome."""
+    """Check a console login. In order, each step only when the one before lets it through: a place among
+    the password checks of this process (else busy, and nothing else is done: a flood costs no database
+    round trip), the throttle (no password is checked while a bucket holds), the user's row in one short
+    transaction, the password outside any transaction; then the outcome is counted."""
     username = (username or "")[:64]
-    keys = throttle.login_keys(username, address, device)
-    wait = throttle.retry_after(db, keys)
-    if wait > 0:
-        return LoginOutcome(retry_after=wait)
-    with db.transaction() as s:
-        user = s.scalars(select(User).where(User.username == username)).first() if username else None
-    if not LOGINS_ADMITTED.acquire(blocking=False):
+    if not LOGINS_ADMITTED.enter():
         return LoginOutcome(busy=True)
     try:
+        keys = throttle.login_keys(username, address, device)
+        wait = throttle.retry_after(db, keys)
+        if wait > 0:
+            return LoginOutcome(retry_after=wait)
+        with db.transaction() as s:
+            user = s.scalars(select(User).where(User.username == username)).first() if username else None
         with PASSWORD_CHECKS:
             good = _off_the_event_loop(check_password_hash, user.password_hash if user else _UNKNOWN_USER_HASH,
                                        password or "")
     finally:
-        LOGINS_ADMITTED.release()
+        LOGINS_ADMITTED.leave()
     if not good or user is None or user.disabled:
         throttle.record_failure(db, keys)
         return LoginOutcome()

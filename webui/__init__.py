@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
                    stream_with_context, url_for)
 from flask_babel import Babel, get_locale, gettext as _
+from markupsafe import escape
 from marshmallow import ValidationError
 
 from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
@@ -71,6 +72,28 @@ def configure(app) -> None:
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=config.PUBLIC_BASE_URL.startswith("https://"),
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=config.SESSION_MAX_HOURS), WTF_CSRF_TIME_LIMIT=None)
+    app.wsgi_app = refuse_logins_when_busy(app.wsgi_app)
+
+
+BUSY_BODY = ("<!doctype html><meta charset=\"utf-8\"><p role=\"alert\">Сервер проверяет другие входы: повторите "
+             "через секунду. The server is checking other logins: try again in a second.</p>").encode()
+
+
+def refuse_logins_when_busy(wsgi_app):
+    """While this process's places for password checks are taken, a login post is answered 503 before Flask
+    does anything (no session, no form, no template): under a flood most posts end here, in a fraction of a
+    millisecond, so the PBX's callbacks queue behind little."""
+    from connector.users import LOGINS_ADMITTED
+
+    def app(environ, start_response):
+        if (LOGINS_ADMITTED.full and environ.get("REQUEST_METHOD") == "POST"
+                and environ.get("PATH_INFO") == "/login"):
+            start_response("503 Service Unavailable", [("Content-Type", "text/html; charset=utf-8"),
+                                                       ("Retry-After", "1"), ("Content-Length", str(len(BUSY_BODY)))])
+            return [BUSY_BODY]
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 def services_config(app):
@@ -144,11 +167,19 @@ def _device_for(username: str) -> str | None:
     return device if owner == username and isinstance(device, str) else None
 
 
+def _refusal(message: str, status: int, retry_after: int) -> Response:
+    """A login refused unchecked (throttled or busy): a few bytes and no template, since a flood gets this
+    answer at the rate it asks, and every millisecond here is one the PBX's callbacks wait behind it."""
+    body = (f'<!doctype html><html lang="{get_locale()}"><meta charset="utf-8"><title>{escape(message)}</title>'
+            f'<p role="alert" class="error">{escape(message)}</p><p><a href="{url_for(".login")}">'
+            f'{escape(_("Войти"))}</a></p></html>')
+    return Response(body, status, {"Retry-After": str(retry_after)}, mimetype="text/html")
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
     error, status = None, 200
-    headers = {}
     if form.validate_on_submit():
         username = form.username.data
         device = _device_for(username)
@@ -167,17 +198,15 @@ def login():
             return response
         if outcome.retry_after:
             wait = max(1, math.ceil(outcome.retry_after))
-            error, status = _("Слишком много неудачных попыток входа: повторите через %(seconds)s с", seconds=wait), 429
-            headers["Retry-After"] = str(wait)
-        elif outcome.busy:
-            error, status = _("Сервер проверяет другие входы: повторите через секунду"), 503
-            headers["Retry-After"] = "1"
-        else:
-            error, status = _("Неверное имя пользователя или пароль"), 401
+            return _refusal(_("Слишком много неудачных попыток входа: повторите через %(seconds)s с", seconds=wait),
+                            429, wait)
+        if outcome.busy:
+            return _refusal(_("Сервер проверяет другие входы: повторите через секунду"), 503, 1)
+        error, status = _("Неверное имя пользователя или пароль"), 401
     elif request.method == "POST":
         error, status = (_("Форма устарела или подделана: войдите ещё раз") if form.csrf_token.errors else
                          _("Введите имя пользователя и пароль")), 401
-    return render_template("login.html", form=form, error=error), status, headers
+    return render_template("login.html", form=form, error=error), status
 
 
 @bp.post("/logout")
