@@ -94,8 +94,11 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     # Idle connections must not lock others out: waitress's default limit is 100 connections, kept
     # 120 s. Its "Task queue depth" warning comes once per request under load: errors only.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # With TRUSTED_PROXIES, the app's ProxyFix reads X-Forwarded-For (its last N entries only): waitress must
+    # hand the header over instead of dropping it as it does from a peer it was not told to trust.
     server = create_server(app, host=config.HOST, port=config.PORT, threads=8, ident="connector",
-                           connection_limit=1000, channel_timeout=30, cleanup_interval=10)
+                           connection_limit=1000, channel_timeout=30, cleanup_interval=10,
+                           clear_untrusted_proxy_headers=not config.TRUSTED_PROXIES)
     click.echo(_where_data_lives(settings))
     # Only now is the port bound: say so.
     click.echo(f"connector listening on http://{config.HOST}:{config.PORT} (CRM={config.CRM}, "
