@@ -46,6 +46,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.ensure_ascii = False  # tags and score texts are Russian
     app.json.sort_keys = False  # keep the documented field order of a call
     app.extensions["connector"] = services
+    if config.TRUSTED_PROXIES:  # the client's address (login and token throttling) from X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.TRUSTED_PROXIES)
 
     import webui
     from webhooks import api, errors, mango, openapi, recordings

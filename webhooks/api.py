@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 from datetime import datetime, timezone
 from functools import wraps
 
@@ -10,7 +11,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from connector.calls import CallFilter, Cursor, call_id_problem, call_json, find_calls, get_visible_call
-from connector import status
+from connector import status, throttle
 from connector.ingest import ingest_api_score
 from connector.metrics import CALLBACKS, queue_metrics
 from connector.quality import marks_json
@@ -44,14 +45,24 @@ def _principal_from_request() -> Principal:
     given = given.strip()
     if scheme.lower() != "bearer" or not given:
         raise ApiError(401, "missing bearer token")
+    # Wrong tokens are throttled per client address (connector.throttle): while its bucket holds, every
+    # token from that address is refused unchecked, so guessing goes no faster than the delays allow.
+    db = services().db
+    keys = throttle.token_keys(throttle.client_address(request.remote_addr))
+    wait = throttle.retry_after(db, keys)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(429, f"too many wrong tokens from this address: try again in {seconds} s",
+                       headers={"Retry-After": str(seconds)})
     expected = services().config.ADMIN_TOKEN
     if expected and hmac.compare_digest(given.encode(), expected.encode()):
         return BOOTSTRAP_ADMIN
     if len(given) <= 128 and text_problem(given) is None:
-        with services().db.transaction() as session:
+        with db.transaction() as session:
             principal = principal_for_token(session, given)
         if principal is not None:
             return principal
+    throttle.record_failure(db, keys)
     raise ApiError(401, "unknown token")
 
 

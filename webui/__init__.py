@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import secrets
 from datetime import timedelta
 from functools import wraps
 from pathlib import Path
@@ -12,6 +14,7 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
                    stream_with_context, url_for)
 from flask_babel import Babel, get_locale, gettext as _
+from markupsafe import escape
 from marshmallow import ValidationError
 
 from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
@@ -28,16 +31,19 @@ from connector import outbox, status
 from connector.runtime_settings import (audit_trail, current_policies, current_policy, delete_line_override,
                                        update_line_override, update_policy)
 from connector.threshold import PolicyError
-from connector.users import Principal, principal_by_id, principal_for_login
+from connector import throttle
+from connector.users import (Principal, UserError, end_session, list_tokens, list_users, login as check_login,
+                             principal_for_session, revoke_token, start_session, token_state, unlock)
 from connector.validation import first_error
 from webui import charts
 from webui.forms import (HIGH_SCORES_CHOICES, LineOverrideForm, LoginForm, LogoutForm, ReplayForm, ReviewForm,
-                         SettingsForm)
+                         SettingsForm, UnlockForm)
 
 bp = Blueprint("console", __name__, template_folder="templates")
 
-SESSION_HOURS = 8  # a working day; then the login page again
 PLAYER_LINK_SECONDS = 3600
+DEVICE_COOKIE = "qa_device"  # "this browser logged in as <user> before": exempts it from others' lockouts
+DEVICE_DAYS = 90
 
 
 def services():
@@ -57,13 +63,38 @@ def _locale() -> str:
 
 
 def configure(app) -> None:
-    """Session cookies: HttpOnly, SameSite=Lax, Secure behind HTTPS, expiring after a working day.
-    The UI speaks Russian, and English on request (Flask-Babel, catalogues in webui/translations)."""
+    """Session cookies: HttpOnly, SameSite=Lax, Secure behind HTTPS. The cookie only names a server-side
+    session (`console_sessions`), which ends at logout, after SESSION_IDLE_HOURS without a request, and
+    SESSION_MAX_HOURS after the login. The UI speaks Russian, and English on request (Flask-Babel,
+    catalogues in webui/translations)."""
     Babel(app, locale_selector=_locale, default_locale=LANGUAGES[0],
           default_translation_directories=str(TRANSLATIONS))
+    config = services_config(app)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      SESSION_COOKIE_SECURE=services_config(app).PUBLIC_BASE_URL.startswith("https://"),
-                      PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS), WTF_CSRF_TIME_LIMIT=None)
+                      SESSION_COOKIE_SECURE=config.PUBLIC_BASE_URL.startswith("https://"),
+                      PERMANENT_SESSION_LIFETIME=timedelta(hours=config.SESSION_MAX_HOURS), WTF_CSRF_TIME_LIMIT=None)
+    app.wsgi_app = refuse_logins_when_busy(app.wsgi_app)
+
+
+BUSY_BODY = ("<!doctype html><meta charset=\"utf-8\"><p role=\"alert\">Сервер проверяет другие входы: повторите "
+             "через секунду. The server is checking other logins: try again in a second.</p>").encode()
+
+
+def refuse_logins_when_busy(wsgi_app):
+    """While this process's places for password checks are taken, a login post is answered 503 before Flask
+    does anything (no session, no form, no template): under a flood most posts end here, in a fraction of a
+    millisecond, so the PBX's callbacks queue behind little."""
+    from connector.users import LOGINS_ADMITTED
+
+    def app(environ, start_response):
+        if (LOGINS_ADMITTED.full and environ.get("REQUEST_METHOD") == "POST"
+                and environ.get("PATH_INFO") == "/login"):
+            start_response("503 Service Unavailable", [("Content-Type", "text/html; charset=utf-8"),
+                                                       ("Retry-After", "1"), ("Content-Length", str(len(BUSY_BODY)))])
+            return [BUSY_BODY]
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 def services_config(app):
@@ -77,10 +108,12 @@ def login_required(*roles: Role):
         @wraps(view)
         def wrapper(*args, **kwargs):
             principal = None
-            if "user_id" in session:
+            if isinstance(session.get("sid"), str):
+                config = services().config
                 with services().db.transaction() as s:
-                    principal = principal_by_id(s, session["user_id"])
-            if principal is None:  # never logged in, expired, or disabled since
+                    principal = principal_for_session(s, session["sid"], idle_hours=config.SESSION_IDLE_HOURS,
+                                                      max_hours=config.SESSION_MAX_HOURS)
+            if principal is None:  # never logged in, logged out, expired, or disabled since
                 session.clear()
                 return redirect(url_for(".login", next=request.full_path.rstrip("?")))
             if roles and principal.role not in roles:
@@ -112,26 +145,68 @@ def _safe_next(target: str | None) -> str:
 
 @bp.get("/")
 def index():
-    return redirect(url_for(".calls") if "user_id" in session else url_for(".login"))
+    return redirect(url_for(".calls") if "sid" in session else url_for(".login"))
+
+
+def _device_signer():
+    from itsdangerous import URLSafeTimedSerializer
+
+    return URLSafeTimedSerializer(current_app.secret_key, salt="console-device")
+
+
+def _device_for(username: str) -> str | None:
+    """The id of this browser's device cookie when it was given to `username` at a login, else None."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return None
+    from itsdangerous import BadData
+
+    try:
+        owner, device = _device_signer().loads(raw, max_age=DEVICE_DAYS * 86400)
+    except (BadData, ValueError, TypeError):
+        return None
+    return device if owner == username and isinstance(device, str) else None
+
+
+def _refusal(message: str, status: int, retry_after: int) -> Response:
+    """A login refused unchecked (throttled or busy): a few bytes and no template, since a flood gets this
+    answer at the rate it asks, and every millisecond here is one the PBX's callbacks wait behind it."""
+    body = (f'<!doctype html><html lang="{get_locale()}"><meta charset="utf-8"><title>{escape(message)}</title>'
+            f'<p role="alert" class="error">{escape(message)}</p><p><a href="{url_for(".login")}">'
+            f'{escape(_("Войти"))}</a></p></html>')
+    return Response(body, status, {"Retry-After": str(retry_after)}, mimetype="text/html")
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
-    error = None
+    error, status = None, 200
     if form.validate_on_submit():
-        with services().db.transaction() as s:
-            principal = principal_for_login(s, form.username.data, form.password.data)
-        if principal is not None:
-            session.clear()
+        username = form.username.data
+        device = _device_for(username)
+        address = throttle.client_address(request.remote_addr)
+        outcome = check_login(services().db, username, form.password.data, address, device)
+        if outcome.principal is not None:
+            with services().db.transaction() as s:
+                sid = start_session(s, outcome.principal, address, max_hours=services().config.SESSION_MAX_HOURS)
+            session.clear()  # a new session id at every login: nothing from before survives it
             session.permanent = True
-            session["user_id"] = principal.user_id
-            return redirect(_safe_next(request.args.get("next")))
-        error = _("Неверное имя пользователя или пароль")
+            session["sid"] = sid
+            response = redirect(_safe_next(request.args.get("next")))
+            response.set_cookie(DEVICE_COOKIE, _device_signer().dumps([username, device or secrets.token_urlsafe(16)]),
+                                max_age=DEVICE_DAYS * 86400, path=url_for(".login"), httponly=True, samesite="Lax",
+                                secure=current_app.config["SESSION_COOKIE_SECURE"])
+            return response
+        if outcome.retry_after:
+            wait = max(1, math.ceil(outcome.retry_after))
+            return _refusal(_("Слишком много неудачных попыток входа: повторите через %(seconds)s с", seconds=wait),
+                            429, wait)
+        if outcome.busy:
+            return _refusal(_("Сервер проверяет другие входы: повторите через секунду"), 503, 1)
+        error, status = _("Неверное имя пользователя или пароль"), 401
     elif request.method == "POST":
-        error = _("Форма устарела или подделана: войдите ещё раз") if form.csrf_token.errors else \
-            _("Введите имя пользователя и пароль")
-    status = 200 if request.method == "GET" else (401 if error else 200)
+        error, status = (_("Форма устарела или подделана: войдите ещё раз") if form.csrf_token.errors else
+                         _("Введите имя пользователя и пароль")), 401
     return render_template("login.html", form=form, error=error), status
 
 
@@ -139,8 +214,69 @@ def login():
 def logout():
     if not LogoutForm().validate_on_submit():
         abort(400)
+    if isinstance(session.get("sid"), str):
+        with services().db.transaction() as s:
+            end_session(s, session["sid"])  # the cookie, replayed, now finds nothing
     session.clear()
     return redirect(url_for(".login"))
+
+
+@bp.get("/users")
+@login_required(Role.ADMIN)
+def users_page():
+    """People, their personal tokens (revocable one by one) and the login throttle (liftable)."""
+    at = throttle.now()
+    with services().db.transaction() as s:
+        people = [{"name": u.username, "role": u.role, "disabled": u.disabled,
+                   "extensions": ", ".join(u.extensions or [])} for u in list_users(s)]
+        tokens = [{"id": t.id, "user": owner, "name": t.name or "", "created": t.created_at, "expires": t.expires_at,
+                   "used": t.last_used_at, "state": token_state(t, at)} for t, owner in list_tokens(s)]
+        buckets = [{"key": b.key, "failures": b.failures, "last": b.last_failed_at, "locked": b.locked,
+                    "until": b.blocked_until if b.blocked_until and b.blocked_until > at else None,
+                    **_bucket_target(b.key)}
+                   for b in throttle.active(s)]
+    return render_template("users.html", people=people, tokens=tokens, buckets=buckets, form=UnlockForm(),
+                           fmt=lambda d: d.strftime("%Y-%m-%d %H:%M") if d else "—")
+
+
+def _bucket_target(key: str) -> dict:
+    """What an admin lifts to clear a bucket: the account, or the address."""
+    kind, _, rest = key.partition(":")
+    if kind in ("addr", "token"):
+        return {"user": "", "address": rest}
+    if kind == "user":
+        return {"user": rest, "address": ""}
+    user, _, where = rest.rpartition(" ")
+    return {"user": user, "address": where if kind == "pair" else ""}
+
+
+@bp.post("/users/tokens/<int:token_id>/revoke")
+@login_required(Role.ADMIN)
+def revoke_token_page(token_id: int):
+    if not ReplayForm().validate_on_submit():  # a form with only its CSRF token
+        abort(400)
+    try:
+        with services().db.transaction() as s:
+            revoke_token(s, token_id, actor=g.principal.username)
+    except UserError:
+        abort(404)
+    return redirect(url_for(".users_page"))
+
+
+@bp.post("/users/unlock")
+@login_required(Role.ADMIN)
+def unlock_page():
+    form = UnlockForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        with services().db.transaction() as s:
+            keys = unlock(s, actor=g.principal.username, username=form.username.data or None,
+                          address=form.address.data or None)
+    except UserError as exc:
+        return Response(str(exc), 422, mimetype="text/plain")
+    throttle.forget_cached(services().db, keys)
+    return redirect(url_for(".users_page"))
 
 
 def _call_filter() -> tuple[CallFilter, Sort, dict, Cursor | None]:

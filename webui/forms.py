@@ -31,6 +31,13 @@ def storable_text(form, field) -> None:
         raise ValidationError(_l("Поле не может содержать управляющие символы или недопустимый Юникод"))
 
 
+class UnlockForm(FlaskForm):
+    """Lift the login throttle of an account and/or an address (admins; audited)."""
+
+    username = StringField(_l("Пользователь"), validators=[Optional(), Length(max=64)])
+    address = StringField(_l("Адрес"), validators=[Optional(), Length(max=64)])
+
+
 class ReviewForm(FlaskForm):
     score = IntegerField(_l("Оценка"), validators=[DataRequired()])
     comment = TextAreaField(_l("Комментарий"), validators=[Optional(), Length(max=2000), storable_lines])

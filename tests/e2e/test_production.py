@@ -49,7 +49,7 @@ def test_procfile_processes_serve_apply_and_stay_up(tmp_path, db_url):
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
            "DATABASE_URL": db_url, "DATA_DIR": str(tmp_path), "PORT": str(port), "WEB_CONCURRENCY": "2",
-           "MANGO_API_KEY": "e2e-key", "MANGO_API_SALT": "e2e-salt", "ADMIN_TOKEN": "e2e-token",
+           "MANGO_API_KEY": "e2e-key", "MANGO_API_SALT": "e2e-salt", "ADMIN_TOKEN": "e2e-admin-token-Hk4nP8qR2vX6zB9mC3tW7yL5",
            "SECRET_KEY": "e2e-secret", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
     commands = procfile()
     assert set(commands) == {"release", "web", "worker"}

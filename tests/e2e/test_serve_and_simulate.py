@@ -29,7 +29,7 @@ def running_connector(cwd, db_url, processes: list | None = None, **extra_env):
         **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")},
         "DATABASE_URL": db_url, "PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "MANGO_API_KEY": "e2e-key", "MANGO_API_SALT": "e2e-salt", "MANGO_SURVEY_LOCATION": "ivr.5",
-        "ADMIN_TOKEN": "e2e-token", "SECRET_KEY": "e2e-secret", **extra_env,
+        "ADMIN_TOKEN": "e2e-admin-token-Hk4nP8qR2vX6zB9mC3tW7yL5", "SECRET_KEY": "e2e-secret", **extra_env,
     }
     # Its log goes to a file: a pipe nobody reads fills up and blocks the process at its next log line.
     log_path = Path(cwd) / f"serve-{port}.log"
@@ -66,7 +66,7 @@ def applied_call(base: str, call_id: str, ready=lambda call: True, timeout: floa
     """The call once the embedded worker applied the stored events (the webhook only stores them)."""
     deadline = time.monotonic() + timeout
     while True:
-        response = requests.get(f"{base}/api/v1/calls/{call_id}", headers={"Authorization": "Bearer e2e-token"},
+        response = requests.get(f"{base}/api/v1/calls/{call_id}", headers={"Authorization": "Bearer e2e-admin-token-Hk4nP8qR2vX6zB9mC3tW7yL5"},
                                 timeout=5)
         if response.status_code == 200 and ready(response.json()):
             return response.json()
@@ -123,7 +123,7 @@ def test_served_connector_delivers_to_amocrm_with_its_embedded_worker(tmp_path, 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             call = requests.get(f"{base}/api/v1/calls/sim-amo", timeout=5,
-                                headers={"Authorization": "Bearer e2e-token"}).json()
+                                headers={"Authorization": "Bearer e2e-admin-token-Hk4nP8qR2vX6zB9mC3tW7yL5"}).json()
             if call["crm"]["status"] == "delivered":
                 break
             time.sleep(0.3)
@@ -162,7 +162,7 @@ def test_concurrent_events_of_one_new_call_join_into_one_row(served):
     assert statuses == [200] * len(events)
     call = applied_call(base, entry, lambda c: c["customer_score"] is not None and c["recording_id"])
     assert (call["operator"], call["recording_id"], call["customer_score"]) == ("103", "r-race", 4)
-    listed = requests.get(f"{base}/api/v1/calls", headers={"Authorization": "Bearer e2e-token"}, timeout=5).json()
+    listed = requests.get(f"{base}/api/v1/calls", headers={"Authorization": "Bearer e2e-admin-token-Hk4nP8qR2vX6zB9mC3tW7yL5"}, timeout=5).json()
     assert listed["_meta"]["total"] == 1
 
 

@@ -44,6 +44,10 @@ def test_every_setting_is_documented_in_the_example_file():
 
 @pytest.mark.parametrize("env, needle", [
     ({"PORT": "eighty"}, "PORT: expected an integer"),
+    ({"ADMIN_TOKEN": "demo-token"}, "ADMIN_TOKEN: at least 32 characters, got 10"),
+    ({"ADMIN_TOKEN": "ab" * 20}, "ADMIN_TOKEN: too repetitive"),
+    ({"SESSION_IDLE_HOURS": "48"}, "SESSION_IDLE_HOURS: expected 1 to SESSION_MAX_HOURS (24"),
+    ({"TRUSTED_PROXIES": "-1"}, "TRUSTED_PROXIES: expected 0 to 5"),
     ({"QA_ENABLED": "perhaps"}, "QA_ENABLED: expected true or false"),
     ({"QA_MAX_THRESHOLD": "42"}, "QA_MAX_THRESHOLD: must lie within"),
     ({"QA_SCALE_MIN": "10", "QA_SCALE_MAX": "5"}, "QA_SCALE_MAX"),
@@ -84,7 +88,7 @@ def test_secret_key_is_generated_once_and_kept(tmp_path):
 
 
 def test_repr_hides_secrets():
-    config = Config.from_env({"ADMIN_TOKEN": "tok-123", "DATABASE_URL": "postgresql+psycopg://u:pw@h/db"})
+    config = Config.from_env({"ADMIN_TOKEN": "tok-123-Hk4nP8qR2vX6zB9mC3tW7yL5xx", "DATABASE_URL": "postgresql+psycopg://u:pw@h/db"})
     assert "tok-123" not in repr(config) and "pw" not in repr(config)
 
 
