@@ -52,9 +52,10 @@ def create_app(config: Config | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.TRUSTED_PROXIES)
 
     import webui
-    from webhooks import api, errors, mango, openapi, recordings
+    from webhooks import api, errors, mango, openapi, recordings, security
 
     errors.register_error_handlers(app)
+    security.protect(app, except_blueprints=(mango.bp.name,))
     app.register_blueprint(mango.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)

@@ -137,8 +137,11 @@ def _layout():
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site: a login link must not send people elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+    """Only a path on this site: a login link must not send people elsewhere. Browsers read a backslash
+    as a slash (`/\\evil.example` is another host), and a control character (CR, LF) would split the
+    redirect's header: either sends people to the call list instead."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target \
+            and target.isprintable() and not urlsplit(target).netloc:
         return target
     return url_for(".calls")
 

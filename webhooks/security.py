@@ -1,0 +1,37 @@
+"""Security headers for what a browser opens: the console, the API, the recording links.
+
+The PBX's callbacks go without them: no browser reads those answers, and the intake stays lean.
+The console has no script at all, so the policy forbids every script; its styles are inline (one page,
+no assets). A recording plays from the PBX's own host after our redirect, so media may come from any
+host. No page may be framed (clickjacking), no answer sniffed into another type, and no address, which
+for a recording link carries its signature, is sent on as a referrer.
+"""
+from __future__ import annotations
+
+from flask import Flask, Response, request
+
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; "
+                           "img-src 'self' data:; media-src *; object-src 'none'; base-uri 'none'; "
+                           "form-action 'self'; frame-ancestors 'none'")
+HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def add_security_headers(response: Response) -> Response:
+    if request.blueprint in UNPROTECTED:
+        return response
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def protect(app: Flask, *, except_blueprints: tuple[str, ...]) -> None:
+    UNPROTECTED.update(except_blueprints)
+    app.after_request(add_security_headers)
+
+
+UNPROTECTED: set[str] = set()  # blueprints whose answers no browser reads
