@@ -154,6 +154,15 @@ def test_other_events_and_results_are_verified_and_acknowledged(mango_post, db, 
     assert bad.status_code == 403
 
 
+def test_other_kinds_are_deduplicated_by_kind_and_body(mango_post, db):
+    """The SMS command's outcome and the carrier's report may carry the same body: two facts, both kept."""
+    body = {"command_id": "sms-1", "result": 1000}
+    assert mango_post("result/sms", body).json == {"success": True}
+    assert mango_post("events/sms", body).json == {"success": True}  # another kind: not a duplicate
+    assert mango_post("result/sms", body).json == {"success": True, "duplicate": True}
+    assert count(db, InboundEvent) == 2
+
+
 # --- bad input: a one-line 4xx, never a 500, nothing written ---------------
 
 def _nothing_written(db):

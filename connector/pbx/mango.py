@@ -211,5 +211,7 @@ def parse(kind: str, json_text: str) -> InboundMessage:
     else:  # other events/* and result/*: verified, stored, acknowledged
         d = _load(ANY_EVENT, document)
         event = None
-        key = hashlib.sha256(json_text.encode()).hexdigest()
+        # No business key is known: the kind and the exact body. `result/sms` and `events/sms` may carry the
+        # same body ({"command_id", "result"/"reason": 1000}) and are two facts, not one.
+        key = dedupe_key(kind, json_text)
     return InboundMessage(kind, key, d.get("entry_id"), json_text, event)
