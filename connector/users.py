@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from connector.db import Database
 from connector.models import ApiToken, Call, Role, User
 
 USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -121,14 +122,19 @@ def principal_for_token(session: Session, token: str) -> Principal | None:
     return None if user is None or user.disabled else _principal(user)
 
 
-def principal_for_login(session: Session, username: str, password: str) -> Principal | None:
-    user = session.scalars(select(User).where(User.username == username)).first() if username else None
-    if user is None:
+def principal_for_login(db: Database, username: str, password: str) -> Principal | None:
+    """The user, if the password is theirs. The hash is read in a short read and checked (scrypt, ~0.1 s
+    on purpose) with no transaction, connection or lock held: a login never holds up anyone else."""
+    with db.reading() as session:
+        user = session.scalars(select(User).where(User.username == username)).first() if username else None
+        stored = (user.password_hash, None if user.disabled else _principal(user)) if user else None
+    if stored is None:
         check_password_hash(_UNKNOWN_USER_HASH, password or "")
         return None
-    if not check_password_hash(user.password_hash, password or "") or user.disabled:
+    password_hash, principal = stored
+    if not check_password_hash(password_hash, password or "") or principal is None:
         return None
-    return _principal(user)
+    return principal
 
 
 def principal_by_id(session: Session, user_id: int) -> Principal | None:
