@@ -278,7 +278,7 @@ def _print_jobs(db, config: Config, status: str | None, targets: tuple[str, ...]
         if paused:
             click.echo(f"{name} is PAUSED since {since:%Y-%m-%d %H:%M} UTC: {reason}")
             click.echo(f"resume with: connector deliveries resume --target {name}")
-    with db.transaction() as s:
+    with db.reading() as s:
         jobs = outbox.list_jobs(s, status, limit, targets=targets)
         click.echo(f"{'id':>6}  {'target':<8} {'status':<9} {'kind':<8} {'tries':>5}  {'next try (UTC)':<16}  "
                    "key / last error")
