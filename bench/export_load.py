@@ -93,12 +93,14 @@ def seed(url: str, n: int) -> float:
     return time.monotonic() - started
 
 
-def open_loop(port: int, rate: float, seconds: float, offset: int, stop, queue) -> None:
+def open_loop(port: int, rate: float, seconds: float, offset: int, ready, stop, queue) -> None:
     """In its own process: a request due every 1/rate s for `seconds`, or until `stop` is set (then no more
-    are sent); latency from the due time. Reports the latencies and the non-200 count."""
+    are sent); latency from the due time. The signed bodies are made first, then `ready` is set and the
+    first request goes 0.5 s later. Reports the latencies and the non-200 count."""
     total = int(rate * seconds)
     work = bodies(total, offset)
     start = time.monotonic() + 0.5
+    ready.set()
     latencies: list[float] = []
     errors, lock, next_index = [0], threading.Lock(), [0]
 
@@ -186,16 +188,18 @@ def measure(code: Path, url: str, data_dir: str, args, offset: int) -> dict:
         wait_up(port, serve)
         queue = multiprocessing.Queue()
         # No load.
-        quiet = multiprocessing.Process(target=open_loop, args=(port, args.rate, args.seconds, offset, None, queue))
+        quiet = multiprocessing.Process(target=open_loop, args=(port, args.rate, args.seconds, offset,
+                                                                multiprocessing.Event(), None, queue))
         quiet.start()
         idle, idle_errors = queue.get()
         quiet.join()
         # Under load: the exports and reports start with the callbacks; callbacks stop when the exports end.
-        stop, done, results = multiprocessing.Event(), threading.Event(), {}
-        loaded = multiprocessing.Process(target=open_loop,
-                                         args=(port, args.rate, args.max_seconds, offset + 1_000_000, stop, queue))
+        ready, stop, done, results = multiprocessing.Event(), multiprocessing.Event(), threading.Event(), {}
+        loaded = multiprocessing.Process(target=open_loop, args=(port, args.rate, args.max_seconds,
+                                                                 offset + 1_000_000, ready, stop, queue))
         loaded.start()
-        time.sleep(0.5)  # the open loop's own start-up delay
+        ready.wait()
+        time.sleep(0.5)  # the open loop's first request is due now
         started = time.monotonic()
         exports_and_reports(base, args.exports, results, done)
         load_seconds = time.monotonic() - started
@@ -243,7 +247,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=20.0, help="the no-load run")
-    parser.add_argument("--max-seconds", type=float, default=900.0, help="the loaded run stops here at most")
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="the loaded run stops here at most")
     parser.add_argument("--exports", type=int, default=2)
     parser.add_argument("--code", type=Path, action="append", default=[],
                         help="also serve this checkout on the same data (repeatable)")

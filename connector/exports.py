@@ -10,26 +10,39 @@ moves while the export runs (its summary moves it from when it was first seen to
 score, under a score order) can cross the cursor, and so be missed or listed twice."""
 from __future__ import annotations
 
+import threading
+import time
 from typing import Iterator
 
 from connector.calls import CallFilter, CallPage, Cursor, Sort, call_json, find_calls
 from connector.db import Database
 
 PAGE = 500
+PACE = 1.0  # an export rests this many times as long as it worked: at most half of the interpreter
 COLUMNS = ("call_id", "started_at", "direction", "operator", "line_number", "customer_phone", "talk_seconds",
            "survey", "customer_score", "supervisor_score", "tag", "reviews", "crm_status", "crm_entity")
 
 
+# Building a page's calls is pure Python (the ORM), and the webhook's threads share the interpreter with it:
+# exports running at once take turns page by page, so they never hold more than one thread's share.
+_PAGES = threading.Lock()
+
+
 def _page(db: Database, flt: CallFilter, after: Cursor | None, sort: Sort) -> CallPage:
     """One page in one short read. Its calls come out detached with all that `call_json` reads loaded."""
-    with db.reading() as session:
+    with _PAGES, db.reading() as session:
         return find_calls(session, flt, per_page=PAGE, after=after, count=False, sort=sort)
 
 
 def call_rows(db: Database, flt: CallFilter, sort: Sort = Sort.NEWEST) -> Iterator[tuple]:
     """One row per call, in the list's order, with the columns of COLUMNS; one short read per page."""
     after: Cursor | None = None
+    worked = time.thread_time()
     while True:
+        # An export is background work beside the webhook in one interpreter (the GIL): after each page it
+        # rests PACE times as long as its thread worked (CPU time, writing the rows out included).
+        time.sleep((time.thread_time() - worked) * PACE)
+        worked = time.thread_time()
         page = _page(db, flt, after, sort)  # the read is over: rows go out with nothing held
         for call in page.calls:
             c = call_json(call)
