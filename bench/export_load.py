@@ -2,7 +2,8 @@
 export and report, beside the same callbacks with nothing else running, measured in the same run.
 
     PYTHONPATH=. .venv/bin/python bench/export_load.py                      # SQLite, 200,000 calls
-    PYTHONPATH=. .venv/bin/python bench/export_load.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_reads
+    PYTHONPATH=. .venv/bin/python bench/export_load.py \\
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_reads
     PYTHONPATH=. .venv/bin/python bench/export_load.py --calls 20000        # smaller and quicker
 
 1. `--calls` calls (each with a customer score and a CRM record) are seeded in bulk, and a supervisor.
@@ -11,7 +12,8 @@ export and report, beside the same callbacks with nothing else running, measured
    so no coordinated omission).
 4. Load: the supervisor, logged in through the console's form, downloads `--exports` XLSX exports of every
    call at once, and `/reports` (every figure and chart over every call) runs back to back until they are
-   done; callbacks go at the same rate the whole time, and only those sent while the exports ran count.
+   done; callbacks go at the same rate the whole time (for at most `--max-seconds`), and only those sent
+   while the exports ran count.
 
 The figures: p50/p99 acknowledgement under load beside no load, against the goal (p99 within 2x the no-load
 p99 and under 100 ms). `--code DIR` serves another checkout (e.g. the code before the change:
@@ -260,8 +262,8 @@ def main() -> None:
 
         wipe_postgres(url)
     took = seed(url, args.calls)
-    print(f"database: {url.split('@')[-1] if '@' in url else 'SQLite (WAL)'}; seeded {args.calls:,} calls in {took:.0f} s; "
-          f"callbacks at {args.rate:.0f}/s")
+    where = url.split("@")[-1] if "@" in url else "SQLite (WAL)"
+    print(f"database: {where}; seeded {args.calls:,} calls in {took:.0f} s; callbacks at {args.rate:.0f}/s")
     offset = 0
     for label, code in [("this checkout", ROOT), *((f"{c}", c) for c in args.code)]:
         figures = measure(code.resolve(), url, tmp, args, offset)
