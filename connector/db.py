@@ -1,4 +1,13 @@
-"""Engine and sessions. SQLite (WAL) by default; PostgreSQL through DATABASE_URL."""
+"""Engine and sessions. SQLite (WAL) by default; PostgreSQL through DATABASE_URL.
+
+Two kinds of transaction:
+- `transaction()` / `connection()` write. On SQLite they take the write lock at BEGIN (BEGIN IMMEDIATE),
+  and the threads of one process queue for it on `Database._writer`.
+- `reading()` only reads, and never waits for a writer nor makes one wait: on SQLite a deferred BEGIN
+  on a connection that cannot write (`PRAGMA query_only`), a WAL snapshot taken at its first read, and
+  never the process's writer lock; on PostgreSQL `REPEATABLE READ, READ ONLY`. Exports, reports, pages,
+  API reads and the password check read this way, so the webhook's commit never queues behind them.
+"""
 from __future__ import annotations
 
 import threading
@@ -24,20 +33,42 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own BEGIN handling defers locks; take the write lock at BEGIN so
         # concurrent writers queue on busy_timeout instead of failing mid-transaction.
-        event.listen(engine, "begin", _begin_immediate)
+        # A read (`Database.reading`) begins deferred on a connection that cannot write.
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
-def _begin_immediate(conn) -> None:
+READING = "connector_reading"  # the execution option that marks `Database.reading`'s connections
+
+
+def _sqlite_begin(conn) -> None:
     # Straight to the driver: this runs for every transaction, the webhook's included.
-    conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
+    dbapi = conn.connection.dbapi_connection
+    reading = bool(conn.get_execution_options().get(READING))
+    info = conn.connection.info
+    if info.get("query_only") != reading:  # pooled connections serve both: switch only when it changes
+        dbapi.execute(f"PRAGMA query_only={'ON' if reading else 'OFF'}")
+        info["query_only"] = reading
+    # Deferred: in WAL it takes no lock at all, only a snapshot at its first read.
+    dbapi.execute("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+class NotWal(RuntimeError):
+    """SQLite refused WAL (e.g. a network file system): readers would block the webhook's writes."""
+
+
+def _sqlite_pragmas(dbapi_connection, record) -> None:
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see make_engine)
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL is what lets a reader keep its snapshot while the webhook commits: without it a reader's
+    # SHARED lock stops every commit. Check that SQLite took it (it answers the mode now in force).
+    mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal" and mode.lower() != "memory":  # ":memory:" has no WAL and no other process
+        cursor.close()
+        raise NotWal(f"SQLite database refused journal_mode=WAL (it is {mode}): put it on a local disk")
+    # A long read keeps the WAL from restarting; once it ends, the file is cut back to this size.
+    cursor.execute("PRAGMA journal_size_limit=67108864")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -49,6 +80,12 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads share the pool. On PostgreSQL the options are set on the connection for the read and
+        # reset when it goes back to the pool; on SQLite `_sqlite_begin` reads the marker.
+        reads = ({"isolation_level": "REPEATABLE READ", "postgresql_readonly": True} if self.is_postgres
+                 else {READING: True})
+        self._read_engine = self.engine.execution_options(**reads)
+        self._reads = sessionmaker(self._read_engine, expire_on_commit=False, info={READING: True})
         # SQLite has one writer at a time, and every transaction here takes the write lock at BEGIN.
         # Threads of one process queue on this lock, handed over at once, instead of on SQLite's
         # busy handler, which sleeps 1, 2, 5, 10 ms... between tries (half of a busy webhook's time).
@@ -65,13 +102,22 @@ class Database:
             yield session
 
     @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only transaction, one snapshot from its first read to its end; it never takes the
+        writer lock, so a webhook's commit never waits for it (nor it for one). Anything it tries to
+        write fails (SQLite: query_only; PostgreSQL: READ ONLY). Keep it short: a long one keeps SQLite's
+        WAL from being checkpointed back to its start, and PostgreSQL's vacuum from old row versions."""
+        with self._reads() as session, session.begin():
+            yield session
+
+    @contextmanager
     def connection(self) -> Iterator[Connection]:
         """A transaction on a plain connection, for a hot path that needs no ORM (the webhook's insert)."""
         with self._writer, self.engine.begin() as conn:
             yield conn
 
     def ping(self) -> bool:
-        with self.engine.connect() as conn:
+        with self._read_engine.connect() as conn:
             return conn.execute(text("SELECT 1")).scalar() == 1
 
     def dispose(self) -> None:
@@ -82,9 +128,12 @@ def get_or_create(session: Session, query: Select, make):
     """The row `query` finds, inserting `make()` first when there is none.
 
     A concurrent transaction may insert the same unique row first: the savepoint
-    absorbs our failed insert and the query then finds theirs.
+    absorbs our failed insert and the query then finds theirs. In a read (`Database.reading`) a
+    missing row is `make()` as it would be inserted, and nothing is written.
     """
     row = session.scalars(query).first()
+    if row is None and session.info.get(READING):
+        return make()
     if row is None:
         try:
             with session.begin_nested():

@@ -155,7 +155,7 @@ def retry_after(db, keys: list[str]) -> float:
         elif cached is not None:
             wait = max(wait, (cached - at).total_seconds())
     if unknown and wait <= 0:
-        with db.transaction() as s:
+        with db.reading() as s:  # a check never waits for the writer lock
             rows = dict(s.execute(select(LoginThrottle.key, LoginThrottle.blocked_until)
                                   .where(LoginThrottle.key.in_(unknown))).all())
         for key in unknown:

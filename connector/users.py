@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from connector import throttle
+from connector.db import READING, Database
 from connector.models import ApiToken, Call, ConsoleSession, Role, SettingsAudit, User
 
 USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -35,6 +36,7 @@ _UNKNOWN_USER_HASH = generate_password_hash(secrets.token_hex(16))
 TOKEN_DAYS = 90  # a personal token's default lifetime
 MAX_TOKEN_DAYS = 3650
 TOUCH_SECONDS = 60  # a session's or token's last use is written at most once a minute
+WRITE_DUE = "connector.users.write_due"  # session.info: a read met bookkeeping to write
 
 
 class UserError(ValueError):
@@ -214,7 +216,7 @@ def principal_for_token(session: Session, token: str) -> Principal | None:
     if user.disabled or row.revoked_at is not None or row.expires_at <= at:
         return None
     if row.last_used_at is None or (at - row.last_used_at).total_seconds() >= TOUCH_SECONDS:
-        row.last_used_at = at
+        _write(session, lambda: setattr(row, "last_used_at", at))
     return _principal(user)
 
 
@@ -323,11 +325,31 @@ def principal_for_session(session: Session, token: str, *, idle_hours: int, max_
     at = _now()
     if (user.disabled or at - row.created_at >= timedelta(hours=max_hours)
             or at - row.last_seen_at >= timedelta(hours=idle_hours)):
-        session.delete(row)
+        _write(session, lambda: session.delete(row))
         return None
     if (at - row.last_seen_at).total_seconds() >= TOUCH_SECONDS:
-        row.last_seen_at = at
+        _write(session, lambda: setattr(row, "last_seen_at", at))
     return _principal(user)
+
+
+def _write(session: Session, change) -> None:
+    """Make a bookkeeping change now in a write; in a read (`Database.reading`), note that one is due."""
+    if session.info.get(READING):
+        session.info[WRITE_DUE] = True
+    else:
+        change()
+
+
+def read_then_write(db: Database, lookup):
+    """`lookup(session)` in a read, which never waits for the writer lock; again in a write only when it
+    has bookkeeping to write (a last use once a minute, an expired session to delete)."""
+    with db.reading() as session:
+        result = lookup(session)
+        due = session.info.pop(WRITE_DUE, False)
+    if not due:
+        return result
+    with db.transaction() as session:
+        return lookup(session)
 
 
 def end_session(session: Session, token: str) -> None:

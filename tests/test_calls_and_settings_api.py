@@ -233,7 +233,8 @@ def test_healthz_is_503_without_text_when_the_database_is_down(app, client, monk
     def down(*args, **kwargs):
         raise OperationalError("connect", {}, ConnectionRefusedError("could not connect to 10.0.0.5:5432"))
 
-    monkeypatch.setattr(app.extensions["connector"].db, "transaction", down)
+    for kind in ("transaction", "reading"):  # healthz only reads
+        monkeypatch.setattr(app.extensions["connector"].db, kind, down)
     response = client.get("/healthz")
     assert response.status_code == 503 and response.json == {"error": "database unavailable"}
 

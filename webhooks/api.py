@@ -24,7 +24,7 @@ from connector.threshold import REFUSED, PolicyError
 from connector.notifications import mark_read, notifications_for
 from connector.reports import By, ReportFilter, report
 from connector.reviews import add_review
-from connector.users import BOOTSTRAP_ADMIN, Principal, principal_for_token
+from connector.users import BOOTSTRAP_ADMIN, Principal, principal_for_token, read_then_write
 from connector.validation import (INT32_MAX, AwareUtcDateTime, StrictInteger, first_error, parse_json,
                                   storable_lines, storable_text, text_problem)
 from webhooks.errors import ApiError
@@ -58,8 +58,7 @@ def _principal_from_request() -> Principal:
     if expected and hmac.compare_digest(given.encode(), expected.encode()):
         return BOOTSTRAP_ADMIN
     if len(given) <= 128 and text_problem(given) is None:
-        with db.transaction() as session:
-            principal = principal_for_token(session, given)
+        principal = read_then_write(db, lambda session: principal_for_token(session, given))
         if principal is not None:
             return principal
     throttle.record_failure(db, keys)
@@ -164,7 +163,7 @@ def list_calls():
     except ValueError as exc:
         raise ApiError(400, f"after: {exc}") from None
     page, per_page = args.pop("page"), min(args.pop("per_page"), MAX_PER_PAGE)
-    with services().db.transaction() as session:
+    with services().db.reading() as session:
         found = find_calls(session, CallFilter(**args, visible_extensions=g.principal.visible_extensions),
                            per_page=per_page, page=page, after=after, sort=sort)
         items = [call_json(c) for c in found.calls]
@@ -182,7 +181,7 @@ def list_calls():
 @bp.get("/calls/<path:call_id>")
 @require_token()
 def show_call(call_id: str):
-    with services().db.transaction() as session:
+    with services().db.reading() as session:
         call = _visible_call(session, call_id)
         return call_json(call, with_history=True, marks=marks_json(session, call))
 
@@ -209,7 +208,7 @@ REVIEW_SCHEMA = ReviewSchema()
 @bp.get("/calls/<path:call_id>/reviews")
 @require_token()
 def get_reviews(call_id: str):
-    with services().db.transaction() as session:
+    with services().db.reading() as session:
         return {"items": call_json(_visible_call(session, call_id))["reviews"]}
 
 
@@ -241,7 +240,7 @@ def _report(by: str):
     except ValidationError as exc:
         raise ApiError(400, first_error(exc.messages)) from None
     flt = ReportFilter(**args, visible_extensions=g.principal.visible_extensions)
-    with services().db.transaction() as session:
+    with services().db.reading() as session:
         return report(session, by, flt, current_policy(session, services().ingest.initial_policy))
 
 
@@ -265,7 +264,7 @@ def get_lines_report():
 @require_token()
 def get_notifications():
     """The caller's own notifications, newest first: reviews of their calls, new low scores."""
-    with services().db.transaction() as session:
+    with services().db.reading() as session:
         rows = notifications_for(session, g.principal)
         items = [{"id": n.id, "call_id": n.call.entry_id, "kind": n.kind, "read": n.read,
                   "at": n.created_at.isoformat()} for n in rows]
@@ -318,7 +317,7 @@ def _user_maps(session, changes: dict | None = None) -> dict:
 @require_token(Role.ADMIN, Role.SUPERVISOR)
 def get_settings():
     initial = services().ingest.initial_policy
-    with services().db.transaction() as session:
+    with services().db.reading() as session:
         return {**current_policy(session, initial).as_dict(), **_user_maps(session)}
 
 
@@ -348,7 +347,7 @@ def _line_number(line_number: str) -> str:
 @require_token(Role.ADMIN, Role.SUPERVISOR)
 def get_line_overrides():
     """Every line's override of the global policy."""
-    with services().db.transaction() as session:
+    with services().db.reading() as session:
         lines = current_policies(session, services().ingest.initial_policy).lines
     return {"items": [{"line_number": line, **override} for line, override in sorted(lines.items())]}
 
@@ -356,7 +355,7 @@ def get_line_overrides():
 @bp.get("/settings/lines/<line_number>")
 @require_token(Role.ADMIN, Role.SUPERVISOR)
 def get_line_override(line_number: str):
-    with services().db.transaction() as session:
+    with services().db.reading() as session:
         override = line_override(session, _line_number(line_number))
     if override is None:
         raise ApiError(404, f"line {line_number} has no override: it follows the global settings")
@@ -391,7 +390,7 @@ def delete_line(line_number: str):
 @bp.get("/settings/audit")
 @require_token(Role.ADMIN)
 def get_settings_audit():
-    with services().db.transaction() as session:
+    with services().db.reading() as session:
         rows = audit_trail(session)
         return {"items": [{"scope": r.scope, "actor": r.actor, "changed_at": r.changed_at.isoformat(),
                            "before": r.before, "after": r.after} for r in rows]}
@@ -399,7 +398,7 @@ def get_settings_audit():
 
 def _component_details() -> dict:
     try:
-        with services().db.transaction() as session:
+        with services().db.reading() as session:
             return status.details(session, services().config.targets)
     except Exception:  # any database failure means unhealthy, never a 500
         raise ApiError(503, "database unavailable") from None
@@ -427,7 +426,7 @@ def metrics():
         registry = REGISTRY
     body = generate_latest(registry)
     try:
-        with services().db.transaction() as session:
+        with services().db.reading() as session:
             body += generate_latest(queue_metrics(status.details(session, services().config.targets)))
     except Exception:  # the database is down: the process metrics still tell something
         pass

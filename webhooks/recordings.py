@@ -41,7 +41,7 @@ def play(call_id: str):
     if not link_is_valid(services.config.SECRET_KEY, call_id, request.args.get("exp"), request.args.get("sig")):
         raise ApiError(403, "recording link is invalid or expired")
     now = datetime.now(timezone.utc)
-    with services.db.transaction() as session:
+    with services.db.reading() as session:
         row = session.execute(select(Call.recording_id, Call.recording_unavailable_until, Call.recording_stored_at)
                               .where(Call.entry_id == call_id)).first()
     recording_id, unavailable_until, stored_at = row if row else (None, None, None)

@@ -33,7 +33,8 @@ from connector.runtime_settings import (audit_trail, current_policies, current_p
 from connector.threshold import PolicyError
 from connector import throttle
 from connector.users import (Principal, UserError, end_session, list_tokens, list_users, login as check_login,
-                             principal_for_session, revoke_token, start_session, token_state, unlock)
+                             principal_for_session, read_then_write, revoke_token, start_session, token_state,
+                             unlock)
 from connector.validation import first_error
 from webui import charts
 from webui.forms import (HIGH_SCORES_CHOICES, LineOverrideForm, LoginForm, LogoutForm, ReplayForm, ReviewForm,
@@ -110,9 +111,9 @@ def login_required(*roles: Role):
             principal = None
             if isinstance(session.get("sid"), str):
                 config = services().config
-                with services().db.transaction() as s:
-                    principal = principal_for_session(s, session["sid"], idle_hours=config.SESSION_IDLE_HOURS,
-                                                      max_hours=config.SESSION_MAX_HOURS)
+                sid = session["sid"]
+                principal = read_then_write(services().db, lambda s: principal_for_session(
+                    s, sid, idle_hours=config.SESSION_IDLE_HOURS, max_hours=config.SESSION_MAX_HOURS))
             if principal is None:  # never logged in, logged out, expired, or disabled since
                 session.clear()
                 return redirect(url_for(".login", next=request.full_path.rstrip("?")))
@@ -131,7 +132,7 @@ def _layout():
     principal: Principal | None = g.get("principal")
     unread = 0
     if principal is not None and principal.user_id is not None:
-        with services().db.transaction() as s:
+        with services().db.reading() as s:
             unread = unread_count(s, principal)
     return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role, "locale": str(get_locale())}
 
@@ -301,7 +302,7 @@ def _call_filter() -> tuple[CallFilter, Sort, dict, Cursor | None]:
 @login_required()
 def calls():
     flt, sort, raw, after = _call_filter()
-    with services().db.transaction() as s:
+    with services().db.reading() as s:
         policy = current_policy(s, services().ingest.initial_policy)
         found = find_calls(s, flt, per_page=25, after=after, sort=sort)
         items = [call_json(c) for c in found.calls]
@@ -315,7 +316,7 @@ def calls():
 @bp.get("/notifications")
 @login_required()
 def notifications():
-    with services().db.transaction() as s:
+    with services().db.reading() as s:
         items = [{"call_id": n.call.entry_id, "kind": n.kind, "read": n.read, "at": n.created_at.isoformat()}
                  for n in notifications_for(s, g.principal)]
     return render_template("notifications.html", items=items)
@@ -330,13 +331,12 @@ def export_csv():
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(COLUMNS)
-        with services().db.transaction() as s:
-            for row in call_rows(s, flt, sort):
-                writer.writerow(csv_row(row))  # no control characters, no formulas (connector.cells)
-                if out.tell() > 64_000:
-                    yield out.getvalue()
-                    out.seek(0)
-                    out.truncate()
+        for row in call_rows(services().db, flt, sort):  # one short read per page: nothing held while sending
+            writer.writerow(csv_row(row))  # no control characters, no formulas (connector.cells)
+            if out.tell() > 64_000:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
         yield out.getvalue()
 
     return Response(stream_with_context(generate()), mimetype="text/csv",
@@ -352,9 +352,8 @@ def export_xlsx():
     book = Workbook(write_only=True)  # rows go straight to the file: memory stays flat
     sheet = book.create_sheet("calls")
     sheet.append(COLUMNS)
-    with services().db.transaction() as s:
-        for row in call_rows(s, flt, sort):
-            sheet.append(xlsx_row(sheet, row))  # no control characters, no formulas (connector.cells)
+    for row in call_rows(services().db, flt, sort):  # one short read per page
+        sheet.append(xlsx_row(sheet, row))  # no control characters, no formulas (connector.cells)
     return _xlsx(book, "calls.xlsx")
 
 
@@ -371,7 +370,7 @@ def _report_filter() -> tuple[ReportFilter, dict]:
 @login_required()
 def reports():
     flt, raw = _report_filter()
-    with services().db.transaction() as s:
+    with services().db.reading() as s:  # one snapshot: the tables and charts agree
         policy = current_policy(s, services().ingest.initial_policy)
         operators, lines = report(s, By.OPERATOR, flt, policy), report(s, By.LINE, flt, policy)
         scores, days = distribution(s, flt), daily(s, flt, policy)
@@ -387,7 +386,7 @@ def export_report_xlsx():
     from openpyxl import Workbook
 
     flt, _raw = _report_filter()
-    with services().db.transaction() as s:
+    with services().db.reading() as s:
         policy = current_policy(s, services().ingest.initial_policy)
         sheets = {"operators": report(s, By.OPERATOR, flt, policy), "lines": report(s, By.LINE, flt, policy)}
     book = Workbook(write_only=True)
@@ -436,7 +435,7 @@ def settings():
                     saved = True
                 except PolicyError as exc:
                     errors[exc.field] = exc.message
-    with services().db.transaction() as s:
+    with services().db.reading() as s:
         policies = current_policies(s, initial)
         policy = policies.base
         state = {**status.details(s, services().config.targets), **status.last_activity(s)}
@@ -499,7 +498,7 @@ def replay_dead():
 @bp.get("/audit")
 @login_required(Role.ADMIN)
 def audit():
-    with services().db.transaction() as s:
+    with services().db.reading() as s:
         rows = [{"actor": r.actor, "at": r.changed_at.isoformat(), "scope": r.scope,
                  "changes": {k: (r.before.get(k), v) for k, v in r.after.items() if r.before.get(k) != v}}
                 for r in audit_trail(s, limit=200)]
@@ -521,12 +520,14 @@ def call_page(call_id: str):
 
 def _render_call(call_id: str, form: ReviewForm, error: str | None = None, status: int = 200):
     config = services().config
-    with services().db.transaction() as s:
+    with services().db.reading() as s:
         call = _visible_call(s, call_id)
         data = call_json(call, with_history=True, marks=marks_json(s, call))
         timeline = call_timeline(s, call)
         policy = current_policy(s, services().ingest.initial_policy)
-        mark_read(s, g.principal, call=call)  # seen: what the notifications pointed at
+    if g.principal.user_id is not None:
+        with services().db.transaction() as s:  # the one write, short
+            mark_read(s, g.principal, call=call)  # seen: what the notifications pointed at
     player = (recording_link("", config.SECRET_KEY, call_id, ttl=PLAYER_LINK_SECONDS)
               if data["recording_id"] else None)
     return render_template("call.html", call=data, player=player, form=form, error=error, policy=policy,

@@ -47,7 +47,7 @@ def resume(db: Database, crm: str) -> bool:
 
 
 def pause_state(db: Database, crm: str) -> tuple[bool, str | None, datetime | None]:
-    with db.transaction() as s:
+    with db.reading() as s:
         row = account_row(s, crm)
         return row.paused, row.paused_reason, row.paused_at
 
