@@ -19,6 +19,10 @@ class LogoutForm(FlaskForm):
     pass
 
 
+class MarkReadForm(FlaskForm):
+    """Notifications are marked read by this explicit action only, never by opening a page."""
+
+
 def storable_lines(form, field) -> None:
     """The rule the API applies to a comment (connector.validation.text_problem), said in the page's language."""
     if field.data and text_problem(field.data, multiline=True):
