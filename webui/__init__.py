@@ -455,6 +455,8 @@ def save_line():
     """Set a line's override; the line keeps only the fields given (an empty threshold: the global one)."""
     form = LineOverrideForm()
     if not form.validate_on_submit():
+        if form.line_number.errors and not form.csrf_token.errors:  # said in the page's language
+            return Response(str(form.line_number.errors[0]), 400, mimetype="text/plain")
         abort(400)
     override = {"enabled": bool(form.enabled.data)}
     if form.max_threshold.data is not None:
