@@ -14,6 +14,7 @@ import click
 from connector.config import Config
 from connector.models import JobStatus
 
+CONNECTION_LIMIT = 4000  # connections `connector serve` holds at once (idle ones time out after 30 s)
 SWITCH_INTERVAL = 0.0005  # seconds: how long `connector serve` lets a busy thread keep the GIL from a waiting one
 
 
@@ -97,14 +98,18 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     _stop_on_signals(stop)
     services = app.extensions["connector"]
     loops = [] if no_worker else _start_loops(config, services.db, stop, services.inbox_wake)
-    # Idle connections must not lock others out: waitress's default limit is 100 connections, kept
-    # 120 s. Its "Task queue depth" warning comes once per request under load: errors only.
+    # Idle and slow connections must not lock others out: waitress's default limit is 100 connections,
+    # kept 120 s. Here each may idle 30 s, and CONNECTION_LIMIT of them are held at once; waitress polls
+    # them with poll(), since select() stops at descriptor 1024 and stalls the server beyond about a
+    # thousand connections. More than this is a reverse proxy's job (README, "Deployment").
+    # Its "Task queue depth" warning comes once per request under load: errors only.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    connection_limit = _descriptors_for(CONNECTION_LIMIT)
     # With TRUSTED_PROXIES, the app's ProxyFix reads X-Forwarded-For (its last N entries only): waitress must
     # hand the header over instead of dropping it as it does from a peer it was not told to trust.
     server = create_server(app, host=config.HOST, port=config.PORT, threads=8, ident="connector",
-                           connection_limit=1000, channel_timeout=30, cleanup_interval=10,
-                           clear_untrusted_proxy_headers=not config.TRUSTED_PROXIES)
+                           connection_limit=connection_limit, channel_timeout=30, cleanup_interval=10,
+                           asyncore_use_poll=True, clear_untrusted_proxy_headers=not config.TRUSTED_PROXIES)
     click.echo(_where_data_lives(settings))
     # Only now is the port bound: say so.
     click.echo(f"connector listening on http://{config.HOST}:{config.PORT} (CRM={config.CRM}, "
@@ -113,6 +118,19 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
         server.run()
     finally:
         stop.set()
+
+
+def _descriptors_for(connections: int) -> int:
+    """Raise this process's open-file limit (soft, up to the hard one) to hold `connections` plus the
+    database's and the server's own files; returns how many connections it can hold."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return connections if soft == resource.RLIM_INFINITY else max(100, min(connections, soft - 256))
 
 
 @cli.command(help="Run the worker (inbox, delivery, PBX polling) without the web server; start many against "

@@ -88,6 +88,9 @@ class Cursor:
                 raise ValueError
             cursor = cls(listed_at.astimezone(timezone.utc), int(call_id), Sort(made_for or Sort.NEWEST),
                          int(score) if score else None)
+            # Ids and scores beyond the database's integers are no cursor of ours (SQLite would overflow).
+            if not 0 < cursor.call_id < 2 ** 63 or (cursor.score is not None and not -2 ** 31 < cursor.score < 2 ** 31):
+                raise ValueError
         except (ValueError, UnicodeDecodeError, OverflowError, binascii.Error):
             raise ValueError("not a cursor from _links.next") from None
         if cursor.sort != sort or (sort.by_score and cursor.score is None):

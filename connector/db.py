@@ -10,6 +10,8 @@ Two kinds of transaction:
 """
 from __future__ import annotations
 
+import os
+
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -28,7 +30,7 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own BEGIN handling defers locks; take the write lock at BEGIN so
@@ -153,8 +155,23 @@ def alembic_config(url: str):
     return cfg
 
 
+def private_file(path: Path) -> None:
+    """The embedded database holds callers' numbers and tokens' hashes: only its owner may read it. The file
+    is made 0600 before SQLite first opens it (SQLite gives its WAL and shared-memory files the same
+    permissions), and one made earlier with looser ones is narrowed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        private_file(Path(parsed.database))
 
     command.upgrade(alembic_config(url), revision)
 

@@ -29,11 +29,15 @@ def notifications_for(session: Session, principal: Principal, limit: int = 100) 
                                 .order_by(Notification.id.desc()).limit(limit)))
 
 
-def unread_count(session: Session, principal: Principal) -> int:
+def unread_count(session: Session, principal: Principal, *, call: Call | None = None) -> int:
+    """The caller's unread notifications (of one call, with `call`)."""
     if principal.user_id is None:
         return 0
-    return session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.user_id == principal.user_id, Notification.read.is_(False)))
+    query = select(func.count()).select_from(Notification).where(
+        Notification.user_id == principal.user_id, Notification.read.is_(False))
+    if call is not None:
+        query = query.where(Notification.call_id == call.id)
+    return session.scalar(query)
 
 
 def mark_read(session: Session, principal: Principal, ids: list[int] | None = None, *,

@@ -6,7 +6,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from connector.calls import Sort
 from connector.models import DeliveryStatus
-from connector.validation import AwareUtcDateTime, storable_text
+from connector.validation import AwareUtcDateTime, storable_text, valid_line
 
 class CallQuerySchema(Schema):
     class Meta:
@@ -15,7 +15,7 @@ class CallQuerySchema(Schema):
     score_lte = fields.Integer(validate=validate.Range(-1000, 1000))
     score_gte = fields.Integer(validate=validate.Range(-1000, 1000))
     operator = fields.String(validate=[validate.Length(max=32), storable_text])
-    line = fields.String(validate=[validate.Length(max=32), storable_text])
+    line = fields.String(validate=valid_line)
     date_from = AwareUtcDateTime()
     date_to = AwareUtcDateTime()
     tagged = fields.Boolean()
@@ -33,7 +33,7 @@ class ReportQuerySchema(Schema):
 
     date_from = AwareUtcDateTime()
     date_to = AwareUtcDateTime()
-    line = fields.String(validate=[validate.Length(max=32), storable_text])
+    line = fields.String(validate=valid_line)
 
 
 CALL_QUERY_SCHEMA = CallQuerySchema()

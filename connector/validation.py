@@ -54,6 +54,27 @@ def text_problem(text: str, *, multiline: bool = False) -> str | None:
     return None
 
 
+LINE_MAX = 32  # calls.line_number
+
+
+def line_problem(line: str) -> str | None:
+    """Why a string is no PBX line name, or None: one rule wherever a line comes from or is named (the PBX's
+    callbacks, list and report filters, the settings API, the console's line form), so any line a call
+    carries can be filtered and configured, and no name can be configured that a call could never carry."""
+    if not line.strip():
+        return "a line number has 1 to 32 characters, not only spaces"
+    if len(line) > LINE_MAX:
+        return f"a line number has at most {LINE_MAX} characters"
+    return text_problem(line)
+
+
+def valid_line(text: str) -> None:
+    """A marshmallow validator for `line_problem` (None: no line)."""
+    problem = line_problem(text) if text is not None else None
+    if problem:
+        raise ValidationError(problem)
+
+
 def storable_text(text: str) -> None:
     """A marshmallow validator for `text_problem` (one line of text)."""
     problem = text_problem(text)

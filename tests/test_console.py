@@ -157,9 +157,15 @@ def test_a_supervisor_reviews_from_the_page_and_the_operator_sees_it(client, peo
     page = client.get("/calls/call-1").get_data(as_text=True)
     assert "sam: 6 «Не представился»" in page
     assert 'id="review-form"' not in page  # operators do not review
-    assert 'id="unread"' not in page  # opening the call read its notification
+    assert 'id="mark-read"' in page  # opening the call reads nothing: a GET changes nothing
+    assert 'title="Новые уведомления">1<' in client.get("/calls").get_data(as_text=True)
     listed = client.get("/notifications").get_data(as_text=True)
     assert "Разбор вашего звонка" in listed and "/calls/call-1" in listed
+    assert client.post("/calls/call-1/read", data={"csrf_token": "forged"}).status_code == 400
+    read = client.post("/calls/call-1/read", data={"csrf_token": csrf(client.get("/calls/call-1"))})
+    assert read.status_code == 302 and read.headers["Location"].endswith("/calls/call-1")
+    page = client.get("/calls/call-1").get_data(as_text=True)
+    assert 'id="mark-read"' not in page and 'id="unread"' not in page
     assert client.post("/calls/call-1/reviews", data={"score": "9", "csrf_token": csrf(client.get("/calls"))}) \
         .status_code == 403
 
@@ -294,3 +300,25 @@ def test_an_admin_sets_and_removes_a_line_override_on_the_settings_page(client, 
     assert "74950000001" in shown and "74950000002" not in shown
     client.post("/settings/lines/74950000001/delete", data={"csrf_token": csrf(page)})
     assert client.get("/api/v1/settings/lines", headers=auth).json["items"] == []
+
+
+def test_notifications_are_marked_read_all_at_once_only_by_the_button(client, people, calls, mango_post):
+    log_in(client, "sam")
+    for entry_id in ("low-1", "low-2"):
+        mango_post("events/summary", summary(entry_id, extension="101"))
+        mango_post("events/dtmf", dtmf(entry_id, "2"))
+    page = client.get("/notifications")
+    assert 'id="mark-all-read"' in page.get_data(as_text=True)
+    client.get("/calls/low-1")  # opening a call or the list reads nothing
+    assert 'id="unread"' in client.get("/calls").get_data(as_text=True)
+    assert client.post("/notifications/read", data={}).status_code == 400  # no CSRF token: nothing read
+    done = client.post("/notifications/read", data={"csrf_token": csrf(client.get("/notifications"))})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/notifications")
+    listed = client.get("/notifications").get_data(as_text=True)
+    assert 'id="mark-all-read"' not in listed and 'id="unread"' not in listed
+
+
+def test_another_operators_call_cannot_be_marked_read(client, people, calls):
+    log_in(client, "olga")
+    token = csrf(client.get("/calls"))
+    assert client.post("/calls/call-2/read", data={"csrf_token": token}).status_code == 404

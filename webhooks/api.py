@@ -26,7 +26,7 @@ from connector.reports import By, ReportFilter, report
 from connector.reviews import add_review
 from connector.users import BOOTSTRAP_ADMIN, Principal, principal_for_token, read_then_write
 from connector.validation import (INT32_MAX, AwareUtcDateTime, StrictInteger, first_error, parse_json,
-                                  storable_lines, storable_text, text_problem)
+                                  line_problem, storable_lines, storable_text, text_problem)
 from webhooks.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -338,8 +338,9 @@ def put_settings():
 
 
 def _line_number(line_number: str) -> str:
-    if not line_number or len(line_number) > 32 or text_problem(line_number):
-        raise ApiError(404, "unknown line: a line number has 1 to 32 printable characters")
+    problem = line_problem(line_number)
+    if problem:
+        raise ApiError(404, f"unknown line: {problem}")
     return line_number
 
 

@@ -37,8 +37,8 @@ from connector.users import (Principal, UserError, end_session, list_tokens, lis
                              unlock)
 from connector.validation import first_error
 from webui import charts
-from webui.forms import (HIGH_SCORES_CHOICES, LineOverrideForm, LoginForm, LogoutForm, ReplayForm, ReviewForm,
-                         SettingsForm, UnlockForm)
+from webui.forms import (HIGH_SCORES_CHOICES, LineOverrideForm, LoginForm, LogoutForm, MarkReadForm, ReplayForm,
+                         ReviewForm, SettingsForm, UnlockForm)
 
 bp = Blueprint("console", __name__, template_folder="templates")
 
@@ -319,7 +319,7 @@ def notifications():
     with services().db.reading() as s:
         items = [{"call_id": n.call.entry_id, "kind": n.kind, "read": n.read, "at": n.created_at.isoformat()}
                  for n in notifications_for(s, g.principal)]
-    return render_template("notifications.html", items=items)
+    return render_template("notifications.html", items=items, read_form=MarkReadForm())
 
 
 @bp.get("/calls/export.csv")
@@ -455,6 +455,8 @@ def save_line():
     """Set a line's override; the line keeps only the fields given (an empty threshold: the global one)."""
     form = LineOverrideForm()
     if not form.validate_on_submit():
+        if form.line_number.errors and not form.csrf_token.errors:  # said in the page's language
+            return Response(str(form.line_number.errors[0]), 400, mimetype="text/plain")
         abort(400)
     override = {"enabled": bool(form.enabled.data)}
     if form.max_threshold.data is not None:
@@ -525,13 +527,31 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
         data = call_json(call, with_history=True, marks=marks_json(s, call))
         timeline = call_timeline(s, call)
         policy = current_policy(s, services().ingest.initial_policy)
-    if g.principal.user_id is not None:
-        with services().db.transaction() as s:  # the one write, short
-            mark_read(s, g.principal, call=call)  # seen: what the notifications pointed at
+        unread_here = unread_count(s, g.principal, call=call)  # read by the page's button, never by opening it
     player = (recording_link("", config.SECRET_KEY, call_id, ttl=PLAYER_LINK_SECONDS)
               if data["recording_id"] else None)
     return render_template("call.html", call=data, player=player, form=form, error=error, policy=policy,
-                           timeline=timeline), status
+                           timeline=timeline, unread_here=unread_here, read_form=MarkReadForm()), status
+
+
+@bp.post("/calls/<path:call_id>/read")
+@login_required()
+def read_call_notifications(call_id: str):
+    if not MarkReadForm().validate_on_submit():
+        abort(400)
+    with services().db.transaction() as s:
+        mark_read(s, g.principal, call=_visible_call(s, call_id))
+    return redirect(url_for(".call_page", call_id=call_id))
+
+
+@bp.post("/notifications/read")
+@login_required()
+def read_all_notifications():
+    if not MarkReadForm().validate_on_submit():
+        abort(400)
+    with services().db.transaction() as s:
+        mark_read(s, g.principal)
+    return redirect(url_for(".notifications"))
 
 
 @bp.post("/calls/<path:call_id>/reviews")

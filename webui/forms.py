@@ -7,7 +7,7 @@ from wtforms import BooleanField, IntegerField, PasswordField, SelectField, Stri
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from connector.validation import text_problem
+from connector.validation import line_problem, text_problem
 
 
 class LoginForm(FlaskForm):
@@ -17,6 +17,10 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     pass
+
+
+class MarkReadForm(FlaskForm):
+    """Notifications are marked read by this explicit action only, never by opening a page."""
 
 
 def storable_lines(form, field) -> None:
@@ -29,6 +33,12 @@ def storable_text(form, field) -> None:
     """The same rule for one line of text (no tab, no line break)."""
     if field.data and text_problem(field.data):
         raise ValidationError(_l("Поле не может содержать управляющие символы или недопустимый Юникод"))
+
+
+def line_name(form, field) -> None:
+    """The one rule for a line's name (connector.validation.line_problem), said in the page's language."""
+    if line_problem(field.data or ""):
+        raise ValidationError(_l("Линия: от 1 до 32 символов, не только пробелы, без управляющих символов"))
 
 
 class UnlockForm(FlaskForm):
@@ -73,7 +83,7 @@ class ReplayForm(FlaskForm):
 
 
 class LineOverrideForm(FlaskForm):
-    line_number = StringField(_l("Линия"), validators=[DataRequired(), Length(max=32), storable_text])
+    line_number = StringField(_l("Линия"), validators=[DataRequired(), line_name])
     enabled = BooleanField(_l("Функция включена"), default=True)
     max_threshold = IntegerField(_l("Порог"), validators=[Optional()])
     high_scores = SelectField(_l("Оценка на пороге и выше"), default="",

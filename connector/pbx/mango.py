@@ -15,7 +15,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 
 from connector.pbx import (CallState, CallSummary, Digits, InboundMessage, PayloadRejected, Recording,
                            SignatureRejected, dedupe_key)
-from connector.validation import INT32_MAX, StrictInteger, first_error, parse_json, storable_text
+from connector.validation import INT32_MAX, StrictInteger, first_error, parse_json, storable_text, valid_line
 
 DIRECTIONS = {0: "internal", 1: "inbound", 2: "outbound"}
 
@@ -61,10 +61,23 @@ class _Lenient(Schema):
         unknown = EXCLUDE  # newer PBX versions add keys
 
 
+class _Line(_Text):
+    """A line's name as the PBX sends it: none (also empty or only spaces: no line) or a valid line name."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not value.strip():
+            return None
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _line():
+    return _Line(load_default=None, allow_none=True, validate=valid_line)
+
+
 class _Party(_Lenient):
     extension = _Text(load_default=None, allow_none=True, validate=validate.Length(max=32))
     number = _Text(load_default=None, allow_none=True, validate=validate.Length(max=32))
-    line_number = _Text(load_default=None, allow_none=True, validate=validate.Length(max=32))
+    line_number = _line()
 
 
 _entry_id = _Text(required=True, validate=validate.Length(min=1, max=128))
@@ -94,7 +107,7 @@ class SummarySchema(_Lenient):
     call_direction = StrictInteger(required=True, validate=validate.OneOf(list(DIRECTIONS)))
     from_ = fields.Nested(_Party, data_key="from", load_default=dict)
     to = fields.Nested(_Party, load_default=dict)
-    line_number = _Text(load_default=None, allow_none=True, validate=validate.Length(max=32))
+    line_number = _line()
     create_time = _unix_time()
     forward_time = _unix_time()
     talk_time = _unix_time()

@@ -92,3 +92,33 @@ def test_serve_keeps_answering_with_200_idle_connections(tmp_path, db_url):
         port = int(base.rsplit(":", 1)[1])
         with idle_connections(port):
             assert healthz_answers(base)
+
+
+@contextmanager
+def slow_connections(port: int, count: int):
+    """Slowloris: connections that started a request and send its headers a line at a time, never done."""
+    with ExitStack() as stack:
+        socks = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+            sock.sendall(b"POST /mango/events/call HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            socks.append(sock)
+        for sock in socks:  # one more header line each, as the attack does to stay under the idle timeout
+            sock.sendall(b"X-Slow: 1\r\n")
+        time.sleep(0.5)
+        yield
+
+
+def test_serve_keeps_answering_callbacks_with_1100_slow_connections(tmp_path, db_url):
+    """Past about a thousand connections waitress's select() loop stalled: the PBX waited 50 s."""
+    with running_connector(tmp_path, db_url) as (base, env, _cwd):
+        port = int(base.rsplit(":", 1)[1])
+        with slow_connections(port, 1100):
+            started = time.monotonic()
+            assert healthz_answers(base)
+            form = signed_form(env["MANGO_API_KEY"], env["MANGO_API_SALT"],
+                               {"entry_id": "slow-1", "call_id": "leg-1", "seq": 1, "timestamp": int(time.time()),
+                                "call_state": "Appeared", "location": "ivr",
+                                "from": {"number": "79001234567"}, "to": {"number": "74950000000"}})
+            answer = requests.post(f"{base}/mango/events/call", data=form, timeout=5)
+            assert answer.status_code == 200 and time.monotonic() - started < 5

@@ -1,0 +1,38 @@
+"""A cursor is ours or it is refused with 400: a forged one whose numbers overflow the database's integers
+answered 500 (SQLite: "Python int too large to convert to SQLite INTEGER")."""
+import base64
+
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, console_login
+from connector.users import add_user
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def forged(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+CURSORS = [
+    ("newest", forged("2026-01-01T00:00:00+00:00|99999999999999999999999|newest|")),
+    ("newest", forged("2026-01-01T00:00:00+00:00|0|newest|")),
+    ("lowest_score", forged("2026-01-01T00:00:00+00:00|1|lowest_score|99999999999999999999999")),
+    ("newest", forged("9999-12-31T23:59:59-12:00|1|newest|")),
+]
+
+
+@pytest.mark.parametrize("sort, cursor", CURSORS)
+def test_a_forged_cursor_is_a_400_in_the_api(client, sort, cursor):
+    answer = client.get(f"/api/v1/calls?sort={sort}&after={cursor}", headers=AUTH)
+    assert answer.status_code == 400 and answer.json == {"error": "after: not a cursor from _links.next"}
+
+
+@pytest.mark.parametrize("sort, cursor", CURSORS)
+def test_a_forged_cursor_is_a_400_in_the_console_and_its_exports(client, db, monkeypatch, sort, cursor):
+    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    with db.transaction() as s:
+        add_user(s, "sam", "supervisor", "correct horse battery", [])
+    console_login(client, "sam", "correct horse battery")
+    for path in ("/calls", "/calls/export.csv", "/calls/export.xlsx"):
+        assert client.get(f"{path}?sort={sort}&after={cursor}").status_code == 400, path
