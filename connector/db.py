@@ -27,10 +27,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 def make_engine(url: str) -> Engine:
     # hide_parameters: an error's text names the statement, never its values (callers' numbers).
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            private_file(Path(parsed.database))
+    if make_url(url).get_backend_name() == "sqlite":
+        keep_private(url)
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own BEGIN handling defers locks; take the write lock at BEGIN so
@@ -155,10 +153,14 @@ def alembic_config(url: str):
     return cfg
 
 
-def private_file(path: Path) -> None:
-    """The embedded database holds callers' numbers and tokens' hashes: only its owner may read it. The file
+def keep_private(url: str) -> None:
+    """The embedded database holds callers' numbers and tokens' hashes: only its owner may read it. Its file
     is made 0600 before SQLite first opens it (SQLite gives its WAL and shared-memory files the same
-    permissions), and one made earlier with looser ones is narrowed."""
+    permissions), and one made earlier with looser ones is narrowed. Nothing for another database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -169,10 +171,7 @@ def private_file(path: Path) -> None:
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        private_file(Path(parsed.database))
-
+    keep_private(url)  # migrations open the file with alembic's own engine, perhaps first
     command.upgrade(alembic_config(url), revision)
 
 

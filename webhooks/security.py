@@ -21,17 +21,13 @@ HEADERS = {
 }
 
 
-def add_security_headers(response: Response) -> Response:
-    if request.blueprint in UNPROTECTED:
-        return response
-    for name, value in HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
-
-
 def protect(app: Flask, *, except_blueprints: tuple[str, ...]) -> None:
-    UNPROTECTED.update(except_blueprints)
-    app.after_request(add_security_headers)
+    """Add the headers to every answer of `app` but those of `except_blueprints` (no browser reads them)."""
+    unprotected = frozenset(except_blueprints)
 
-
-UNPROTECTED: set[str] = set()  # blueprints whose answers no browser reads
+    @app.after_request
+    def add_security_headers(response: Response) -> Response:
+        if request.blueprint not in unprotected:
+            for name, value in HEADERS.items():
+                response.headers.setdefault(name, value)
+        return response

@@ -279,6 +279,7 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
             raise CommandError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
         return handler(args)
 
+    # core classes/general/vi_rest.php statisticGet: StatisticTable's fields (RECORD_FILE_ID = CALL_WEBDAV_ID)
     STATISTIC_FIELDS = {"ID", "CALL_ID", "EXTERNAL_CALL_ID", "PORTAL_USER_ID", "PHONE_NUMBER", "CALL_TYPE",
                         "CALL_START_DATE", "CALL_DURATION", "CALL_VOTE", "CRM_ACTIVITY_ID", "CRM_ENTITY_TYPE",
                         "CRM_ENTITY_ID", "RECORD_FILE_ID", "REST_APP_ID"}
