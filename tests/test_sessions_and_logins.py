@@ -197,7 +197,7 @@ def test_an_admin_lifts_a_lockout_in_the_console_and_it_is_audited(app, client, 
     console_login(admin, "ann", PASSWORD)
     page = admin.get("/users")
     html = page.get_data(as_text=True)
-    assert "pair:sam 127.0.0.1" in html and "блокировка" in html
+    assert "вход sam с адреса 127.0.0.1" in html and "pair:" not in html and "блокировка" in html
     lifted = admin.post("/users/unlock", data={"username": "sam", "address": "", "csrf_token": csrf_token(page)})
     assert lifted.headers["Location"] == "/users"
     entry = audit_rows(db)[-1]

@@ -134,7 +134,9 @@ def _layout():
     if principal is not None and principal.user_id is not None:
         with services().db.reading() as s:
             unread = unread_count(s, principal)
-    return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role, "locale": str(get_locale())}
+    role_names = {Role.ADMIN: _("администратор"), Role.SUPERVISOR: _("супервизор"), Role.OPERATOR: _("оператор")}
+    return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role, "role_names": role_names,
+            "locale": str(get_locale())}
 
 
 def _safe_next(target: str | None) -> str:
