@@ -141,8 +141,12 @@ def logged_in(base: str) -> requests.Session:
     session = requests.Session()
     page = session.get(f"{base}/login", timeout=30).text
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    answer = session.post(f"{base}/login", data={"username": USER, "password": PASSWORD, "csrf_token": token},
-                          allow_redirects=False, timeout=30)
+    for _ in range(30):  # the server checks one password at a time and answers 503 to the others meanwhile
+        answer = session.post(f"{base}/login", data={"username": USER, "password": PASSWORD, "csrf_token": token},
+                              allow_redirects=False, timeout=30)
+        if answer.status_code != 503:
+            break
+        time.sleep(float(answer.headers.get("Retry-After", 1)))
     assert answer.status_code == 302, f"login failed: {answer.status_code}"
     return session
 
@@ -202,9 +206,11 @@ def measure(code: Path, url: str, data_dir: str, args, offset: int) -> dict:
         loaded.start()
         ready.wait()
         time.sleep(0.5)  # the open loop's first request is due now
-        started = time.monotonic()
+        started, cpu = time.monotonic(), cpu_seconds(serve.pid)
         exports_and_reports(base, args.exports, results, done)
         load_seconds = time.monotonic() - started
+        results["serve_cpu"] = cpu_seconds(serve.pid) - cpu  # its child processes' too, once they have ended
+        results["loadavg"] = os.getloadavg()[0]
         stop.set()
         busy, busy_errors = queue.get()
         loaded.join()
@@ -213,6 +219,12 @@ def measure(code: Path, url: str, data_dir: str, args, offset: int) -> dict:
     finally:
         serve.terminate()
         serve.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used by a process and by its children that have ended (Linux: /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def line(name: str, ms: list[float], errors: int) -> str:
@@ -233,6 +245,9 @@ def report(label: str, figures: dict, args) -> None:
         print(f"  /reports back to back meanwhile: {len(reports)} runs, "
               f"{sum(secs for _, secs in reports) / len(reports):.1f} s each"
               + ("" if all(s == 200 for s, _ in reports) else f", statuses {sorted({s for s, _ in reports})}"))
+    print(f"  under load for {figures['load_seconds']:.0f} s: connector serve used {figures['serve_cpu']:.0f} s of CPU "
+          f"({figures['serve_cpu'] / figures['load_seconds']:.2f} cores); the machine's load average at the end "
+          f"{figures['loadavg']:.1f} on {os.cpu_count()} cores")
     print(f"  callbacks at {args.rate:.0f}/s, ms from the scheduled send:")
     print(line("no export (alone)", idle, figures["idle_errors"]))
     print(line(f"{args.exports} XLSX exports + /reports", busy, figures["busy_errors"]))
