@@ -21,7 +21,9 @@ from sqlalchemy import Integer, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from connector.calls import CallFilter, filtered_calls
+from connector.db import Database
 from connector.models import Call, SurveyState
+from connector.runtime_settings import current_policy
 from connector.threshold import Policy
 
 KNOWN_FATE = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value, SurveyState.NOT_OFFERED.value)
@@ -49,6 +51,30 @@ def _count(condition):
 
 def _percent(part: int, whole: int) -> float | None:
     return round(100.0 * part / whole, 1) if whole else None
+
+
+PARTS = ("operators", "lines", "distribution", "daily")  # what `figures` can count
+
+
+def figures(db: Database, flt: ReportFilter, initial: Policy, parts: tuple[str, ...] = PARTS) -> dict:
+    """The parts asked for, and under "policy" the policy in force they were counted with, all in one read
+    (one snapshot: the tables and charts agree). Plain data, so a child process can count them
+    (`connector.offload`)."""
+    with db.reading() as s:
+        policy = current_policy(s, initial)
+        counted = {"policy": policy}
+        for part in parts:
+            if part == "operators":
+                counted[part] = report(s, By.OPERATOR, flt, policy)
+            elif part == "lines":
+                counted[part] = report(s, By.LINE, flt, policy)
+            elif part == "distribution":
+                counted[part] = distribution(s, flt)
+            elif part == "daily":
+                counted[part] = daily(s, flt, policy)
+            else:
+                raise ValueError(f"no such report part: {part}")
+    return counted
 
 
 def report(session: Session, by: str, flt: ReportFilter, policy: Policy) -> dict:
