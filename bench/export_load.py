@@ -198,9 +198,11 @@ def measure(code: Path, url: str, data_dir: str, args, offset: int) -> dict:
         # No load.
         quiet = multiprocessing.Process(target=open_loop, args=(port, args.rate, args.seconds, offset,
                                                                 multiprocessing.Event(), None, queue))
+        quiet_started, quiet_cpu = time.monotonic(), cpu_seconds(serve.pid)[0]
         quiet.start()
         idle, idle_errors = queue.get()
         quiet.join()
+        quiet_cpu = (cpu_seconds(serve.pid)[0] - quiet_cpu) / (time.monotonic() - quiet_started)
         # Under load: the exports and reports start with the callbacks; callbacks stop when the exports end.
         ready, stop, done, results = multiprocessing.Event(), multiprocessing.Event(), threading.Event(), {}
         loaded = multiprocessing.Process(target=open_loop, args=(port, args.rate, args.max_seconds,
@@ -224,7 +226,7 @@ def measure(code: Path, url: str, data_dir: str, args, offset: int) -> dict:
         quiet.join()
         return {"idle": [x * 1000 for x in idle], "idle_errors": idle_errors, "busy": [x * 1000 for x in busy],
                 "busy_errors": busy_errors, "after": [x * 1000 for x in after], "after_errors": after_errors,
-                "load_seconds": load_seconds, **results}
+                "load_seconds": load_seconds, "quiet_cores": quiet_cpu, **results}
     finally:
         serve.terminate()
         serve.wait(timeout=30)
@@ -257,8 +259,9 @@ def report(label: str, figures: dict, args) -> None:
               + ("" if all(s == 200 for s, _ in reports) else f", statuses {sorted({s for s, _ in reports})}"))
     own, children = figures["serve_cpu"]
     print(f"  under load for {figures['load_seconds']:.0f} s: connector serve's own process used {own:.0f} s of CPU "
-          f"({own / figures['load_seconds']:.2f} cores), its ended child processes {children:.0f} s; the machine's "
-          f"load average at the end {figures['loadavg']:.1f} on {os.cpu_count()} cores")
+          f"({own / figures['load_seconds']:.2f} cores; {figures['quiet_cores']:.2f} with no export), its ended child "
+          f"processes {children:.0f} s; the machine's load average at the end {figures['loadavg']:.1f} on "
+          f"{os.cpu_count()} cores")
     print(f"  callbacks at {args.rate:.0f}/s, ms from the scheduled send:")
     print(line("no export (alone), before", idle, figures["idle_errors"]))
     print(line(f"{args.exports} XLSX exports + /reports", busy, figures["busy_errors"]))
