@@ -23,8 +23,10 @@ class SharedRateLimiter:
     """Spaces requests evenly across every process, through one row.
 
     A short transaction reserves the next slot; the caller then sleeps until it.
-    Slots are 7 % wider than 1/rate: requests reach the CRM with up to ~75 ms of network
-    jitter, and even spacing with no margin would let 8 land inside one second.
+    Slots are 7 % wider than 1/rate for a limit counted in whole seconds: requests reach the CRM with up
+    to ~75 ms of network jitter, and even spacing with no margin would let 8 land inside one second.
+    A leaky bucket (Bitrix24's) absorbs jitter in its queue, so it is spaced at its drain rate
+    (`headroom=1`).
     A 429's Retry-After pushes the slot for everyone (`hold`), and so does a caller that woke up
     late for its slot.
     """
@@ -32,9 +34,10 @@ class SharedRateLimiter:
     HEADROOM = 0.93
     LATE = 0.01  # seconds past its slot that a caller counts as late
 
-    def __init__(self, db: Database, crm: str, rate: float, *, sleep=time.sleep, clock=time.time):
+    def __init__(self, db: Database, crm: str, rate: float, *, headroom: float = HEADROOM, sleep=time.sleep,
+                 clock=time.time):
         self.db, self.crm = db, crm
-        self.interval = 1.0 / (rate * self.HEADROOM)
+        self.interval = 1.0 / (rate * headroom)
         self.sleep, self.clock = sleep, clock
 
     def wait_turn(self) -> None:

@@ -87,6 +87,8 @@ class Config:
     MANGO_QUALITY_SOURCE: str = "both"  # stats, cc or both: where quality-control scores are pulled from
     MANGO_STATS_UTC_OFFSET: int = 3  # hours: the time zone MANGO reads a statistics period in
     MANGO_RATE_LIMIT: float = 5.0
+    # Megabytes of recordings kept for targets that download them (Bitrix24); 0: never copied.
+    RECORDING_COPIES_MB: int = 2048
     SCORES_WEBHOOK_SECRET: str = ""
     QA_ENABLED: bool = True
     QA_SCALE_MIN: int = 1
@@ -188,6 +190,8 @@ class Config:
             raise ConfigError(f"SURVEY_WAIT_SECONDS: must not be negative, got {self.SURVEY_WAIT_SECONDS}")
         if not 0 < self.INBOX_POLL_SECONDS <= 10:
             raise ConfigError(f"INBOX_POLL_SECONDS: must be above 0 and at most 10, got {self.INBOX_POLL_SECONDS}")
+        if self.RECORDING_COPIES_MB < 0:
+            raise ConfigError(f"RECORDING_COPIES_MB: must be 0 (no copies) or more, got {self.RECORDING_COPIES_MB}")
         if self.WORKER_LEASE_SECONDS < 1 or self.WORKER_POLL_SECONDS <= 0:
             raise ConfigError("WORKER_LEASE_SECONDS: must be at least 1 (and WORKER_POLL_SECONDS positive)")
         if "amocrm" in self.targets and not (self.AMOCRM_LONG_LIVED_TOKEN or (

@@ -24,6 +24,8 @@ LIMITER_WAIT = Histogram("connector_limiter_wait_seconds", "Waits for the shared
                          ["account"], buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30))
 MANGO_RESULTS = Counter("connector_mango_results_total", "MANGO command answers, by command and result code "
                         "(or HTTP status when there is none)", ["command", "result"])
+RECORDING_COPIES = Counter("connector_recording_copies_total", "Recordings copied from the PBX for targets that "
+                           "download them, by outcome (copied, missing, failed, deferred, over_limit)", ["outcome"])
 
 
 def queue_metrics(components: dict) -> CollectorRegistry:

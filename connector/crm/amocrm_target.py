@@ -113,6 +113,8 @@ def _phone(number: str | None) -> str:
 
 
 class AmoCrmTarget:
+    recording_kinds = ()  # notes carry the player's link; amoCRM never downloads the file
+
     def __init__(self, adapter: CrmAdapter, opts: AmoCrmOptions, limiter: SharedRateLimiter | None = None):
         self.adapter, self.opts, self.limiter = adapter, opts, limiter
         self.name = opts.delivery.crm
