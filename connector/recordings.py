@@ -93,13 +93,6 @@ class RecordingFile:
     content_type: str
 
 
-def read_copy(db: Database, recording_id: str) -> RecordingFile | None:
-    with db.reading() as session:
-        row = session.execute(select(RecordingCopy.body, RecordingCopy.content_type)
-                              .where(RecordingCopy.recording_id == recording_id)).first()
-    return RecordingFile(row.body, row.content_type) if row else None
-
-
 class RecordingCopier:
     """Copies the recordings that jobs of `kinds` (the targets that download recordings) still wait for,
     one at a time at the PBX's pace; deletes copies nothing waits for. Several processes may run it:

@@ -13,9 +13,9 @@ from flask import Blueprint, current_app, redirect, request, send_file
 from sqlalchemy import select, update
 
 from connector.links import link_is_valid
-from connector.models import Call
+from connector.models import Call, RecordingCopy
 from connector.pbx.mango_api import MangoUnavailable, MangoWrongRequest
-from connector.recordings import Missing, NotReady, fetch_plan, read_copy, record_file_name, unavailable_hold
+from connector.recordings import Missing, NotReady, fetch_plan, record_file_name, unavailable_hold
 from webhooks.errors import ApiError
 
 bp = Blueprint("recordings", __name__)
@@ -33,12 +33,13 @@ def play(call_id: str):
         raise ApiError(403, "recording link is invalid or expired")
     now = datetime.now(timezone.utc)
     with services.db.reading() as session:
-        row = session.execute(select(Call.recording_id, Call.recording_unavailable_until, Call.recording_stored_at)
+        row = session.execute(select(Call.recording_id, Call.recording_unavailable_until, Call.recording_stored_at,
+                                     RecordingCopy.body, RecordingCopy.content_type)
+                              .outerjoin(RecordingCopy, RecordingCopy.recording_id == Call.recording_id)
                               .where(Call.entry_id == call_id)).first()
-    recording_id, unavailable_until, stored_at = row if row else (None, None, None)
-    copy = read_copy(services.db, recording_id) if recording_id else None
-    if copy is not None:
-        return send_file(io.BytesIO(copy.body), mimetype=copy.content_type, conditional=True,
+    recording_id, unavailable_until, stored_at, body, content_type = row if row else (None,) * 5
+    if body is not None:
+        return send_file(io.BytesIO(body), mimetype=content_type, conditional=True,
                          download_name=record_file_name(call_id), max_age=0)
     plan = fetch_plan(recording_id, unavailable_until, stored_at, now)
     if isinstance(plan, NotReady):
