@@ -316,11 +316,11 @@ def _say_what_the_demo_made(calls, outcome, policy, zone, seed: int, config: Con
     click.echo(f"  {outcome.callbacks} PBX callbacks stored and applied in {outcome.seconds:.1f} s"
                + (f" ({duplicates} of them stored before: the same seed again changes nothing)" if duplicates else ""))
     if outcome.accounts:
-        click.echo("DEMO ACCOUNTS, made up for trying the console out (passwords shown only now; disable them "
-                   "before real use: connector users disable NAME):")
+        click.echo("DEMO ACCOUNTS, made up for trying the console out (the passwords are shown only now):")
         for username, role, extensions, password in outcome.accounts:
             what = f"{role} of {', '.join(extensions)}" if extensions else role
             click.echo(f"  {username:<18} {what:<16} password: {password}")
+        click.echo("  disable them before real use: connector users disable NAME")
     else:
         click.echo("no demo accounts made: the connector has users already")
     host = "127.0.0.1" if config.HOST in ("0.0.0.0", "::", "") else config.HOST
