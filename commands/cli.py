@@ -186,6 +186,12 @@ def _in_account_zone(moment: datetime, config: Config) -> datetime:
     return moment.replace(tzinfo=ZoneInfo(config.CONSOLE_TIMEZONE))
 
 
+def _local_url(config: Config) -> str:
+    """Where this machine reaches `connector serve`."""
+    host = "127.0.0.1" if config.HOST in ("0.0.0.0", "::", "") else config.HOST
+    return f"http://{host}:{config.PORT}"
+
+
 def _needs_pbx_settings(config: Config) -> None:
     if not (config.MANGO_API_KEY and config.MANGO_API_SALT and config.MANGO_SURVEY_LOCATION):
         raise click.UsageError("set MANGO_API_KEY, MANGO_API_SALT and MANGO_SURVEY_LOCATION (in .env) "
@@ -216,8 +222,7 @@ def simulate(url: str | None, score: int, call_id: str | None, operator: str, li
     from connector.pbx.mango import signed_form
 
     config = load_config()
-    host = "127.0.0.1" if config.HOST in ("0.0.0.0", "::", "") else config.HOST
-    base = (url or f"http://{host}:{config.PORT}").rstrip("/")
+    base = (url or _local_url(config)).rstrip("/")
     _needs_pbx_settings(config)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -313,8 +318,9 @@ def _say_what_the_demo_made(calls, outcome, policy, zone, seed: int, config: Con
                f"threshold {policy.max_threshold}), QA forms {outcome.qa_forms}, reviews {outcome.reviews}"
                + (f" by {outcome.reviewer}" if outcome.reviewer else " (no supervisor or admin to write them)"))
     duplicates = outcome.callbacks - outcome.new
-    click.echo(f"  {outcome.callbacks} PBX callbacks stored and applied in {outcome.seconds:.1f} s"
-               + (f" ({duplicates} of them stored before: the same seed again changes nothing)" if duplicates else ""))
+    click.echo(f"  {outcome.callbacks} PBX callbacks stored and applied"
+               + (f" ({duplicates} of them stored before: the same seed again changes nothing)" if duplicates else "")
+               + f"; all done in {outcome.seconds:.1f} s")
     if outcome.accounts:
         click.echo("DEMO ACCOUNTS, made up for trying the console out (the passwords are shown only now):")
         for username, role, extensions, password in outcome.accounts:
@@ -323,8 +329,7 @@ def _say_what_the_demo_made(calls, outcome, policy, zone, seed: int, config: Con
         click.echo("  disable them before real use: connector users disable NAME")
     else:
         click.echo("no demo accounts made: the connector has users already")
-    host = "127.0.0.1" if config.HOST in ("0.0.0.0", "::", "") else config.HOST
-    click.echo(f"open http://{host}:{config.PORT}/ (with `connector serve` running) and log in")
+    click.echo(f"open {_local_url(config)}/ (with `connector serve` running) and log in")
 
 
 @cli.command("demo-pbx", help="Stand in for MANGO's recording API so the calls of `simulate` and `demo` play in "

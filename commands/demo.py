@@ -16,15 +16,15 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, not_, or_, select
-
-from connector.config import Config
-from connector.db import Database
-from connector.models import Call, Role, User
 from connector.pbx import Mark, QualityReport, Question, ScannedCall
-from connector.users import Principal, add_user, password_problem
+
+if TYPE_CHECKING:  # `simulate` needs only the calls: the database's modules load where they are used
+    from connector.config import Config
+    from connector.db import Database
+    from connector.users import Principal
 
 MISSED, ANSWERED = 0, 1  # MANGO's entry_result
 INBOUND, OUTBOUND = 1, 2  # MANGO's call_direction
@@ -191,8 +191,8 @@ def _demo_call(rng: random.Random, entry_id: str, start: int, last: int, phones:
 
 # --- into the connector -----------------------------------------------------------------------------
 
-DEMO_USERS = (("demo-admin", Role.ADMIN, ()), ("demo-supervisor", Role.SUPERVISOR, ()),
-              *((o.username, Role.OPERATOR, (o.extension,)) for o in OPERATORS if o.username))
+DEMO_USERS = (("demo-admin", "admin", ()), ("demo-supervisor", "supervisor", ()),  # username, role, extensions
+              *((o.username, "operator", (o.extension,)) for o in OPERATORS if o.username))
 
 
 @dataclass
@@ -210,6 +210,10 @@ class Outcome:
 
 def refusal(config: Config, db: Database) -> str | None:
     """Why made-up calls must not go into this connector, or None."""
+    from sqlalchemy import func, not_, or_, select
+
+    from connector.models import Call
+
     if config.targets:
         return (f"CRM={config.CRM}: the made-up calls would be delivered to {', '.join(config.targets)}. "
                 "Try the demo on a connector with CRM=none")
@@ -242,21 +246,21 @@ def fill(config: Config, db: Database, calls: list[SimulatedCall], *, chunk: int
 
 def _demo_accounts(db: Database) -> list[tuple[str, str, tuple[str, ...], str]]:
     """The demo's console accounts, each with a new random password, when the connector has no user yet."""
+    from sqlalchemy import func, select
+
+    from connector.models import User
+    from connector.users import add_user, password_problem
+
     with db.transaction() as s:
         if s.scalar(select(func.count()).select_from(User)):
             return []
         made = []
         for username, role, extensions in DEMO_USERS:
-            password = _password()
-            add_user(s, username, role.value, password, list(extensions))
-            made.append((username, role.value, extensions, password))
+            while password_problem(password := secrets.token_urlsafe(12)):
+                pass
+            add_user(s, username, role, password, list(extensions))
+            made.append((username, role, extensions, password))
         return made
-
-
-def _password() -> str:
-    while password_problem(password := secrets.token_urlsafe(12)):
-        pass
-    return password
 
 
 def _store(config: Config, db: Database, calls: list[SimulatedCall], chunk: int, outcome: Outcome) -> set[str]:
@@ -312,6 +316,11 @@ def _qa_forms(config: Config, db: Database, calls: list[SimulatedCall]) -> int:
 
 def _reviewer(db: Database) -> Principal | None:
     """Who reviews the demo's calls: the first supervisor, else the first admin, else nobody."""
+    from sqlalchemy import select
+
+    from connector.models import Role, User
+    from connector.users import Principal
+
     with db.reading() as s:
         users = list(s.scalars(select(User).where(User.disabled.is_(False),
                                                   User.role.in_([Role.SUPERVISOR.value, Role.ADMIN.value]))
