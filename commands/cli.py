@@ -317,8 +317,8 @@ def _say_what_the_demo_made(calls, outcome, policy, zone, seed: int, config: Con
     click.echo(f"  customer scores {len(scored)} ({sum(1 for s in scored if s < policy.max_threshold)} below the "
                f"threshold {policy.max_threshold}), QA forms {outcome.qa_forms}, reviews {outcome.reviews}"
                + (f" by {outcome.reviewer}" if outcome.reviewer else " (no supervisor or admin to write them)"))
-    duplicates = outcome.callbacks - outcome.new
-    click.echo(f"  {outcome.callbacks} PBX callbacks stored and applied"
+    duplicates = outcome.events - outcome.new
+    click.echo(f"  {outcome.events} PBX events stored and applied"
                + (f" ({duplicates} of them stored before: the same seed again changes nothing)" if duplicates else "")
                + f"; all done in {outcome.seconds:.1f} s")
     if outcome.accounts:

@@ -199,7 +199,7 @@ DEMO_USERS = (("demo-admin", "admin", ()), ("demo-supervisor", "supervisor", ())
 class Outcome:
     """What `fill` did."""
 
-    callbacks: int = 0  # PBX callbacks made
+    events: int = 0  # PBX events (signed callbacks) made
     new: int = 0  # of them stored (the rest were stored before: the same seed again)
     qa_forms: int = 0
     reviews: int = 0
@@ -287,7 +287,7 @@ def _store(config: Config, db: Database, calls: list[SimulatedCall], chunk: int,
         for kind, payload in call.callbacks(config.MANGO_SURVEY_LOCATION):
             form = mango.signed_form(key, salt, payload)
             pending.append(("mango", mango.parse(kind, mango.verify(form, key, salt))))
-            outcome.callbacks += 1
+            outcome.events += 1
             if len(pending) == chunk:  # always the same size: one statement, written once (a call's
                 keep()                 # events may span two transactions, applied in order all the same)
     if pending:
