@@ -56,6 +56,16 @@ def _user_map(name: str, raw: str) -> dict[str, int]:
 
 _PARSERS = {bool: _bool, int: _int, float: _float}
 
+
+def _is_time_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
 # The data directory defaults to `var` beside the project, not the working directory: a
 # connector started from elsewhere must find the same database and the same SECRET_KEY.
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -134,6 +144,7 @@ class Config:
     WORKER_LEASE_SECONDS: float = 60.0
     SESSION_IDLE_HOURS: int = 8  # a console session ends after this long without a request
     SESSION_MAX_HOURS: int = 24  # and this long after its login, whatever happens
+    CONSOLE_TIMEZONE: str = "Europe/Moscow"  # the console shows times in this zone (an IANA name)
     TRUSTED_PROXIES: int = 0  # reverse proxies in front that append X-Forwarded-For (1 behind nginx)
     LOG_LEVEL: str = "INFO"
 
@@ -165,6 +176,9 @@ class Config:
         if not 1 <= self.SESSION_IDLE_HOURS <= self.SESSION_MAX_HOURS <= 24 * 30:
             raise ConfigError(f"SESSION_IDLE_HOURS: expected 1 to SESSION_MAX_HOURS ({self.SESSION_MAX_HOURS}, at "
                               f"most 720), got {self.SESSION_IDLE_HOURS}")
+        if not _is_time_zone(self.CONSOLE_TIMEZONE):
+            raise ConfigError(f"CONSOLE_TIMEZONE: expected a time zone name such as Europe/Moscow, "
+                              f"got {self.CONSOLE_TIMEZONE!r}")
         if not 0 <= self.TRUSTED_PROXIES <= 5:
             raise ConfigError(f"TRUSTED_PROXIES: expected 0 to 5, got {self.TRUSTED_PROXIES}")
         if not 1 <= self.PORT <= 65535:
