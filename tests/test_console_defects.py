@@ -363,3 +363,11 @@ def test_the_exports_still_answer_with_the_filters_applied(client, people, mango
     log_in(client, "sam")
     book = load_workbook(io.BytesIO(client.get("/calls/export.xlsx?tagged=true&lang=en").data), read_only=True)
     assert [r[0] for r in book.active.iter_rows(values_only=True)][1:] == ["c1"]
+
+
+@pytest.mark.parametrize("path", ["//evil.example/x", "/\\evil.example/x"])
+def test_an_unknown_address_page_never_links_to_another_site(client, people, path):
+    page = client.get("/", environ_overrides={"PATH_INFO": path}, headers={"Accept": "text/html"})
+    assert page.status_code == 404
+    english = re.search(r'href="([^"]+)" id="lang-en"', text(page)).group(1)
+    assert english.startswith("/") and not english.startswith(("//", "/\\", "/%5C"))

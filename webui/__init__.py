@@ -9,7 +9,7 @@ import secrets
 from datetime import timedelta
 from functools import wraps
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
                    stream_with_context, url_for)
@@ -87,7 +87,9 @@ def _with_language(code: str) -> str:
     post the page is the one the form came from (`g.page_url`)."""
     base = g.get("page_url")
     if base is None:
-        base = request.script_root + request.path if request.method == "GET" else url_for("console.calls")
+        # Re-quoted, and never "//host" or "/\\host": an unknown address's page must not link to another site.
+        path = quote("/" + request.path.lstrip("/\\"), safe="/:@!$&'()*+,;=-._~")
+        base = request.script_root + path if request.method == "GET" else url_for("console.calls")
         args = [(k, v) for k, v in request.args.items(multi=True) if k not in PAGE_ARGS]
     else:
         args = []
