@@ -6,7 +6,7 @@ import csv
 import io
 import math
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from functools import wraps
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
@@ -243,8 +243,18 @@ def _filter_refused(exc: FilterRefused):
 
 @bp.app_template_filter("when")
 def _when(moment) -> str:
-    """A moment as people there read it: in CONSOLE_TIMEZONE, in the page's language."""
-    return format_datetime(moment, "short") if moment else "—"
+    """A moment (a datetime, or ISO 8601 text as the API gives it; UTC when it has no offset) as people there
+    read it: in CONSOLE_TIMEZONE, in the page's language."""
+    if not moment:
+        return "—"
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            return moment
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return format_datetime(moment, "short")
 
 
 def _safe_next(target: str | None) -> str:
@@ -350,7 +360,7 @@ def users_page():
                     **_bucket_target(b.key)}
                    for b in throttle.active(s)]
     return render_template("users.html", people=people, tokens=tokens, buckets=buckets, form=UnlockForm(),
-                           fmt=lambda d: d.strftime("%Y-%m-%d %H:%M") if d else "—")
+                           fmt=_when)
 
 
 def _bucket_target(key: str) -> dict:
