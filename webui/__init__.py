@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import secrets
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from functools import wraps
 from pathlib import Path
@@ -36,7 +37,6 @@ from connector import throttle
 from connector.users import (Principal, UserError, end_session, list_tokens, list_users, login as check_login,
                              principal_for_session, read_then_write, revoke_token, start_session, token_state,
                              unlock)
-from connector.validation import first_error
 from webui import charts
 from webui.problems import filter_problem, policy_problem
 from webui.forms import (HIGH_SCORES_CHOICES, LineOverrideForm, LoginForm, LogoutForm, MarkReadForm, ReplayForm,
@@ -90,7 +90,7 @@ def _with_language(code: str) -> str:
         # Re-quoted, and never "//host" or "/\\host": an unknown address's page must not link to another site.
         path = quote("/" + request.path.lstrip("/\\"), safe="/:@!$&'()*+,;=-._~")
         base = request.script_root + path if request.method == "GET" else url_for("console.calls")
-        args = [(k, v) for k, v in request.args.items(multi=True) if k not in PAGE_ARGS]
+        args = [(k, v) for k, v in request.args.items(multi=True) if k not in (*PAGE_ARGS, "line_saved")]
     else:
         args = []
     return f"{base}{'&' if '?' in base else '?'}{urlencode([*args, ('lang', code)])}"
@@ -483,7 +483,7 @@ def notifications():
                  for n in page.items]
     scope = {"unread": 1} if unread_only else {}
     return render_template("notifications.html", items=items, page=page, unread_total=unread,
-                           unread_only=unread_only, first_page=before is None,
+                           unread_only=unread_only,
                            newer_link=url_for(".notifications", **scope) if before is not None else None,
                            older_link=url_for(".notifications", before=page.older, **scope) if page.older else None,
                            read_form=MarkReadForm(formdata=None, up_to=newest))
@@ -619,8 +619,6 @@ def settings():
 
 def _candidate_scale(initial, changes: dict):
     """The scale a refused change was checked with: a threshold's bounds are said on it."""
-    from dataclasses import replace
-
     with services().db.reading() as s:
         policy = current_policy(s, initial)
     scale = {k: changes[k] for k in ("scale_min", "scale_max") if isinstance(changes.get(k), int)}
