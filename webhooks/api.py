@@ -241,7 +241,7 @@ def _report(by: str):
         raise ApiError(400, first_error(exc.messages)) from None
     flt = ReportFilter(**args, visible_extensions=g.principal.visible_extensions)
     with services().db.reading() as session:
-        return report(session, by, flt, current_policy(session, services().ingest.initial_policy))
+        return report(session, by, flt, current_policies(session, services().ingest.initial_policy))
 
 
 @bp.get("/reports/operators")
