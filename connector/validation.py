@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import numbers
 import re
-from datetime import timezone
+from datetime import datetime, timezone
 
 from marshmallow import ValidationError, fields
 
@@ -99,15 +99,22 @@ class StrictInteger(fields.Integer):
 
 
 class AwareUtcDateTime(fields.AwareDateTime):
-    """An ISO 8601 date-time (UTC when no offset) that exists in UTC: 0001-01-01T00:00:00+01:00
-    and 9999-12-31T23:59:59-01:00 parse, but fall outside the years a datetime holds in UTC."""
+    """An ISO 8601 date-time (UTC when no offset; RFC 3339's lower-case `t` and `z` too) that exists in UTC:
+    0001-01-01T00:00:00+01:00 and 9999-12-31T23:59:59-01:00 parse, but fall outside the years a datetime
+    holds in UTC. Those are refused, or with `clamp` (a filter's bound) taken as the earliest or latest
+    moment there is, which selects exactly what they would."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, clamp: bool = False, **kwargs):
         super().__init__(default_timezone=timezone.utc, **kwargs)
+        self.clamp = clamp
 
     def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = value.replace("t", "T").replace("z", "Z")
         moment = super()._deserialize(value, attr, data, **kwargs)
         try:
             return moment.astimezone(timezone.utc)
         except OverflowError:
+            if self.clamp:
+                return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=timezone.utc)
             raise ValidationError("date out of range in UTC") from None

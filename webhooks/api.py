@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from connector.calls import CallFilter, Cursor, call_id_problem, call_json, find_calls, get_visible_call
+from connector.calls import CallFilter, call_id_problem, call_json, find_calls, get_visible_call
 from connector import status, throttle
 from connector.ingest import ingest_api_score
 from connector.metrics import CALLBACKS, queue_metrics
@@ -157,11 +157,9 @@ def list_calls():
     try:
         args = CALL_QUERY_SCHEMA.load(request.args.to_dict())
         sort = args.pop("sort")
-        after = Cursor.decode(args.pop("after"), sort) if "after" in args else None
+        after = args.pop("after", None)
     except ValidationError as exc:
         raise ApiError(400, first_error(exc.messages)) from None
-    except ValueError as exc:
-        raise ApiError(400, f"after: {exc}") from None
     page, per_page = args.pop("page"), min(args.pop("per_page"), MAX_PER_PAGE)
     with services().db.reading() as session:
         found = find_calls(session, CallFilter(**args, visible_extensions=g.principal.visible_extensions),
