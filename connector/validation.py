@@ -22,10 +22,19 @@ def first_error(messages) -> str:
     return f"{'.'.join(path)}: {text}" if path else str(text)
 
 
-def parse_json(text: str) -> object:
-    """json.loads that reports too-deep nesting as invalid JSON (ValueError), never RecursionError."""
+def _json_number(text: str) -> int | float:
+    """A JSON number with a fraction or an exponent: an integer when it is one (7.0, 1e3), as JSON Schema's
+    `integer` reads it; floats past 2**53 stay floats (no exact integer there)."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) <= 2**53 else value
+
+
+def parse_json(text: str, *, json_integers: bool = False) -> object:
+    """json.loads that reports too-deep nesting as invalid JSON (ValueError), never RecursionError. With
+    `json_integers` (the JSON API, which an OpenAPI document describes), 7.0 and 1e3 are the integers 7 and
+    1000."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=_json_number if json_integers else None)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 

@@ -194,7 +194,11 @@ def test_settings_change_is_validated_applied_and_audited(client, auth, mango_po
 
 
 @pytest.mark.parametrize("body, status, needle", [
-    ({"max_threshold": 20}, 422, "max_threshold"),
+    ({"max_threshold": 20}, 409, "max_threshold: must lie within [1, 11]"),  # valid, but not on this scale
+    ({"max_threshold": 101}, 422, "max_threshold"),  # on no scale
+    ({"scale_min": 10}, 409, "scale_max: the scale must satisfy"),  # not below the scale_max in force
+    ({"scale_min": 99}, 422, "scale_min"),
+    ({"tag_template": "x" * 249 + "{score}"}, 422, "tag_template: at most 255 characters"),
     ({"scale_max": "ten"}, 422, "scale_max"),
     ({"unknown": 1}, 422, "unknown"),
     ([1, 2], 400, "object"),
