@@ -77,29 +77,53 @@ def line_problem(line: str) -> str | None:
     return text_problem(line)
 
 
-def valid_line(text: str) -> None:
-    """A marshmallow validator for `line_problem` (None: no line)."""
-    problem = line_problem(text) if text is not None else None
-    if problem:
-        raise ValidationError(problem)
+# The same rules as JSON Schema patterns, for the OpenAPI document (ECMA-262 and Python read them alike;
+# tests/unit/test_patterns.py checks that each admits exactly what its *_problem function admits). A pattern
+# cannot name lone surrogates (JSON Schema tools refuse such a pattern): the document says it in words.
+_CONTROL_CLASS = r"\x00-\x1f\x7f-\x9f"
+_CONTROL_IN_LINES_CLASS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+# The characters str.isspace() (and so str.strip()) counts as white space, less the controls above.
+_SPACE_CLASS = r" \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+TEXT_PATTERN = rf"^[^{_CONTROL_CLASS}]*$"
+LINES_PATTERN = rf"^[^{_CONTROL_IN_LINES_CLASS}]*$"
 
 
-def storable_text(text: str) -> None:
-    """A marshmallow validator for `text_problem` (one line of text)."""
-    problem = text_problem(text)
-    if problem:
-        raise ValidationError(problem)
+def _line_pattern(also_excluded: str = "") -> str:
+    allowed = f"[^{_CONTROL_CLASS}{also_excluded}]"
+    return rf"^{allowed}*[^{_CONTROL_CLASS}{also_excluded}{_SPACE_CLASS}]{allowed}*$"
 
 
-def storable_lines(text: str) -> None:
-    """A marshmallow validator for `text_problem` of multi-line text (a comment)."""
-    problem = text_problem(text, multiline=True)
-    if problem:
-        raise ValidationError(problem)
+LINE_PATTERN = _line_pattern()
+LINE_PATH_PATTERN = _line_pattern("/")  # a line named in a URL's path: a `/` would end the segment
+
+
+class Rule:
+    """A marshmallow validator for one of the rules above, which also tells the OpenAPI document the JSON
+    Schema keywords that state it (`schema`)."""
+
+    def __init__(self, problem, schema: dict):
+        self.problem, self.schema = problem, schema
+
+    def __call__(self, value) -> None:
+        problem = self.problem(value) if value is not None else None
+        if problem:
+            raise ValidationError(problem)
+
+
+TEXT_DESCRIPTION = "Unicode text (no lone surrogates) without control characters"
+# A line's name (None: no line).
+valid_line = Rule(line_problem, {"minLength": 1, "maxLength": LINE_MAX, "pattern": LINE_PATTERN,
+                                 "description": f"1 to {LINE_MAX} characters, not only white space; "
+                                                + TEXT_DESCRIPTION})
+# One line of text.
+storable_text = Rule(text_problem, {"pattern": TEXT_PATTERN})
+# Multi-line text (a comment): tab and line breaks allowed.
+storable_lines = Rule(lambda text: text_problem(text, multiline=True), {"pattern": LINES_PATTERN})
 
 
 class StrictInteger(fields.Integer):
-    """An integer as sent: 1.5, "7", 1e3 and true are refused, not coerced."""
+    """An integer as sent: 1.5, "7", 1e3 and true are refused, not coerced (the JSON API parses 7.0 and 1e3
+    as the integers they are: parse_json's `json_integers`)."""
 
     def _validated(self, value):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
