@@ -418,11 +418,9 @@ def _call_filter() -> tuple[CallFilter, Sort, dict, Cursor | None]:
     try:
         args = CALL_QUERY_SCHEMA.load(raw)
         sort = args.pop("sort")
-        after = Cursor.decode(args.pop("after"), sort) if "after" in args else None
+        after = args.pop("after", None)
     except ValidationError as exc:
         raise FilterRefused(_refused_field(exc), raw) from None
-    except ValueError:
-        raise FilterRefused("after", raw) from None
     args.pop("page", None)
     args.pop("per_page", None)
     return CallFilter(**args, visible_extensions=g.principal.visible_extensions), sort, raw, after
