@@ -290,7 +290,7 @@ def main() -> None:
             bound = B24_RATE * 50 / commands
             print(f"  {'with recordings:   ' if recordings else 'without recordings:'} {rate:7.1f} calls/s  "
                   f"({calls} calls, {sent} requests, {refused} x 503)  bound portal {B24_RATE:.0f} x 50 / {commands}"
-                  f" = {bound:.1f}/s -> {100 * rate / bound:.1f} % of it (target >= 90 %)")
+                  f" = {bound:.1f}/s -> {100 * rate / bound:.1f} % of it{' (target >= 90 %)' if recordings else ''}")
             if recordings:
                 print(f"    (the {calls} files were copied from MANGO beforehand in {copying:.1f} s: "
                       f"{calls / copying:.1f}/s against its {MANGO_RECORDINGS_RATE:.0f}/s)")

@@ -28,11 +28,11 @@ class SharedRateLimiter:
     A leaky bucket (Bitrix24's) absorbs jitter in its queue, so it is spaced at its drain rate
     (`headroom=1`).
     A 429's Retry-After pushes the slot for everyone (`hold`); a caller that woke up late for its slot
-    takes a fresh one.
+    pushes the next one, or takes a fresh one when another process reserved after it meanwhile.
     """
 
     HEADROOM = 0.93
-    LATE = 0.02  # seconds past its slot that a caller counts as late (the headroom leaves ~75 ms a second)
+    LATE = 0.01  # seconds past its slot that a caller counts as late
 
     def __init__(self, db: Database, crm: str, rate: float, *, headroom: float = HEADROOM, sleep=time.sleep,
                  clock=time.time):
@@ -57,14 +57,17 @@ class SharedRateLimiter:
         self.sleep(slot - now)
         if self.clock() - slot <= self.LATE:
             return
-        # Woken late (a busy process): slots reserved after ours, by other processes, may be due now, and
-        # going at once would reach the CRM closer to them than the limit allows. A fresh slot comes after
-        # every reserved one; if this caller is late for that too, it goes and pushes the next slot instead.
-        slot, now = self.reserve()
-        if slot > now:
-            self.sleep(slot - now)
-        if self.clock() - slot > self.LATE:
-            self.hold(self.interval)
+        # Woken late (a busy process). If another caller reserved a slot after ours meanwhile, it may be due
+        # now, and going at once would reach the CRM closer to it than the limit allows: take a fresh slot,
+        # after every reserved one. If nobody did, go now and keep the next request a slot away.
+        with self.db.transaction() as s:
+            row = account_row(s, self.crm, lock=True)
+            now = self.clock()
+            reserved_after_ours = (row.next_request_at or 0.0) > slot + self.interval + 1e-6
+            fresh = max(now, row.next_request_at or 0.0) if reserved_after_ours else now
+            row.next_request_at = max(row.next_request_at or 0.0, fresh + self.interval)
+        if fresh > now:
+            self.sleep(fresh - now)
 
     def hold(self, seconds: float) -> None:
         with self.db.transaction() as s:
