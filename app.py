@@ -11,6 +11,7 @@ from connector.config import Config, ConfigError
 from connector.db import Database
 from connector.inbox import InboxWriter
 from connector.logs import configure_logging
+from connector.offload import HeavyReads
 from connector.ingest import IngestContext
 from connector.pbx.mango_api import MangoApi
 from connector.wiring import build_pbx_api, ingest_context
@@ -27,13 +28,15 @@ class Services:
     intake: InboxWriter  # stores the webhook's messages, many per commit
     # Set after stored events commit: wakes the inbox worker embedded in this process.
     inbox_wake: threading.Event
+    reads: HeavyReads  # exports and reports' figures, in child processes unless HEAVY_READS_IN_CHILDREN=false
 
 
 def build_services(config: Config) -> Services:
     db = Database(config.DATABASE_URL)
     wake = threading.Event()
     return Services(config=config, db=db, ingest=ingest_context(config), pbx=build_pbx_api(config, db),
-                    intake=InboxWriter(db, wake=wake), inbox_wake=wake)
+                    intake=InboxWriter(db, wake=wake), inbox_wake=wake,
+                    reads=HeavyReads(db, in_children=config.HEAVY_READS_IN_CHILDREN))
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -1,5 +1,5 @@
 """Ingest benchmark: signed MANGO callbacks into `connector serve`, beside a bare Flask endpoint
-under the same server (waitress, 8 threads), measured in the same run.
+under the same server (waitress, 32 threads), measured in the same run.
 
     .venv/bin/python bench/ingest.py                       # SQLite in a temporary directory
     .venv/bin/python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
@@ -56,7 +56,7 @@ BARE_APP = textwrap.dedent("""
     def health():
         return {"status": "ok"}
 
-    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, ident="bare",
+    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=32, ident="bare",
           connection_limit=1000, channel_timeout=30, cleanup_interval=10)  # the settings of `connector serve`
 """)
 

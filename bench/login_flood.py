@@ -4,7 +4,7 @@
     .venv/bin/python bench/login_flood.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
     .venv/bin/python bench/login_flood.py --root /tmp/old      # the same against another checkout
 
-`connector serve` (waitress, 8 threads, embedded worker) with one user, `sam`. Signed callbacks go in on an
+`connector serve` (waitress, 32 threads, embedded worker) with one user, `sam`. Signed callbacks go in on an
 open loop (`--rate` per second, latency counted from the scheduled time), for `--seconds` each:
 
 - quiet: no flood;

@@ -15,6 +15,11 @@ from connector.config import Config
 from connector.models import JobStatus
 
 CONNECTION_LIMIT = 4000  # connections `connector serve` holds at once (idle ones time out after 30 s)
+# Requests in progress at once. A callback's thread mostly waits (for the group commit, for the interpreter), so
+# on a busy machine, or with PostgreSQL's commits slowed by other work, 8 of them capped intake below the PBX's
+# rate and its backlog grew to seconds (bench/export_load.py); idle threads cost little. Logins are admitted
+# two at a time whatever this is (connector.users.LOGINS_ADMITTED).
+WEB_THREADS = 32
 SWITCH_INTERVAL = 0.0005  # seconds: how long `connector serve` lets a busy thread keep the GIL from a waiting one
 
 
@@ -107,7 +112,7 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     connection_limit = _descriptors_for(CONNECTION_LIMIT)
     # With TRUSTED_PROXIES, the app's ProxyFix reads X-Forwarded-For (its last N entries only): waitress must
     # hand the header over instead of dropping it as it does from a peer it was not told to trust.
-    server = create_server(app, host=config.HOST, port=config.PORT, threads=8, ident="connector",
+    server = create_server(app, host=config.HOST, port=config.PORT, threads=WEB_THREADS, ident="connector",
                            connection_limit=connection_limit, channel_timeout=30, cleanup_interval=10,
                            asyncore_use_poll=True, clear_untrusted_proxy_headers=not config.TRUSTED_PROXIES)
     click.echo(_where_data_lives(settings))

@@ -1,11 +1,11 @@
 """Spreadsheet cells that cannot break a file or attack the person who opens it, for the CSV and XLSX
-exports alike. Pure rules; openpyxl is imported only by `xlsx_row`.
+exports alike. Pure rules; the XLSX writer (`connector.xlsx`) applies them to each cell it writes.
 
 - Characters XML 1.0 cannot carry (C0 controls other than tab, line feed and carriage return; U+FFFE,
-  U+FFFF; lone surrogates) are removed from every text cell: openpyxl refuses the C0 controls
-  (IllegalCharacterError, so one such value made the whole export fail) and writes U+FFFF into a file
-  that no spreadsheet can open. Intake refuses them (`connector.validation.text_problem`); rows stored
-  before it did, or written by other paths, still come out clean.
+  U+FFFF; lone surrogates) are removed from every text cell: a file with them is no XML, and no spreadsheet
+  opens it (openpyxl, the writer before `connector.xlsx`, refused the C0 controls, so one such value made
+  the whole export fail). Intake refuses them (`connector.validation.text_problem`); rows stored before
+  it did, or written by other paths, still come out clean.
 - A text cell that a spreadsheet would read as a formula (the OWASP CSV-injection rule: it starts with
   `=`, `+`, `-`, `@`, a tab or a carriage return) is written as text: in CSV prefixed with a single
   quote (`'=HYPERLINK(...)`, `'+79001234567`); in XLSX as a string cell with the quotePrefix style, so
@@ -41,20 +41,3 @@ def csv_value(value):
 
 def csv_row(row) -> list:
     return [csv_value(v) for v in row]
-
-
-def xlsx_row(sheet, row) -> list:
-    """Values for `sheet.append` on a write-only sheet: text cleaned, never a formula."""
-    from openpyxl.cell import WriteOnlyCell
-
-    cells = []
-    for value in row:
-        if isinstance(value, str):
-            value = clean_text(value)
-            if is_formula_like(value):
-                cell = WriteOnlyCell(sheet, value=value)
-                cell.data_type = "s"  # openpyxl makes a text starting with "=" a formula
-                cell.quotePrefix = True  # and Excel would, once the cell is edited
-                value = cell
-        cells.append(value)  # any other text is a string cell as it is
-    return cells

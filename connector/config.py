@@ -146,6 +146,7 @@ class Config:
     SESSION_MAX_HOURS: int = 24  # and this long after its login, whatever happens
     CONSOLE_TIMEZONE: str = "Europe/Moscow"  # the console shows times in this zone (an IANA name)
     TRUSTED_PROXIES: int = 0  # reverse proxies in front that append X-Forwarded-For (1 behind nginx)
+    HEAVY_READS_IN_CHILDREN: bool = True  # exports and reports built in child processes of lower priority
     LOG_LEVEL: str = "INFO"
 
     @classmethod

@@ -10,11 +10,15 @@ moves while the export runs (its summary moves it from when it was first seen to
 score, under a score order) can cross the cursor, and so be missed or listed twice."""
 from __future__ import annotations
 
+import csv
+import io
 import threading
 import time
 from typing import Iterator
 
+from connector import xlsx
 from connector.calls import CallFilter, CallPage, Cursor, Sort, call_json, find_calls
+from connector.cells import csv_row
 from connector.db import Database
 
 PAGE = 500
@@ -34,14 +38,18 @@ def _page(db: Database, flt: CallFilter, after: Cursor | None, sort: Sort) -> Ca
         return find_calls(session, flt, per_page=PAGE, after=after, count=False, sort=sort)
 
 
-def call_rows(db: Database, flt: CallFilter, sort: Sort = Sort.NEWEST) -> Iterator[tuple]:
-    """One row per call, in the list's order, with the columns of COLUMNS; one short read per page."""
+def call_rows(db: Database, flt: CallFilter, sort: Sort = Sort.NEWEST, *, pace: float | None = None) -> Iterator[tuple]:
+    """One row per call, in the list's order, with the columns of COLUMNS; one short read per page.
+    `pace` (PACE unless given): how long it rests after each page, as a multiple of the CPU time its thread
+    spent on the page; 0 in a child process of its own (`connector.offload`), which shares no interpreter."""
+    pace = PACE if pace is None else pace
     after: Cursor | None = None
     worked = time.thread_time()
     while True:
         # An export is background work beside the webhook in one interpreter (the GIL): after each page it
-        # rests PACE times as long as its thread worked (CPU time, writing the rows out included).
-        time.sleep((time.thread_time() - worked) * PACE)
+        # rests `pace` times as long as its thread worked (CPU time, writing the rows out included).
+        if pace:
+            time.sleep((time.thread_time() - worked) * pace)
         worked = time.thread_time()
         page = _page(db, flt, after, sort)  # the read is over: rows go out with nothing held
         for call in page.calls:
@@ -56,3 +64,33 @@ def call_rows(db: Database, flt: CallFilter, sort: Sort = Sort.NEWEST) -> Iterat
         if page.next_cursor is None:
             return
         after = page.next_cursor  # the page's calls are dropped with it: memory stays flat
+
+
+FORMATS = {"csv": "text/csv", "xlsx": xlsx.MIME}  # what an export can be written as: its media type
+
+
+def export_file(db: Database, fmt: str, flt: CallFilter, sort: Sort = Sort.NEWEST, *,
+                pace: float | None = None) -> Iterator[bytes]:
+    """The export's file, chunk by chunk as its pages are read (CSV: UTF-8; XLSX: `connector.xlsx`), header
+    row first; every cell through the rules of `connector.cells`."""
+    rows = call_rows(db, flt, sort, pace=pace)
+    if fmt == "xlsx":
+        yield from xlsx.stream([("calls", _with_header(rows))])
+        return
+    if fmt != "csv":
+        raise ValueError(f"no such export format: {fmt}")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow(csv_row(row))  # no control characters, no formulas
+        if out.tell() > 64_000:
+            yield out.getvalue().encode()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue().encode()
+
+
+def _with_header(rows: Iterator[tuple]) -> Iterator[tuple]:
+    yield COLUMNS
+    yield from rows

@@ -24,7 +24,9 @@ from sqlalchemy import Integer, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from connector.calls import CallFilter, filtered_calls
+from connector.db import Database
 from connector.models import Call, SurveyState
+from connector.runtime_settings import current_policies
 from connector.threshold import Policies, Policy
 
 KNOWN_FATE = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value, SurveyState.NOT_OFFERED.value)
@@ -64,6 +66,30 @@ def threshold_in_force(policies: Policies):
     if not own:
         return literal(policies.base.max_threshold, Integer)
     return case(own, value=Call.line_number, else_=policies.base.max_threshold)
+
+
+PARTS = ("operators", "lines", "distribution", "daily")  # what `figures` can count
+
+
+def figures(db: Database, flt: ReportFilter, initial: Policy, parts: tuple[str, ...] = PARTS) -> dict:
+    """The parts asked for, and under "policy" the policies in force (`Policies`) they were counted with, all
+    in one read (one snapshot: the tables and charts agree). Plain data, so a child process can count them
+    (`connector.offload`)."""
+    with db.reading() as s:
+        policy = current_policies(s, initial)  # the global policy and each line's own
+        counted = {"policy": policy}
+        for part in parts:
+            if part == "operators":
+                counted[part] = report(s, By.OPERATOR, flt, policy)
+            elif part == "lines":
+                counted[part] = report(s, By.LINE, flt, policy)
+            elif part == "distribution":
+                counted[part] = distribution(s, flt)
+            elif part == "daily":
+                counted[part] = daily(s, flt, policy)
+            else:
+                raise ValueError(f"no such report part: {part}")
+    return counted
 
 
 def report(session: Session, by: str, flt: ReportFilter, policy: Policy | Policies) -> dict:

@@ -91,6 +91,7 @@ def app(db_url, config_overrides):
     app = create_app(make_config(db_url, **config_overrides))
     app.config["TESTING"] = True
     yield app
+    app.extensions["connector"].reads.close()  # the reports' child processes, if any were started
     app.extensions["connector"].db.dispose()
 
 

@@ -20,6 +20,13 @@ QUICK = 1.0  # seconds: a callback answered later than this waited for something
 
 
 @pytest.fixture
+def config_overrides():
+    """Exports and reports in this process, where a test can hold their reads open (in child processes, the
+    default, they cannot hold up this process's intake at all: tests/test_heavy_reads.py)."""
+    return {"HEAVY_READS_IN_CHILDREN": "false"}
+
+
+@pytest.fixture
 def sam(db, monkeypatch):
     monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
@@ -65,9 +72,9 @@ def acknowledged_in(app, form, timeout: float) -> float | None:
 READERS = [
     ("/calls/export.xlsx", "connector.exports.find_calls"),
     ("/calls/export.csv", "connector.exports.find_calls"),
-    ("/reports", "webui.distribution"),
-    ("/reports/export.xlsx", "webui.report"),
-    ("/api/v1/reports/operators", "webhooks.api.report"),
+    ("/reports", "connector.reports.distribution"),
+    ("/reports/export.xlsx", "connector.reports.report"),
+    ("/api/v1/reports/operators", "connector.reports.report"),
     ("/api/v1/calls", "webhooks.api.find_calls"),
 ]
 

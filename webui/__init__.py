@@ -2,8 +2,6 @@
 for machines; both read through `connector` and follow the same role rules."""
 from __future__ import annotations
 
-import csv
-import io
 import math
 import secrets
 from dataclasses import replace
@@ -13,21 +11,21 @@ from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
-                   stream_with_context, url_for)
+                   url_for)
 from flask_babel import Babel, format_datetime, get_locale, gettext as _, lazy_gettext as _l
 from markupsafe import escape
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
-from connector.cells import csv_row, xlsx_row
-from connector.exports import COLUMNS, call_rows
+from connector import xlsx
+from connector.exports import FORMATS
 from connector.links import recording_link
 from connector.models import JobStatus, Role
 from connector.notifications import mark_read, newest_notification, notification_page, unread_count
 from connector.quality import marks_json
 from connector.queries import CALL_QUERY_SCHEMA, REPORT_QUERY_SCHEMA
-from connector.reports import By, ReportFilter, daily, distribution, report
+from connector.reports import ReportFilter
 from connector.reviews import add_review
 from connector import outbox, status
 from connector.runtime_settings import (audit_trail, current_policies, current_policy, delete_line_override,
@@ -490,36 +488,22 @@ def notifications():
 @bp.get("/calls/export.csv")
 @login_required()
 def export_csv():
-    flt, sort, _raw, _after = _call_filter()
-
-    def generate():
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(COLUMNS)
-        for row in call_rows(services().db, flt, sort):  # one short read per page: nothing held while sending
-            writer.writerow(csv_row(row))  # no control characters, no formulas (connector.cells)
-            if out.tell() > 64_000:
-                yield out.getvalue()
-                out.seek(0)
-                out.truncate()
-        yield out.getvalue()
-
-    return Response(stream_with_context(generate()), mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=calls.csv"})
+    return _export("csv", "calls.csv")
 
 
 @bp.get("/calls/export.xlsx")
 @login_required()
 def export_xlsx():
-    from openpyxl import Workbook
+    return _export("xlsx", "calls.xlsx")
 
-    flt, sort, _raw, _after = _call_filter()
-    book = Workbook(write_only=True)  # rows go straight to the file: memory stays flat
-    sheet = book.create_sheet("calls")
-    sheet.append(COLUMNS)
-    for row in call_rows(services().db, flt, sort):  # one short read per page
-        sheet.append(xlsx_row(sheet, row))  # no control characters, no formulas (connector.cells)
-    return _xlsx(book, "calls.xlsx")
+
+def _export(fmt: str, filename: str) -> Response:
+    """The filtered list as a file, streamed as it is read: built in a child process (connector.offload), one
+    short read per page, every cell through connector.cells (no control characters, no formulas)."""
+    flt, sort, _raw, _after = _call_filter()  # the role's rule is in the filter: an operator's own calls
+    chunks = services().reads.export(fmt, flt, sort)  # raises before answering if it cannot start
+    return Response(chunks, mimetype=FORMATS[fmt],  # needs no request context: the work is the child's
+                    headers={"Content-Disposition": f"attachment; filename={filename}"})
 
 
 def _report_filter() -> tuple[ReportFilter, dict]:
@@ -540,10 +524,10 @@ def reports():
     except FilterRefused as refused:  # said on the filter form, which keeps what was typed
         return render_template("reports.html", query=refused.query, problem=refused.message,
                                bad_field=refused.field, operators=None), 400
-    with services().db.reading() as s:  # one snapshot: the tables and charts agree
-        policies = current_policies(s, services().ingest.initial_policy)
-        operators, lines = report(s, By.OPERATOR, flt, policies), report(s, By.LINE, flt, policies)
-        scores, days = distribution(s, flt), daily(s, flt, policies)
+    # Counted in a child process (connector.offload), in one snapshot: the tables and charts agree.
+    counted = services().reads.figures(flt, services().ingest.initial_policy)
+    policies, operators, lines = counted["policy"], counted["operators"], counted["lines"]
+    scores, days = counted["distribution"], counted["daily"]
     policy = policies.for_line(flt.line)  # the chart's colours: the threshold of the line shown, or the global one
     return render_template("reports.html", query=raw, operators=operators, lines=lines, policy=policy,
                            own_thresholds=sorted(line for line, o in policies.lines.items() if "max_threshold" in o),
@@ -555,28 +539,17 @@ def reports():
 @bp.get("/reports/export.xlsx")
 @login_required()
 def export_report_xlsx():
-    from openpyxl import Workbook
-
     flt, _raw = _report_filter()
-    with services().db.reading() as s:
-        policies = current_policies(s, services().ingest.initial_policy)
-        sheets = {"operators": report(s, By.OPERATOR, flt, policies), "lines": report(s, By.LINE, flt, policies)}
-    book = Workbook(write_only=True)
-    for name, body in sheets.items():
-        sheet = book.create_sheet(name)
-        rows = body["items"] + [body["totals"]]
-        columns = list(body["totals"])
-        sheet.append(columns)
-        for row in rows:
-            sheet.append(xlsx_row(sheet, [row[c] for c in columns]))
-    return _xlsx(book, "report.xlsx")
+    counted = services().reads.figures(flt, services().ingest.initial_policy, ("operators", "lines"))
+    sheets = [(name, _report_rows(counted[name])) for name in ("operators", "lines")]
+    return Response(b"".join(xlsx.stream(sheets)), mimetype=xlsx.MIME,  # a few rows: no need to stream
+                    headers={"Content-Disposition": "attachment; filename=report.xlsx"})
 
 
-def _xlsx(book, filename: str) -> Response:
-    out = io.BytesIO()
-    book.save(out)
-    return Response(out.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": f"attachment; filename={filename}"})
+def _report_rows(body: dict) -> list[list]:
+    """A report as a sheet: its columns' names, a row per item, then the totals (cells: connector.xlsx)."""
+    columns = list(body["totals"])
+    return [columns] + [[row[c] for c in columns] for row in body["items"] + [body["totals"]]]
 
 
 POLICY_FIELDS = ("enabled", "scale_min", "scale_max", "max_threshold", "tag_template", "score_text_template",
