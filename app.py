@@ -57,7 +57,7 @@ def create_app(config: Config | None = None) -> Flask:
     import webui
     from webhooks import api, errors, mango, openapi, recordings, security
 
-    errors.register_error_handlers(app)
+    errors.register_error_handlers(app, page_for_people=webui.error_page)
     security.protect(app, except_blueprints=(mango.bp.name,))
     app.register_blueprint(mango.bp)
     app.register_blueprint(api.bp)

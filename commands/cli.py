@@ -180,27 +180,55 @@ def downgrade(revision: str | None, yes: bool) -> None:
     click.echo(f"database downgraded to {revision}")
 
 
+# A moment in the account's zone (CONSOLE_TIMEZONE), as people write one.
+MOMENT = click.DateTime(formats=["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S",
+                                 "%Y-%m-%d"])
+
+
+def _in_account_zone(moment: datetime, config: Config) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    return moment.replace(tzinfo=ZoneInfo(config.CONSOLE_TIMEZONE))
+
+
+def _local_url(config: Config) -> str:
+    """Where this machine reaches `connector serve`."""
+    host = "127.0.0.1" if config.HOST in ("0.0.0.0", "::", "") else config.HOST
+    return f"http://{host}:{config.PORT}"
+
+
+def _needs_pbx_settings(config: Config) -> None:
+    if not (config.MANGO_API_KEY and config.MANGO_API_SALT and config.MANGO_SURVEY_LOCATION):
+        raise click.UsageError("set MANGO_API_KEY, MANGO_API_SALT and MANGO_SURVEY_LOCATION (in .env) "
+                               "for both the connector and this command; see README, 'Try it'")
+
+
 @cli.command(help="Post a signed sample call, recording and survey score to a running connector.")
 @click.option("--url", default=None, help="Connector base URL (default: http://HOST:PORT of the settings).")
 @click.option("--score", default=3, show_default=True, type=int, help="The survey digits to press.")
 @click.option("--call-id", default=None, help="The entry_id to use (default: a new one).")
+@click.option("--operator", default="101", show_default=True, help="The operator's extension (who answered).")
+@click.option("--line", default="74950000000", show_default=True, help="The account's number the customer called.")
+@click.option("--phone", default="79001234567", show_default=True, help="The customer's number.")
+@click.option("--at", type=MOMENT, default=None,
+              help="When the call began, in CONSOLE_TIMEZONE (Europe/Moscow unless set), e.g. "
+                   "'2026-11-20 14:05' (default: 75 seconds ago). It lasts 65 seconds.")
 @click.option("--wait", default=0, show_default=True, type=click.IntRange(0, 600),
               help="Seconds to wait for the connector to answer (e.g. right after starting it).")
-def simulate(url: str | None, score: int, call_id: str | None, wait: int) -> None:
+def simulate(url: str | None, score: int, call_id: str | None, operator: str, line: str, phone: str,
+             at: datetime | None, wait: int) -> None:
     import json
     import time
     import uuid
 
     import requests
 
+    from commands.demo import SimulatedCall
     from connector.pbx.mango import signed_form
 
     config = load_config()
-    host = "127.0.0.1" if config.HOST in ("0.0.0.0", "::", "") else config.HOST
-    base = (url or f"http://{host}:{config.PORT}").rstrip("/")
-    if not (config.MANGO_API_KEY and config.MANGO_API_SALT and config.MANGO_SURVEY_LOCATION):
-        raise click.UsageError("set MANGO_API_KEY, MANGO_API_SALT and MANGO_SURVEY_LOCATION (in .env) "
-                               "for both the connector and this command; see README, 'Try it'")
+    base = (url or _local_url(config)).rstrip("/")
+    _needs_pbx_settings(config)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         try:
@@ -209,22 +237,10 @@ def simulate(url: str | None, score: int, call_id: str | None, wait: int) -> Non
         except requests.ConnectionError:
             time.sleep(0.5)
     entry_id = call_id or f"sim-{uuid.uuid4().hex[:12]}"
-    now = int(time.time())
-    leg = f"{entry_id}-1"
-    events = [
-        ("events/dtmf", {"entry_id": entry_id, "call_id": leg, "seq": 4, "dtmf": str(score),
-                         "location": config.MANGO_SURVEY_LOCATION, "timestamp": now,
-                         "initiator": "79001234567"}),
-        ("events/recording", {"entry_id": entry_id, "call_id": leg, "recording_id": f"rec-{entry_id}",
-                              "recording_state": "Completed", "completion_code": 1000, "seq": 5,
-                              "extension": "101", "timestamp": now}),
-        ("events/summary", {"entry_id": entry_id, "call_direction": 1, "from": {"number": "79001234567"},
-                            "to": {"extension": "101", "number": "74950000000"},
-                            "line_number": "74950000000", "create_time": now - 75, "forward_time": now - 73,
-                            "talk_time": now - 70, "end_time": now - 10, "entry_result": 1,
-                            "disconnect_reason": 1110}),
-    ]
-    for kind, payload in events:
+    start = int(_in_account_zone(at, config).timestamp()) if at else int(time.time()) - 75
+    call = SimulatedCall(entry_id, inbound=True, operator=operator, line=line, phone=phone, start=start, ring=5,
+                         talk=60, digits=str(score))
+    for kind, payload in call.callbacks(config.MANGO_SURVEY_LOCATION):
         form = signed_form(config.MANGO_API_KEY, config.MANGO_API_SALT, payload)
         try:
             response = requests.post(f"{base}/mango/{kind}", data=form, timeout=10)
@@ -252,8 +268,77 @@ def simulate(url: str | None, score: int, call_id: str | None, wait: int) -> Non
     click.echo(json.dumps(stored.json(), ensure_ascii=False, indent=2))
 
 
-@cli.command("demo-pbx", help="Stand in for MANGO's recording API so the calls of `simulate` play in the console "
-                               "(set MANGO_API_URL=http://127.0.0.1:PORT/vpbx/). For trying out only.")
+@cli.command(help="Fill a fresh connector with COUNT made-up calls to try the console with: the working hours "
+                  "of the last --days, six operators (101-106), three lines, inbound, outbound and missed, "
+                  "customer scores, supervisors' QA forms and reviews, recordings. They go through the PBX's "
+                  "intake as signed callbacks would. With no console user yet, it also makes demo accounts "
+                  "and prints their passwords once. For trying out only: it refuses a connector with a CRM, "
+                  "MANGO_QUALITY_API, or calls that are not made up.")
+@click.argument("count", type=click.IntRange(1, 100_000))
+@click.option("--seed", default=1, show_default=True, type=int,
+              help="The same seed (with the same --until) gives the same calls; another seed, other calls.")
+@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 366), help="Days the calls spread over.")
+@click.option("--until", type=MOMENT, default=None,
+              help="The end of the period, in CONSOLE_TIMEZONE (default: now).")
+def demo(count: int, seed: int, days: int, until: datetime | None) -> None:
+    from zoneinfo import ZoneInfo
+
+    from commands import demo as made_up
+    from connector.db import upgrade
+    from connector.runtime_settings import current_policy
+    from connector.threshold import policy_from_config
+
+    config = load_config()
+    _needs_pbx_settings(config)
+    zone = ZoneInfo(config.CONSOLE_TIMEZONE)
+    end = _in_account_zone(until, config) if until else datetime.now(zone)
+    upgrade(config.DATABASE_URL)  # a fresh install may never have been served
+    with database(config) as db:
+        if problem := made_up.refusal(config, db):
+            raise click.ClickException(problem)
+        with db.transaction() as s:
+            policy = current_policy(s, policy_from_config(config))
+        try:
+            calls = made_up.demo_calls(count, seed=seed, until=end, days=days, zone=zone,
+                                       scale=(policy.scale_min, policy.scale_max))
+        except made_up.NoWorkingHours as exc:
+            raise click.UsageError(f"{exc}: give more --days or a later --until") from None
+        outcome = made_up.fill(config, db, calls)
+    _say_what_the_demo_made(calls, outcome, policy, zone, seed, config)
+
+
+def _say_what_the_demo_made(calls, outcome, policy, zone, seed: int, config: Config) -> None:
+    first, last = (datetime.fromtimestamp(c.start, zone) for c in (calls[0], calls[-1]))
+    inbound = [c for c in calls if c.inbound]
+    outbound = [c for c in calls if not c.inbound]
+    scored = [int(c.digits) for c in calls if c.digits is not None]
+    click.echo(f"{len(calls)} demo calls (seed {seed}), {first:%Y-%m-%d} to {last:%Y-%m-%d}, working hours "
+               f"in {zone.key}:")
+    click.echo(f"  inbound {len(inbound)} ({sum(1 for c in inbound if not c.talk)} missed), outbound "
+               f"{len(outbound)} ({sum(1 for c in outbound if not c.talk)} not answered), "
+               f"{sum(1 for c in calls if c.recorded and c.talk)} recorded")
+    click.echo(f"  operators {', '.join(sorted({c.operator for c in calls}))}; "
+               f"lines {', '.join(sorted({c.line for c in calls}))}")
+    click.echo(f"  customer scores {len(scored)} ({sum(1 for s in scored if s < policy.max_threshold)} below the "
+               f"threshold {policy.max_threshold}), QA forms {outcome.qa_forms}, reviews {outcome.reviews}"
+               + (f" by {outcome.reviewer}" if outcome.reviewer else " (no supervisor or admin to write them)"))
+    duplicates = outcome.events - outcome.new
+    click.echo(f"  {outcome.events} PBX events stored and applied"
+               + (f" ({duplicates} of them stored before: the same seed again changes nothing)" if duplicates else "")
+               + f"; all done in {outcome.seconds:.1f} s")
+    if outcome.accounts:
+        click.echo("DEMO ACCOUNTS, made up for trying the console out (the passwords are shown only now):")
+        for username, role, extensions, password in outcome.accounts:
+            what = f"{role} of {', '.join(extensions)}" if extensions else role
+            click.echo(f"  {username:<18} {what:<16} password: {password}")
+        click.echo("  disable them before real use: connector users disable NAME")
+    else:
+        click.echo("no demo accounts made: the connector has users already")
+    click.echo(f"open {_local_url(config)}/ (with `connector serve` running) and log in")
+
+
+@cli.command("demo-pbx", help="Stand in for MANGO's recording API so the calls of `simulate` and `demo` play in "
+                               "the console (set MANGO_API_URL=http://127.0.0.1:PORT/vpbx/). For trying out only.")
 @click.option("--port", default=8081, show_default=True, type=click.IntRange(1, 65535))
 def demo_pbx(port: int) -> None:
     from waitress import create_server
@@ -266,7 +351,7 @@ def demo_pbx(port: int) -> None:
     server = create_server(create_demo_pbx(config.MANGO_API_KEY, config.MANGO_API_SALT), host="127.0.0.1",
                            port=port, threads=2, ident="demo-pbx")
     expected = f"http://127.0.0.1:{port}/vpbx/"
-    click.echo(f"demo PBX listening on {expected} (recordings of `connector simulate` only)")
+    click.echo(f"demo PBX listening on {expected} (recordings of `connector simulate` and `demo` only)")
     if config.MANGO_API_URL != expected:
         click.echo(f"warning: the connector asks {config.MANGO_API_URL}; set MANGO_API_URL={expected} for it "
                    "to ask this one", err=True)

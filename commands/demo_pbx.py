@@ -1,9 +1,10 @@
 """`connector demo-pbx`: a stand-in for the one MANGO command the console's player needs, so a call made by
-`connector simulate` plays without a PBX account. Point `MANGO_API_URL` at it; never use it in production.
+`connector simulate` or `connector demo` plays without a PBX account. Point `MANGO_API_URL` at it; never use it
+in production.
 
 It answers `POST /vpbx/queries/recording/post` as MANGO does (a signed form; a 302 to a temporary file
-link, or result 3320 for a recording it does not have) for the recordings `simulate` reports
-(`rec-sim-...`), and serves each as a few seconds of generated audio (WAV).
+link, or result 3320 for a recording it does not have) for the recordings `simulate` and `demo` report
+(`rec-sim-...`, `rec-demo-...`), and serves each as a few seconds of generated audio (WAV).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from flask import Flask, Response, abort, jsonify, redirect, request
 from connector.pbx.mango import verify
 from connector.pbx import CallbackRejected
 
-SIMULATED_PREFIX = "rec-sim-"  # the recording ids `connector simulate` sends
+SIMULATED_PREFIXES = ("rec-sim-", "rec-demo-")  # the recording ids `connector simulate` and `demo` send
 NO_SUCH_FILE = 3320  # MANGO's result for a recording it cannot hand out
 RATE = 8000  # Hz: telephone audio
 
@@ -53,7 +54,7 @@ def create_demo_pbx(api_key: str, salt: str) -> Flask:
         except (CallbackRejected, ValueError):
             return jsonify({"result": 3102})  # MANGO: bad sign (its HTTP status is not documented)
         recording_id = str(body.get("recording_id") or "")
-        if not recording_id.startswith(SIMULATED_PREFIX):
+        if not recording_id.startswith(SIMULATED_PREFIXES):
             return jsonify({"result": NO_SUCH_FILE})
         token = secrets.token_urlsafe(16)
         issued[token] = recording_id

@@ -23,33 +23,51 @@ class SharedRateLimiter:
     """Spaces requests evenly across every process, through one row.
 
     A short transaction reserves the next slot; the caller then sleeps until it.
-    Slots are 7 % wider than 1/rate: requests reach the CRM with up to ~75 ms of network
-    jitter, and even spacing with no margin would let 8 land inside one second.
-    A 429's Retry-After pushes the slot for everyone (`hold`), and so does a caller that woke up
-    late for its slot.
+    Slots are 7 % wider than 1/rate for a limit counted in whole seconds: requests reach the CRM with up
+    to ~75 ms of network jitter, and even spacing with no margin would let 8 land inside one second.
+    A leaky bucket (Bitrix24's) absorbs jitter in its queue, so it is spaced at its drain rate
+    (`headroom=1`).
+    A 429's Retry-After pushes the slot for everyone (`hold`); a caller that woke up late for its slot
+    pushes the next one, or takes a fresh one when another process reserved after it meanwhile.
     """
 
     HEADROOM = 0.93
     LATE = 0.01  # seconds past its slot that a caller counts as late
 
-    def __init__(self, db: Database, crm: str, rate: float, *, sleep=time.sleep, clock=time.time):
+    def __init__(self, db: Database, crm: str, rate: float, *, headroom: float = HEADROOM, sleep=time.sleep,
+                 clock=time.time):
         self.db, self.crm = db, crm
-        self.interval = 1.0 / (rate * self.HEADROOM)
+        self.interval = 1.0 / (rate * headroom)
         self.sleep, self.clock = sleep, clock
 
-    def wait_turn(self) -> None:
+    def reserve(self) -> tuple[float, float]:
+        """Take the next free slot; returns (slot, now)."""
         with self.db.transaction() as s:
             row = account_row(s, self.crm, lock=True)
             now = self.clock()
             slot = max(now, row.next_request_at or 0.0)
             row.next_request_at = slot + self.interval
+        return slot, now
+
+    def wait_turn(self) -> None:
+        slot, now = self.reserve()
         LIMITER_WAIT.labels(self.crm).observe(max(0.0, slot - now))
-        if slot > now:
-            self.sleep(slot - now)
-            if self.clock() - slot > self.LATE:
-                # Woken late (a busy process): the next request must still keep its distance from
-                # this one, or the two would reach the CRM closer than the limit allows.
-                self.hold(self.interval)
+        if slot <= now:
+            return
+        self.sleep(slot - now)
+        if self.clock() - slot <= self.LATE:
+            return
+        # Woken late (a busy process). If another caller reserved a slot after ours meanwhile, it may be due
+        # now, and going at once would reach the CRM closer to it than the limit allows: take a fresh slot,
+        # after every reserved one. If nobody did, go now and keep the next request a slot away.
+        with self.db.transaction() as s:
+            row = account_row(s, self.crm, lock=True)
+            now = self.clock()
+            reserved_after_ours = (row.next_request_at or 0.0) > slot + self.interval + 1e-6
+            fresh = max(now, row.next_request_at or 0.0) if reserved_after_ours else now
+            row.next_request_at = max(row.next_request_at or 0.0, fresh + self.interval)
+        if fresh > now:
+            self.sleep(fresh - now)
 
     def hold(self, seconds: float) -> None:
         with self.db.transaction() as s:

@@ -1,13 +1,12 @@
 """Reading calls: filters, pages, and the call as the API shows it."""
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
+import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import false, func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from connector.models import NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus
@@ -55,47 +54,50 @@ class Sort(enum.StrEnum):
         return (Call.customer_score, Call.listed_at, Call.id) if self.by_score else (Call.listed_at, Call.id)
 
 
+# `after`: a position in a list, `[score_]microseconds_id` (the score, when the call has one; its listed_at
+# as microseconds since 1970 UTC; its row id). Opaque to clients, but bounded so that every cursor the
+# pattern admits fits the databases' integers; the OpenAPI document states the same pattern.
+CURSOR_PATTERN = r"^(?:(-?[0-9]{1,9})_)?(-?[0-9]{1,18})_([0-9]{1,18})$"
+_CURSOR = re.compile(CURSOR_PATTERN.removeprefix("^").removesuffix("$"))
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+_EARLIEST = (datetime.min.replace(tzinfo=timezone.utc) - _EPOCH) // _MICROSECOND
+_LATEST = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // _MICROSECOND
+
+
 @dataclass(frozen=True)
 class Cursor:
-    """Where the next page starts: just after this call in its sort's order. Opaque to clients:
-    `_links.next` carries it, and it is refused under another sort than the one that made it."""
+    """A position: just after this call. `_links.next` carries one; every sort reads it, each by its own key:
+    the time orders by (listed_at, id), the score orders by (score, listed_at, id). So a cursor taken under
+    one sort continues from that call's place under another, and one past the data gives an empty page.
+    A cursor without a score (after an unrated call, which the score orders do not list) lies past their
+    end."""
 
     listed_at: datetime
     call_id: int
-    sort: Sort = Sort.NEWEST
-    score: int | None = None  # the call's score, under a score sort
+    score: int | None = None  # the call's score, when it has one
 
     @classmethod
-    def after_call(cls, call: Call, sort: Sort) -> "Cursor":
-        return cls(call.listed_at, call.id, sort, call.customer_score if sort.by_score else None)
+    def after_call(cls, call: Call) -> "Cursor":
+        return cls(call.listed_at, call.id, call.customer_score)
 
-    def values(self) -> tuple:
-        return (self.score, self.listed_at, self.call_id) if self.sort.by_score else (self.listed_at, self.call_id)
+    def values(self, sort: Sort) -> tuple:
+        return (self.score, self.listed_at, self.call_id) if sort.by_score else (self.listed_at, self.call_id)
 
     def encode(self) -> str:
-        score = "" if self.score is None else str(self.score)
-        raw = f"{self.listed_at.isoformat()}|{self.call_id}|{self.sort.value}|{score}"
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        micros = (self.listed_at - _EPOCH) // _MICROSECOND
+        return f"{micros}_{self.call_id}" if self.score is None else f"{self.score}_{micros}_{self.call_id}"
 
     @classmethod
-    def decode(cls, text: str, sort: Sort = Sort.NEWEST) -> "Cursor":
-        """Raises ValueError for anything that is not a cursor this API handed out for `sort`."""
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            moment, call_id, made_for, score = (raw.split("|") + ["", ""])[:4]
-            listed_at = datetime.fromisoformat(moment)
-            if listed_at.tzinfo is None:
-                raise ValueError
-            cursor = cls(listed_at.astimezone(timezone.utc), int(call_id), Sort(made_for or Sort.NEWEST),
-                         int(score) if score else None)
-            # Ids and scores beyond the database's integers are no cursor of ours (SQLite would overflow).
-            if not 0 < cursor.call_id < 2 ** 63 or (cursor.score is not None and not -2 ** 31 < cursor.score < 2 ** 31):
-                raise ValueError
-        except (ValueError, UnicodeDecodeError, OverflowError, binascii.Error):
-            raise ValueError("not a cursor from _links.next") from None
-        if cursor.sort != sort or (sort.by_score and cursor.score is None):
-            raise ValueError(f"the cursor was made for sort={cursor.sort.value}, not {sort.value}")
-        return cursor
+    def decode(cls, text: str) -> "Cursor":
+        """Raises ValueError for anything that does not match CURSOR_PATTERN. A moment beyond the years a
+        datetime holds is the earliest or latest one: before or after every call, as it says."""
+        match = _CURSOR.fullmatch(text)
+        if match is None:
+            raise ValueError("not a cursor from _links.next")
+        score, micros, call_id = match.groups()
+        micros = min(max(int(micros), _EARLIEST), _LATEST)
+        return cls(_EPOCH + micros * _MICROSECOND, int(call_id), None if score is None else int(score))
 
 
 @dataclass
@@ -143,9 +145,11 @@ def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 
         query.with_only_columns(Call.id).limit(COUNT_CAP + 1).subquery())) if count else 0
     key = sort.key()
     ordered = query.order_by(*(column.desc() if sort.descending else column.asc() for column in key))
-    if after is not None:
+    if after is not None and sort.by_score and after.score is None:
+        ordered = ordered.where(false())  # after an unrated call: past the end of a score order
+    elif after is not None:
         # A row-value comparison, which both databases turn into an index range (an OR does not).
-        here = tuple_(*after.values())
+        here = tuple_(*after.values(sort))
         ordered = ordered.where(tuple_(*key) < here if sort.descending else tuple_(*key) > here)
     else:
         ordered = ordered.offset((page - 1) * per_page)
@@ -154,7 +158,7 @@ def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 
     more = len(rows) > per_page
     rows = rows[:per_page]
     return CallPage(rows, min(counted, COUNT_CAP), counted > COUNT_CAP,
-                    Cursor.after_call(rows[-1], sort) if more else None)
+                    Cursor.after_call(rows[-1]) if more else None)
 
 
 def call_id_problem(entry_id: str) -> str | None:

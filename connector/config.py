@@ -56,6 +56,16 @@ def _user_map(name: str, raw: str) -> dict[str, int]:
 
 _PARSERS = {bool: _bool, int: _int, float: _float}
 
+
+def _is_time_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
 # The data directory defaults to `var` beside the project, not the working directory: a
 # connector started from elsewhere must find the same database and the same SECRET_KEY.
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -87,6 +97,8 @@ class Config:
     MANGO_QUALITY_SOURCE: str = "both"  # stats, cc or both: where quality-control scores are pulled from
     MANGO_STATS_UTC_OFFSET: int = 3  # hours: the time zone MANGO reads a statistics period in
     MANGO_RATE_LIMIT: float = 5.0
+    # Megabytes of recordings kept for targets that download them (Bitrix24); 0: never copied.
+    RECORDING_COPIES_MB: int = 2048
     SCORES_WEBHOOK_SECRET: str = ""
     QA_ENABLED: bool = True
     QA_SCALE_MIN: int = 1
@@ -132,6 +144,7 @@ class Config:
     WORKER_LEASE_SECONDS: float = 60.0
     SESSION_IDLE_HOURS: int = 8  # a console session ends after this long without a request
     SESSION_MAX_HOURS: int = 24  # and this long after its login, whatever happens
+    CONSOLE_TIMEZONE: str = "Europe/Moscow"  # the console shows times in this zone (an IANA name)
     TRUSTED_PROXIES: int = 0  # reverse proxies in front that append X-Forwarded-For (1 behind nginx)
     HEAVY_READS_IN_CHILDREN: bool = True  # exports and reports built in child processes of lower priority
     LOG_LEVEL: str = "INFO"
@@ -164,6 +177,9 @@ class Config:
         if not 1 <= self.SESSION_IDLE_HOURS <= self.SESSION_MAX_HOURS <= 24 * 30:
             raise ConfigError(f"SESSION_IDLE_HOURS: expected 1 to SESSION_MAX_HOURS ({self.SESSION_MAX_HOURS}, at "
                               f"most 720), got {self.SESSION_IDLE_HOURS}")
+        if not _is_time_zone(self.CONSOLE_TIMEZONE):
+            raise ConfigError(f"CONSOLE_TIMEZONE: expected a time zone name such as Europe/Moscow, "
+                              f"got {self.CONSOLE_TIMEZONE!r}")
         if not 0 <= self.TRUSTED_PROXIES <= 5:
             raise ConfigError(f"TRUSTED_PROXIES: expected 0 to 5, got {self.TRUSTED_PROXIES}")
         if not 1 <= self.PORT <= 65535:
@@ -189,6 +205,8 @@ class Config:
             raise ConfigError(f"SURVEY_WAIT_SECONDS: must not be negative, got {self.SURVEY_WAIT_SECONDS}")
         if not 0 < self.INBOX_POLL_SECONDS <= 10:
             raise ConfigError(f"INBOX_POLL_SECONDS: must be above 0 and at most 10, got {self.INBOX_POLL_SECONDS}")
+        if self.RECORDING_COPIES_MB < 0:
+            raise ConfigError(f"RECORDING_COPIES_MB: must be 0 (no copies) or more, got {self.RECORDING_COPIES_MB}")
         if self.WORKER_LEASE_SECONDS < 1 or self.WORKER_POLL_SECONDS <= 0:
             raise ConfigError("WORKER_LEASE_SECONDS: must be at least 1 (and WORKER_POLL_SECONDS positive)")
         if "amocrm" in self.targets and not (self.AMOCRM_LONG_LIVED_TOKEN or (

@@ -29,4 +29,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=FORMAT)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(RedactingFormatter(FORMAT))
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at every start
+    # Migrations run inside commands (`db upgrade`, `users add`, `demo`, `serve`), which say themselves what
+    # they did: alembic's lines ("Context impl SQLiteImpl.", one per revision) would only bury the answer.
+    # Its warnings and errors still show.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -24,6 +24,8 @@ LIMITER_WAIT = Histogram("connector_limiter_wait_seconds", "Waits for the shared
                          ["account"], buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30))
 MANGO_RESULTS = Counter("connector_mango_results_total", "MANGO command answers, by command and result code "
                         "(or HTTP status when there is none)", ["command", "result"])
+RECORDING_COPIES = Counter("connector_recording_copies_total", "Recordings copied from the PBX for targets that "
+                           "download them, by outcome (copied, missing, failed, deferred, over_limit)", ["outcome"])
 
 
 def queue_metrics(components: dict) -> CollectorRegistry:
@@ -45,4 +47,12 @@ def queue_metrics(components: dict) -> CollectorRegistry:
         for kind, queue in (target.get("outbox") or {}).items():
             depth.labels(target["name"], kind).set(queue["pending"])
             oldest.labels(target["name"], kind).set(queue["oldest_seconds"] or 0)
+    scan_ok = Gauge("connector_pbx_scan_ok", "1 when the PBX statistics scan of the window last succeeded",
+                    ["window"], registry=registry)
+    scan_age = Gauge("connector_pbx_scan_last_finished_seconds", "Seconds since the window's scan last finished "
+                     "(-1: never)", ["window"], registry=registry)
+    for name, scan in components["pbx"].get("quality_scans", {}).items():
+        scan_ok.labels(name).set(0 if scan["last_error"] else 1)
+        finished = scan["last_finished_seconds"]
+        scan_age.labels(name).set(-1 if finished is None else finished)
     return registry

@@ -10,8 +10,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator,
-                        UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -108,6 +108,9 @@ class Call(Base):
     # When the PBX said the file is in its cloud (MANGO's record/added): for a while after it, a fetch
     # may still find no file, so the player waits before the first one and treats a miss as "not yet".
     recording_stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the connector tried to copy the recording for a target that downloads it (once: a failed copy
+    # leaves the target to the player's link, which asks the PBX itself).
+    recording_copy_tried_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # SurveyState; null when no survey source tells
     survey: Mapped[str | None] = mapped_column(String(16))
     last_event_seq: Mapped[int | None] = mapped_column(Integer)
@@ -223,6 +226,20 @@ class PbxScan(Base):
     last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_calls: Mapped[int] = mapped_column(Integer, default=0)  # calls the last scan listed
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class RecordingCopy(Base):
+    """A recording's file, copied from the PBX while a target still has to download it: the player's
+    link serves it from here (quickly, and without spending the PBX's few files a second); deleted once
+    no job waits for it."""
+
+    __tablename__ = "recording_copies"
+
+    recording_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(64))
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Score(Base):

@@ -149,6 +149,15 @@ def schedule_call(session: Session, d: Delivery, crm: str, kind: str, survey_wai
         job.not_before = now
 
 
+def nothing_to_send(d: Delivery, reason: str) -> None:
+    """The target has nothing to write for this call (its jobs decide otherwise once there are any): the
+    record says so instead of waiting for ever."""
+    if d.jobs:
+        return
+    d.record.status, d.record.reason = DeliveryStatus.SKIPPED, reason
+    d.call.crm_status = summary_status([d.record.status, *(r.status for r in d.others)])
+
+
 def refresh_record(d: Delivery) -> None:
     """The call's `crm` status from its jobs: dead > unmatched > pending > delivered."""
     record, jobs = d.record, list(d.jobs.values())

@@ -9,7 +9,10 @@ Definitions (the README's "Reports" repeats them):
 - response_rate: rated / (offered calls where the survey's fate is known, plus answered calls where it is
   not). MANGO's quality control tells whether a survey was offered; DTMF digits alone only show what was
   pressed, so a DTMF call with no digits counts as answered-but-unrated;
-- positive: score at or above the threshold in force; negative: tagged (below it);
+- positive: score at or above the threshold in force now (the call's line's own, else the global one);
+  negative: below it. So positive + negative = rated, whatever the threshold was when each score came; a
+  call's tag was decided by the threshold of its time, so after a change of the threshold `negative` and
+  the number of tagged calls may differ;
 - csat: positive / rated; nps (a 10-point top only): % of 9-10 minus % of 0-6 among the rated.
 """
 from __future__ import annotations
@@ -23,8 +26,8 @@ from sqlalchemy.orm import Session
 from connector.calls import CallFilter, filtered_calls
 from connector.db import Database
 from connector.models import Call, SurveyState
-from connector.runtime_settings import current_policy
-from connector.threshold import Policy
+from connector.runtime_settings import current_policies
+from connector.threshold import Policies, Policy
 
 KNOWN_FATE = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value, SurveyState.NOT_OFFERED.value)
 OFFERED = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value)
@@ -53,15 +56,27 @@ def _percent(part: int, whole: int) -> float | None:
     return round(100.0 * part / whole, 1) if whole else None
 
 
+def _policies(policy: Policy | Policies) -> Policies:
+    return policy if isinstance(policy, Policies) else Policies(policy)
+
+
+def threshold_in_force(policies: Policies):
+    """The threshold in force for each call, as SQL: its line's own, else the global one."""
+    own = {line: o["max_threshold"] for line, o in policies.lines.items() if "max_threshold" in o}
+    if not own:
+        return literal(policies.base.max_threshold, Integer)
+    return case(own, value=Call.line_number, else_=policies.base.max_threshold)
+
+
 PARTS = ("operators", "lines", "distribution", "daily")  # what `figures` can count
 
 
 def figures(db: Database, flt: ReportFilter, initial: Policy, parts: tuple[str, ...] = PARTS) -> dict:
-    """The parts asked for, and under "policy" the policy in force they were counted with, all in one read
-    (one snapshot: the tables and charts agree). Plain data, so a child process can count them
+    """The parts asked for, and under "policy" the policies in force (`Policies`) they were counted with, all
+    in one read (one snapshot: the tables and charts agree). Plain data, so a child process can count them
     (`connector.offload`)."""
     with db.reading() as s:
-        policy = current_policy(s, initial)
+        policy = current_policies(s, initial)  # the global policy and each line's own
         counted = {"policy": policy}
         for part in parts:
             if part == "operators":
@@ -77,12 +92,14 @@ def figures(db: Database, flt: ReportFilter, initial: Policy, parts: tuple[str, 
     return counted
 
 
-def report(session: Session, by: str, flt: ReportFilter, policy: Policy) -> dict:
+def report(session: Session, by: str, flt: ReportFilter, policy: Policy | Policies) -> dict:
     """`{"items": [...], "totals": {...}}`, items sorted by their key (operator extension or line)."""
+    policies = _policies(policy)
     key = {By.OPERATOR: Call.operator_extension, By.LINE: Call.line_number}[by]
     where = _where(flt)
     score = Call.customer_score
     rated = score.is_not(None)
+    threshold = threshold_in_force(policies)
     answered = Call.talk_seconds > 0
     fate_known = Call.survey.in_(KNOWN_FATE)
     figures = [
@@ -94,8 +111,8 @@ def report(session: Session, by: str, flt: ReportFilter, policy: Policy) -> dict
         _count(or_(Call.survey.in_(OFFERED), and_(~fate_known | Call.survey.is_(None), answered)))
         .label("asked"),
         func.avg(score).label("average"),
-        _count(score >= policy.max_threshold).label("positive"),
-        _count(and_(rated, Call.decision_tag.is_not(None))).label("negative"),
+        _count(and_(rated, score >= threshold)).label("positive"),
+        _count(and_(rated, score < threshold)).label("negative"),
         _count(score >= 9).label("promoters"),
         _count(score <= 6).label("detractors"),
         func.count(Call.supervisor_score).label("supervisor_rated"),
@@ -106,7 +123,7 @@ def report(session: Session, by: str, flt: ReportFilter, policy: Policy) -> dict
         query = query.where(where)
     grouped = session.execute(query.add_columns(key.label("key")).group_by(key).order_by(key)).all()
     totals = session.execute(query.add_columns(literal(None, Integer).label("key"))).one()
-    nps_applies = policy.scale_max == 10
+    nps_applies = policies.base.scale_max == 10
     return {"items": [_row(by, r, nps_applies) for r in grouped], "totals": _row(by, totals, nps_applies)}
 
 
@@ -124,11 +141,12 @@ def distribution(session: Session, flt: ReportFilter) -> list[tuple[int, int]]:
                                                         .order_by(Call.customer_score))]
 
 
-def daily(session: Session, flt: ReportFilter, policy: Policy) -> list[dict]:
-    """Per day (UTC) of the call's start: rated calls, their average and CSAT."""
+def daily(session: Session, flt: ReportFilter, policy: Policy | Policies) -> list[dict]:
+    """Per day (UTC) of the call's start: rated calls, their average and CSAT (by the threshold in force)."""
     day = func.date(Call.listed_at)
+    threshold = threshold_in_force(_policies(policy))
     query = (select(day.label("day"), func.count().label("rated"), func.avg(Call.customer_score).label("average"),
-                    _count(Call.customer_score >= policy.max_threshold).label("positive"))
+                    _count(Call.customer_score >= threshold).label("positive"))
              .where(Call.customer_score.is_not(None)))
     if (where := _where(flt)) is not None:
         query = query.where(where)

@@ -113,7 +113,7 @@ class QualityScanner:
         seen = 0
         for page_number in range(MAX_PAGES):
             page = self._report(StatsWindow(start, end, PAGE, page_number * PAGE))
-            self._apply(page.calls)
+            self.apply(page.calls)
             seen += page.rows
             if page.rows < PAGE:
                 break
@@ -132,7 +132,9 @@ class QualityScanner:
             self.sleep(self.result_poll_seconds)  # a prepared report is kept for at least a minute
         raise ScanFailed("the statistics report was not ready in time")
 
-    def _apply(self, calls: tuple[ScannedCall, ...]) -> None:
+    def apply(self, calls: tuple[ScannedCall, ...]) -> None:
+        """What one page of the statistics tells of the calls this connector knows: their marks, through
+        `quality.apply_reports`, a chunk of calls per transaction."""
         by_entry = {c.entry_id: c for c in calls}
         entries = sorted(by_entry)
         for first in range(0, len(entries), APPLY_CHUNK):

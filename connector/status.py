@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connector.accounts import account_row
-from connector.models import DeliveryJob, InboundEvent, JobStatus
+from connector.models import DeliveryJob, InboundEvent, JobStatus, PbxScan
 
 FAILING_FOR = timedelta(minutes=5)  # a CRM failing this long makes the connector degraded
 LAGGING_FOR = timedelta(seconds=60)  # an event waiting this long to be applied: the worker lags or is down
@@ -49,9 +49,17 @@ def details(session: Session, targets: tuple[str, ...]) -> dict:
 
     pbx_row = account_row(session, MANGO)
     blocked = pbx_row.blocked_until is not None and pbx_row.blocked_until > now
-    pbx = {"state": "blocked" if blocked else "ok",
+    scans = {row.name: {"last_finished_at": row.last_finished_at.isoformat() if row.last_finished_at else None,
+                        "last_finished_seconds": _age(row.last_finished_at, now), "last_calls": row.last_calls,
+                        "last_error": row.last_error, "next_at": row.next_at.isoformat() if row.next_at else None}
+             for row in session.scalars(select(PbxScan).order_by(PbxScan.name))}
+    scan_failing = any(scan["last_error"] for scan in scans.values())
+    pbx = {"state": "blocked" if blocked else "scan_failing" if scan_failing else "ok",
            "blocked_until": pbx_row.blocked_until.isoformat() if blocked else None,
-           "last_wrong_request_at": pbx_row.strike_at.isoformat() if pbx_row.strike_at else None}
+           "last_wrong_request_at": pbx_row.strike_at.isoformat() if pbx_row.strike_at else None,
+           # The bulk quality scans of the PBX's call statistics (empty when they are off): a failing one
+           # keeps its error here until it succeeds again.
+           "quality_scans": scans}
 
     states = {name: _target_state(session, name, now) for name in targets}
     if not states:

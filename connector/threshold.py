@@ -162,36 +162,70 @@ def _verdict(policy: Policy, value: int, tag: str | None, threshold: str) -> str
 _TYPES = {f.name: f.type for f in fields(Policy)}
 
 
+class PolicyConflict(PolicyError):
+    """Each value is valid on its own, but together with the settings in force (or the others sent with it)
+    they make no policy: a scale whose minimum is not below its maximum, a threshold outside the scale, a
+    template too long for the scale's longest score. The API answers 409: the same change may fit other
+    settings."""
+
+
+TEMPLATE_MAX = 255  # characters a tag or score text may have (as written, and as rendered)
+RATING_WINDOW_MAX = 3650
+# Each integer field's range on its own (the relations between them are checked after these).
+RANGES = {"scale_min": (0, SCORE_LIMIT - 2), "scale_max": (1, SCORE_LIMIT - 1),
+          "max_threshold": (0, SCORE_LIMIT), "rating_window_days": (0, RATING_WINDOW_MAX)}
+# A template as the OpenAPI document states it: text without control characters where a brace is doubled
+# or part of a plain `{score}` (`{score:}` is the same placeholder to str.format), with one placeholder at
+# least. It admits exactly the templates `template_syntax_problem` admits.
+_TEMPLATE_TEXT = r"(?:[^{}\x00-\x1f\x7f-\x9f]|\{\{|\}\}|\{score:?\})"
+TEMPLATE_PATTERN = rf"^{_TEMPLATE_TEXT}*\{{score:?\}}{_TEMPLATE_TEXT}*$"
+
+
+def _scale_message(policy: Policy) -> str:
+    return (f"the scale must satisfy 0 <= scale_min < scale_max <= {SCORE_LIMIT - 1}"
+            f" (got {policy.scale_min}..{policy.scale_max})")
+
+
+def _threshold_message(policy: Policy) -> str:
+    return f"must lie within [{policy.scale_min}, {policy.scale_max + 1}], got {policy.max_threshold}"
+
+
 def validate_policy(policy: Policy) -> Policy:
-    """Return the policy unchanged, or raise PolicyError naming the first bad field."""
+    """Return the policy unchanged, or raise PolicyError naming the first bad field: first a value that is
+    wrong on its own, then (PolicyConflict) values that do not fit together."""
     for name, kind in _TYPES.items():
         value = getattr(policy, name)
         expected = {"bool": bool, "int": int, "str": str}[str(kind)]
         # bool is an int subclass; keep them apart so `true` is never a threshold.
         if type(value) is not expected:
             raise PolicyError(name, f"expected {expected.__name__}, got {value!r}")
-    if not 0 <= policy.scale_min < policy.scale_max <= SCORE_LIMIT - 1:
-        bad = "scale_min" if not 0 <= policy.scale_min < SCORE_LIMIT - 1 else "scale_max"
-        raise PolicyError(bad, f"the scale must satisfy 0 <= scale_min < scale_max <= {SCORE_LIMIT - 1}"
-                               f" (got {policy.scale_min}..{policy.scale_max})")
-    if not policy.scale_min <= policy.max_threshold <= policy.scale_max + 1:
-        raise PolicyError("max_threshold", f"must lie within [{policy.scale_min}, {policy.scale_max + 1}],"
-                                           f" got {policy.max_threshold}")
+    for name, (low, high) in RANGES.items():
+        if not low <= getattr(policy, name) <= high:
+            message = {"scale_min": _scale_message, "scale_max": _scale_message,
+                       "max_threshold": _threshold_message}.get(name)
+            raise PolicyError(name, message(policy) if message else
+                              f"must be 0 (no limit) to {high}, got {getattr(policy, name)}")
     if policy.high_scores not in tuple(HighScores):
         raise PolicyError("high_scores", f"must be one of {', '.join(HighScores)}, got {policy.high_scores!r}")
-    if not 0 <= policy.rating_window_days <= 3650:
-        raise PolicyError("rating_window_days", f"must be 0 (no limit) to 3650, got {policy.rating_window_days}")
+    for name in ("tag_template", "score_text_template"):
+        problem = template_syntax_problem(getattr(policy, name))
+        if problem:
+            raise PolicyError(name, problem)
+    if not policy.scale_min < policy.scale_max:
+        raise PolicyConflict("scale_max", _scale_message(policy))
+    if not policy.scale_min <= policy.max_threshold <= policy.scale_max + 1:
+        raise PolicyConflict("max_threshold", _threshold_message(policy))
     for name in ("tag_template", "score_text_template"):
         problem = template_problem(getattr(policy, name), policy.scale_max)
         if problem:
-            raise PolicyError(name, problem)
+            raise PolicyConflict(name, problem)
     return policy
 
 
-def template_problem(template: str, longest_score: int) -> str | None:
-    """Why a tag or score-text template is unusable, or None. Only a plain `{score}` is allowed:
-    `{score[0]}`, `{score.x}`, `{score!r}`, `{score:>300}` or `{{score}}` would fail, reach into
-    objects, or never show the score. It must fit its column with the longest score of the scale."""
+def template_syntax_problem(template: str) -> str | None:
+    """Why a tag or score-text template is unusable whatever the scale, or None. Only a plain `{score}` is
+    allowed: `{score[0]}`, `{score.x}`, `{score!r}`, `{score:>300}` or `{{score}}` would fail, reach into
+    objects, or never show the score."""
     from connector.validation import text_problem
 
     problem = text_problem(template)
@@ -206,9 +240,18 @@ def template_problem(template: str, longest_score: int) -> str | None:
         return "must contain {score}"
     if any(p != ("score", "", None) for p in placeholders):
         return "may use only the plain {score} placeholder"
+    return None
+
+
+def template_problem(template: str, longest_score: int) -> str | None:
+    """`template_syntax_problem`, or why the template does not fit its column with the longest score of
+    the scale (or is blank), or None."""
+    problem = template_syntax_problem(template)
+    if problem:
+        return problem
     rendered = template.format(score=longest_score)
-    if not rendered.strip() or len(rendered) > 255:
-        return f"must render to 1..255 characters (with the score {longest_score})"
+    if not rendered.strip() or len(rendered) > TEMPLATE_MAX:
+        return f"must render to 1..{TEMPLATE_MAX} characters (with the score {longest_score})"
     return None
 
 
@@ -222,6 +265,10 @@ def policy_with_changes(policy: Policy, changes: dict) -> Policy:
     for name in changes:
         if name not in _TYPES:
             raise PolicyError(name, "unknown setting")
+    for name in ("tag_template", "score_text_template"):
+        # A new template fits as written (a placeholder renders shorter than `{score}`), whatever the scale.
+        if isinstance(changes.get(name), str) and len(changes[name]) > TEMPLATE_MAX:
+            raise PolicyError(name, f"at most {TEMPLATE_MAX} characters")
     return validate_policy(replace(policy, **changes))
 
 

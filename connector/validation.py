@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import numbers
 import re
-from datetime import timezone
+from datetime import datetime, timezone
 
 from marshmallow import ValidationError, fields
 
@@ -22,10 +22,19 @@ def first_error(messages) -> str:
     return f"{'.'.join(path)}: {text}" if path else str(text)
 
 
-def parse_json(text: str) -> object:
-    """json.loads that reports too-deep nesting as invalid JSON (ValueError), never RecursionError."""
+def _json_number(text: str) -> int | float:
+    """A JSON number with a fraction or an exponent: an integer when it is one (7.0, 1e3), as JSON Schema's
+    `integer` reads it; floats past 2**53 stay floats (no exact integer there)."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) <= 2**53 else value
+
+
+def parse_json(text: str, *, json_integers: bool = False) -> object:
+    """json.loads that reports too-deep nesting as invalid JSON (ValueError), never RecursionError. With
+    `json_integers` (the JSON API, which an OpenAPI document describes), 7.0 and 1e3 are the integers 7 and
+    1000."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=_json_number if json_integers else None)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 
@@ -68,29 +77,53 @@ def line_problem(line: str) -> str | None:
     return text_problem(line)
 
 
-def valid_line(text: str) -> None:
-    """A marshmallow validator for `line_problem` (None: no line)."""
-    problem = line_problem(text) if text is not None else None
-    if problem:
-        raise ValidationError(problem)
+# The same rules as JSON Schema patterns, for the OpenAPI document (ECMA-262 and Python read them alike;
+# tests/unit/test_patterns.py checks that each admits exactly what its *_problem function admits). A pattern
+# cannot name lone surrogates (JSON Schema tools refuse such a pattern): the document says it in words.
+_CONTROL_CLASS = r"\x00-\x1f\x7f-\x9f"
+_CONTROL_IN_LINES_CLASS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+# The characters str.isspace() (and so str.strip()) counts as white space, less the controls above.
+_SPACE_CLASS = r" \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+TEXT_PATTERN = rf"^[^{_CONTROL_CLASS}]*$"
+LINES_PATTERN = rf"^[^{_CONTROL_IN_LINES_CLASS}]*$"
 
 
-def storable_text(text: str) -> None:
-    """A marshmallow validator for `text_problem` (one line of text)."""
-    problem = text_problem(text)
-    if problem:
-        raise ValidationError(problem)
+def _line_pattern(also_excluded: str = "") -> str:
+    allowed = f"[^{_CONTROL_CLASS}{also_excluded}]"
+    return rf"^{allowed}*[^{_CONTROL_CLASS}{also_excluded}{_SPACE_CLASS}]{allowed}*$"
 
 
-def storable_lines(text: str) -> None:
-    """A marshmallow validator for `text_problem` of multi-line text (a comment)."""
-    problem = text_problem(text, multiline=True)
-    if problem:
-        raise ValidationError(problem)
+LINE_PATTERN = _line_pattern()
+LINE_PATH_PATTERN = _line_pattern("/")  # a line named in a URL's path: a `/` would end the segment
+
+
+class Rule:
+    """A marshmallow validator for one of the rules above, which also tells the OpenAPI document the JSON
+    Schema keywords that state it (`schema`)."""
+
+    def __init__(self, problem, schema: dict):
+        self.problem, self.schema = problem, schema
+
+    def __call__(self, value) -> None:
+        problem = self.problem(value) if value is not None else None
+        if problem:
+            raise ValidationError(problem)
+
+
+TEXT_DESCRIPTION = "Unicode text (no lone surrogates) without control characters"
+# A line's name (None: no line).
+valid_line = Rule(line_problem, {"minLength": 1, "maxLength": LINE_MAX, "pattern": LINE_PATTERN,
+                                 "description": f"1 to {LINE_MAX} characters, not only white space; "
+                                                + TEXT_DESCRIPTION})
+# One line of text.
+storable_text = Rule(text_problem, {"pattern": TEXT_PATTERN})
+# Multi-line text (a comment): tab and line breaks allowed.
+storable_lines = Rule(lambda text: text_problem(text, multiline=True), {"pattern": LINES_PATTERN})
 
 
 class StrictInteger(fields.Integer):
-    """An integer as sent: 1.5, "7", 1e3 and true are refused, not coerced."""
+    """An integer as sent: 1.5, "7", 1e3 and true are refused, not coerced (the JSON API parses 7.0 and 1e3
+    as the integers they are: parse_json's `json_integers`)."""
 
     def _validated(self, value):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -99,15 +132,22 @@ class StrictInteger(fields.Integer):
 
 
 class AwareUtcDateTime(fields.AwareDateTime):
-    """An ISO 8601 date-time (UTC when no offset) that exists in UTC: 0001-01-01T00:00:00+01:00
-    and 9999-12-31T23:59:59-01:00 parse, but fall outside the years a datetime holds in UTC."""
+    """An ISO 8601 date-time (UTC when no offset; RFC 3339's lower-case `t` and `z` too) that exists in UTC:
+    0001-01-01T00:00:00+01:00 and 9999-12-31T23:59:59-01:00 parse, but fall outside the years a datetime
+    holds in UTC. Those are refused, or with `clamp` (a filter's bound) taken as the earliest or latest
+    moment there is, which selects exactly what they would."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, clamp: bool = False, **kwargs):
         super().__init__(default_timezone=timezone.utc, **kwargs)
+        self.clamp = clamp
 
     def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = value.replace("t", "T").replace("z", "Z")
         moment = super()._deserialize(value, attr, data, **kwargs)
         try:
             return moment.astimezone(timezone.utc)
         except OverflowError:
+            if self.clamp:
+                return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=timezone.utc)
             raise ValidationError("date out of range in UTC") from None

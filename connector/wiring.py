@@ -79,8 +79,23 @@ def build_inbox(config: Config, db: Database, *, wake=None):
                         idle_seconds=config.INBOX_POLL_SECONDS)
 
 
+def build_recording_copier(config: Config, db: Database, workers: list, *, session=None):
+    """Copies recordings ahead of the targets that download them, or None when no target does, the PBX's
+    API is not configured, or RECORDING_COPIES_MB is 0."""
+    kinds = [kind for worker in workers for kind in worker.target.recording_kinds]
+    if not kinds or not config.RECORDING_COPIES_MB or not (config.MANGO_API_KEY and config.MANGO_API_SALT):
+        return None
+    from connector.recordings import RecordingCopier
+
+    pbx = build_pbx_api(config, db, session=session)
+    return RecordingCopier(db, pbx.recording_file, kinds, max_bytes=config.RECORDING_COPIES_MB * 1024 * 1024,
+                           poll_seconds=config.WORKER_POLL_SECONDS)
+
+
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
-    """Every background loop this configuration needs: the inbox, delivery, PBX polling and scanning."""
-    loops = (build_inbox(config, db, wake=wake), *build_workers(config, db), build_poller(config, db),
-             build_scanner(config, db))
+    """Every background loop this configuration needs: the inbox, delivery, recording copies, PBX polling
+    and scanning."""
+    workers = build_workers(config, db)
+    loops = (build_inbox(config, db, wake=wake), *workers, build_recording_copier(config, db, workers),
+             build_poller(config, db), build_scanner(config, db))
     return [loop for loop in loops if loop is not None]

@@ -36,6 +36,7 @@ class Target(Effects, Protocol):
     queue stores an outcome (`Effects`)."""
 
     name: str
+    recording_kinds: tuple[str, ...]  # its job kinds that have the target download a call's recording
 
     def batch_size(self, kind: str) -> int:
         """How many jobs of this kind go in one request."""

@@ -100,13 +100,45 @@ def test_every_sort_pages_by_keyset_through_every_call(client, auth, calls, mang
     assert first["_meta"]["total"] == len(expected)
 
 
-def test_a_cursor_is_refused_under_another_sort(client, auth, calls):
-    link = client.get("/api/v1/calls?sort=lowest_score&per_page=1", headers=auth).json["_links"]["next"]
-    response = client.get(link.replace("sort=lowest_score", "sort=newest"), headers=auth)
-    assert response.status_code == 400
-    assert response.json["error"] == "after: the cursor was made for sort=lowest_score, not newest"
+def test_a_cursor_is_a_position_under_any_sort(client, auth, calls):
+    # After c2 (score 5, day 1) in the lowest-score order...
+    link = client.get("/api/v1/calls?sort=lowest_score&per_page=2", headers=auth).json["_links"]["next"]
+    assert walk(client, auth, link) == ["c3", "c4"]
+    # ...and the same cursor under another sort: after c2's place in that order.
+    assert walk(client, auth, link.replace("sort=lowest_score", "sort=newest")) == ["c1"]
+    assert walk(client, auth, link.replace("sort=lowest_score", "sort=oldest")) == ["c3", "c4", "c5"]
+    assert walk(client, auth, link.replace("sort=lowest_score", "sort=highest_score")) == ["c1"]
+    # After the unrated c5 (the newest call), which the score orders do not list: past their end.
+    after_c5 = client.get("/api/v1/calls?per_page=1", headers=auth).json["_links"]["next"]
+    for sort in ("lowest_score", "highest_score"):
+        page = client.get(f"{after_c5}&sort={sort}", headers=auth)
+        assert page.status_code == 200 and page.json["items"] == [] and "next" not in page.json["_links"]
     response = client.get("/api/v1/calls?sort=loudest", headers=auth)
     assert response.status_code == 400 and response.json["error"].startswith("sort")
+
+
+# `[score_]microseconds_id`: the farthest positions a cursor may name, past the end of each order.
+PAST_THE_END = {"newest": "-999999999999999999_0", "oldest": "999999999999999999_999999999999999999",
+                "lowest_score": "999999999_0_0", "highest_score": "-999999999_0_0"}
+
+
+@pytest.mark.parametrize("sort, after", PAST_THE_END.items())
+def test_a_cursor_past_the_end_is_an_empty_page_not_an_error(client, auth, calls, sort, after):
+    page = client.get(f"/api/v1/calls?sort={sort}&after={after}", headers=auth)
+    assert page.status_code == 200, page.json
+    assert page.json["items"] == [] and "next" not in page.json["_links"]
+
+
+def test_a_cursor_before_the_start_lists_everything(client, auth, calls):
+    page = client.get("/api/v1/calls?after=999999999999999999_999999999999999999", headers=auth)
+    assert [c["call_id"] for c in page.json["items"]] == ["c5", "c4", "c3", "c2", "c1"]
+
+
+@pytest.mark.parametrize("after", ["x", "1_2_3_4", "1_", "_1", "1.5_2", "1_2_-3", "9999999999_1_1",
+                                   "1_9999999999999999999_1", "1_1_9999999999999999999", "%201_1", "1_1%0A"])
+def test_a_malformed_or_overflowing_cursor_is_400(client, auth, after):
+    response = client.get(f"/api/v1/calls?after={after}", headers=auth)
+    assert response.status_code == 400 and response.json == {"error": "after: not a cursor from _links.next"}
 
 
 def test_counts_stop_at_the_cap(client, auth, calls, monkeypatch):
@@ -162,7 +194,11 @@ def test_settings_change_is_validated_applied_and_audited(client, auth, mango_po
 
 
 @pytest.mark.parametrize("body, status, needle", [
-    ({"max_threshold": 20}, 422, "max_threshold"),
+    ({"max_threshold": 20}, 409, "max_threshold: must lie within [1, 11]"),  # valid, but not on this scale
+    ({"max_threshold": 101}, 422, "max_threshold"),  # on no scale
+    ({"scale_min": 10}, 409, "scale_max: the scale must satisfy"),  # not below the scale_max in force
+    ({"scale_min": 99}, 422, "scale_min"),
+    ({"tag_template": "x" * 249 + "{score}"}, 422, "tag_template: at most 255 characters"),
     ({"scale_max": "ten"}, 422, "scale_max"),
     ({"unknown": 1}, 422, "unknown"),
     ([1, 2], 400, "object"),

@@ -144,7 +144,7 @@ def test_a_supervisor_reviews_from_the_page_and_the_operator_sees_it(client, peo
     log_in(client, "sam")
     page = client.get("/calls/call-1")
     bad = client.post("/calls/call-1/reviews", data={"score": "42", "csrf_token": csrf(page)})
-    assert bad.status_code == 422 and "outside the scale" in bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "Оценка: целое число от 1 до 10" in bad.get_data(as_text=True)
     forged = client.post("/calls/call-1/reviews", data={"score": "6", "csrf_token": "forged"})
     assert forged.status_code == 400
     done = client.post("/calls/call-1/reviews", data={"score": "6", "comment": "Не представился",
@@ -222,7 +222,7 @@ def test_an_admin_changes_the_settings_and_reads_the_audit(client, people, auth)
 
 
 @pytest.mark.parametrize("changes, field, needle", [
-    ({"max_threshold": "42"}, "max_threshold", "must lie within"),
+    ({"max_threshold": "42"}, "max_threshold", "Порог: от 1 до 11"),
     ({"scale_max": "x"}, "scale_max", "Неверное целое число"),  # WTForms speaks Russian too
     ({"tag_template": "Оценка {score!r}"}, "tag_template", "{score}"),
     ({"rating_window_days": ""}, "rating_window_days", "обязательное поле"),
@@ -273,29 +273,32 @@ def test_the_rule_for_high_scores_is_shown_explained_and_changed_on_the_settings
 def test_a_line_gets_its_own_rule_for_high_scores_on_the_settings_page(client, people, auth):
     log_in(client, "ann")
     page = client.get("/settings")
-    client.post("/settings/lines", data={"line_number": "74950000001", "enabled": "y", "high_scores": "record",
+    client.post("/settings/lines", data={"line_number": "74950000001", "enabled": "on", "high_scores": "record",
                                          "csrf_token": csrf(page)})
-    client.post("/settings/lines", data={"line_number": "74950000002", "enabled": "y", "max_threshold": "5",
+    client.post("/settings/lines", data={"line_number": "74950000002", "enabled": "", "max_threshold": "5",
                                          "high_scores": "", "csrf_token": csrf(page)})  # empty: the global rule
     overrides = client.get("/api/v1/settings/lines", headers=auth).json["items"]
     assert overrides == [{"line_number": "74950000001", "enabled": True, "high_scores": "record"},
-                         {"line_number": "74950000002", "enabled": True, "max_threshold": 5}]
+                         {"line_number": "74950000002", "max_threshold": 5}]
     shown = client.get("/settings").get_data(as_text=True).split('id="lines"')[1]
-    cells = re.findall(r'<td class="high-scores">([^<]*)</td>', shown)
-    assert cells == ["писать текст оценки, без тега", "как у всех"]
+    cells = re.findall(r'<td class="high-scores">(.*?)</td>', shown)
+    assert cells == ["<strong>писать текст оценки, без тега</strong>",
+                     '<span class="muted">как в общих: как принято в каждой CRM (amoCRM: не писать, Bitrix24: писать)'
+                     "</span>"]
 
 
 def test_an_admin_sets_and_removes_a_line_override_on_the_settings_page(client, people, auth):
     log_in(client, "ann")
     page = client.get("/settings")
-    saved = client.post("/settings/lines", data={"line_number": "74950000001", "max_threshold": "5",
-                                                 "csrf_token": csrf(page)})  # the box unticked: feature off
-    assert saved.headers["Location"] == "/settings"
+    saved = client.post("/settings/lines", data={"line_number": "74950000001", "enabled": "off", "max_threshold": "5",
+                                                 "csrf_token": csrf(page)})
+    assert saved.headers["Location"] == "/settings?line_saved=1#lines"
     assert client.get("/api/v1/settings/lines/74950000001", headers=auth).json == {
         "line_number": "74950000001", "enabled": False, "max_threshold": 5}
-    refused = client.post("/settings/lines", data={"line_number": "74950000002", "enabled": "y",
+    refused = client.post("/settings/lines", data={"line_number": "74950000002", "enabled": "on",
                                                    "max_threshold": "99", "csrf_token": csrf(page)})
-    assert refused.status_code == 422 and "max_threshold" in refused.get_data(as_text=True)
+    problem = re.search(r'id="line-problem">([^<]*)<', refused.get_data(as_text=True)).group(1)
+    assert refused.status_code == 422 and problem.startswith("Порог: от 1 до 11")
     shown = client.get("/settings").get_data(as_text=True).split('id="lines"')[1]
     assert "74950000001" in shown and "74950000002" not in shown
     client.post("/settings/lines/74950000001/delete", data={"csrf_token": csrf(page)})

@@ -769,3 +769,19 @@ def test_a_crm_failing_for_over_5_minutes_makes_the_connector_degraded(h):
         s.execute(update(DeliveryJob).values(first_failed_at=datetime.now(timezone.utc) - timedelta(minutes=6)))
     assert h.client.get("/healthz").json["components"]["crm"] == "failing"
     assert h.status()["crm"]["outbox"]["log_call"]["pending"] == 1
+
+
+@pytest.mark.parametrize("h", [{"AMOCRM_LOG_CALLS": "false", "QA_LOCK_SCORE": "false"}], indirect=True)
+def test_without_call_logging_an_ignored_high_score_says_nothing_was_written_and_a_later_low_one_is(h):
+    """Nothing to send is not "pending" for ever: the call says why amoCRM got nothing."""
+    contact = h.fake.add_contact(PHONE)
+    scored_call(h, digits="10")
+    h.drain()
+    crm = h.call("call-1")["crm"]
+    assert (crm["status"], crm["reason"], h.fake.notes) == \
+        ("skipped", "score at or above the threshold: nothing written (high scores ignored)", [])
+    h.post("events/dtmf", dtmf(digits="2", seq=10))  # the customer rates again, low
+    h.drain()
+    assert h.call("call-1")["crm"]["status"] == "delivered"
+    assert [n["params"]["text"] for n in h.fake.notes if n["note_type"] == "common"] == ["Оценка качества: 2"]
+    assert h.fake.contacts[contact]["tags"] == ["Оценка 2"]

@@ -1,5 +1,7 @@
-"""A cursor is ours or it is refused with 400: a forged one whose numbers overflow the database's integers
-answered 500 (SQLite: "Python int too large to convert to SQLite INTEGER")."""
+"""A cursor is well-formed or it is refused with 400: a forged one whose numbers overflow the database's
+integers answered 500 (SQLite: "Python int too large to convert to SQLite INTEGER"). A cursor is
+`[score_]microseconds_id`, each part bounded (the OpenAPI document states the pattern), so no cursor that
+passes can overflow; a well-formed one past the data is a position, answered with an empty page."""
 import base64
 
 import pytest
@@ -10,15 +12,16 @@ from connector.users import add_user
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def forged(raw: str) -> str:
+def old_style(raw: str) -> str:
+    """The cursors of earlier versions: base64 of `moment|id|sort|score`."""
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 CURSORS = [
-    ("newest", forged("2026-01-01T00:00:00+00:00|99999999999999999999999|newest|")),
-    ("newest", forged("2026-01-01T00:00:00+00:00|0|newest|")),
-    ("lowest_score", forged("2026-01-01T00:00:00+00:00|1|lowest_score|99999999999999999999999")),
-    ("newest", forged("9999-12-31T23:59:59-12:00|1|newest|")),
+    ("newest", "1763800000000000_99999999999999999999999"),  # an id past 64 bits
+    ("lowest_score", "99999999999999999999999_1763800000000000_1"),  # a score past 32 bits
+    ("newest", "9999999999999999999999999_1"),  # a moment past any date
+    ("newest", old_style("2026-01-01T00:00:00+00:00|1|newest|")),
 ]
 
 

@@ -42,8 +42,8 @@ def test_a_name_no_call_could_carry_is_refused_everywhere(client, auth, mango_po
         add_user(s, "ann", "admin", "correct horse battery", [])
     console_login(client, "ann", "correct horse battery")
     page = client.get("/settings")
-    form = client.post("/settings/lines", data={"line_number": line, "max_threshold": "5", "enabled": "y",
+    form = client.post("/settings/lines", data={"line_number": line, "max_threshold": "5", "enabled": "on",
                                                 "csrf_token": csrf_token(page)})
-    said = form.get_data(as_text=True)  # a blank field is "required" first; any other name, the line rule
-    assert form.status_code == 400 and ("от 1 до 32 символов" in said or "Обязательное поле" in said)
+    said = form.get_data(as_text=True)  # a blank field is asked for first; any other name, the line rule
+    assert form.status_code == 400 and ("от 1 до 32 символов" in said or "Укажите линию" in said)
     assert client.get("/api/v1/settings/lines", headers=auth).json["items"] == []

@@ -69,7 +69,7 @@ def test_overrides_are_read_changed_removed_and_audited(client, auth):
 
 
 @pytest.mark.parametrize("body, needle", [
-    ({"max_threshold": 42}, "max_threshold: must lie within"),
+    ({"max_threshold": 101}, "max_threshold: must lie within"),
     ({"tag_template": "x {score}"}, "tag_template: a line may override only enabled, max_threshold, high_scores"),
     ({"high_scores": "skip"}, "high_scores: must be one of default, ignore, record"),
     ({"enabled": "yes"}, "enabled: expected bool"),
@@ -81,3 +81,13 @@ def test_a_bad_override_is_refused_and_changes_nothing(client, auth, body, needl
     assert response.status_code == 422 and needle in response.json["error"]
     assert client.get("/api/v1/settings/lines", headers=auth).json["items"] == []
     assert client.get("/api/v1/settings/audit", headers=auth).json["items"] == []
+
+
+def test_a_threshold_outside_the_scale_in_force_is_a_409_conflict(client, auth):
+    # 42 is a threshold some scale allows (0 to 100), just not the 1..10 one in force: the document cannot say
+    # which, so it is a conflict with the settings, not a malformed request.
+    response = client.put(f"/api/v1/settings/lines/{SALES}", json={"max_threshold": 42}, headers=auth)
+    assert response.status_code == 409 and response.json == {"error": "max_threshold: must lie within [1, 11], got 42"}
+    assert client.get("/api/v1/settings/lines", headers=auth).json["items"] == []
+    assert client.put("/api/v1/settings", json={"scale_max": 50}, headers=auth).status_code == 200
+    assert client.put(f"/api/v1/settings/lines/{SALES}", json={"max_threshold": 42}, headers=auth).status_code == 200

@@ -13,7 +13,8 @@ from connector.models import Call, InboundEvent, PbxPoll, PbxScan, Score
 from connector.pbx.mango_api import STATS_LIMITS, MangoBusy, StatsWindow, parse_scanned
 from connector.scanner import WINDOWS, QualityScanner
 from connector.wiring import build_pbx_api, build_poller, ingest_context
-from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, make_config, summary
+from connector.users import add_user
+from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, console_login, make_config, summary
 from tests.fakes.mango import FakeMango, create_fake_mango
 from tests.fakes.server import serving
 
@@ -227,3 +228,29 @@ def test_a_statistics_call_is_read_in_every_documented_shape():
     plain = parse_scanned({"entry_id": "E2", "mark_client": None, "context_init_type": 0, "conversion": None})
     assert not plain.contact_center and plain.report.customer_raw is None
     assert parse_scanned({"mark_client": 5}) is None
+
+
+def test_a_failing_scan_shows_in_healthz_the_status_the_metrics_and_the_settings_page(h):
+    """Nothing fails unseen: a scan whose report ends in error is a degraded PBX with its reason."""
+    h.pbx.reports_fail = True
+    h.scan()
+    health = h.client.get("/healthz").json
+    assert health["status"] == "degraded" and health["components"]["pbx"] == "scan_failing"
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    scans = h.client.get("/api/v1/status", headers=auth).json["details"]["pbx"]["quality_scans"]
+    assert scans["recent"]["last_error"] == "the statistics report ended as error"
+    assert scans["recent"]["last_finished_at"] is None
+    metrics = h.client.get("/metrics", headers=auth).get_data(as_text=True)
+    assert 'connector_pbx_scan_ok{window="recent"} 0.0' in metrics
+    with h.db.transaction() as s:
+        add_user(s, "anna", "admin", "correct horse battery")
+    console_login(h.client, "anna", "correct horse battery")
+    page = h.client.get("/settings").get_data(as_text=True)
+    assert "Сбор оценок из статистики АТС не удаётся: the statistics report ended as error" in page
+    h.pbx.reports_fail = False
+    h.scan()
+    assert h.client.get("/healthz").json["components"]["pbx"] == "ok"
+    scans = h.client.get("/api/v1/status", headers=auth).json["details"]["pbx"]["quality_scans"]
+    assert scans["recent"]["last_error"] is None and scans["recent"]["last_finished_at"] is not None
+    assert 'connector_pbx_scan_ok{window="recent"} 1.0' in h.client.get("/metrics", headers=auth).get_data(as_text=True)
+    assert "Сбор оценок из статистики АТС" not in h.client.get("/settings").get_data(as_text=True)

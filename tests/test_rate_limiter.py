@@ -41,3 +41,29 @@ def test_a_caller_woken_late_pushes_the_next_slot(db):
     # The request after a late one still keeps its distance.
     assert min(gaps) >= 1 / (7 * SharedRateLimiter.HEADROOM) - 1e-6
     assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 7
+
+
+def test_a_caller_woken_late_never_goes_right_beside_a_slot_another_process_reserved(db):
+    """Two processes: while the first sleeps towards its slot, the second reserves the next one; the first
+    wakes 80 ms late. Going then would put the two requests 73 ms apart (8 within one second)."""
+    clock = Clock()
+    first = SharedRateLimiter(db, "amocrm", 7, sleep=clock.sleep, clock=clock)
+    second = SharedRateLimiter(db, "amocrm", 7, sleep=clock.sleep, clock=clock)
+    first.wait_turn()  # the slot is taken: the next caller sleeps
+    sent = [clock.now]
+    reserved = []
+    real_sleep = clock.sleep
+
+    def sleep_late_while_the_other_reserves(seconds: float) -> None:
+        clock.sleep = real_sleep
+        reserved.append(second.reserve()[0])
+        clock.late_by = 0.08
+        real_sleep(seconds)
+
+    clock.sleep = sleep_late_while_the_other_reserves
+    first.sleep = lambda seconds: clock.sleep(seconds)
+    first.wait_turn()
+    sent.append(clock.now)
+    interval = 1 / (7 * SharedRateLimiter.HEADROOM)
+    assert abs(sent[1] - reserved[0]) >= interval - 1e-6  # apart from the other process's request
+    assert sent[1] - sent[0] >= interval - 1e-6

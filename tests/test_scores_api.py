@@ -87,10 +87,26 @@ def test_wrong_shape_is_400_naming_the_field(post_score, db, payload, needle):
     assert counts(db) == (0, 0, 0)
 
 
-def test_out_of_scale_score_is_422_and_nothing_is_kept(post_score, db):
+def test_out_of_scale_score_is_409_and_nothing_is_kept(post_score, db):
+    # 42 fits some scale (0 to 99), not the 1..10 one in force: a conflict with the settings.
     response = post_score({"call_id": "c", "score": 42})
-    assert response.status_code == 422 and "outside the scale" in response.json["error"]
+    assert response.status_code == 409 and "outside the scale 1..10" in response.json["error"]
     assert counts(db) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("score", [-1, 100])
+def test_a_score_no_scale_holds_is_400(post_score, db, score):
+    response = post_score({"call_id": "c", "score": score})
+    assert response.status_code == 400 and response.json["error"].startswith("score:")
+    assert counts(db) == (0, 0, 0)
+
+
+def test_an_integral_number_is_an_integer(client, auth):
+    # JSON has one number type: 4.0 is the integer 4 (as the OpenAPI document's `integer` reads it).
+    body = '{"call_id": "c", "score": 4.0}'
+    response = client.post("/api/v1/scores", data=body, headers=sign_score(body))
+    assert response.status_code == 200 and response.json["status"] == "accepted"
+    assert client.get("/api/v1/calls/c", headers=auth).json["customer_score"] == 4
 
 
 def test_wrong_content_type_is_415(client):

@@ -172,7 +172,7 @@ def test_supervisors_are_notified_of_new_low_scores_only(client, people, calls):
 
 
 @pytest.mark.parametrize("body, needle", [
-    ({"score": 11}, "outside the scale"),
+    ({"score": 100}, "score"),  # on no scale
     ({"score": "5"}, "score"),
     ({"score": 5, "extra": 1}, "extra"),
     ({"comment": "no score"}, "score"),
@@ -180,6 +180,14 @@ def test_supervisors_are_notified_of_new_low_scores_only(client, people, calls):
 def test_a_bad_review_is_refused_and_writes_nothing(client, people, calls, db, body, needle):
     response = client.post("/api/v1/calls/call-1/reviews", json=body, headers=people["sam"])
     assert response.status_code == 422 and needle in response.json["error"]
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Score).where(Score.source == "supervisor")) == 0
+
+
+def test_a_review_outside_the_scale_in_force_is_a_409_conflict(client, people, calls, db):
+    # 11 is on some scale (0 to 99), not on the 1..10 one in force for the call's line.
+    response = client.post("/api/v1/calls/call-1/reviews", json={"score": 11}, headers=people["sam"])
+    assert response.status_code == 409 and "outside the scale 1..10" in response.json["error"]
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Score).where(Score.source == "supervisor")) == 0
 

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from connector.calls import CallFilter, Cursor, call_id_problem, call_json, find_calls, get_visible_call
+from connector.calls import CallFilter, call_id_problem, call_json, find_calls, get_visible_call
 from connector import status, throttle
 from connector.ingest import ingest_api_score
 from connector.metrics import CALLBACKS, queue_metrics
@@ -20,7 +20,7 @@ from connector.runtime_settings import (audit_trail, current_policies, current_p
                                        delete_line_override, line_override, update_line_override, update_policy,
                                        update_user_map, user_map_scope)
 from connector.models import Role
-from connector.threshold import REFUSED, PolicyError
+from connector.threshold import REFUSED, SCORE_LIMIT, PolicyConflict, PolicyError
 from connector.notifications import mark_read, notifications_for
 from connector.reports import By, ReportFilter
 from connector.reviews import add_review
@@ -89,7 +89,7 @@ def _require_json_type() -> None:
 def _json_body() -> object:
     _require_json_type()
     try:
-        return parse_json(request.get_data(as_text=True))
+        return parse_json(request.get_data(as_text=True), json_integers=True)
     except ValueError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
 
@@ -101,7 +101,7 @@ class ScoreSchema(Schema):
         unknown = EXCLUDE
 
     call_id = fields.String(required=True, validate=[validate.Length(min=1, max=128), storable_text])
-    score = StrictInteger(required=True, validate=validate.Range(-INT32_MAX - 1, INT32_MAX))
+    score = StrictInteger(required=True, validate=validate.Range(0, SCORE_LIMIT - 1))  # any scale's range
     source = fields.String(load_default="customer", validate=validate.OneOf(["customer", "supervisor"]))
     rated_at = AwareUtcDateTime(load_default=None)
     comment = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=2000), storable_lines])
@@ -140,8 +140,9 @@ def post_score():
     with services().db.transaction() as session:
         call, result = ingest_api_score(session, services().ingest, headers["Webhook-Id"], body, score)
         if getattr(result, "status", None) == REFUSED:
-            # Raising rolls the transaction back: tell the sender, keep nothing; it can resend.
-            raise ApiError(422, f"score: {result.reason}")
+            # Outside the scale or the rating window in force: a conflict with the settings, not a malformed
+            # score. Raising rolls the transaction back: tell the sender, keep nothing; it can resend.
+            raise ApiError(409, f"score: {result.reason}")
         answer = {"success": True, "call_id": call.entry_id, "status": result.status, "reason": result.reason}
     CALLBACKS.labels("scores", "accepted").inc()
     return answer
@@ -157,11 +158,9 @@ def list_calls():
     try:
         args = CALL_QUERY_SCHEMA.load(request.args.to_dict())
         sort = args.pop("sort")
-        after = Cursor.decode(args.pop("after"), sort) if "after" in args else None
+        after = args.pop("after", None)
     except ValidationError as exc:
         raise ApiError(400, first_error(exc.messages)) from None
-    except ValueError as exc:
-        raise ApiError(400, f"after: {exc}") from None
     page, per_page = args.pop("page"), min(args.pop("per_page"), MAX_PER_PAGE)
     with services().db.reading() as session:
         found = find_calls(session, CallFilter(**args, visible_extensions=g.principal.visible_extensions),
@@ -198,7 +197,7 @@ class ReviewSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    score = StrictInteger(required=True, validate=validate.Range(-1000, 1000))
+    score = StrictInteger(required=True, validate=validate.Range(0, SCORE_LIMIT - 1))  # any scale's range
     comment = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=2000), storable_lines])
 
 
@@ -224,8 +223,8 @@ def post_review(call_id: str):
         call = _visible_call(session, call_id)
         try:
             add_review(session, services().ingest, call, g.principal, review["score"], review["comment"])
-        except ValueError as exc:
-            raise ApiError(422, f"score: {exc}") from None
+        except ValueError as exc:  # outside the scale in force for the call's line
+            raise ApiError(409, f"score: {exc}") from None
         session.flush()
         return call_json(call, with_history=True, marks=marks_json(session, call)), 201
 
@@ -332,6 +331,8 @@ def put_settings():
         try:
             maps = _user_maps(session, changes)
             policy = update_policy(session, services().ingest.initial_policy, changes, actor=g.principal.username)
+        except PolicyConflict as exc:
+            raise ApiError(409, str(exc)) from None
         except PolicyError as exc:
             raise ApiError(422, str(exc)) from None
         return {**policy.as_dict(), **maps}
@@ -374,6 +375,8 @@ def put_line_override(line_number: str):
         try:
             override = update_line_override(session, services().ingest.initial_policy, line_number, body,
                                             actor=g.principal.username)
+        except PolicyConflict as exc:
+            raise ApiError(409, str(exc)) from None
         except PolicyError as exc:
             raise ApiError(422, str(exc)) from None
     return {"line_number": line_number, **override}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from flask import Flask, has_request_context, jsonify, request
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
@@ -40,7 +41,20 @@ def _callback_endpoint() -> str | None:
     return "scores" if request.path == "/api/v1/scores" else None
 
 
-def register_error_handlers(app: Flask) -> None:
+def _for_people() -> bool:
+    """A request that matched no face (an unknown address, a wrong method) from a browser asking for a
+    page: the machine faces (the API, the PBX's callbacks) always answer JSON."""
+    return (request.blueprint is None and not request.path.startswith(MACHINE_PATHS)
+            and request.accept_mimetypes.best_match(("application/json", "text/html")) == "text/html")
+
+
+MACHINE_PATHS = ("/api/", "/mango/", "/recordings/", "/healthz", "/metrics")
+
+
+def register_error_handlers(app: Flask, *, page_for_people: Callable[[HTTPException], object] | None = None) -> None:
+    """JSON errors for every face; `page_for_people` answers instead where a person's browser asked for a
+    page at an address no face knows (the console's own views answer with its pages themselves)."""
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         response = error_response(exc.status, exc.message)
@@ -78,6 +92,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
+        if page_for_people is not None and _for_people():
+            return page_for_people(exc)
         messages = {413: "request body too large", 404: "not found", 405: "method not allowed"}
         response = error_response(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
         if getattr(exc, "valid_methods", None):  # a 405 says what is allowed (RFC 9110)

@@ -1,33 +1,24 @@
 """Signed, expiring recording links: `GET /recordings/<call_id>?exp=..&sig=..`.
 
-The CRM's player keeps our link; each play asks the PBX for a fresh single-use link
-and redirects to it. Every wrong request counts towards MANGO's 2-minute block of the whole
-account, so:
-- a recording the PBX says it does not have is remembered for `UNAVAILABLE_FOR`: the player
-  answers 404 at once instead of asking again;
-- right after the PBX says a file is in its cloud (record/added), a fetch may still find none
-  (the vendor warns of it under load). The first fetch waits `FIRST_FETCH_DELAY`; until `SETTLING`
-  has passed a fetch is a "probing" request (sent only when no other wrong request is in the
-  2-minute window, one at a time), and a miss is "not ready yet" (503 with Retry-After), never
-  "the PBX lacks it".
+The CRM's player keeps our link. A recording the connector holds a copy of (made for a target that
+downloads files, see `connector.recordings`) is served from it; any other play asks the PBX for a fresh
+single-use link and redirects to it, when `connector.recordings.fetch_plan` says the PBX may be asked.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import io
+from datetime import datetime, timezone
 
-from flask import Blueprint, current_app, redirect, request
+from flask import Blueprint, current_app, redirect, request, send_file
 from sqlalchemy import select, update
 
 from connector.links import link_is_valid
-from connector.models import Call
-from connector.pbx.mango_api import STRIKE_WINDOW, MangoUnavailable, MangoWrongRequest
+from connector.models import Call, RecordingCopy
+from connector.pbx.mango_api import MangoUnavailable, MangoWrongRequest
+from connector.recordings import Missing, NotReady, fetch_plan, record_file_name, unavailable_hold
 from webhooks.errors import ApiError
 
 bp = Blueprint("recordings", __name__)
-
-UNAVAILABLE_FOR = timedelta(minutes=3)
-FIRST_FETCH_DELAY = timedelta(seconds=45)
-SETTLING = timedelta(minutes=5)
 
 
 def _not_yet(seconds: float, why: str) -> ApiError:
@@ -42,28 +33,28 @@ def play(call_id: str):
         raise ApiError(403, "recording link is invalid or expired")
     now = datetime.now(timezone.utc)
     with services.db.reading() as session:
-        row = session.execute(select(Call.recording_id, Call.recording_unavailable_until, Call.recording_stored_at)
+        row = session.execute(select(Call.recording_id, Call.recording_unavailable_until, Call.recording_stored_at,
+                                     RecordingCopy.body, RecordingCopy.content_type)
+                              .outerjoin(RecordingCopy, RecordingCopy.recording_id == Call.recording_id)
                               .where(Call.entry_id == call_id)).first()
-    recording_id, unavailable_until, stored_at = row if row else (None, None, None)
-    if not recording_id:
-        raise ApiError(404, "recording not ready yet: the PBX has not reported a recording in its cloud")
-    settling = stored_at is not None and now < stored_at + SETTLING
-    if stored_at is not None and now < stored_at + FIRST_FETCH_DELAY:
-        raise _not_yet((stored_at + FIRST_FETCH_DELAY - now).total_seconds(),
-                       "the PBX is still storing the recording")
-    if unavailable_until and unavailable_until > now:
-        if settling:
-            raise _not_yet((unavailable_until - now).total_seconds(), "the PBX has not stored the recording yet")
-        raise ApiError(404, "recording not available: the PBX had no file for it moments ago; try again later")
+    recording_id, unavailable_until, stored_at, body, content_type = row if row else (None,) * 5
+    if body is not None:
+        return send_file(io.BytesIO(body), mimetype=content_type, conditional=True,
+                         download_name=record_file_name(call_id), max_age=0)
+    plan = fetch_plan(recording_id, unavailable_until, stored_at, now)
+    if isinstance(plan, NotReady):
+        raise _not_yet(plan.seconds, plan.why)
+    if isinstance(plan, Missing):
+        raise ApiError(404, plan.why)
     try:
         # Until the file has surely settled in the PBX's cloud, a fetch may be answered "not found".
-        url = services.pbx.recording_link(recording_id, probing=settling)
+        url = services.pbx.recording_link(recording_id, probing=plan.probing)
     except MangoWrongRequest as exc:
-        hold = STRIKE_WINDOW if settling else UNAVAILABLE_FOR
+        hold = unavailable_hold(plan.probing)
         with services.db.transaction() as session:
             session.execute(update(Call).where(Call.entry_id == call_id)
                             .values(recording_unavailable_until=now + hold))
-        if settling:  # announced moments ago: not stored yet, not missing
+        if plan.probing:  # announced moments ago: not stored yet, not missing
             raise _not_yet(hold.total_seconds(), "the PBX has not stored the recording yet") from None
         raise ApiError(404, f"recording not available: the PBX has no file for it (result {exc.result})") from None
     except MangoUnavailable as exc:

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import math
 import secrets
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from functools import wraps
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
                    url_for)
-from flask_babel import Babel, get_locale, gettext as _
+from flask_babel import Babel, format_datetime, get_locale, gettext as _, lazy_gettext as _l
 from markupsafe import escape
 from marshmallow import ValidationError
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
 from connector import xlsx
 from connector.exports import FORMATS
 from connector.links import recording_link
 from connector.models import JobStatus, Role
-from connector.notifications import mark_read, notifications_for, unread_count
+from connector.notifications import mark_read, newest_notification, notification_page, unread_count
 from connector.quality import marks_json
 from connector.queries import CALL_QUERY_SCHEMA, REPORT_QUERY_SCHEMA
 from connector.reports import ReportFilter
@@ -33,8 +35,8 @@ from connector import throttle
 from connector.users import (Principal, UserError, end_session, list_tokens, list_users, login as check_login,
                              principal_for_session, read_then_write, revoke_token, start_session, token_state,
                              unlock)
-from connector.validation import first_error
 from webui import charts
+from webui.problems import filter_problem, policy_problem
 from webui.forms import (HIGH_SCORES_CHOICES, LineOverrideForm, LoginForm, LogoutForm, MarkReadForm, ReplayForm,
                          ReviewForm, SettingsForm, UnlockForm)
 
@@ -53,12 +55,43 @@ LANGUAGES = ("ru", "en")
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 
+PAGE_ARGS = ("lang",)  # the page's own query arguments: never a filter
+
+
 def _locale() -> str:
-    """Russian unless the user asked for English (`?lang=en`, remembered in the session)."""
+    """Russian unless the user asked for English (`?lang=en` on any page, remembered in the session)."""
     wanted = request.args.get("lang")
     if wanted in LANGUAGES:
         session["lang"] = wanted
     return session.get("lang", LANGUAGES[0])
+
+
+@bp.before_request
+def _remember_language():
+    """A language asked for is kept even when the page answers with a redirect (to the login, say)."""
+    _locale()
+
+
+def _clear_session() -> None:
+    """Forget who is logged in, keeping the language: it belongs to the browser, not to the login."""
+    language = session.get("lang")
+    session.clear()
+    if language in LANGUAGES:
+        session["lang"] = language
+
+
+def _with_language(code: str) -> str:
+    """This page in another language, with the same query (filters, a login's `next`). After a refused
+    post the page is the one the form came from (`g.page_url`)."""
+    base = g.get("page_url")
+    if base is None:
+        # Re-quoted, and never "//host" or "/\\host": an unknown address's page must not link to another site.
+        path = quote("/" + request.path.lstrip("/\\"), safe="/:@!$&'()*+,;=-._~")
+        base = request.script_root + path if request.method == "GET" else url_for("console.calls")
+        args = [(k, v) for k, v in request.args.items(multi=True) if k not in (*PAGE_ARGS, "line_saved")]
+    else:
+        args = []
+    return f"{base}{'&' if '?' in base else '?'}{urlencode([*args, ('lang', code)])}"
 
 
 def configure(app) -> None:
@@ -66,9 +99,9 @@ def configure(app) -> None:
     session (`console_sessions`), which ends at logout, after SESSION_IDLE_HOURS without a request, and
     SESSION_MAX_HOURS after the login. The UI speaks Russian, and English on request (Flask-Babel,
     catalogues in webui/translations)."""
-    Babel(app, locale_selector=_locale, default_locale=LANGUAGES[0],
-          default_translation_directories=str(TRANSLATIONS))
     config = services_config(app)
+    Babel(app, locale_selector=_locale, default_locale=LANGUAGES[0], default_timezone=config.CONSOLE_TIMEZONE,
+          default_translation_directories=str(TRANSLATIONS))
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=config.PUBLIC_BASE_URL.startswith("https://"),
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=config.SESSION_MAX_HOURS), WTF_CSRF_TIME_LIMIT=None)
@@ -113,11 +146,11 @@ def login_required(*roles: Role):
                 principal = read_then_write(services().db, lambda s: principal_for_session(
                     s, sid, idle_hours=config.SESSION_IDLE_HOURS, max_hours=config.SESSION_MAX_HOURS))
             if principal is None:  # never logged in, logged out, expired, or disabled since
-                session.clear()
+                _clear_session()
                 return redirect(url_for(".login", next=request.full_path.rstrip("?")))
+            g.principal = principal  # known before a refusal: its page shows who is refused
             if roles and principal.role not in roles:
                 abort(403)
-            g.principal = principal
             return view(*args, **kwargs)
 
         return wrapper
@@ -133,8 +166,93 @@ def _layout():
         with services().db.reading() as s:
             unread = unread_count(s, principal)
     role_names = {Role.ADMIN: _("администратор"), Role.SUPERVISOR: _("супервизор"), Role.OPERATOR: _("оператор")}
+    crm_status_names = {"pending": _("ждёт отправки"), "delivered": _("доставлен"),
+                        "unmatched": _("клиент не найден в CRM"), "dead": _("не доставлен"),
+                        "skipped": _("не отправлялся")}
     return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role, "role_names": role_names,
-            "locale": str(get_locale())}
+            "locale": str(get_locale()), "with_language": _with_language,
+            "crm_status_names": crm_status_names, "zone_name": _zone_name}
+
+
+def _zone_name() -> str:
+    """CONSOLE_TIMEZONE as people call it, in the page's language ("Москва", "Moscow Time")."""
+    from babel.dates import get_timezone_name
+    from flask_babel import get_timezone
+
+    return get_timezone_name(get_timezone(), "long", locale=get_locale())
+
+
+# A refused request, as people read it: what happened and what to do, in the page's language; never a status
+# code or a field name. The JSON API keeps its own answers (webhooks.errors).
+PROBLEMS = {
+    400: (_l("Запрос не понят"),
+          _l("Страница устарела или ссылка повреждена. Откройте страницу заново из меню и повторите.")),
+    403: (_l("Нет доступа"), _l("Эта страница или действие не для вашей роли. Нужен доступ: спросите администратора.")),
+    404: (_l("Не найдено"), _l("Такой страницы или звонка нет, или он вам не виден: оператор видит свои звонки.")),
+    405: (_l("Так открыть нельзя"), _l("Это действие выполняется кнопкой на странице, а не по ссылке.")),
+    413: (_l("Слишком много данных"), _l("Форма прислала больше, чем сервер принимает. Сократите текст и повторите.")),
+    422: (_l("Не удалось сохранить"), _l("Значение не подошло, ничего не изменено. Исправьте его и повторите.")),
+}
+OTHER_PROBLEM = (_l("Запрос не выполнен"), _l("Повторите позже или откройте страницу заново из меню."))
+
+
+def error_page(exc: HTTPException, *, detail: str | None = None, back: str | None = None,
+               back_label: str | None = None) -> tuple[str, int, dict]:
+    """A refused request as a console page, with the header when the person is logged in. A detail given
+    with `abort(status, description=...)` replaces the general one."""
+    status = exc.code or 400
+    title, general = PROBLEMS.get(status, OTHER_PROBLEM)
+    if detail is None and exc.description != type(exc).description:
+        detail = exc.description
+    if "principal" not in g and isinstance(session.get("sid"), str):  # a page that is not the console's
+        config = services().config
+        sid = session["sid"]
+        g.principal = read_then_write(services().db, lambda s: principal_for_session(
+            s, sid, idle_hours=config.SESSION_IDLE_HOURS, max_hours=config.SESSION_MAX_HOURS))
+    headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else {}
+    return render_template("error.html", status=status, title=title, detail=detail or general, back=back,
+                           back_label=back_label), status, headers
+
+
+bp.register_error_handler(HTTPException, error_page)
+
+
+class FilterRefused(Exception):
+    """A filter of the list or the reports that cannot be read: `field` is its query parameter."""
+
+    def __init__(self, field: str, query: dict):
+        super().__init__(field)
+        self.field, self.query = field, query
+
+    @property
+    def message(self) -> str:
+        return filter_problem(self.field)
+
+
+@bp.errorhandler(FilterRefused)
+def _filter_refused(exc: FilterRefused):
+    """An export (or another page without the filter form) refused for its filters: the way back is the
+    list or the reports with the same filters, where the form says which one is wrong."""
+    reports = request.endpoint in ("console.reports", "console.export_report_xlsx")
+    back = url_for(".reports" if reports else ".calls", **exc.query)
+    return error_page(BadRequest(), detail=exc.message, back=back,
+                      back_label=_("К отчётам") if reports else _("К списку звонков"))
+
+
+@bp.app_template_filter("when")
+def _when(moment) -> str:
+    """A moment (a datetime, or ISO 8601 text as the API gives it; UTC when it has no offset) as people there
+    read it: in CONSOLE_TIMEZONE, in the page's language."""
+    if not moment:
+        return "—"
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            return moment
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return format_datetime(moment, "short")
 
 
 def _safe_next(target: str | None) -> str:
@@ -193,7 +311,7 @@ def login():
         if outcome.principal is not None:
             with services().db.transaction() as s:
                 sid = start_session(s, outcome.principal, address, max_hours=services().config.SESSION_MAX_HOURS)
-            session.clear()  # a new session id at every login: nothing from before survives it
+            _clear_session()  # a new session id at every login: nothing from before survives it but the language
             session.permanent = True
             session["sid"] = sid
             response = redirect(_safe_next(request.args.get("next")))
@@ -221,7 +339,7 @@ def logout():
     if isinstance(session.get("sid"), str):
         with services().db.transaction() as s:
             end_session(s, session["sid"])  # the cookie, replayed, now finds nothing
-    session.clear()
+    _clear_session()
     return redirect(url_for(".login"))
 
 
@@ -240,7 +358,7 @@ def users_page():
                     **_bucket_target(b.key)}
                    for b in throttle.active(s)]
     return render_template("users.html", people=people, tokens=tokens, buckets=buckets, form=UnlockForm(),
-                           fmt=lambda d: d.strftime("%Y-%m-%d %H:%M") if d else "—")
+                           fmt=_when)
 
 
 def _bucket_target(key: str) -> dict:
@@ -277,22 +395,30 @@ def unlock_page():
         with services().db.transaction() as s:
             keys = unlock(s, actor=g.principal.username, username=form.username.data or None,
                           address=form.address.data or None)
-    except UserError as exc:
-        return Response(str(exc), 422, mimetype="text/plain")
+    except UserError:  # only a forged post: the page's buttons always name a user or an address
+        abort(422, description=_("Не удалось снять блокировку: укажите пользователя или IP-адрес."))
     throttle.forget_cached(services().db, keys)
     return redirect(url_for(".users_page"))
 
 
+def _query() -> dict:
+    """The filters as the page's link holds them: no empty ones, no page arguments (`lang`)."""
+    return {k: v for k, v in request.args.items() if v != "" and k not in PAGE_ARGS}
+
+
+def _refused_field(exc: ValidationError) -> str:
+    return str(next(iter(exc.messages))) if isinstance(exc.messages, dict) and exc.messages else ""
+
+
 def _call_filter() -> tuple[CallFilter, Sort, dict, Cursor | None]:
-    raw = {k: v for k, v in request.args.items() if v != ""}
+    """The list's filters (raises FilterRefused)."""
+    raw = _query()
     try:
         args = CALL_QUERY_SCHEMA.load(raw)
         sort = args.pop("sort")
-        after = Cursor.decode(args.pop("after"), sort) if "after" in args else None
+        after = args.pop("after", None)
     except ValidationError as exc:
-        abort(Response(first_error(exc.messages), 400, mimetype="text/plain"))
-    except ValueError as exc:
-        abort(Response(f"after: {exc}", 400, mimetype="text/plain"))
+        raise FilterRefused(_refused_field(exc), raw) from None
     args.pop("page", None)
     args.pop("per_page", None)
     return CallFilter(**args, visible_extensions=g.principal.visible_extensions), sort, raw, after
@@ -301,25 +427,62 @@ def _call_filter() -> tuple[CallFilter, Sort, dict, Cursor | None]:
 @bp.get("/calls")
 @login_required()
 def calls():
-    flt, sort, raw, after = _call_filter()
+    try:
+        flt, sort, raw, after = _call_filter()
+    except FilterRefused as refused:  # said on the filter form, which keeps what was typed
+        flt, sort, raw, after = None, Sort.NEWEST, refused.query, None
+        problem, bad_field = refused.message, refused.field
+    else:
+        problem = bad_field = None
+    found, items = None, []
     with services().db.reading() as s:
         policy = current_policy(s, services().ingest.initial_policy)
-        found = find_calls(s, flt, per_page=25, after=after, sort=sort)
-        items = [call_json(c) for c in found.calls]
+        if flt is not None:
+            found = find_calls(s, flt, per_page=25, after=after, sort=sort)
+            items = [call_json(c) for c in found.calls]
     query = {k: v for k, v in raw.items() if k != "after"}
-    next_link = url_for(".calls", after=found.next_cursor.encode(), **query) if found.next_cursor else None
+    next_link = url_for(".calls", after=found.next_cursor.encode(), **query) if found and found.next_cursor else None
     low_scores = url_for(".calls", score_lte=policy.max_threshold - 1)
     return render_template("calls.html", items=items, found=found, query=query, next_link=next_link,
-                           low_scores=low_scores, policy=policy, sort=sort)
+                           low_scores=low_scores, policy=policy, sort=sort, problem=problem,
+                           bad_field=bad_field), 400 if problem else 200
+
+
+NOTIFICATIONS_PER_PAGE = 50
+
+
+def _positive_int(name: str) -> int | None:
+    """A page argument that must be a positive whole number (400 otherwise), or None when absent."""
+    raw = request.args.get(name, "")
+    if raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2 ** 31:
+        abort(400)
+    return int(raw)
 
 
 @bp.get("/notifications")
 @login_required()
 def notifications():
+    """The caller's notifications, newest first, a page at a time (all or only the unread), each with its
+    call's operator and scores; nothing is marked read by opening it."""
+    before = _positive_int("before")
+    unread_only = request.args.get("unread") == "1"
     with services().db.reading() as s:
-        items = [{"call_id": n.call.entry_id, "kind": n.kind, "read": n.read, "at": n.created_at.isoformat()}
-                 for n in notifications_for(s, g.principal)]
-    return render_template("notifications.html", items=items, read_form=MarkReadForm())
+        page = notification_page(s, g.principal, before=before, per_page=NOTIFICATIONS_PER_PAGE,
+                                 unread_only=unread_only)
+        unread = unread_count(s, g.principal)
+        newest = newest_notification(s, g.principal)
+        items = [{"call_id": n.call.entry_id, "kind": n.kind, "read": n.read, "at": n.created_at,
+                  "operator": n.call.operator_extension, "customer_score": n.call.customer_score,
+                  "supervisor_score": n.call.supervisor_score, "tagged": n.call.decision_tag is not None}
+                 for n in page.items]
+    scope = {"unread": 1} if unread_only else {}
+    return render_template("notifications.html", items=items, page=page, unread_total=unread,
+                           unread_only=unread_only,
+                           newer_link=url_for(".notifications", **scope) if before is not None else None,
+                           older_link=url_for(".notifications", before=page.older, **scope) if page.older else None,
+                           read_form=MarkReadForm(formdata=None, up_to=newest))
 
 
 @bp.get("/calls/export.csv")
@@ -344,26 +507,33 @@ def _export(fmt: str, filename: str) -> Response:
 
 
 def _report_filter() -> tuple[ReportFilter, dict]:
-    raw = {k: v for k, v in request.args.items() if v != ""}
+    """The reports' filters (raises FilterRefused)."""
+    raw = _query()
     try:
         args = REPORT_QUERY_SCHEMA.load(raw)
     except ValidationError as exc:
-        abort(Response(first_error(exc.messages), 400, mimetype="text/plain"))
+        raise FilterRefused(_refused_field(exc), raw) from None
     return ReportFilter(**args, visible_extensions=g.principal.visible_extensions), raw
 
 
 @bp.get("/reports")
 @login_required()
 def reports():
-    flt, raw = _report_filter()
+    try:
+        flt, raw = _report_filter()
+    except FilterRefused as refused:  # said on the filter form, which keeps what was typed
+        return render_template("reports.html", query=refused.query, problem=refused.message,
+                               bad_field=refused.field, operators=None), 400
     # Counted in a child process (connector.offload), in one snapshot: the tables and charts agree.
     counted = services().reads.figures(flt, services().ingest.initial_policy)
-    policy, operators, lines = counted["policy"], counted["operators"], counted["lines"]
+    policies, operators, lines = counted["policy"], counted["operators"], counted["lines"]
     scores, days = counted["distribution"], counted["daily"]
+    policy = policies.for_line(flt.line)  # the chart's colours: the threshold of the line shown, or the global one
     return render_template("reports.html", query=raw, operators=operators, lines=lines, policy=policy,
+                           own_thresholds=sorted(line for line, o in policies.lines.items() if "max_threshold" in o),
                            distribution=charts.bars(scores), days=days, W=charts.WIDTH, H=charts.HEIGHT,
                            trend_points=charts.line([d["average"] for d in days], policy.scale_min,
-                                                    policy.scale_max))
+                                                    policy.scale_max), problem=None, bad_field=None)
 
 
 @bp.get("/reports/export.xlsx")
@@ -384,6 +554,9 @@ def _report_rows(body: dict) -> list[list]:
 
 POLICY_FIELDS = ("enabled", "scale_min", "scale_max", "max_threshold", "tag_template", "score_text_template",
                  "rating_window_days", "lock_score", "high_scores")
+
+
+HIGH_SCORES_LABELS = {c.value: c.label for c in HIGH_SCORES_CHOICES}
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -409,42 +582,80 @@ def settings():
                         update_policy(s, initial, changes, actor=g.principal.username)
                     saved = True
                 except PolicyError as exc:
-                    errors[exc.field] = exc.message
+                    errors[exc.field] = policy_problem(exc, _candidate_scale(initial, changes))
+    editing = request.args.get("line") if request.method == "GET" else None
+    return _settings_page(form if request.method == "POST" and not saved else None, errors, saved,
+                          editing=editing)
+
+
+def _candidate_scale(initial, changes: dict):
+    """The scale a refused change was checked with: a threshold's bounds are said on it."""
+    with services().db.reading() as s:
+        policy = current_policy(s, initial)
+    scale = {k: changes[k] for k in ("scale_min", "scale_max") if isinstance(changes.get(k), int)}
+    return replace(policy, **scale)
+
+
+def _settings_page(form: SettingsForm | None, errors: dict, saved: bool, *, line_form: LineOverrideForm | None = None,
+                   line_problem: str | None = None, editing: str | None = None, code: int | None = None):
+    """The settings page; `form` / `line_form` hold what was posted (None: the values stored)."""
+    initial = services().ingest.initial_policy
     with services().db.reading() as s:
         policies = current_policies(s, initial)
         policy = policies.base
         state = {**status.details(s, services().config.targets), **status.last_activity(s)}
         dead = [{"id": j.id, "key": j.key, "error": j.last_error, "at": j.updated_at.isoformat()}
                 for j in outbox.list_jobs(s, JobStatus.DEAD, limit=50)]
-    if request.method == "GET" or saved:
+    if form is None:
         form = SettingsForm(formdata=None, data=policy.as_dict())
+    if line_form is None:
+        line_form = LineOverrideForm(formdata=None)
+        if editing in policies.lines:
+            line_form.line_number.data = editing
+            line_form.show(policies.lines[editing])
+    line_form.inherit_from(policy, HIGH_SCORES_LABELS)
+    lines = sorted(policies.lines.items())
+    # Lines that stay on by their own setting while the feature is off: said, since the switch does not reach them.
+    switched_on = [line for line, o in lines if o.get("enabled") is True] if not policy.enabled else []
+    if request.method != "GET":  # a refused post: the page is the settings page
+        g.page_url = url_for(".settings")
     return render_template("settings.html", form=form, errors=errors, saved=saved, state=state, dead=dead,
-                           replay_form=ReplayForm(), fields=POLICY_FIELDS, lines=sorted(policies.lines.items()),
-                           line_form=LineOverrideForm(formdata=None), high_scores_labels={c.value: c.label for c in HIGH_SCORES_CHOICES}), \
-        (422 if errors else 200)
+                           replay_form=ReplayForm(), fields=POLICY_FIELDS, lines=lines, policy=policy,
+                           line_form=line_form, line_problem=line_problem,
+                           line_saved=request.method == "GET" and request.args.get("line_saved") == "1",
+                           switched_on=switched_on, high_scores_labels=HIGH_SCORES_LABELS), \
+        code or (422 if errors else 200)
 
 
 @bp.post("/settings/lines")
 @login_required(Role.ADMIN)
 def save_line():
-    """Set a line's override; the line keeps only the fields given (an empty threshold: the global one)."""
+    """Set a line's override: only what the admin chose ("as in the general settings" and an empty threshold
+    store nothing, so the general settings, the switch included, keep covering those fields). Nothing chosen
+    at all: the line follows the general settings again. A refusal is said on the line form."""
     form = LineOverrideForm()
+    with services().db.reading() as s:
+        policy = current_policy(s, services().ingest.initial_policy)
+    form.inherit_from(policy, HIGH_SCORES_LABELS)
     if not form.validate_on_submit():
-        if form.line_number.errors and not form.csrf_token.errors:  # said in the page's language
-            return Response(str(form.line_number.errors[0]), 400, mimetype="text/plain")
-        abort(400)
-    override = {"enabled": bool(form.enabled.data)}
-    if form.max_threshold.data is not None:
-        override["max_threshold"] = form.max_threshold.data
-    if form.high_scores.data:  # empty: the global rule
-        override["high_scores"] = form.high_scores.data
+        if form.csrf_token.errors:
+            problem = _("Форма устарела или подделана: откройте страницу заново")
+        else:
+            problem = next(str(f.errors[0]) for f in form if f.errors)
+        return _settings_page(None, {}, False, line_form=form, line_problem=problem, code=400)
     line = form.line_number.data.strip()
+    override = form.override()
     try:
         with services().db.transaction() as s:
-            update_line_override(s, services().ingest.initial_policy, line, override, actor=g.principal.username)
+            if override:
+                update_line_override(s, services().ingest.initial_policy, line, override,
+                                     actor=g.principal.username)
+            elif not delete_line_override(s, line, actor=g.principal.username):
+                problem = _("Для линии ничего не выбрано: она и так следует общим настройкам. Выберите своё.")
+                return _settings_page(None, {}, False, line_form=form, code=422, line_problem=problem)
     except PolicyError as exc:
-        return Response(f"{line}: {exc}", 422, mimetype="text/plain")
-    return redirect(url_for(".settings"))
+        return _settings_page(None, {}, False, line_form=form, line_problem=policy_problem(exc, policy), code=422)
+    return redirect(url_for(".settings", line_saved=1) + "#lines")
 
 
 @bp.post("/settings/lines/<line_number>/delete")
@@ -496,6 +707,8 @@ def call_page(call_id: str):
 
 
 def _render_call(call_id: str, form: ReviewForm, error: str | None = None, status: int = 200):
+    if request.method != "GET":  # a refused review: the page is the call's
+        g.page_url = url_for(".call_page", call_id=call_id)
     config = services().config
     with services().db.reading() as s:
         call = _visible_call(s, call_id)
@@ -522,10 +735,15 @@ def read_call_notifications(call_id: str):
 @bp.post("/notifications/read")
 @login_required()
 def read_all_notifications():
-    if not MarkReadForm().validate_on_submit():
+    """Every notification up to the newest the page showed (a later one stays unread)."""
+    form = MarkReadForm()
+    if not form.validate_on_submit():
+        abort(400)
+    up_to = form.up_to.data or ""
+    if up_to and not (up_to.isascii() and up_to.isdigit() and int(up_to) < 2 ** 63):
         abort(400)
     with services().db.transaction() as s:
-        mark_read(s, g.principal)
+        mark_read(s, g.principal, up_to=int(up_to) if up_to else None)
     return redirect(url_for(".notifications"))
 
 
@@ -542,8 +760,9 @@ def review(call_id: str):
         try:
             add_review(s, services().ingest, call, g.principal, form.score.data,
                        (form.comment.data or "").strip() or None)
-        except ValueError as exc:  # checked before anything is written
-            error = str(exc)
+        except ValueError:  # checked before anything is written: only a score outside the scale
+            policy = current_policy(s, services().ingest.initial_policy)
+            error = _("Оценка: целое число от %(low)s до %(high)s", low=policy.scale_min, high=policy.scale_max)
         else:
             error = None
     if error:

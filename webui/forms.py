@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_babel import lazy_gettext as _l
-from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
@@ -20,7 +20,10 @@ class LogoutForm(FlaskForm):
 
 
 class MarkReadForm(FlaskForm):
-    """Notifications are marked read by this explicit action only, never by opening a page."""
+    """Notifications are marked read by this explicit action only, never by opening a page. "Mark all" marks
+    those up to the newest the page knew of (`up_to`): one that came after it was shown stays unread."""
+
+    up_to = HiddenField(validators=[Optional()])
 
 
 def storable_lines(form, field) -> None:
@@ -82,9 +85,50 @@ class ReplayForm(FlaskForm):
     pass
 
 
+INHERIT = ""  # a line's field left to the global setting: nothing stored for it
+
+
 class LineOverrideForm(FlaskForm):
-    line_number = StringField(_l("Линия"), validators=[DataRequired(), line_name])
-    enabled = BooleanField(_l("Функция включена"), default=True)
+    """A line's own settings: only what the admin chose is stored; a field left "as in the general settings"
+    (an empty threshold) follows them, the global switch included. The inherited choices' labels say what
+    the general settings are now (`inherit_from`)."""
+
+    line_number = StringField(_l("Линия"), validators=[DataRequired(_l("Укажите линию")), line_name])
+    enabled = SelectField(_l("Функция"), default=INHERIT,
+                          choices=[SelectChoice(INHERIT, _l("как в общих настройках")),
+                                   SelectChoice("on", _l("включена на этой линии")),
+                                   SelectChoice("off", _l("выключена на этой линии"))])
     max_threshold = IntegerField(_l("Порог"), validators=[Optional()])
-    high_scores = SelectField(_l("Оценка на пороге и выше"), default="",
-                              choices=[SelectChoice("", _l("как у всех")), *HIGH_SCORES_CHOICES])
+    high_scores = SelectField(_l("Оценка на пороге и выше"), default=INHERIT,
+                              choices=[SelectChoice(INHERIT, _l("как в общих настройках")), *HIGH_SCORES_CHOICES])
+
+    def inherit_from(self, policy, high_scores_labels: dict) -> "LineOverrideForm":
+        """Name the general settings in force beside "as in the general settings"."""
+        state = _l("включена") if policy.enabled else _l("выключена")
+        self.enabled.choices = [SelectChoice(INHERIT, _l("как в общих настройках (сейчас: %(state)s)", state=state)),
+                                *self.enabled.choices[1:]]
+        rule = high_scores_labels[policy.high_scores]
+        self.high_scores.choices = [SelectChoice(INHERIT, _l("как в общих настройках (сейчас: %(rule)s)", rule=rule)),
+                                    *self.high_scores.choices[1:]]
+        self.max_threshold.description = _l("Пусто — как в общих настройках (сейчас %(threshold)s)",
+                                            threshold=policy.max_threshold)
+        return self
+
+    def override(self) -> dict:
+        """What the admin set for the line, and nothing else."""
+        chosen = {}
+        if self.enabled.data != INHERIT:
+            chosen["enabled"] = self.enabled.data == "on"
+        if self.max_threshold.data is not None:
+            chosen["max_threshold"] = self.max_threshold.data
+        if self.high_scores.data != INHERIT:
+            chosen["high_scores"] = self.high_scores.data
+        return chosen
+
+    def show(self, override: dict) -> "LineOverrideForm":
+        """Fill the form with a line's stored override, for editing."""
+        if "enabled" in override:
+            self.enabled.data = "on" if override["enabled"] else "off"
+        self.max_threshold.data = override.get("max_threshold")
+        self.high_scores.data = override.get("high_scores", INHERIT)
+        return self

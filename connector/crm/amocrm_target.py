@@ -88,6 +88,8 @@ def plan(session: Session, opts: AmoCrmPlanning, d: outbox.Delivery) -> None:
         # it replaced left comes off, or QA staff would call back a customer who has since rated high.
         if record.applied_tag:
             outbox.add_job(session, d, opts.crm, JobKind.TAGS, str(score.id), score=score)
+        elif not opts.log_calls:
+            outbox.nothing_to_send(d, "score at or above the threshold: nothing written (high scores ignored)")
         return
     if record.written_score != score.value:
         outbox.add_job(session, d, opts.crm, JobKind.NOTE, str(score.id), score=score)
@@ -113,6 +115,8 @@ def _phone(number: str | None) -> str:
 
 
 class AmoCrmTarget:
+    recording_kinds = ()  # notes carry the player's link; amoCRM never downloads the file
+
     def __init__(self, adapter: CrmAdapter, opts: AmoCrmOptions, limiter: SharedRateLimiter | None = None):
         self.adapter, self.opts, self.limiter = adapter, opts, limiter
         self.name = opts.delivery.crm

@@ -44,6 +44,7 @@ from connector.crm import DOUBT_MARGIN, AccountBlocked, ItemResult, PermanentErr
 from connector.crm.bitrix24 import (MAX_BATCH, NAME, BatchAnswer, Bitrix24Api, CommandFailure, MethodHeld,
                                     command)
 from connector.links import recording_link
+from connector.recordings import record_file_name
 from connector.models import Call, CrmRecord, DeliveryJob, JobStatus
 from connector.outbox import JobKind, Outcome, Work
 from connector.threshold import HighScores, Policy
@@ -67,11 +68,6 @@ def vote_for(score: int, policy: Policy) -> int:
         return 1
     share = (score - low) / (high - low)
     return max(1, min(5, math.ceil(share * 5) if share > 0 else 1))
-
-
-def record_file_name(entry_id: str) -> str:
-    """FILENAME for attachRecord: Bitrix24 names the file by it and accepts mp3, flac or wav only."""
-    return (re.sub(r"[^A-Za-z0-9_-]", "", entry_id)[:64] or "call") + ".mp3"
 
 
 @dataclass(frozen=True)
@@ -120,6 +116,7 @@ def _digits(number: str | None) -> str:
 class Bitrix24Target:
     name = NAME
     max_batch = MAX_BATCH  # commands per request
+    recording_kinds = (JobKind.B24_CALL, JobKind.B24_RECORD)  # attachRecord downloads the file in the request
 
     def batch_size(self, kind: str) -> int:
         per_job = {JobKind.B24_CALL: COMMANDS_PER_CALL, JobKind.B24_MARK: COMMANDS_PER_MARK}.get(kind, 1)
@@ -201,6 +198,7 @@ class Bitrix24Target:
     def _record(self, call: Call) -> dict:
         link = recording_link(self.opts.public_base_url, self.opts.secret_key, call.entry_id,
                               ttl=RECORD_LINK_DAYS * 86400)
+        # FILENAME: Bitrix24 names the file by it and accepts mp3, flac or wav only
         return {"RECORD_URL": link, "FILENAME": record_file_name(call.entry_id)}
 
     @staticmethod

@@ -74,6 +74,7 @@ def _retry_after(response: requests.Response) -> float | None:
 class WebhookTarget:
     name = NAME
     max_batch = 20  # one POST each: a batch is only how many are claimed at once
+    recording_kinds = ()  # the receiver gets links, never files
 
     def batch_size(self, kind: str) -> int:
         return self.max_batch

@@ -45,6 +45,7 @@ BLOCK = timedelta(seconds=125)  # the vendor's 2 minutes, and a margin for clock
 STRIKE_WINDOW = timedelta(seconds=125)
 PROBE_LEASE_SECONDS = 30.0  # longer than a request can take (TIMEOUT)
 TIMEOUT = (5, 20)
+RECORDING_TIMEOUT = (5, 120)  # a long call's file is tens of megabytes
 BUSY_BACKOFF = 1.5  # a 429, or the Contact Center's 5008: this request waits a second or two
 CC_RATE_LIMITED = 5008  # the Contact Center API's "over 10 requests per second" (PDF §1.4.3)
 # Commands of the Contact Center API: their rate limit answers 5008 instead of HTTP 429.
@@ -353,6 +354,21 @@ class MangoApi:
             raise MangoUnavailable(f"queries/recording/post: no link in the answer ({json.dumps(body)[:100]})",
                                    self.guard.now() + timedelta(seconds=60), status=response.status_code)
         return location
+
+    def recording_file(self, recording_id: str):
+        """The recording's file, downloaded through a fresh single-use link (PDF §3.5.1: it answers
+        `audio/mp3`). MangoWrongRequest: the PBX has no file; MangoUnavailable: not now."""
+        from connector.recordings import RecordingFile
+
+        link = self.recording_link(recording_id, "download")
+        try:
+            response = self.http.get(link, timeout=RECORDING_TIMEOUT)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise MangoUnavailable(f"recording download: {type(exc).__name__}",
+                                   self.guard.now() + timedelta(seconds=30)) from None
+        if response.status_code != 200 or not response.content:
+            raise MangoError(f"recording download answered HTTP {response.status_code}", status=response.status_code)
+        return RecordingFile(response.content, response.headers.get("Content-Type") or "audio/mpeg")
 
     # --- extended call statistics: the marks of every call of a period, in bulk ---------------
     def start_call_statistics(self, window: StatsWindow, utc_offset: timedelta) -> str:

@@ -53,6 +53,7 @@ class FakeMango:
     cc_rate_limit: int = 10  # PDF §1.4.3 s.09: the Contact Center API, 10 requests/s for all its requests
     stats_calls: dict = field(default_factory=dict)  # entry_id -> one call of extended statistics
     report_seconds: float = 0.0  # how long a statistics report takes to prepare (fake clock)
+    reports_fail: bool = False  # every report ends with the status `error` (PDF §3.4.2.3 s.62)
     clock: Callable[[], float] = time.monotonic
     requests: list = field(default_factory=list)  # (path, json body, HTTP status, result)
     wrong_at: list = field(default_factory=list)  # fake-clock times of wrong requests
@@ -250,6 +251,9 @@ def create_fake_mango(fake: FakeMango) -> Flask:
                 fake.requests.append((path, body, 200, 1000))
                 return jsonify({"result": 1000, "status": "not-found"})
             report["fetches"] += 1
+            if fake.reports_fail and report["fetches"] > 1:  # PDF s.62: a report may end as 'error'
+                fake.requests.append((path, body, 200, 1000))
+                return jsonify({"result": 1000, "status": "error"})
             if report["fetches"] == 1 or now < report["ready_at"]:  # PDF s.62: poll until 'complete'
                 fake.requests.append((path, body, 200, 1000))
                 return jsonify({"result": 1000, "status": "request" if report["fetches"] == 1 else "work"})

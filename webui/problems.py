@@ -1,0 +1,57 @@
+"""What the console says when it refuses something. The connector gives its reasons for machines (a field
+name and an English sentence, as the API answers them); a person reads them here, in the page's language,
+naming what they see on the page: the field's label, the allowed range."""
+from __future__ import annotations
+
+from flask_babel import gettext as _, lazy_gettext as _l
+
+from connector.threshold import Policy, PolicyError
+
+# The list's and the reports' filters, by their query parameter, named as the filter form names them.
+FILTER_LABELS = {
+    "score_lte": _l("Оценка до"),
+    "score_gte": _l("Оценка от"),
+    "operator": _l("Оператор"),
+    "line": _l("Линия"),
+    "date_from": _l("С"),
+    "date_to": _l("До (не включая)"),
+    "tagged": _l("С тегом"),
+    "supervisor_rated": _l("Оценка супервизора"),
+    "crm_status": _l("Статус в CRM"),
+    "sort": _l("Порядок"),
+}
+
+
+def filter_problem(field: str) -> str:
+    """A refused filter of the call list or the reports (`field`: its query parameter), said for people."""
+    label = FILTER_LABELS.get(field)
+    if field in ("score_lte", "score_gte"):
+        return _("«%(label)s»: введите целое число", label=label)
+    if field in ("date_from", "date_to"):
+        return _("«%(label)s»: введите дату (день, месяц, год)", label=label)
+    if field == "line":
+        return _("«%(label)s»: от 1 до 32 символов, не только пробелы, без управляющих символов", label=label)
+    if field == "operator":
+        return _("«%(label)s»: до 32 символов, без управляющих символов", label=label)
+    if field == "after":
+        return _("Ссылка «Дальше» устарела или повреждена: откройте список заново")
+    if label is not None:
+        return _("«%(label)s»: выберите значение из списка", label=label)
+    return _("Ссылка повреждена или устарела: откройте страницу из меню заново")
+
+
+def policy_problem(exc: PolicyError, policy: Policy) -> str:
+    """A refused setting (global or a line's), said beside its field. `policy` is the one the change was
+    checked as (its scale bounds the threshold)."""
+    if exc.field in ("scale_min", "scale_max"):
+        return _("Шкала: целые числа от 0 до 99, «от» меньше «до»")
+    if exc.field == "max_threshold":
+        return _("Порог: от %(low)s до %(high)s (при %(high)s тег получает любая оценка, при %(low)s ни одна)",
+                 low=policy.scale_min, high=policy.scale_max + 1)
+    if exc.field == "rating_window_days":
+        return _("Окно: от 0 (без ограничения) до 3650 дней")
+    if exc.field in ("tag_template", "score_text_template"):
+        return _("Шаблон: до 255 символов, {score} на месте оценки, без других фигурных скобок и управляющих символов")
+    if exc.field in ("high_scores", "enabled", "lock_score"):
+        return _("Выберите значение из списка")
+    return _("Значение не подходит")
