@@ -114,6 +114,7 @@ def demo(cli_env):
     app = create_app(make_config(cli_env))
     app.config["TESTING"] = True
     yield output, app
+    app.extensions["connector"].reads.close()  # the reports' child processes, if any were started
     app.extensions["connector"].db.dispose()
 
 
