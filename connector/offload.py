@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import traceback
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -71,6 +72,8 @@ class HeavyReads:
                                                 and database in (None, "", ":memory:"))
         self._idle: list[subprocess.Popen] = []
         self._lock = threading.Lock()
+        # An app dropped without close() (a test's, a reloaded one) still ends its idle children, pipes closed.
+        weakref.finalize(self, _end_all, self._idle)
 
     def export(self, fmt: str, flt: CallFilter, sort: Sort) -> Iterator[bytes]:
         """The export's file (`connector.exports.export_file`), chunk by chunk. The first chunk is ready when
@@ -97,9 +100,9 @@ class HeavyReads:
     def close(self) -> None:
         """Ends the idle children (a busy one ends with its job)."""
         with self._lock:
-            idle, self._idle = self._idle, []
-        for child in idle:
-            _end(child)
+            idle = self._idle[:]
+            self._idle.clear()
+        _end_all(idle)
 
     def _run(self, job: dict, answer: list | None = None) -> Iterator[bytes]:
         """Hands `job` to an idle child (or a new one) and yields the chunks it sends; its result goes into
@@ -158,6 +161,12 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
         close = getattr(rest, "close", None)
         if close is not None:
             close()  # a client that went away ends the child (or the in-process export) at once
+
+
+def _end_all(children: list[subprocess.Popen]) -> None:
+    for child in list(children):
+        _end(child)
+    children.clear()
 
 
 def _end(child: subprocess.Popen) -> None:
