@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
-from connector.models import DeliveryJob
+from connector.models import DeliveryJob, InboundEvent
 from tests.conftest import dtmf, summary
 
 CALLS = 120
@@ -55,16 +55,20 @@ class ScoredCalls:
 
 
 def open_jobs(db) -> int:
+    """Work not done yet: delivery jobs open, and stored PBX events not applied (their jobs are still to come:
+    after a database outage the inbox backs off before it applies them)."""
     with db.transaction() as s:
-        return s.scalar(select(func.count()).select_from(DeliveryJob)
+        jobs = s.scalar(select(func.count()).select_from(DeliveryJob)
                         .where(DeliveryJob.status.in_(["pending", "waiting"])))
+        events = s.scalar(select(func.count()).select_from(InboundEvent).where(InboundEvent.applied_at.is_(None)))
+    return jobs + events
 
 
 def wait_until_settled(db, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while (left := open_jobs(db)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not left, f"{left} delivery jobs still open after {timeout} s"
+    assert not left, f"{left} delivery jobs or PBX events still open after {timeout} s"
 
 
 def tally(fake, calls: ScoredCalls, db) -> dict:
