@@ -124,8 +124,21 @@ class RecordingCopier:
         return exists().where(DeliveryJob.call_id == Call.id, DeliveryJob.kind.in_(self.kinds),
                               DeliveryJob.status.in_((JobStatus.PENDING, JobStatus.WAITING)))
 
+    def _due(self, now: datetime):
+        settled = now - SETTLING  # a copy never probes: it must not spend the account's one tolerated miss
+        return (select(Call.id, Call.recording_id)
+                .where(Call.recording_id.is_not(None), Call.recording_copy_tried_at.is_(None),
+                       (Call.recording_stored_at.is_(None)) | (Call.recording_stored_at <= settled),
+                       (Call.recording_unavailable_until.is_(None)) | (Call.recording_unavailable_until <= now),
+                       self._waiting(),
+                       ~exists().where(RecordingCopy.recording_id == Call.recording_id))
+                .order_by(Call.id).limit(COPIES_PER_ROUND))
+
     def _claim(self) -> list[tuple[int, str]]:
         now = self.clock()
+        with self.db.reading() as session:  # idle rounds never take the writer's lock (SQLite's is the PBX's too)
+            if not session.execute(self._due(now)).first():
+                return []
         with self.db.transaction() as session:
             stored = session.scalar(select(func.coalesce(func.sum(RecordingCopy.size), 0)))
             if stored >= self.max_bytes:
@@ -133,15 +146,7 @@ class RecordingCopier:
                             "link until some are delivered", stored)
                 RECORDING_COPIES.labels("over_limit").inc()
                 return []
-            settled = now - SETTLING  # a copy never probes: it must not spend the account's one tolerated miss
-            rows = session.execute(
-                select(Call.id, Call.recording_id)
-                .where(Call.recording_id.is_not(None), Call.recording_copy_tried_at.is_(None),
-                       (Call.recording_stored_at.is_(None)) | (Call.recording_stored_at <= settled),
-                       (Call.recording_unavailable_until.is_(None)) | (Call.recording_unavailable_until <= now),
-                       self._waiting(),
-                       ~exists().where(RecordingCopy.recording_id == Call.recording_id))
-                .order_by(Call.id).limit(COPIES_PER_ROUND)).all()
+            rows = session.execute(self._due(now)).all()
             if rows:
                 session.execute(update(Call).where(Call.id.in_([r.id for r in rows]),
                                                    Call.recording_copy_tried_at.is_(None))
@@ -183,6 +188,9 @@ class RecordingCopier:
     def prune(self) -> int:
         """Delete the copies no job waits for, and those older than COPY_KEEP."""
         now = self.clock()
+        with self.db.reading() as session:  # most rounds have no copy to look at: no write then
+            if session.scalar(select(func.count()).select_from(RecordingCopy)) == 0:
+                return 0
         waiting = exists().where(Call.recording_id == RecordingCopy.recording_id, self._waiting())
         with self.db.transaction() as session:
             result = session.execute(delete(RecordingCopy).where(
