@@ -72,9 +72,9 @@ def acknowledged_in(app, form, timeout: float) -> float | None:
 READERS = [
     ("/calls/export.xlsx", "connector.exports.find_calls"),
     ("/calls/export.csv", "connector.exports.find_calls"),
-    ("/reports", "connector.reports.distribution"),
-    ("/reports/export.xlsx", "connector.reports.report"),
-    ("/api/v1/reports/operators", "connector.reports.report"),
+    ("/reports", "connector.reports.counts"),
+    ("/reports/export.xlsx", "connector.reports.counts"),
+    ("/api/v1/reports/operators", "connector.reports.counts"),
     ("/api/v1/calls", "webhooks.api.find_calls"),
 ]
 
