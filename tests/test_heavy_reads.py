@@ -69,7 +69,8 @@ def test_a_child_process_counts_the_same_report(db, calls, app, children):
     initial = app.extensions["connector"].ingest.initial_policy
     pids = set()
     for flt in (ReportFilter(), ReportFilter(visible_extensions=("101",)), ReportFilter(line="nowhere")):
-        assert children.figures(flt, initial) == figures(db, flt, initial)
+        by_child, here = children.figures(flt, initial), figures(db, flt, initial)
+        assert by_child.pop("counted_at") <= here.pop("counted_at") and by_child == here
         pids |= {child.pid for child in children._idle}
     assert len(pids) == 1  # one child, kept for the next job: a report pays no start-up
     # It runs below the web process's priority (at most 19 steps below nothing).
@@ -158,3 +159,58 @@ def test_the_xlsx_stream_sends_its_first_bytes_before_the_rows_are_all_read():
     whole = b"".join(xlsx.stream([("calls", ([f"row {n}", n, None, "+7 900"] for n in range(10)))]))
     assert cells(whole, "calls")[9] == [("row 9", "s", False), (9, "n", False), (None, "n", False),
                                         ("+7 900", "s", True)]
+
+
+# --- the reports' figures as the faces ask for them: one count at a time, reused when expensive -------------
+
+class SlowCount:
+    """`figures` as a child counts them, on a clock the test moves: each count takes `seconds`."""
+
+    def __init__(self, db, seconds):
+        self.db, self.seconds, self.counts, self.at = db, seconds, 0, 1000.0
+
+    def clock(self):
+        return self.at
+
+    def __call__(self, flt, initial, parts):
+        self.counts += 1
+        self.at += self.seconds
+        return figures(self.db, flt, initial, parts)
+
+
+def test_expensive_figures_answer_the_same_question_again_for_ten_times_their_cost(calls, db, client):
+    from connector.reports import RecentFigures
+
+    initial = client.application.extensions["connector"].ingest.initial_policy
+    count = SlowCount(db, 0.5)
+    recent = RecentFigures(db, count, clock=count.clock)
+    first = recent(ReportFilter(), initial)
+    assert count.counts == 1 and first["operators"]["totals"]["rated"] == 7
+    count.at += 4.9  # counted in 0.5 s: kept for 5 s after it was done
+    assert recent(ReportFilter(), initial) is first and count.counts == 1
+    assert recent(ReportFilter(line="74950000000"), initial)["operators"]["totals"]["calls"] == 0  # another question
+    count.at += 10
+    assert recent(ReportFilter(), initial) is not first and count.counts == 3  # stale: counted again
+
+
+def test_cheap_figures_and_a_settings_change_are_always_counted_afresh(calls, db, client, auth):
+    from connector.reports import RecentFigures
+
+    initial = client.application.extensions["connector"].ingest.initial_policy
+    cheap = SlowCount(db, 0.1)
+    recent = RecentFigures(db, cheap, clock=cheap.clock)
+    recent(ReportFilter(), initial)
+    recent(ReportFilter(), initial)
+    assert cheap.counts == 2  # under a quarter of a second: small data is always fresh
+    slow = SlowCount(db, 1.0)
+    recent = RecentFigures(db, slow, clock=slow.clock)
+    before = recent(ReportFilter(), initial)["operators"]["totals"]["positive"]
+    assert client.put("/api/v1/settings", json={"max_threshold": 3}, headers=auth).status_code == 200
+    after = recent(ReportFilter(), initial)  # a changed threshold is a new question at once
+    assert slow.counts == 2 and after["operators"]["totals"]["positive"] > before
+
+
+def test_the_reports_page_says_when_its_figures_were_counted(calls, client):
+    console_login(client, "sam", PASSWORD)
+    page = client.get("/reports").get_data(as_text=True)
+    assert "Подсчитано:" in page

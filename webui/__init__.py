@@ -2,13 +2,14 @@
 for machines; both read through `connector` and follow the same role rules."""
 from __future__ import annotations
 
+import io
 import math
 import secrets
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from functools import wraps
 from pathlib import Path
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
                    url_for)
@@ -105,28 +106,69 @@ def configure(app) -> None:
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=config.PUBLIC_BASE_URL.startswith("https://"),
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=config.SESSION_MAX_HOURS), WTF_CSRF_TIME_LIMIT=None)
-    app.wsgi_app = refuse_logins_when_busy(app.wsgi_app)
+    app.wsgi_app = refuse_logins_early(app.wsgi_app, app.extensions["connector"].db)
 
 
 BUSY_BODY = ("<!doctype html><meta charset=\"utf-8\"><p role=\"alert\">Сервер проверяет другие входы: повторите "
              "через секунду. The server is checking other logins: try again in a second.</p>").encode()
+THROTTLED_BODY = ("<!doctype html><meta charset=\"utf-8\"><p role=\"alert\">Слишком много неудачных попыток входа: "
+                  "повторите через {seconds} с. Too many failed logins: try again in {seconds} s.</p>")
+EARLY_FORM_BYTES = 4096  # a login form is far smaller; a bigger body goes the whole way (and is refused there)
 
 
-def refuse_logins_when_busy(wsgi_app):
-    """While this process's places for password checks are taken, a login post is answered 503 before Flask
-    does anything (no session, no form, no template): under a flood most posts end here, in a fraction of a
-    millisecond, so the PBX's callbacks queue behind little."""
+def refuse_logins_early(wsgi_app, db):
+    """A login post is refused before Flask does anything (no session, no form, no template) when this
+    process's places for password checks are taken (503), or when what this process already knows of the
+    throttle's buckets holds the attempt back (429, no database round trip). Under a flood most posts end
+    here in a fraction of a millisecond, so the PBX's callbacks queue behind little. A browser with a
+    device cookie, and whatever is not known yet, go the whole way (`login`), which decides the same way."""
     from connector.users import LOGINS_ADMITTED
 
     def app(environ, start_response):
-        if (LOGINS_ADMITTED.full and environ.get("REQUEST_METHOD") == "POST"
-                and environ.get("PATH_INFO") == "/login"):
-            start_response("503 Service Unavailable", [("Content-Type", "text/html; charset=utf-8"),
-                                                       ("Retry-After", "1"), ("Content-Length", str(len(BUSY_BODY)))])
-            return [BUSY_BODY]
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == "/login":
+            if LOGINS_ADMITTED.full:
+                return _answer_early(start_response, "503 Service Unavailable", 1, BUSY_BODY)
+            wait = _known_throttle(environ, db)
+            if wait > 0:
+                seconds = max(1, math.ceil(wait))
+                body = THROTTLED_BODY.format(seconds=seconds).encode()
+                return _answer_early(start_response, "429 Too Many Requests", seconds, body)
         return wsgi_app(environ, start_response)
 
     return app
+
+
+def _answer_early(start_response, status: str, retry_after: int, body: bytes) -> list[bytes]:
+    from webhooks.security import HEADERS  # what every answer a browser reads carries
+
+    start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Retry-After", str(retry_after)),
+                            ("Content-Length", str(len(body))), *HEADERS.items()])
+    return [body]
+
+
+def _known_throttle(environ, db) -> float:
+    """The wait the throttle already imposes on this login post, read from the form's user name and the
+    client's address as `login` reads them; the body is put back for Flask."""
+    if f"{DEVICE_COOKIE}=" in environ.get("HTTP_COOKIE", ""):
+        return 0.0  # the device's own bucket, judged the whole way
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0.0
+    if not 0 < length <= EARLY_FORM_BYTES or not environ.get("CONTENT_TYPE", "").startswith(
+            "application/x-www-form-urlencoded"):
+        return 0.0
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    try:
+        username = parse_qs(body.decode(), keep_blank_values=True).get("username", [""])[0]
+    except UnicodeDecodeError:
+        return 0.0
+    if not username:
+        return 0.0
+    address = throttle.client_address(environ.get("REMOTE_ADDR"))
+    return throttle.known_wait(db, throttle.login_keys(username, address, None))
 
 
 def services_config(app):
@@ -525,7 +567,7 @@ def reports():
         return render_template("reports.html", query=refused.query, problem=refused.message,
                                bad_field=refused.field, operators=None), 400
     # Counted in a child process (connector.offload), in one snapshot: the tables and charts agree.
-    counted = services().reads.figures(flt, services().ingest.initial_policy)
+    counted = services().figures(flt, services().ingest.initial_policy)
     policies, operators, lines = counted["policy"], counted["operators"], counted["lines"]
     scores, days = counted["distribution"], counted["daily"]
     policy = policies.for_line(flt.line)  # the chart's colours: the threshold of the line shown, or the global one
@@ -533,14 +575,15 @@ def reports():
                            own_thresholds=sorted(line for line, o in policies.lines.items() if "max_threshold" in o),
                            distribution=charts.bars(scores), days=days, W=charts.WIDTH, H=charts.HEIGHT,
                            trend_points=charts.line([d["average"] for d in days], policy.scale_min,
-                                                    policy.scale_max), problem=None, bad_field=None)
+                                                    policy.scale_max), counted_at=counted["counted_at"],
+                           problem=None, bad_field=None)
 
 
 @bp.get("/reports/export.xlsx")
 @login_required()
 def export_report_xlsx():
     flt, _raw = _report_filter()
-    counted = services().reads.figures(flt, services().ingest.initial_policy, ("operators", "lines"))
+    counted = services().figures(flt, services().ingest.initial_policy, ("operators", "lines"))
     sheets = [(name, _report_rows(counted[name])) for name in ("operators", "lines")]
     return Response(b"".join(xlsx.stream(sheets)), mimetype=xlsx.MIME,  # a few rows: no need to stream
                     headers={"Content-Disposition": "attachment; filename=report.xlsx"})
