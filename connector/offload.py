@@ -40,6 +40,7 @@ from sqlalchemy.engine import make_url
 
 from connector.calls import CallFilter, Sort
 from connector.db import Database
+from connector.exports import Layout
 from connector.reports import PARTS, ReportFilter, figures
 from connector.threshold import Policy
 
@@ -75,15 +76,16 @@ class HeavyReads:
         # An app dropped without close() (a test's, a reloaded one) still ends its idle children, pipes closed.
         weakref.finalize(self, _end_all, self._idle)
 
-    def export(self, fmt: str, flt: CallFilter, sort: Sort) -> Iterator[bytes]:
+    def export(self, fmt: str, flt: CallFilter, sort: Sort, layout: Layout = Layout()) -> Iterator[bytes]:
         """The export's file (`connector.exports.export_file`), chunk by chunk. The first chunk is ready when
         this returns, so a failure to start raises here, before anything is answered."""
         if not self.in_children:
             from connector.exports import export_file
 
-            chunks = export_file(self.db, fmt, flt, sort)
+            chunks = export_file(self.db, fmt, flt, sort, layout)
         else:
-            chunks = self._run({"do": "export", "url": self.db.url, "fmt": fmt, "flt": flt, "sort": sort})
+            chunks = self._run({"do": "export", "url": self.db.url, "fmt": fmt, "flt": flt, "sort": sort,
+                                "layout": layout})
         first = next(chunks, b"")
         return _prepend(first, chunks)
 
@@ -223,7 +225,7 @@ def child_main() -> None:
                 db = databases[job["url"]] = Database(job["url"])
             if job["do"] == "export":
                 # pace 0: no interpreter is shared with the webhook here; the priority does the yielding
-                for chunk in export_file(db, job["fmt"], job["flt"], job["sort"], pace=0):
+                for chunk in export_file(db, job["fmt"], job["flt"], job["sort"], job["layout"], pace=0):
                     _send(out, CHUNK, chunk)
                 result = None
             else:
