@@ -21,9 +21,9 @@ from tests.conftest import EXPORT_HEADERS, console_login, csv_rows, dtmf, summar
 
 PASSWORD = "correct horse battery"
 # A layout for people, as the console makes one: what the web process decides must reach the child whole.
-PEOPLE_LAYOUT = Layout(headers=EXPORT_HEADERS, statuses={"pending": "ждёт отправки", "skipped": "не отправлялся"}, zone="Europe/Moscow",
-                       csv_time="%d.%m.%Y %H:%M", xlsx_time="dd.mm.yyyy hh:mm", separator=Separator.SEMICOLON,
-                       bom=True, sheet="Звонки")
+PEOPLE_LAYOUT = Layout(headers=EXPORT_HEADERS, statuses={"pending": "ждёт отправки", "skipped": "не отправлялся"},
+                       zone="Europe/Moscow", csv_time="%d.%m.%Y %H:%M", xlsx_time="dd.mm.yyyy hh:mm",
+                       separator=Separator.SEMICOLON, bom=True, sheet="Звонки")
 HOSTILE = "=SUM(1,2)"  # a line name a spreadsheet would take for a formula
 
 

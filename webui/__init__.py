@@ -526,7 +526,8 @@ def _export(fmt: str, filename: str) -> Response:
     separator = SEPARATORS.get(request.args.get("sep") or "semicolon")
     if separator is None:
         abort(400, description=_("Разделитель CSV: semicolon (точка с запятой) или comma (запятая)."))
-    chunks = services().reads.export(fmt, flt, sort, export_layout(separator))  # raises before answering if it cannot start
+    # Raises before answering if it cannot start.
+    chunks = services().reads.export(fmt, flt, sort, export_layout(separator))
     return Response(chunks, mimetype=FORMATS[fmt],  # needs no request context: the work is the child's
                     headers={"Content-Disposition": f"attachment; filename={filename}"})
 
