@@ -68,14 +68,6 @@ class Layout:
         if len(self.headers) != len(COLUMNS):
             raise ValueError(f"an export has {len(COLUMNS)} columns, not {len(self.headers)}")
 
-    def local(self, moment: datetime | None) -> datetime | None:
-        """A stored moment (UTC) as the wall-clock time in `zone`, to the second."""
-        if moment is None:
-            return None
-        if moment.tzinfo is None:  # SQLite gives back what was stored in UTC without its offset
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.astimezone(ZoneInfo(self.zone)).replace(tzinfo=None, microsecond=0)
-
     def widths(self) -> list[float]:
         return [max(TYPICAL_WIDTHS[c], len(h)) + 2 for c, h in zip(COLUMNS, self.headers)]
 
@@ -151,10 +143,16 @@ def export_file(db: Database, fmt: str, flt: CallFilter, sort: Sort = Sort.NEWES
 
 
 def _laid_out(rows: Iterator[tuple], layout: Layout) -> Iterator[list]:
-    """The rows with the start in the layout's time zone and the CRM status named as the layout says."""
+    """The rows with the start as the wall-clock time in the layout's zone, to the second, and the CRM status
+    named as the layout says."""
+    zone = ZoneInfo(layout.zone)
     for row in rows:
         row = list(row)
-        row[STARTED_AT] = layout.local(row[STARTED_AT])
+        moment = row[STARTED_AT]
+        if moment is not None:
+            if moment.tzinfo is None:  # SQLite gives back what was stored in UTC without its offset
+                moment = moment.replace(tzinfo=timezone.utc)
+            row[STARTED_AT] = moment.astimezone(zone).replace(tzinfo=None, microsecond=0)
         row[CRM_STATUS] = layout.statuses.get(row[CRM_STATUS], row[CRM_STATUS])
         yield row
 

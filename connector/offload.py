@@ -13,7 +13,8 @@ copies bytes from a pipe, in threads (waitress) or greenlets (gunicorn's gevent 
 `subprocess`, so a long export no longer blocks a worker's other requests either).
 
 The web process still decides everything that concerns the person asking: login, role and the filter (an
-operator's own extensions in it) are settled before the child starts, and the child reads through the same
+operator's own extensions in it), and how the file is written for them (`connector.exports.Layout`: their
+language, the console's time zone), are settled before the child starts, and the child reads through the same
 code (`connector.exports`, `connector.reports.figures`) in the same read-only transactions, one short read
 per export page, one snapshot per report. A failure before the first byte is an error answer; a failure
 after it cuts the download short (the client sees an incomplete file, never a wrong one); a client that
