@@ -207,3 +207,19 @@ def recording(entry_id="call-1", recording_id="rec-1", state="Completed", code=1
     return {"entry_id": entry_id, "call_id": f"{entry_id}-leg", "recording_id": recording_id,
             "recording_state": state, "completion_code": code, "seq": seq, "extension": "101",
             "timestamp": 1_763_800_090}
+
+
+# The calls export's columns as a person reads them (Russian, the console's default), in order.
+EXPORT_HEADERS = ("Звонок", "Начало", "Направление", "Оператор", "Линия", "Клиент", "Разговор, с", "Опрос",
+                  "Оценка клиента", "Оценка супервизора", "Тег", "Отзывы супервизоров", "Статус в CRM",
+                  "Запись в CRM")
+
+
+def csv_rows(response, separator: str = ";") -> list[list[str]]:
+    """A CSV export as Excel reads it: UTF-8 with a byte-order mark, fields split on `separator`."""
+    import csv
+    import io
+
+    data = response.data if hasattr(response, "data") else response
+    assert data.startswith(b"\xef\xbb\xbf"), data[:20]
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=separator))

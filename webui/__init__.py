@@ -20,7 +20,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
 from connector import xlsx
-from connector.exports import FORMATS
+from connector.exports import COLUMNS, FORMATS, Layout, Separator
 from connector.links import recording_link
 from connector.models import JobStatus, Role
 from connector.notifications import mark_read, newest_notification, notification_page, unread_count
@@ -56,7 +56,7 @@ LANGUAGES = ("ru", "en")
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 
-PAGE_ARGS = ("lang",)  # the page's own query arguments: never a filter
+PAGE_ARGS = ("lang", "sep")  # the page's own query arguments: never a filter
 
 
 def _locale() -> str:
@@ -208,12 +208,15 @@ def _layout():
         with services().db.reading() as s:
             unread = unread_count(s, principal)
     role_names = {Role.ADMIN: _("администратор"), Role.SUPERVISOR: _("супервизор"), Role.OPERATOR: _("оператор")}
-    crm_status_names = {"pending": _("ждёт отправки"), "delivered": _("доставлен"),
-                        "unmatched": _("клиент не найден в CRM"), "dead": _("не доставлен"),
-                        "skipped": _("не отправлялся")}
     return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role, "role_names": role_names,
             "locale": str(get_locale()), "with_language": _with_language,
-            "crm_status_names": crm_status_names, "zone_name": _zone_name}
+            "crm_status_names": crm_status_names(), "zone_name": _zone_name}
+
+
+def crm_status_names() -> dict[str, str]:
+    """A call's CRM status as the console names it, in the page's language (the list, its filter, the exports)."""
+    return {"pending": _("ждёт отправки"), "delivered": _("доставлен"), "unmatched": _("клиент не найден в CRM"),
+            "dead": _("не доставлен"), "skipped": _("не отправлялся")}
 
 
 def _zone_name() -> str:
@@ -539,11 +542,34 @@ def export_xlsx():
     return _export("xlsx", "calls.xlsx")
 
 
+# How a time is written in an export, by the page's language: (CSV's strftime format, XLSX's number format).
+EXPORT_TIMES = {"ru": ("%d.%m.%Y %H:%M", "dd.mm.yyyy hh:mm"), "en": ("%Y-%m-%d %H:%M", "yyyy-mm-dd hh:mm")}
+SEPARATORS = {"semicolon": Separator.SEMICOLON, "comma": Separator.COMMA}  # ?sep=; semicolon unless asked
+
+
+def export_layout(separator: Separator = Separator.SEMICOLON) -> Layout:
+    """An export as the person asking reads it: the columns named in the page's language (as the list names
+    them where it shows them), times in CONSOLE_TIMEZONE, the CRM status as the console names it."""
+    headers = {"call_id": _("Звонок"), "started_at": _("Начало"), "direction": _("Направление"),
+               "operator": _("Оператор"), "line_number": _("Линия"), "customer_phone": _("Клиент"),
+               "talk_seconds": _("Разговор, с"), "survey": _("Опрос"), "customer_score": _("Оценка клиента"),
+               "supervisor_score": _("Оценка супервизора"), "tag": _("Тег"), "reviews": _("Отзывы супервизоров"),
+               "crm_status": _("Статус в CRM"), "crm_entity": _("Запись в CRM")}
+    csv_time, xlsx_time = EXPORT_TIMES[str(get_locale())]
+    return Layout(headers=tuple(headers[c] for c in COLUMNS), statuses=crm_status_names(),
+                  zone=services().config.CONSOLE_TIMEZONE, csv_time=csv_time, xlsx_time=xlsx_time,
+                  separator=separator, bom=True, sheet=_("Звонки"))
+
+
 def _export(fmt: str, filename: str) -> Response:
     """The filtered list as a file, streamed as it is read: built in a child process (connector.offload), one
     short read per page, every cell through connector.cells (no control characters, no formulas)."""
     flt, sort, _raw, _after = _call_filter()  # the role's rule is in the filter: an operator's own calls
-    chunks = services().reads.export(fmt, flt, sort)  # raises before answering if it cannot start
+    separator = SEPARATORS.get(request.args.get("sep") or "semicolon")
+    if separator is None:
+        abort(400, description=_("Разделитель CSV: semicolon (точка с запятой) или comma (запятая)."))
+    # Raises before answering if it cannot start.
+    chunks = services().reads.export(fmt, flt, sort, export_layout(separator))
     return Response(chunks, mimetype=FORMATS[fmt],  # needs no request context: the work is the child's
                     headers={"Content-Disposition": f"attachment; filename={filename}"})
 
@@ -584,15 +610,25 @@ def reports():
 def export_report_xlsx():
     flt, _raw = _report_filter()
     counted = services().figures(flt, services().ingest.initial_policy, ("operators", "lines"))
-    sheets = [(name, _report_rows(counted[name])) for name in ("operators", "lines")]
+    sheets = []
+    for name, title in (("operators", _("Операторы")), ("lines", _("Линии"))):
+        rows = _report_rows(counted[name])
+        sheets.append(xlsx.Sheet(title, rows, xlsx.fit_widths(rows), header=True))
     return Response(b"".join(xlsx.stream(sheets)), mimetype=xlsx.MIME,  # a few rows: no need to stream
                     headers={"Content-Disposition": "attachment; filename=report.xlsx"})
 
 
 def _report_rows(body: dict) -> list[list]:
-    """A report as a sheet: its columns' names, a row per item, then the totals (cells: connector.xlsx)."""
+    """A report as a sheet: its columns named as the reports page names them, a row per item, then the totals
+    (cells: connector.xlsx)."""
+    names = {"operator": _("Оператор"), "line": _("Линия"), "calls": _("Звонков"), "answered": _("Отвечено"),
+             "offered": _("Опрос предложен"), "no_answer": _("Без ответа"), "rated": _("Оценено"),
+             "response_rate": _("Отклик") + ", %", "average": _("Средняя"), "positive": _("Довольны"),
+             "negative": _("Недовольны"), "csat": "CSAT, %", "nps": "NPS",
+             "supervisor_rated": _("Оценок супервизора"), "supervisor_average": _("Средняя супервизора")}
     columns = list(body["totals"])
-    return [columns] + [[row[c] for c in columns] for row in body["items"] + [body["totals"]]]
+    totals = [_("Итого")] + [body["totals"][c] for c in columns[1:]]  # its key is empty: the page's word for it
+    return [[names[c] for c in columns]] + [[row[c] for c in columns] for row in body["items"]] + [totals]
 
 
 POLICY_FIELDS = ("enabled", "scale_min", "scale_max", "max_threshold", "tag_template", "score_text_template",
