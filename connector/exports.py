@@ -21,7 +21,7 @@ import io
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
 from enum import Enum
 from typing import Iterator, Mapping
 from zoneinfo import ZoneInfo
