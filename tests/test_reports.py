@@ -136,3 +136,25 @@ def test_an_operator_sees_only_their_own_figures_on_the_page(client, known_calls
     page = client.get("/reports").get_data(as_text=True)
     operators = page.split('id="report-operator"')[1].split("</table>")[0]
     assert "<td>101</td>" in operators and "<td>102</td>" not in operators
+
+
+def test_the_console_counts_days_in_moscow_time(client, mango_post, db):
+    """A call at 22:30 UTC on 20 November is on 21 November in Moscow (UTC+3): the console's date filters
+    and the daily trend put it there; the API's filters, documented as UTC moments, keep UTC."""
+    from datetime import datetime, timezone
+
+    late = int(datetime(2026, 11, 20, 22, 30, tzinfo=timezone.utc).timestamp())
+    noon = int(datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc).timestamp())
+    for entry_id, start, digits in [("late", late, "4"), ("noon", noon, "10")]:
+        assert mango_post("events/summary", summary(entry_id, start=start)).status_code == 200
+        assert mango_post("events/dtmf", dtmf(entry_id, digits, timestamp=start + 80)).status_code == 200
+    _logged_in_as(client, db, "sam", "supervisor")
+    on_21st = client.get("/calls?date_from=2026-11-21").get_data(as_text=True)
+    before_21st = client.get("/calls?date_to=2026-11-21").get_data(as_text=True)
+    assert "/calls/late" in on_21st and "/calls/noon" not in on_21st
+    assert "/calls/noon" in before_21st and "/calls/late" not in before_21st
+    trend = client.get("/reports").get_data(as_text=True).split('id="trend"')[1]
+    assert "<td>20.11.2026</td><td>1</td><td>10.0</td>" in trend
+    assert "<td>21.11.2026</td><td>1</td><td>4.0</td>" in trend
+    utc = client.get("/api/v1/calls?date_from=2026-11-21", headers=AUTH).get_json()
+    assert [c["call_id"] for c in utc["items"]] == []  # 22:30 UTC is before the 21st in UTC

@@ -6,14 +6,15 @@ import io
 import math
 import secrets
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import wraps
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
                    url_for)
-from flask_babel import Babel, format_datetime, get_locale, gettext as _, lazy_gettext as _l
+from flask_babel import Babel, format_date, format_datetime, get_locale, gettext as _, lazy_gettext as _l
 from markupsafe import escape
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
@@ -284,6 +285,12 @@ def _filter_refused(exc: FilterRefused):
                       back_label=_("К отчётам") if reports else _("К списку звонков"))
 
 
+@bp.app_template_filter("day")
+def _day(text: str) -> str:
+    """A day ('2026-11-20') as people write it in the page's language (20.11.2026)."""
+    return format_date(date.fromisoformat(text), "short")
+
+
 @bp.app_template_filter("when")
 def _when(moment) -> str:
     """A moment (a datetime, or ISO 8601 text as the API gives it; UTC when it has no offset) as people there
@@ -455,11 +462,27 @@ def _refused_field(exc: ValidationError) -> str:
     return str(next(iter(exc.messages))) if isinstance(exc.messages, dict) and exc.messages else ""
 
 
+def _local_days(raw: dict) -> dict:
+    """The filters with each date the form's date fields give (2026-11-20) made that day's midnight in
+    CONSOLE_TIMEZONE, offset included: the query schema, shared with the API, reads a moment without an
+    offset as UTC, and a person means their own day."""
+    zone = ZoneInfo(services().config.CONSOLE_TIMEZONE)
+    local = dict(raw)
+    for key in ("date_from", "date_to"):
+        try:
+            day = date.fromisoformat(raw[key]) if len(raw.get(key, "")) == 10 else None
+        except ValueError:
+            continue  # the schema says what is wrong with it
+        if day is not None:
+            local[key] = datetime.combine(day, datetime.min.time(), zone).isoformat()
+    return local
+
+
 def _call_filter() -> tuple[CallFilter, Sort, dict, Cursor | None]:
     """The list's filters (raises FilterRefused)."""
     raw = _query()
     try:
-        args = CALL_QUERY_SCHEMA.load(raw)
+        args = CALL_QUERY_SCHEMA.load(_local_days(raw))
         sort = args.pop("sort")
         after = args.pop("after", None)
     except ValidationError as exc:
@@ -578,10 +601,11 @@ def _report_filter() -> tuple[ReportFilter, dict]:
     """The reports' filters (raises FilterRefused)."""
     raw = _query()
     try:
-        args = REPORT_QUERY_SCHEMA.load(raw)
+        args = REPORT_QUERY_SCHEMA.load(_local_days(raw))
     except ValidationError as exc:
         raise FilterRefused(_refused_field(exc), raw) from None
-    return ReportFilter(**args, visible_extensions=g.principal.visible_extensions), raw
+    return ReportFilter(**args, visible_extensions=g.principal.visible_extensions,
+                        zone=services().config.CONSOLE_TIMEZONE), raw
 
 
 @bp.get("/reports")
