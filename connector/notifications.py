@@ -24,13 +24,6 @@ def notify_low_score(session: Session, call: Call) -> None:
     notify(session, call, NotificationKind.LOW_SCORE, session.info["supervisors"])
 
 
-def notifications_for(session: Session, principal: Principal, limit: int = 100) -> list[Notification]:
-    if principal.user_id is None:
-        return []  # the bootstrap token is no person
-    return list(session.scalars(select(Notification).where(Notification.user_id == principal.user_id)
-                                .order_by(Notification.id.desc()).limit(limit)))
-
-
 @dataclass(frozen=True)
 class NotificationPage:
     items: list[Notification]  # newest first, each with its call loaded

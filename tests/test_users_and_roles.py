@@ -171,6 +171,26 @@ def test_supervisors_are_notified_of_new_low_scores_only(client, people, calls):
     assert client.get("/api/v1/notifications", headers=people["olga"]).json["items"] == []
 
 
+def test_the_api_pages_through_every_notification_and_counts_all_unread(client, people, calls):
+    """Past the newest 100 (all the API gave before): 130 reviews of olga's call page 50 at a time, the last
+    page's `next` absent, `unread` counting all 130 whatever the page; `unread=true` selects, a bad cursor 400."""
+    for n in range(130):
+        assert client.post("/api/v1/calls/call-1/reviews", json={"score": 1 + n % 10}, headers=people["sam"]) \
+            .status_code == 201
+    seen, url = [], "/api/v1/notifications"
+    while url:
+        page = client.get(url, headers=people["olga"]).json
+        assert page["unread"] == 130 and page["total"] == 130 and len(page["items"]) <= 50
+        seen += [n["id"] for n in page["items"]]
+        url = page["_links"].get("next")
+    assert len(seen) == 130 == len(set(seen)) and seen == sorted(seen, reverse=True)
+    client.post("/api/v1/notifications/read", json={"ids": seen[:100]}, headers=people["olga"])
+    unread = client.get("/api/v1/notifications?unread=true&per_page=500", headers=people["olga"]).json
+    assert [n["id"] for n in unread["items"]] == seen[100:] and unread["unread"] == unread["total"] == 30
+    assert client.get("/api/v1/notifications?before=x", headers=people["olga"]).status_code == 400
+    assert client.get("/api/v1/notifications?per_page=501", headers=people["olga"]).status_code == 400
+
+
 @pytest.mark.parametrize("body, needle", [
     ({"score": 100}, "score"),  # on no scale
     ({"score": "5"}, "score"),
@@ -195,7 +215,7 @@ def test_a_review_outside_the_scale_in_force_is_a_409_conflict(client, people, c
 def test_the_bootstrap_admin_token_still_works_and_has_no_notifications(client, calls):
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     assert client.post("/api/v1/calls/call-1/reviews", json={"score": 7}, headers=auth).status_code == 201
-    assert client.get("/api/v1/notifications", headers=auth).json == {"items": [], "unread": 0}
+    assert client.get("/api/v1/notifications", headers=auth).json == {"items": [], "unread": 0, "total": 0, "_links": {}}
     assert client.get("/api/v1/calls/call-1", headers=auth).json["reviews"][0]["by"] == "admin token"
 
 

@@ -21,7 +21,7 @@ from connector.runtime_settings import (audit_trail, current_policies, current_p
                                        update_user_map, user_map_scope)
 from connector.models import Role
 from connector.threshold import REFUSED, SCORE_LIMIT, PolicyConflict, PolicyError
-from connector.notifications import mark_read, notifications_for
+from connector.notifications import mark_read, notification_page, unread_count
 from connector.reports import By, ReportFilter
 from connector.reviews import add_review
 from connector.users import BOOTSTRAP_ADMIN, Principal, principal_for_token, read_then_write
@@ -259,15 +259,40 @@ def get_lines_report():
 
 # --- notifications -------------------------------------------------------------
 
+class NotificationQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    before = fields.Integer(validate=validate.Range(1, INT32_MAX), metadata={
+        "description": "only notifications older than this id, as `_links.next` hands it out"})
+    unread = fields.Boolean(load_default=False, metadata={"description": "only the unread ones"})
+    per_page = fields.Integer(load_default=50, validate=validate.Range(1, 500))
+
+
+NOTIFICATION_QUERY_SCHEMA = NotificationQuerySchema()
+
+
 @bp.get("/notifications")
 @require_token()
 def get_notifications():
-    """The caller's own notifications, newest first: reviews of their calls, new low scores."""
+    """The caller's own notifications, newest first, a page at a time (a keyset: `_links.next`): reviews of
+    their calls, new low scores. `unread` counts all of the caller's unread ones, `total` those the filter
+    selects."""
+    try:
+        args = NOTIFICATION_QUERY_SCHEMA.load(request.args.to_dict())
+    except ValidationError as exc:
+        raise ApiError(400, first_error(exc.messages)) from None
     with services().db.reading() as session:
-        rows = notifications_for(session, g.principal)
+        page = notification_page(session, g.principal, before=args.get("before"), per_page=args["per_page"],
+                                 unread_only=args["unread"])
+        unread = unread_count(session, g.principal)
         items = [{"id": n.id, "call_id": n.call.entry_id, "kind": n.kind, "read": n.read,
-                  "at": n.created_at.isoformat()} for n in rows]
-    return {"items": items, "unread": sum(not n["read"] for n in items)}
+                  "at": n.created_at.isoformat()} for n in page.items]
+    links = {}
+    if page.older is not None:
+        links["next"] = url_for(".get_notifications", before=page.older, per_page=args["per_page"],
+                                **({"unread": "true"} if args["unread"] else {}))
+    return {"items": items, "unread": unread, "total": page.total, "_links": links}
 
 
 class MarkReadSchema(Schema):

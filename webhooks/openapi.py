@@ -82,7 +82,7 @@ def _settings_schemas(spec: APISpec) -> None:
 def build_spec() -> dict:
     from connector.queries import CallQuerySchema, ReportQuerySchema
     from connector.validation import LINE_MAX, LINE_PATH_PATTERN, TEXT_DESCRIPTION, TEXT_PATTERN
-    from webhooks.api import MarkReadSchema, ReviewSchema, ScoreSchema
+    from webhooks.api import MarkReadSchema, NotificationQuerySchema, ReviewSchema, ScoreSchema
 
     plugin = MarshmallowPlugin()
     spec = APISpec(title="Post-call QA connector", version="1", openapi_version="3.1.0", plugins=[plugin])
@@ -141,8 +141,10 @@ def build_spec() -> dict:
             "security": TOKEN, "parameters": [{"in": "query", "schema": ReportQuerySchema}],
             "responses": _token({"200": "`items`, `totals`"}, e400="a parameter breaks the schema")}})
     spec.path("/api/v1/notifications", operations={"get": {
-        "summary": "The caller's own notifications (`review`, `low_score`)", "security": TOKEN,
-        "responses": _token({"200": "`items`, `unread`"})}})
+        "summary": "The caller's own notifications (`review`, `low_score`), newest first; `_links.next` pages on",
+        "security": TOKEN, "parameters": [{"in": "query", "schema": NotificationQuerySchema}],
+        "responses": _token({"200": "`items`, `unread` (all unread), `total` (selected), `_links`"},
+                            e400="a parameter breaks the schema")}})
     spec.path("/api/v1/notifications/read", operations={"post": {
         "summary": "Mark the caller's notifications read (these ids, or all without a body)", "security": TOKEN,
         "requestBody": {"required": False, "content": {"application/json": {"schema": "MarkRead"}}},
