@@ -20,8 +20,8 @@ FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 def _verified_json() -> str:
     if request.mimetype not in FORMS:
         raise ApiError(415, f"expected {FORMS[0]} or {FORMS[1]}, got {request.mimetype or 'no content type'}")
-    config = current_app.extensions["connector"].config
-    return mango.verify(request.form, config.MANGO_API_KEY, config.MANGO_API_SALT)
+    credentials = current_app.extensions["connector"].pbx_credentials.current()  # the console's or the environment's
+    return mango.verify(request.form, credentials.api_key, credentials.salt)
 
 
 @bp.post("/ping")
