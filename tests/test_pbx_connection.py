@@ -240,6 +240,10 @@ def test_the_console_names_operators_wherever_they_appear(setup, pbx):
     assert 'id="operator">Ирина Петрова (101)</span>' in admin.get("/calls/call-1").get_data(as_text=True)
     report = admin.get("/reports").get_data(as_text=True)
     assert "<td>Ирина Петрова (101)</td>" in report and "<td>olga (102)</td>" in report
+    page = admin.get("/calls/call-2")
+    assert admin.post("/calls/call-2/reviews", data={"score": "6", "csrf_token": csrf_token(page)}).status_code == 302
+    olga = logged_in(app, "olga", "oper-pass-123")  # told of the review: her call, named as everywhere
+    assert '<td class="operator">olga (102)</td>' in olga.get("/notifications").get_data(as_text=True)
 
 
 # --- the client call, with `responses` ---------------------------------------------------------------------
