@@ -34,7 +34,7 @@ def _refusal(exc: MangoError) -> str:
     if isinstance(exc, MangoWrongRequest):
         return _("MANGO отклонил проверочный запрос с этими данными. Ничего не сохранено.")
     if isinstance(exc, MangoCoolingDown):
-        return _("MANGO недавно получил неверный запрос; второй за 2 минуты заблокирует API. Повторите после %(at)s. Ничего не сохранено.",  # noqa: E501
+        return _("Второй неверный запрос за 2 минуты заблокирует API MANGO, поэтому проверка отложена. Повторите после %(at)s. Ничего не сохранено.",  # noqa: E501
                  at=format_datetime(exc.retry_at, "short"))
     if isinstance(exc, MangoUnavailable):
         return _("MANGO сейчас не отвечает или API заблокирован; повторите после %(at)s. Ничего не сохранено.",
