@@ -21,7 +21,8 @@ def build_pbx_credentials(config: Config, db: Database) -> CredentialStore:
     return CredentialStore(db, config.MANGO_API_KEY, config.MANGO_API_SALT, config.SECRET_KEY)
 
 
-def build_pbx_api(config: Config, db: Database, *, session=None, credentials: CredentialStore | None = None) -> MangoApi:
+def build_pbx_api(config: Config, db: Database, *, session=None,
+                  credentials: CredentialStore | None = None) -> MangoApi:
     """The PBX's command API, shared by the recording player and the quality poller; it signs with the pair in
     force at each request."""
     store = credentials or build_pbx_credentials(config, db)
@@ -39,7 +40,8 @@ def build_directory(config: Config, db: Database, *, session=None):
     from connector.directory import DirectoryRefresher
 
     pbx = build_pbx_api(config, db, session=session)
-    return DirectoryRefresher(db, pbx.users, ready=lambda: pbx.configured, poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0))
+    return DirectoryRefresher(db, pbx.users, ready=lambda: pbx.configured,
+                              poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0))
 
 
 def build_workers(config: Config, db: Database, **adapter_options) -> list:

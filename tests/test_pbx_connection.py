@@ -7,7 +7,7 @@ list fills the operator directory, read again on a schedule; the console names o
 import logging
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 import responses

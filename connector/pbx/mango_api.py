@@ -329,7 +329,8 @@ class MangoApi:
     def _post(self, path: str, payload: dict, *, probing: bool) -> tuple[requests.Response, object]:
         api_key, salt = self.credentials()
         if not (api_key and salt):  # an unsigned request would only be refused, and count towards the block
-            raise MangoUnavailable(f"{path}: the PBX's key and salt are not set", self.guard.now() + timedelta(minutes=1))
+            raise MangoUnavailable(f"{path}: the PBX's key and salt are not set",
+                                   self.guard.now() + timedelta(minutes=1))
         self.guard.admit(probing=probing)
         wrong = blocked = False
         now = self.guard.now
