@@ -103,18 +103,16 @@ def build_inbox(config: Config, db: Database, *, wake=None):
 
 
 def build_recording_copier(config: Config, db: Database, workers: list, *, session=None):
-    """Copies recordings ahead of the targets that download them, or None when no target does, the PBX's
-    API is not configured, or RECORDING_COPIES_MB is 0."""
+    """Copies recordings ahead of the targets that download them, or None when no target does or
+    RECORDING_COPIES_MB is 0. It copies nothing while the PBX's key and salt are not set (console or environment)."""
     kinds = [kind for worker in workers for kind in worker.target.recording_kinds]
     if not kinds or not config.RECORDING_COPIES_MB:
         return None
-    pbx = build_pbx_api(config, db, session=session)
-    if not pbx.configured:  # the pair in force when the worker starts (a later one needs a restart here)
-        return None
     from connector.recordings import RecordingCopier
 
+    pbx = build_pbx_api(config, db, session=session)
     return RecordingCopier(db, pbx.recording_file, kinds, max_bytes=config.RECORDING_COPIES_MB * 1024 * 1024,
-                           poll_seconds=config.WORKER_POLL_SECONDS)
+                           poll_seconds=config.WORKER_POLL_SECONDS, ready=lambda: pbx.configured)
 
 
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
