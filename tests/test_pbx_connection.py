@@ -212,6 +212,8 @@ def test_the_directory_refresh_counts_its_failures_and_shows_them(setup, pbx):
     assert state["operators"] == 3  # the names last read stay
     page = logged_in(app, "anna", "admin-pass-123").get("/settings").get_data(as_text=True)
     assert "Не удаётся прочитать список сотрудников АТС (попыток подряд: 1)" in page
+    metrics = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert "connector_operator_directory_failures 1.0" in metrics.get_data(as_text=True)
 
     clock[0] += 11 * 60
     pbx.advance(3 * 60)  # past the fake's 2-minute window: the second wrong request is not a block
