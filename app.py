@@ -37,6 +37,7 @@ def build_services(config: Config) -> Services:
     db = Database(config.DATABASE_URL)
     wake = threading.Event()
     credentials = build_pbx_credentials(config, db)
+    credentials.warm()
     return Services(config=config, db=db, ingest=ingest_context(config),
                     pbx=build_pbx_api(config, db, credentials=credentials), pbx_credentials=credentials,
                     intake=InboxWriter(db, wake=wake), inbox_wake=wake,

@@ -125,6 +125,31 @@ def test_another_process_uses_a_pair_saved_in_the_console_without_a_restart(setu
         worker_db.dispose()
 
 
+def test_another_web_process_accepts_the_new_pair_and_soon_refuses_the_old_one(setup, pbx):
+    """A callback reads no row (one INSERT is all it costs): each process checks against its copy, reads again
+    at once when its copy refuses a signature, and at the latest every CALLBACK_SECONDS."""
+    app, config = setup
+    others = [create_app(config), create_app(config)]  # two other web processes, started before the change
+    try:
+        now = [1000.0]
+        for other in others:
+            store = other.extensions["connector"].pbx_credentials
+            store.clock = lambda: now[0]
+            store.warm()
+        assert post_pair(logged_in(app, "anna", "admin-pass-123")).status_code == 302
+        first, second = (MangoPoster(other.test_client()) for other in others)
+        now[0] += 1.5
+        assert first("events/summary", summary("call-a"), key=NEW_KEY, salt=NEW_SALT).status_code == 200
+        assert first("events/summary", summary("call-b"), key=MANGO_KEY, salt=MANGO_SALT).status_code == 403
+        # The second has seen no new-pair callback: its copy holds the old pair until CALLBACK_SECONDS.
+        assert second("events/summary", summary("call-c"), key=MANGO_KEY, salt=MANGO_SALT).status_code == 200
+        now[0] += 30
+        assert second("events/summary", summary("call-d"), key=MANGO_KEY, salt=MANGO_SALT).status_code == 403
+    finally:
+        for other in others:
+            other.extensions["connector"].db.dispose()
+
+
 @pytest.mark.parametrize("lang, message", [
     ("", "MANGO не принял подпись: ключ для создания подписи неверен. Ничего не сохранено."),
     ("?lang=en", "MANGO did not accept the signature: the signing key is wrong. Nothing was saved."),

@@ -3,9 +3,12 @@ in the console. The console's pair, once saved, wins: it is the newer, deliberat
 shows which is in force. It is stored encrypted in the PBX account's row as the CRM tokens are
 (`connector.crm.account.token_cipher`), and audited with the key's and salt's last characters only.
 
-Every process reads the pair in force through a `CredentialStore`: a copy kept a second at most, so a
-pair saved in one process is used by the callbacks' signature check and the command API of every other
-(workers included) within a second, without a restart.
+Every process reads the pair in force through a `CredentialStore`, without a restart:
+- the command API reads a copy at most a second old, so a pair saved in one process signs the commands of
+  every other (workers included) within a second;
+- a callback costs one INSERT and nothing else, so its check reads no row: it uses a copy up to
+  `CALLBACK_SECONDS` old, and re-reads at once (at most once a second) when that copy refuses a signature.
+  A new pair is therefore accepted at once everywhere, and a replaced one refused within `CALLBACK_SECONDS`.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from connector.models import SettingsAudit
 
 ACCOUNT = "mango"  # the PBX account's row, as the command API's guard keeps it
 AUDIT_SCOPE = "mango_credentials"
-CACHE_SECONDS = 1.0  # how long a process trusts its copy: a saved pair reaches every process within it
+CACHE_SECONDS = 1.0  # how long the command API trusts its copy: a saved pair reaches every process within it
+CALLBACK_SECONDS = 30.0  # how long the callbacks' check trusts its copy (a refused signature re-reads at once)
 SHOWN = 4  # characters shown of a key or a salt
 
 
@@ -77,11 +81,32 @@ class CredentialStore:
         self._copy: tuple[float, Credentials] | None = None
 
     # --- reading ---------------------------------------------------------------------------
-    def current(self) -> Credentials:
-        """The pair in force, as this process read it at most `cache_seconds` ago."""
+    def current(self, max_age: float | None = None) -> Credentials:
+        """The pair in force, as this process read it at most `max_age` (`cache_seconds`) ago."""
+        copy = self._copy
+        if copy is not None and self.clock() - copy[0] < (self.cache_seconds if max_age is None else max_age):
+            return copy[1]
+        return self._read()
+
+    def after_refusal(self) -> Credentials | None:
+        """The pair read again now, after the copy refused a callback's signature (another process may have
+        saved a new pair); None when the copy is less than `cache_seconds` old, so a flood of forged callbacks
+        costs at most one read a second."""
         copy = self._copy
         if copy is not None and self.clock() - copy[0] < self.cache_seconds:
-            return copy[1]
+            return None
+        return self._read()
+
+    def warm(self) -> None:
+        """Read the pair once at start, so the first callback reads nothing (no-op before the migrations)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            self._read()
+        except SQLAlchemyError:
+            pass
+
+    def _read(self) -> Credentials:
         with self.db.reading() as s:
             credentials = self.state(s).in_force
         self._copy = (self.clock(), credentials)
