@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from connector.db import Database, get_or_create
@@ -71,7 +71,7 @@ def operator_names(session: Session) -> dict[str, str]:
 def directory_state(session: Session, now: datetime) -> dict:
     """The directory's last read, for `/api/v1/status` and the settings page."""
     row = session.get(PbxScan, SCAN)
-    count = session.query(Operator).count()
+    count = session.scalar(select(func.count()).select_from(Operator))
     if row is None:
         return {"state": "not_read", "operators": count, "last_read_at": None, "failures": 0, "last_error": None,
                 "next_at": None}

@@ -53,7 +53,8 @@ def details(session: Session, targets: tuple[str, ...]) -> dict:
     scans = {row.name: {"last_finished_at": row.last_finished_at.isoformat() if row.last_finished_at else None,
                         "last_finished_seconds": _age(row.last_finished_at, now), "last_calls": row.last_calls,
                         "last_error": row.last_error, "next_at": row.next_at.isoformat() if row.next_at else None}
-             for row in session.scalars(select(PbxScan).where(PbxScan.name != directory.SCAN).order_by(PbxScan.name))}
+             for row in session.scalars(select(PbxScan).where(PbxScan.name != directory.SCAN)
+                                        .order_by(PbxScan.name))}
     scan_failing = any(scan["last_error"] for scan in scans.values())
     pbx = {"state": "blocked" if blocked else "scan_failing" if scan_failing else "ok",
            "blocked_until": pbx_row.blocked_until.isoformat() if blocked else None,

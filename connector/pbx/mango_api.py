@@ -27,8 +27,8 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 import requests
 
