@@ -246,11 +246,26 @@ def test_the_directory_refresh_counts_its_failures_and_shows_them(setup, pbx):
     with app.extensions["connector"].db.reading() as s:
         assert s.get(PbxScan, directory.SCAN).failures == 2
     pbx.salt = NEW_SALT
+    del pbx.users[0]  # 101 left the PBX meanwhile
     clock[0] += 11 * 60
     assert refresher.run_once() == 1
     with app.extensions["connector"].db.reading() as s:
         row = s.get(PbxScan, directory.SCAN)
         assert (row.failures, row.last_error) == (0, None)
+        assert "101" not in directory.operator_names(s)  # no longer named by the PBX
+
+
+def test_the_directory_is_not_read_while_no_pair_is_in_force(db_url, pbx):
+    with serving(create_fake_mango(pbx)) as pbx_url:
+        config = make_config(db_url, MANGO_API_URL=pbx_url + "/vpbx/", MANGO_API_KEY="", MANGO_API_SALT="")
+        db = Database(config.DATABASE_URL)
+        try:
+            assert build_directory(config, db).run_once() == 0
+            assert pbx.requests == []  # nothing sent, no failure counted
+            with db.reading() as s:
+                assert directory.directory_state(s, datetime.now(timezone.utc))["failures"] == 0
+        finally:
+            db.dispose()
 
 
 def test_the_console_names_operators_wherever_they_appear(setup, pbx):
