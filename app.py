@@ -14,8 +14,9 @@ from connector.logs import configure_logging
 from connector.offload import HeavyReads
 from connector.reports import RecentFigures
 from connector.ingest import IngestContext
+from connector.pbx.credentials import CredentialStore
 from connector.pbx.mango_api import MangoApi
-from connector.wiring import build_pbx_api, ingest_context
+from connector.wiring import build_pbx_api, build_pbx_credentials, ingest_context
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Services:
     db: Database
     ingest: IngestContext
     pbx: MangoApi
+    pbx_credentials: CredentialStore  # the PBX's key and salt in force (console or environment)
     intake: InboxWriter  # stores the webhook's messages, many per commit
     # Set after stored events commit: wakes the inbox worker embedded in this process.
     inbox_wake: threading.Event
@@ -36,8 +38,11 @@ class Services:
 def build_services(config: Config) -> Services:
     db = Database(config.DATABASE_URL)
     wake = threading.Event()
+    credentials = build_pbx_credentials(config, db)
+    credentials.warm()
     reads = HeavyReads(db, in_children=config.HEAVY_READS_IN_CHILDREN)
-    return Services(config=config, db=db, ingest=ingest_context(config), pbx=build_pbx_api(config, db),
+    return Services(config=config, db=db, ingest=ingest_context(config),
+                    pbx=build_pbx_api(config, db, credentials=credentials), pbx_credentials=credentials,
                     intake=InboxWriter(db, wake=wake), inbox_wake=wake, reads=reads,
                     figures=RecentFigures(db, reads.figures))
 

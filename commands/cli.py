@@ -66,8 +66,8 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def _warn_about_missing_settings(config: Config) -> None:
     if not (config.MANGO_API_KEY and config.MANGO_API_SALT):
-        click.echo("warning: MANGO_API_KEY and MANGO_API_SALT are not both set: the PBX's events are refused (403)",
-                   err=True)
+        click.echo("warning: MANGO_API_KEY and MANGO_API_SALT are not both set: the PBX's events are refused (403) "
+                   "unless an admin entered them on the settings page", err=True)
     if not config.ADMIN_TOKEN:
         click.echo("warning: ADMIN_TOKEN is not set: only personal tokens (connector users token) open the API",
                    err=True)

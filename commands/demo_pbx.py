@@ -2,7 +2,8 @@
 `connector simulate` or `connector demo` plays without a PBX account. Point `MANGO_API_URL` at it; never use it
 in production.
 
-It answers `POST /vpbx/queries/recording/post` as MANGO does (a signed form; a 302 to a temporary file
+It answers the PBX's user list (`config/users/request`: the demo's operators, named) and
+`POST /vpbx/queries/recording/post` as MANGO does (a signed form; a 302 to a temporary file
 link, or result 3320 for a recording it does not have) for the recordings `simulate` and `demo` report
 (`rec-sim-...`, `rec-demo-...`), and serves each as a few seconds of generated audio (WAV).
 """
@@ -23,6 +24,8 @@ from connector.pbx import CallbackRejected
 SIMULATED_PREFIXES = ("rec-sim-", "rec-demo-")  # the recording ids `connector simulate` and `demo` send
 NO_SUCH_FILE = 3320  # MANGO's result for a recording it cannot hand out
 RATE = 8000  # Hz: telephone audio
+DEMO_NAMES = {"101": "Анна Смирнова", "102": "Борис Кузнецов", "103": "Вера Попова", "104": "Глеб Соколов",
+              "105": "Дарья Морозова", "106": "Егор Волков"}
 
 
 def demo_recording(seconds: float = 4.0) -> bytes:
@@ -59,6 +62,19 @@ def create_demo_pbx(api_key: str, salt: str) -> Flask:
         token = secrets.token_urlsafe(16)
         issued[token] = recording_id
         return redirect(f"{request.host_url}files/{token}.wav", code=302)
+
+    @app.post("/vpbx/config/users/request")
+    def users():
+        """The PBX's user list, as MANGO answers it (`users`, no `result`): the demo's operators, named, so the
+        console shows them by name."""
+        try:
+            verify(request.form.to_dict(), api_key, salt)
+        except CallbackRejected:
+            return jsonify({"result": 3102})
+        from commands.demo import OPERATORS
+
+        return jsonify({"users": [{"general": {"name": DEMO_NAMES.get(o.extension)},
+                                   "telephony": {"extension": o.extension}} for o in OPERATORS]})
 
     @app.get("/files/<token>.wav")
     def recording_file(token: str):

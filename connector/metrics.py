@@ -55,4 +55,7 @@ def queue_metrics(components: dict) -> CollectorRegistry:
         scan_ok.labels(name).set(0 if scan["last_error"] else 1)
         finished = scan["last_finished_seconds"]
         scan_age.labels(name).set(-1 if finished is None else finished)
+    if (directory := components["pbx"].get("directory")) is not None:
+        Gauge("connector_operator_directory_failures", "Failed reads of the PBX's user list in a row (0: the last "
+              "read succeeded)", registry=registry).set(directory["failures"])
     return registry

@@ -213,8 +213,9 @@ Index("ix_pbx_polls_due", PbxPoll.status, PbxPoll.not_before)
 
 
 class PbxScan(Base):
-    """One rolling window of the PBX's bulk call statistics (e.g. the last 30 minutes, every minute),
-    shared by every process: whoever holds the lease scans it; `next_at` is when it is due again."""
+    """A scheduled read of the PBX shared by every process: one rolling window of its bulk call statistics
+    (e.g. the last 30 minutes, every minute), or its operator directory. Whoever holds the lease reads it;
+    `next_at` is when it is due again."""
 
     __tablename__ = "pbx_scans"
 
@@ -226,6 +227,20 @@ class PbxScan(Base):
     last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_calls: Mapped[int] = mapped_column(Integer, default=0)  # calls the last scan listed
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Failed reads in a row (0 after a success): shown in the status and on the settings page.
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Operator(Base):
+    """An operator as the PBX's user list names them, by extension: read when the PBX is connected and on a
+    schedule (`connector.directory`). The console shows the name beside the extension."""
+
+    __tablename__ = "operators"
+
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    groups: Mapped[list] = mapped_column(JSON, default=list)  # the PBX's group ids, as it lists them
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # the last read that listed it
 
 
 class RecordingCopy(Base):
@@ -410,6 +425,11 @@ class CrmAccount(Base):
     strike_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # MANGO: one request that may fail is in flight (unix time its lease ends), so two cannot strike at once.
     probe_until: Mapped[float] = mapped_column(Float, default=0.0)
+    # MANGO: the key and salt an admin entered in the console (encrypted as the tokens are); they win over
+    # the environment's once saved (connector.pbx.credentials).
+    api_key_enc: Mapped[str | None] = mapped_column(Text)
+    api_salt_enc: Mapped[str | None] = mapped_column(Text)
+    credentials_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

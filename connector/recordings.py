@@ -99,8 +99,10 @@ class RecordingCopier:
     a call is claimed by stamping `recording_copy_tried_at` before the fetch."""
 
     def __init__(self, db: Database, fetch: Callable[[str], RecordingFile], kinds: Iterable[str], *,
-                 max_bytes: int, poll_seconds: float = 1.0, clock=lambda: datetime.now(timezone.utc)):
+                 max_bytes: int, poll_seconds: float = 1.0, clock=lambda: datetime.now(timezone.utc),
+                 ready: Callable[[], bool] = lambda: True):
         self.db, self.fetch, self.kinds = db, fetch, tuple(kinds)
+        self.ready = ready  # the PBX's key and salt are set: until then nothing is fetched (nor given up on)
         self.max_bytes, self.poll_seconds, self.clock = max_bytes, poll_seconds, clock
 
     def run(self, stop: threading.Event) -> None:
@@ -109,6 +111,8 @@ class RecordingCopier:
     def run_once(self) -> int:
         """Copy what is due and prune; returns how many copies were made."""
         self.prune()
+        if not self.ready():
+            return 0
         claimed = self._claim()
         copied = 0
         for n, (call_id, recording_id) in enumerate(claimed):

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connector import directory
 from connector.accounts import account_row
 from connector.models import DeliveryJob, InboundEvent, JobStatus, PbxScan
 
@@ -52,14 +53,18 @@ def details(session: Session, targets: tuple[str, ...]) -> dict:
     scans = {row.name: {"last_finished_at": row.last_finished_at.isoformat() if row.last_finished_at else None,
                         "last_finished_seconds": _age(row.last_finished_at, now), "last_calls": row.last_calls,
                         "last_error": row.last_error, "next_at": row.next_at.isoformat() if row.next_at else None}
-             for row in session.scalars(select(PbxScan).order_by(PbxScan.name))}
+             for row in session.scalars(select(PbxScan).where(PbxScan.name != directory.SCAN)
+                                        .order_by(PbxScan.name))}
     scan_failing = any(scan["last_error"] for scan in scans.values())
     pbx = {"state": "blocked" if blocked else "scan_failing" if scan_failing else "ok",
            "blocked_until": pbx_row.blocked_until.isoformat() if blocked else None,
            "last_wrong_request_at": pbx_row.strike_at.isoformat() if pbx_row.strike_at else None,
            # The bulk quality scans of the PBX's call statistics (empty when they are off): a failing one
            # keeps its error here until it succeeds again.
-           "quality_scans": scans}
+           "quality_scans": scans,
+           # The operator directory (names by extension): its last read, and failed reads in a row with the
+           # last error. A failing one leaves the names as last read; it does not degrade the connector.
+           "directory": directory.directory_state(session, now)}
 
     states = {name: _target_state(session, name, now) for name in targets}
     if not states:

@@ -6,6 +6,7 @@ from connector.config import Config
 from connector.crm import registry
 from connector.db import Database
 from connector.ingest import IngestContext
+from connector.pbx.credentials import CredentialStore
 from connector.pbx.mango_api import MangoApi, MangoGuard
 from connector.threshold import policy_from_config
 
@@ -15,10 +16,32 @@ def ingest_context(config: Config) -> IngestContext:
                          survey_location=config.MANGO_SURVEY_LOCATION, poll_quality=config.MANGO_QUALITY_API)
 
 
-def build_pbx_api(config: Config, db: Database, *, session=None) -> MangoApi:
-    """The PBX's command API, shared by the recording player and the quality poller."""
+def build_pbx_credentials(config: Config, db: Database) -> CredentialStore:
+    """The PBX's key and salt in force: the console's once an admin saved them, else the environment's."""
+    return CredentialStore(db, config.MANGO_API_KEY, config.MANGO_API_SALT, config.SECRET_KEY)
+
+
+def build_pbx_api(config: Config, db: Database, *, session=None,
+                  credentials: CredentialStore | None = None) -> MangoApi:
+    """The PBX's command API, shared by the recording player and the quality poller; it signs with the pair in
+    force at each request."""
+    store = credentials or build_pbx_credentials(config, db)
+
+    def pair() -> tuple[str, str]:
+        current = store.current()
+        return current.api_key, current.salt
+
     return MangoApi(config.MANGO_API_URL, config.MANGO_API_KEY, config.MANGO_API_SALT,
-                    MangoGuard(db, config.MANGO_RATE_LIMIT), session=session)
+                    MangoGuard(db, config.MANGO_RATE_LIMIT), session=session, credentials=pair)
+
+
+def build_directory(config: Config, db: Database, *, session=None):
+    """Reads the PBX's user list (operators' names) every 6 hours, once the PBX's key and salt are set."""
+    from connector.directory import DirectoryRefresher
+
+    pbx = build_pbx_api(config, db, session=session)
+    return DirectoryRefresher(db, pbx.users, ready=lambda: pbx.configured,
+                              poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0))
 
 
 def build_workers(config: Config, db: Database, **adapter_options) -> list:
@@ -80,22 +103,22 @@ def build_inbox(config: Config, db: Database, *, wake=None):
 
 
 def build_recording_copier(config: Config, db: Database, workers: list, *, session=None):
-    """Copies recordings ahead of the targets that download them, or None when no target does, the PBX's
-    API is not configured, or RECORDING_COPIES_MB is 0."""
+    """Copies recordings ahead of the targets that download them, or None when no target does or
+    RECORDING_COPIES_MB is 0. It copies nothing while the PBX's key and salt are not set (console or environment)."""
     kinds = [kind for worker in workers for kind in worker.target.recording_kinds]
-    if not kinds or not config.RECORDING_COPIES_MB or not (config.MANGO_API_KEY and config.MANGO_API_SALT):
+    if not kinds or not config.RECORDING_COPIES_MB:
         return None
     from connector.recordings import RecordingCopier
 
     pbx = build_pbx_api(config, db, session=session)
     return RecordingCopier(db, pbx.recording_file, kinds, max_bytes=config.RECORDING_COPIES_MB * 1024 * 1024,
-                           poll_seconds=config.WORKER_POLL_SECONDS)
+                           poll_seconds=config.WORKER_POLL_SECONDS, ready=lambda: pbx.configured)
 
 
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
     """Every background loop this configuration needs: the inbox, delivery, recording copies, PBX polling
-    and scanning."""
+    and scanning, the operator directory."""
     workers = build_workers(config, db)
     loops = (build_inbox(config, db, wake=wake), *workers, build_recording_copier(config, db, workers),
-             build_poller(config, db), build_scanner(config, db))
+             build_poller(config, db), build_scanner(config, db), build_directory(config, db))
     return [loop for loop in loops if loop is not None]

@@ -135,7 +135,8 @@ def test_an_operator_sees_only_their_own_figures_on_the_page(client, known_calls
     _logged_in_as(client, db, "olga", "operator", ["101"])
     page = client.get("/reports").get_data(as_text=True)
     operators = page.split('id="report-operator"')[1].split("</table>")[0]
-    assert "<td>101</td>" in operators and "<td>102</td>" not in operators
+    # Named by her console account, linked to 101 (no PBX directory here).
+    assert "<td>olga (101)</td>" in operators and "(102)" not in operators and "<td>102</td>" not in operators
 
 
 def test_the_console_counts_days_in_moscow_time(client, mango_post, db):

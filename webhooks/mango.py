@@ -7,7 +7,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 
 from connector.metrics import CALLBACKS
-from connector.pbx import mango
+from connector.pbx import SignatureRejected, mango
+from connector.pbx.credentials import CALLBACK_SECONDS
 from connector.validation import text_problem
 from webhooks.errors import ApiError
 
@@ -20,8 +21,15 @@ FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 def _verified_json() -> str:
     if request.mimetype not in FORMS:
         raise ApiError(415, f"expected {FORMS[0]} or {FORMS[1]}, got {request.mimetype or 'no content type'}")
-    config = current_app.extensions["connector"].config
-    return mango.verify(request.form, config.MANGO_API_KEY, config.MANGO_API_SALT)
+    store = current_app.extensions["connector"].pbx_credentials  # the console's pair, or the environment's
+    credentials = store.current(max_age=CALLBACK_SECONDS)  # no read on the way of a callback, as a rule
+    try:
+        return mango.verify(request.form, credentials.api_key, credentials.salt)
+    except SignatureRejected:
+        fresh = store.after_refusal()  # a pair saved in another process since: accepted at once
+        if fresh is None or fresh == credentials:
+            raise
+        return mango.verify(request.form, fresh.api_key, fresh.salt)
 
 
 @bp.post("/ping")

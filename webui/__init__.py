@@ -700,8 +700,10 @@ def _candidate_scale(initial, changes: dict):
 
 
 def _settings_page(form: SettingsForm | None, errors: dict, saved: bool, *, line_form: LineOverrideForm | None = None,
-                   line_problem: str | None = None, editing: str | None = None, code: int | None = None):
-    """The settings page; `form` / `line_form` hold what was posted (None: the values stored)."""
+                   line_problem: str | None = None, editing: str | None = None, code: int | None = None,
+                   mango: dict | None = None):
+    """The settings page; `form` / `line_form` hold what was posted (None: the values stored); `mango` the
+    PBX connection section as posted (webui.pbx_connection)."""
     initial = services().ingest.initial_policy
     with services().db.reading() as s:
         policies = current_policies(s, initial)
@@ -726,7 +728,8 @@ def _settings_page(form: SettingsForm | None, errors: dict, saved: bool, *, line
                            replay_form=ReplayForm(), fields=POLICY_FIELDS, lines=lines, policy=policy,
                            line_form=line_form, line_problem=line_problem,
                            line_saved=request.method == "GET" and request.args.get("line_saved") == "1",
-                           switched_on=switched_on, high_scores_labels=HIGH_SCORES_LABELS), \
+                           switched_on=switched_on, high_scores_labels=HIGH_SCORES_LABELS,
+                           mango=mango or pbx_connection.section()), \
         code or (422 if errors else 200)
 
 
@@ -871,3 +874,7 @@ def review(call_id: str):
     if error:
         return _render_call(call_id, form, error, 422)
     return redirect(url_for(".call_page", call_id=call_id))
+
+
+# Registered on `bp` after it is complete: the PBX connection's section, and the operator-name filter.
+from webui import operator_names, pbx_connection  # noqa: E402

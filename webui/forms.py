@@ -132,3 +132,20 @@ class LineOverrideForm(FlaskForm):
         self.max_threshold.data = override.get("max_threshold")
         self.high_scores.data = override.get("high_scores", INHERIT)
         return self
+
+
+def pbx_secret(form, field) -> None:
+    """A key or salt as MANGO issues them: one word of printable characters."""
+    value = field.data or ""
+    if text_problem(value) or any(c.isspace() for c in value.strip()):
+        raise ValidationError(_l("Без пробелов и управляющих символов"))
+
+
+class MangoConnectionForm(FlaskForm):
+    """MANGO OFFICE's key and salt (the account's Integrations → API connector), checked with a harmless
+    command before they are stored; never shown back."""
+
+    api_key = StringField(_l("Уникальный код АТС (vpbx_api_key)"),
+                          validators=[DataRequired(_l("Укажите уникальный код")), Length(max=128), pbx_secret])
+    api_salt = PasswordField(_l("Ключ для создания подписи (vpbx_api_salt)"),
+                             validators=[DataRequired(_l("Укажите ключ подписи")), Length(max=128), pbx_secret])

@@ -111,6 +111,15 @@ class Question:
 
 
 @dataclass(frozen=True)
+class OperatorEntry:
+    """One user of the PBX's user list: their extension, name (None when the PBX has none) and groups."""
+
+    extension: str
+    name: str | None
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """A verified, parsed callback: stored raw, deduplicated by `dedupe_key`, then applied."""
 

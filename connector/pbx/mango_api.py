@@ -28,14 +28,16 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 import requests
 
 from connector.accounts import SharedRateLimiter, account_row
 from connector.db import Database
 from connector.metrics import MANGO_RESULTS
-from connector.pbx import Mark, QualityReport, Question, ScannedCall
+from connector.pbx import Mark, OperatorEntry, QualityReport, Question, ScannedCall
 from connector.pbx.mango import signed_form
+from connector.validation import text_problem
 
 log = logging.getLogger(__name__)
 
@@ -280,23 +282,61 @@ def parse_scanned(call: object) -> ScannedCall | None:
     return ScannedCall(entry_id.strip(), parse_quality(call), handled)
 
 
+def parse_users(body: object) -> tuple[OperatorEntry, ...]:
+    """`config/users/request`'s answer -> the users that have an extension. Each user is
+    `{"general": {"name", ...}, "telephony": {"extension", ...}, "groups": [ids]}` (public clients' models:
+    the C# `Mango.Core.Dto.Vpbx.Responses.VpbxUser`, the npm `mango-vpbx`'s `users`). An answer without the
+    `users` list is not an empty directory: it raises, so a directory is never wiped by an odd answer."""
+    users = body.get("users") if isinstance(body, dict) else None
+    if not isinstance(users, list):
+        raise MangoError("config/users/request: no users list in the answer")
+    entries: dict[str, OperatorEntry] = {}
+    for user in users:
+        user = user if isinstance(user, dict) else {}
+        general = user.get("general") if isinstance(user.get("general"), dict) else {}
+        telephony = user.get("telephony") if isinstance(user.get("telephony"), dict) else {}
+        extension = (_text(telephony.get("extension"), 32) or "").strip()
+        if not extension or text_problem(extension):
+            continue  # a user without an extension takes no calls
+        name = _text(general.get("name"), 255)
+        name = name.strip() if name and not text_problem(name) else None
+        groups = user.get("groups") if isinstance(user.get("groups"), list) else []
+        entries[extension] = OperatorEntry(extension, name or None,
+                                           tuple(g for g in (_text(x, 64) for x in groups) if g))
+    return tuple(entries[e] for e in sorted(entries))
+
+
 class MangoApi:
-    """Commands to the VPBX API, each admitted by the guard and read by its `result`."""
+    """Commands to the VPBX API, each admitted by the guard and read by its `result`. The key and salt are
+    read at each request from `credentials` (the pair in force: the console's or the environment's), so a
+    pair an admin saves is used from then on without a restart."""
 
     def __init__(self, base_url: str, api_key: str, salt: str, guard: MangoGuard, *,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None, credentials: Callable[[], tuple[str, str]] | None = None):
         self.base_url = base_url.rstrip("/") + "/"
-        self.api_key, self.salt = api_key, salt
+        self.credentials = credentials or (lambda: (api_key, salt))
         self.guard = guard
         self.http = session or requests.Session()
 
+    def with_credentials(self, api_key: str, salt: str) -> "MangoApi":
+        """The same API (guard, session) signing with another pair: to check a pair before it is saved."""
+        return MangoApi(self.base_url, api_key, salt, self.guard, session=self.http)
+
+    @property
+    def configured(self) -> bool:
+        return all(self.credentials())
+
     def _post(self, path: str, payload: dict, *, probing: bool) -> tuple[requests.Response, object]:
+        api_key, salt = self.credentials()
+        if not (api_key and salt):  # an unsigned request would only be refused, and count towards the block
+            raise MangoUnavailable(f"{path}: the PBX's key and salt are not set",
+                                   self.guard.now() + timedelta(minutes=1))
         self.guard.admit(probing=probing)
         wrong = blocked = False
         now = self.guard.now
         try:
             try:
-                response = self.http.post(self.base_url + path, data=signed_form(self.api_key, self.salt, payload),
+                response = self.http.post(self.base_url + path, data=signed_form(api_key, salt, payload),
                                           timeout=TIMEOUT, allow_redirects=False)
             except (requests.Timeout, requests.ConnectionError) as exc:
                 raise MangoUnavailable(f"{path}: {type(exc).__name__}", now() + timedelta(seconds=30)) from None
@@ -334,6 +374,12 @@ class MangoApi:
         return body if isinstance(body, dict) else {}
 
     # --- what the connector asks -------------------------------------------------------
+    def users(self, *, probing: bool = False) -> tuple[OperatorEntry, ...]:
+        """The PBX's users: harmless (it changes nothing), so it also checks a key and salt. Its success answer
+        is `{"users": [...]}` with no `result` [mango-vpbx src/urls.js `config/users/request`; C# Mango.Vpbx.Client
+        MangoVpbxEmployeesService]. `probing`: a pair not yet known to work, which may be refused (3102, 3105)."""
+        return parse_users(self.command("config/users/request", {}, probing=probing))
+
     def call_quality(self, entry_id: str, *, probing: bool) -> QualityReport:
         """The Contact Center's data for a call: the customer's mark and the supervisor's form."""
         return parse_quality(self.command("cc/call/", {"entry_id": entry_id}, probing=probing).get("call"))

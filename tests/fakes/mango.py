@@ -12,6 +12,7 @@ It behaves as the vendor's PDF (API v1.9) describes:
   announced moments ago (`store_recording`) answers 3320 until it is ready;
 - `stats/calls/request` starts a report of `stats_calls` (extended statistics), at most one per
   2 seconds; `stats/calls/result/` answers it `request`/`work`, then `complete`, then forgets it;
+- `config/users/request` answers `{"users": [...]}` (`users`), with no `result` on success;
 - a bad key is 3105, a bad sign 3102;
 - a wrong request (3xxx) is tolerated once per 2 minutes: a second one within 2 minutes gets
   HTTP 401 and blocks every command for 2 minutes; `advance()` moves the fake's clock (or `clock`
@@ -52,6 +53,8 @@ class FakeMango:
     rate_limit: int = 10
     cc_rate_limit: int = 10  # PDF §1.4.3 s.09: the Contact Center API, 10 requests/s for all its requests
     stats_calls: dict = field(default_factory=dict)  # entry_id -> one call of extended statistics
+    # `config/users/request`'s users: {"general": {"name", ...}, "telephony": {"extension", ...}, "groups": [...]}
+    users: list = field(default_factory=list)
     report_seconds: float = 0.0  # how long a statistics report takes to prepare (fake clock)
     reports_fail: bool = False  # every report ends with the status `error` (PDF §3.4.2.3 s.62)
     clock: Callable[[], float] = time.monotonic
@@ -273,6 +276,21 @@ def create_fake_mango(fake: FakeMango) -> Flask:
                             "status": 429})
         response.status_code = 429
         return response
+
+    @app.post("/vpbx/config/users/request")
+    def users():
+        path = "config/users/request"
+        body, result = signed()
+        if body is None:  # reference mango-vpbx.md "Command answers" (PDF s.243): 3105 bad key, 3102 bad sign
+            return answer(path, {}, result)
+        extension = body.get("extension")  # mango-vpbx examples/users.js: {"extension": N} asks for one user
+        listed = [u for u in fake.users
+                  if extension is None or str(u.get("telephony", {}).get("extension")) == str(extension)]
+        with fake.lock:
+            fake.requests.append((path, body, 200, None))
+        # C# Mango.Vpbx.Client MangoVpbxEmployeesService: the one command whose success answer carries no
+        # `result`, only `users` (general / telephony / groups: Mango.Core.Dto.Vpbx.Responses.VpbxUser)
+        return jsonify({"users": listed})
 
     @app.post("/vpbx/quality/control/question/")
     def question():
