@@ -9,10 +9,11 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import false, func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
-from connector.models import NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus
+from connector.models import (NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus,
+                              ScoreOrigin)
 from connector.validation import text_problem
 
-REVIEW = "review"  # the origin of a supervisor score given in the console or by POST .../reviews
+REVIEW = ScoreOrigin.REVIEW  # the origin of a supervisor score given in the console or by POST .../reviews
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,22 @@ def summary_status(statuses) -> DeliveryStatus:
     return min(active, key=_WORST_FIRST.index) if active else DeliveryStatus.SKIPPED
 
 
+class ScoreSource(enum.StrEnum):
+    """Who gave a score (`scores.source`)."""
+
+    CUSTOMER = "customer"  # the caller: the PBX's survey, its quality control, the score API
+    SUPERVISOR = "supervisor"  # QA staff: MANGO's QA form, a review in the console or the API
+
+
+class ScoreOrigin(enum.StrEnum):
+    """The channel a score came through (`scores.origin`)."""
+
+    MANGO_DTMF = "mango_dtmf"  # the PBX's IVR survey: keypad digits
+    MANGO_QUALITY = "mango_quality"  # the PBX's quality control (its call statistics or Contact Center)
+    API = "api"  # the generic score API
+    REVIEW = "review"  # a review in the console (or POST .../reviews)
+
+
 class PollStatus(enum.StrEnum):
     PENDING = "pending"  # to be asked again at not_before
     DONE = "done"  # nothing more to wait for (or the PBX does not know the call)

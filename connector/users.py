@@ -361,6 +361,22 @@ def end_user_sessions(session: Session, user_id: int) -> None:
     session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user_id))
 
 
+def login_scope(username: str | None, address: str | None) -> str:
+    """The audit scope of a lifted throttle: `login:NAME`, `login:address ADDR`, `login:NAME from ADDR`."""
+    if username is None:
+        return f"login:address {address}"
+    return f"login:{username}" if address is None else f"login:{username} from {address}"
+
+
+def login_scope_parts(scope: str) -> tuple[str | None, str | None]:
+    """The user and the address a `login_scope` names (a user name holds no space: `add_user` refuses one)."""
+    rest = scope.removeprefix("login:")
+    if rest.startswith("address "):
+        return None, rest.removeprefix("address ")
+    user, sep, address = rest.partition(" from ")
+    return user, (address if sep else None)
+
+
 def unlock(session: Session, *, actor: str, username: str | None = None, address: str | None = None) -> list[str]:
     """Lift the login throttle of an account (every address and device) and/or of an address (logins and
     tokens); audited. Returns the buckets lifted (`throttle.forget_cached` them in a serving process)."""
@@ -378,10 +394,7 @@ def unlock(session: Session, *, actor: str, username: str | None = None, address
     at = _now()
     before = {"failures": sum(r.failures for r in lifted),
               "locked": any(r.locked and r.blocked_until and r.blocked_until > at for r in lifted)}
-    scope = username if username is not None else f"address {address}"
-    if username is not None and address is not None:
-        scope = f"{username} from {address}"
-    session.add(SettingsAudit(scope=f"login:{scope}", actor=actor, before=before,
+    session.add(SettingsAudit(scope=login_scope(username, address), actor=actor, before=before,
                               after={"failures": 0, "locked": False}))
     return [r.key for r in lifted]
 
