@@ -242,6 +242,19 @@ class PbxScan(Base):
     last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_calls: Mapped[int] = mapped_column(Integer, default=0)  # calls the last scan listed
     last_error: Mapped[str | None] = mapped_column(Text)
+    last_problem: Mapped[str | None] = mapped_column(String(16))  # a ScanProblem, beside last_error
+
+
+class ScanProblem(enum.StrEnum):
+    """Why a scan of the PBX's call statistics failed (`pbx_scans.last_problem`): what a person is told."""
+
+    BLOCKED = "blocked"  # the PBX blocked the account's API for a while
+    COOLING_DOWN = "cooling_down"  # waiting out the 2 minutes after a wrong request
+    RATE_LIMITED = "rate_limited"  # over the PBX's rate limit
+    UNAVAILABLE = "unavailable"  # unreachable, overloaded, or an answer that could not be read
+    REFUSED = "refused"  # the PBX refused the request (its settings or the account's rights)
+    REPORT_FAILED = "report_failed"  # the report ended without data (cancelled, failed, expired)
+    REPORT_LATE = "report_late"  # the report was not ready in time
 
 
 class RecordingCopy(Base):

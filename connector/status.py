@@ -64,7 +64,8 @@ def details(session: Session, targets: tuple[str, ...]) -> dict:
     blocked = pbx_row.blocked_until is not None and pbx_row.blocked_until > now
     scans = {row.name: {"last_finished_at": row.last_finished_at.isoformat() if row.last_finished_at else None,
                         "last_finished_seconds": _age(row.last_finished_at, now), "last_calls": row.last_calls,
-                        "last_error": row.last_error, "next_at": row.next_at.isoformat() if row.next_at else None}
+                        "last_error": row.last_error, "last_problem": row.last_problem,
+                        "next_at": row.next_at.isoformat() if row.next_at else None}
              for row in session.scalars(select(PbxScan).order_by(PbxScan.name))}
     scan_failing = any(scan["last_error"] for scan in scans.values())
     pbx = {"state": State.BLOCKED if blocked else State.SCAN_FAILING if scan_failing else State.OK,

@@ -8,6 +8,7 @@ can be revoked one by one. A console session is a row of `console_sessions` name
 """
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 import secrets
@@ -69,6 +70,7 @@ class Principal:
 
 
 BOOTSTRAP_ADMIN = Principal("admin token", Role.ADMIN)
+CLI_ACTOR = "cli"  # the audit's actor of a change made with `connector users ...`
 
 
 def _principal(user: User) -> Principal:
@@ -177,11 +179,18 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def token_state(token: ApiToken, at: datetime | None = None) -> str:
-    """active, expired or revoked."""
+class TokenState(enum.StrEnum):
+    """A personal token's state, as the API and the console list it."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"  # past expires_at
+    REVOKED = "revoked"  # revoked one by one
+
+
+def token_state(token: ApiToken, at: datetime | None = None) -> TokenState:
     if token.revoked_at is not None:
-        return "revoked"
-    return "expired" if token.expires_at <= (at or _now()) else "active"
+        return TokenState.REVOKED
+    return TokenState.EXPIRED if token.expires_at <= (at or _now()) else TokenState.ACTIVE
 
 
 def list_tokens(session: Session, username: str | None = None) -> list[tuple[ApiToken, str]]:
@@ -201,7 +210,7 @@ def revoke_token(session: Session, token_id: int, *, actor: str, username: str |
     token, owner = found
     if token.revoked_at is None:
         token.revoked_at = _now()
-        _audit(session, owner, actor, {f"token {token.id}": "active"}, {f"token {token.id}": "revoked"})
+        _audit(session, owner, actor, {f"token {token.id}": TokenState.ACTIVE}, {f"token {token.id}": TokenState.REVOKED})
     return token
 
 
