@@ -219,7 +219,8 @@ def test_an_admin_changes_the_settings_and_reads_the_audit(client, people, auth)
     api = client.get("/api/v1/settings", headers=auth).json
     assert api["max_threshold"] == 5 and api["enabled"] is False and api["tag_template"] == "Оценка {score}"
     audit = client.get("/audit").get_data(as_text=True)
-    assert "ann" in audit and "max_threshold: 9 → 5" in audit and "enabled: True → False" in audit
+    assert "ann" in audit and "Порог: оценка ниже него получает тег: 9 → 5" in audit
+    assert "Функция включена: вкл. → выкл." in audit
 
 
 @pytest.mark.parametrize("changes, field, needle", [
@@ -268,7 +269,8 @@ def test_the_rule_for_high_scores_is_shown_explained_and_changed_on_the_settings
     saved = client.post("/settings", data=settings_form(page, high_scores="ignore"))
     assert saved.status_code == 200 and 'id="saved"' in saved.get_data(as_text=True)
     assert client.get("/api/v1/settings", headers=auth).json["high_scores"] == "ignore"
-    assert "high_scores: default → ignore" in client.get("/audit").get_data(as_text=True)
+    assert ("Оценка на пороге и выше: как принято в каждой CRM (amoCRM: не писать, Bitrix24: писать) → "
+            "не писать в CRM (как в MANGO)") in client.get("/audit").get_data(as_text=True)
 
 
 def test_a_line_gets_its_own_rule_for_high_scores_on_the_settings_page(client, people, auth):
