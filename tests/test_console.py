@@ -1,6 +1,7 @@
 """The QA console's pages and exports through real HTTP semantics (the Flask client keeps the cookie):
 login with CSRF, role rules on every page and export, the player's signed link, reviews, exports read back."""
 import csv
+import html as html_text
 import io
 import re
 import time
@@ -269,8 +270,8 @@ def test_the_rule_for_high_scores_is_shown_explained_and_changed_on_the_settings
     saved = client.post("/settings", data=settings_form(page, high_scores="ignore"))
     assert saved.status_code == 200 and 'id="saved"' in saved.get_data(as_text=True)
     assert client.get("/api/v1/settings", headers=auth).json["high_scores"] == "ignore"
-    assert ("Оценка на пороге и выше: как принято в каждой CRM (amoCRM: не писать, Bitrix24: писать) → "
-            "не писать в CRM (как в MANGO)") in client.get("/audit").get_data(as_text=True)
+    assert ("A score at or above the threshold: each CRM's default (amoCRM: leave out, Bitrix24: write) → "
+            "leave it out of the CRM (as MANGO does)") in html_text.unescape(client.get("/audit").get_data(as_text=True))
 
 
 def test_a_line_gets_its_own_rule_for_high_scores_on_the_settings_page(client, people, auth):
