@@ -362,7 +362,7 @@ def test_the_call_page_reads_in_words_on_a_phone(browser, busy_console):
     timeline = browser.find_element(By.ID, "timeline").text
     assert "итоги звонка" in timeline and "клиент нажал клавиши (опрос)" in timeline
     page = browser.find_element(By.TAG_NAME, "main").text
-    for code in ("customer", "mango_dtmf", "accepted", "events/", "call-1", "UTC", "79001234567 ·"):
+    for code in ("customer", "mango_dtmf", "accepted", "events/", "call-1", "UTC", "08:26"):
         assert code not in page, code
     assert fits(browser) and axe_problems(browser) == []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
