@@ -12,7 +12,7 @@ from connector.models import DeliveryJob, JobStatus, PbxScan, ScanProblem
 from connector.pbx.mango_api import MangoBlocked, MangoBusy, MangoCoolingDown, MangoUnavailable, MangoWrongRequest
 from connector.scanner import ScanFailed, scan_problem
 from connector.threshold import Policy, ScoreReason, decide, score_reason
-from tests.conftest import console_login, csrf_token as csrf, dtmf
+from tests.conftest import console_login, csrf_token as csrf, dtmf, summary
 from tests.test_console_defects import SALES, log_in, people, scored, text  # noqa: F401 (fixture)
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci10aGUtd2ViaG9vay10YXJnZXQtMzI="
@@ -89,6 +89,12 @@ def test_a_call_is_titled_by_its_local_time_masked_customer_and_operator(client,
         assert "c1" not in shown and "79001234567" not in shown and "08:26" not in shown
     english = text(client.get("/calls/c1?lang=en"))
     assert re.search(r"<h1>Call 11/22/25, 11:26\s*AM · customer …4567 · operator 101</h1>", english), english
+
+
+def test_a_call_without_scores_says_so(client, people, mango_post):
+    mango_post("events/summary", summary("c1"))
+    log_in(client, "sam")
+    assert section(client.get("/calls/c1"), 'id="scores"') == "Оценок пока нет"
 
 
 def test_no_time_on_the_call_page_has_seconds_microseconds_or_utc(client, people, mango_post):
