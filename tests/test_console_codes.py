@@ -33,7 +33,8 @@ def visible(response) -> str:
 
 
 def section(response, marker: str, end: str = "</table>") -> str:
-    return " ".join(re.sub(r"<[^>]+>", " ", text(response).split(marker, 1)[1].split(end, 1)[0]).split())
+    inside = text(response).split(marker, 1)[1].split(">", 1)[1]  # after the marked tag
+    return " ".join(re.sub(r"<[^>]+>", " ", inside.split(end, 1)[0]).split())
 
 
 # --- the call page -----------------------------------------------------------------------------------------
