@@ -210,7 +210,8 @@ def revoke_token(session: Session, token_id: int, *, actor: str, username: str |
     token, owner = found
     if token.revoked_at is None:
         token.revoked_at = _now()
-        _audit(session, owner, actor, {f"token {token.id}": TokenState.ACTIVE}, {f"token {token.id}": TokenState.REVOKED})
+        field = f"token {token.id}"
+        _audit(session, owner, actor, {field: TokenState.ACTIVE}, {field: TokenState.REVOKED})
     return token
 
 
