@@ -24,8 +24,12 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/connector serve
 
+# Tests run in TEST_WORKERS processes (pytest-xdist; 0: in this one). Many wait on fakes' rate limits,
+# servers starting and clocks, so two workers finish in far less time even on two cores.
+TEST_WORKERS ?= 2
+
 test: install-test
-	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=30 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var/*.db

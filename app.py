@@ -12,6 +12,7 @@ from connector.db import Database
 from connector.inbox import InboxWriter
 from connector.logs import configure_logging
 from connector.offload import HeavyReads
+from connector.reports import RecentFigures
 from connector.ingest import IngestContext
 from connector.pbx.mango_api import MangoApi
 from connector.wiring import build_pbx_api, ingest_context
@@ -29,14 +30,16 @@ class Services:
     # Set after stored events commit: wakes the inbox worker embedded in this process.
     inbox_wake: threading.Event
     reads: HeavyReads  # exports and reports' figures, in child processes unless HEAVY_READS_IN_CHILDREN=false
+    figures: RecentFigures  # the reports' figures as the faces ask for them (reads.figures, one at a time, reused)
 
 
 def build_services(config: Config) -> Services:
     db = Database(config.DATABASE_URL)
     wake = threading.Event()
+    reads = HeavyReads(db, in_children=config.HEAVY_READS_IN_CHILDREN)
     return Services(config=config, db=db, ingest=ingest_context(config), pbx=build_pbx_api(config, db),
-                    intake=InboxWriter(db, wake=wake), inbox_wake=wake,
-                    reads=HeavyReads(db, in_children=config.HEAVY_READS_IN_CHILDREN))
+                    intake=InboxWriter(db, wake=wake), inbox_wake=wake, reads=reads,
+                    figures=RecentFigures(db, reads.figures))
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -49,11 +52,6 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.ensure_ascii = False  # tags and score texts are Russian
     app.json.sort_keys = False  # keep the documented field order of a call
     app.extensions["connector"] = services
-    if config.TRUSTED_PROXIES:  # the client's address (login and token throttling) from X-Forwarded-For
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.TRUSTED_PROXIES)
-
     import webui
     from webhooks import api, errors, mango, openapi, recordings, security
 
@@ -66,6 +64,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(webui.bp)
     webui.configure(app)
+    if config.TRUSTED_PROXIES:  # the client's address (login and token throttling) from X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix  # outermost: every layer below sees it
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.TRUSTED_PROXIES)
 
     # The same commands under `flask --app app ...` as under `connector ...`.
     from commands.cli import cli

@@ -39,3 +39,9 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    from commands.cli import freeze_what_is_loaded
+
+    freeze_what_is_loaded()  # the worker's app, loaded: out of the garbage collector's sight (commands.cli)

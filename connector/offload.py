@@ -13,7 +13,8 @@ copies bytes from a pipe, in threads (waitress) or greenlets (gunicorn's gevent 
 `subprocess`, so a long export no longer blocks a worker's other requests either).
 
 The web process still decides everything that concerns the person asking: login, role and the filter (an
-operator's own extensions in it) are settled before the child starts, and the child reads through the same
+operator's own extensions in it), and how the file is written for them (`connector.exports.Layout`: their
+language, the console's time zone), are settled before the child starts, and the child reads through the same
 code (`connector.exports`, `connector.reports.figures`) in the same read-only transactions, one short read
 per export page, one snapshot per report. A failure before the first byte is an error answer; a failure
 after it cuts the download short (the client sees an incomplete file, never a wrong one); a client that
@@ -40,6 +41,7 @@ from sqlalchemy.engine import make_url
 
 from connector.calls import CallFilter, Sort
 from connector.db import Database
+from connector.exports import Layout
 from connector.reports import PARTS, ReportFilter, figures
 from connector.threshold import Policy
 
@@ -75,15 +77,16 @@ class HeavyReads:
         # An app dropped without close() (a test's, a reloaded one) still ends its idle children, pipes closed.
         weakref.finalize(self, _end_all, self._idle)
 
-    def export(self, fmt: str, flt: CallFilter, sort: Sort) -> Iterator[bytes]:
+    def export(self, fmt: str, flt: CallFilter, sort: Sort, layout: Layout = Layout()) -> Iterator[bytes]:
         """The export's file (`connector.exports.export_file`), chunk by chunk. The first chunk is ready when
         this returns, so a failure to start raises here, before anything is answered."""
         if not self.in_children:
             from connector.exports import export_file
 
-            chunks = export_file(self.db, fmt, flt, sort)
+            chunks = export_file(self.db, fmt, flt, sort, layout)
         else:
-            chunks = self._run({"do": "export", "url": self.db.url, "fmt": fmt, "flt": flt, "sort": sort})
+            chunks = self._run({"do": "export", "url": self.db.url, "fmt": fmt, "flt": flt, "sort": sort,
+                                "layout": layout})
         first = next(chunks, b"")
         return _prepend(first, chunks)
 
@@ -223,7 +226,7 @@ def child_main() -> None:
                 db = databases[job["url"]] = Database(job["url"])
             if job["do"] == "export":
                 # pace 0: no interpreter is shared with the webhook here; the priority does the yielding
-                for chunk in export_file(db, job["fmt"], job["flt"], job["sort"], pace=0):
+                for chunk in export_file(db, job["fmt"], job["flt"], job["sort"], job["layout"], pace=0):
                     _send(out, CHUNK, chunk)
                 result = None
             else:

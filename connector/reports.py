@@ -18,7 +18,11 @@ Definitions (the README's "Reports" repeats them):
 from __future__ import annotations
 
 import enum
+import threading
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
 
 from sqlalchemy import Integer, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
@@ -26,7 +30,7 @@ from sqlalchemy.orm import Session
 from connector.calls import CallFilter, filtered_calls
 from connector.db import Database
 from connector.models import Call, SurveyState
-from connector.runtime_settings import current_policies
+from connector.runtime_settings import current_policies, settings_versions
 from connector.threshold import Policies, Policy
 
 KNOWN_FATE = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value, SurveyState.NOT_OFFERED.value)
@@ -73,58 +77,154 @@ PARTS = ("operators", "lines", "distribution", "daily")  # what `figures` can co
 
 def figures(db: Database, flt: ReportFilter, initial: Policy, parts: tuple[str, ...] = PARTS) -> dict:
     """The parts asked for, and under "policy" the policies in force (`Policies`) they were counted with, all
-    in one read (one snapshot: the tables and charts agree). Plain data, so a child process can count them
-    (`connector.offload`)."""
+    in one read (one snapshot: the tables and charts agree). The tables and the distribution come from one
+    scan of the calls (`counts`), the daily trend from a second. Plain data, so a child process can count
+    them (`connector.offload`)."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"no such report part: {', '.join(sorted(unknown))}")
     with db.reading() as s:
         policy = current_policies(s, initial)  # the global policy and each line's own
-        counted = {"policy": policy}
+        counted = {"policy": policy, "counted_at": datetime.now(timezone.utc)}
+        groups = counts(s, flt) if set(parts) & {"operators", "lines", "distribution"} else []
         for part in parts:
             if part == "operators":
-                counted[part] = report(s, By.OPERATOR, flt, policy)
+                counted[part] = tally(groups, By.OPERATOR, policy)
             elif part == "lines":
-                counted[part] = report(s, By.LINE, flt, policy)
+                counted[part] = tally(groups, By.LINE, policy)
             elif part == "distribution":
-                counted[part] = distribution(s, flt)
-            elif part == "daily":
-                counted[part] = daily(s, flt, policy)
+                counted[part] = distribution(groups)
             else:
-                raise ValueError(f"no such report part: {part}")
+                counted[part] = daily(s, flt, policy)
     return counted
 
 
-def report(session: Session, by: str, flt: ReportFilter, policy: Policy | Policies) -> dict:
-    """`{"items": [...], "totals": {...}}`, items sorted by their key (operator extension or line)."""
-    policies = _policies(policy)
-    key = {By.OPERATOR: Call.operator_extension, By.LINE: Call.line_number}[by]
-    where = _where(flt)
-    score = Call.customer_score
-    rated = score.is_not(None)
-    threshold = threshold_in_force(policies)
+class RecentFigures:
+    """`figures` for the web faces, counted one question at a time per process and, when counting was
+    expensive, served again for a while: figures that took 0.4 s to count answer the same question (filter,
+    parts, settings in force) for the next 4 s. A room of supervisors reloading reports over 200,000 calls
+    then keeps the database at most about a tenth busy with them, and the PBX's callbacks keep the rest.
+    Counting that took under `REUSE_FROM` seconds is never kept: small data is always fresh. A change of the
+    settings (the threshold) is a new question at once. Each answer says when it was counted (`counted_at`)."""
+
+    REUSE_FROM = 0.25  # seconds of counting below which figures are not kept
+    REUSE_FACTOR = 10  # kept this many times as long as they took to count
+    REUSE_AT_MOST = 60.0  # seconds
+
+    def __init__(self, db: Database, count: Callable[..., dict], clock: Callable[[], float] = time.monotonic):
+        self._db, self._count, self._clock = db, count, clock
+        self._turn = threading.Lock()  # one count at a time: the others wait their turn, then maybe reuse it
+        self._kept: dict[tuple, tuple[float, dict]] = {}  # question -> (good until, figures)
+
+    def __call__(self, flt: ReportFilter, initial: Policy, parts: tuple[str, ...] = PARTS) -> dict:
+        with self._db.reading() as s:
+            versions = tuple(sorted(settings_versions(s).items()))
+        question = (flt, initial, tuple(parts), versions)
+        with self._turn:
+            moment = self._clock()
+            kept = self._kept.get(question)
+            if kept is not None and kept[0] > moment:
+                return kept[1]
+            counted = self._count(flt, initial, parts)
+            took = self._clock() - moment
+            self._kept = {q: k for q, k in self._kept.items() if k[0] > moment}  # the stale ones go
+            if took >= self.REUSE_FROM:
+                self._kept[question] = (moment + took + min(self.REUSE_FACTOR * took, self.REUSE_AT_MOST), counted)
+            return counted
+
+
+@dataclass(frozen=True)
+class Group:
+    """The calls of one operator on one line with one customer score (None: unrated), counted in SQL."""
+
+    operator: str | None
+    line: str | None
+    score: int | None
+    calls: int
+    answered: int
+    offered: int
+    no_answer: int
+    asked: int
+    supervisor_rated: int
+    supervisor_sum: int
+
+
+def counts(session: Session, flt: ReportFilter) -> list[Group]:
+    """One scan of the filtered calls, grouped by operator, line and customer score: few rows (operators x
+    lines x scale), from which every table, total and the distribution are summed without another scan."""
     answered = Call.talk_seconds > 0
     fate_known = Call.survey.in_(KNOWN_FATE)
-    figures = [
-        func.count().label("calls"),
-        _count(answered).label("answered"),
-        _count(Call.survey.in_(OFFERED)).label("offered"),
-        _count(Call.survey == SurveyState.NO_ANSWER.value).label("no_answer"),
-        _count(rated).label("rated"),
-        _count(or_(Call.survey.in_(OFFERED), and_(~fate_known | Call.survey.is_(None), answered)))
-        .label("asked"),
-        func.avg(score).label("average"),
-        _count(and_(rated, score >= threshold)).label("positive"),
-        _count(and_(rated, score < threshold)).label("negative"),
-        _count(score >= 9).label("promoters"),
-        _count(score <= 6).label("detractors"),
-        func.count(Call.supervisor_score).label("supervisor_rated"),
-        func.avg(Call.supervisor_score).label("supervisor_average"),
-    ]
-    query = select(*figures)
-    if where is not None:
+    query = select(
+        Call.operator_extension, Call.line_number, Call.customer_score,
+        func.count(),
+        _count(answered),
+        _count(Call.survey.in_(OFFERED)),
+        _count(Call.survey == SurveyState.NO_ANSWER.value),
+        _count(or_(Call.survey.in_(OFFERED), and_(~fate_known | Call.survey.is_(None), answered))),
+        func.count(Call.supervisor_score),
+        func.sum(Call.supervisor_score),
+    )
+    if (where := _where(flt)) is not None:
         query = query.where(where)
-    grouped = session.execute(query.add_columns(key.label("key")).group_by(key).order_by(key)).all()
-    totals = session.execute(query.add_columns(literal(None, Integer).label("key"))).one()
+    query = query.group_by(Call.operator_extension, Call.line_number, Call.customer_score)
+    return [Group(operator, line, score, int(calls), *(int(n or 0) for n in rest))
+            for operator, line, score, calls, *rest in session.execute(query)]
+
+
+class _Sums:
+    """What one row of a table adds up from its groups."""
+
+    def __init__(self, key):
+        self.key = key
+        self.calls = self.answered = self.offered = self.no_answer = self.asked = 0
+        self.rated = self.score_sum = self.positive = self.negative = self.promoters = self.detractors = 0
+        self.supervisor_rated = self.supervisor_sum = 0
+
+    def add(self, g: Group, threshold: int) -> None:
+        self.calls += g.calls
+        self.answered += g.answered
+        self.offered += g.offered
+        self.no_answer += g.no_answer
+        self.asked += g.asked
+        self.supervisor_rated += g.supervisor_rated
+        self.supervisor_sum += g.supervisor_sum
+        if g.score is None:
+            return
+        self.rated += g.calls
+        self.score_sum += g.score * g.calls
+        if g.score >= threshold:
+            self.positive += g.calls
+        else:
+            self.negative += g.calls
+        if g.score >= 9:
+            self.promoters += g.calls
+        if g.score <= 6:
+            self.detractors += g.calls
+
+    @property
+    def average(self) -> float | None:
+        return self.score_sum / self.rated if self.rated else None
+
+    @property
+    def supervisor_average(self) -> float | None:
+        return self.supervisor_sum / self.supervisor_rated if self.supervisor_rated else None
+
+
+def tally(groups: list[Group], by: str, policy: Policy | Policies) -> dict:
+    """`{"items": [...], "totals": {...}}`, items sorted by their key (operator extension or line; calls
+    without one last). positive/negative by the threshold in force now on each call's line."""
+    policies = _policies(policy)
+    own = {line: o["max_threshold"] for line, o in policies.lines.items() if "max_threshold" in o}
+    rows: dict = {}
+    totals = _Sums(None)
+    for g in groups:
+        key = g.operator if by == By.OPERATOR else g.line
+        threshold = own.get(g.line, policies.base.max_threshold)
+        rows.setdefault(key, _Sums(key)).add(g, threshold)
+        totals.add(g, threshold)
     nps_applies = policies.base.scale_max == 10
-    return {"items": [_row(by, r, nps_applies) for r in grouped], "totals": _row(by, totals, nps_applies)}
+    ordered = sorted(rows.values(), key=lambda r: (r.key is None, r.key or ""))
+    return {"items": [_row(by, r, nps_applies) for r in ordered], "totals": _row(by, totals, nps_applies)}
 
 
 def _where(flt: ReportFilter):
@@ -132,13 +232,13 @@ def _where(flt: ReportFilter):
                                      visible_extensions=flt.visible_extensions)).whereclause
 
 
-def distribution(session: Session, flt: ReportFilter) -> list[tuple[int, int]]:
+def distribution(groups: list[Group]) -> list[tuple[int, int]]:
     """(score, how many calls) for every customer score in force, lowest first."""
-    query = select(Call.customer_score, func.count()).where(Call.customer_score.is_not(None))
-    if (where := _where(flt)) is not None:
-        query = query.where(where)
-    return [(score, n) for score, n in session.execute(query.group_by(Call.customer_score)
-                                                        .order_by(Call.customer_score))]
+    per_score: dict[int, int] = {}
+    for g in groups:
+        if g.score is not None:
+            per_score[g.score] = per_score.get(g.score, 0) + g.calls
+    return sorted(per_score.items())
 
 
 def daily(session: Session, flt: ReportFilter, policy: Policy | Policies) -> list[dict]:
@@ -155,26 +255,20 @@ def daily(session: Session, flt: ReportFilter, policy: Policy | Policies) -> lis
             for r in session.execute(query.group_by(day).order_by(day))]
 
 
-def _row(by: str, r, nps_applies: bool) -> dict:
-    rated = r.rated or 0
-
-    def number(value) -> int:
-        return int(value or 0)
-
+def _row(by: str, r: _Sums, nps_applies: bool) -> dict:
     return {
         by: r.key,
-        "calls": number(r.calls),
-        "answered": number(r.answered),
-        "offered": number(r.offered),
-        "no_answer": number(r.no_answer),
-        "rated": rated,
-        "response_rate": _percent(rated, number(r.asked)),
-        "average": round(float(r.average), 2) if r.average is not None else None,
-        "positive": number(r.positive),
-        "negative": number(r.negative),
-        "csat": _percent(number(r.positive), rated),
-        "nps": (round(100.0 * (number(r.promoters) - number(r.detractors)) / rated, 1)
-                if nps_applies and rated else None),
-        "supervisor_rated": number(r.supervisor_rated),
-        "supervisor_average": round(float(r.supervisor_average), 2) if r.supervisor_average is not None else None,
+        "calls": r.calls,
+        "answered": r.answered,
+        "offered": r.offered,
+        "no_answer": r.no_answer,
+        "rated": r.rated,
+        "response_rate": _percent(r.rated, r.asked),
+        "average": round(r.average, 2) if r.average is not None else None,
+        "positive": r.positive,
+        "negative": r.negative,
+        "csat": _percent(r.positive, r.rated),
+        "nps": round(100.0 * (r.promoters - r.detractors) / r.rated, 1) if nps_applies and r.rated else None,
+        "supervisor_rated": r.supervisor_rated,
+        "supervisor_average": round(r.supervisor_average, 2) if r.supervisor_average is not None else None,
     }

@@ -27,6 +27,12 @@ def current_policy(session: Session, initial: Policy) -> Policy:
     return validate_policy(Policy(**{k: v for k, v in values.items() if k in initial.as_dict()}))
 
 
+def settings_versions(session: Session) -> dict[str, int]:
+    """Each settings scope's version: every change bumps it, so this one small query (no JSON) tells whether
+    anything read from the settings still holds."""
+    return dict(session.execute(select(RuntimeSettings.scope, RuntimeSettings.version)).all())
+
+
 class SettingsCache:
     """The admin's settings as this process last read them. Every change bumps its row's version,
     so one small query (scopes and versions, no JSON) tells whether the copy still holds."""
@@ -38,7 +44,7 @@ class SettingsCache:
 
     def read(self, session: Session) -> tuple[Policy, dict[str, int]]:
         """The policy and the extension -> CRM user map in force."""
-        versions = dict(session.execute(select(RuntimeSettings.scope, RuntimeSettings.version)).all())
+        versions = settings_versions(session)
         if self._copy is None or self._copy[0] != versions:
             # Versions are read before values: a change committed in between makes the next read
             # reload again, never keeps an old value under a new version.

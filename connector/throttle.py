@@ -144,9 +144,8 @@ def _monotonic() -> float:
     return time.monotonic()
 
 
-def retry_after(db, keys: list[str]) -> float:
-    """Seconds to wait before any of these buckets takes an attempt again; 0: go ahead."""
-    at, moment = now(), _monotonic()
+def _known(db, keys: list[str], at: datetime, moment: float) -> tuple[float, list[str]]:
+    """The wait this process's fresh copy of the buckets imposes, and the keys it has no fresh copy of."""
     wait, unknown = 0.0, []
     for key in keys:
         cached = _cache(db).get(key, moment)
@@ -154,6 +153,19 @@ def retry_after(db, keys: list[str]) -> float:
             unknown.append(key)
         elif cached is not None:
             wait = max(wait, (cached - at).total_seconds())
+    return wait, unknown
+
+
+def known_wait(db, keys: list[str]) -> float:
+    """Seconds to wait as far as this process already knows, without a database round trip (0: nothing
+    known holds the attempt back; `retry_after` then decides)."""
+    return max(_known(db, keys, now(), _monotonic())[0], 0.0)
+
+
+def retry_after(db, keys: list[str]) -> float:
+    """Seconds to wait before any of these buckets takes an attempt again; 0: go ahead."""
+    at, moment = now(), _monotonic()
+    wait, unknown = _known(db, keys, at, moment)
     if unknown and wait <= 0:
         with db.reading() as s:  # a check never waits for the writer lock
             rows = dict(s.execute(select(LoginThrottle.key, LoginThrottle.blocked_until)

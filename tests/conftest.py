@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
 
 from app import create_app
 from connector.config import Config
@@ -43,15 +44,32 @@ def sqlite_template(tmp_path_factory):
     return path
 
 
+def worker_database(url: str) -> str:
+    """Under pytest-xdist (`make test` runs the suite in parallel) each worker process has a PostgreSQL
+    database of its own beside the one given (`test` -> `test_gw0`), made on first use."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    given = make_url(url)
+    name = f"{given.database}_{worker}"
+    admin = create_engine(given.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).first() is None:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return given.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def pg_migrated():
-    engine = create_engine(PG_URL)
+    url = worker_database(PG_URL)
+    engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    upgrade(PG_URL)
-    return PG_URL
+    upgrade(url)
+    return url
 
 
 @pytest.fixture(params=DATABASES)
@@ -207,3 +225,19 @@ def recording(entry_id="call-1", recording_id="rec-1", state="Completed", code=1
     return {"entry_id": entry_id, "call_id": f"{entry_id}-leg", "recording_id": recording_id,
             "recording_state": state, "completion_code": code, "seq": seq, "extension": "101",
             "timestamp": 1_763_800_090}
+
+
+# The calls export's columns as a person reads them (Russian, the console's default), in order.
+EXPORT_HEADERS = ("Звонок", "Начало", "Направление", "Оператор", "Линия", "Клиент", "Разговор, с", "Опрос",
+                  "Оценка клиента", "Оценка супервизора", "Тег", "Отзывы супервизоров", "Статус в CRM",
+                  "Запись в CRM")
+
+
+def csv_rows(response, separator: str = ";") -> list[list[str]]:
+    """A CSV export as Excel reads it: UTF-8 with a byte-order mark, fields split on `separator`."""
+    import csv
+    import io
+
+    data = response.data if hasattr(response, "data") else response
+    assert data.startswith(b"\xef\xbb\xbf"), data[:20]
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=separator))

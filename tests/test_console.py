@@ -1,6 +1,5 @@
 """The QA console's pages and exports through real HTTP semantics (the Flask client keeps the cookie):
 login with CSRF, role rules on every page and export, the player's signed link, reviews, exports read back."""
-import csv
 import html as html_text
 import io
 import re
@@ -11,7 +10,8 @@ import pytest
 from openpyxl import load_workbook
 
 from connector.users import add_user
-from tests.conftest import console_login, csrf_token, dtmf, recording, summary
+from connector.exports import COLUMNS
+from tests.conftest import EXPORT_HEADERS, console_login, csrf_token, csv_rows, dtmf, recording, summary
 
 PASSWORD = "correct horse battery"
 PEOPLE = [("ann", "admin", []), ("sam", "supervisor", []), ("olga", "operator", ["101"]),
@@ -122,7 +122,7 @@ def test_the_operator_sees_only_their_calls_in_the_list_and_exports(client, peop
     log_in(client, "olga")
     page = client.get("/calls").get_data(as_text=True)
     assert "/calls/call-1" in page and "/calls/call-2" not in page
-    rows = list(csv.reader(io.StringIO(client.get("/calls/export.csv").get_data(as_text=True))))
+    rows = csv_rows(client.get("/calls/export.csv"))
     assert [r[0] for r in rows[1:]] == ["call-1"]
 
 
@@ -178,9 +178,8 @@ def test_the_xlsx_export_reads_back_with_the_filters_applied(client, people, cal
     assert response.headers["Content-Type"].startswith("application/vnd.openxmlformats")
     sheet = load_workbook(io.BytesIO(response.data), read_only=True).active
     rows = [list(r) for r in sheet.iter_rows(values_only=True)]
-    header = rows[0]
-    assert header[:2] == ["call_id", "started_at"] and len(rows) == 2
-    row = dict(zip(header, rows[1]))
+    assert rows[0] == list(EXPORT_HEADERS) and len(rows) == 2
+    row = dict(zip(COLUMNS, rows[1]))
     assert (row["call_id"], row["operator"], row["customer_score"], row["tag"]) == ("call-1", "101", 3, "Оценка 3")
 
 
@@ -191,7 +190,7 @@ def test_the_list_and_its_export_sort_by_score(client, people, calls, sort, orde
     page = client.get(f"/calls?sort={sort}").get_data(as_text=True)
     assert f'<option value="{sort}" selected>' in page
     assert sorted(order, key=lambda call: page.index(f"/calls/{call}\"")) == order
-    rows = list(csv.reader(io.StringIO(client.get(f"/calls/export.csv?sort={sort}").get_data(as_text=True))))
+    rows = csv_rows(client.get(f"/calls/export.csv?sort={sort}"))
     assert [r[0] for r in rows[1:]] == order
     assert client.get("/calls?sort=loudest").status_code == 400
 

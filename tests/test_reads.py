@@ -3,8 +3,6 @@ transactions that take no writer lock (SQLite: deferred BEGIN in WAL; PostgreSQL
 one short transaction per page, and the password is checked with nothing held. Each test fails on the code
 before it: there every transaction took the process's writer lock (SQLite: BEGIN IMMEDIATE), exports and
 reports read inside one writable transaction, and scrypt ran inside it."""
-import csv
-import io
 import threading
 import time
 
@@ -13,7 +11,7 @@ from sqlalchemy import select, text
 
 from connector.models import Call
 from connector.users import add_user
-from tests.conftest import ADMIN_TOKEN, console_login, dtmf, summary
+from tests.conftest import ADMIN_TOKEN, console_login, csv_rows, dtmf, summary
 
 PASSWORD = "correct horse battery"
 QUICK = 1.0  # seconds: a callback answered later than this waited for something it must not wait for
@@ -72,9 +70,9 @@ def acknowledged_in(app, form, timeout: float) -> float | None:
 READERS = [
     ("/calls/export.xlsx", "connector.exports.find_calls"),
     ("/calls/export.csv", "connector.exports.find_calls"),
-    ("/reports", "connector.reports.distribution"),
-    ("/reports/export.xlsx", "connector.reports.report"),
-    ("/api/v1/reports/operators", "connector.reports.report"),
+    ("/reports", "connector.reports.counts"),
+    ("/reports/export.xlsx", "connector.reports.counts"),
+    ("/api/v1/reports/operators", "connector.reports.counts"),
     ("/api/v1/calls", "webhooks.api.find_calls"),
 ]
 
@@ -119,7 +117,7 @@ def test_a_callback_is_acknowledged_at_once_while_an_export_or_report_is_reading
         reader.join(30)
     assert answer["status"] == 200
     if path == "/calls/export.csv":
-        assert len(list(csv.reader(io.StringIO(answer["body"].decode())))) == 1 + 5
+        assert len(csv_rows(answer["body"])) == 1 + 5
     with db.reading() as s:  # the callback is stored (committed before it was answered)
         assert s.scalar(text("SELECT count(*) FROM inbound_events WHERE entry_id = 'during-the-read'")) == 1
 
@@ -129,8 +127,8 @@ def test_an_export_holds_nothing_between_its_pages_and_its_output_is_the_same(
     import connector.exports as exports
 
     console_login(client, "sam", PASSWORD)
-    whole = client.get("/calls/export.csv?sort=lowest_score").get_data(as_text=True)
-    rows = list(csv.reader(io.StringIO(whole)))
+    whole = client.get("/calls/export.csv?sort=lowest_score").data
+    rows = csv_rows(whole)
     assert [r[0] for r in rows[1:]] == ["call-0", "call-1", "call-2", "call-3", "call-4"]
 
     real, held = exports.find_calls, []
@@ -141,7 +139,7 @@ def test_an_export_holds_nothing_between_its_pages_and_its_output_is_the_same(
 
     monkeypatch.setattr(exports, "PAGE", 2)
     monkeypatch.setattr(exports, "find_calls", page)
-    paged = client.get("/calls/export.csv?sort=lowest_score").get_data(as_text=True)
+    paged = client.get("/calls/export.csv?sort=lowest_score").data
     assert paged == whole  # three pages of two, byte for byte the one-page export
     assert len(held) == 3
     # Each page is its own short read: when a page starts, the previous page's transaction is over.

@@ -123,11 +123,12 @@ def test_the_report_exports_to_xlsx(client, known_calls, db):
 
     _logged_in_as(client, db, "sam", "supervisor")
     book = load_workbook(io.BytesIO(client.get("/reports/export.xlsx").data), read_only=True)
-    rows = [list(r) for r in book["operators"].iter_rows(values_only=True)]
+    rows = [list(r) for r in book["Операторы"].iter_rows(values_only=True)]
     header, *body = rows
+    assert header[:3] == ["Оператор", "Звонков", "Отвечено"]  # as the reports page names them
     by_operator = {row[0]: dict(zip(header, row)) for row in body}
-    assert by_operator["101"]["response_rate"] == 66.7 and by_operator[None]["nps"] == -33.3
-    assert [r[0] for r in book["lines"].iter_rows(values_only=True)][1:] == [LINE_A, LINE_B, None]
+    assert by_operator["101"]["Отклик, %"] == 66.7 and by_operator["Итого"]["NPS"] == -33.3
+    assert [r[0] for r in book["Линии"].iter_rows(values_only=True)][1:] == [LINE_A, LINE_B, "Итого"]
 
 
 def test_an_operator_sees_only_their_own_figures_on_the_page(client, known_calls, db):

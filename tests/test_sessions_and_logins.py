@@ -179,6 +179,22 @@ def test_the_wait_is_an_answer_not_a_sleeping_thread(client, people, clock):
     assert time.monotonic() - started < 2
 
 
+def test_a_flood_at_a_lockout_is_refused_before_any_form_work(client, people, clock):
+    """Once this process knows the buckets hold, a login post is answered 429 before Flask reads a session or a
+    form: a post with no form token at all (which the form would refuse 401) is still told to wait, with
+    the security headers and no cookie. A browser with a device cookie still goes the whole way."""
+    fail_until_locked(client, "sam", clock=clock)
+    bare = client.application.test_client()
+    refused = bare.post("/login", data={"username": "sam", "password": "wrong password!"})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 800
+    assert "повторите через" in refused.get_data(as_text=True) and "Set-Cookie" not in refused.headers
+    assert refused.headers["X-Frame-Options"] == "DENY"
+    # Another account from the same address is not held by sam's buckets: the form decides (no token: 401).
+    assert bare.post("/login", data={"username": "olga", "password": "x"}).status_code == 401
+    clock.advance(minutes=15, seconds=1)
+    assert bare.post("/login", data={"username": "sam", "password": "x"}).status_code == 401  # over: the form again
+
+
 def test_an_admin_lifts_a_lockout_from_the_cli_and_it_is_audited(cli_env, client, people, clock, db):
     fail_until_locked(client, "sam", clock=clock)
     listed = users("lockouts").output

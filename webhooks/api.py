@@ -240,7 +240,7 @@ def _report(by: str):
         raise ApiError(400, first_error(exc.messages)) from None
     flt = ReportFilter(**args, visible_extensions=g.principal.visible_extensions)
     part = {By.OPERATOR: "operators", By.LINE: "lines"}[by]
-    return services().reads.figures(flt, services().ingest.initial_policy, (part,))[part]  # connector.offload
+    return services().figures(flt, services().ingest.initial_policy, (part,))[part]  # connector.offload
 
 
 @bp.get("/reports/operators")

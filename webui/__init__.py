@@ -2,13 +2,14 @@
 for machines; both read through `connector` and follow the same role rules."""
 from __future__ import annotations
 
+import io
 import math
 import secrets
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from functools import wraps
 from pathlib import Path
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
                    url_for)
@@ -19,7 +20,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
 from connector import xlsx
-from connector.exports import FORMATS
+from connector.exports import COLUMNS, FORMATS, Layout, Separator
 from connector.links import recording_link
 from connector.models import DeliveryStatus, JobStatus, Role
 from connector.notifications import mark_read, newest_notification, notification_page, unread_count
@@ -57,7 +58,7 @@ LANGUAGES = ("ru", "en")
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 
-PAGE_ARGS = ("lang",)  # the page's own query arguments: never a filter
+PAGE_ARGS = ("lang", "sep")  # the page's own query arguments: never a filter
 
 
 def _locale() -> str:
@@ -107,28 +108,69 @@ def configure(app) -> None:
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=config.PUBLIC_BASE_URL.startswith("https://"),
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=config.SESSION_MAX_HOURS), WTF_CSRF_TIME_LIMIT=None)
-    app.wsgi_app = refuse_logins_when_busy(app.wsgi_app)
+    app.wsgi_app = refuse_logins_early(app.wsgi_app, app.extensions["connector"].db)
 
 
 BUSY_BODY = ("<!doctype html><meta charset=\"utf-8\"><p role=\"alert\">Сервер проверяет другие входы: повторите "
              "через секунду. The server is checking other logins: try again in a second.</p>").encode()
+THROTTLED_BODY = ("<!doctype html><meta charset=\"utf-8\"><p role=\"alert\">Слишком много неудачных попыток входа: "
+                  "повторите через {seconds} с. Too many failed logins: try again in {seconds} s.</p>")
+EARLY_FORM_BYTES = 4096  # a login form is far smaller; a bigger body goes the whole way (and is refused there)
 
 
-def refuse_logins_when_busy(wsgi_app):
-    """While this process's places for password checks are taken, a login post is answered 503 before Flask
-    does anything (no session, no form, no template): under a flood most posts end here, in a fraction of a
-    millisecond, so the PBX's callbacks queue behind little."""
+def refuse_logins_early(wsgi_app, db):
+    """A login post is refused before Flask does anything (no session, no form, no template) when this
+    process's places for password checks are taken (503), or when what this process already knows of the
+    throttle's buckets holds the attempt back (429, no database round trip). Under a flood most posts end
+    here in a fraction of a millisecond, so the PBX's callbacks queue behind little. A browser with a
+    device cookie, and whatever is not known yet, go the whole way (`login`), which decides the same way."""
     from connector.users import LOGINS_ADMITTED
 
     def app(environ, start_response):
-        if (LOGINS_ADMITTED.full and environ.get("REQUEST_METHOD") == "POST"
-                and environ.get("PATH_INFO") == "/login"):
-            start_response("503 Service Unavailable", [("Content-Type", "text/html; charset=utf-8"),
-                                                       ("Retry-After", "1"), ("Content-Length", str(len(BUSY_BODY)))])
-            return [BUSY_BODY]
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == "/login":
+            if LOGINS_ADMITTED.full:
+                return _answer_early(start_response, "503 Service Unavailable", 1, BUSY_BODY)
+            wait = _known_throttle(environ, db)
+            if wait > 0:
+                seconds = max(1, math.ceil(wait))
+                body = THROTTLED_BODY.format(seconds=seconds).encode()
+                return _answer_early(start_response, "429 Too Many Requests", seconds, body)
         return wsgi_app(environ, start_response)
 
     return app
+
+
+def _answer_early(start_response, status: str, retry_after: int, body: bytes) -> list[bytes]:
+    from webhooks.security import HEADERS  # what every answer a browser reads carries
+
+    start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Retry-After", str(retry_after)),
+                            ("Content-Length", str(len(body))), *HEADERS.items()])
+    return [body]
+
+
+def _known_throttle(environ, db) -> float:
+    """The wait the throttle already imposes on this login post, read from the form's user name and the
+    client's address as `login` reads them; the body is put back for Flask."""
+    if f"{DEVICE_COOKIE}=" in environ.get("HTTP_COOKIE", ""):
+        return 0.0  # the device's own bucket, judged the whole way
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0.0
+    if not 0 < length <= EARLY_FORM_BYTES or not environ.get("CONTENT_TYPE", "").startswith(
+            "application/x-www-form-urlencoded"):
+        return 0.0
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    try:
+        username = parse_qs(body.decode(), keep_blank_values=True).get("username", [""])[0]
+    except UnicodeDecodeError:
+        return 0.0
+    if not username:
+        return 0.0
+    address = throttle.client_address(environ.get("REMOTE_ADDR"))
+    return throttle.known_wait(db, throttle.login_keys(username, address, None))
 
 
 def services_config(app):
@@ -167,10 +209,14 @@ def _layout():
     if principal is not None and principal.user_id is not None:
         with services().db.reading() as s:
             unread = unread_count(s, principal)
-    crm_status_names = {status: labels.delivery_status_label(status) for status in DeliveryStatus}
     return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role,
             "locale": str(get_locale()), "with_language": _with_language,
-            "crm_status_names": crm_status_names, "zone_name": _zone_name}
+            "crm_status_names": crm_status_names(), "zone_name": _zone_name}
+
+
+def crm_status_names() -> dict[str, str]:
+    """A call's CRM status as the console names it, in the page's language (the list, its filter, the exports)."""
+    return {status.value: labels.delivery_status_label(status) for status in DeliveryStatus}
 
 
 def _zone_name() -> str:
@@ -497,11 +543,34 @@ def export_xlsx():
     return _export("xlsx", "calls.xlsx")
 
 
+# How a time is written in an export, by the page's language: (CSV's strftime format, XLSX's number format).
+EXPORT_TIMES = {"ru": ("%d.%m.%Y %H:%M", "dd.mm.yyyy hh:mm"), "en": ("%Y-%m-%d %H:%M", "yyyy-mm-dd hh:mm")}
+SEPARATORS = {"semicolon": Separator.SEMICOLON, "comma": Separator.COMMA}  # ?sep=; semicolon unless asked
+
+
+def export_layout(separator: Separator = Separator.SEMICOLON) -> Layout:
+    """An export as the person asking reads it: the columns named in the page's language (as the list names
+    them where it shows them), times in CONSOLE_TIMEZONE, the CRM status as the console names it."""
+    headers = {"call_id": _("Звонок"), "started_at": _("Начало"), "direction": _("Направление"),
+               "operator": _("Оператор"), "line_number": _("Линия"), "customer_phone": _("Клиент"),
+               "talk_seconds": _("Разговор, с"), "survey": _("Опрос"), "customer_score": _("Оценка клиента"),
+               "supervisor_score": _("Оценка супервизора"), "tag": _("Тег"), "reviews": _("Отзывы супервизоров"),
+               "crm_status": _("Статус в CRM"), "crm_entity": _("Запись в CRM")}
+    csv_time, xlsx_time = EXPORT_TIMES[str(get_locale())]
+    return Layout(headers=tuple(headers[c] for c in COLUMNS), statuses=crm_status_names(),
+                  zone=services().config.CONSOLE_TIMEZONE, csv_time=csv_time, xlsx_time=xlsx_time,
+                  separator=separator, bom=True, sheet=_("Звонки"))
+
+
 def _export(fmt: str, filename: str) -> Response:
     """The filtered list as a file, streamed as it is read: built in a child process (connector.offload), one
     short read per page, every cell through connector.cells (no control characters, no formulas)."""
     flt, sort, _raw, _after = _call_filter()  # the role's rule is in the filter: an operator's own calls
-    chunks = services().reads.export(fmt, flt, sort)  # raises before answering if it cannot start
+    separator = SEPARATORS.get(request.args.get("sep") or "semicolon")
+    if separator is None:
+        abort(400, description=_("Разделитель CSV: semicolon (точка с запятой) или comma (запятая)."))
+    # Raises before answering if it cannot start.
+    chunks = services().reads.export(fmt, flt, sort, export_layout(separator))
     return Response(chunks, mimetype=FORMATS[fmt],  # needs no request context: the work is the child's
                     headers={"Content-Disposition": f"attachment; filename={filename}"})
 
@@ -525,7 +594,7 @@ def reports():
         return render_template("reports.html", query=refused.query, problem=refused.message,
                                bad_field=refused.field, operators=None), 400
     # Counted in a child process (connector.offload), in one snapshot: the tables and charts agree.
-    counted = services().reads.figures(flt, services().ingest.initial_policy)
+    counted = services().figures(flt, services().ingest.initial_policy)
     policies, operators, lines = counted["policy"], counted["operators"], counted["lines"]
     scores, days = counted["distribution"], counted["daily"]
     policy = policies.for_line(flt.line)  # the chart's colours: the threshold of the line shown, or the global one
@@ -533,23 +602,34 @@ def reports():
                            own_thresholds=sorted(line for line, o in policies.lines.items() if "max_threshold" in o),
                            distribution=charts.bars(scores), days=days, W=charts.WIDTH, H=charts.HEIGHT,
                            trend_points=charts.line([d["average"] for d in days], policy.scale_min,
-                                                    policy.scale_max), problem=None, bad_field=None)
+                                                    policy.scale_max), counted_at=counted["counted_at"],
+                           problem=None, bad_field=None)
 
 
 @bp.get("/reports/export.xlsx")
 @login_required()
 def export_report_xlsx():
     flt, _raw = _report_filter()
-    counted = services().reads.figures(flt, services().ingest.initial_policy, ("operators", "lines"))
-    sheets = [(name, _report_rows(counted[name])) for name in ("operators", "lines")]
+    counted = services().figures(flt, services().ingest.initial_policy, ("operators", "lines"))
+    sheets = []
+    for name, title in (("operators", _("Операторы")), ("lines", _("Линии"))):
+        rows = _report_rows(counted[name])
+        sheets.append(xlsx.Sheet(title, rows, xlsx.fit_widths(rows), header=True))
     return Response(b"".join(xlsx.stream(sheets)), mimetype=xlsx.MIME,  # a few rows: no need to stream
                     headers={"Content-Disposition": "attachment; filename=report.xlsx"})
 
 
 def _report_rows(body: dict) -> list[list]:
-    """A report as a sheet: its columns' names, a row per item, then the totals (cells: connector.xlsx)."""
+    """A report as a sheet: its columns named as the reports page names them, a row per item, then the totals
+    (cells: connector.xlsx)."""
+    names = {"operator": _("Оператор"), "line": _("Линия"), "calls": _("Звонков"), "answered": _("Отвечено"),
+             "offered": _("Опрос предложен"), "no_answer": _("Без ответа"), "rated": _("Оценено"),
+             "response_rate": _("Отклик") + ", %", "average": _("Средняя"), "positive": _("Довольны"),
+             "negative": _("Недовольны"), "csat": "CSAT, %", "nps": "NPS",
+             "supervisor_rated": _("Оценок супервизора"), "supervisor_average": _("Средняя супервизора")}
     columns = list(body["totals"])
-    return [columns] + [[row[c] for c in columns] for row in body["items"] + [body["totals"]]]
+    totals = [_("Итого")] + [body["totals"][c] for c in columns[1:]]  # its key is empty: the page's word for it
+    return [[names[c] for c in columns]] + [[row[c] for c in columns] for row in body["items"]] + [totals]
 
 
 POLICY_FIELDS = ("enabled", "scale_min", "scale_max", "max_threshold", "tag_template", "score_text_template",

@@ -70,8 +70,8 @@ def test_a_new_user_fills_the_demo_and_tries_every_role(tmp_path, db_url):
             assert browser.get(f"{base}/reports", timeout=10).status_code == 200
             exported = browser.get(f"{base}/calls/export.xlsx?tagged=true", timeout=30)
             rows = list(load_workbook(io.BytesIO(exported.content), read_only=True).active.iter_rows(values_only=True))
-            row = next(dict(zip(rows[0], r)) for r in rows[1:] if r[rows[0].index("call_id")] == call)
-            assert row["supervisor_score"] == 6 and row["tag"] == f"Оценка {row['customer_score']}"
+            row = next(dict(zip(rows[0], r)) for r in rows[1:] if r[rows[0].index("Звонок")] == call)
+            assert row["Оценка супервизора"] == 6 and row["Тег"] == f"Оценка {row['Оценка клиента']}"
 
             operator, mine = logged_in(base, "demo-operator-101", passwords["demo-operator-101"])
             shown = set(re.findall(r'href="/calls/(demo-1-\d+)"', mine.text))
