@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from connector.runtime_settings import GLOBAL, LINE_PREFIX, USER_MAP_SUFFIX
-from connector.users import login_scope_parts
+from connector.users import LOGIN_SCOPE, USER_SCOPE, login_scope_parts
 
 
 class AuditScope(enum.StrEnum):
@@ -30,9 +30,9 @@ def audit_subject(scope: str) -> AuditSubject:
         return AuditSubject(AuditScope.POLICY)
     if scope.startswith(LINE_PREFIX):
         return AuditSubject(AuditScope.LINE, scope.removeprefix(LINE_PREFIX))
-    if scope.startswith("user:"):
-        return AuditSubject(AuditScope.USER, scope.removeprefix("user:"))
-    if scope.startswith("login:"):
+    if scope.startswith(USER_SCOPE):
+        return AuditSubject(AuditScope.USER, scope.removeprefix(USER_SCOPE))
+    if scope.startswith(LOGIN_SCOPE):
         user, address = login_scope_parts(scope)
         return AuditSubject(AuditScope.LOGIN, user, address)
     if scope.endswith(USER_MAP_SUFFIX):

@@ -71,6 +71,7 @@ class Principal:
 
 BOOTSTRAP_ADMIN = Principal("admin token", Role.ADMIN)
 CLI_ACTOR = "cli"  # the audit's actor of a change made with `connector users ...`
+USER_SCOPE, LOGIN_SCOPE = "user:", "login:"  # the audit scopes of a user's change and of a lifted throttle
 
 
 def _principal(user: User) -> Principal:
@@ -143,7 +144,7 @@ def _user(session: Session, username: str) -> User:
 
 def _audit(session: Session, username: str, actor: str, before: dict, after: dict) -> None:
     """People's changes go to the same audit log as the settings' (`/audit`, `GET /api/v1/settings/audit`)."""
-    session.add(SettingsAudit(scope=f"user:{username}", actor=actor, before=before, after=after))
+    session.add(SettingsAudit(scope=USER_SCOPE + username, actor=actor, before=before, after=after))
 
 
 def disable_user(session: Session, username: str, *, actor: str = "cli") -> None:
@@ -374,13 +375,13 @@ def end_user_sessions(session: Session, user_id: int) -> None:
 def login_scope(username: str | None, address: str | None) -> str:
     """The audit scope of a lifted throttle: `login:NAME`, `login:address ADDR`, `login:NAME from ADDR`."""
     if username is None:
-        return f"login:address {address}"
-    return f"login:{username}" if address is None else f"login:{username} from {address}"
+        return f"{LOGIN_SCOPE}address {address}"
+    return LOGIN_SCOPE + (username if address is None else f"{username} from {address}")
 
 
 def login_scope_parts(scope: str) -> tuple[str | None, str | None]:
     """The user and the address a `login_scope` names (a user name holds no space: `add_user` refuses one)."""
-    rest = scope.removeprefix("login:")
+    rest = scope.removeprefix(LOGIN_SCOPE)
     if rest.startswith("address "):
         return None, rest.removeprefix("address ")
     user, sep, address = rest.partition(" from ")

@@ -285,3 +285,12 @@ def test_a_score_after_the_rating_window_is_too_late():
     decision = decide(Policy(rating_window_days=1), "5", rated_at=ended + timedelta(days=2), call_ended_at=ended)
     assert decision.code == ScoreReason.TOO_LATE
 
+
+
+@pytest.mark.parametrize("username, address", [("olga", None), (None, "10.0.0.7"), ("olga", "2001:db8::1")])
+def test_an_audit_scope_of_a_lifted_throttle_names_its_user_and_address(username, address):
+    from connector.audit import AuditScope, audit_subject
+    from connector.users import login_scope
+
+    subject = audit_subject(login_scope(username, address))
+    assert (subject.kind, subject.name, subject.address) == (AuditScope.LOGIN, username, address)
