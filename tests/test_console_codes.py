@@ -248,6 +248,14 @@ def test_roles_and_token_states_are_words(client, people):
     assert "operator" not in users and "supervisor" not in users and "admin" not in users
 
 
+def test_the_call_list_names_the_crm_status(client, people, mango_post, auth):
+    scored(mango_post, "c1", "3")  # no target configured: stored and reported only
+    log_in(client, "sam")
+    rows = section(client.get("/calls"), 'id="calls"')
+    assert rows.endswith("Оценка 3 не отправлялся") and "skipped" not in rows
+    assert client.get("/api/v1/calls/c1", headers=auth).json["crm"]["status"] == "skipped"
+
+
 def test_a_notification_names_its_call_by_time_not_by_id(client, people, mango_post):
     scored(mango_post, "c-77", "2")
     log_in(client, "sam")
