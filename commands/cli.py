@@ -513,10 +513,10 @@ def users_list() -> None:
                                  "stop working.")
 @click.argument("username")
 def users_disable(username: str) -> None:
-    from connector.users import disable_user
+    from connector.users import CLI_ACTOR, disable_user
 
     with _users_transaction() as s:
-        disable_user(s, username, actor="cli")
+        disable_user(s, username, actor=CLI_ACTOR)
     click.echo(f"user {username} disabled")
 
 
@@ -524,11 +524,11 @@ def users_disable(username: str) -> None:
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 def users_password(username: str, password_stdin: bool) -> None:
-    from connector.users import set_password
+    from connector.users import CLI_ACTOR, set_password
 
     password = _read_password(password_stdin)
     with _users_transaction() as s:
-        set_password(s, username, password, actor="cli")
+        set_password(s, username, password, actor=CLI_ACTOR)
     click.echo(f"password of {username} changed; their sessions ended")
 
 
@@ -568,10 +568,10 @@ def users_tokens(username: str | None) -> None:
 @users.command("revoke-token", help="Revoke one personal token by its id (from `connector users tokens`); audited.")
 @click.argument("token_id", type=int)
 def users_revoke_token(token_id: int) -> None:
-    from connector.users import revoke_token
+    from connector.users import CLI_ACTOR, revoke_token
 
     with _users_transaction() as s:
-        token = revoke_token(s, token_id, actor="cli")
+        token = revoke_token(s, token_id, actor=CLI_ACTOR)
     click.echo(f"token {token_id} revoked{f' ({token.name})' if token.name else ''}")
 
 
@@ -580,10 +580,10 @@ def users_revoke_token(token_id: int) -> None:
 @click.argument("username", required=False)
 @click.option("--address", default=None, help="A client address (IPv4, or IPv6 for its /64).")
 def users_unlock(username: str | None, address: str | None) -> None:
-    from connector.users import unlock
+    from connector.users import CLI_ACTOR, unlock
 
     with _users_transaction() as s:
-        lifted = unlock(s, actor="cli", username=username, address=address)
+        lifted = unlock(s, actor=CLI_ACTOR, username=username, address=address)
     click.echo(f"unlocked {', '.join(filter(None, [username, address]))}: {len(lifted)} throttle bucket(s) lifted")
 
 

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import false, func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
-from connector.models import NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus
+from connector.models import (NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus,
+                              ScoreOrigin)
 from connector.validation import text_problem
 
-REVIEW = "review"  # the origin of a supervisor score given in the console or by POST .../reviews
+REVIEW = ScoreOrigin.REVIEW  # the origin of a supervisor score given in the console or by POST .../reviews
 
 
 @dataclass(frozen=True)
@@ -177,11 +178,12 @@ def get_visible_call(session: Session, entry_id: str, principal) -> Call | None:
 def call_timeline(session: Session, call: Call) -> list[dict]:
     """What happened to the call, oldest first: the PBX's callbacks and other systems' scores as they came
     (one index probe on `inbound_events.entry_id`), and each CRM effect when it was done."""
-    events = [{"at": _iso(at), "what": kind, "source": source, "error": error}
+    # Codes, not sentences: a console names each kind, status and source in its own language.
+    events = [{"at": _iso(at), "event": kind, "source": source, "error": error}
               for kind, source, at, error in session.execute(
                   select(InboundEvent.kind, InboundEvent.source, InboundEvent.received_at, InboundEvent.error)
                   .where(InboundEvent.entry_id == call.entry_id).order_by(InboundEvent.id))]
-    effects = [{"at": _iso(at), "what": f"crm {kind}: {status}", "source": crm, "error": error}
+    effects = [{"at": _iso(at), "job": kind, "status": status, "source": crm, "error": error}
                for kind, crm, status, at, error in session.execute(
                    select(DeliveryJob.kind, DeliveryJob.crm, DeliveryJob.status, DeliveryJob.updated_at,
                           DeliveryJob.last_error)

@@ -15,14 +15,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, selectinload
 
 from connector import outbox
-from connector.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, SurveyState,
-                              UTCDateTime, summary_status)
+from connector.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, ScoreOrigin,
+                              ScoreSource, SurveyState, UTCDateTime, summary_status)
 from connector.notifications import notify_low_score
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
 from connector.runtime_settings import current_policies
 from connector.threshold import ACCEPTED, REFUSED, Decision, Policies, Policy, decide, decide_again, parse_score
 
-CUSTOMER, SUPERVISOR = "customer", "supervisor"
+CUSTOMER, SUPERVISOR = ScoreSource.CUSTOMER, ScoreSource.SUPERVISOR
 
 
 class DuplicateEvent(Exception):
@@ -144,7 +144,7 @@ def _apply_event(session: Session, ctx: IngestContext, call: Call, event, polici
             call.recording_unavailable_until = None
     elif isinstance(event, Digits):
         if ctx.survey_location and event.location == ctx.survey_location:
-            add_customer_score(session, call, policy, event.digits, origin="mango_dtmf", rated_at=event.at)
+            add_customer_score(session, call, policy, event.digits, origin=ScoreOrigin.MANGO_DTMF, rated_at=event.at)
 
 
 def _apply_call_state(call: Call, event: CallState) -> None:
@@ -241,7 +241,7 @@ def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payl
     policies = current_policies(session, ctx.initial_policy)
     policy = policies.for_line(call.line_number)
     add = add_customer_score if score["source"] == CUSTOMER else add_supervisor_score
-    result = add(session, call, policy, score["score"], origin="api", rated_at=score["rated_at"],
+    result = add(session, call, policy, score["score"], origin=ScoreOrigin.API, rated_at=score["rated_at"],
                  comment=score.get("comment"), operator=score.get("operator"))
     if score.get("phone") and not call.customer_phone:
         call.customer_phone = score["phone"]

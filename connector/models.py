@@ -80,6 +80,22 @@ def summary_status(statuses) -> DeliveryStatus:
     return min(active, key=_WORST_FIRST.index) if active else DeliveryStatus.SKIPPED
 
 
+class ScoreSource(enum.StrEnum):
+    """Who gave a score (`scores.source`)."""
+
+    CUSTOMER = "customer"  # the caller: the PBX's survey, its quality control, the score API
+    SUPERVISOR = "supervisor"  # QA staff: MANGO's QA form, a review in the console or the API
+
+
+class ScoreOrigin(enum.StrEnum):
+    """The channel a score came through (`scores.origin`)."""
+
+    MANGO_DTMF = "mango_dtmf"  # the PBX's IVR survey: keypad digits
+    MANGO_QUALITY = "mango_quality"  # the PBX's quality control (its call statistics or Contact Center)
+    API = "api"  # the generic score API
+    REVIEW = "review"  # a review in the console (or POST .../reviews)
+
+
 class PollStatus(enum.StrEnum):
     PENDING = "pending"  # to be asked again at not_before
     DONE = "done"  # nothing more to wait for (or the PBX does not know the call)
@@ -229,6 +245,7 @@ class PbxScan(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # Failed reads in a row (0 after a success): shown in the status and on the settings page.
     failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_problem: Mapped[str | None] = mapped_column(String(16))  # a ScanProblem, beside last_error
 
 
 class Operator(Base):
@@ -241,6 +258,18 @@ class Operator(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     groups: Mapped[list] = mapped_column(JSON, default=list)  # the PBX's group ids, as it lists them
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # the last read that listed it
+
+
+class ScanProblem(enum.StrEnum):
+    """Why a scan of the PBX's call statistics failed (`pbx_scans.last_problem`): what a person is told."""
+
+    BLOCKED = "blocked"  # the PBX blocked the account's API for a while
+    COOLING_DOWN = "cooling_down"  # waiting out the 2 minutes after a wrong request
+    RATE_LIMITED = "rate_limited"  # over the PBX's rate limit
+    UNAVAILABLE = "unavailable"  # unreachable, overloaded, or an answer that could not be read
+    REFUSED = "refused"  # the PBX refused the request (its settings or the account's rights)
+    REPORT_FAILED = "report_failed"  # the report ended without data (cancelled, failed, expired)
+    REPORT_LATE = "report_late"  # the report was not ready in time
 
 
 class RecordingCopy(Base):

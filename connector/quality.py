@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from connector.ingest import (SUPERVISOR, DuplicateEvent, IngestContext, add_customer_score, refresh_crm,
                               refresh_crm_many, store_event)
-from connector.models import Call, QualityQuestion, SupervisorMark, SurveyState
+from connector.models import Call, QualityQuestion, ScoreOrigin, SupervisorMark, SurveyState
 from connector.pbx import InboundMessage, QualityReport, Question, dedupe_key
 from connector.runtime_settings import current_policies
 from connector.threshold import ACCEPTED
@@ -108,7 +108,7 @@ def _apply(session: Session, call: Call, report: QualityReport, policies, *, now
     policy = policies.for_line(call.line_number)
     survey, changed = call.survey, False
     if report.customer_raw is not None and _fact_is_new(session, call, "customer", report.customer_raw):
-        add_customer_score(session, call, policy, report.customer_raw, origin="mango_quality", rated_at=now)
+        add_customer_score(session, call, policy, report.customer_raw, origin=ScoreOrigin.MANGO_QUALITY, rated_at=now)
         changed = True
     elif report.survey_unanswered and call.survey not in SETTLED:
         call.survey = SurveyState.NO_ANSWER

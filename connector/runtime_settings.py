@@ -10,7 +10,8 @@ from connector.threshold import Policies, Policy, PolicyError, line_policy, poli
 from connector.validation import INT32_MAX, text_problem
 
 GLOBAL = "global"
-USER_MAP = "amocrm_user_map"  # PBX extension -> amoCRM user id
+USER_MAP_SUFFIX = "_user_map"
+USER_MAP = "amocrm" + USER_MAP_SUFFIX  # PBX extension -> amoCRM user id
 
 
 def _row(session: Session, initial: dict, *, scope: str = GLOBAL, for_update: bool = False) -> RuntimeSettings:
@@ -109,7 +110,7 @@ def audit_trail(session: Session, limit: int = 50) -> list[SettingsAudit]:
 def user_map_scope(target: str) -> str:
     """The settings scope (and the API's field) of a target's extension -> user map: `amocrm_user_map`,
     `bitrix24_user_map`."""
-    return f"{target}_user_map"
+    return f"{target}{USER_MAP_SUFFIX}"
 
 
 def current_user_map(session: Session, initial: dict[str, int], scope: str = USER_MAP) -> dict[str, int]:

@@ -28,11 +28,11 @@ from connector import quality
 from connector.db import Database
 from connector.ingest import IngestContext
 from connector.loop import run_until_stopped, worker_id
-from connector.models import Call, PbxPoll, PbxScan, PollStatus, SurveyState
+from connector.models import Call, PbxPoll, PbxScan, PollStatus, ScanProblem, SurveyState
 from connector.outbox import lock_calls
 from connector.pbx import ScannedCall
-from connector.pbx.mango_api import (STATS_MAX_SPAN, MangoApi, MangoError, MangoUnavailable, ReportStatus,
-                                     StatsWindow)
+from connector.pbx.mango_api import (STATS_MAX_SPAN, MangoApi, MangoBlocked, MangoBusy, MangoCoolingDown,
+                                     MangoError, MangoUnavailable, ReportStatus, StatsWindow)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,25 @@ UNSEEN_AFTER = timedelta(minutes=30)
 class ScanFailed(Exception):
     """A report ended without data (cancelled, failed, expired, or never ready); the window is due again
     on its schedule."""
+
+    def __init__(self, message: str, problem: ScanProblem):
+        super().__init__(message)
+        self.problem = problem
+
+
+def scan_problem(exc: MangoError | ScanFailed) -> ScanProblem:
+    """What a person is told of a failed scan, by the error's class (never by its text)."""
+    if isinstance(exc, ScanFailed):
+        return exc.problem
+    if isinstance(exc, MangoCoolingDown):
+        return ScanProblem.COOLING_DOWN
+    if isinstance(exc, MangoBusy):
+        return ScanProblem.RATE_LIMITED
+    if isinstance(exc, MangoBlocked):
+        return ScanProblem.BLOCKED
+    if isinstance(exc, MangoUnavailable):
+        return ScanProblem.UNAVAILABLE
+    return ScanProblem.REFUSED
 
 
 class QualityScanner:
@@ -95,11 +114,11 @@ class QualityScanner:
         try:
             seen = self.scan(window)
         except MangoUnavailable as exc:  # blocked, rate-limited, overloaded: due again when it allows
-            self._release(window, next_at=exc.retry_at, error=exc.message)
+            self._release(window, next_at=exc.retry_at, error=exc.message, problem=scan_problem(exc))
         except (MangoError, ScanFailed) as exc:
             message = exc.message if isinstance(exc, MangoError) else str(exc)
             log.warning("quality scan %s: %s", window.name, message)
-            self._release(window, next_at=started + window.every, error=message)
+            self._release(window, next_at=started + window.every, error=message, problem=scan_problem(exc))
         else:
             self._release(window, next_at=started + window.every, calls=seen)
         return 1
@@ -128,9 +147,9 @@ class QualityScanner:
             if page.status == ReportStatus.COMPLETE:
                 return page
             if page.status not in (ReportStatus.REQUEST, ReportStatus.WORK):
-                raise ScanFailed(f"the statistics report ended as {page.status.value}")
+                raise ScanFailed(f"the statistics report ended as {page.status.value}", ScanProblem.REPORT_FAILED)
             self.sleep(self.result_poll_seconds)  # a prepared report is kept for at least a minute
-        raise ScanFailed("the statistics report was not ready in time")
+        raise ScanFailed("the statistics report was not ready in time", ScanProblem.REPORT_LATE)
 
     def apply(self, calls: tuple[ScannedCall, ...]) -> None:
         """What one page of the statistics tells of the calls this connector knows: their marks, through
@@ -217,12 +236,12 @@ class QualityScanner:
         ]).on_conflict_do_nothing(index_elements=["name"]))
 
     def _release(self, window: ScanWindow, *, next_at: datetime, error: str | None = None,
-                 calls: int | None = None) -> None:
+                 problem: ScanProblem | None = None, calls: int | None = None) -> None:
         with self.db.transaction() as s:
             row = s.get(PbxScan, window.name, with_for_update=True)
             if row is None or row.lease_owner != self.owner:
                 return  # the lease ran out and another process took the window
             row.lease_owner = row.lease_until = None
-            row.next_at, row.last_error = next_at, error
+            row.next_at, row.last_error, row.last_problem = next_at, error, problem
             if calls is not None:
                 row.last_calls, row.last_finished_at = calls, self.now()

@@ -1,6 +1,7 @@
 """The state of each component, for `/healthz` (states only) and `GET /api/v1/status` (details)."""
 from __future__ import annotations
 
+import enum
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
@@ -19,11 +20,23 @@ def _age(moment: datetime | None, now: datetime) -> float | None:
     return round((now - moment).total_seconds(), 1) if moment else None
 
 
-_SEVERITY = ("ok", "failing", "paused")
+class State(enum.StrEnum):
+    """A component's state (`/healthz`, `GET /api/v1/status`, the settings page)."""
+
+    OK = "ok"
+    NONE = "none"  # no CRM target is configured
+    LAGGING = "lagging"  # the inbox: an event has waited to be applied longer than LAGGING_FOR
+    BLOCKED = "blocked"  # the PBX's API blocked the account for a while
+    SCAN_FAILING = "scan_failing"  # the PBX: a scan of its call statistics fails
+    FAILING = "failing"  # a target: deliveries have failed for longer than FAILING_FOR
+    PAUSED = "paused"  # a target: nothing is sent until a probe or an admin resumes it
+
+
+_SEVERITY = (State.OK, State.FAILING, State.PAUSED)
 
 
 def _target_state(session: Session, crm: str, now: datetime) -> dict:
-    crm_state: dict = {"name": crm, "state": "ok"}
+    crm_state: dict = {"name": crm, "state": State.OK}
     row = account_row(session, crm)
     queues = session.execute(
         select(DeliveryJob.kind, func.count(), func.min(DeliveryJob.created_at), func.min(DeliveryJob.first_failed_at))
@@ -33,10 +46,10 @@ def _target_state(session: Session, crm: str, now: datetime) -> dict:
                            for kind, count, created, _ in queues}
     crm_state["failing_since"] = failing_since.isoformat() if failing_since else None
     if row.paused:
-        crm_state.update(state="paused", reason=row.paused_reason,
+        crm_state.update(state=State.PAUSED, reason=row.paused_reason,
                          since=row.paused_at.isoformat() if row.paused_at else None)
     elif failing_since and now - failing_since > FAILING_FOR:
-        crm_state["state"] = "failing"
+        crm_state["state"] = State.FAILING
     return crm_state
 
 
@@ -45,18 +58,19 @@ def details(session: Session, targets: tuple[str, ...]) -> dict:
     now = datetime.now(timezone.utc)
     pending, oldest = session.execute(select(func.count(), func.min(InboundEvent.received_at))
                                       .where(InboundEvent.applied_at.is_(None))).one()
-    inbox = {"state": "lagging" if oldest and now - oldest > LAGGING_FOR else "ok", "pending": pending,
+    inbox = {"state": State.LAGGING if oldest and now - oldest > LAGGING_FOR else State.OK, "pending": pending,
              "oldest_pending_seconds": _age(oldest, now)}
 
     pbx_row = account_row(session, MANGO)
     blocked = pbx_row.blocked_until is not None and pbx_row.blocked_until > now
     scans = {row.name: {"last_finished_at": row.last_finished_at.isoformat() if row.last_finished_at else None,
                         "last_finished_seconds": _age(row.last_finished_at, now), "last_calls": row.last_calls,
-                        "last_error": row.last_error, "next_at": row.next_at.isoformat() if row.next_at else None}
+                        "last_error": row.last_error, "last_problem": row.last_problem,
+                        "next_at": row.next_at.isoformat() if row.next_at else None}
              for row in session.scalars(select(PbxScan).where(PbxScan.name != directory.SCAN)
                                         .order_by(PbxScan.name))}
     scan_failing = any(scan["last_error"] for scan in scans.values())
-    pbx = {"state": "blocked" if blocked else "scan_failing" if scan_failing else "ok",
+    pbx = {"state": State.BLOCKED if blocked else State.SCAN_FAILING if scan_failing else State.OK,
            "blocked_until": pbx_row.blocked_until.isoformat() if blocked else None,
            "last_wrong_request_at": pbx_row.strike_at.isoformat() if pbx_row.strike_at else None,
            # The bulk quality scans of the PBX's call statistics (empty when they are off): a failing one
@@ -68,19 +82,19 @@ def details(session: Session, targets: tuple[str, ...]) -> dict:
 
     states = {name: _target_state(session, name, now) for name in targets}
     if not states:
-        crm_state: dict = {"name": "none", "state": "none"}
+        crm_state: dict = {"name": "none", "state": State.NONE}
     elif len(states) == 1:
         [crm_state] = states.values()
     else:  # several targets: the worst state, and each one's detail
         worst = max((t["state"] for t in states.values()), key=_SEVERITY.index)
         crm_state = {"name": ",".join(states), "state": worst, "targets": states}
-    return {"database": {"state": "ok"}, "inbox": inbox, "pbx": pbx, "crm": crm_state}
+    return {"database": {"state": State.OK}, "inbox": inbox, "pbx": pbx, "crm": crm_state}
 
 
 def summary(components: dict) -> dict:
     """What anyone may see: the overall status and each component's state, no error text."""
     states = {name: part["state"] for name, part in components.items()}
-    degraded = any(state not in ("ok", "none") for state in states.values())
+    degraded = any(state not in (State.OK, State.NONE) for state in states.values())
     return {"status": "degraded" if degraded else "ok", "components": states}
 
 

@@ -18,10 +18,46 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from string import Formatter
 
-ACCEPTED = "accepted"  # the score is now the call's score in force
-REFUSED = "refused"  # invalid: never used
-KEPT = "kept"  # valid, kept in history, but a locked earlier score stays in force
-DUPLICATE = "duplicate"  # same value as the score in force: nothing changes
+
+
+class ScoreStatus(StrEnum):
+    """What became of one score (`scores.status`)."""
+
+    ACCEPTED = "accepted"  # the score is now the call's score in force
+    REFUSED = "refused"  # invalid: never used
+    KEPT = "kept"  # valid, kept in history, but a locked earlier score stays in force
+    DUPLICATE = "duplicate"  # same value as the score in force: nothing changes
+
+
+# The names the modules already import.
+ACCEPTED, REFUSED, KEPT, DUPLICATE = ScoreStatus.ACCEPTED, ScoreStatus.REFUSED, ScoreStatus.KEPT, ScoreStatus.DUPLICATE
+
+
+class ScoreReason(StrEnum):
+    """Why a customer score did what it did, as a stable code: `Decision.reason` is an English sentence
+    for the API and logs, and a console translates this instead of reading that sentence."""
+
+    BELOW_THRESHOLD = "below_threshold"  # in force, recorded and tagged
+    AT_OR_ABOVE_THRESHOLD = "at_or_above_threshold"  # in force, recorded by the high scores rule, no tag
+    FEATURE_OFF = "feature_off"  # in force, stored only: nothing is sent
+    ALREADY_IN_FORCE = "already_in_force"  # the same value as the score in force
+    LOCKED = "locked"  # the first score stays in force (lock_score)
+    NOT_A_SCORE = "not_a_score"  # not digits, or outside the scale
+    TOO_LATE = "too_late"  # came after the rating window
+
+
+def score_reason(status: str, value: int | None, record: bool, tag: str | None) -> ScoreReason:
+    """The reason of a decision from what is stored with it (`scores` and `calls.decision_*` keep these
+    fields), so rows decided before the code existed get one too."""
+    if status == ScoreStatus.REFUSED:
+        return ScoreReason.NOT_A_SCORE if value is None else ScoreReason.TOO_LATE
+    if status == ScoreStatus.DUPLICATE:
+        return ScoreReason.ALREADY_IN_FORCE
+    if status == ScoreStatus.KEPT:
+        return ScoreReason.LOCKED
+    if not record:
+        return ScoreReason.FEATURE_OFF
+    return ScoreReason.BELOW_THRESHOLD if tag else ScoreReason.AT_OR_ABOVE_THRESHOLD
 
 SCORE_LIMIT = 100  # a keypad survey collects at most two digits
 
@@ -129,6 +165,10 @@ class Decision:
     @property
     def at_or_above_threshold(self) -> bool:
         return self.high_scores is not None
+
+    @property
+    def code(self) -> ScoreReason:
+        return score_reason(self.status, self.value, self.record, self.tag)
 
 
 def writes_score(high_scores: str | None, target_default: HighScores) -> bool:

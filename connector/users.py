@@ -8,6 +8,7 @@ can be revoked one by one. A console session is a row of `console_sessions` name
 """
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 import secrets
@@ -69,6 +70,8 @@ class Principal:
 
 
 BOOTSTRAP_ADMIN = Principal("admin token", Role.ADMIN)
+CLI_ACTOR = "cli"  # the audit's actor of a change made with `connector users ...`
+USER_SCOPE, LOGIN_SCOPE = "user:", "login:"  # the audit scopes of a user's change and of a lifted throttle
 
 
 def _principal(user: User) -> Principal:
@@ -141,7 +144,7 @@ def _user(session: Session, username: str) -> User:
 
 def _audit(session: Session, username: str, actor: str, before: dict, after: dict) -> None:
     """People's changes go to the same audit log as the settings' (`/audit`, `GET /api/v1/settings/audit`)."""
-    session.add(SettingsAudit(scope=f"user:{username}", actor=actor, before=before, after=after))
+    session.add(SettingsAudit(scope=USER_SCOPE + username, actor=actor, before=before, after=after))
 
 
 def disable_user(session: Session, username: str, *, actor: str = "cli") -> None:
@@ -177,11 +180,18 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def token_state(token: ApiToken, at: datetime | None = None) -> str:
-    """active, expired or revoked."""
+class TokenState(enum.StrEnum):
+    """A personal token's state, as the API and the console list it."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"  # past expires_at
+    REVOKED = "revoked"  # revoked one by one
+
+
+def token_state(token: ApiToken, at: datetime | None = None) -> TokenState:
     if token.revoked_at is not None:
-        return "revoked"
-    return "expired" if token.expires_at <= (at or _now()) else "active"
+        return TokenState.REVOKED
+    return TokenState.EXPIRED if token.expires_at <= (at or _now()) else TokenState.ACTIVE
 
 
 def list_tokens(session: Session, username: str | None = None) -> list[tuple[ApiToken, str]]:
@@ -201,7 +211,8 @@ def revoke_token(session: Session, token_id: int, *, actor: str, username: str |
     token, owner = found
     if token.revoked_at is None:
         token.revoked_at = _now()
-        _audit(session, owner, actor, {f"token {token.id}": "active"}, {f"token {token.id}": "revoked"})
+        field = f"token {token.id}"
+        _audit(session, owner, actor, {field: TokenState.ACTIVE}, {field: TokenState.REVOKED})
     return token
 
 
@@ -361,6 +372,22 @@ def end_user_sessions(session: Session, user_id: int) -> None:
     session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user_id))
 
 
+def login_scope(username: str | None, address: str | None) -> str:
+    """The audit scope of a lifted throttle: `login:NAME`, `login:address ADDR`, `login:NAME from ADDR`."""
+    if username is None:
+        return f"{LOGIN_SCOPE}address {address}"
+    return LOGIN_SCOPE + (username if address is None else f"{username} from {address}")
+
+
+def login_scope_parts(scope: str) -> tuple[str | None, str | None]:
+    """The user and the address a `login_scope` names (a user name holds no space: `add_user` refuses one)."""
+    rest = scope.removeprefix(LOGIN_SCOPE)
+    if rest.startswith("address "):
+        return None, rest.removeprefix("address ")
+    user, sep, address = rest.partition(" from ")
+    return user, (address if sep else None)
+
+
 def unlock(session: Session, *, actor: str, username: str | None = None, address: str | None = None) -> list[str]:
     """Lift the login throttle of an account (every address and device) and/or of an address (logins and
     tokens); audited. Returns the buckets lifted (`throttle.forget_cached` them in a serving process)."""
@@ -378,10 +405,7 @@ def unlock(session: Session, *, actor: str, username: str | None = None, address
     at = _now()
     before = {"failures": sum(r.failures for r in lifted),
               "locked": any(r.locked and r.blocked_until and r.blocked_until > at for r in lifted)}
-    scope = username if username is not None else f"address {address}"
-    if username is not None and address is not None:
-        scope = f"{username} from {address}"
-    session.add(SettingsAudit(scope=f"login:{scope}", actor=actor, before=before,
+    session.add(SettingsAudit(scope=login_scope(username, address), actor=actor, before=before,
                               after={"failures": 0, "locked": False}))
     return [r.key for r in lifted]
 

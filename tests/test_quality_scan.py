@@ -239,6 +239,7 @@ def test_a_failing_scan_shows_in_healthz_the_status_the_metrics_and_the_settings
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     scans = h.client.get("/api/v1/status", headers=auth).json["details"]["pbx"]["quality_scans"]
     assert scans["recent"]["last_error"] == "the statistics report ended as error"
+    assert scans["recent"]["last_problem"] == "report_failed"
     assert scans["recent"]["last_finished_at"] is None
     metrics = h.client.get("/metrics", headers=auth).get_data(as_text=True)
     assert 'connector_pbx_scan_ok{window="recent"} 0.0' in metrics
@@ -246,11 +247,13 @@ def test_a_failing_scan_shows_in_healthz_the_status_the_metrics_and_the_settings
         add_user(s, "anna", "admin", "correct horse battery")
     console_login(h.client, "anna", "correct horse battery")
     page = h.client.get("/settings").get_data(as_text=True)
-    assert "Сбор оценок из статистики АТС не удаётся: the statistics report ended as error" in page
+    assert ("Сбор оценок из статистики АТС (за последние полчаса) не удаётся: АТС не подготовила отчёт статистики;"
+            in page and "ended as error" not in page)  # the page names the problem; the API keeps the text
     h.pbx.reports_fail = False
     h.scan()
     assert h.client.get("/healthz").json["components"]["pbx"] == "ok"
     scans = h.client.get("/api/v1/status", headers=auth).json["details"]["pbx"]["quality_scans"]
-    assert scans["recent"]["last_error"] is None and scans["recent"]["last_finished_at"] is not None
+    assert scans["recent"]["last_error"] is None and scans["recent"]["last_problem"] is None
+    assert scans["recent"]["last_finished_at"] is not None
     assert 'connector_pbx_scan_ok{window="recent"} 1.0' in h.client.get("/metrics", headers=auth).get_data(as_text=True)
     assert "Сбор оценок из статистики АТС" not in h.client.get("/settings").get_data(as_text=True)

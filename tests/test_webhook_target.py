@@ -151,7 +151,11 @@ def test_the_settings_page_shows_each_targets_state(db_url):
         pause(t.db, "amocrm", "403 account blocked")
         console_login(t.client, "ann", "correct horse battery")
         page = t.client.get("/settings").get_data(as_text=True)
-        assert "CRM (amocrm): paused — 403 account blocked" in page and "CRM (webhook): ok" in page
+        states = [" ".join(re.sub(r"<[^>]+>", " ", li.split("<details>")[0]).split())
+                  for li in re.findall(r'<li class="target-state">(.*?)</li>', page, re.S)]
+        assert states[0].startswith("CRM (amoCRM): приостановлена: задания не отправляются") and states[1:] == [
+            "CRM (вебхук): в порядке"]
+        assert '<summary>Что ответила система</summary><p lang="en">403 account blocked</p>' in page
 
 
 def test_every_score_is_posted_with_the_decision_and_whether_each_crm_writes_it(db_url):

@@ -23,7 +23,7 @@ from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, 
 from connector import xlsx
 from connector.exports import COLUMNS, FORMATS, Layout, Separator
 from connector.links import recording_link
-from connector.models import JobStatus, Role
+from connector.models import DeliveryStatus, JobStatus, Role
 from connector.notifications import mark_read, newest_notification, notification_page, unread_count
 from connector.quality import marks_json
 from connector.queries import CALL_QUERY_SCHEMA, REPORT_QUERY_SCHEMA
@@ -37,12 +37,14 @@ from connector import throttle
 from connector.users import (Principal, UserError, end_session, list_tokens, list_users, login as check_login,
                              principal_for_session, read_then_write, revoke_token, start_session, token_state,
                              unlock)
-from webui import charts
+from webui import charts, labels
 from webui.problems import filter_problem, policy_problem
-from webui.forms import (HIGH_SCORES_CHOICES, LineOverrideForm, LoginForm, LogoutForm, MarkReadForm, ReplayForm,
+from webui.forms import (LineOverrideForm, LoginForm, LogoutForm, MarkReadForm, ReplayForm,
                          ReviewForm, SettingsForm, UnlockForm)
 
 bp = Blueprint("console", __name__, template_folder="templates")
+for _name, _function in labels.FILTERS.items():  # every code a page shows goes through one of these
+    bp.add_app_template_filter(_function, _name)
 
 PLAYER_LINK_SECONDS = 3600
 DEVICE_COOKIE = "qa_device"  # "this browser logged in as <user> before": exempts it from others' lockouts
@@ -208,16 +210,14 @@ def _layout():
     if principal is not None and principal.user_id is not None:
         with services().db.reading() as s:
             unread = unread_count(s, principal)
-    role_names = {Role.ADMIN: _("администратор"), Role.SUPERVISOR: _("супервизор"), Role.OPERATOR: _("оператор")}
-    return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role, "role_names": role_names,
+    return {"me": principal, "unread": unread, "logout_form": LogoutForm(), "Role": Role,
             "locale": str(get_locale()), "with_language": _with_language,
             "crm_status_names": crm_status_names(), "zone_name": _zone_name}
 
 
 def crm_status_names() -> dict[str, str]:
     """A call's CRM status as the console names it, in the page's language (the list, its filter, the exports)."""
-    return {"pending": _("ждёт отправки"), "delivered": _("доставлен"), "unmatched": _("клиент не найден в CRM"),
-            "dead": _("не доставлен"), "skipped": _("не отправлялся")}
+    return {status.value: labels.delivery_status_label(status) for status in DeliveryStatus}
 
 
 def _zone_name() -> str:
@@ -541,7 +541,8 @@ def notifications():
                                  unread_only=unread_only)
         unread = unread_count(s, g.principal)
         newest = newest_notification(s, g.principal)
-        items = [{"call_id": n.call.entry_id, "kind": n.kind, "read": n.read, "at": n.created_at,
+        items = [{"call_id": n.call.entry_id, "started_at": n.call.created_at, "kind": n.kind, "read": n.read,
+                  "at": n.created_at,
                   "operator": n.call.operator_extension, "customer_score": n.call.customer_score,
                   "supervisor_score": n.call.supervisor_score, "tagged": n.call.decision_tag is not None}
                  for n in page.items]
@@ -659,7 +660,7 @@ POLICY_FIELDS = ("enabled", "scale_min", "scale_max", "max_threshold", "tag_temp
                  "rating_window_days", "lock_score", "high_scores")
 
 
-HIGH_SCORES_LABELS = {c.value: c.label for c in HIGH_SCORES_CHOICES}
+HIGH_SCORES_LABELS = labels.HIGH_SCORES
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -709,7 +710,8 @@ def _settings_page(form: SettingsForm | None, errors: dict, saved: bool, *, line
         policies = current_policies(s, initial)
         policy = policies.base
         state = {**status.details(s, services().config.targets), **status.last_activity(s)}
-        dead = [{"id": j.id, "key": j.key, "error": j.last_error, "at": j.updated_at.isoformat()}
+        dead = [{"id": j.id, "kind": j.kind, "crm": j.crm, "call_id": j.call.entry_id, "started_at": j.call.created_at,
+                 "error": j.last_error, "at": j.updated_at.isoformat()}
                 for j in outbox.list_jobs(s, JobStatus.DEAD, limit=50)]
     if form is None:
         form = SettingsForm(formdata=None, data=policy.as_dict())
@@ -793,8 +795,10 @@ def replay_dead():
 @login_required(Role.ADMIN)
 def audit():
     with services().db.reading() as s:
-        rows = [{"actor": r.actor, "at": r.changed_at.isoformat(), "scope": r.scope,
-                 "changes": {k: (r.before.get(k), v) for k, v in r.after.items() if r.before.get(k) != v}}
+        rows = [{"actor": r.actor, "at": r.changed_at.isoformat(), "scope": labels.audit_scope_label(r.scope),
+                 "changes": [(labels.audit_field_label(r.scope, k), labels.audit_value(k, r.before.get(k)),
+                              labels.audit_value(k, r.after.get(k)))
+                             for k in {**r.before, **r.after} if r.before.get(k) != r.after.get(k)]}
                 for r in audit_trail(s, limit=200)]
     return render_template("audit.html", rows=rows)
 
@@ -819,6 +823,8 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
     with services().db.reading() as s:
         call = _visible_call(s, call_id)
         data = call_json(call, with_history=True, marks=marks_json(s, call))
+        for row, score in zip(call.scores, data["scores"]):  # what a decision's reason is read from
+            score.update(record=row.record, high_scores=row.high_scores)
         timeline = call_timeline(s, call)
         policy = current_policy(s, services().ingest.initial_policy)
         unread_here = unread_count(s, g.principal, call=call)  # read by the page's button, never by opening it

@@ -66,18 +66,32 @@ HIGH_SCORES_CHOICES = [
 HIGH_SCORES_HELP = _l("MANGO не пишет её в CRM, считая ненадёжной; коннектор всё равно хранит её и шлёт в вебхук")
 
 
+# The policy's fields as the settings page names them (and the audit log after it).
+POLICY_LABELS = {
+    "enabled": _l("Функция включена"),
+    "scale_min": _l("Шкала от"),
+    "scale_max": _l("Шкала до"),
+    "max_threshold": _l("Порог: оценка ниже него получает тег"),
+    "tag_template": _l("Шаблон тега"),
+    "score_text_template": _l("Шаблон текста оценки"),
+    "rating_window_days": _l("Окно для оценки, дней (0: без ограничения)"),
+    "lock_score": _l("Первая оценка клиента остаётся в силе"),
+    "high_scores": _l("Оценка на пороге и выше"),
+}
+
+
 class SettingsForm(FlaskForm):
     """The policy's fields; the policy itself checks them together (connector.threshold.validate_policy)."""
 
-    enabled = BooleanField(_l("Функция включена"))
-    scale_min = IntegerField(_l("Шкала от"), validators=[Optional()])
-    scale_max = IntegerField(_l("Шкала до"), validators=[Optional()])
-    max_threshold = IntegerField(_l("Порог: оценка ниже него получает тег"), validators=[Optional()])
-    tag_template = StringField(_l("Шаблон тега"), validators=[Optional(), Length(max=255)])
-    score_text_template = StringField(_l("Шаблон текста оценки"), validators=[Optional(), Length(max=255)])
-    rating_window_days = IntegerField(_l("Окно для оценки, дней (0: без ограничения)"), validators=[Optional()])
-    lock_score = BooleanField(_l("Первая оценка клиента остаётся в силе"))
-    high_scores = SelectField(_l("Оценка на пороге и выше"), choices=HIGH_SCORES_CHOICES, default="default",
+    enabled = BooleanField(POLICY_LABELS["enabled"])
+    scale_min = IntegerField(POLICY_LABELS["scale_min"], validators=[Optional()])
+    scale_max = IntegerField(POLICY_LABELS["scale_max"], validators=[Optional()])
+    max_threshold = IntegerField(POLICY_LABELS["max_threshold"], validators=[Optional()])
+    tag_template = StringField(POLICY_LABELS["tag_template"], validators=[Optional(), Length(max=255)])
+    score_text_template = StringField(POLICY_LABELS["score_text_template"], validators=[Optional(), Length(max=255)])
+    rating_window_days = IntegerField(POLICY_LABELS["rating_window_days"], validators=[Optional()])
+    lock_score = BooleanField(POLICY_LABELS["lock_score"])
+    high_scores = SelectField(POLICY_LABELS["high_scores"], choices=HIGH_SCORES_CHOICES, default="default",
                               description=HIGH_SCORES_HELP)
 
 

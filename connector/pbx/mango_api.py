@@ -82,6 +82,10 @@ class MangoUnavailable(MangoError):
         self.retry_at = retry_at
 
 
+class MangoBlocked(MangoUnavailable):
+    """The account's API is blocked (MANGO answered 401, or the block it set has not ended yet)."""
+
+
 class MangoCoolingDown(MangoUnavailable):
     """Only requests that may fail are held (a strike in the last 2 minutes, or another such
     request in flight); requests expected to succeed may still go."""
@@ -173,7 +177,7 @@ class MangoGuard:
             row = account_row(s, ACCOUNT, lock=True)
             now = datetime.fromtimestamp(self.clock(), timezone.utc)
             if row.blocked_until and row.blocked_until > now:
-                raise MangoUnavailable("MANGO's API is blocked for this account", row.blocked_until)
+                raise MangoBlocked("MANGO's API is blocked for this account", row.blocked_until)
             if probing:
                 if row.strike_at and row.strike_at + STRIKE_WINDOW > now:
                     raise MangoCoolingDown("waiting out the 2 minutes after a wrong request",
@@ -351,7 +355,7 @@ class MangoApi:
             where = f"{path}: HTTP {status}" + (f", result {result}" if result is not None else "")
             if status == 401:
                 blocked = True
-                raise MangoUnavailable(f"{where}: MANGO blocked the account's API", now() + BLOCK,
+                raise MangoBlocked(f"{where}: MANGO blocked the account's API", now() + BLOCK,
                                        status=status, result=result)
             if status == 429 or (result == CC_RATE_LIMITED and path in CC_PATHS):
                 # A rate limit, not an outage: hold the shared slot, and retry this request shortly.

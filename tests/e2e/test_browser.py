@@ -341,3 +341,30 @@ def test_refusals_are_console_pages_in_the_page_language(browser, busy_console):
     log_in(browser, busy_console, "sam")
     browser.get(f"{busy_console}/settings")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Нет доступа"
+
+
+def test_the_call_page_reads_in_words_on_a_phone(browser, busy_console):
+    """Issue #17: at 390 px the call is titled by its time, masked customer and operator, and its scores and
+    events are named in Russian; no code, id or UTC time shows, and nothing sticks out sideways."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, busy_console, "sam")
+    browser.set_window_size(*WIDTHS["phone"])
+    browser.get(f"{busy_console}/calls/call-1?lang=ru")
+    title = "Звонок 22.11.2025, 11:26 · клиент …4567 · оператор 101"
+    assert browser.title == title
+    heading = browser.find_element(By.TAG_NAME, "h1")
+    assert heading.text.replace("\n", " ") == title
+    assert heading.rect["x"] + heading.rect["width"] <= 390
+    scores = browser.find_element(By.ID, "scores").text
+    assert "клиент опрос АТС (клавиши) 3 принята ниже порога: тег «Оценка 3»" in scores
+    assert "супервизор разбор в консоли 6 принята" in scores
+    timeline = browser.find_element(By.ID, "timeline").text
+    assert "итоги звонка" in timeline and "клиент нажал клавиши (опрос)" in timeline
+    page = browser.find_element(By.TAG_NAME, "main").text
+    for code in ("customer", "mango_dtmf", "accepted", "events/", "call-1", "UTC", "08:26"):
+        assert code not in page, code
+    assert fits(browser) and axe_problems(browser) == []
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "call-words-phone.png"))
+    browser.set_window_size(1280, 900)

@@ -1,0 +1,353 @@
+"""The connector's codes as people read them, in the page's language: one label function per kind of code.
+
+The codes stay what they are in the database and the JSON API (they are the contract); only the console's
+pages translate them, here and nowhere else. A code this version does not know is shown as stored, so a
+newer value is never hidden."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from flask_babel import format_date, gettext as _, lazy_gettext as _l
+
+from connector.audit import AuditScope, audit_subject
+from connector.models import (DeliveryStatus, JobStatus, NotificationKind, Role, ScanProblem, ScoreOrigin,
+                              ScoreSource)
+from connector.outbox import JobKind
+from connector.status import State
+from connector.threshold import HighScores, ScoreReason, ScoreStatus, score_reason
+from connector.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
+from webui.forms import HIGH_SCORES_CHOICES, POLICY_LABELS
+
+
+def _label(table: dict, code) -> str:
+    if code is None:
+        return "—"
+    return str(table.get(code, code))
+
+
+ROLES = {Role.ADMIN: _l("администратор"), Role.SUPERVISOR: _l("супервизор"), Role.OPERATOR: _l("оператор")}
+
+
+def role_label(code: str | None) -> str:
+    return _label(ROLES, code)
+
+
+DELIVERY_STATUSES = {
+    DeliveryStatus.PENDING: _l("ждёт отправки"),
+    DeliveryStatus.DELIVERED: _l("доставлен"),
+    DeliveryStatus.UNMATCHED: _l("клиент не найден в CRM"),
+    DeliveryStatus.DEAD: _l("не доставлен"),
+    DeliveryStatus.SKIPPED: _l("не отправлялся"),
+}
+
+
+def delivery_status_label(code: str | None) -> str:
+    return _label(DELIVERY_STATUSES, code)
+
+
+JOB_STATUSES = {
+    JobStatus.PENDING: _l("ждёт отправки"),
+    JobStatus.DONE: _l("выполнено"),
+    JobStatus.DEAD: _l("не выполнено"),
+    JobStatus.UNMATCHED: _l("клиент не найден"),
+    JobStatus.WAITING: _l("ждёт другого задания"),
+}
+
+
+def job_status_label(code: str | None) -> str:
+    return _label(JOB_STATUSES, code)
+
+
+JOB_KINDS = {
+    JobKind.LOG_CALL: _l("звонок в журнал CRM"),
+    JobKind.CONTACT: _l("контакт для неизвестного клиента"),
+    JobKind.NOTE: _l("примечание с оценкой"),
+    JobKind.TAGS: _l("теги"),
+    JobKind.TASK: _l("задача по низкой оценке"),
+    JobKind.B24_CALL: _l("звонок в Bitrix24"),
+    JobKind.B24_RECORD: _l("запись разговора в Bitrix24"),
+    JobKind.B24_MARK: _l("оценка в Bitrix24"),
+    JobKind.B24_TODO: _l("дело по низкой оценке"),
+    JobKind.SCORED: _l("оценка в вебхук"),
+}
+
+
+def job_kind_label(code: str | None) -> str:
+    return _label(JOB_KINDS, code)
+
+
+TARGETS = {"amocrm": "amoCRM", "bitrix24": "Bitrix24", "webhook": _l("вебхук"), "none": _l("не подключена")}
+
+
+def target_label(name: str | None) -> str:
+    """A target by its name (`CRM`'s values); several, comma-separated, each named."""
+    if name is None:
+        return "—"
+    return ", ".join(_label(TARGETS, part) for part in name.split(","))
+
+
+SCORE_SOURCES = {ScoreSource.CUSTOMER: _l("клиент"), ScoreSource.SUPERVISOR: _l("супервизор")}
+
+
+def score_source_label(code: str | None) -> str:
+    return _label(SCORE_SOURCES, code)
+
+
+SCORE_ORIGINS = {
+    ScoreOrigin.MANGO_DTMF: _l("опрос АТС (клавиши)"),
+    ScoreOrigin.MANGO_QUALITY: _l("контроль качества АТС"),
+    ScoreOrigin.API: _l("API оценок"),
+    ScoreOrigin.REVIEW: _l("разбор в консоли"),
+}
+
+
+def score_origin_label(code: str | None) -> str:
+    return _label(SCORE_ORIGINS, code)
+
+
+SCORE_STATUSES = {
+    ScoreStatus.ACCEPTED: _l("принята"),
+    ScoreStatus.REFUSED: _l("отклонена"),
+    ScoreStatus.KEPT: _l("сохранена, в силе первая"),
+    ScoreStatus.DUPLICATE: _l("повтор"),
+}
+
+
+def score_status_label(code: str | None) -> str:
+    return _label(SCORE_STATUSES, code)
+
+
+HIGH_SCORES = {c.value: c.label for c in HIGH_SCORES_CHOICES}
+
+
+def high_scores_label(code: str | None) -> str:
+    return _label(HIGH_SCORES, code)
+
+
+def reason_label(reason: ScoreReason, *, value: int | None = None, tag: str | None = None,
+                 high_scores: str | None = None) -> str:
+    """Why a customer score did what it did (connector.threshold.ScoreReason)."""
+    if reason == ScoreReason.BELOW_THRESHOLD:
+        return _("ниже порога: тег «%(tag)s»", tag=tag)
+    if reason == ScoreReason.AT_OR_ABOVE_THRESHOLD:
+        return _("на пороге и выше: %(rule)s", rule=high_scores_label(high_scores or HighScores.DEFAULT))
+    if reason == ScoreReason.FEATURE_OFF:
+        return _("функция выключена: оценка сохранена, в CRM ничего не отправлено")
+    if reason == ScoreReason.ALREADY_IN_FORCE:
+        return _("такая же оценка уже в силе")
+    if reason == ScoreReason.LOCKED:
+        return _("в силе остаётся первая оценка клиента")
+    if reason == ScoreReason.TOO_LATE:
+        return _("пришла позже окна для оценки")
+    return _("не оценка: не число или вне шкалы")
+
+
+def score_reason_label(score: dict) -> str:
+    """A score of the call (as `call_json` lists it) with the reason of its decision."""
+    if score.get("source") == ScoreSource.SUPERVISOR:
+        return _("не оценка: не число или вне шкалы") if score.get("status") == ScoreStatus.REFUSED else ""
+    reason = score_reason(score.get("status"), score.get("value"), bool(score.get("record")), score.get("tag"))
+    return reason_label(reason, value=score.get("value"), tag=score.get("tag"),
+                        high_scores=score.get("high_scores"))
+
+
+def decision_label(call: dict) -> str:
+    """The decision in force for the call's customer score (`call_json`'s `decision`)."""
+    if call.get("customer_score") is None:
+        return ""
+    decision = call["decision"]
+    reason = score_reason(ScoreStatus.ACCEPTED, call["customer_score"], decision["record"], decision["tag"])
+    return reason_label(reason, value=call["customer_score"], tag=decision["tag"],
+                        high_scores=decision["high_scores"])
+
+
+STATES = {
+    State.OK: _l("в порядке"),
+    State.NONE: _l("не подключена"),
+    State.LAGGING: _l("отстаёт: события ждут обработки больше минуты"),
+    State.BLOCKED: _l("заблокирована"),
+    State.SCAN_FAILING: _l("сбор оценок из статистики не удаётся"),
+    State.FAILING: _l("доставка не удаётся больше 5 минут, попытки продолжаются"),
+    State.PAUSED: _l("приостановлена: задания не отправляются, пока подключение не восстановят"),
+}
+
+
+def state_label(code: str | None) -> str:
+    return _label(STATES, code)
+
+
+SCAN_PROBLEMS = {
+    ScanProblem.BLOCKED: _l("АТС заблокировала доступ к API на время"),
+    ScanProblem.COOLING_DOWN: _l("пауза после ошибочного запроса к АТС"),
+    ScanProblem.RATE_LIMITED: _l("слишком много запросов к АТС: повтор чуть позже"),
+    ScanProblem.UNAVAILABLE: _l("АТС недоступна или не ответила понятно"),
+    ScanProblem.REFUSED: _l("АТС отказала в запросе: проверьте права ключа API и настройки статистики"),
+    ScanProblem.REPORT_FAILED: _l("АТС не подготовила отчёт статистики"),
+    ScanProblem.REPORT_LATE: _l("отчёт статистики АТС не был готов вовремя"),
+}
+
+
+def scan_problem_label(code: str | None) -> str:
+    if code is None:  # stored before the problems had codes
+        return _("причина не записана")
+    return _label(SCAN_PROBLEMS, code)
+
+
+SCAN_WINDOWS = {"recent": _l("за последние полчаса"), "day": _l("за последние сутки"),
+                "days": _l("за последние дни")}  # connector.scanner.WINDOWS
+
+
+def scan_window_label(name: str | None) -> str:
+    return _label(SCAN_WINDOWS, name)
+
+
+# The PBX's callbacks by their path (MANGO's names), and the other ways a fact reaches the inbox.
+EVENT_KINDS = {
+    "events/call": _l("состояние звонка"),
+    "events/summary": _l("итоги звонка"),
+    "events/recording": _l("запись разговора"),
+    "events/record/added": _l("запись сохранена в облаке АТС"),
+    "events/dtmf": _l("клиент нажал клавиши (опрос)"),
+    "scores": _l("оценка через API"),
+    "cc/call:customer": _l("оценка клиента из контроля качества АТС"),
+    "cc/call:marks": _l("анкета супервизора из контроля качества АТС"),
+}
+
+
+def event_kind_label(kind: str | None) -> str:
+    if kind in EVENT_KINDS:
+        return str(EVENT_KINDS[kind])
+    return _("другое событие АТС (%(kind)s)", kind=kind)
+
+
+EVENT_SOURCES = {"mango": _l("АТС (MANGO)"), "mango_quality": _l("контроль качества АТС"),
+                 "scores_api": _l("API оценок")}
+
+
+def event_source_label(source: str | None) -> str:
+    """Where a timeline entry came from: an inbox source, or a target's name."""
+    return str(EVENT_SOURCES[source]) if source in EVENT_SOURCES else target_label(source)
+
+
+def timeline_what(entry: dict) -> str:
+    """One entry of `connector.calls.call_timeline`: a stored event, or a job done (or not) in a target."""
+    if "event" in entry:
+        return event_kind_label(entry["event"])
+    return _("%(job)s: %(status)s", job=job_kind_label(entry["job"]), status=job_status_label(entry["status"]))
+
+
+NOTIFICATION_KINDS = {NotificationKind.REVIEW: _l("Разбор вашего звонка"),
+                      NotificationKind.LOW_SCORE: _l("Низкая оценка")}
+
+
+def notification_kind_label(code: str | None) -> str:
+    return _label(NOTIFICATION_KINDS, code)
+
+
+TOKEN_STATES = {TokenState.ACTIVE: _l("действует"), TokenState.EXPIRED: _l("истёк"),
+                TokenState.REVOKED: _l("отозван")}
+
+
+def token_state_label(code: str | None) -> str:
+    return _label(TOKEN_STATES, code)
+
+
+# --- the audit log -------------------------------------------------------------------------------------
+
+def audit_scope_label(scope: str) -> str:
+    subject = audit_subject(scope)
+    if subject.kind == AuditScope.POLICY:
+        return _("Общие настройки")
+    if subject.kind == AuditScope.LINE:
+        return _("Настройки линии %(line)s", line=subject.name)
+    if subject.kind == AuditScope.USER_MAP:
+        return _("Сотрудники %(target)s по добавочным", target=target_label(subject.name))
+    if subject.kind == AuditScope.USER:
+        return _("Пользователь %(user)s", user=subject.name)
+    if subject.kind == AuditScope.LOGIN:
+        if subject.name and subject.address:
+            return _("Вход %(user)s с адреса %(address)s", user=subject.name, address=subject.address)
+        if subject.name:
+            return _("Вход %(user)s", user=subject.name)
+        return _("Входы с адреса %(address)s", address=subject.address)
+    return scope
+
+
+AUDIT_FIELDS = {
+    **POLICY_LABELS,
+    "password": _l("Пароль"),
+    "disabled": _l("Отключён"),
+    "failures": _l("Неудачных входов"),
+    "locked": _l("Вход заблокирован"),
+}
+ON_OFF_FIELDS = ("enabled", "lock_score")  # switches: said "on" / "off"
+
+
+def audit_field_label(scope: str, field: str) -> str:
+    subject = audit_subject(scope)
+    if subject.kind == AuditScope.USER_MAP:
+        return _("добавочный %(extension)s", extension=field)
+    if field.startswith("token "):
+        return _("Токен %(id)s", id=field.removeprefix("token "))
+    return _label(AUDIT_FIELDS, field)
+
+
+ACTORS = {BOOTSTRAP_ADMIN.username: _l("токен администратора (ADMIN_TOKEN)"), CLI_ACTOR: _l("командная строка")}
+
+
+def actor_label(actor: str | None) -> str:
+    """Who made a change: a console user by name, or the admin token, or the command line."""
+    return _label(ACTORS, actor)
+
+
+PASSWORD_VALUES = {"old": _l("прежний"), "new": _l("новый")}
+
+
+def audit_value(field: str, value) -> str:
+    """A value before or after a change, as the settings page would show it."""
+    if value is None:
+        return _("не задано")
+    if isinstance(value, bool):
+        if field in ON_OFF_FIELDS:
+            return _("вкл.") if value else _("выкл.")
+        return _("да") if value else _("нет")
+    if field == "high_scores":
+        return high_scores_label(value)
+    if field == "password":
+        return _label(PASSWORD_VALUES, value)
+    if field.startswith("token "):
+        return token_state_label(value)
+    if value == "":
+        return _("пусто")
+    return str(value)
+
+
+def day_label(day: str | date | None) -> str:
+    """A calendar day (ISO text, as the reports give it) as the page's language writes it."""
+    if not day:
+        return "—"
+    if isinstance(day, str):
+        try:
+            day = datetime.fromisoformat(day).date()
+        except ValueError:
+            return day
+    return format_date(day, "short")
+
+
+def masked_phone(number: str | None) -> str:
+    """A customer's number where it may travel beyond the page (a window title lands in the browser's
+    history and in screen shares): its last four digits only."""
+    digits = "".join(ch for ch in number or "" if ch.isdigit())
+    return "…" + digits[-4:] if len(digits) > 4 else (number or "")
+
+
+FILTERS = {
+    "role": role_label, "delivery_status": delivery_status_label, "job_status": job_status_label,
+    "job_kind": job_kind_label, "target": target_label, "score_source": score_source_label,
+    "score_origin": score_origin_label, "score_status": score_status_label, "score_reason": score_reason_label,
+    "decision": decision_label, "state": state_label, "scan_problem": scan_problem_label,
+    "scan_window": scan_window_label, "timeline_what": timeline_what, "event_source": event_source_label,
+    "notification_kind": notification_kind_label, "token_state": token_state_label,
+    "audit_scope": audit_scope_label, "actor": actor_label, "high_scores": high_scores_label, "day": day_label,
+    "masked_phone": masked_phone,
+}
