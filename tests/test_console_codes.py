@@ -260,7 +260,7 @@ def test_a_notification_names_its_call_by_time_not_by_id(client, people, mango_p
     scored(mango_post, "c-77", "2")
     log_in(client, "sam")
     rows = section(client.get("/notifications"), 'id="notifications"')
-    assert "Низкая оценка 22.11.2025, 11:26 101 2" in rows and "c-77" not in rows and "low_score" not in rows
+    assert "Низкая оценка 22.11.2025, 11:26 olga (101) 2" in rows and "c-77" not in rows and "low_score" not in rows
 
 
 def test_the_reports_days_are_written_as_the_page_writes_dates(client, people, mango_post):
