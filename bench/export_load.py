@@ -11,8 +11,9 @@ export and report, beside the same callbacks with nothing else running, measured
 3. No load: callbacks at `--rate`/s, open loop, for `--seconds` (latency counted from the scheduled send,
    so no coordinated omission).
 4. Load: the supervisor, logged in through the console's form, downloads `--exports` XLSX exports of every
-   call at once, and `/reports` (every figure and chart over every call) runs back to back until they are
-   done; callbacks go at the same rate the whole time (for at most `--max-seconds`), and only those sent
+   call at once, and `/reports` (every figure and chart over every call) runs every `--report-every` seconds
+   (1: a supervisor reloading it; 0: back to back, a storm of console pages once reports are reused) until
+   they are done; callbacks go at the same rate the whole time (for at most `--max-seconds`), and only those sent
    while the exports ran count.
 5. No load again, as in 3: on a machine shared with other work the quiet spells differ, so both count.
 
@@ -153,8 +154,9 @@ def logged_in(base: str) -> requests.Session:
     return session
 
 
-def exports_and_reports(base: str, exports: int, results: dict, done: threading.Event) -> None:
-    """`exports` XLSX exports at once, and /reports back to back until they are all done."""
+def exports_and_reports(base: str, exports: int, every: float, results: dict, done: threading.Event) -> None:
+    """`exports` XLSX exports at once, and /reports every `every` seconds (0: back to back) until they are all
+    done."""
 
     def export(n: int):
         session = logged_in(base)
@@ -169,6 +171,7 @@ def exports_and_reports(base: str, exports: int, results: dict, done: threading.
             started = time.monotonic()
             answer = session.get(f"{base}/reports", timeout=3600)
             results.setdefault("reports", []).append((answer.status_code, time.monotonic() - started))
+            done.wait(max(0.0, started + every - time.monotonic()))
 
     workers = [threading.Thread(target=export, args=(n,)) for n in range(exports)]
     reporter = threading.Thread(target=reports)
@@ -211,7 +214,7 @@ def measure(code: Path, url: str, data_dir: str, args, offset: int) -> dict:
         ready.wait()
         time.sleep(0.5)  # the open loop's first request is due now
         started, cpu = time.monotonic(), cpu_seconds(serve.pid)
-        exports_and_reports(base, args.exports, results, done)
+        exports_and_reports(base, args.exports, args.report_every, results, done)
         load_seconds = time.monotonic() - started
         results["serve_cpu"] = [after - before for before, after in zip(cpu, cpu_seconds(serve.pid))]
         results["loadavg"] = os.getloadavg()[0]
@@ -254,7 +257,8 @@ def report(label: str, figures: dict, args) -> None:
     print(f"  {args.exports} XLSX exports of {args.calls:,} calls: "
           + ", ".join(f"{status} {size / 1e6:.1f} MB in {secs:.1f} s" for status, size, secs in exports))
     if reports:
-        print(f"  /reports back to back meanwhile: {len(reports)} runs, "
+        pace = f"every {args.report_every:g} s" if args.report_every else "back to back"
+        print(f"  /reports {pace} meanwhile: {len(reports)} runs, "
               f"{sum(secs for _, secs in reports) / len(reports):.1f} s each"
               + ("" if all(s == 200 for s, _ in reports) else f", statuses {sorted({s for s, _ in reports})}"))
     own, children = figures["serve_cpu"]
@@ -283,6 +287,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="the no-load run")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="the loaded run stops here at most")
     parser.add_argument("--exports", type=int, default=2)
+    parser.add_argument("--report-every", type=float, default=1.0,
+                        help="seconds between one /reports and the next (a person reloading); 0: back to back")
     parser.add_argument("--code", type=Path, action="append", default=[],
                         help="also serve this checkout on the same data (repeatable)")
     args = parser.parse_args()

@@ -51,7 +51,7 @@ NICE = 10  # how many steps below the web process children run: about a tenth of
 KEEP_IDLE = 2  # children kept waiting for the next job; more are started when more jobs run at once
 SOURCE_ROOT = str(Path(__file__).resolve().parent.parent)  # where `connector` is imported from
 # A child lowers its priority before anything is imported: the imports are work too.
-CHILD = f"import os; os.nice({NICE})\nfrom connector.offload import child_main; child_main()"
+CHILD = f"import os; os.nice({NICE})\nfrom connector.offload import child_main, idle_priority; idle_priority(); child_main()"
 
 # The pipes carry frames: a kind, a length, that many bytes. To a child: a job (pickled). From it: file chunks,
 # then the result (pickled), or an error (its text).
@@ -205,6 +205,23 @@ def _exactly(pipe, size: int) -> bytes:
 
 
 # --- the child ------------------------------------------------------------------------------------------------
+
+def idle_priority() -> None:
+    """On Linux, a child also takes the idle scheduling class (it runs only on CPU nobody else wants, and
+    yields the moment the web process or the database server wakes: the server serves the PBX's callbacks
+    at its own priority, beyond any nice value of ours), and keeps off the first CPU, so that however many
+    exports run, one CPU is always free of them for the callbacks' hops between processes. Elsewhere the
+    nice value alone does it."""
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:  # not allowed here (a container's policy): the nice value stays
+            pass
+    if hasattr(os, "sched_getaffinity"):
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) > 1:
+            os.sched_setaffinity(0, allowed[1:])
+
 
 def child_main() -> None:
     """Jobs from standard input, one at a time, until it closes; frames to standard output, which nothing else

@@ -190,9 +190,11 @@ class SlowCount:
         return figures(self.db, flt, initial, parts)
 
 
-def test_expensive_figures_answer_the_same_question_again_for_ten_times_their_cost(calls, db, client):
+def test_figures_over_many_calls_answer_the_same_question_again_for_ten_times_their_cost(calls, db, client,
+                                                                                        monkeypatch):
     from connector.reports import RecentFigures
 
+    monkeypatch.setattr(RecentFigures, "REUSE_FROM_CALLS", 7)  # the 7 calls here stand for 10,000
     initial = client.application.extensions["connector"].ingest.initial_policy
     count = SlowCount(db, 0.5)
     recent = RecentFigures(db, count, clock=count.clock)
@@ -203,23 +205,30 @@ def test_expensive_figures_answer_the_same_question_again_for_ten_times_their_co
     assert recent(ReportFilter(line="74950000000"), initial)["operators"]["totals"]["calls"] == 0  # another question
     count.at += 10
     assert recent(ReportFilter(), initial) is not first and count.counts == 3  # stale: counted again
+    quick = SlowCount(db, 0.01)
+    recent = RecentFigures(db, quick, clock=quick.clock)
+    recent(ReportFilter(), initial)
+    quick.at += 1.9
+    recent(ReportFilter(), initial)
+    assert quick.counts == 1  # however quick, kept 2 s
 
 
-def test_cheap_figures_and_a_settings_change_are_always_counted_afresh(calls, db, client, auth):
+def test_figures_over_few_calls_and_a_settings_change_are_always_counted_afresh(calls, db, client, auth,
+                                                                                  monkeypatch):
     from connector.reports import RecentFigures
 
     initial = client.application.extensions["connector"].ingest.initial_policy
-    cheap = SlowCount(db, 0.1)
-    recent = RecentFigures(db, cheap, clock=cheap.clock)
+    slow = SlowCount(db, 5.0)
+    recent = RecentFigures(db, slow, clock=slow.clock)
     recent(ReportFilter(), initial)
     recent(ReportFilter(), initial)
-    assert cheap.counts == 2  # under a quarter of a second: small data is always fresh
-    slow = SlowCount(db, 1.0)
+    assert slow.counts == 2  # 7 calls: always fresh, however long it took
+    monkeypatch.setattr(RecentFigures, "REUSE_FROM_CALLS", 7)
     recent = RecentFigures(db, slow, clock=slow.clock)
     before = recent(ReportFilter(), initial)["operators"]["totals"]["positive"]
     assert client.put("/api/v1/settings", json={"max_threshold": 3}, headers=auth).status_code == 200
     after = recent(ReportFilter(), initial)  # a changed threshold is a new question at once
-    assert slow.counts == 2 and after["operators"]["totals"]["positive"] > before
+    assert slow.counts == 4 and after["operators"]["totals"]["positive"] > before
 
 
 def test_the_reports_page_says_when_its_figures_were_counted(calls, client):
