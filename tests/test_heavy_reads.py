@@ -81,8 +81,13 @@ def test_a_child_process_counts_the_same_report(db, calls, app, children):
         assert by_child.pop("counted_at") <= here.pop("counted_at") and by_child == here
         pids |= {child.pid for child in children._idle}
     assert len(pids) == 1  # one child, kept for the next job: a report pays no start-up
-    # It runs below the web process's priority (at most 19 steps below nothing).
-    assert os.getpriority(os.PRIO_PROCESS, pids.pop()) == min(19, os.nice(0) + NICE)
+    # It runs below the web process's priority (at most 19 steps below nothing), in the idle class, off the
+    # first CPU: one CPU is always free of exports and reports.
+    pid = pids.pop()
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.nice(0) + NICE)
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+    mine = sorted(os.sched_getaffinity(0))
+    assert sorted(os.sched_getaffinity(pid)) == (mine[1:] if len(mine) > 1 else mine)
 
 
 def test_the_console_exports_and_reports_through_child_processes(app, client, calls):
