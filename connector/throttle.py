@@ -104,6 +104,7 @@ class _Cache:
     def __init__(self, size: int = 20_000):
         self._lock = threading.Lock()
         self._blocked: dict[str, tuple[datetime, float]] = {}  # key -> (blocked_until, read at, monotonic)
+        self._refreshing: set[str] = set()  # stale keys one asker is reading afresh
         self._size = size
 
     def get(self, key: str, moment: float) -> datetime | None | bool:
@@ -114,20 +115,37 @@ class _Cache:
             return False
         return found[0]
 
+    def get_or_refresh(self, key: str, moment: float) -> datetime | None | bool:
+        """As `get`, but a copy just gone stale is given to every asker but the first, which is told it is
+        unknown (it goes the whole way and reads the bucket afresh): under a flood one request per bucket
+        and CACHE_SECONDS does the reading, not every request that arrives meanwhile."""
+        with self._lock:
+            found = self._blocked.get(key)
+            if found is None or moment - found[1] > 2 * CACHE_SECONDS:
+                return False
+            if moment - found[1] <= CACHE_SECONDS or key in self._refreshing:
+                return found[0]
+            self._refreshing.add(key)
+            return False
+
     def put(self, key: str, blocked_until: datetime | None, moment: float) -> None:
         with self._lock:
             if len(self._blocked) >= self._size:
                 self._blocked.clear()
+                self._refreshing.clear()
             self._blocked[key] = (blocked_until, moment)
+            self._refreshing.discard(key)
 
     def forget(self, keys) -> None:
         with self._lock:
             for key in keys:
                 self._blocked.pop(key, None)
+                self._refreshing.discard(key)
 
     def clear(self) -> None:
         with self._lock:
             self._blocked.clear()
+            self._refreshing.clear()
 
 
 def _cache(db) -> _Cache:
@@ -144,11 +162,13 @@ def _monotonic() -> float:
     return time.monotonic()
 
 
-def _known(db, keys: list[str], at: datetime, moment: float) -> tuple[float, list[str]]:
-    """The wait this process's fresh copy of the buckets imposes, and the keys it has no fresh copy of."""
+def _known(db, keys: list[str], at: datetime, moment: float, *, early: bool = False) -> tuple[float, list[str]]:
+    """The wait this process's fresh copy of the buckets imposes, and the keys it has no fresh copy of
+    (`early`: a copy just gone stale still counts for all but one asker)."""
     wait, unknown = 0.0, []
+    read = _cache(db).get_or_refresh if early else _cache(db).get
     for key in keys:
-        cached = _cache(db).get(key, moment)
+        cached = read(key, moment)
         if cached is False:
             unknown.append(key)
         elif cached is not None:
@@ -159,7 +179,7 @@ def _known(db, keys: list[str], at: datetime, moment: float) -> tuple[float, lis
 def known_wait(db, keys: list[str]) -> float:
     """Seconds to wait as far as this process already knows, without a database round trip (0: nothing
     known holds the attempt back; `retry_after` then decides)."""
-    return max(_known(db, keys, now(), _monotonic())[0], 0.0)
+    return max(_known(db, keys, now(), _monotonic(), early=True)[0], 0.0)
 
 
 def retry_after(db, keys: list[str]) -> float:
