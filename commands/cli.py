@@ -115,11 +115,13 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     server = create_server(app, host=config.HOST, port=config.PORT, threads=WEB_THREADS, ident="connector",
                            connection_limit=connection_limit, channel_timeout=30, cleanup_interval=10,
                            asyncore_use_poll=True, clear_untrusted_proxy_headers=not config.TRUSTED_PROXIES)
+    # Before saying it listens: a stop signal that lands inside a collection's weakref callbacks is swallowed
+    # there (Python ignores exceptions in them), and a supervisor stops the server as soon as it may.
+    freeze_what_is_loaded()
     click.echo(_where_data_lives(settings))
     # Only now is the port bound: say so.
     click.echo(f"connector listening on http://{config.HOST}:{config.PORT} (CRM={config.CRM}, "
                f"background: {', '.join(loops) or 'none'})")
-    freeze_what_is_loaded()
     try:
         server.run()
     finally:
