@@ -215,9 +215,9 @@ class Config:
                               "AMOCRM_REDIRECT_URI for OAuth, when CRM=amocrm")
         if self.SCORES_WEBHOOK_SECRET and not _is_webhook_secret(self.SCORES_WEBHOOK_SECRET):
             raise ConfigError("SCORES_WEBHOOK_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
-        if "bitrix24" in self.targets and not (self.BITRIX24_PORTAL_URL.startswith("https://") or
-                                               self.BITRIX24_PORTAL_URL.startswith("http://")):
-            raise ConfigError("BITRIX24_PORTAL_URL: required (https://<portal>.bitrix24.ru) when CRM lists bitrix24")
+        # Without it the portal comes from the application's install (the settings page's handler URL).
+        if self.BITRIX24_PORTAL_URL and not self.BITRIX24_PORTAL_URL.startswith(("https://", "http://")):
+            raise ConfigError("BITRIX24_PORTAL_URL: expected https://<portal>.bitrix24.ru")
         if "bitrix24" in self.targets and not (self.BITRIX24_CLIENT_ID and self.BITRIX24_CLIENT_SECRET):
             raise ConfigError("BITRIX24_CLIENT_ID: set it and BITRIX24_CLIENT_SECRET (the local application's keys)")
         if not 0 < self.BITRIX24_RATE_LIMIT <= 5:
@@ -233,9 +233,10 @@ class Config:
 
         if self.LOW_SCORE_TASK and (problem := template_problem(self.LOW_SCORE_TASK_TEMPLATE, self.QA_SCALE_MAX)):
             raise ConfigError(f"LOW_SCORE_TASK_TEMPLATE: {problem}")
-        if "webhook" in self.targets and not self.WEBHOOK_TARGET_URL.startswith(("https://", "http://")):
-            raise ConfigError("WEBHOOK_TARGET_URL: required (an http(s) URL) when CRM lists webhook")
-        if "webhook" in self.targets and not _is_webhook_secret(self.WEBHOOK_TARGET_SECRET):
+        # Both may instead be entered on the settings page; the environment's, when given, must be whole.
+        if self.WEBHOOK_TARGET_URL and not self.WEBHOOK_TARGET_URL.startswith(("https://", "http://")):
+            raise ConfigError("WEBHOOK_TARGET_URL: expected an http(s) URL")
+        if self.WEBHOOK_TARGET_URL and not _is_webhook_secret(self.WEBHOOK_TARGET_SECRET):
             raise ConfigError("WEBHOOK_TARGET_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
         if self.MAX_BODY_BYTES < 1024:
             raise ConfigError(f"MAX_BODY_BYTES: must be at least 1024, got {self.MAX_BODY_BYTES}")

@@ -459,6 +459,13 @@ class CrmAccount(Base):
     api_key_enc: Mapped[str | None] = mapped_column(Text)
     api_salt_enc: Mapped[str | None] = mapped_column(Text)
     credentials_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bitrix24: the portal that installed the application (its address, member_id) and the application_token
+    # to compare on its later events; the outbound webhook: its URL and signing secret, entered in the console
+    # (connector.crm.bitrix24_install, connector.crm.webhook). Secrets encrypted as the tokens are.
+    endpoint_url: Mapped[str | None] = mapped_column(Text)
+    member_id: Mapped[str | None] = mapped_column(String(64))
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -21,6 +21,20 @@ def build_pbx_credentials(config: Config, db: Database) -> CredentialStore:
     return CredentialStore(db, config.MANGO_API_KEY, config.MANGO_API_SALT, config.SECRET_KEY)
 
 
+def build_bitrix24_install(config: Config, db: Database):
+    """The Bitrix24 portal that installed the application from the console (its events' handler)."""
+    from connector.crm.bitrix24_install import InstallStore
+
+    return InstallStore(db, config.SECRET_KEY)
+
+
+def build_webhook_connection(config: Config, db: Database):
+    """The outbound webhook's URL and secret in force: the console's once saved, else the environment's."""
+    from connector.crm.webhook import WebhookConnection
+
+    return WebhookConnection(db, config.WEBHOOK_TARGET_URL, config.WEBHOOK_TARGET_SECRET, config.SECRET_KEY)
+
+
 def build_pbx_api(config: Config, db: Database, *, session=None,
                   credentials: CredentialStore | None = None) -> MangoApi:
     """The PBX's command API, shared by the recording player and the quality poller; it signs with the pair in

@@ -26,6 +26,16 @@ def token_cipher(secret_key: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
+def store_tokens(cipher: Fernet, row: CrmAccount, answer: dict) -> str:
+    """Put a token answer (`access_token`, `refresh_token`, `expires_in`) in the account's row, encrypted;
+    the access token. Used by a grant and by Bitrix24's install event, which carries the same fields."""
+    access = answer["access_token"]
+    row.access_token_enc = cipher.encrypt(access.encode()).decode()
+    row.refresh_token_enc = cipher.encrypt(answer["refresh_token"].encode()).decode()
+    row.token_expires_at = datetime.now(timezone.utc) + timedelta(seconds=int(answer.get("expires_in") or 86400))
+    return access
+
+
 # --- pause ------------------------------------------------------------------
 
 def pause(db: Database, crm: str, reason: str) -> None:
@@ -89,12 +99,8 @@ class OAuthTokens:
                                  f"Authorize again with {self.auth_code_setting}") from None
 
     def _store(self, row: CrmAccount, answer: dict) -> str:
-        access = answer["access_token"]
-        row.access_token_enc = self.cipher.encrypt(access.encode()).decode()
-        row.refresh_token_enc = self.cipher.encrypt(answer["refresh_token"].encode()).decode()
-        row.token_expires_at = datetime.now(timezone.utc) + timedelta(seconds=int(answer.get("expires_in", 86400)))
-        self._cached = access
-        return access
+        self._cached = store_tokens(self.cipher, row, answer)
+        return self._cached
 
     def _grant(self, **grant) -> dict:
         # Callers take their rate-limit turn before locking the account row: the limiter

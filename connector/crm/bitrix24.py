@@ -81,8 +81,11 @@ def command(method: str, params: dict) -> str:
 
 class Bitrix24Api:
     def __init__(self, portal_url: str, tokens: OAuthTokens, wait_turn: Callable[[], None] = lambda: None, *,
-                 session: requests.Session | None = None):
-        self.base = portal_url.rstrip("/") + "/rest/"
+                 session: requests.Session | None = None, installed_portal: Callable[[], str | None] | None = None):
+        self.configured = portal_url
+        # The portal that installed the application from the console wins over BITRIX24_PORTAL_URL; it is
+        # read at each request, so an install reaches a running worker without a restart.
+        self.installed_portal = installed_portal or (lambda: None)
         self.tokens, self.wait_turn = tokens, wait_turn
         self.http = session or requests.Session()
         self.reset_at: dict[str, float] = {}  # method -> operating_reset_at its last answer named
@@ -129,13 +132,18 @@ class Bitrix24Api:
         nexts = answer.get("result_next")
         return BatchAnswer(results, failures, reset_at, nexts if isinstance(nexts, dict) else {})
 
+    @property
+    def base(self) -> str:
+        return (self.installed_portal() or self.configured).rstrip("/") + "/rest/"
+
     def _request(self, method: str, params: dict) -> dict:
         token = self.tokens.access_token()
+        base = self.base
         for refreshed in (False, True):
             self.wait_turn()
             started = time.monotonic()
             try:
-                response = self.http.post(self.base + method + ".json", data={**params, "auth": token},
+                response = self.http.post(base + method + ".json", data={**params, "auth": token},
                                           timeout=TIMEOUT)
             except (requests.Timeout, requests.ConnectionError) as exc:
                 CRM_REQUESTS.labels(NAME, "none").observe(time.monotonic() - started)

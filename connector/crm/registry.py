@@ -62,11 +62,12 @@ def _amocrm_target(config, db: Database, **options):
 
 def _webhook_target(config, db: Database, *, session=None):
     from connector.crm.webhook import NAME, WebhookTarget
+    from connector.wiring import build_webhook_connection
 
     # The CRMs beside it, with their defaults for high scores: each message says which of them writes the score.
     crm_defaults = {p.name: p.high_scores for p in plannings(config) if p.name != NAME}
     return WebhookTarget(config.WEBHOOK_TARGET_URL, config.WEBHOOK_TARGET_SECRET, session=session,
-                         crm_defaults=crm_defaults)
+                         crm_defaults=crm_defaults, connection=build_webhook_connection(config, db))
 
 
 def _bitrix24_target(config, db: Database, *, session=None):
@@ -88,7 +89,10 @@ def _bitrix24_target(config, db: Database, *, session=None):
                               low_score_field=config.BITRIX24_LOW_SCORE_FIELD,
                               task_hours=config.LOW_SCORE_TASK_HOURS, task_template=config.LOW_SCORE_TASK_TEMPLATE,
                               default_user_id=config.BITRIX24_DEFAULT_USER_ID)
-    api = Bitrix24Api(config.BITRIX24_PORTAL_URL, tokens, limiter.wait_turn, session=session)
+    from connector.wiring import build_bitrix24_install
+
+    api = Bitrix24Api(config.BITRIX24_PORTAL_URL, tokens, limiter.wait_turn, session=session,
+                      installed_portal=build_bitrix24_install(config, db).portal_url)
     return Bitrix24Target(api, options, Bitrix24Planning(config.SURVEY_WAIT_SECONDS, config.LOW_SCORE_TASK), limiter)
 
 

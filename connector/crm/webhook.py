@@ -15,16 +15,28 @@ the threshold may be ignored there).
 """
 from __future__ import annotations
 
+import base64
+import enum
 import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import requests
+from cryptography.fernet import InvalidToken
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 from standardwebhooks.webhooks import Webhook
 
 from connector import outbox
+from connector.accounts import account_row
+from connector.crm.account import token_cipher
+from connector.db import Database
+from connector.models import SettingsAudit
+from connector.pbx.credentials import masked
 from connector.calls import call_json
 from connector.crm import AccountBlocked, CrmError, ItemResult, TransientError
 from connector.models import Call, DeliveryJob, JobStatus
@@ -35,6 +47,166 @@ NAME = "webhook"
 EVENT = "call.scored"
 RETRIED = {408, 429}  # and every 5xx
 GONE = 410  # Standard Webhooks, "Delivery success and failure": the sender should disable the endpoint
+
+
+AUDIT_SCOPE = "webhook_connection"
+TEST_EVENT = "connector.test"
+SECRET_BYTES = 32  # Standard Webhooks, "Symmetric": a secret of 24 to 64 random bytes, base64 after `whsec_`
+CACHE_SECONDS = 1.0  # how long a worker trusts its copy of the endpoint: a console change reaches it within it
+
+
+class Source(enum.StrEnum):
+    """Where the endpoint in force comes from."""
+
+    CONSOLE = "console"  # URL and generated secret saved on the settings page: win once saved
+    ENVIRONMENT = "environment"  # WEBHOOK_TARGET_URL and WEBHOOK_TARGET_SECRET
+    NONE = "none"  # neither: messages wait (TransientError) until one is set
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    secret: str
+    source: Source
+
+    def shown(self) -> dict:
+        """As the page and the audit show it: the URL, the secret's last characters only."""
+        return {"url": self.url, "secret": masked(self.secret), "source": self.source.value}
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    in_force: Endpoint
+    console: Endpoint | None
+    environment: Endpoint | None
+    saved_at: datetime | None
+    unreadable: bool  # a console secret SECRET_KEY no longer decrypts: generate a new one
+
+
+def new_secret() -> str:
+    """A signing secret as Standard Webhooks writes it: `whsec_` and base64 of random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+class TestResult(enum.StrEnum):
+    """What the receiver did with the test message."""
+
+    ACCEPTED = "accepted"  # 2xx
+    GONE = "gone"  # 410: the receiver asks the sender to stop (Standard Webhooks)
+    REDIRECTED = "redirected"  # 3xx: not followed, as real messages are not
+    REFUSED = "refused"  # another 4xx (a receiver answers 400 to a signature it does not accept)
+    FAILED = "failed"  # 5xx
+    NO_ANSWER = "no_answer"  # timeout, refused connection, bad address
+
+
+@dataclass(frozen=True)
+class TestAnswer:
+    result: TestResult
+    status: int | None = None
+    message_id: str = ""
+
+
+class WebhookConnection:
+    """The endpoint in force, as `connector.pbx.credentials` does for MANGO's pair: the console's URL and
+    generated secret (stored encrypted in the webhook account's row) win over the environment's once saved;
+    every process reads it through `current()`, so a change needs no restart."""
+
+    def __init__(self, db: Database, env_url: str, env_secret: str, secret_key: str, *,
+                 cache_seconds: float = CACHE_SECONDS, clock=time.monotonic):
+        self.db = db
+        self.environment = Endpoint(env_url, env_secret, Source.ENVIRONMENT) if env_url and env_secret else None
+        self.cipher = token_cipher(secret_key)
+        self.cache_seconds, self.clock = cache_seconds, clock
+        self._copy: tuple[float, Endpoint] | None = None
+
+    def current(self) -> Endpoint:
+        copy = self._copy
+        if copy is not None and self.clock() - copy[0] < self.cache_seconds:
+            return copy[1]
+        with self.db.reading() as s:
+            endpoint = self.state(s).in_force
+        self._copy = (self.clock(), endpoint)
+        return endpoint
+
+    def state(self, session: Session) -> EndpointState:
+        row = account_row(session, NAME)
+        console, unreadable = None, False
+        if row.endpoint_url and row.secret_enc:
+            try:
+                console = Endpoint(row.endpoint_url, self._decrypt(row.secret_enc), Source.CONSOLE)
+            except InvalidToken:
+                unreadable = True
+        in_force = console or self.environment or Endpoint("", "", Source.NONE)
+        return EndpointState(in_force, console, self.environment, row.connected_at, unreadable)
+
+    def _decrypt(self, value: str) -> str:
+        return self.cipher.decrypt(value.encode()).decode()
+
+    def save(self, session: Session, url: str, actor: str, *, regenerate: bool = False) -> str | None:
+        """Store the URL; a secret is generated when there is none yet (or `regenerate`). Returns the new
+        secret, to be shown once, or None when the stored one is kept. Audited, masked."""
+        row = account_row(session, NAME, lock=True)
+        before = self._shown(row)
+        secret = None
+        try:
+            kept = self._decrypt(row.secret_enc) if row.secret_enc and not regenerate else None
+        except InvalidToken:
+            kept = None
+        if kept is None:
+            secret = new_secret()
+            row.secret_enc = self.cipher.encrypt(secret.encode()).decode()
+        row.endpoint_url, row.connected_at = url, datetime.now(timezone.utc)
+        session.add(SettingsAudit(scope=AUDIT_SCOPE, actor=actor, before=before,
+                                  after={**Endpoint(url, secret or kept, Source.CONSOLE).shown(),
+                                         "secret_generated": secret is not None}))
+        self._copy = None
+        return secret
+
+    def forget(self, session: Session, actor: str) -> bool:
+        row = account_row(session, NAME, lock=True)
+        if not row.endpoint_url and not row.secret_enc:
+            return False
+        before = self._shown(row)
+        row.endpoint_url = row.secret_enc = row.connected_at = None
+        after = self.environment.shown() if self.environment else {"source": Source.NONE.value}
+        session.add(SettingsAudit(scope=AUDIT_SCOPE, actor=actor, before=before, after=after))
+        self._copy = None
+        return True
+
+    def _shown(self, row) -> dict:
+        if row.endpoint_url and row.secret_enc:
+            try:
+                return Endpoint(row.endpoint_url, self._decrypt(row.secret_enc), Source.CONSOLE).shown()
+            except InvalidToken:
+                return {"url": row.endpoint_url, "source": Source.CONSOLE.value}
+        return self.environment.shown() if self.environment else {"source": Source.NONE.value}
+
+
+def signed_post(http: requests.Session, endpoint: Endpoint, message_id: str, item: dict, timeout: float,
+                now: datetime | None = None) -> requests.Response:
+    """One message as Standard Webhooks signs it: `webhook-id`, `webhook-timestamp`, `webhook-signature`
+    over `id.timestamp.body`. Redirects are not followed: the signature was made for this URL."""
+    now = now or datetime.now(timezone.utc)
+    body = json.dumps({**item, "timestamp": now.isoformat()}, ensure_ascii=False)
+    headers = {"Content-Type": "application/json", "webhook-id": message_id,
+               "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": Webhook(endpoint.secret).sign(message_id, now, body)}
+    return http.post(endpoint.url, data=body.encode(), headers=headers, timeout=timeout, allow_redirects=False)
+
+
+def send_test(endpoint: Endpoint, *, http: requests.Session | None = None, timeout: float = 10.0) -> TestAnswer:
+    """One signed test message (`connector.test`, never retried) and what the receiver did with it."""
+    message_id = f"test_{uuid.uuid4().hex}"
+    item = {"type": TEST_EVENT, "data": {"test": True}}
+    try:
+        response = signed_post(http or requests.Session(), endpoint, message_id, item, timeout)
+    except requests.RequestException:
+        return TestAnswer(TestResult.NO_ANSWER, None, message_id)
+    status = response.status_code
+    result = (TestResult.ACCEPTED if 200 <= status < 300 else TestResult.GONE if status == GONE
+              else TestResult.REDIRECTED if 300 <= status < 400 else TestResult.FAILED if status >= 500
+              else TestResult.REFUSED)
+    return TestAnswer(result, status, message_id)
 
 
 class WebhookPlanning:
@@ -80,10 +252,12 @@ class WebhookTarget:
         return self.max_batch
 
     def __init__(self, url: str, secret: str, *, session: requests.Session | None = None, timeout: float = 10.0,
-                 crm_defaults: dict[str, HighScores] | None = None):
-        self.url, self.timeout = url, timeout
+                 crm_defaults: dict[str, HighScores] | None = None, connection: WebhookConnection | None = None):
+        self.timeout = timeout
         self.crm_defaults = crm_defaults or {}  # each CRM target beside it -> its default for high scores
-        self.signer = Webhook(secret)
+        # The endpoint in force at each message (the console's, else the environment's): no restart needed.
+        fixed = Endpoint(url, secret, Source.ENVIRONMENT)
+        self.endpoint = connection.current if connection is not None else (lambda: fixed)
         self.http = session or requests.Session()
 
     def probe(self) -> None:
@@ -113,15 +287,11 @@ class WebhookTarget:
         return outcomes
 
     def _post(self, w: Work) -> Outcome | AccountBlocked:
-        now = datetime.now(timezone.utc)
-        body = json.dumps({**w.item, "timestamp": now.isoformat()}, ensure_ascii=False)
-        message_id = w.extra["message_id"]
-        headers = {"Content-Type": "application/json", "webhook-id": message_id,
-                   "webhook-timestamp": str(int(now.timestamp())),
-                   "webhook-signature": self.signer.sign(message_id, now, body)}
+        endpoint = self.endpoint()
+        if not endpoint.url:
+            return TransientError("webhook: no URL set (settings page or WEBHOOK_TARGET_URL)", maybe_applied=False)
         try:
-            response = self.http.post(self.url, data=body.encode(), headers=headers, timeout=self.timeout,
-                                      allow_redirects=False)
+            response = signed_post(self.http, endpoint, w.extra["message_id"], w.item, self.timeout)
         except requests.RequestException as exc:
             return TransientError(f"webhook: no answer ({type(exc).__name__})")
         if 200 <= response.status_code < 300:
