@@ -98,6 +98,15 @@ def _auth(form) -> dict:
     return {key[5:-1]: value for key, value in form.items() if key.startswith("auth[") and key.endswith("]")}
 
 
+def portal_of(auth: dict) -> str:
+    """The portal's address for REST calls: `client_endpoint` without its `rest/` ("general path for API
+    method calls of the account", docs on-app-install.md), else https:// and the `domain`."""
+    endpoint = (auth.get("client_endpoint") or "").strip()
+    if endpoint.startswith(("https://", "http://")) and endpoint.rstrip("/").endswith("/rest"):
+        return endpoint.rstrip("/").removesuffix("/rest")
+    return "https://" + auth["domain"].strip().removeprefix("https://").strip("/")
+
+
 class InstallStore:
     def __init__(self, db: Database, secret_key: str):
         self.db = db
@@ -152,7 +161,7 @@ class InstallStore:
                 before = self._shown(row)
                 store_tokens(self.cipher, row, auth)
                 row.secret_enc = self.cipher.encrypt(given.encode()).decode()
-                row.endpoint_url = "https://" + auth["domain"].strip().removeprefix("https://").strip("/")
+                row.endpoint_url = portal_of(auth)
                 row.member_id = auth["member_id"]
                 row.connected_at = datetime.now(timezone.utc)
                 row.paused, row.paused_reason, row.paused_at = False, None, None  # a fresh install works again

@@ -19,6 +19,9 @@ how-to-call-rest-api/batch and limits, oauth):
   deletes the open call; `attachRecord` downloads RECORD_URL in the request, only for a finished call,
   and checks the file name's extension; `voximplant.statistic.get` filters, sorts and pages its rows and
   needs the "Call statistics - View" right. Each behaviour names its source beside it.
+- `install_application` posts ONAPPINSTALL with a fresh token pair and application_token to the
+  application's handler, as the portal does when an admin installs it (docs common/events/on-app-install.md);
+  `send_event` posts a later event with that token.
 - `uninstalled` answers every method 401 `invalid_token` and refuses every grant: the application was
   removed from the portal.
 """
@@ -74,6 +77,7 @@ class FakeBitrix24:
     after_effect: object = None  # callable(method), run after a request was applied, before answering
     lose_answers: int = 0  # the next N requests are applied, then answered 504 as if the reply was lost
     drop_requests: int = 0  # the next N requests are answered 504 without being applied (a proxy gave up)
+    application_token: str = ""  # set by install_application, carried by every later event
 
     def __post_init__(self):
         self.lock = threading.RLock()
@@ -113,6 +117,32 @@ class FakeBitrix24:
     def statistics_of(self, external_call_id: str) -> list[dict]:
         """The calls this entry_id became in telephony statistics: two rows are two calls to a person."""
         return [row for row in self.statistics if row["EXTERNAL_CALL_ID"] == external_call_id]
+
+    def install_application(self, handler_url: str, portal_url: str, *, member_id: str = "a223c6b3710f85df22e9377d6c4f7553",
+                            application_token: str | None = None) -> requests.Response:
+        """An admin installs the local application: the portal posts ONAPPINSTALL to its handler."""
+        with self.lock:
+            self.application_token = application_token or secrets.token_hex(16)  # docs on-app-install.md: per install
+            issued = self._issue()
+        host = urlsplit(portal_url).netloc
+        auth = {**issued, "domain": host, "member_id": member_id, "application_token": self.application_token,
+                # docs on-app-install.md: client_endpoint is "the general path for API method calls of the account"
+                "client_endpoint": portal_url.rstrip("/") + "/rest/",
+                "server_endpoint": portal_url.rstrip("/") + "/oauth/rest/"}
+        # docs on-app-install.md: "Data is sent as a POST request": event, data[...], ts, auth[...] as a PHP form;
+        # the application's own install handler also gets the OAuth pair (bitrix-tools/crest CRest::installApp).
+        form = {"event": "ONAPPINSTALL", "data[VERSION]": "1", "data[ACTIVE]": "Y", "data[INSTALLED]": "Y",
+                "data[LANGUAGE_ID]": "ru", "ts": str(int(time.time())),
+                **{f"auth[{k}]": str(v) for k, v in auth.items()}}
+        return requests.post(handler_url, data=form, timeout=10)
+
+    def send_event(self, handler_url: str, event: str, *, application_token: str | None = None) -> requests.Response:
+        """A later event to the application's handler, carrying the install's application_token (docs
+        api-reference/events/safe-event-handlers.md) unless the test forges another."""
+        token = application_token if application_token is not None else self.application_token
+        form = {"event": event, "ts": str(int(time.time())), "auth[domain]": "portal.bitrix24.ru",
+                "auth[member_id]": "a223c6b3710f85df22e9377d6c4f7553", "auth[application_token]": token}
+        return requests.post(handler_url, data=form, timeout=10)
 
     def _issue(self) -> dict:
         access, refresh = secrets.token_hex(16), secrets.token_hex(16)
