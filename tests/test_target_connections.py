@@ -36,10 +36,10 @@ def connector(db_url, fake: FakeBitrix24, **overrides):
     later = Later()
     with serving(create_fake_bitrix24(fake)) as portal_url, serving(create_fake_mango(pbx)) as pbx_url, \
             serving(later) as connector_url:
-        config = make_config(db_url, CRM="bitrix24", BITRIX24_CLIENT_ID=fake.client_id,
+        config = make_config(db_url, **{"CRM": "bitrix24", **overrides}, BITRIX24_CLIENT_ID=fake.client_id,
                              BITRIX24_CLIENT_SECRET=fake.client_secret, BITRIX24_OAUTH_URL=f"{portal_url}/oauth/token/",
                              BITRIX24_USER_MAP="101:5551", BITRIX24_RATE_LIMIT=5, SURVEY_WAIT_SECONDS=0,
-                             PUBLIC_BASE_URL=connector_url, MANGO_API_URL=pbx_url + "/vpbx/", **overrides)
+                             PUBLIC_BASE_URL=connector_url, MANGO_API_URL=pbx_url + "/vpbx/")
         app = later.app = create_app(config)
         app.config["TESTING"] = True
         db = app.extensions["connector"].db
