@@ -42,6 +42,7 @@ from flask import Flask, jsonify, request
 REGISTER_DEDUPE = timedelta(minutes=30)  # core lib/rest/helper.php registerExternalCall: '>DATE_CREATE' now - 30 min
 BUCKET_SIZE, DRAIN_PER_SECOND = 50, 2.0
 MAX_BATCH = 50
+MEMBER_ID = "a223c6b3710f85df22e9377d6c4f7553"  # docs common/events/on-app-install.md: the example's member_id
 PAGE = 50  # docs limits.md, voximplant-statistic-get.md: list methods answer 50 rows a page
 RECORD_EXTENSIONS = ("mp3", "flac", "wav")  # core lib/security/recordfile.php: CFile::CheckFile(.., 'audio/', 'mp3,flac,wav')
 AUDIO_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"RIFF", b"fLaC")  # CheckFile sniffs the MIME type: audio/ only
@@ -118,7 +119,7 @@ class FakeBitrix24:
         """The calls this entry_id became in telephony statistics: two rows are two calls to a person."""
         return [row for row in self.statistics if row["EXTERNAL_CALL_ID"] == external_call_id]
 
-    def install_application(self, handler_url: str, portal_url: str, *, member_id: str = "a223c6b3710f85df22e9377d6c4f7553",
+    def install_application(self, handler_url: str, portal_url: str, *, member_id: str = MEMBER_ID,
                             application_token: str | None = None) -> requests.Response:
         """An admin installs the local application: the portal posts ONAPPINSTALL to its handler."""
         with self.lock:
@@ -141,7 +142,7 @@ class FakeBitrix24:
         api-reference/events/safe-event-handlers.md) unless the test forges another."""
         token = application_token if application_token is not None else self.application_token
         form = {"event": event, "ts": str(int(time.time())), "auth[domain]": "portal.bitrix24.ru",
-                "auth[member_id]": "a223c6b3710f85df22e9377d6c4f7553", "auth[application_token]": token}
+                "auth[member_id]": MEMBER_ID, "auth[application_token]": token}
         return requests.post(handler_url, data=form, timeout=10)
 
     def _issue(self) -> dict:
