@@ -162,6 +162,9 @@ def test_an_admin_disconnects_bitrix24_and_only_an_admin_may(db_url):
         assert answer.status_code == 302
         assert stored(app) == (None, None, None, None, None)
         assert "Приложение ещё не установлено" in admin.get("/settings").get_data(as_text=True)
+        english = admin.get("/settings?lang=en").get_data(as_text=True)
+        assert "Connect Bitrix24" in english and "The application is not installed yet" in english
+        assert "Outbound webhook" in english and "Send a test message" not in english  # no URL: nothing to test
         assert audits(app, "bitrix24_install")[-1].actor == "anna"
 
 
