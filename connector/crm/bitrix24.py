@@ -180,8 +180,8 @@ class Bitrix24Api:
             named = timing.get("operating_reset_at") if isinstance(timing, dict) else None
             raise MethodHeld(detail.strip(), float(named) if named else self.held_until(method), **answer)
         if status in (401, 403):
-            raise AccountBlocked(f"Bitrix24 refused the application ({detail.strip()}): reinstall it or authorize "
-                                 "again with BITRIX24_AUTH_CODE", **answer)
+            raise AccountBlocked(f"Bitrix24 refused the application ({detail.strip()}): reinstall it (settings "
+                                 "page) or authorize again with BITRIX24_AUTH_CODE", **answer)
         if status >= 500 or status == 429 or status == 200:
             raise TransientError(detail.strip(), **answer)
         raise PermanentError(detail.strip(), **answer)

@@ -81,7 +81,8 @@ def _bitrix24_target(config, db: Database, *, session=None):
     client = {"client_id": config.BITRIX24_CLIENT_ID, "client_secret": config.BITRIX24_CLIENT_SECRET}
     tokens = OAuthTokens(db, "bitrix24", token_url=config.BITRIX24_OAUTH_URL, secret_key=config.SECRET_KEY,
                          client=client, auth_code=config.BITRIX24_AUTH_CODE, wait_turn=limiter.wait_turn, http=session,
-                         grant_in_query=True, vendor="Bitrix24", auth_code_setting="BITRIX24_AUTH_CODE")
+                         grant_in_query=True, vendor="Bitrix24",
+                         auth_code_setting="BITRIX24_AUTH_CODE (or install the application: settings page)")
     _exchange_at_start(db, "bitrix24", tokens, config.BITRIX24_AUTH_CODE)
     options = Bitrix24Options(public_base_url=config.PUBLIC_BASE_URL, secret_key=config.SECRET_KEY,
                               create_crm=config.BITRIX24_CREATE_CRM,
