@@ -213,3 +213,12 @@ def test_a_bitrix24_portal_in_trouble_is_said_so(db_url):
         html = section(client.get("/settings"))
         assert "Bitrix24" in html and "CRM сейчас не отвечает" in html
         assert re.search(r'name="map-bitrix24-101" value="5551"', row(html, "101"))
+
+
+def test_a_portal_that_refuses_the_application_is_said_so(db_url):
+    fake = FakeBitrix24()
+    with bitrix24_console(db_url, fake) as (client, worker, db):
+        fake.uninstalled = True  # the application was removed: 401 invalid_token, every grant refused
+        html = section(client.get("/settings"))
+        assert "CRM отказала коннектору в списке пользователей (доступ или оплата аккаунта)" in html
+        assert re.search(r'name="map-bitrix24-101" value="5551"', row(html, "101"))

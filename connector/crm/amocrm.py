@@ -13,7 +13,8 @@ from typing import Callable, Protocol
 import requests
 
 from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, CrmUser, EntityNotFound,
-                           ItemResult, NoteItem, PermanentError, RateLimited, TagItem, TaskItem, TransientError, UnexpectedAnswer)
+                           ItemResult, NoteItem, PermanentError, RateLimited, TagItem, TaskItem, TransientError,
+                           UnexpectedAnswer)
 from connector.metrics import CRM_REQUESTS
 
 log = logging.getLogger(__name__)
