@@ -10,7 +10,7 @@ from app import create_app
 from connector.models import Operator
 from connector.users import add_user
 from tests.conftest import make_config
-from tests.e2e.test_browser import PASSWORD, axe_problems, browser, fits, log_in, wait_for  # noqa: F401
+from tests.e2e.test_browser import PASSWORD, SCREENSHOTS, axe_problems, browser, fits, log_in, wait_for  # noqa: F401
 from tests.fakes.amocrm import FakeAmo, create_fake_app
 from tests.fakes.server import serving
 
@@ -41,6 +41,7 @@ def test_an_admin_maps_an_operator_to_a_crm_user_on_a_phone(browser, mapped_cons
     from selenium.webdriver.support.ui import Select
 
     browser.set_window_size(390, 844)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     log_in(browser, mapped_console, "ann")
     browser.get(f"{mapped_console}/settings#operators")
     section = browser.find_element(By.ID, "operators")
@@ -48,6 +49,9 @@ def test_an_admin_maps_an_operator_to_a_crm_user_on_a_phone(browser, mapped_cons
     assert browser.find_element(By.ID, "operators-unmapped").text == "Не сопоставлено операторов: 1 из 2."
     row = browser.find_element(By.CSS_SELECTOR, "#operators-table tr.unmapped")
     assert "Олег Смирнов (102)" in row.text and "не сопоставлен" in row.text
+    assert row.find_element(By.TAG_NAME, "th").value_of_css_property("background-color") == "rgba(255, 244, 214, 1)"
+    browser.execute_script("document.getElementById('operators').scrollIntoView()")
+    browser.save_screenshot(str(SCREENSHOTS / "operator-map-unmapped-ru-phone.png"))
     choice = Select(row.find_element(By.TAG_NAME, "select"))
     assert choice.first_selected_option.text == "— не сопоставлен —"
     choice.select_by_visible_text("Олег Смирнов (#7777)")
@@ -59,5 +63,7 @@ def test_an_admin_maps_an_operator_to_a_crm_user_on_a_phone(browser, mapped_cons
     assert browser.find_elements(By.CSS_SELECTOR, "#operators-table tr.unmapped") == []
     saved = Select(browser.find_element(By.CSS_SELECTOR, 'tr[data-extension="102"] select'))
     assert saved.first_selected_option.text == "Олег Смирнов (#7777)"
+    browser.execute_script("document.getElementById('operators').scrollIntoView()")
+    browser.save_screenshot(str(SCREENSHOTS / "operator-map-ru-phone.png"))
     assert fits(browser), "the page sticks out sideways at 390 px"
     assert axe_problems(browser) == []
