@@ -20,6 +20,7 @@ from connector.runtime_settings import (audit_trail, current_policies, current_p
                                        delete_line_override, line_override, update_line_override, update_policy,
                                        update_user_map, user_map_scope)
 from connector.models import Role
+from connector.operator_map import MAPPED_TARGETS
 from connector.threshold import REFUSED, SCORE_LIMIT, PolicyConflict, PolicyError
 from connector.notifications import mark_read, notification_page, unread_count
 from connector.reports import By, ReportFilter
@@ -321,7 +322,7 @@ def post_notifications_read():
 
 # --- runtime settings ------------------------------------------------------
 
-USER_MAP_TARGETS = ("amocrm", "bitrix24")  # targets whose users the connector names: each has its own map
+USER_MAP_TARGETS = MAPPED_TARGETS  # targets whose users the connector names: each has its own map
 
 
 def _user_maps(session, changes: dict | None = None) -> dict:

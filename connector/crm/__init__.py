@@ -167,3 +167,12 @@ class CrmAdapter(Protocol):
         """For each tag change: is the entity already as it asks (tags added, removed, field set)?"""
 
     def probe(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CrmUser:
+    """A CRM's user, as the admin picks one to map a PBX extension to."""
+
+    id: int
+    name: str
+    active: bool = True  # a deactivated user keeps its id, and may still be mapped

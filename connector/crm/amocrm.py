@@ -12,8 +12,9 @@ from typing import Callable, Protocol
 
 import requests
 
-from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, EntityNotFound, ItemResult,
-                           NoteItem, PermanentError, RateLimited, TagItem, TaskItem, TransientError, UnexpectedAnswer)
+from connector.crm import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, CrmUser, EntityNotFound,
+                           ItemResult, NoteItem, PermanentError, RateLimited, TagItem, TaskItem, TransientError,
+                           UnexpectedAnswer)
 from connector.metrics import CRM_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -470,3 +471,19 @@ class AmoCrm:
 
     def probe(self) -> None:
         self.request("GET", "/api/v4/account")
+
+    def users(self, max_pages: int = 20) -> list[CrmUser]:
+        """The account's users, for the admin to map extensions to. `GET /api/v4/users` pages with `page` and
+        `limit` (at most 250) and names the next page in `_links.next` (vendor's PHP SDK EntitiesServices/Users.php,
+        BaseEntity getNextPage; developer docs, "Пользователи"); each row has `id`, `name` and `rights.is_active`."""
+        users: list[CrmUser] = []
+        for page in range(1, max_pages + 1):
+            response = self.request("GET", "/api/v4/users", params={"page": page, "limit": 250})
+            for row in self._embedded(response, "users"):
+                rights = row.get("rights") if isinstance(row.get("rights"), dict) else {}
+                users.append(CrmUser(_id(row, "id", "a user"), str(row.get("name") or "").strip(),
+                                     rights.get("is_active") is not False))
+            body = _body(response) if response.content else None
+            if not (isinstance(body, dict) and ((body.get("_links") or {}).get("next"))):
+                return users
+        raise UnexpectedAnswer("amoCRM, users", f"more than {max_pages} pages")

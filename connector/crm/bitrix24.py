@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from connector.crm import AccountBlocked, PermanentError, RateLimited, TransientError
+from connector.crm import AccountBlocked, CrmUser, PermanentError, RateLimited, TransientError
 from connector.crm.account import OAuthTokens
 from connector.metrics import CRM_REQUESTS
 
@@ -79,6 +79,12 @@ def command(method: str, params: dict) -> str:
     return f"{method}?{urlencode(params, safe='$[]')}"
 
 
+def full_name(row: dict) -> str:
+    """A portal user's name as Bitrix24 shows it: first and last name, else the e-mail."""
+    name = " ".join(str(row.get(k) or "").strip() for k in ("NAME", "LAST_NAME")).strip()
+    return name or str(row.get("EMAIL") or "").strip()
+
+
 class Bitrix24Api:
     def __init__(self, portal_url: str, tokens: OAuthTokens, wait_turn: Callable[[], None] = lambda: None, *,
                  session: requests.Session | None = None, installed_portal: Callable[[], str | None] | None = None):
@@ -105,6 +111,20 @@ class Bitrix24Api:
                 return
             start = int(body["next"])
         raise UnreadableList(f"{method}: more than {max_pages * 50} rows to read")
+
+    def users(self) -> list[CrmUser]:
+        """The portal's users, for the admin to map extensions to. `user.get` (scope `user`) pages 50 at a time
+        with `start` / `next` and answers `ID`, `ACTIVE`, `NAME`, `LAST_NAME`, `EMAIL`; it leaves out bots and
+        e-mail, Open Lines and extranet-replica users (docs api-reference/user/user-get.md; the REST guide's
+        "user.get")."""
+        users = []
+        for row in self.rows("user.get", {"sort": "ID", "order": "ASC"}):
+            try:
+                user_id = int(row.get("ID"))
+            except (TypeError, ValueError, AttributeError):
+                continue  # a row without an id cannot be mapped to
+            users.append(CrmUser(user_id, full_name(row), row.get("ACTIVE") not in (False, "N")))
+        return users
 
     def held_until(self, method: str) -> float:
         """When a method whose budget is spent is free again: as its last answer said, else ten minutes on."""

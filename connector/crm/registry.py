@@ -25,7 +25,7 @@ def _exchange_at_start(db: Database, name: str, tokens: OAuthTokens, auth_code: 
         log.warning("%s token endpoint unavailable at start-up (%s); will retry", name, exc.message)
 
 
-def _amocrm(config, db: Database, *, session=None):
+def _amocrm(config, db: Database, *, session=None, exchange: bool = True):
     limiter = SharedRateLimiter(db, "amocrm", config.AMOCRM_RATE_LIMIT)
     if config.AMOCRM_LONG_LIVED_TOKEN:
         tokens = StaticToken(config.AMOCRM_LONG_LIVED_TOKEN)
@@ -35,7 +35,8 @@ def _amocrm(config, db: Database, *, session=None):
                                      "redirect_uri": config.AMOCRM_REDIRECT_URI},
                              secret_key=config.SECRET_KEY, auth_code=config.AMOCRM_AUTH_CODE,
                              wait_turn=limiter.wait_turn, http=session)
-        _exchange_at_start(db, "amocrm", tokens, config.AMOCRM_AUTH_CODE)
+        if exchange:
+            _exchange_at_start(db, "amocrm", tokens, config.AMOCRM_AUTH_CODE)
     adapter = AmoCrm(config.AMOCRM_BASE_URL, tokens, limiter.wait_turn, session=session)
     return adapter, limiter
 
@@ -70,9 +71,10 @@ def _webhook_target(config, db: Database, *, session=None):
                          crm_defaults=crm_defaults, connection=build_webhook_connection(config, db))
 
 
-def _bitrix24_target(config, db: Database, *, session=None):
+def _bitrix24(config, db: Database, *, session=None, exchange: bool = True):
+    """The portal's REST client and its rate limiter."""
     from connector.crm.bitrix24 import Bitrix24Api
-    from connector.crm.bitrix24_target import Bitrix24Options, Bitrix24Planning, Bitrix24Target
+    from connector.wiring import build_bitrix24_install
 
     # The portal's limit is a leaky bucket of 50 draining at the rate (docs limits.md): jitter waits in the
     # bucket, so requests go at the drain rate itself; a 503 QUERY_LIMIT_EXCEEDED (another application on the
@@ -83,21 +85,38 @@ def _bitrix24_target(config, db: Database, *, session=None):
                          client=client, auth_code=config.BITRIX24_AUTH_CODE, wait_turn=limiter.wait_turn, http=session,
                          grant_in_query=True, vendor="Bitrix24",
                          auth_code_setting="BITRIX24_AUTH_CODE (or install the application: settings page)")
-    _exchange_at_start(db, "bitrix24", tokens, config.BITRIX24_AUTH_CODE)
+    if exchange:
+        _exchange_at_start(db, "bitrix24", tokens, config.BITRIX24_AUTH_CODE)
+    # The portal installed from the settings page wins over BITRIX24_PORTAL_URL, read at each request.
+    return Bitrix24Api(config.BITRIX24_PORTAL_URL, tokens, limiter.wait_turn, session=session,
+                       installed_portal=build_bitrix24_install(config, db).portal_url), limiter
+
+
+def _bitrix24_target(config, db: Database, *, session=None):
+    from connector.crm.bitrix24_target import Bitrix24Options, Bitrix24Planning, Bitrix24Target
+
+    api, limiter = _bitrix24(config, db, session=session)
     options = Bitrix24Options(public_base_url=config.PUBLIC_BASE_URL, secret_key=config.SECRET_KEY,
                               create_crm=config.BITRIX24_CREATE_CRM,
                               score_field=config.BITRIX24_SCORE_FIELD,
                               low_score_field=config.BITRIX24_LOW_SCORE_FIELD,
                               task_hours=config.LOW_SCORE_TASK_HOURS, task_template=config.LOW_SCORE_TASK_TEMPLATE,
                               default_user_id=config.BITRIX24_DEFAULT_USER_ID)
-    from connector.wiring import build_bitrix24_install
-
-    api = Bitrix24Api(config.BITRIX24_PORTAL_URL, tokens, limiter.wait_turn, session=session,
-                      installed_portal=build_bitrix24_install(config, db).portal_url)
     return Bitrix24Target(api, options, Bitrix24Planning(config.SURVEY_WAIT_SECONDS, config.LOW_SCORE_TASK), limiter)
 
 
 BUILDERS = {"amocrm": _amocrm_target, "bitrix24": _bitrix24_target, "webhook": _webhook_target}
+
+
+def build_user_reader(name: str, config, db: Database, *, session=None):
+    """What reads target `name`'s users (`() -> list[CrmUser]`), through the target's own client and rate
+    limiter; None for a target without users (the webhook). It never trades an authorization code: the
+    delivery worker does that at its start."""
+    if name == "amocrm":
+        return _amocrm(config, db, session=session, exchange=False)[0].users
+    if name == "bitrix24":
+        return _bitrix24(config, db, session=session, exchange=False)[0].users
+    return None
 
 
 def plannings(config) -> tuple:

@@ -73,6 +73,8 @@ class FakeAmo:
     refreshes: int = 0
     tag_adds: dict = field(default_factory=dict)  # (entity_type, id, tag) -> how many times it was asked for
     after_effect: object = None  # callable(method, path), run after a request was applied, before answering
+    # --- the account's users (operators mapped to CRM users on the settings page) ---
+    people: dict = field(default_factory=dict)  # id -> {"name", "email", "is_active"}: GET /api/v4/users lists them
 
     def __post_init__(self):
         self.lock = threading.RLock()
@@ -234,6 +236,31 @@ def create_fake_app(fake: FakeAmo) -> Flask:
     @app.get("/api/v4/account")
     def account():
         return jsonify({"id": 1, "name": "fake", "subdomain": "fake"})
+
+    # --- the account's users (operators mapped to CRM users on the settings page) ---------------------
+    @app.get("/api/v4/users")
+    def list_users():
+        """The account's users, `page` by `page` (SDK EntitiesServices/Users.php; developer docs "Пользователи")."""
+        try:
+            page, limit = int(request.args.get("page", 1)), int(request.args.get("limit", 50))
+        except ValueError:
+            return error(400, "Bad Request")
+        limit = max(1, min(limit, 250))  # docs: `limit` at most 250 a page (50 when not given)
+        with fake.lock:
+            rows = [{"id": uid, "name": p.get("name", ""), "email": p.get("email", ""), "lang": "ru",
+                     # docs: `rights` carries is_active / is_admin / is_free for each user
+                     "rights": {"is_active": p.get("is_active", True), "is_admin": False, "is_free": False},
+                     "_links": {"self": {"href": f"{request.host_url}api/v4/users/{uid}"}}}
+                    for uid, p in sorted(fake.people.items())]
+        chunk = rows[(page - 1) * limit:page * limit]
+        if not chunk:
+            return "", 204  # amoCRM answers an empty list (a page past the end) 204 No Content, no body
+        links = {"self": {"href": f"{request.base_url}?page={page}&limit={limit}"}}
+        if page * limit < len(rows):  # SDK BaseEntity: the next page is read while `_links.next` is present
+            links["next"] = {"href": f"{request.base_url}?page={page + 1}&limit={limit}"}
+        return jsonify({"_total_items": len(rows), "_page": page, "_page_count": -(-len(rows) // limit),
+                        "_links": links, "_embedded": {"users": chunk}})
+    # --- end of the users block ---------------------------------------------------------------------
 
     @app.post("/api/v4/calls")
     def add_calls():

@@ -79,6 +79,8 @@ class FakeBitrix24:
     lose_answers: int = 0  # the next N requests are applied, then answered 504 as if the reply was lost
     drop_requests: int = 0  # the next N requests are answered 504 without being applied (a proxy gave up)
     application_token: str = ""  # set by install_application, carried by every later event
+    # --- the portal's users (operators mapped to CRM users on the settings page) ---
+    profiles: dict = field(default_factory=dict)  # user id (of `users`) -> {"NAME", "LAST_NAME", "EMAIL", "ACTIVE"}
 
     def __post_init__(self):
         self.lock = threading.RLock()
@@ -477,4 +479,21 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
                 "crm.company.update": entity_update("company"), "crm.deal.update": entity_update("deal"),
                 "crm.timeline.comment.add": comment_add, "crm.timeline.comment.list": comment_list,
                 "voximplant.statistic.get": statistic, "app.info": lambda args: {"ID": 1, "CODE": fake.client_id}}
+
+    # --- the portal's users (operators mapped to CRM users on the settings page) ------------------------
+    def user_get(args: dict) -> Paged:
+        # docs api-reference/user/user-get.md: every user but bots and e-mail / Open Lines / replica users, with
+        # ID (a string), ACTIVE (a boolean), NAME, LAST_NAME, EMAIL; `sort`/`order` (by ID here); 50 a page
+        # from `start`, with `total` and `next`
+        rows = [{"ID": str(uid), "ACTIVE": fake.profiles.get(uid, {}).get("ACTIVE", True),
+                 "NAME": fake.profiles.get(uid, {}).get("NAME", ""),
+                 "LAST_NAME": fake.profiles.get(uid, {}).get("LAST_NAME", ""),
+                 "EMAIL": fake.profiles.get(uid, {}).get("EMAIL", f"user{uid}@example.ru"), "UF_PHONE_INNER": None}
+                for uid in sorted(fake.users)]
+        if str(args.get("order", "")).upper() == "DESC":
+            rows.reverse()
+        return Paged(rows, int(args.get("start") or 0))
+
+    COMMANDS["user.get"] = user_get
+    # --- end of the users block ----------------------------------------------------------------------
     return app
