@@ -116,7 +116,7 @@ class Config:
     AMOCRM_REDIRECT_URI: str = ""
     AMOCRM_AUTH_CODE: str = ""
     AMOCRM_LONG_LIVED_TOKEN: str = ""
-    AMOCRM_AUTHORIZE_URL: str = "https://www.amocrm.ru/oauth"  # amoCRM's authorization page (Kommo: www.kommo.com/oauth)
+    AMOCRM_AUTHORIZE_URL: str = "https://www.amocrm.ru/oauth"  # amoCRM's authorization page (Kommo: its own)
     AMOCRM_LOG_CALLS: bool = True
     AMOCRM_SCORE_FIELD_ID: int = 0
     AMOCRM_RATE_LIMIT: float = 7.0

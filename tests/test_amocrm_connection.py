@@ -143,7 +143,8 @@ def test_the_state_is_checked_wrong_reused_expired(h):
     forged = re.sub(r"state=[^&]+", "state=forged-state", back)
     answer = admin.get(forged)
     assert answer.location.endswith("/settings?amocrm_problem=wrong_state#amocrm")
-    assert "Ответ amoCRM не относится к подключению, начатому в этом браузере" in page(admin, "?amocrm_problem=wrong_state")
+    shown = page(admin, "?amocrm_problem=wrong_state")
+    assert "Ответ amoCRM не относится к подключению, начатому в этом браузере" in shown
     assert stored(h) == (None, None, None)
 
     # Another admin's session, with the right state: refused too (the state is bound to the session).

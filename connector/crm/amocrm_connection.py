@@ -24,7 +24,7 @@ import json
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from urllib.parse import urlencode, urlsplit
 
 import requests
