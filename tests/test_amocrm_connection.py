@@ -249,3 +249,12 @@ def test_the_page_in_english(h):
     admin = logged_in(h.app)
     shown = page(admin, "?lang=en")
     assert "amoCRM is not connected." in shown and "Connect amoCRM" in shown
+
+
+def test_only_the_settings_page_lets_its_form_go_on_to_amocrm(h):
+    """The browser checks a form's redirect against the page's form-action: the settings page names amoCRM's
+    authorization page's origin, every other page keeps 'self' alone."""
+    admin = logged_in(h.app)
+    settings_policy = admin.get("/settings").headers["Content-Security-Policy"]
+    assert f"form-action 'self' {h.amo_url};" in settings_policy and "script-src 'none'" in settings_policy
+    assert "form-action 'self';" in admin.get("/calls").headers["Content-Security-Policy"]

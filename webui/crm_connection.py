@@ -17,6 +17,7 @@ from connector.accounts import SharedRateLimiter
 from connector.crm.amocrm_connection import AmoConnectionStore, ConnectionRefused, Refusal
 from connector.crm.registry import build_amocrm_connection
 from connector.models import Role
+from webhooks.security import CONTENT_SECURITY_POLICY
 from webui import bp, login_required, services, _settings_page
 from webui.forms import ReplayForm, pbx_secret
 
@@ -86,7 +87,20 @@ def section(oauth_form: AmoOAuthForm | None = None, token_form: AmoTokenForm | N
 @bp.app_template_global("amocrm_section")
 def _amocrm_section() -> dict:
     """The partial's data: as posted when a post was refused (`g.amocrm`), else as stored."""
+    g.amocrm_form_shown = True
     return g.get("amocrm") or section()
+
+
+@bp.after_request
+def _allow_amocrm_authorization(response):
+    """A page with the «Подключить amoCRM» form may send the browser on to amoCRM's authorization page: the
+    browser checks the form's redirect against the page's form-action, so that page's policy names amoCRM's
+    origin too (every other page keeps 'self' alone). The app-wide headers only fill in what is not set."""
+    if g.get("amocrm_form_shown"):
+        parts = urlsplit(store().authorize_url)
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action 'self' {parts.scheme}://{parts.netloc}")
+    return response
 
 
 def _refused(problem: str, code: int, **forms):
