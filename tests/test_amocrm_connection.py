@@ -184,6 +184,19 @@ def test_a_refused_code_stores_nothing_and_says_why(h):
         assert not s.scalars(select(SettingsAudit).where(SettingsAudit.scope == "amocrm_connection")).all()
 
 
+def test_access_granted_in_another_account_or_not_at_all_stores_nothing(h):
+    admin = logged_in(h.app)
+    back = allow(h.amo_url, start(admin, h.amo_url).location)
+    elsewhere = re.sub(r"referer=[^&]+", "referer=other.amocrm.ru", back)
+    assert admin.get(elsewhere).location.endswith("amocrm_problem=wrong_account#amocrm")
+    assert "Доступ разрешён в другом аккаунте amoCRM" in page(admin, "?amocrm_problem=wrong_account")
+
+    back = allow(h.amo_url, start(admin, h.amo_url).location)
+    assert admin.get(re.sub(r"code=[^&]+&", "", back)).location.endswith("amocrm_problem=no_code#amocrm")
+    assert "amoCRM не передал код авторизации" in page(admin, "?amocrm_problem=no_code")
+    assert stored(h) == (None, None, None)
+
+
 def test_a_long_lived_token_is_checked_then_stored_and_disconnect_removes_it(h, caplog):
     caplog.set_level(logging.DEBUG)
     token = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE5MjQ5OTIwMDB9.c2lnbmF0dXJlLXRva2VuLXRhaWw"  # exp 2031-01-01

@@ -139,6 +139,11 @@ def jwt_expiry(token: str) -> datetime | None:
         return None
 
 
+def _host(address: str) -> str:
+    """An account's host (and port), from its address or from amoCRM's `referer` (a bare host)."""
+    return urlsplit("//" + address.split("://", 1)[-1]).netloc.lower()
+
+
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -215,8 +220,7 @@ class AmoConnectionStore:
         """amoCRM's redirect: check the state, spend it, trade the code, store the tokens and the connection.
         Raises ConnectionRefused (nothing stored) with the reason."""
         pending = self._spend(state, session_id)
-        if referer and urlsplit("//" + referer.removeprefix("https://").removeprefix("http://")).netloc \
-                != urlsplit(pending["base_url"]).netloc:
+        if referer and _host(referer) != _host(pending["base_url"]):
             raise ConnectionRefused(Refusal.WRONG_ACCOUNT)
         if not code:
             raise ConnectionRefused(Refusal.NO_CODE)

@@ -32,7 +32,8 @@ def _amocrm(config, db: Database, *, session=None):
     environment = None
     if config.AMOCRM_LONG_LIVED_TOKEN:
         environment = StaticToken(config.AMOCRM_LONG_LIVED_TOKEN)
-    elif config.AMOCRM_BASE_URL and config.AMOCRM_CLIENT_ID and config.AMOCRM_CLIENT_SECRET:
+    elif config.AMOCRM_BASE_URL and config.AMOCRM_CLIENT_ID and config.AMOCRM_CLIENT_SECRET \
+            and config.AMOCRM_REDIRECT_URI:
         environment = OAuthTokens(db, "amocrm", token_url=config.AMOCRM_BASE_URL.rstrip("/") + "/oauth2/access_token",
                                   client={"client_id": config.AMOCRM_CLIENT_ID,
                                           "client_secret": config.AMOCRM_CLIENT_SECRET,
