@@ -135,6 +135,12 @@ def test_an_admin_connects_amocrm_through_its_authorization_page(h, caplog):
     assert h.call("call-1")["crm"]["status"] == "delivered"
     assert pause_state(h.db, "amocrm")[0] is False  # the new authorization lifted the pause
 
+    # A day later the access token has run out: the worker refreshes it with the console's keys, once.
+    h.fake.expire_access_tokens()
+    deliver(h, "call-2")
+    assert h.call("call-2")["crm"]["status"] == "delivered" and h.fake.refreshes == 1
+    assert h.fake.refresh_tokens[refresh] is False  # rotated
+
 
 def test_the_state_is_checked_wrong_reused_expired(h):
     admin = logged_in(h.app)

@@ -3,7 +3,9 @@
 It behaves as the vendor's material describes: calls match contacts by phone, request_id
 is echoed, tags change through tags_to_add/tags_to_delete, notes are listed with filters,
 more than 7 requests in any second get 429, expired access tokens get 401, and refresh
-tokens rotate (a used one is refused). Failures can be injected: statuses, slow answers,
+tokens rotate (a used one is refused). Its authorization page (`/oauth`) lets a browser press «Разрешить» and
+sends it back to the redirect URI with a code and the state, which the authorization_code grant trades once,
+for that redirect URI only. Failures can be injected: statuses, slow answers,
 an effect applied but its answer lost, and a 403 block.
 
 Awkward answers, switchable per test:
