@@ -34,7 +34,7 @@ def account_address(form, field) -> None:
 
 
 class AmoOAuthForm(FlaskForm):
-    """The integration's keys (amoCRM: «amoМаркет» → the integration → «Ключи и доступы»)."""
+    """The integration's keys (amoCRM: «амоМаркет» → the integration → «Ключи и доступы»)."""
 
     base_url = StringField(_l("Адрес аккаунта amoCRM"), validators=[Optional(), Length(max=255), account_address])
     client_id = StringField(_l("ID интеграции"), validators=[Optional(), Length(max=128), pbx_secret])
