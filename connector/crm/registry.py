@@ -25,7 +25,7 @@ def _exchange_at_start(db: Database, name: str, tokens: OAuthTokens, auth_code: 
         log.warning("%s token endpoint unavailable at start-up (%s); will retry", name, exc.message)
 
 
-def _amocrm(config, db: Database, *, session=None):
+def _amocrm(config, db: Database, *, session=None, exchange: bool = True):
     from connector.crm.amocrm_connection import InForceTokens
 
     limiter = SharedRateLimiter(db, "amocrm", config.AMOCRM_RATE_LIMIT)
@@ -41,12 +41,20 @@ def _amocrm(config, db: Database, *, session=None):
                                   secret_key=config.SECRET_KEY, auth_code=config.AMOCRM_AUTH_CODE,
                                   wait_turn=limiter.wait_turn, http=session)
     store = build_amocrm_connection(config, db, wait_turn=limiter.wait_turn, session=session)
-    if isinstance(environment, OAuthTokens) and store.current() is None:
+    if exchange and isinstance(environment, OAuthTokens) and not _console_connected(store):
         _exchange_at_start(db, "amocrm", environment, config.AMOCRM_AUTH_CODE)
     # The console's connection, once an admin saved one, wins over the environment's, in every process.
     tokens = InForceTokens(store, environment, config.AMOCRM_BASE_URL)
     adapter = AmoCrm(tokens.base_url, tokens, limiter.wait_turn, session=session)
     return adapter, limiter
+
+
+def _console_connected(store) -> bool:
+    """A connection saved in the console (one SECRET_KEY no longer opens counts: the first request says so)."""
+    try:
+        return store.current() is not None
+    except AccountBlocked:
+        return True
 
 
 def build_amocrm_connection(config, db: Database, *, wait_turn=lambda: None, session=None):
