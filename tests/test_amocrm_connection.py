@@ -30,7 +30,7 @@ PHONE = "79001234567"
 
 
 @contextmanager
-def connector(db_url, **settings):
+def connector(db_url, *, people: bool = True, **settings):
     fake = FakeAmo(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uri=CALLBACK)
     with serving(create_fake_app(fake)) as amo_url:
         config = make_config(db_url, CRM="amocrm", AMOCRM_AUTHORIZE_URL=amo_url + "/oauth",
@@ -39,9 +39,10 @@ def connector(db_url, **settings):
         app.config["TESTING"] = True
         db = app.extensions["connector"].db
         with db.transaction() as s:
-            add_user(s, "anna", "admin", "admin-pass-123")
-            add_user(s, "sveta", "supervisor", "super-pass-123")
-            add_user(s, "olga", "operator", "oper-pass-123", ["101"])
+            if people:  # False: the same database again, with its people
+                add_user(s, "anna", "admin", "admin-pass-123")
+                add_user(s, "sveta", "supervisor", "super-pass-123")
+                add_user(s, "olga", "operator", "oper-pass-123", ["101"])
         worker = build_worker(config, db)  # started before anything is connected: it must not need a restart
         try:
             yield Harness(app, db, worker, fake, amo_url)
@@ -277,3 +278,19 @@ def test_only_the_settings_page_lets_its_form_go_on_to_amocrm(h):
     settings_policy = admin.get("/settings").headers["Content-Security-Policy"]
     assert f"form-action 'self' {h.amo_url};" in settings_policy and "script-src 'none'" in settings_policy
     assert "form-action 'self';" in admin.get("/calls").headers["Content-Security-Policy"]
+
+
+def test_a_connection_the_secret_key_no_longer_opens_is_said_and_pauses_deliveries(db_url):
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE5MjQ5OTIwMDB9.c2lnbmF0dXJlLXRva2VuLXRhaWw"
+    with connector(db_url) as h:
+        h.fake.long_lived_token = token
+        admin = logged_in(h.app)
+        admin.post("/settings/amocrm/token", data={"base_url": h.amo_url, "token": token,
+                                                   "csrf_token": csrf_token(admin.get("/settings"))})
+        assert stored(h)[0]
+    with connector(db_url, people=False, SECRET_KEY="another-secret-key") as h:
+        shown = page(logged_in(h.app))
+        assert "Сохранённое в консоли подключение не расшифровывается (сменился SECRET_KEY?)" in shown
+        deliver(h, "call-3")
+        paused, reason, _at = pause_state(h.db, "amocrm")
+        assert paused and "cannot be decrypted" in reason
