@@ -294,3 +294,22 @@ def test_a_connection_the_secret_key_no_longer_opens_is_said_and_pauses_deliveri
         deliver(h, "call-3")
         paused, reason, _at = pause_state(h.db, "amocrm")
         assert paused and "cannot be decrypted" in reason
+
+
+def test_the_page_shows_the_environments_values_masked_and_which_connection_is_in_force(db_url):
+    env_token = "env-long-lived-token-3c9d"
+    with connector(db_url, AMOCRM_BASE_URL="https://example.amocrm.ru", AMOCRM_LONG_LIVED_TOKEN=env_token) as h:
+        admin = logged_in(h.app)
+        shown = page(admin)
+        assert "Действует подключение из переменных окружения AMOCRM_*." in shown
+        sources = re.search(r'<table id="amocrm-sources">.*?</table>', shown, re.S).group(0)
+        rows = re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", sources, re.S)
+        assert "не задано" in rows[0] and rows[0].rstrip().endswith("<td>нет</td>")  # the console: nothing
+        assert "https://example.amocrm.ru" in rows[1] and "…3c9d" in rows[1] and "<td>да</td>" in rows[1]
+        assert env_token not in shown
+
+        back = allow(h.amo_url, start(admin, h.amo_url).location)
+        assert admin.get(back).location.endswith("amocrm_saved=1#amocrm")
+        rows = re.findall(r"<tr><th scope=\"row\">(.*?)</tr>",
+                          re.search(r'<table id="amocrm-sources">.*?</table>', page(admin), re.S).group(0), re.S)
+        assert "<td>да</td>" in rows[0] and "<td>нет</td>" in rows[1]  # the console's wins
