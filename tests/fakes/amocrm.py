@@ -223,7 +223,7 @@ def create_fake_app(fake: FakeAmo) -> Flask:
     @app.get("/oauth")
     def authorization_page():
         # amoCRM's authorization page, opened with client_id, state and mode (popup | post_message): the user
-        # picks the account and presses «Разрешить» (amocrm.ru developers/content/oauth/step-by-step).
+        # picks the account and presses «Разрешить» (https://www.amocrm.ru/developers/content/oauth/step-by-step).
         # What it shows for an unknown client_id is not documented: here a 404 page (assumed).
         if request.args.get("client_id") != fake.client_id:
             return "<html><body><h1>Интеграция не найдена</h1></body></html>", 404
@@ -235,7 +235,7 @@ def create_fake_app(fake: FakeAmo) -> Flask:
     @app.post("/oauth/allow")
     def allow():
         # After «Разрешить» amoCRM redirects to the integration's redirect URI with code, state (as sent),
-        # referer (the account's host) and client_id (amocrm.ru developers/content/oauth/step-by-step).
+        # referer (the account's host) and client_id (https://www.amocrm.ru/developers/content/oauth/step-by-step).
         code = fake.new_auth_code()
         query = urlencode({"code": code, "state": request.form.get("state", ""), "referer": request.host,
                            "client_id": fake.client_id})
@@ -244,14 +244,14 @@ def create_fake_app(fake: FakeAmo) -> Flask:
     @app.post("/oauth2/access_token")
     def oauth():
         # The token endpoint takes a JSON body with client_id, client_secret, grant_type, redirect_uri and code
-        # or refresh_token, and answers token_type, expires_in, access_token, refresh_token (Kommo
-        # reference/get-token); wrong keys are refused (401 assumed: the status is not documented).
+        # or refresh_token, and answers token_type, expires_in, access_token, refresh_token
+        # (https://developers.kommo.com/reference/get-token); wrong keys are refused (401 assumed: undocumented).
         body = request.get_json(silent=True) or {}
         if (body.get("client_id"), body.get("client_secret")) != (fake.client_id, fake.client_secret):
             return error(401, "invalid client")
         with fake.lock:
             # authorization_code: a code works once, and only with the redirect URI the integration was
-            # registered with (Kommo reference/get-token: "redirect_uri ... specified in the integration settings").
+            # registered with (https://developers.kommo.com/reference/get-token, redirect_uri).
             if body.get("grant_type") == "authorization_code" and body.get("code") in fake.auth_codes \
                     and body.get("redirect_uri") == fake.redirect_uri:
                 fake.auth_codes.discard(body["code"])
