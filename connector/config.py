@@ -116,6 +116,7 @@ class Config:
     AMOCRM_REDIRECT_URI: str = ""
     AMOCRM_AUTH_CODE: str = ""
     AMOCRM_LONG_LIVED_TOKEN: str = ""
+    AMOCRM_AUTHORIZE_URL: str = "https://www.amocrm.ru/oauth"  # amoCRM's authorization page (Kommo: its own)
     AMOCRM_LOG_CALLS: bool = True
     AMOCRM_SCORE_FIELD_ID: int = 0
     AMOCRM_RATE_LIMIT: float = 7.0
@@ -187,8 +188,8 @@ class Config:
         names = [n.strip() for n in self.CRM.split(",")]
         if names != ["none"] and not set(names) <= set(TARGETS):
             raise ConfigError(f"CRM: expected none or a comma list of {', '.join(TARGETS)}, got {self.CRM!r}")
-        if "amocrm" in self.targets and not self.AMOCRM_BASE_URL:
-            raise ConfigError("AMOCRM_BASE_URL: required when CRM=amocrm")
+        # CRM=amocrm without AMOCRM_BASE_URL and keys: an admin connects amoCRM on the settings page; until then
+        # the target is paused with that reason.
         if self.AMOCRM_RATE_LIMIT <= 0:
             raise ConfigError(f"AMOCRM_RATE_LIMIT: must be positive, got {self.AMOCRM_RATE_LIMIT}")
         if not 0 < self.MANGO_RATE_LIMIT <= 10:
@@ -209,10 +210,8 @@ class Config:
             raise ConfigError(f"RECORDING_COPIES_MB: must be 0 (no copies) or more, got {self.RECORDING_COPIES_MB}")
         if self.WORKER_LEASE_SECONDS < 1 or self.WORKER_POLL_SECONDS <= 0:
             raise ConfigError("WORKER_LEASE_SECONDS: must be at least 1 (and WORKER_POLL_SECONDS positive)")
-        if "amocrm" in self.targets and not (self.AMOCRM_LONG_LIVED_TOKEN or (
-                self.AMOCRM_CLIENT_ID and self.AMOCRM_CLIENT_SECRET and self.AMOCRM_REDIRECT_URI)):
-            raise ConfigError("AMOCRM_LONG_LIVED_TOKEN: set it, or AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET and "
-                              "AMOCRM_REDIRECT_URI for OAuth, when CRM=amocrm")
+        if self.AMOCRM_BASE_URL and not re.fullmatch(r"https?://[^/\s]+/?", self.AMOCRM_BASE_URL):
+            raise ConfigError(f"AMOCRM_BASE_URL: expected https://<subdomain>.amocrm.ru, got {self.AMOCRM_BASE_URL!r}")
         if self.SCORES_WEBHOOK_SECRET and not _is_webhook_secret(self.SCORES_WEBHOOK_SECRET):
             raise ConfigError("SCORES_WEBHOOK_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
         # Without it the portal comes from the application's install (the settings page's handler URL).

@@ -466,6 +466,10 @@ class CrmAccount(Base):
     member_id: Mapped[str | None] = mapped_column(String(64))
     secret_enc: Mapped[str | None] = mapped_column(Text)
     connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # amoCRM: the connection an admin made in the console (JSON, encrypted), and an authorization waiting for
+    # amoCRM's redirect back (its state's hash, session, expiry and keys; encrypted) (connector.crm.amocrm_connection).
+    connection_enc: Mapped[str | None] = mapped_column(Text)
+    pending_enc: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

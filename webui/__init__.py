@@ -883,4 +883,4 @@ def review(call_id: str):
 
 
 # Registered on `bp` after it is complete: the PBX connection's section, and the operator-name filter.
-from webui import operator_map, operator_names, pbx_connection, target_connections  # noqa: E402,F401
+from webui import crm_connection, operator_map, operator_names, pbx_connection, target_connections  # noqa: E402,F401

@@ -136,6 +136,17 @@ class OAuthTokens:
             self._store(row, self._grant(grant_type="authorization_code", code=self.auth_code))
         log.info("%s: authorization code exchanged for tokens", self.crm)
 
+    def exchange(self, code: str, also=lambda row: None) -> None:
+        """An admin's fresh authorization (the console): trade its code and replace whatever tokens were stored;
+        `also(row)` writes what goes with them in the same transaction. Nothing is stored when it is refused."""
+        self.wait_turn()
+        answer = self._grant(grant_type="authorization_code", code=code)
+        with self.db.transaction() as s:
+            row = account_row(s, self.crm, lock=True)
+            self._store(row, answer)
+            also(row)
+        log.info("%s: authorization code from the console exchanged for tokens", self.crm)
+
     def _stored_access_token(self) -> str | None:
         with self.db.transaction() as s:
             return self._decrypt(account_row(s, self.crm).access_token_enc)

@@ -131,12 +131,17 @@ class AmoCrm:
     name = "amocrm"
     max_batch = 50  # the vendor's client recommends at most 50 entities per request
 
-    def __init__(self, base_url: str, tokens: TokenSource, wait_turn: Callable[[], None], *,
+    def __init__(self, base_url: str | Callable[[], str], tokens: TokenSource, wait_turn: Callable[[], None], *,
                  session: requests.Session | None = None):
-        self.base_url = base_url.rstrip("/")
+        # A callable: the address in force at each request (an admin may connect another account meanwhile).
+        self._base_url = base_url if callable(base_url) else (lambda fixed=base_url.rstrip("/"): fixed)
         self.tokens = tokens
         self.wait_turn = wait_turn
         self.http = session or requests.Session()
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url()
 
     # --- transport -------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> requests.Response:

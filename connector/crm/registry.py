@@ -26,19 +26,45 @@ def _exchange_at_start(db: Database, name: str, tokens: OAuthTokens, auth_code: 
 
 
 def _amocrm(config, db: Database, *, session=None, exchange: bool = True):
+    from connector.crm.amocrm_connection import InForceTokens
+
     limiter = SharedRateLimiter(db, "amocrm", config.AMOCRM_RATE_LIMIT)
+    environment = None
     if config.AMOCRM_LONG_LIVED_TOKEN:
-        tokens = StaticToken(config.AMOCRM_LONG_LIVED_TOKEN)
-    else:
-        tokens = OAuthTokens(db, "amocrm", token_url=config.AMOCRM_BASE_URL.rstrip("/") + "/oauth2/access_token",
-                             client={"client_id": config.AMOCRM_CLIENT_ID, "client_secret": config.AMOCRM_CLIENT_SECRET,
-                                     "redirect_uri": config.AMOCRM_REDIRECT_URI},
-                             secret_key=config.SECRET_KEY, auth_code=config.AMOCRM_AUTH_CODE,
-                             wait_turn=limiter.wait_turn, http=session)
-        if exchange:
-            _exchange_at_start(db, "amocrm", tokens, config.AMOCRM_AUTH_CODE)
-    adapter = AmoCrm(config.AMOCRM_BASE_URL, tokens, limiter.wait_turn, session=session)
+        environment = StaticToken(config.AMOCRM_LONG_LIVED_TOKEN)
+    elif config.AMOCRM_BASE_URL and config.AMOCRM_CLIENT_ID and config.AMOCRM_CLIENT_SECRET \
+            and config.AMOCRM_REDIRECT_URI:
+        environment = OAuthTokens(db, "amocrm", token_url=config.AMOCRM_BASE_URL.rstrip("/") + "/oauth2/access_token",
+                                  client={"client_id": config.AMOCRM_CLIENT_ID,
+                                          "client_secret": config.AMOCRM_CLIENT_SECRET,
+                                          "redirect_uri": config.AMOCRM_REDIRECT_URI},
+                                  secret_key=config.SECRET_KEY, auth_code=config.AMOCRM_AUTH_CODE,
+                                  wait_turn=limiter.wait_turn, http=session)
+    store = build_amocrm_connection(config, db, wait_turn=limiter.wait_turn, session=session)
+    if exchange and isinstance(environment, OAuthTokens) and not _console_connected(store):
+        _exchange_at_start(db, "amocrm", environment, config.AMOCRM_AUTH_CODE)
+    # The console's connection, once an admin saved one, wins over the environment's, in every process.
+    tokens = InForceTokens(store, environment, config.AMOCRM_BASE_URL)
+    adapter = AmoCrm(tokens.base_url, tokens, limiter.wait_turn, session=session)
     return adapter, limiter
+
+
+def _console_connected(store) -> bool:
+    """A connection saved in the console (one SECRET_KEY no longer opens counts: the first request says so)."""
+    try:
+        return store.current() is not None
+    except AccountBlocked:
+        return True
+
+
+def build_amocrm_connection(config, db: Database, *, wait_turn=lambda: None, session=None):
+    """amoCRM's connection as the console saves it and every process reads it."""
+    from connector.crm.amocrm_connection import AmoConnectionStore, Environment
+
+    environment = Environment(config.AMOCRM_BASE_URL.rstrip("/"), config.AMOCRM_CLIENT_ID,
+                              config.AMOCRM_CLIENT_SECRET, config.AMOCRM_REDIRECT_URI, config.AMOCRM_LONG_LIVED_TOKEN)
+    return AmoConnectionStore(db, environment, config.SECRET_KEY, public_base_url=config.PUBLIC_BASE_URL,
+                              authorize_url=config.AMOCRM_AUTHORIZE_URL, wait_turn=wait_turn, http=session)
 
 
 def delivery_options(config):

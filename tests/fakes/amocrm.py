@@ -3,7 +3,9 @@
 It behaves as the vendor's material describes: calls match contacts by phone, request_id
 is echoed, tags change through tags_to_add/tags_to_delete, notes are listed with filters,
 more than 7 requests in any second get 429, expired access tokens get 401, and refresh
-tokens rotate (a used one is refused). Failures can be injected: statuses, slow answers,
+tokens rotate (a used one is refused). Its authorization page (`/oauth`) lets a browser press «Разрешить» and
+sends it back to the redirect URI with a code and the state, which the authorization_code grant trades once,
+for that redirect URI only. Failures can be injected: statuses, slow answers,
 an effect applied but its answer lost, and a 403 block.
 
 Awkward answers, switchable per test:
@@ -25,8 +27,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, redirect, request
+from markupsafe import escape
 
 ENTITIES = ("leads", "contacts", "companies", "customers")
 SINGULAR = {"leads": "lead", "contacts": "contact", "companies": "company", "customers": "customer"}
@@ -218,13 +222,40 @@ def create_fake_app(fake: FakeAmo) -> Flask:
                                   response.status_code))
         return response
 
+    @app.get("/oauth")
+    def authorization_page():
+        # amoCRM's authorization page, opened with client_id, state and mode (popup | post_message): the user
+        # picks the account and presses «Разрешить» (https://www.amocrm.ru/developers/content/oauth/step-by-step).
+        # What it shows for an unknown client_id is not documented: here a 404 page (assumed).
+        if request.args.get("client_id") != fake.client_id:
+            return "<html><body><h1>Интеграция не найдена</h1></body></html>", 404
+        state = escape(request.args.get("state", ""))
+        return (f"<html><head><title>Предоставить доступ</title></head><body><h1>Предоставить доступ</h1>"
+                f"<form method='post' action='/oauth/allow'><input type='hidden' name='state' value='{state}'>"
+                f"<button type='submit' id='allow'>Разрешить</button></form></body></html>")
+
+    @app.post("/oauth/allow")
+    def allow():
+        # After «Разрешить» amoCRM redirects to the integration's redirect URI with code, state (as sent),
+        # referer (the account's host) and client_id (https://www.amocrm.ru/developers/content/oauth/step-by-step).
+        code = fake.new_auth_code()
+        query = urlencode({"code": code, "state": request.form.get("state", ""), "referer": request.host,
+                           "client_id": fake.client_id})
+        return redirect(f"{fake.redirect_uri}?{query}", code=302)
+
     @app.post("/oauth2/access_token")
     def oauth():
+        # The token endpoint takes a JSON body with client_id, client_secret, grant_type, redirect_uri and code
+        # or refresh_token, and answers token_type, expires_in, access_token, refresh_token
+        # (https://developers.kommo.com/reference/get-token); wrong keys are refused (401 assumed: undocumented).
         body = request.get_json(silent=True) or {}
         if (body.get("client_id"), body.get("client_secret")) != (fake.client_id, fake.client_secret):
             return error(401, "invalid client")
         with fake.lock:
-            if body.get("grant_type") == "authorization_code" and body.get("code") in fake.auth_codes:
+            # authorization_code: a code works once, and only with the redirect URI the integration was
+            # registered with (https://developers.kommo.com/reference/get-token, redirect_uri).
+            if body.get("grant_type") == "authorization_code" and body.get("code") in fake.auth_codes \
+                    and body.get("redirect_uri") == fake.redirect_uri:
                 fake.auth_codes.discard(body["code"])
                 return jsonify(fake._issue_tokens())
             if body.get("grant_type") == "refresh_token" and fake.refresh_tokens.get(body.get("refresh_token")):

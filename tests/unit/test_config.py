@@ -64,7 +64,7 @@ def test_every_setting_is_documented_in_the_example_file():
     ({"CRM": "webhook", "WEBHOOK_TARGET_URL": "bi.example/hook"}, "WEBHOOK_TARGET_URL: expected an http(s) URL"),
     ({"CRM": "webhook", "WEBHOOK_TARGET_URL": "https://bi.example/hook", "WEBHOOK_TARGET_SECRET": "hunter2"},
      "WEBHOOK_TARGET_SECRET: expected whsec_"),
-    ({"CRM": "amocrm"}, "AMOCRM_BASE_URL: required"),
+    ({"CRM": "amocrm", "AMOCRM_BASE_URL": "a.amocrm.ru"}, "AMOCRM_BASE_URL: expected https://"),
     ({"AMOCRM_USER_MAP": "101=5"}, "AMOCRM_USER_MAP"),
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
     ({"SCORES_WEBHOOK_SECRET": "not-a-secret"}, "SCORES_WEBHOOK_SECRET"),
