@@ -86,10 +86,10 @@ def test_a_call_is_titled_by_its_local_time_masked_customer_and_operator(client,
     heading = re.search(r"<h1>(.*?)</h1>", html, re.S).group(1)
     for shown in (title, heading):
         shown = " ".join(shown.split())
-        assert shown.startswith("Звонок 22.11.2025, 11:26 · клиент …4567 · оператор 101"), shown
+        assert shown.startswith("Звонок 22.11.2025, 11:26 · клиент …4567 · оператор olga (101)"), shown
         assert "c1" not in shown and "79001234567" not in shown and "08:26" not in shown
     english = text(client.get("/calls/c1?lang=en"))
-    assert re.search(r"<h1>Call 11/22/25, 11:26\s*AM · customer …4567 · operator 101</h1>", english), english
+    assert re.search(r"<h1>Call 11/22/25, 11:26\s*AM · customer …4567 · operator olga \(101\)</h1>", english), english
 
 
 def test_a_call_without_scores_says_so(client, people, mango_post):

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
                    url_for)
-from flask_babel import Babel, format_date, format_datetime, get_locale, gettext as _, lazy_gettext as _l
+from flask_babel import Babel, format_datetime, get_locale, gettext as _, lazy_gettext as _l
 from markupsafe import escape
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
@@ -283,12 +283,6 @@ def _filter_refused(exc: FilterRefused):
     back = url_for(".reports" if reports else ".calls", **exc.query)
     return error_page(BadRequest(), detail=exc.message, back=back,
                       back_label=_("К отчётам") if reports else _("К списку звонков"))
-
-
-@bp.app_template_filter("day")
-def _day(text: str) -> str:
-    """A day ('2026-11-20') as people write it in the page's language (20.11.2026)."""
-    return format_date(date.fromisoformat(text), "short")
 
 
 @bp.app_template_filter("when")

@@ -352,7 +352,7 @@ def test_the_call_page_reads_in_words_on_a_phone(browser, busy_console):
     log_in(browser, busy_console, "sam")
     browser.set_window_size(*WIDTHS["phone"])
     browser.get(f"{busy_console}/calls/call-1?lang=ru")
-    title = "Звонок 22.11.2025, 11:26 · клиент …4567 · оператор 101"
+    title = "Звонок 22.11.2025, 11:26 · клиент …4567 · оператор olga (101)"
     assert browser.title == title
     heading = browser.find_element(By.TAG_NAME, "h1")
     assert heading.text.replace("\n", " ") == title
