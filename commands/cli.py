@@ -210,10 +210,28 @@ def _local_url(config: Config) -> str:
     return f"http://{host}:{config.PORT}"
 
 
-def _needs_pbx_settings(config: Config) -> None:
+def _with_pbx_pair(config: Config) -> Config:
+    """`config` with the PBX's key and salt in force, as `connector serve` checks callbacks with them: the
+    pair an admin saved in the console, else the environment's (before the first migration, the
+    environment's). Refuses, saying what to set, when there is none or no survey location."""
+    from dataclasses import replace
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from connector.wiring import build_pbx_credentials
+
+    try:
+        with database(config) as db:
+            pair = build_pbx_credentials(config, db).current()
+    except SQLAlchemyError:  # no tables yet
+        pair = None
+    if pair is not None and pair.configured:
+        config = replace(config, MANGO_API_KEY=pair.api_key, MANGO_API_SALT=pair.salt)
     if not (config.MANGO_API_KEY and config.MANGO_API_SALT and config.MANGO_SURVEY_LOCATION):
         raise click.UsageError("set MANGO_API_KEY, MANGO_API_SALT and MANGO_SURVEY_LOCATION (in .env) "
-                               "for both the connector and this command; see README, 'Try it'")
+                               "for both the connector and this command, or the key and salt on the settings "
+                               "page; see README, 'Try it'")
+    return config
 
 
 @cli.command(help="Post a signed sample call, recording and survey score to a running connector.")
@@ -241,7 +259,7 @@ def simulate(url: str | None, score: int, call_id: str | None, operator: str, li
 
     config = load_config()
     base = (url or _local_url(config)).rstrip("/")
-    _needs_pbx_settings(config)
+    config = _with_pbx_pair(config)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         try:
@@ -302,7 +320,7 @@ def demo(count: int, seed: int, days: int, until: datetime | None) -> None:
     from connector.threshold import policy_from_config
 
     config = load_config()
-    _needs_pbx_settings(config)
+    config = _with_pbx_pair(config)
     zone = ZoneInfo(config.CONSOLE_TIMEZONE)
     end = _in_account_zone(until, config) if until else datetime.now(zone)
     upgrade(config.DATABASE_URL)  # a fresh install may never have been served

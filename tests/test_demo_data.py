@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
@@ -93,6 +94,25 @@ def test_simulate_without_options_is_the_call_it_always_was(served_app):
     started = datetime.fromisoformat(call["started_at"].replace("Z", "+00:00"))
     assert 60 <= (datetime.now(timezone.utc) - started).total_seconds() <= 120  # 75 s before it ran
     assert (call["customer_score"], call["decision"]["tag"]) == (3, "Оценка 3")
+
+
+def test_simulate_signs_with_the_pair_saved_in_the_console(served_app, cli_env):
+    """Once an admin saved the PBX's key and salt on the settings page, the connector refuses the
+    environment's pair: `simulate` signs with the pair in force, as the PBX then does."""
+    from connector.db import Database
+    from connector.wiring import build_pbx_credentials
+
+    config = make_config(cli_env)
+    db = Database(cli_env)
+    try:
+        with db.transaction() as s:
+            build_pbx_credentials(config, db).save(s, "console-key-4d2a", "console-salt-9e1b", actor="anna")
+    finally:
+        db.dispose()
+    time.sleep(1.1)  # the server read its pair at start: it reads again after a refusal, at most once a second
+    output = run("simulate", "--url", served_app, "--call-id", "sim-console-pair")
+    call = json.loads(output.split("stored call sim-console-pair:", 1)[1])
+    assert call["customer_score"] == 3
 
 
 def test_simulate_refuses_a_time_it_cannot_read(cli_env):
