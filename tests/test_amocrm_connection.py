@@ -127,7 +127,7 @@ def test_an_admin_connects_amocrm_through_its_authorization_page(h, caplog):
         assert secret not in at_rest  # encrypted at rest
 
     audit = logged_in(h.app).get("/audit").get_data(as_text=True)
-    assert "amocrm_connection" in audit and "…5f4e" in audit
+    assert "Подключение amoCRM" in audit and "amocrm_connection" not in audit and "…5f4e" in audit
     for secret in (access, refresh, CLIENT_SECRET):
         assert secret not in shown and secret not in audit and secret not in caplog.text
 

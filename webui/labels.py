@@ -254,7 +254,19 @@ def token_state_label(code: str | None) -> str:
 
 # --- the audit log -------------------------------------------------------------------------------------
 
+# The connections made on the settings page, each audited under its own scope (named where it is written).
+CONNECTION_SCOPES = {
+    "mango_credentials": _l("Подключение MANGO OFFICE"),
+    "amocrm_connection": _l("Подключение amoCRM"),
+    "bitrix24_install": _l("Подключение Bitrix24"),
+    "webhook_connection": _l("Исходящий вебхук"),
+    "webhook_test": _l("Тестовое сообщение вебхука"),
+}
+
+
 def audit_scope_label(scope: str) -> str:
+    if scope in CONNECTION_SCOPES:
+        return str(CONNECTION_SCOPES[scope])
     subject = audit_subject(scope)
     if subject.kind == AuditScope.POLICY:
         return _("Общие настройки")
