@@ -37,7 +37,7 @@ from connector.crm.account import OAuthTokens, token_cipher
 from connector.crm.amocrm import StaticToken
 from connector.db import Database
 from connector.models import SettingsAudit
-from connector.pbx.credentials import Source, masked
+from connector.console_secrets import Source, masked
 
 CRM = "amocrm"
 AUDIT_SCOPE = "amocrm_connection"

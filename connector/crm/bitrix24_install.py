@@ -32,7 +32,7 @@ from connector.accounts import account_row
 from connector.crm.account import store_tokens, token_cipher
 from connector.db import Database
 from connector.models import SettingsAudit
-from connector.pbx.credentials import masked
+from connector.console_secrets import masked
 
 log = logging.getLogger(__name__)
 

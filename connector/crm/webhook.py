@@ -36,7 +36,7 @@ from connector.accounts import account_row
 from connector.crm.account import token_cipher
 from connector.db import Database
 from connector.models import SettingsAudit
-from connector.pbx.credentials import masked
+from connector.console_secrets import Source, masked
 from connector.calls import call_json
 from connector.crm import AccountBlocked, CrmError, ItemResult, TransientError
 from connector.models import Call, DeliveryJob, JobStatus
@@ -54,13 +54,6 @@ TEST_EVENT = "connector.test"
 SECRET_BYTES = 32  # Standard Webhooks, "Symmetric": a secret of 24 to 64 random bytes, base64 after `whsec_`
 CACHE_SECONDS = 1.0  # how long a worker trusts its copy of the endpoint: a console change reaches it within it
 
-
-class Source(enum.StrEnum):
-    """Where the endpoint in force comes from."""
-
-    CONSOLE = "console"  # URL and generated secret saved on the settings page: win once saved
-    ENVIRONMENT = "environment"  # WEBHOOK_TARGET_URL and WEBHOOK_TARGET_SECRET
-    NONE = "none"  # neither: messages wait (TransientError) until one is set
 
 
 @dataclass(frozen=True)

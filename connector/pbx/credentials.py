@@ -12,7 +12,6 @@ Every process reads the pair in force through a `CredentialStore`, without a res
 """
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,26 +22,13 @@ from sqlalchemy.orm import Session
 from connector.accounts import account_row
 from connector.crm.account import token_cipher
 from connector.db import Database
+from connector.console_secrets import Source, masked
 from connector.models import SettingsAudit
 
 ACCOUNT = "mango"  # the PBX account's row, as the command API's guard keeps it
 AUDIT_SCOPE = "mango_credentials"
 CACHE_SECONDS = 1.0  # how long the command API trusts its copy: a saved pair reaches every process within it
 CALLBACK_SECONDS = 30.0  # how long the callbacks' check trusts its copy (a refused signature re-reads at once)
-SHOWN = 4  # characters shown of a key or a salt
-
-
-class Source(enum.StrEnum):
-    """Where the pair in force comes from."""
-
-    CONSOLE = "console"  # entered by an admin on the settings page: wins once saved
-    ENVIRONMENT = "environment"  # MANGO_API_KEY and MANGO_API_SALT
-    NONE = "none"  # neither: every callback is refused (403), no command is sent
-
-
-def masked(secret: str) -> str:
-    """What people may see of a secret: its last characters only ("…1a2b"); nothing of a short one."""
-    return "…" + secret[-SHOWN:] if len(secret) > 2 * SHOWN else "…"
 
 
 @dataclass(frozen=True)
