@@ -88,12 +88,12 @@ def at(path: str):
     return lambda d: urlsplit(d.current_url).path == path
 
 
-def log_in(driver, url, name):
+def log_in(driver, url, name, password: str = PASSWORD):
     from selenium.webdriver.common.by import By
 
     driver.get(f"{url}/")
     driver.find_element(By.NAME, "username").send_keys(name)
-    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.NAME, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     wait_for(driver, at("/calls"), f"{name} logged in and on /calls")
 
