@@ -89,12 +89,15 @@ class Operator:
     extension: str
     workload: float  # their share of the calls, relative
     low: float  # how often their customers score 1 to 6, relative to SCORE_WEIGHTS
+    name: str  # as the PBX's user list names them: the console shows operators by these
     username: str | None = None  # a demo console account, for the operators that get one
 
 
-OPERATORS = (Operator("101", 1.2, 0.6, "demo-operator-101"), Operator("102", 1.0, 1.8, "demo-operator-102"),
-             Operator("103", 1.0, 1.0), Operator("104", 0.8, 1.3), Operator("105", 0.9, 0.8),
-             Operator("106", 0.6, 2.4))
+OPERATORS = (Operator("101", 1.2, 0.6, "Ирина Петрова", "demo-operator-101"),
+             Operator("102", 1.0, 1.8, "Алексей Смирнов", "demo-operator-102"),
+             Operator("103", 1.0, 1.0, "Мария Кузнецова"), Operator("104", 0.8, 1.3, "Дмитрий Волков"),
+             Operator("105", 0.9, 0.8, "Елена Соколова"), Operator("106", 0.6, 2.4, "Сергей Новиков"))
+DEMO_GROUP = "Демо: отдел продаж"
 LINES = {"74950000001": 5, "78120000002": 3, "78000000003": 2}  # the account's numbers, and their share of calls
 # Customers' scores 1..10 in %: mostly 9 and 10, a tail of low ones (each operator's `low` scales 1 to 6).
 SCORE_WEIGHTS = (3, 1, 2, 1, 3, 3, 5, 9, 20, 53)
@@ -234,6 +237,7 @@ def fill(config: Config, db: Database, calls: list[SimulatedCall], *, chunk: int
     and their reviews. Calls stored before (the same seed again) change nothing and get no second review."""
     began = time.monotonic()
     outcome = Outcome(accounts=_demo_accounts(db))  # first, so that supervisors hear of low scores
+    _operator_directory(db)
     new_calls = _store(config, db, calls, chunk, outcome)
     outcome.qa_forms = _qa_forms(config, db, calls)
     reviewer = _reviewer(db)
@@ -261,6 +265,20 @@ def _demo_accounts(db: Database) -> list[tuple[str, str, tuple[str, ...], str]]:
             add_user(s, username, role, password, list(extensions))
             made.append((username, role, extensions, password))
         return made
+
+
+def _operator_directory(db: Database) -> None:
+    """The operators' names, as the PBX's user list would give them, when no PBX has filled the directory: a
+    real one is never overwritten."""
+    from sqlalchemy import func, select
+
+    from connector.directory import store
+    from connector.models import Operator as DirectoryEntry
+    from connector.pbx import OperatorEntry
+
+    with db.transaction() as s:
+        if not s.scalar(select(func.count()).select_from(DirectoryEntry)):
+            store(s, [OperatorEntry(o.extension, o.name, (DEMO_GROUP,)) for o in OPERATORS])
 
 
 def _store(config: Config, db: Database, calls: list[SimulatedCall], chunk: int, outcome: Outcome) -> set[str]:

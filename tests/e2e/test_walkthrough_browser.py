@@ -144,7 +144,7 @@ def test_the_supervisor_finds_low_scores_reviews_one_exports_and_reads_the_repor
     operator.send_keys("106")
     browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
     wait_for(browser, lambda d: "operator=106" in d.current_url, "the operator's low scores")
-    assert set(walk.column("#calls tbody td.operator")) == {"106"}
+    assert set(walk.column("#calls tbody td.operator")) == {"Сергей Новиков (106)"}  # named as the PBX lists them
     low_of_106 = api(url, "calls?operator=106&score_lte=8&per_page=1")["_meta"]["total"]
     assert walk.text("main p").startswith(f"Найдено: {low_of_106}")
     walk.check("calls-low-106")
@@ -179,8 +179,8 @@ def test_the_supervisor_finds_low_scores_reviews_one_exports_and_reads_the_repor
     walk.menu("Отчёты")
     wait_for(browser, at("/reports"), "the reports")
     operators, lines = report_rows(walk, "operator"), report_rows(walk, "line")
-    # By name where the operator has an account ("demo-operator-101 (101)"), else by extension.
-    assert [r[0].rsplit("(", 1)[-1].strip(")") for r in operators] == ["101", "102", "103", "104", "105", "106", "Итого"]
+    assert [r[0] for r in operators] == ["Ирина Петрова (101)", "Алексей Смирнов (102)", "Мария Кузнецова (103)",
+                                         "Дмитрий Волков (104)", "Елена Соколова (105)", "Сергей Новиков (106)", "Итого"]
     assert len(lines) == 4 and lines[-1][0] == "Итого"
     for row in operators + lines:
         assert int(row[RATED]) == int(row[POSITIVE]) + int(row[NEGATIVE]), row
@@ -216,7 +216,7 @@ def test_an_operator_sees_only_their_own_calls_figures_and_notifications(browser
     log_in(browser, url, "demo-operator-101", passwords["demo-operator-101"])
     mine = api(url, "calls?operator=101&per_page=100")
     assert walk.text("main p").startswith(f"Найдено: {mine['_meta']['total']}")
-    assert set(walk.column("#calls tbody td.operator")) == {"demo-operator-101 (101)"}
+    assert set(walk.column("#calls tbody td.operator")) == {"Ирина Петрова (101)"}
     assert not browser.find_elements(By.NAME, "operator")  # nothing to filter: only their own calls
     walk.check("calls")
 
@@ -233,7 +233,7 @@ def test_an_operator_sees_only_their_own_calls_figures_and_notifications(browser
     walk.menu("Отчёты")
     wait_for(browser, at("/reports"), "the reports")
     rows = report_rows(walk, "operator")
-    assert [r[0] for r in rows] == ["demo-operator-101 (101)", "Итого"]
+    assert [r[0] for r in rows] == ["Ирина Петрова (101)", "Итого"]
     assert rows[0][1:] == rows[1][1:]  # their calls are all the report counts
     walk.check("reports")
 
@@ -243,7 +243,7 @@ def test_an_operator_sees_only_their_own_calls_figures_and_notifications(browser
     walk.menu("Уведомления")
     wait_for(browser, at("/notifications"), "the notifications")
     assert walk.text("#unread-total") == f"Непрочитанных: {badge}"
-    assert set(walk.column("#notifications td.operator")) == {"demo-operator-101 (101)"}
+    assert set(walk.column("#notifications td.operator")) == {"Ирина Петрова (101)"}
     assert {kind.removeprefix("Новое: ") for kind in walk.column("#notifications tbody td:nth-child(2)")} == \
         {"Разбор вашего звонка"}
     walk.check("notifications")
