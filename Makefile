@@ -28,7 +28,14 @@ run: install
 # servers starting and clocks, so two workers finish in far less time even on two cores.
 TEST_WORKERS ?= 2
 
+# PostgreSQL too when one answers where CI has it (127.0.0.1:5432, trust auth, database `test`), unless
+# TEST_DATABASE_URL names another; without one, the PostgreSQL half is skipped and the run says so at its end.
+LOCAL_POSTGRES := postgresql+psycopg://postgres@127.0.0.1:5432/test
+
 test: install-test
+	@if [ -z "$${TEST_DATABASE_URL:-}" ] && command -v pg_isready >/dev/null 2>&1 \
+	    && pg_isready -q -h 127.0.0.1 -p 5432 -d test; then export TEST_DATABASE_URL="$(LOCAL_POSTGRES)"; fi; \
+	echo "TEST_DATABASE_URL=$${TEST_DATABASE_URL:-<unset: SQLite only>}"; \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=30 $(PYTEST_ARGS)
 
 clean:

@@ -241,3 +241,27 @@ def csv_rows(response, separator: str = ";") -> list[list[str]]:
     data = response.data if hasattr(response, "data") else response
     assert data.startswith(b"\xef\xbb\xbf"), data[:20]
     return list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=separator))
+
+
+# What a run left out, said once per reason at its end with how to get it (one line per skipped test buried
+# the reason among hundreds of lines).
+HOW_TO_RUN = {
+    "TEST_DATABASE_URL not set": "start PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`) or set "
+                                 "TEST_DATABASE_URL; `make test` then uses it",
+    "browser tests need": "install Debian's chromium and chromium-driver",
+}
+
+
+def pytest_terminal_summary(terminalreporter):
+    from collections import Counter
+
+    reasons = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    if not reasons:
+        return
+    terminalreporter.section("left out of this run")
+    for reason, count in reasons.most_common():
+        how = next((h for key, h in HOW_TO_RUN.items() if key in reason), None)
+        terminalreporter.write_line(f"{count} skipped: {reason}" + (f"\n    to run them: {how}" if how else ""))
