@@ -9,6 +9,7 @@ Skipped, saying why, without Chromium (REQUIRE_BROWSER=1 makes that a failure)."
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -158,6 +159,12 @@ def test_the_supervisor_finds_low_scores_reviews_one_exports_and_reads_the_repor
     header = rows[0]
     assert {"Звонок", "Начало", "Оценка клиента", "Оценка супервизора"} <= set(header)
     assert all(isinstance(r[header.index("Начало")], datetime) for r in rows[1:])
+    # ... and CSV opens in Russian Excel in columns: a byte-order mark, ";" between fields, local times.
+    csv = session_of(browser).get(browser.find_element(By.LINK_TEXT, "CSV").get_attribute("href"), timeout=30)
+    lines = csv.content.decode("utf-8").splitlines()
+    assert lines[0].startswith("\ufeffЗвонок;Начало;") and len(lines) - 1 == low_of_106
+    # Times as people write them, in Moscow: no UTC ISO, no microseconds.
+    assert all(re.fullmatch(r"\d\d\.\d\d\.2026, \d\d:\d\d", t) for t in walk.column("#calls tbody td:first-child a"))
 
     # Open a call: titled in words, the recording behind a signed link; a review is added below.
     browser.find_element(By.CSS_SELECTOR, "#calls tbody a").click()
@@ -227,6 +234,9 @@ def test_an_operator_sees_only_their_own_calls_figures_and_notifications(browser
     assert theirs not in browser.find_element(By.TAG_NAME, "main").text
     assert browser.find_element(By.TAG_NAME, "header").text
     walk.check("another-operators-call")
+    browser.get(f"{url}/settings")  # an admin's page: refused as a page in words
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Нет доступа"
+    walk.check("forbidden")
 
     # Their own row in /reports.
     browser.get(f"{url}/calls")
