@@ -90,6 +90,21 @@ class Walk:
         wait_for(self.driver, lambda d: d.current_url != before or urlsplit(before).path ==
                  urlsplit(link.get_attribute("href") or "").path, f"{label} opened")
 
+    def field(self, name: str):
+        """A filter's field, as a person reaches it: on a phone the filters fold behind a switch, opened first."""
+        from selenium.webdriver.common.by import By
+
+        field = self.driver.find_element(By.NAME, name)
+        if not field.is_displayed():
+            self.driver.find_element(By.CSS_SELECTOR, "details.fold summary").click()
+        assert field.is_displayed(), f"the {name} filter at {self.width} width"
+        return field
+
+    def field_shown(self, name: str) -> bool:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.NAME, name).is_displayed()
+
     def text(self, css: str) -> str:
         from selenium.webdriver.common.by import By
 
@@ -141,11 +156,12 @@ def test_the_supervisor_finds_low_scores_reviews_one_exports_and_reads_the_repor
     assert scores and all(int(s) < 9 for s in scores)
     assert len(scores) == len(call_ids(browser))
     # ... and the filters narrow by operator, keeping the score filter.
-    operator = browser.find_element(By.NAME, "operator")
-    operator.send_keys("106")
+    walk.field("operator").send_keys("106")
     browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
     wait_for(browser, lambda d: "operator=106" in d.current_url, "the operator's low scores")
     assert set(walk.column("#calls tbody td.operator")) == {"Сергей Новиков (106)"}  # named as the PBX lists them
+    if width == "phone":  # the filters folded again, saying how many are set
+        assert walk.text("details.fold summary") == "Фильтры (2)" and not walk.field_shown("operator")
     low_of_106 = api(url, "calls?operator=106&score_lte=8&per_page=1")["_meta"]["total"]
     assert walk.text("main p").startswith(f"Найдено: {low_of_106}")
     walk.check("calls-low-106")
