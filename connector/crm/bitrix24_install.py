@@ -81,7 +81,7 @@ HANDLER_PATH = "/bitrix24/app/"  # webhooks.bitrix24's route, before the key
 BIND_CHECK_SECONDS = 5.0  # how often a worker looks whether the uninstall handler still needs registering
 BIND_LEASE = timedelta(minutes=2)  # one process registers at a time; a crashed attempt is retried after this
 BIND_BACKOFF = (60, 300, 900, 3600, 6 * 3600)  # seconds after the 1st, 2nd, ... failure: never a tight loop
-_HOST = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+_HOST = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})")
 
 
 class EventOutcome(enum.StrEnum):
