@@ -66,7 +66,8 @@ def test_a_portal_on_the_international_cloud_is_renewed_at_oauth_bitrix_info(db)
 def test_the_server_a_refresh_answer_names_is_kept_for_the_next_refresh(db):
     install(db, "https://oauth.bitrix.info/rest/")
     responses.get("https://oauth.bitrix.info/oauth/token/", json=answer("https://oauth.bitrix24.tech/rest/", 1))
-    east = responses.get("https://oauth.bitrix24.tech/oauth/token/", json=answer("https://oauth.bitrix24.tech/rest/", 2))
+    east = responses.get("https://oauth.bitrix24.tech/oauth/token/",
+                         json=answer("https://oauth.bitrix24.tech/rest/", 2))
     renewing = tokens(db)
     renewing.refresh("install-access")
     assert oauth_server(db) == "https://oauth.bitrix24.tech"
@@ -152,10 +153,10 @@ def test_a_failed_registration_is_counted_and_waits_longer_each_time(db, caplog)
             raise outcomes.pop(0)
         return True
 
-    handler = UninstallHandler(db, "https://connector.example/bitrix24/app/key", call, clock=lambda: clock.now,
-                               monotonic=lambda: clock.mono)
+    where = "https://connector.example/bitrix24/app/key"
+    handler = UninstallHandler(db, where, call, clock=lambda: clock.now, monotonic=lambda: clock.mono)
     assert handler.run_due() is False
-    assert calls == [("event.bind", {"event": "ONAPPUNINSTALL", "handler": "https://connector.example/bitrix24/app/key"})]
+    assert calls == [("event.bind", {"event": "ONAPPUNINSTALL", "handler": where})]
     _bound, failures, error, next_at = binding(db)
     assert (failures, error) == (1, "event.bind: no answer (ConnectTimeout)")
     assert next_at == clock.now + timedelta(seconds=BIND_BACKOFF[0])

@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from urllib.parse import urlsplit
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 import requests
 from cryptography.fernet import Fernet, InvalidToken

@@ -63,9 +63,8 @@ from sqlalchemy.orm import Session
 from connector.accounts import account_row
 from connector.crm import CrmError
 from connector.crm.account import OAuthTokens, store_tokens, token_cipher
-from connector.models import CrmAccount
 from connector.db import Database
-from connector.models import SettingsAudit
+from connector.models import CrmAccount, SettingsAudit
 from connector.console_secrets import masked
 
 log = logging.getLogger(__name__)

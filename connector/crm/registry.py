@@ -111,7 +111,7 @@ def _bitrix24(config, db: Database, *, session=None, exchange: bool = True):
     # Renewed at the OAuth server the portal named at install (and each refresh since), else at
     # BITRIX24_OAUTH_URL (connector.crm.bitrix24_install says why the portal's wins).
     tokens = Bitrix24Tokens(db, "bitrix24", token_url=config.BITRIX24_OAUTH_URL, secret_key=config.SECRET_KEY,
-                               client=client, auth_code=config.BITRIX24_AUTH_CODE, wait_turn=limiter.wait_turn,
+                            client=client, auth_code=config.BITRIX24_AUTH_CODE, wait_turn=limiter.wait_turn,
                             http=session, grant_in_query=True, vendor="Bitrix24",
                             auth_code_setting="BITRIX24_AUTH_CODE (or install the application: settings page)")
     if exchange:

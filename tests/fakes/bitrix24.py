@@ -529,7 +529,8 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         fake.bound.append({"event": event, "handler": handler})  # docs event-bind.md: answers result true
         return True
 
-    COMMANDS = {"event.bind": event_bind, "telephony.externalcall.register": register, "telephony.externalcall.finish": finish,
+    COMMANDS = {"event.bind": event_bind,
+                "telephony.externalcall.register": register, "telephony.externalcall.finish": finish,
                 "telephony.externalcall.attachrecord": attach_record,
                 "crm.activity.todo.add": todo_add, "crm.activity.list": activity_list,
                 "crm.contact.update": entity_update("contact"), "crm.lead.update": entity_update("lead"),
