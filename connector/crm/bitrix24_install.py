@@ -64,6 +64,7 @@ from connector.accounts import account_row
 from connector.crm import CrmError
 from connector.crm.account import OAuthTokens, store_tokens, token_cipher
 from connector.db import Database
+from connector.metrics import BITRIX24_EVENT_BINDS
 from connector.models import CrmAccount, SettingsAudit
 from connector.console_secrets import masked
 
@@ -355,9 +356,11 @@ class UninstallHandler:
             now = self.clock()
             if problem is None:
                 row.events_bound_at, row.bind_error, row.bind_next_at = now, None, None
+                BITRIX24_EVENT_BINDS.labels("bound").inc()
                 log.info("bitrix24: the ONAPPUNINSTALL handler is registered on %s", row.endpoint_url)
                 return True
             row.bind_failures = (row.bind_failures or 0) + 1
+            BITRIX24_EVENT_BINDS.labels("failed").inc()
             row.bind_error = problem[:255]
             wait = BIND_BACKOFF[min(row.bind_failures, len(BIND_BACKOFF)) - 1]
             row.bind_next_at = now + timedelta(seconds=wait)
