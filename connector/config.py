@@ -126,6 +126,7 @@ class Config:
     BITRIX24_CLIENT_ID: str = ""
     BITRIX24_CLIENT_SECRET: str = ""
     BITRIX24_AUTH_CODE: str = ""
+    # The code exchange, and renewals until the portal names a trusted server (connector.crm.bitrix24_install)
     BITRIX24_OAUTH_URL: str = "https://oauth.bitrix24.tech/oauth/token/"
     BITRIX24_USER_MAP: dict = field(default_factory=dict)
     BITRIX24_RATE_LIMIT: float = 2.0

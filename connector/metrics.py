@@ -26,6 +26,8 @@ MANGO_RESULTS = Counter("connector_mango_results_total", "MANGO command answers,
                         "(or HTTP status when there is none)", ["command", "result"])
 RECORDING_COPIES = Counter("connector_recording_copies_total", "Recordings copied from the PBX for targets that "
                            "download them, by outcome (copied, missing, failed, deferred, over_limit)", ["outcome"])
+BITRIX24_EVENT_BINDS = Counter("connector_bitrix24_event_binds_total", "Registrations of the Bitrix24 "
+                               "ONAPPUNINSTALL handler (event.bind), by outcome (bound, failed)", ["outcome"])
 
 
 def queue_metrics(components: dict) -> CollectorRegistry:

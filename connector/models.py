@@ -466,6 +466,15 @@ class CrmAccount(Base):
     member_id: Mapped[str | None] = mapped_column(String(64))
     secret_enc: Mapped[str | None] = mapped_column(Text)
     connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bitrix24: the origin of the OAuth server that issues the portal's tokens (the install's and each refresh's
+    # `server_endpoint`); None: BITRIX24_OAUTH_URL. And the connector's ONAPPUNINSTALL handler, registered with
+    # `event.bind` by the worker after the install: when it was, else its failures, the last reason and when
+    # it is tried again (connector.crm.bitrix24_install).
+    oauth_server: Mapped[str | None] = mapped_column(String(255))
+    events_bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bind_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    bind_error: Mapped[str | None] = mapped_column(String(255))
+    bind_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # amoCRM: the connection an admin made in the console (JSON, encrypted), and an authorization waiting for
     # amoCRM's redirect back (its state's hash, session, expiry and keys; encrypted) (connector.crm.amocrm_connection).
     connection_enc: Mapped[str | None] = mapped_column(Text)

@@ -99,6 +99,7 @@ class DeliveryLoop:
             self.queue.release(self._claimed_ahead() or [])
             self._probe()
             return 0
+        self._upkeep()
         work = self._claimed_ahead()
         if work is None:
             work = self._claim()
@@ -120,6 +121,17 @@ class DeliveryLoop:
         else:
             self._recording = self._recorder.submit(self.queue.finish, work, outcomes, self.target)
         return len(work)
+
+    def _upkeep(self) -> None:
+        """The target's own chores between batches (Bitrix24: its uninstall handler), if it has any. They
+        keep their own schedule and failure count; a bug there is logged and never stops deliveries."""
+        upkeep = getattr(self.target, "upkeep", None)
+        if upkeep is None:
+            return
+        try:
+            upkeep()
+        except Exception:
+            log.exception("%s: upkeep between batches failed", self.crm)
 
     def _blocked(self, work: list[Work], exc: AccountBlocked) -> None:
         """Pause the target. The jobs whose outcome it knows are stored; the rest go back, keeping the

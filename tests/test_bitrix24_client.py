@@ -129,3 +129,20 @@ def test_a_removed_application_blocks_the_account(db, portal):
     with pytest.raises(AccountBlocked) as blocked:
         client.call("app.info")
     assert "BITRIX24_AUTH_CODE" in blocked.value.message
+
+
+def test_the_fake_oauth_server_names_itself_and_refuses_a_refresh_token_it_did_not_issue(portal):
+    """As another region's server would: a refresh token issued elsewhere is invalid_grant (docs
+    settings/oauth/error-codes.md); each answer names this server's own server_endpoint (auto-renewal.md)."""
+    import requests
+
+    fake, url = portal
+    keys = {"client_id": fake.client_id, "client_secret": fake.client_secret, "grant_type": "refresh_token"}
+    foreign = requests.get(f"{url}/oauth/token/", params={**keys, "refresh_token": "issued-elsewhere"}, timeout=5)
+    assert foreign.status_code == 400 and foreign.json()["error"] == "invalid_grant"
+    issued = requests.get(f"{url}/oauth/token/", params={"client_id": fake.client_id, "client_secret":
+                                                         fake.client_secret, "grant_type": "authorization_code",
+                                                         "code": fake.new_auth_code()}, timeout=5).json()
+    assert issued["server_endpoint"] == f"{url}/rest/"
+    renewed = requests.get(f"{url}/oauth/token/", params={**keys, "refresh_token": issued["refresh_token"]}, timeout=5)
+    assert renewed.status_code == 200 and renewed.json()["server_endpoint"] == f"{url}/rest/"

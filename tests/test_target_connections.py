@@ -9,8 +9,11 @@ a test message is signed and checked by a fake receiver; a failing receiver is s
 import logging
 import re
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import pytest
+import requests
+import responses
 from sqlalchemy import select
 
 from app import create_app
@@ -36,8 +39,9 @@ def connector(db_url, fake: FakeBitrix24, **overrides):
     later = Later()
     with serving(create_fake_bitrix24(fake)) as portal_url, serving(create_fake_mango(pbx)) as pbx_url, \
             serving(later) as connector_url:
-        config = make_config(db_url, **{"CRM": "bitrix24", **overrides}, BITRIX24_CLIENT_ID=fake.client_id,
-                             BITRIX24_CLIENT_SECRET=fake.client_secret, BITRIX24_OAUTH_URL=f"{portal_url}/oauth/token/",
+        config = make_config(db_url, **{"CRM": "bitrix24", "BITRIX24_OAUTH_URL": f"{portal_url}/oauth/token/",
+                                        **overrides}, BITRIX24_CLIENT_ID=fake.client_id,
+                             BITRIX24_CLIENT_SECRET=fake.client_secret,
                              BITRIX24_USER_MAP="101:5551", BITRIX24_RATE_LIMIT=5, SURVEY_WAIT_SECONDS=0,
                              PUBLIC_BASE_URL=connector_url, MANGO_API_URL=pbx_url + "/vpbx/")
         app = later.app = create_app(config)
@@ -166,6 +170,82 @@ def test_an_admin_disconnects_bitrix24_and_only_an_admin_may(db_url):
         assert "Connect Bitrix24" in english and "The application is not installed yet" in english
         assert "Outbound webhook" in english and "Send a test message" not in english  # no URL: nothing to test
         assert audits(app, "bitrix24_install")[-1].actor == "anna"
+
+
+def test_the_worker_binds_the_uninstall_handler_and_the_portal_s_uninstall_forgets_it(db_url):
+    fake = FakeBitrix24()
+    with connector(db_url, fake) as (app, config, portal_url):
+        [worker] = build_workers(config, app.extensions["connector"].db)
+        admin = logged_in(app)
+        url = handler_url(admin.get("/settings").get_data(as_text=True))
+        assert fake.install_application(url, portal_url).json() == {"result": "installed"}
+        page = admin.get("/settings").get_data(as_text=True)
+        assert "Обработчик удаления приложения (ONAPPUNINSTALL) ещё не зарегистрирован" in page
+        # The fake's OAuth server is plain http on 127.0.0.1: not trusted, so BITRIX24_OAUTH_URL renews.
+        assert f"токены обновляются по BITRIX24_OAUTH_URL ({portal_url}/oauth/token/)" in page
+        assert fake.bound == []  # the install request itself bound nothing: the portal never waited on us
+
+        fake.failing = True  # the portal is down when the worker first tries
+        assert worker.run_once() == 0
+        assert fake.bound == []
+        page = admin.get("/settings").get_data(as_text=True)
+        assert "Не удалось зарегистрировать обработчик удаления приложения (ONAPPUNINSTALL), попыток: 1" in page
+        assert "event.bind: 500 INTERNAL_SERVER_ERROR" in page
+        with app.extensions["connector"].db.transaction() as s:  # the pause is over
+            account_row(s, "bitrix24").bind_next_at = None
+        worker.target.uninstall._checked = float("-inf")
+        fake.failing = False
+        worker.run_once()
+        assert fake.bound == [{"event": "ONAPPUNINSTALL", "handler": url}]
+        page = admin.get("/settings").get_data(as_text=True)
+        assert "Обработчик удаления приложения (ONAPPUNINSTALL) зарегистрирован на портале" in page
+        worker.target.uninstall._checked = float("-inf")
+        worker.run_once()
+        assert len(fake.bound) == 1  # once per install
+
+        [answer] = fake.uninstall_application()  # posted to the bound handler, without tokens
+        assert answer.json() == {"result": "uninstalled"}
+        assert stored(app) == (None, None, None, None, None)
+        assert "Приложение ещё не установлено" in admin.get("/settings").get_data(as_text=True)
+        assert audits(app, "bitrix24_install")[-1].after == {"portal": None}
+
+
+def test_an_uninstall_reaches_no_handler_that_was_never_bound(db_url):
+    fake = FakeBitrix24()
+    with connector(db_url, fake) as (app, _config, portal_url):
+        url = handler_url(logged_in(app).get("/settings").get_data(as_text=True))
+        fake.install_application(url, portal_url)
+        assert fake.uninstall_application() == []  # no worker ran: nothing bound, nothing posted (the old defect)
+        assert stored(app)[3] == portal_url
+
+
+def test_the_tokens_are_renewed_at_the_server_the_portal_named(db_url):
+    """The portal names the vendor's west server; `responses` stands in for it by handing each grant to the
+    fake's own token endpoint. BITRIX24_OAUTH_URL names the east server, which must never be asked."""
+    fake = FakeBitrix24(oauth_endpoint="https://oauth.bitrix.info/rest/")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as wire, \
+            connector(db_url, fake, BITRIX24_OAUTH_URL="https://oauth.bitrix24.tech/oauth/token/") \
+            as (app, config, portal_url):
+        wire.add_passthru(re.compile(r"http://127\.0\.0\.1:\d+"))
+
+        def west(request):
+            answer = requests.get(f"{portal_url}/oauth/token/?{urlsplit(request.url).query}", timeout=10)
+            return answer.status_code, {"Content-Type": "application/json"}, answer.content
+
+        wire.add_callback(responses.GET, "https://oauth.bitrix.info/oauth/token/", callback=west)
+        [worker] = build_workers(config, app.extensions["connector"].db)
+        url = handler_url(logged_in(app).get("/settings").get_data(as_text=True))
+        fake.install_application(url, portal_url)
+        page = logged_in(app).get("/settings").get_data(as_text=True)
+        assert "Токены обновляются на сервере авторизации, который назвал портал: https://oauth.bitrix.info." in page
+
+        fake.expire_access_tokens()  # an hour later
+        portal = Portal(app, app.extensions["connector"].db, worker, fake)
+        portal.scored_call()
+        portal.drain()
+        assert len(fake.finished()) == 1 and fake.refreshes == 1
+        asked = {urlsplit(c.request.url).hostname for c in wire.calls if c.request.url.startswith("https://")}
+        assert asked == {"oauth.bitrix.info"}
 
 
 # --- the outbound webhook ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from connector.crm.bitrix24_install import handler_key
+from connector.crm.bitrix24_install import handler_url as bitrix24_handler_url
 from connector.accounts import account_row
 from connector.crm.webhook import NAME as WEBHOOK, TestAnswer, TestResult, send_test
 from connector.models import Role, SettingsAudit
@@ -53,7 +53,7 @@ def webhook_connection():
 
 def handler_url() -> str:
     config = services().config
-    return config.PUBLIC_BASE_URL.rstrip("/") + url_for("bitrix24.event", key=handler_key(config.SECRET_KEY))
+    return bitrix24_handler_url(config.PUBLIC_BASE_URL, config.SECRET_KEY)  # the worker binds the same address
 
 
 def bitrix24_section() -> dict:
@@ -61,6 +61,7 @@ def bitrix24_section() -> dict:
         installed = bitrix24_store().state(s)
     config = services().config
     return {"installed": installed, "handler_url": handler_url(), "env_portal": config.BITRIX24_PORTAL_URL,
+            "oauth_url": config.BITRIX24_OAUTH_URL,
             "has_app_keys": bool(config.BITRIX24_CLIENT_ID and config.BITRIX24_CLIENT_SECRET),
             "listed": "bitrix24" in config.targets, "form": ReplayForm()}
 

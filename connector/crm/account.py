@@ -8,6 +8,7 @@ import base64
 import hashlib
 import logging
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 import requests
 from cryptography.fernet import Fernet, InvalidToken
@@ -102,22 +103,27 @@ class OAuthTokens:
         self._cached = store_tokens(self.cipher, row, answer)
         return self._cached
 
-    def _grant(self, **grant) -> dict:
+    def token_url(self, row: CrmAccount | None) -> str:
+        """Where this account's grants go (Bitrix24: the server its portal named, connector.crm.bitrix24_install)."""
+        return self.url
+
+    def _grant(self, row: CrmAccount | None = None, **grant) -> dict:
         # Callers take their rate-limit turn before locking the account row: the limiter
         # needs that row (and on SQLite the whole database) itself.
+        url = self.token_url(row)
         try:
             if self.grant_in_query:
-                response = self.http.get(self.url, params={**self.client, **grant}, timeout=(5, 20))
+                response = self.http.get(url, params={**self.client, **grant}, timeout=(5, 20))
             else:
-                response = self.http.post(self.url, json={**self.client, **grant}, timeout=(5, 20))
+                response = self.http.post(url, json={**self.client, **grant}, timeout=(5, 20))
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise TransientError(f"token endpoint: {type(exc).__name__}") from None
         if response.status_code >= 500 or response.status_code == 429:
             raise TransientError(f"token endpoint: {response.status_code}", maybe_applied=False)
         if response.status_code != 200:
             # The code or refresh token is spent or wrong: only a new authorization helps.
-            raise AccountBlocked(f"{self.vendor} refused the {grant['grant_type']} grant ({response.status_code}): "
-                                 f"authorize again with {self.auth_code_setting}")
+            raise AccountBlocked(f"{self.vendor} refused the {grant['grant_type']} grant ({response.status_code} at "
+                                 f"{urlsplit(url).hostname}): authorize again with {self.auth_code_setting}")
         return response.json()
 
     def has_tokens(self) -> bool:
@@ -133,7 +139,7 @@ class OAuthTokens:
             row = account_row(s, self.crm, lock=True)
             if row.refresh_token_enc is not None:
                 return  # another process exchanged it while we waited
-            self._store(row, self._grant(grant_type="authorization_code", code=self.auth_code))
+            self._store(row, self._grant(row, grant_type="authorization_code", code=self.auth_code))
         log.info("%s: authorization code exchanged for tokens", self.crm)
 
     def exchange(self, code: str, also=lambda row: None) -> None:
@@ -170,6 +176,6 @@ class OAuthTokens:
             refresh_token = self._decrypt(row.refresh_token_enc)
             if not refresh_token:
                 raise AccountBlocked(f"{self.vendor} is not authorized: no refresh token stored")
-            token = self._store(row, self._grant(grant_type="refresh_token", refresh_token=refresh_token))
+            token = self._store(row, self._grant(row, grant_type="refresh_token", refresh_token=refresh_token))
         log.info("%s: access token refreshed", self.crm)
         return token

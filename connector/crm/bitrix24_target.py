@@ -123,9 +123,15 @@ class Bitrix24Target:
         return self.max_batch // per_job
 
     def __init__(self, api: Bitrix24Api, opts: Bitrix24Options, planning: Bitrix24Planning,
-                 limiter: SharedRateLimiter | None = None):
+                 limiter: SharedRateLimiter | None = None, *, uninstall=None):
         self.api, self.opts, self.planning, self.limiter = api, opts, planning, limiter
         self.held: dict[str, float] = {}  # method -> unix time its spent budget is free again
+        self.uninstall = uninstall  # connector.crm.bitrix24_install.UninstallHandler, or None
+
+    def upkeep(self) -> None:
+        """Between batches: register the ONAPPUNINSTALL handler of a fresh install (when due)."""
+        if self.uninstall is not None:
+            self.uninstall.run_due()
 
     def probe(self) -> None:
         """Resumes the target only when the application is back and may read telephony statistics

@@ -100,6 +100,7 @@ def _webhook_target(config, db: Database, *, session=None):
 def _bitrix24(config, db: Database, *, session=None, exchange: bool = True):
     """The portal's REST client and its rate limiter."""
     from connector.crm.bitrix24 import Bitrix24Api
+    from connector.crm.bitrix24_install import Bitrix24Tokens
     from connector.wiring import build_bitrix24_install
 
     # The portal's limit is a leaky bucket of 50 draining at the rate (docs limits.md): jitter waits in the
@@ -107,10 +108,12 @@ def _bitrix24(config, db: Database, *, session=None, exchange: bool = True):
     # portal) holds the slot for everyone.
     limiter = SharedRateLimiter(db, "bitrix24", config.BITRIX24_RATE_LIMIT, headroom=1.0)
     client = {"client_id": config.BITRIX24_CLIENT_ID, "client_secret": config.BITRIX24_CLIENT_SECRET}
-    tokens = OAuthTokens(db, "bitrix24", token_url=config.BITRIX24_OAUTH_URL, secret_key=config.SECRET_KEY,
-                         client=client, auth_code=config.BITRIX24_AUTH_CODE, wait_turn=limiter.wait_turn, http=session,
-                         grant_in_query=True, vendor="Bitrix24",
-                         auth_code_setting="BITRIX24_AUTH_CODE (or install the application: settings page)")
+    # Renewed at the OAuth server the portal named at install (and each refresh since), else at
+    # BITRIX24_OAUTH_URL (connector.crm.bitrix24_install says why the portal's wins).
+    tokens = Bitrix24Tokens(db, "bitrix24", token_url=config.BITRIX24_OAUTH_URL, secret_key=config.SECRET_KEY,
+                            client=client, auth_code=config.BITRIX24_AUTH_CODE, wait_turn=limiter.wait_turn,
+                            http=session, grant_in_query=True, vendor="Bitrix24",
+                            auth_code_setting="BITRIX24_AUTH_CODE (or install the application: settings page)")
     if exchange:
         _exchange_at_start(db, "bitrix24", tokens, config.BITRIX24_AUTH_CODE)
     # The portal installed from the settings page wins over BITRIX24_PORTAL_URL, read at each request.
@@ -119,16 +122,19 @@ def _bitrix24(config, db: Database, *, session=None, exchange: bool = True):
 
 
 def _bitrix24_target(config, db: Database, *, session=None):
+    from connector.crm.bitrix24_install import UninstallHandler, handler_url
     from connector.crm.bitrix24_target import Bitrix24Options, Bitrix24Planning, Bitrix24Target
 
     api, limiter = _bitrix24(config, db, session=session)
+    uninstall = UninstallHandler(db, handler_url(config.PUBLIC_BASE_URL, config.SECRET_KEY), api.call)
     options = Bitrix24Options(public_base_url=config.PUBLIC_BASE_URL, secret_key=config.SECRET_KEY,
                               create_crm=config.BITRIX24_CREATE_CRM,
                               score_field=config.BITRIX24_SCORE_FIELD,
                               low_score_field=config.BITRIX24_LOW_SCORE_FIELD,
                               task_hours=config.LOW_SCORE_TASK_HOURS, task_template=config.LOW_SCORE_TASK_TEMPLATE,
                               default_user_id=config.BITRIX24_DEFAULT_USER_ID)
-    return Bitrix24Target(api, options, Bitrix24Planning(config.SURVEY_WAIT_SECONDS, config.LOW_SCORE_TASK), limiter)
+    return Bitrix24Target(api, options, Bitrix24Planning(config.SURVEY_WAIT_SECONDS, config.LOW_SCORE_TASK), limiter,
+                          uninstall=uninstall)
 
 
 BUILDERS = {"amocrm": _amocrm_target, "bitrix24": _bitrix24_target, "webhook": _webhook_target}

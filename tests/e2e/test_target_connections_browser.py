@@ -37,6 +37,9 @@ def test_an_admin_installs_bitrix24_and_sends_a_webhook_test_message(browser, db
         browser.refresh()
         assert f"Приложение установлено на портале {portal_url}" in browser.find_element(By.ID, "bitrix24-state").text
         assert browser.find_elements(By.ID, "bitrix24-disconnect")
+        # No worker runs here: the removal handler waits for it, and the page says so (and which server renews).
+        assert "ещё не зарегистрирован" in browser.find_element(By.ID, "bitrix24-uninstall-handler").text
+        assert "BITRIX24_OAUTH_URL" in browser.find_element(By.ID, "bitrix24-oauth-server").text
 
         field = browser.find_element(By.ID, "webhook-url")
         field.clear()

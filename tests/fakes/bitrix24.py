@@ -20,8 +20,12 @@ how-to-call-rest-api/batch and limits, oauth):
   and checks the file name's extension; `voximplant.statistic.get` filters, sorts and pages its rows and
   needs the "Call statistics - View" right. Each behaviour names its source beside it.
 - `install_application` posts ONAPPINSTALL with a fresh token pair and application_token to the
-  application's handler, as the portal does when an admin installs it (docs common/events/on-app-install.md);
+  application's handler, as the portal does when an admin installs it (docs common/events/on-app-install.md),
+  naming the fake's own OAuth server in `server_endpoint` (`oauth_endpoint` names another, e.g. the vendor's);
   `send_event` posts a later event with that token.
+- `event.bind` records the handlers the application registers (`bound`); `uninstall_application` removes the
+  application and posts ONAPPUNINSTALL only to the handlers bound for it (docs api-reference/events/index.md,
+  settings/app-uninstallation.md).
 - `uninstalled` answers every method 401 `invalid_token` and refuses every grant: the application was
   removed from the portal.
 """
@@ -79,6 +83,13 @@ class FakeBitrix24:
     lose_answers: int = 0  # the next N requests are applied, then answered 504 as if the reply was lost
     drop_requests: int = 0  # the next N requests are answered 504 without being applied (a proxy gave up)
     application_token: str = ""  # set by install_application, carried by every later event
+    # docs settings/oauth/auto-renewal.md: a token answer names its server's `server_endpoint`; None: this fake's
+    # own (<its address>/rest/); a test sets the vendor's to have the connector renew "there" (see tests)
+    oauth_endpoint: str | None = None
+    bound: list = field(default_factory=list)  # event.bind calls: {"event": upper-case name, "handler": url}
+    uninstall_posts: list = field(default_factory=list)  # (handler, status) of every ONAPPUNINSTALL posted
+    member_id: str = MEMBER_ID  # of the last install
+    portal_url: str = ""  # where the last install said the portal is
     # --- the portal's users (operators mapped to CRM users on the settings page) ---
     profiles: dict = field(default_factory=dict)  # user id (of `users`) -> {"NAME", "LAST_NAME", "EMAIL", "ACTIVE"}
 
@@ -126,12 +137,15 @@ class FakeBitrix24:
         """An admin installs the local application: the portal posts ONAPPINSTALL to its handler."""
         with self.lock:
             self.application_token = application_token or secrets.token_hex(16)  # docs on-app-install.md: per install
-            issued = self._issue()
+            self.bound = []  # docs event-bind.md: a new install has no handlers ("set from scratch")
+            issued = self._issue(portal_url)
+            self.member_id, self.portal_url = member_id, portal_url
         host = urlsplit(portal_url).netloc
         auth = {**issued, "domain": host, "member_id": member_id, "application_token": self.application_token,
                 # docs on-app-install.md: client_endpoint is "the general path for API method calls of the account"
-                "client_endpoint": portal_url.rstrip("/") + "/rest/",
-                "server_endpoint": portal_url.rstrip("/") + "/oauth/rest/"}
+                "client_endpoint": portal_url.rstrip("/") + "/rest/"}
+        # issued["server_endpoint"]: docs on-app-install.md, "authorization server address for token renewal":
+        # this fake's own OAuth server (served at the same address as the portal), or `oauth_endpoint`
         # docs on-app-install.md: "Data is sent as a POST request": event, data[...], ts, auth[...] as a PHP form;
         # the application's own install handler also gets the OAuth pair (bitrix-tools/crest CRest::installApp).
         form = {"event": "ONAPPINSTALL", "data[VERSION]": "1", "data[ACTIVE]": "Y", "data[INSTALLED]": "Y",
@@ -147,7 +161,31 @@ class FakeBitrix24:
                 "auth[member_id]": MEMBER_ID, "auth[application_token]": token}
         return requests.post(handler_url, data=form, timeout=10)
 
-    def _issue(self) -> dict:
+    def uninstall_application(self, *, clean: int = 1) -> list:
+        """An admin deletes the application: its tokens stop working, its event handlers are deleted, and
+        ONAPPUNINSTALL goes to the handlers bound for it, and only to them."""
+        with self.lock:
+            self.uninstalled = True  # docs on-app-uninstall.md: "all access permissions ... are revoked"
+            # docs api-reference/events/index.md: events go to handlers registered with event.bind; docs
+            # settings/app-uninstallation.md: a local app's OnAppUninstall handler "if such a handler exists"
+            handlers = [b["handler"] for b in self.bound if b["event"] == "ONAPPUNINSTALL"]
+            self.bound = []  # docs settings/app-uninstallation.md: the app's event handlers are deleted with it
+        portal = (self.portal_url or "https://portal.bitrix24.ru").rstrip("/")
+        # docs on-app-uninstall.md: data[LANGUAGE_ID], data[CLEAN], ts, and auth without any token
+        form = {"event": "ONAPPUNINSTALL", "data[LANGUAGE_ID]": "ru", "data[CLEAN]": str(clean),
+                "ts": str(int(time.time())), "auth[domain]": urlsplit(portal).netloc,
+                "auth[server_endpoint]": self.oauth_endpoint or portal + "/rest/",
+                "auth[client_endpoint]": portal + "/rest/",
+                "auth[member_id]": self.member_id,
+                "auth[application_token]": self.application_token}
+        answers = []
+        for handler in handlers:
+            answer = requests.post(handler, data=form, timeout=10)
+            self.uninstall_posts.append((handler, answer.status_code))
+            answers.append(answer)
+        return answers
+
+    def _issue(self, own_url: str = "https://portal.bitrix24.ru") -> dict:
         access, refresh = secrets.token_hex(16), secrets.token_hex(16)
         self.access_tokens[access] = time.monotonic() + 3600
         self.refresh_tokens[refresh] = True
@@ -155,7 +193,9 @@ class FakeBitrix24:
                 "expires": int(time.time()) + 3600, "scope": "telephony,crm", "domain": "portal.bitrix24.ru",
                 "status": "L",
                 "member_id": "member", "user_id": 1, "client_endpoint": "https://portal.bitrix24.ru/rest/",
-                "server_endpoint": "https://oauth.bitrix24.tech/rest/"}
+                # docs settings/oauth/auto-renewal.md: "the address of the REST interface of the authorization
+                # server" (https://oauth.bitrix.info/rest/): here this fake's own, or the one a test names
+                "server_endpoint": self.oauth_endpoint or own_url.rstrip("/") + "/rest/"}
 
     def _admit(self) -> bool:
         """The leaky bucket: True when the request fits."""
@@ -209,11 +249,13 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
                 return error(400, "invalid_grant", "Application is not installed")
             if grant == "authorization_code" and args.get("code") in fake.auth_codes:
                 fake.auth_codes.discard(args["code"])
-                return jsonify(fake._issue())
+                return jsonify(fake._issue(request.host_url))
             if grant == "refresh_token" and fake.refresh_tokens.get(args.get("refresh_token")):
                 fake.refresh_tokens[args["refresh_token"]] = False  # single use
                 fake.refreshes += 1
-                return jsonify(fake._issue())
+                return jsonify(fake._issue(request.host_url))
+        # docs settings/oauth/error-codes.md: invalid_grant for authorization data it does not accept, such as a
+        # refresh token this server did not issue (another region's) or one already used
         return error(400, "invalid_grant", "Invalid authorization code or refresh token")
 
     def _timing(method: str) -> dict:
@@ -472,7 +514,23 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
             return True
         return update
 
-    COMMANDS = {"telephony.externalcall.register": register, "telephony.externalcall.finish": finish,
+    # docs api-reference/common/events/index.md, events.md: the events an application may bind (those used here)
+    BINDABLE = {"ONAPPUNINSTALL", "ONAPPINSTALL", "ONAPPUPDATE", "ONCRMLEADADD", "ONCRMDEALADD"}
+
+    def event_bind(args: dict) -> bool:
+        event, handler = str(args.get("event", "")).upper(), str(args.get("handler", ""))
+        if event not in BINDABLE:  # docs event-bind.md: 400 ERROR_EVENT_NOT_FOUND "Event not found"
+            raise CommandError("ERROR_EVENT_NOT_FOUND", "Event not found")
+        if not handler:
+            raise CommandError("ERROR_CORE", "Handler is required")
+        if {"event": event, "handler": handler} in fake.bound:
+            # not in the docs: the refusal public integrations match on (ERROR_CORE "Handler already binded")
+            raise CommandError("ERROR_CORE", "Handler already binded")
+        fake.bound.append({"event": event, "handler": handler})  # docs event-bind.md: answers result true
+        return True
+
+    COMMANDS = {"event.bind": event_bind,
+                "telephony.externalcall.register": register, "telephony.externalcall.finish": finish,
                 "telephony.externalcall.attachrecord": attach_record,
                 "crm.activity.todo.add": todo_add, "crm.activity.list": activity_list,
                 "crm.contact.update": entity_update("contact"), "crm.lead.update": entity_update("lead"),
