@@ -618,10 +618,16 @@ def reports():
     policy = policies.for_line(flt.line)  # the chart's colours: the threshold of the line shown, or the global one
     return render_template("reports.html", query=raw, operators=operators, lines=lines, policy=policy,
                            own_thresholds=sorted(line for line, o in policies.lines.items() if "max_threshold" in o),
-                           distribution=charts.bars(scores), days=days, W=charts.WIDTH, H=charts.HEIGHT,
-                           trend_points=charts.line([d["average"] for d in days], policy.scale_min,
-                                                    policy.scale_max), counted_at=counted["counted_at"],
+                           distribution=charts.bar_chart(scores, (policy.scale_min, policy.scale_max)),
+                           days=days, chart=charts, trend=_trend(days, policy), counted_at=counted["counted_at"],
                            problem=None, bad_field=None)
+
+
+def _trend(days: list[dict], policy) -> charts.LineChart:
+    """The daily averages on the scale in force, the days named as the page writes them."""
+    return charts.line_chart([date.fromisoformat(d["day"]) for d in days], [d["average"] for d in days],
+                             policy.scale_min, policy.scale_max, short=[labels.short_day_label(d["day"]) for d in days],
+                             full=[labels.day_label(d["day"]) for d in days])
 
 
 @bp.get("/reports/export.xlsx")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from flask_babel import format_date, gettext as _, lazy_gettext as _l
+from babel.dates import format_skeleton
+from flask_babel import format_date, get_locale, gettext as _, lazy_gettext as _l
 
 from connector.audit import AuditScope, audit_subject
 from connector.models import (DeliveryStatus, JobStatus, NotificationKind, Role, ScanProblem, ScoreOrigin,
@@ -344,6 +345,14 @@ def day_label(day: str | date | None) -> str:
         except ValueError:
             return day
     return format_date(day, "short")
+
+
+def short_day_label(day: str | date) -> str:
+    """A day and month only, as the page's language writes them ("22.11", "11/22"): a chart's x axis, where the
+    year is the table's to tell."""
+    if isinstance(day, str):
+        day = datetime.fromisoformat(day).date()
+    return format_skeleton("dM", day, locale=get_locale())
 
 
 def masked_phone(number: str | None) -> str:
