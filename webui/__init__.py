@@ -220,6 +220,16 @@ def crm_status_names() -> dict[str, str]:
     return {status.value: labels.delivery_status_label(status) for status in DeliveryStatus}
 
 
+def direction_names() -> dict[str, str]:
+    """A call's direction as the console names it, in the page's language (the call page, the exports)."""
+    return {code: labels.direction_label(code) for code in labels.DIRECTIONS}
+
+
+def survey_names() -> dict[str, str]:
+    """A call's survey state as the console names it, in the page's language (the call page, the exports)."""
+    return {str(state): labels.survey_label(state) for state in labels.SURVEY_STATES}
+
+
 def _zone_name() -> str:
     """CONSOLE_TIMEZONE as people call it, in the page's language ("Москва", "Moscow Time")."""
     from babel.dates import get_timezone_name
@@ -567,7 +577,8 @@ SEPARATORS = {"semicolon": Separator.SEMICOLON, "comma": Separator.COMMA}  # ?se
 
 def export_layout(separator: Separator = Separator.SEMICOLON) -> Layout:
     """An export as the person asking reads it: the columns named in the page's language (as the list names
-    them where it shows them), times in CONSOLE_TIMEZONE, the CRM status as the console names it."""
+    them where it shows them), times in CONSOLE_TIMEZONE, the direction, the survey and the CRM status as the
+    console names them (plain strings: the layout goes to a child process, which has no request)."""
     headers = {"call_id": _("Звонок"), "started_at": _("Начало"), "direction": _("Направление"),
                "operator": _("Оператор"), "line_number": _("Линия"), "customer_phone": _("Клиент"),
                "talk_seconds": _("Разговор, с"), "survey": _("Опрос"), "customer_score": _("Оценка клиента"),
@@ -575,6 +586,7 @@ def export_layout(separator: Separator = Separator.SEMICOLON) -> Layout:
                "crm_status": _("Статус в CRM"), "crm_entity": _("Запись в CRM")}
     csv_time, xlsx_time = EXPORT_TIMES[str(get_locale())]
     return Layout(headers=tuple(headers[c] for c in COLUMNS), statuses=crm_status_names(),
+                  directions=direction_names(), surveys=survey_names(),
                   zone=services().config.CONSOLE_TIMEZONE, csv_time=csv_time, xlsx_time=xlsx_time,
                   separator=separator, bom=True, sheet=_("Звонки"))
 

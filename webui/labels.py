@@ -12,7 +12,7 @@ from flask_babel import format_date, get_locale, gettext as _, lazy_gettext as _
 
 from connector.audit import AuditScope, audit_subject
 from connector.models import (DeliveryStatus, JobStatus, NotificationKind, Role, ScanProblem, ScoreOrigin,
-                              ScoreSource)
+                              ScoreSource, SurveyState)
 from connector.outbox import JobKind
 from connector.status import State
 from connector.threshold import HighScores, ScoreReason, ScoreStatus, score_reason
@@ -44,6 +44,21 @@ DELIVERY_STATUSES = {
 
 def delivery_status_label(code: str | None) -> str:
     return _label(DELIVERY_STATUSES, code)
+
+
+DIRECTIONS = {"inbound": _l("входящий"), "outbound": _l("исходящий"), "internal": _l("внутренний")}  # calls.direction
+
+
+def direction_label(code: str | None) -> str:
+    return _label(DIRECTIONS, code)
+
+
+SURVEY_STATES = {SurveyState.PENDING: _l("ждёт ответа"), SurveyState.ANSWERED: _l("ответ получен"),
+                 SurveyState.NO_ANSWER: _l("без ответа"), SurveyState.NOT_OFFERED: _l("не предложен")}
+
+
+def survey_label(code: str | None) -> str:
+    return _label(SURVEY_STATES, code)
 
 
 JOB_STATUSES = {
@@ -364,7 +379,7 @@ def masked_phone(number: str | None) -> str:
 
 FILTERS = {
     "role": role_label, "delivery_status": delivery_status_label, "job_status": job_status_label,
-    "job_kind": job_kind_label, "target": target_label, "score_source": score_source_label,
+    "job_kind": job_kind_label, "direction": direction_label, "survey": survey_label, "target": target_label, "score_source": score_source_label,
     "score_origin": score_origin_label, "score_status": score_status_label, "score_reason": score_reason_label,
     "decision": decision_label, "state": state_label, "scan_problem": scan_problem_label,
     "scan_window": scan_window_label, "timeline_what": timeline_what, "event_source": event_source_label,
