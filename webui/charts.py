@@ -81,6 +81,11 @@ class LineChart:
     x_ticks: list[Tick]
 
     @property
+    def radius(self) -> float:
+        """A point's size: smaller when a month or more of them would run into one another."""
+        return 4 if len(self.points) <= 31 else 2.5
+
+    @property
     def polyline(self) -> str:
         """The points as SVG's polyline wants them."""
         return " ".join(f"{p.x:.1f},{p.y:.1f}" for p in self.points)

@@ -73,6 +73,7 @@ def test_points_sit_on_the_scale_by_calendar_day():
     assert [t.label for t in chart.y_ticks] == ["1", "2", "4", "6", "8", "10"]
     assert (first.label, first.value) == ("01.11.2026", 10)
     assert chart.polyline.split() == [f"{p.x:.1f},{p.y:.1f}" for p in chart.points]
+    assert chart.radius == 4
 
 
 def test_one_day_is_one_point_in_the_middle():
@@ -88,7 +89,7 @@ def test_three_months_of_days_get_labels_that_do_not_overlap_the_first_and_last_
     labels = [t.label for t in chart.x_ticks]
     assert labels[0] == "01.09" and labels[-1] == short[-1] and 4 <= len(labels) <= 12
     _no_overlap(chart.x_ticks)
-    assert len(chart.points) == 90  # every day keeps its point, with its <title>
+    assert len(chart.points) == 90 and chart.radius < 4  # every day keeps its point, smaller
 
 
 def test_no_days_draw_no_points():
