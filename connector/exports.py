@@ -11,9 +11,9 @@ score, under a score order) can cross the cursor, and so be missed or listed twi
 
 The file is written for the person who asked (`Layout`): the columns named in their language, times in the
 console's time zone (date cells in XLSX, text such as 26.11.2026 14:05 in CSV), the direction, the survey
-and the CRM status as the console names them; the CSV with a byte-order mark and `;` between fields, which is what Excel set up for
-Russian expects (one with `,` puts every row into one column and garbles the Cyrillic). The web face
-fills the layout in; the export itself knows no language."""
+and the CRM status as the console names them; the CSV with a byte-order mark and `;` between fields, which
+is what Excel set up for Russian expects (one with `,` puts every row into one column and garbles the
+Cyrillic). The web face fills the layout in; the export itself knows no language."""
 from __future__ import annotations
 
 import csv
@@ -54,8 +54,9 @@ class Separator(Enum):
 class Layout:
     """How an export is written for its reader. The defaults are the machine form: the columns' keys, UTC
     in ISO 8601, codes as stored, commas. `headers`: one per COLUMNS; `statuses`, `directions`, `surveys`: a
-    CRM status's, a call direction's, a survey state's label (a code without one stays as stored); `zone`: an IANA time zone; `csv_time`: a strftime format;
-    `xlsx_time`: an Excel number format; `sheet`: the XLSX sheet's name."""
+    CRM status's, a call direction's, a survey state's label (a code without one stays as stored); `zone`: an
+    IANA time zone; `csv_time`: a strftime format; `xlsx_time`: an Excel number format; `sheet`: the XLSX
+    sheet's name."""
     headers: tuple[str, ...] = COLUMNS
     statuses: Mapping[str, str] = field(default_factory=dict)
     directions: Mapping[str, str] = field(default_factory=dict)

@@ -113,9 +113,9 @@ def _number(value: float) -> str:
 
 
 def nice_ticks(low: float, high: float, most: int = Y_TICKS) -> list[float]:
-    """Round values from low to high for an axis, about `most` + 1 of them. An
-    end of the range that is not a round value is added when it is at least half a step from its neighbour:
-    a 1..10 scale reads 1, 2, 4, 6, 8, 10, so nobody takes its bottom for 0."""
+    """Round values from low to high for an axis, about `most` + 1 of them. An end of the range that is not a
+    round value is added when it is at least half a step from its neighbour: a 1..10 scale reads 1, 2, 4, 6,
+    8, 10, so nobody takes its bottom for 0."""
     step = nice_step(high - low, most)
     first = math.ceil(low / step - 1e-9) * step
     values = []
@@ -171,7 +171,8 @@ def bar_chart(pairs: list[tuple[int, int]], scale: tuple[int, int] | None = None
     for i, score in enumerate(scores_sorted):
         n = counts.get(score, 0)
         y = plot.y(n, 0, top)
-        bars.append(Bar(x=_r(plot.left + i * slot + slot * 0.15), y=_r(y), width=_r(slot * 0.7), height=_r(plot.bottom - y),
+        bars.append(Bar(x=_r(plot.left + i * slot + slot * 0.15), y=_r(y), width=_r(slot * 0.7),
+                        height=_r(plot.bottom - y),
                         label=str(score), value=n, value_shown=value_fits))
     centres = [b.x + b.width / 2 for b in bars]
     shown = thinned(centres, [text_width(b.label) for b in bars], gap=4)

@@ -379,7 +379,8 @@ def masked_phone(number: str | None) -> str:
 
 FILTERS = {
     "role": role_label, "delivery_status": delivery_status_label, "job_status": job_status_label,
-    "job_kind": job_kind_label, "direction": direction_label, "survey": survey_label, "target": target_label, "score_source": score_source_label,
+    "job_kind": job_kind_label, "direction": direction_label, "survey": survey_label, "target": target_label,
+    "score_source": score_source_label,
     "score_origin": score_origin_label, "score_status": score_status_label, "score_reason": score_reason_label,
     "decision": decision_label, "state": state_label, "scan_problem": scan_problem_label,
     "scan_window": scan_window_label, "timeline_what": timeline_what, "event_source": event_source_label,
