@@ -10,10 +10,10 @@ moves while the export runs (its summary moves it from when it was first seen to
 score, under a score order) can cross the cursor, and so be missed or listed twice.
 
 The file is written for the person who asked (`Layout`): the columns named in their language, times in the
-console's time zone (date cells in XLSX, text such as 26.11.2026 14:05 in CSV), the CRM status as the
-console names it; the CSV with a byte-order mark and `;` between fields, which is what Excel set up for
-Russian expects (one with `,` puts every row into one column and garbles the Cyrillic). The web face
-fills the layout in; the export itself knows no language."""
+console's time zone (date cells in XLSX, text such as 26.11.2026 14:05 in CSV), the direction, the survey
+and the CRM status as the console names them; the CSV with a byte-order mark and `;` between fields, which
+is what Excel set up for Russian expects (one with `,` puts every row into one column and garbles the
+Cyrillic). The web face fills the layout in; the export itself knows no language."""
 from __future__ import annotations
 
 import csv
@@ -36,6 +36,7 @@ PACE = 1.0  # an export rests this many times as long as it worked: at most half
 COLUMNS = ("call_id", "started_at", "direction", "operator", "line_number", "customer_phone", "talk_seconds",
            "survey", "customer_score", "supervisor_score", "tag", "reviews", "crm_status", "crm_entity")
 STARTED_AT, CRM_STATUS = COLUMNS.index("started_at"), COLUMNS.index("crm_status")
+DIRECTION, SURVEY = COLUMNS.index("direction"), COLUMNS.index("survey")
 # How wide each column is, in characters, for what it usually holds (the widths are set before any row is
 # read): a column is as wide as this or its header, whichever is wider.
 TYPICAL_WIDTHS = {"call_id": 22, "started_at": 17, "direction": 10, "operator": 10, "line_number": 14,
@@ -52,11 +53,14 @@ class Separator(Enum):
 @dataclass(frozen=True)
 class Layout:
     """How an export is written for its reader. The defaults are the machine form: the columns' keys, UTC
-    in ISO 8601, statuses as stored, commas. `headers`: one per COLUMNS; `statuses`: a CRM status's label
-    (a status without one stays as stored); `zone`: an IANA time zone; `csv_time`: a strftime format;
-    `xlsx_time`: an Excel number format; `sheet`: the XLSX sheet's name."""
+    in ISO 8601, codes as stored, commas. `headers`: one per COLUMNS; `statuses`, `directions`, `surveys`: a
+    CRM status's, a call direction's, a survey state's label (a code without one stays as stored); `zone`: an
+    IANA time zone; `csv_time`: a strftime format; `xlsx_time`: an Excel number format; `sheet`: the XLSX
+    sheet's name."""
     headers: tuple[str, ...] = COLUMNS
     statuses: Mapping[str, str] = field(default_factory=dict)
+    directions: Mapping[str, str] = field(default_factory=dict)
+    surveys: Mapping[str, str] = field(default_factory=dict)
     zone: str = "UTC"
     csv_time: str = "%Y-%m-%dT%H:%M:%SZ"
     xlsx_time: str = "yyyy-mm-dd hh:mm:ss"
@@ -143,8 +147,8 @@ def export_file(db: Database, fmt: str, flt: CallFilter, sort: Sort = Sort.NEWES
 
 
 def _laid_out(rows: Iterator[tuple], layout: Layout) -> Iterator[list]:
-    """The rows with the start as the wall-clock time in the layout's zone, to the second, and the CRM status
-    named as the layout says."""
+    """The rows with the start as the wall-clock time in the layout's zone, to the second, and the direction,
+    the survey and the CRM status named as the layout says."""
     zone = ZoneInfo(layout.zone)
     for row in rows:
         row = list(row)
@@ -153,7 +157,9 @@ def _laid_out(rows: Iterator[tuple], layout: Layout) -> Iterator[list]:
             if moment.tzinfo is None:  # SQLite gives back what was stored in UTC without its offset
                 moment = moment.replace(tzinfo=timezone.utc)
             row[STARTED_AT] = moment.astimezone(zone).replace(tzinfo=None, microsecond=0)
-        row[CRM_STATUS] = layout.statuses.get(row[CRM_STATUS], row[CRM_STATUS])
+        for column, names in ((CRM_STATUS, layout.statuses), (DIRECTION, layout.directions),
+                              (SURVEY, layout.surveys)):
+            row[column] = names.get(row[column], row[column])
         yield row
 
 

@@ -51,10 +51,11 @@ def test_the_call_page_names_sources_statuses_reasons_and_events_in_russian(clie
     assert "7 сохранена, в силе первая в силе остаётся первая оценка клиента" in scores
     assert "55 отклонена не оценка: не число или вне шкалы" in scores
     assert "(ниже порога: тег «Оценка 3»)" in visible(page)
+    assert "Направление: входящий · Опрос: ответ получен" in visible(page)  # as the exports name them too
     timeline = section(page, 'id="timeline"')
     assert "итоги звонка АТС (MANGO)" in timeline and "клиент нажал клавиши (опрос) АТС (MANGO)" in timeline
     for code in ("customer", "mango_dtmf", "accepted", "refused", "kept", "events/", "mango ", "below the threshold",
-                 "score locked", "outside the scale"):
+                 "score locked", "outside the scale", "inbound", "answered"):
         assert code not in visible(page), code
     # The API keeps its codes and sentences: they are the contract.
     call = client.get("/api/v1/calls/c1", headers=auth).json

@@ -2,7 +2,8 @@
 UTC ISO text, no widths and no frozen header, and a CSV that Excel set up for Russian opened garbled in one
 column (UTF-8 without a byte-order mark, commas). Now they are written for the person who downloads them:
 the columns named in the console's language, times in CONSOLE_TIMEZONE (date cells in XLSX), the CRM status
-as the console names it, a frozen header with an autofilter, and a CSV with a BOM and `;`."""
+as the console names it, a frozen header with an autofilter, and a CSV with a BOM and `;`. The direction and
+the survey were still codes (inbound, no_answer…): they are words too, as the call page names them."""
 import io
 from datetime import datetime, timezone
 
@@ -10,7 +11,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import update
 
-from connector.models import Call
+from connector.models import Call, SurveyState
 from connector.users import add_user
 from tests.conftest import EXPORT_HEADERS, console_login, csv_rows, dtmf, summary
 
@@ -22,15 +23,17 @@ ENGLISH_HEADERS = ["Call", "Started", "Direction", "Operator", "Line", "Customer
 
 @pytest.fixture
 def sam(client, db, mango_post, monkeypatch):
-    """A supervisor logged in; call-1 (score 3, tagged) started at START, to the microsecond; call-2 unscored."""
+    """A supervisor logged in; call-1 (inbound, score 3, tagged) started at START, to the microsecond; call-2
+    outbound, its customer moved to the survey and pressed nothing (MANGO's mark -1)."""
     monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "sam", "supervisor", PASSWORD)
-    for call in ("call-1", "call-2"):
-        assert mango_post("events/summary", summary(call)).status_code == 200
+    for call, direction in (("call-1", 1), ("call-2", 2)):  # MANGO's 1: inbound, 2: outbound
+        assert mango_post("events/summary", summary(call, direction=direction)).status_code == 200
     assert mango_post("events/dtmf", dtmf("call-1", "3")).status_code == 200
     with db.transaction() as s:
         s.execute(update(Call).where(Call.entry_id == "call-1").values(created_at=START, listed_at=START))
+        s.execute(update(Call).where(Call.entry_id == "call-2").values(survey=SurveyState.NO_ANSWER))
     console_login(client, "sam", PASSWORD)
     return client
 
@@ -52,6 +55,8 @@ def test_the_xlsx_export_is_in_russian_with_moscow_date_cells_a_frozen_filtered_
     assert started.is_date and started.value == datetime(2026, 11, 26, 14, 5, 7)  # Moscow, to the second
     assert started.number_format == "dd.mm.yyyy hh:mm"
     assert rows["call-1"]["Оценка клиента"].value == 3 and rows["call-1"]["Статус в CRM"].value == "не отправлялся"
+    assert [rows[c]["Направление"].value for c in ("call-1", "call-2")] == ["входящий", "исходящий"]
+    assert rows["call-1"]["Опрос"].value == "ответ получен"
     assert sheet.freeze_panes == "A2"  # the header stays in view
     assert sheet.auto_filter.ref == "A1:N3"  # the header and both calls
     widths = {column: sheet.column_dimensions[column].width for column in "ABCDEFGHIJKLMN"}
@@ -69,6 +74,7 @@ def test_the_xlsx_export_in_english(sam):
     assert row["Started"].value == datetime(2026, 11, 26, 14, 5, 7)
     assert row["Started"].number_format == "yyyy-mm-dd hh:mm"
     assert row["CRM status"].value == "not sent"
+    assert (row["Direction"].value, row["Survey"].value) == ("incoming", "answered")
 
 
 @pytest.mark.parametrize("config_overrides", [{"CONSOLE_TIMEZONE": "Asia/Yekaterinburg"}])
@@ -90,11 +96,16 @@ def test_the_csv_opens_in_russian_excel_bom_semicolons_local_times_labels(sam):
     assert set(by_call) == {"call-1", "call-2"} and all(len(r) == len(header) for r in rows)
     call = by_call["call-1"]
     assert (call["Начало"], call["Оценка клиента"], call["Статус в CRM"]) == ("26.11.2026 14:05", "3", "не отправлялся")
+    assert (call["Направление"], call["Опрос"]) == ("входящий", "ответ получен")
+    assert (by_call["call-2"]["Направление"], by_call["call-2"]["Опрос"]) == ("исходящий", "без ответа")
 
     english = csv_rows(sam.get("/calls/export.csv?lang=en"))
     assert english[0] == ENGLISH_HEADERS
     call = {r[0]: r for r in english[1:]}["call-1"]
     assert (call[1], call[12]) == ("2026-11-26 14:05", "not sent")
+    assert (call[2], call[7]) == ("incoming", "answered")
+    call = {r[0]: r for r in english[1:]}["call-2"]
+    assert (call[2], call[7]) == ("outgoing", "no answer")  # not the codes outbound and no_answer
 
 
 def test_the_csv_with_commas_on_request(sam):

@@ -113,7 +113,28 @@ def test_the_reports_page_draws_the_figures_and_both_charts(client, known_calls,
     assert totals[:11] == ["7", "6", "4", "1", "3", "60.0", "6.0", "1", "2", "33.3", "-33.3"]
     distribution = page.split('id="distribution"')[1].split("</svg>")[0]
     assert re.findall(r"<title>(\d+): (\d+)</title>", distribution) == [("3", "1"), ("5", "1"), ("10", "1")]
-    assert "<polyline" in page.split('id="trend"')[1]
+
+    def texts(svg: str, group: str) -> list[str]:
+        return re.findall(r"<text[^>]*>([^<]*)</text>", svg.split(f'class="{group}"')[1].split("</g>")[0])
+
+    # Axes: both lines, every score of the 1..10 scale along x, round counts up y, titles in the page's language
+    assert 'class="x-axis"' in distribution and 'class="y-axis"' in distribution
+    assert texts(distribution, "x-ticks") == [str(s) for s in range(1, 11)]
+    assert texts(distribution, "y-ticks") == ["0", "1"]
+    assert re.search(r'class="x-title"[^>]*>Оценка<', distribution)
+    assert re.search(r'class="y-title"[^>]*>Звонков<', distribution)
+    trend = page.split('id="trend"')[1].split("</svg>")[0]
+    assert "<polyline" in trend and 'class="x-axis"' in trend and 'class="y-axis"' in trend
+    assert texts(trend, "y-ticks") == ["1", "2", "4", "6", "8", "10"]  # the scale, its bottom marked
+    days = texts(trend, "x-ticks")
+    points = re.findall(r"<circle[^>]*><title>([^<]*)</title>", trend)
+    assert len(points) == len(days) >= 1 and all(re.fullmatch(r"\d\d\.\d\d\.\d{4}: [\d.]+", p) for p in points)
+    assert all(re.fullmatch(r"\d\d\.\d\d", d) for d in days)  # day and month: the year is in the table
+    assert re.search(r'class="x-title"[^>]*>День<', trend) and re.search(r'class="y-title"[^>]*>Средняя оценка<', trend)
+    english = client.get("/reports?lang=en").get_data(as_text=True)
+    assert re.search(r'class="x-title"[^>]*>Score<', english) and re.search(r'class="y-title"[^>]*>Calls<', english)
+    assert re.search(r'class="x-title"[^>]*>Day<', english)
+    assert re.search(r'class="y-title"[^>]*>Average score<', english)
 
 
 def test_the_report_exports_to_xlsx(client, known_calls, db):

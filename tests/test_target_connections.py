@@ -85,7 +85,9 @@ def test_the_portal_installs_the_application_and_a_running_worker_delivers_to_it
         [worker] = build_workers(config, app.extensions["connector"].db)  # started before the install
         admin = logged_in(app)
         page = admin.get("/settings").get_data(as_text=True)
-        assert "Подключить Bitrix24" in page
+        # chosen in CRM and not installed: the section's line says so, and the section is open
+        assert '<details class="card connection" id="bitrix24" open>' in page
+        assert '<summary><h2>Bitrix24</h2> <span class="state attention">— не подключено</span></summary>' in page
         assert "Приложение ещё не установлено: звонки в Bitrix24 не передаются." in page
         url = handler_url(page)
         assert url.startswith(config.PUBLIC_BASE_URL + "/bitrix24/app/")
@@ -167,7 +169,8 @@ def test_an_admin_disconnects_bitrix24_and_only_an_admin_may(db_url):
         assert stored(app) == (None, None, None, None, None)
         assert "Приложение ещё не установлено" in admin.get("/settings").get_data(as_text=True)
         english = admin.get("/settings?lang=en").get_data(as_text=True)
-        assert "Connect Bitrix24" in english and "The application is not installed yet" in english
+        assert "<h2>Bitrix24</h2> <span class=\"state attention\">— not connected</span>" in english
+        assert "The application is not installed yet" in english
         assert "Outbound webhook" in english and "Send a test message" not in english  # no URL: nothing to test
         assert audits(app, "bitrix24_install")[-1].actor == "anna"
 

@@ -220,6 +220,16 @@ def crm_status_names() -> dict[str, str]:
     return {status.value: labels.delivery_status_label(status) for status in DeliveryStatus}
 
 
+def direction_names() -> dict[str, str]:
+    """A call's direction as the console names it, in the page's language (the call page, the exports)."""
+    return {code: labels.direction_label(code) for code in labels.DIRECTIONS}
+
+
+def survey_names() -> dict[str, str]:
+    """A call's survey state as the console names it, in the page's language (the call page, the exports)."""
+    return {str(state): labels.survey_label(state) for state in labels.SURVEY_STATES}
+
+
 def _zone_name() -> str:
     """CONSOLE_TIMEZONE as people call it, in the page's language ("Москва", "Moscow Time")."""
     from babel.dates import get_timezone_name
@@ -567,7 +577,8 @@ SEPARATORS = {"semicolon": Separator.SEMICOLON, "comma": Separator.COMMA}  # ?se
 
 def export_layout(separator: Separator = Separator.SEMICOLON) -> Layout:
     """An export as the person asking reads it: the columns named in the page's language (as the list names
-    them where it shows them), times in CONSOLE_TIMEZONE, the CRM status as the console names it."""
+    them where it shows them), times in CONSOLE_TIMEZONE, the direction, the survey and the CRM status as the
+    console names them (plain strings: the layout goes to a child process, which has no request)."""
     headers = {"call_id": _("Звонок"), "started_at": _("Начало"), "direction": _("Направление"),
                "operator": _("Оператор"), "line_number": _("Линия"), "customer_phone": _("Клиент"),
                "talk_seconds": _("Разговор, с"), "survey": _("Опрос"), "customer_score": _("Оценка клиента"),
@@ -575,6 +586,7 @@ def export_layout(separator: Separator = Separator.SEMICOLON) -> Layout:
                "crm_status": _("Статус в CRM"), "crm_entity": _("Запись в CRM")}
     csv_time, xlsx_time = EXPORT_TIMES[str(get_locale())]
     return Layout(headers=tuple(headers[c] for c in COLUMNS), statuses=crm_status_names(),
+                  directions=direction_names(), surveys=survey_names(),
                   zone=services().config.CONSOLE_TIMEZONE, csv_time=csv_time, xlsx_time=xlsx_time,
                   separator=separator, bom=True, sheet=_("Звонки"))
 
@@ -618,10 +630,16 @@ def reports():
     policy = policies.for_line(flt.line)  # the chart's colours: the threshold of the line shown, or the global one
     return render_template("reports.html", query=raw, operators=operators, lines=lines, policy=policy,
                            own_thresholds=sorted(line for line, o in policies.lines.items() if "max_threshold" in o),
-                           distribution=charts.bars(scores), days=days, W=charts.WIDTH, H=charts.HEIGHT,
-                           trend_points=charts.line([d["average"] for d in days], policy.scale_min,
-                                                    policy.scale_max), counted_at=counted["counted_at"],
+                           distribution=charts.bar_chart(scores, (policy.scale_min, policy.scale_max)),
+                           days=days, chart=charts, trend=_trend(days, policy), counted_at=counted["counted_at"],
                            problem=None, bad_field=None)
+
+
+def _trend(days: list[dict], policy) -> charts.LineChart:
+    """The daily averages on the scale in force, the days named as the page writes them."""
+    return charts.line_chart([date.fromisoformat(d["day"]) for d in days], [d["average"] for d in days],
+                             policy.scale_min, policy.scale_max, short=[labels.short_day_label(d["day"]) for d in days],
+                             full=[labels.day_label(d["day"]) for d in days])
 
 
 @bp.get("/reports/export.xlsx")

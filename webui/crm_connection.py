@@ -81,7 +81,7 @@ def section(oauth_form: AmoOAuthForm | None = None, token_form: AmoTokenForm | N
     return {"oauth_form": oauth_form or AmoOAuthForm(formdata=None), "token_form": token_form or AmoTokenForm(
         formdata=None), "problem": problem, "state": state, "redirect_uri": store().redirect_uri,
             "saved": request.method == "GET" and request.args.get("amocrm_saved") == "1",
-            "forget_form": ReplayForm()}
+            "forget_form": ReplayForm(), "listed": "amocrm" in services().config.targets}
 
 
 @bp.app_template_global("amocrm_section")

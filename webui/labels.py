@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from flask_babel import format_date, gettext as _, lazy_gettext as _l
+from babel.dates import format_skeleton
+from flask_babel import format_date, get_locale, gettext as _, lazy_gettext as _l
 
 from connector.audit import AuditScope, audit_subject
 from connector.models import (DeliveryStatus, JobStatus, NotificationKind, Role, ScanProblem, ScoreOrigin,
-                              ScoreSource)
+                              ScoreSource, SurveyState)
 from connector.outbox import JobKind
 from connector.status import State
 from connector.threshold import HighScores, ScoreReason, ScoreStatus, score_reason
@@ -43,6 +44,21 @@ DELIVERY_STATUSES = {
 
 def delivery_status_label(code: str | None) -> str:
     return _label(DELIVERY_STATUSES, code)
+
+
+DIRECTIONS = {"inbound": _l("входящий"), "outbound": _l("исходящий"), "internal": _l("внутренний")}  # calls.direction
+
+
+def direction_label(code: str | None) -> str:
+    return _label(DIRECTIONS, code)
+
+
+SURVEY_STATES = {SurveyState.PENDING: _l("ждёт ответа"), SurveyState.ANSWERED: _l("ответ получен"),
+                 SurveyState.NO_ANSWER: _l("без ответа"), SurveyState.NOT_OFFERED: _l("не предложен")}
+
+
+def survey_label(code: str | None) -> str:
+    return _label(SURVEY_STATES, code)
 
 
 JOB_STATUSES = {
@@ -346,6 +362,14 @@ def day_label(day: str | date | None) -> str:
     return format_date(day, "short")
 
 
+def short_day_label(day: str | date) -> str:
+    """A day and month only, as the page's language writes them ("22.11", "11/22"): a chart's x axis, where the
+    year is the table's to tell."""
+    if isinstance(day, str):
+        day = datetime.fromisoformat(day).date()
+    return format_skeleton("dM", day, locale=get_locale())
+
+
 def masked_phone(number: str | None) -> str:
     """A customer's number where it may travel beyond the page (a window title lands in the browser's
     history and in screen shares): its last four digits only."""
@@ -355,7 +379,8 @@ def masked_phone(number: str | None) -> str:
 
 FILTERS = {
     "role": role_label, "delivery_status": delivery_status_label, "job_status": job_status_label,
-    "job_kind": job_kind_label, "target": target_label, "score_source": score_source_label,
+    "job_kind": job_kind_label, "direction": direction_label, "survey": survey_label, "target": target_label,
+    "score_source": score_source_label,
     "score_origin": score_origin_label, "score_status": score_status_label, "score_reason": score_reason_label,
     "decision": decision_label, "state": state_label, "scan_problem": scan_problem_label,
     "scan_window": scan_window_label, "timeline_what": timeline_what, "event_source": event_source_label,

@@ -369,3 +369,40 @@ def test_the_call_page_reads_in_words_on_a_phone(browser, busy_console):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "call-words-phone.png"))
     browser.set_window_size(1280, 900)
+
+
+def test_the_header_folds_into_a_menu_on_a_phone_and_keeps_the_unread_badge_in_view(browser, busy_console):
+    """At 390 px the header is the brand, «Меню» and the notifications link with its badge; the menu opens
+    (no script: a <details>) onto the same links a desktop shows in one row, the current page marked."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, busy_console, "sam")
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(f"{busy_console}/calls")
+        menu = browser.find_element(By.CSS_SELECTOR, "header details.menu summary")
+        reports = browser.find_element(By.CSS_SELECTOR, "header nav a[href='/reports']")
+        assert menu.is_displayed() and menu.text == "Меню"
+        unread = browser.find_element(By.ID, "unread")
+        logout = browser.find_element(By.CSS_SELECTOR, "header form button")
+        assert unread.is_displayed() and unread.text == "60"  # in view with the menu closed
+        assert not reports.is_displayed() and not logout.is_displayed()
+        header = browser.find_element(By.TAG_NAME, "header").rect
+        assert header["height"] < 80  # one band, not four wrapped rows
+        menu.click()
+        assert reports.is_displayed() and logout.is_displayed()
+        current = browser.find_element(By.CSS_SELECTOR, "header nav [aria-current=page]")
+        assert current.text == "Звонки"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "menu-open-phone.png"))
+        reports.click()
+        wait_for(browser, at("/reports"), "the reports page from the phone's menu")
+        assert browser.find_element(By.CSS_SELECTOR, "header nav [aria-current=page]").get_attribute("href").endswith(
+            "/reports")
+        assert not browser.find_element(By.CSS_SELECTOR, "header nav a[href='/calls']").is_displayed()  # folded again
+    finally:
+        browser.set_window_size(1280, 900)
+    # On a desktop the same nav is one row and there is no menu to open.
+    browser.get(f"{busy_console}/calls")
+    assert not browser.find_element(By.CSS_SELECTOR, "header details.menu summary").is_displayed()
+    assert browser.find_element(By.CSS_SELECTOR, "header nav a[href='/reports']").is_displayed()

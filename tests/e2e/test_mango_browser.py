@@ -41,11 +41,17 @@ def test_an_admin_connects_mango_in_the_browser_and_operators_get_their_names(br
     browser.set_window_size(1366, 900)
     log_in(browser, url, "anna")
     browser.get(f"{url}/settings#mango")
+    # The environment's pair is in force: the section is folded to its one line, and opens like any <details>.
+    section = browser.find_element(By.ID, "mango")
+    assert section.get_attribute("open") is None
+    assert section.find_element(By.TAG_NAME, "summary").text == "MANGO OFFICE — подключено"
+    assert not browser.find_element(By.ID, "mango-api_key").is_displayed()
+    section.find_element(By.TAG_NAME, "summary").click()
     assert "переменных окружения" in browser.find_element(By.ID, "mango-in-force").text
     browser.find_element(By.ID, "mango-api_key").send_keys(KEY)
     browser.find_element(By.ID, "mango-api_salt").send_keys(SALT)
     browser.find_element(By.CSS_SELECTOR, "#mango-form button[type=submit]").click()
-    saved = browser.find_element(By.ID, "mango-saved").text
+    saved = browser.find_element(By.ID, "mango-saved").text  # what was just saved is shown open
     assert saved == "MANGO принял ключ и подпись: они сохранены и действуют."
     assert "Действуют данные, сохранённые в консоли" in browser.find_element(By.ID, "mango-in-force").text
     assert [c for c in pbx.commands("config/users/request")]  # checked with the PBX itself

@@ -46,6 +46,10 @@ def test_an_admin_maps_an_operator_to_a_crm_user_on_a_phone(browser, mapped_cons
     browser.get(f"{mapped_console}/settings#operators")
     section = browser.find_element(By.ID, "operators")
     assert section.find_element(By.TAG_NAME, "h2").text == "Операторы и пользователи CRM"
+    # an operator without a CRM user needs the admin: the section is open, its line says how many
+    assert section.get_attribute("open") == "true"
+    assert section.find_element(By.TAG_NAME, "summary").text == \
+        "Операторы и пользователи CRM — не сопоставлено: 1 из 2"
     assert browser.find_element(By.ID, "operators-unmapped").text == "Не сопоставлено операторов: 1 из 2."
     row = browser.find_element(By.CSS_SELECTOR, "#operators-table tr.unmapped")
     assert "Олег Смирнов (102)" in row.text and "не сопоставлен" in row.text

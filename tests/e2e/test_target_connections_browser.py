@@ -29,12 +29,17 @@ def test_an_admin_installs_bitrix24_and_sends_a_webhook_test_message(browser, db
 
         browser.get(f"{url}/settings#bitrix24")
         section = browser.find_element(By.ID, "bitrix24")
-        assert "Подключить Bitrix24" in section.text
+        # chosen in CRM and not installed yet: open, its line saying so
+        assert section.find_element(By.TAG_NAME, "summary").text == "Bitrix24 — не подключено"
         assert "Приложение ещё не установлено" in section.text
         handler = browser.find_element(By.ID, "bitrix24-handler").get_attribute("value")
         assert fake.install_application(handler, portal_url).status_code == 200  # the admin saved the app there
 
         browser.refresh()
+        section = browser.find_element(By.ID, "bitrix24")  # installed: folded to its line until opened
+        assert section.find_element(By.TAG_NAME, "summary").text == "Bitrix24 — подключено"
+        assert not browser.find_element(By.ID, "bitrix24-state").is_displayed()
+        section.find_element(By.TAG_NAME, "summary").click()
         assert f"Приложение установлено на портале {portal_url}" in browser.find_element(By.ID, "bitrix24-state").text
         assert browser.find_elements(By.ID, "bitrix24-disconnect")
         # No worker runs here: the removal handler waits for it, and the page says so (and which server renews).
@@ -52,6 +57,10 @@ def test_an_admin_installs_bitrix24_and_sends_a_webhook_test_message(browser, db
         receiver_app.app = create_receiver(receiver)
 
         browser.get(f"{url}/settings#webhook")
+        section = browser.find_element(By.ID, "webhook")
+        assert section.get_attribute("open") is None  # set up, nothing to tell: folded
+        assert section.find_element(By.TAG_NAME, "summary").text == "Исходящий вебхук — подключено"
+        section.find_element(By.TAG_NAME, "summary").click()
         assert secret not in browser.page_source and "…" + secret[-4:] in browser.find_element(By.ID, "webhook").text
         browser.find_element(By.CSS_SELECTOR, "#webhook-test button").click()
         wait_for(browser, lambda d: d.find_elements(By.ID, "webhook-test-result"), "the receiver's answer")
