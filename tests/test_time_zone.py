@@ -38,6 +38,24 @@ def test_every_russian_zone_is_offered():
     assert len(RUSSIA) == 12 and all(zone_problem(name) is None for name in RUSSIA)
 
 
+@pytest.mark.parametrize("lang, name, at, label", [
+    ("ru", "Europe/Moscow", None, "Москва (UTC+3)"),
+    ("en", "Asia/Yekaterinburg", None, "Yekaterinburg (UTC+5)"),
+    ("ru", "Asia/Kamchatka", None, "Петропавловск-Камчатский (UTC+12)"),
+    ("en", "Asia/Kolkata", None, "Kolkata (UTC+5:30)"),
+    ("en", "America/New_York", datetime(2026, 1, 15, tzinfo=timezone.utc), "New York (UTC-5)"),
+    ("en", "Europe/Chisinau", datetime(2026, 7, 15, tzinfo=timezone.utc), "Chisinau (UTC+3)"),  # summer time
+    ("ru", "UTC", None, "Всемирное координированное время (UTC)"),
+    ("en", "UTC", None, "Coordinated Universal Time (UTC)"),
+    ("ru", "Mars/Olympus", None, "Mars/Olympus"),  # not a zone: shown as stored
+])
+def test_a_zone_is_named_as_people_call_it_with_its_offset(app, lang, name, at, label):
+    from webui.labels import zone_label
+
+    with app.test_request_context(f"/?lang={lang}"):
+        assert zone_label(name, at) == label
+
+
 def test_the_environment_until_an_admin_chooses_then_the_console(db):
     with db.reading() as s:
         zone = zone_in_force(s, "Europe/Moscow")
