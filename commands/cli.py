@@ -193,15 +193,29 @@ def downgrade(revision: str | None, yes: bool) -> None:
     click.echo(f"database downgraded to {revision}")
 
 
-# A moment in the account's zone (CONSOLE_TIMEZONE), as people write one.
+# A moment in the account's zone (the console's setting, else CONSOLE_TIMEZONE), as people write one.
 MOMENT = click.DateTime(formats=["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S",
                                  "%Y-%m-%d"])
 
 
-def _in_account_zone(moment: datetime, config: Config) -> datetime:
+def _account_zone(config: Config):
+    """The account's zone as the console reads times in it (connector.time_zone): the one an admin chose on the
+    settings page, else CONSOLE_TIMEZONE (also before the first migration)."""
     from zoneinfo import ZoneInfo
 
-    return moment.replace(tzinfo=ZoneInfo(config.CONSOLE_TIMEZONE))
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from connector.time_zone import zone_in_force
+
+    try:
+        with database(config) as db, db.reading() as s:
+            return zone_in_force(s, config.CONSOLE_TIMEZONE).zone
+    except SQLAlchemyError:  # no tables yet: nothing was chosen
+        return ZoneInfo(config.CONSOLE_TIMEZONE)
+
+
+def _in_account_zone(moment: datetime, config: Config) -> datetime:
+    return moment.replace(tzinfo=_account_zone(config))
 
 
 def _local_url(config: Config) -> str:
@@ -242,7 +256,8 @@ def _with_pbx_pair(config: Config) -> Config:
 @click.option("--line", default="74950000000", show_default=True, help="The account's number the customer called.")
 @click.option("--phone", default="79001234567", show_default=True, help="The customer's number.")
 @click.option("--at", type=MOMENT, default=None,
-              help="When the call began, in CONSOLE_TIMEZONE (Europe/Moscow unless set), e.g. "
+              help="When the call began, in the account's time zone (the settings page's, else "
+                   "CONSOLE_TIMEZONE, Europe/Moscow unless set), e.g. "
                    "'2026-11-20 14:05' (default: 75 seconds ago). It lasts 65 seconds.")
 @click.option("--wait", default=0, show_default=True, type=click.IntRange(0, 600),
               help="Seconds to wait for the connector to answer (e.g. right after starting it).")
@@ -310,10 +325,9 @@ def simulate(url: str | None, score: int, call_id: str | None, operator: str, li
               help="The same seed (with the same --until) gives the same calls; another seed, other calls.")
 @click.option("--days", default=14, show_default=True, type=click.IntRange(1, 366), help="Days the calls spread over.")
 @click.option("--until", type=MOMENT, default=None,
-              help="The end of the period, in CONSOLE_TIMEZONE (default: now).")
+              help="The end of the period, in the account's time zone (the settings page's, else "
+                   "CONSOLE_TIMEZONE; default: now).")
 def demo(count: int, seed: int, days: int, until: datetime | None) -> None:
-    from zoneinfo import ZoneInfo
-
     from commands import demo as made_up
     from connector.db import upgrade
     from connector.runtime_settings import current_policy
@@ -321,9 +335,9 @@ def demo(count: int, seed: int, days: int, until: datetime | None) -> None:
 
     config = load_config()
     config = _with_pbx_pair(config)
-    zone = ZoneInfo(config.CONSOLE_TIMEZONE)
-    end = _in_account_zone(until, config) if until else datetime.now(zone)
     upgrade(config.DATABASE_URL)  # a fresh install may never have been served
+    zone = _account_zone(config)
+    end = until.replace(tzinfo=zone) if until else datetime.now(zone)
     with database(config) as db:
         if problem := made_up.refusal(config, db):
             raise click.ClickException(problem)

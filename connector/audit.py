@@ -5,12 +5,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from connector.runtime_settings import GLOBAL, LINE_PREFIX, USER_MAP_SUFFIX
+from connector.runtime_settings import ACCOUNT, GLOBAL, LINE_PREFIX, USER_MAP_SUFFIX
 from connector.users import LOGIN_SCOPE, USER_SCOPE, login_scope_parts
 
 
 class AuditScope(enum.StrEnum):
     POLICY = "policy"  # the general settings
+    ACCOUNT = "account"  # the account's own settings: its time zone
     LINE = "line"  # a line's own settings
     USER_MAP = "user_map"  # a target's extension -> CRM user map
     USER = "user"  # a console user: password, disabled, a personal token
@@ -28,6 +29,8 @@ class AuditSubject:
 def audit_subject(scope: str) -> AuditSubject:
     if scope == GLOBAL:
         return AuditSubject(AuditScope.POLICY)
+    if scope == ACCOUNT:
+        return AuditSubject(AuditScope.ACCOUNT)
     if scope.startswith(LINE_PREFIX):
         return AuditSubject(AuditScope.LINE, scope.removeprefix(LINE_PREFIX))
     if scope.startswith(USER_SCOPE):

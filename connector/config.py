@@ -146,7 +146,7 @@ class Config:
     WORKER_LEASE_SECONDS: float = 60.0
     SESSION_IDLE_HOURS: int = 8  # a console session ends after this long without a request
     SESSION_MAX_HOURS: int = 24  # and this long after its login, whatever happens
-    CONSOLE_TIMEZONE: str = "Europe/Moscow"  # the console shows times in this zone (an IANA name)
+    CONSOLE_TIMEZONE: str = "Europe/Moscow"  # the account's zone until an admin chooses one (connector.time_zone)
     TRUSTED_PROXIES: int = 0  # reverse proxies in front that append X-Forwarded-For (1 behind nginx)
     HEAVY_READS_IN_CHILDREN: bool = True  # exports and reports built in child processes of lower priority
     LOG_LEVEL: str = "INFO"

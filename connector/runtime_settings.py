@@ -1,6 +1,8 @@
 """Runtime settings: seeded from the environment once, then edited by admins and audited."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -10,6 +12,7 @@ from connector.threshold import Policies, Policy, PolicyError, line_policy, poli
 from connector.validation import INT32_MAX, text_problem
 
 GLOBAL = "global"
+ACCOUNT = "account"  # the account's own settings ({"time_zone": ...}: connector.time_zone); never seeded
 USER_MAP_SUFFIX = "_user_map"
 USER_MAP = "amocrm" + USER_MAP_SUFFIX  # PBX extension -> amoCRM user id
 
@@ -130,3 +133,23 @@ def update_user_map(session: Session, initial: dict[str, int], new_map: object, 
         row.values = dict(new_map)
         session.add(SettingsAudit(scope=scope, actor=actor, before=before, after=dict(new_map)))
     return dict(new_map)
+
+
+def account_settings(session: Session) -> tuple[dict, datetime | None]:
+    """The account scope as an admin saved it, and when (empty and None until then). Read without creating
+    the row: what was never saved falls back to the environment, wherever it is read."""
+    row = session.execute(select(RuntimeSettings.values, RuntimeSettings.updated_at)
+                          .where(RuntimeSettings.scope == ACCOUNT)).first()
+    return (dict(row.values), row.updated_at) if row else ({}, None)
+
+
+def update_account_settings(session: Session, changes: dict, actor: str) -> dict:
+    """Store already validated changes of the account scope (connector.time_zone checks its own); audited,
+    and the row's version bumped, only when something changed."""
+    row = _row(session, {}, scope=ACCOUNT, for_update=True)
+    before = dict(row.values)
+    after = {**before, **changes}
+    if after != before:
+        row.values = after
+        session.add(SettingsAudit(scope=ACCOUNT, actor=actor, before=before, after=after))
+    return after

@@ -21,6 +21,7 @@ from connector.runtime_settings import (audit_trail, current_policies, current_p
                                        update_user_map, user_map_scope)
 from connector.models import Role
 from connector.operator_map import MAPPED_TARGETS
+from connector import time_zone
 from connector.threshold import REFUSED, SCORE_LIMIT, PolicyConflict, PolicyError
 from connector.notifications import mark_read, notification_page, unread_count
 from connector.reports import By, ReportFilter
@@ -343,25 +344,35 @@ def _user_maps(session, changes: dict | None = None) -> dict:
 def get_settings():
     initial = services().ingest.initial_policy
     with services().db.reading() as session:
-        return {**current_policy(session, initial).as_dict(), **_user_maps(session)}
+        return {**current_policy(session, initial).as_dict(), **_user_maps(session), **_time_zone(session)}
+
+
+def _time_zone(session, changes: dict | None = None) -> dict:
+    """The account's time zone in force (the console's choice, else CONSOLE_TIMEZONE), changed first when
+    `changes` names it (raises TimeZoneError, a PolicyError)."""
+    if changes is not None and time_zone.FIELD in changes:
+        time_zone.update_time_zone(session, changes.pop(time_zone.FIELD), actor=g.principal.username)
+    return {time_zone.FIELD: time_zone.zone_in_force(session, services().config.CONSOLE_TIMEZONE).name}
 
 
 @bp.put("/settings")
 @require_token(Role.ADMIN)
 def put_settings():
-    """Change some settings: any policy field, and `amocrm_user_map` / `bitrix24_user_map` (replaced whole)."""
+    """Change some settings: any policy field, `amocrm_user_map` / `bitrix24_user_map` (replaced whole), and
+    `time_zone` (an IANA name: the console's times, date filters, reports and exports; the API keeps UTC)."""
     changes = _json_body()
     if not isinstance(changes, dict) or not changes:
         raise ApiError(400, "expected a JSON object of settings to change")
     with services().db.transaction() as session:
         try:
             maps = _user_maps(session, changes)
+            zone = _time_zone(session, changes)
             policy = update_policy(session, services().ingest.initial_policy, changes, actor=g.principal.username)
         except PolicyConflict as exc:
             raise ApiError(409, str(exc)) from None
         except PolicyError as exc:
             raise ApiError(422, str(exc)) from None
-        return {**policy.as_dict(), **maps}
+        return {**policy.as_dict(), **maps, **zone}
 
 
 def _line_number(line_number: str) -> str:

@@ -49,6 +49,7 @@ def _rules(self, field, **kwargs) -> dict:
 
 def _settings_schemas(spec: APISpec) -> None:
     from connector.threshold import LINE_FIELDS, RANGES, TEMPLATE_MAX, TEMPLATE_PATTERN, HighScores
+    from connector.time_zone import known_zones
     from connector.validation import INT32_MAX, LINE_MAX, LINE_PATTERN
 
     def integer(name: str) -> dict:
@@ -70,10 +71,14 @@ def _settings_schemas(spec: APISpec) -> None:
     user_map = {"type": "object", "description": "extension -> the CRM's user id, replaced whole",
                 "propertyNames": {"type": "string", "minLength": 1, "maxLength": LINE_MAX, "pattern": LINE_PATTERN},
                 "additionalProperties": {"type": "integer", "minimum": 1, "maximum": INT32_MAX}}
+    time_zone = {"type": "string", "enum": sorted(known_zones()),
+                 "description": "the account's IANA time zone (Europe/Moscow, Asia/Yekaterinburg): the console's "
+                                "times, date filters, reports and exports; the API keeps UTC (else 422)"}
     spec.components.schema("SettingsChange", {
         "type": "object", "minProperties": 1, "additionalProperties": False,
         "description": "Any of the settings; scale_min must stay below scale_max (else 409)",
-        "properties": {**fields, "amocrm_user_map": user_map, "bitrix24_user_map": user_map}})
+        "properties": {**fields, "amocrm_user_map": user_map, "bitrix24_user_map": user_map,
+                       "time_zone": time_zone}})
     spec.components.schema("LineOverride", {
         "type": "object", "minProperties": 1, "additionalProperties": False,
         "properties": {name: fields[name] for name in LINE_FIELDS}})

@@ -10,7 +10,6 @@ from datetime import date, datetime, timedelta, timezone
 from functools import wraps
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
-from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Response, abort, current_app, g, redirect, render_template, request, session,
                    url_for)
@@ -105,6 +104,7 @@ def configure(app) -> None:
     catalogues in webui/translations)."""
     config = services_config(app)
     Babel(app, locale_selector=_locale, default_locale=LANGUAGES[0], default_timezone=config.CONSOLE_TIMEZONE,
+          timezone_selector=lambda: time_zone.selected_zone(),  # the account's zone (webui.time_zone)
           default_translation_directories=str(TRANSLATIONS))
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=config.PUBLIC_BASE_URL.startswith("https://"),
@@ -231,7 +231,7 @@ def survey_names() -> dict[str, str]:
 
 
 def _zone_name() -> str:
-    """CONSOLE_TIMEZONE as people call it, in the page's language ("Москва", "Moscow Time")."""
+    """The account's time zone as people call it, in the page's language ("Москва", "Moscow Time")."""
     from babel.dates import get_timezone_name
     from flask_babel import get_timezone
 
@@ -298,7 +298,7 @@ def _filter_refused(exc: FilterRefused):
 @bp.app_template_filter("when")
 def _when(moment) -> str:
     """A moment (a datetime, or ISO 8601 text as the API gives it; UTC when it has no offset) as people there
-    read it: in CONSOLE_TIMEZONE, in the page's language."""
+    read it: in the account's time zone (webui.time_zone), in the page's language."""
     if not moment:
         return "—"
     if isinstance(moment, str):
@@ -468,9 +468,9 @@ def _refused_field(exc: ValidationError) -> str:
 
 def _local_days(raw: dict) -> dict:
     """The filters with each date the form's date fields give (2026-11-20) made that day's midnight in
-    CONSOLE_TIMEZONE, offset included: the query schema, shared with the API, reads a moment without an
+    the account's time zone, offset included: the query schema, shared with the API, reads a moment without an
     offset as UTC, and a person means their own day."""
-    zone = ZoneInfo(services().config.CONSOLE_TIMEZONE)
+    zone = time_zone.zone_in_force().zone
     local = dict(raw)
     for key in ("date_from", "date_to"):
         try:
@@ -577,8 +577,8 @@ SEPARATORS = {"semicolon": Separator.SEMICOLON, "comma": Separator.COMMA}  # ?se
 
 def export_layout(separator: Separator = Separator.SEMICOLON) -> Layout:
     """An export as the person asking reads it: the columns named in the page's language (as the list names
-    them where it shows them), times in CONSOLE_TIMEZONE, the direction, the survey and the CRM status as the
-    console names them (plain strings: the layout goes to a child process, which has no request)."""
+    them where it shows them), times in the account's time zone, the direction, the survey and the CRM status as
+    the console names them (plain strings: the layout goes to a child process, which has no request)."""
     headers = {"call_id": _("Звонок"), "started_at": _("Начало"), "direction": _("Направление"),
                "operator": _("Оператор"), "line_number": _("Линия"), "customer_phone": _("Клиент"),
                "talk_seconds": _("Разговор, с"), "survey": _("Опрос"), "customer_score": _("Оценка клиента"),
@@ -587,7 +587,7 @@ def export_layout(separator: Separator = Separator.SEMICOLON) -> Layout:
     csv_time, xlsx_time = EXPORT_TIMES[str(get_locale())]
     return Layout(headers=tuple(headers[c] for c in COLUMNS), statuses=crm_status_names(),
                   directions=direction_names(), surveys=survey_names(),
-                  zone=services().config.CONSOLE_TIMEZONE, csv_time=csv_time, xlsx_time=xlsx_time,
+                  zone=time_zone.zone_in_force().name, csv_time=csv_time, xlsx_time=xlsx_time,
                   separator=separator, bom=True, sheet=_("Звонки"))
 
 
@@ -612,7 +612,7 @@ def _report_filter() -> tuple[ReportFilter, dict]:
     except ValidationError as exc:
         raise FilterRefused(_refused_field(exc), raw) from None
     return ReportFilter(**args, visible_extensions=g.principal.visible_extensions,
-                        zone=services().config.CONSOLE_TIMEZONE), raw
+                        zone=time_zone.zone_in_force().name), raw
 
 
 @bp.get("/reports")
@@ -714,9 +714,9 @@ def _candidate_scale(initial, changes: dict):
 
 def _settings_page(form: SettingsForm | None, errors: dict, saved: bool, *, line_form: LineOverrideForm | None = None,
                    line_problem: str | None = None, editing: str | None = None, code: int | None = None,
-                   mango: dict | None = None):
+                   mango: dict | None = None, zone: dict | None = None):
     """The settings page; `form` / `line_form` hold what was posted (None: the values stored); `mango` the
-    PBX connection section as posted (webui.pbx_connection)."""
+    PBX connection section as posted (webui.pbx_connection), `zone` the time zone card (webui.time_zone)."""
     initial = services().ingest.initial_policy
     with services().db.reading() as s:
         policies = current_policies(s, initial)
@@ -743,7 +743,7 @@ def _settings_page(form: SettingsForm | None, errors: dict, saved: bool, *, line
                            line_form=line_form, line_problem=line_problem,
                            line_saved=request.method == "GET" and request.args.get("line_saved") == "1",
                            switched_on=switched_on, high_scores_labels=HIGH_SCORES_LABELS,
-                           mango=mango or pbx_connection.section()), \
+                           mango=mango or pbx_connection.section(), zone=zone or time_zone.section()), \
         code or (422 if errors else 200)
 
 
@@ -895,4 +895,5 @@ def review(call_id: str):
 
 
 # Registered on `bp` after it is complete: the PBX connection's section, and the operator-name filter.
-from webui import crm_connection, operator_map, operator_names, pbx_connection, target_connections  # noqa: E402,F401
+from webui import (crm_connection, operator_map, operator_names, pbx_connection, target_connections,  # noqa: E402,F401
+                   time_zone)

@@ -286,6 +286,8 @@ def audit_scope_label(scope: str) -> str:
     subject = audit_subject(scope)
     if subject.kind == AuditScope.POLICY:
         return _("Общие настройки")
+    if subject.kind == AuditScope.ACCOUNT:
+        return _("Настройки аккаунта")
     if subject.kind == AuditScope.LINE:
         return _("Настройки линии %(line)s", line=subject.name)
     if subject.kind == AuditScope.USER_MAP:
@@ -307,6 +309,7 @@ AUDIT_FIELDS = {
     "disabled": _l("Отключён"),
     "failures": _l("Неудачных входов"),
     "locked": _l("Вход заблокирован"),
+    "time_zone": _l("Часовой пояс"),
 }
 ON_OFF_FIELDS = ("enabled", "lock_score")  # switches: said "on" / "off"
 
@@ -341,6 +344,8 @@ def audit_value(field: str, value) -> str:
         return _("да") if value else _("нет")
     if field == "high_scores":
         return high_scores_label(value)
+    if field == "time_zone":
+        return zone_label(value)
     if field == "password":
         return _label(PASSWORD_VALUES, value)
     if field.startswith("token "):
@@ -370,6 +375,30 @@ def short_day_label(day: str | date) -> str:
     return format_skeleton("dM", day, locale=get_locale())
 
 
+def zone_label(name: str | None, at: datetime | None = None) -> str:
+    """A time zone as people call it, in the page's language, with its offset from UTC (at `at`, now unless
+    given): "Москва (UTC+3)", "Yekaterinburg (UTC+5)". A name the zone database does not know is shown as
+    stored."""
+    from zoneinfo import ZoneInfo
+
+    from babel.dates import get_timezone_location
+
+    from connector.time_zone import zone_problem
+
+    if not name:
+        return "—"
+    if zone_problem(name):
+        return str(name)
+    if name in ("UTC", "Etc/UTC"):
+        return _("Всемирное координированное время (UTC)")
+    zone = ZoneInfo(name)
+    offset = int((at or datetime.now(zone)).astimezone(zone).utcoffset().total_seconds()) // 60
+    hours, minutes = divmod(abs(offset), 60)
+    shown = f"UTC{'+' if offset >= 0 else '-'}{hours}" + (f":{minutes:02d}" if minutes else "")
+    city = get_timezone_location(zone, locale=str(get_locale() or "ru"), return_city=True)
+    return f"{city} ({shown})"
+
+
 def masked_phone(number: str | None) -> str:
     """A customer's number where it may travel beyond the page (a window title lands in the browser's
     history and in screen shares): its last four digits only."""
@@ -386,5 +415,5 @@ FILTERS = {
     "scan_window": scan_window_label, "timeline_what": timeline_what, "event_source": event_source_label,
     "notification_kind": notification_kind_label, "token_state": token_state_label,
     "audit_scope": audit_scope_label, "actor": actor_label, "high_scores": high_scores_label, "day": day_label,
-    "masked_phone": masked_phone,
+    "masked_phone": masked_phone, "zone": zone_label,
 }
