@@ -106,7 +106,7 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     # Idle and slow connections must not lock others out: waitress's default limit is 100 connections,
     # kept 120 s. Here each may idle 30 s, and CONNECTION_LIMIT of them are held at once; waitress polls
     # them with poll(), since select() stops at descriptor 1024 and stalls the server beyond about a
-    # thousand connections. More than this is a reverse proxy's job (README, "Deployment").
+    # thousand connections. More than this is a reverse proxy's job (docs/deployment.md).
     # Its "Task queue depth" warning comes once per request under load: errors only.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     connection_limit = _descriptors_for(CONNECTION_LIMIT)

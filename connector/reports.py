@@ -1,7 +1,7 @@
 """Per-operator and per-line figures for QA staff, each with its n, counted in the database in one
 GROUP BY (never by loading calls).
 
-Definitions (the README's "Reports" repeats them):
+Definitions (docs/console.md repeats them for people):
 - answered: talk time > 0;
 - offered: the customer reached the survey (a score came, or MANGO's quality control says they pressed
   nothing); no_answer: they reached it and pressed nothing;

@@ -1,6 +1,6 @@
 """The admin's policy as pure functions: settings + score -> Decision.
 
-Semantics (see README, "Scores and the threshold"):
+Semantics (see docs/scores.md, "Scores and the threshold"):
 - every valid score is recorded while the feature is on;
 - a tag is added only for a score strictly below `max_threshold`;
 - a score at or above it carries the policy's `high_scores` rule: each CRM target writes it (`record`),
