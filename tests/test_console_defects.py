@@ -234,7 +234,7 @@ def test_notifications_come_a_page_at_a_time_with_the_operator_and_the_score(cli
         while path:
             html = text(client.get(path))
             body = html.split('id="notifications"')[1].split("</tbody>")[0]
-            rows += re.findall(r'<td class="operator">([^<]+)</td>\s*<td class="score low">(\d+)</td>', body)
+            rows += re.findall(r'<td [^>]*class="operator">([^<]+)</td>\s*<td [^>]*class="score low">(\d+)</td>', body)
             older = re.search(r'href="([^"]+)" id="older"', html)
             path = older.group(1).replace("&amp;", "&") if older else None
     # Each operator named as the console's account linked to their extension (no PBX directory here).
