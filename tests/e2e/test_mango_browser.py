@@ -9,7 +9,7 @@ import pytest
 from app import create_app
 from connector.users import add_user
 from tests.conftest import MangoPoster, make_config, summary
-from tests.e2e.test_browser import PASSWORD, SCREENSHOTS, axe_problems, browser, log_in  # noqa: F401
+from tests.e2e.test_browser import PASSWORD, SCREENSHOTS, axe_problems, browser, log_in, wait_for  # noqa: F401
 from tests.fakes.mango import FakeMango, create_fake_mango
 from tests.fakes.server import serving
 
@@ -51,6 +51,7 @@ def test_an_admin_connects_mango_in_the_browser_and_operators_get_their_names(br
     browser.find_element(By.ID, "mango-api_key").send_keys(KEY)
     browser.find_element(By.ID, "mango-api_salt").send_keys(SALT)
     browser.find_element(By.CSS_SELECTOR, "#mango-form button[type=submit]").click()
+    wait_for(browser, lambda d: d.find_elements(By.ID, "mango-saved"), "the pair checked with the PBX and saved")
     saved = browser.find_element(By.ID, "mango-saved").text  # what was just saved is shown open
     assert saved == "MANGO принял ключ и подпись: они сохранены и действуют."
     assert "Действуют данные, сохранённые в консоли" in browser.find_element(By.ID, "mango-in-force").text

@@ -116,6 +116,23 @@ class Walk:
         return [e.get_attribute("textContent").strip() for e in self.driver.find_elements(By.CSS_SELECTOR, css)]
 
 
+def walking(driver, demo_console, who: str, username: str, width: str) -> tuple[Walk, str, object]:
+    """A walk begun: `username` of `demo` logged in at `width`; the walk, the connector's address, its database."""
+    url, passwords, db = demo_console
+    walk = Walk(driver, url, who, width)
+    log_in(driver, url, username, passwords[username])
+    return walk, url, db
+
+
+def open_notifications(walk: Walk, db, username: str) -> None:
+    """The header's badge counts the person's unread notifications; its link opens them, saying the same."""
+    badge = int(walk.text("#unread"))
+    assert badge == unread_of(db, username) > 0
+    walk.menu("Уведомления")
+    wait_for(walk.driver, at("/notifications"), "the notifications")
+    assert walk.text("#unread-total") == f"Непрочитанных: {badge}"
+
+
 def session_of(driver) -> requests.Session:
     """The browser's session for a download Selenium cannot read: the same cookies, so the same person."""
     downloads = requests.Session()
@@ -139,9 +156,7 @@ def test_the_supervisor_finds_low_scores_reviews_one_exports_and_reads_the_repor
     from openpyxl import load_workbook
     from selenium.webdriver.common.by import By
 
-    url, passwords, db = demo_console
-    walk = Walk(browser, url, "supervisor", width)
-    log_in(browser, url, "demo-supervisor", passwords["demo-supervisor"])
+    walk, url, db = walking(browser, demo_console, "supervisor", "demo-supervisor", width)
     # /calls lists the two weeks, newest first (as the API orders them).
     newest = api(url, "calls?per_page=1")
     assert call_ids(browser)[0] == newest["items"][0]["call_id"]
@@ -212,11 +227,7 @@ def test_the_supervisor_finds_low_scores_reviews_one_exports_and_reads_the_repor
     walk.check("reports")
 
     # "Уведомления" counts the low scores the supervisor was told of; all can be marked read at once.
-    badge = int(walk.text("#unread"))
-    assert badge == unread_of(db, "demo-supervisor") > 0
-    walk.menu("Уведомления")
-    wait_for(browser, at("/notifications"), "the notifications")
-    assert walk.text("#unread-total") == f"Непрочитанных: {badge}"
+    open_notifications(walk, db, "demo-supervisor")
     walk.check("notifications")
     browser.find_element(By.CSS_SELECTOR, "#mark-all-read button").click()
     wait_for(browser, lambda d: not d.find_elements(By.ID, "unread"), "every notification read")
@@ -234,9 +245,7 @@ def test_the_supervisor_finds_low_scores_reviews_one_exports_and_reads_the_repor
 def test_an_operator_sees_only_their_own_calls_figures_and_notifications(browser, demo_console, width):  # noqa: F811
     from selenium.webdriver.common.by import By
 
-    url, passwords, db = demo_console
-    walk = Walk(browser, url, "operator", width)
-    log_in(browser, url, "demo-operator-101", passwords["demo-operator-101"])
+    walk, url, db = walking(browser, demo_console, "operator", "demo-operator-101", width)
     mine = api(url, "calls?operator=101&per_page=100")
     assert walk.text("main p").startswith(f"Найдено: {mine['_meta']['total']}")
     assert set(walk.column("#calls tbody td.operator")) == {"Ирина Петрова (101)"}
@@ -264,11 +273,7 @@ def test_an_operator_sees_only_their_own_calls_figures_and_notifications(browser
     walk.check("reports")
 
     # A notification for each review of their calls; a reviewed call shows the review, and no form.
-    badge = int(walk.text("#unread"))
-    assert badge == unread_of(db, "demo-operator-101") > 0
-    walk.menu("Уведомления")
-    wait_for(browser, at("/notifications"), "the notifications")
-    assert walk.text("#unread-total") == f"Непрочитанных: {badge}"
+    open_notifications(walk, db, "demo-operator-101")
     assert set(walk.column("#notifications td.operator")) == {"Ирина Петрова (101)"}
     assert {kind.removeprefix("Новое: ") for kind in walk.column("#notifications tbody td:nth-child(2)")} == \
         {"Разбор вашего звонка"}
@@ -285,9 +290,7 @@ def test_an_operator_sees_only_their_own_calls_figures_and_notifications(browser
 def test_the_admin_moves_the_threshold_and_the_list_and_reports_follow(browser, demo_console, width):  # noqa: F811
     from selenium.webdriver.common.by import By
 
-    url, passwords, db = demo_console
-    walk = Walk(browser, url, "admin", width)
-    log_in(browser, url, "demo-admin", passwords["demo-admin"])
+    walk, url, db = walking(browser, demo_console, "admin", "demo-admin", width)
     assert browser.find_element(By.ID, "low-scores").text == "Низкие оценки (ниже 9)"
 
     # /settings: the threshold moves from 9 to 7.
@@ -330,7 +333,7 @@ def test_the_admin_moves_the_threshold_and_the_list_and_reports_follow(browser, 
     walk.menu("Пользователи")
     wait_for(browser, at("/users"), "the users")
     page = browser.find_element(By.TAG_NAME, "main").text
-    assert all(name in page for name in passwords)
+    assert all(name in page for name in demo_console[1])  # every demo account
     walk.check("users")
     walk.menu("Журнал")
     wait_for(browser, at("/audit"), "the audit log")
