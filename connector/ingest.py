@@ -20,7 +20,8 @@ from connector.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, PbxPol
 from connector.notifications import notify_low_score
 from connector.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
 from connector.runtime_settings import current_policies
-from connector.threshold import ACCEPTED, REFUSED, Decision, Policies, Policy, decide, decide_again, parse_score
+from connector.threshold import (ACCEPTED, REFUSED, Decision, Policies, Policy, ScoreStatus, decide, decide_again,
+                                 parse_score)
 
 CUSTOMER, SUPERVISOR = ScoreSource.CUSTOMER, ScoreSource.SUPERVISOR
 
@@ -220,9 +221,9 @@ def add_supervisor_score(session: Session, call: Call, policy: Policy, raw: str 
                          operator: str | None = None) -> Score:
     """A supervisor's rating sits beside the customer's; the newest supervisor rating is in force."""
     try:
-        value, status, reason = parse_score(raw, policy), "accepted", "supervisor rating"
+        value, status, reason = parse_score(raw, policy), ACCEPTED, "supervisor rating"
     except ValueError as exc:
-        value, status, reason = None, "refused", str(exc)
+        value, status, reason = None, REFUSED, str(exc)
     score = Score(call=call, source=SUPERVISOR, origin=origin, raw=str(raw)[:64], value=value,
                   status=status, reason=reason[:255], comment=comment,
                   operator_extension=operator or call.operator_extension, rated_at=rated_at)
@@ -232,8 +233,16 @@ def add_supervisor_score(session: Session, call: Call, policy: Policy, raw: str 
     return score
 
 
+@dataclass(frozen=True)
+class ScoreOutcome:
+    """What became of a score sent to the score API, whichever source it came from."""
+
+    status: ScoreStatus
+    reason: str
+
+
 def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payload: str,
-                     score: dict) -> tuple[Call, Score | Decision]:
+                     score: dict) -> tuple[Call, ScoreOutcome]:
     """A score from the generic score API (already verified and validated)."""
     message = InboundMessage("scores", dedupe_key(message_id), score["call_id"], payload, None)
     store_event(session, "scores_api", message)
@@ -246,7 +255,7 @@ def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payl
     if score.get("phone") and not call.customer_phone:
         call.customer_phone = score["phone"]
     refresh_crm(session, ctx, call, policies)
-    return call, result
+    return call, ScoreOutcome(ScoreStatus(result.status), result.reason)
 
 
 def refresh_crm(session: Session, ctx: IngestContext, call: Call, policies: Policies) -> None:

@@ -297,7 +297,7 @@ class Score(Base):
     origin: Mapped[str] = mapped_column(String(16))  # mango_dtmf, mango_quality, api, review
     raw: Mapped[str] = mapped_column(String(64))
     value: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))  # accepted, refused, kept, duplicate
+    status: Mapped[str] = mapped_column(String(16))  # a ScoreStatus (connector.threshold)
     reason: Mapped[str] = mapped_column(String(255))
     record: Mapped[bool] = mapped_column(Boolean, default=False)
     tag: Mapped[str | None] = mapped_column(String(255))

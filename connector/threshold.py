@@ -148,7 +148,7 @@ def line_policy(base: Policy, override: object) -> Policy:
 
 @dataclass(frozen=True)
 class Decision:
-    status: str  # ACCEPTED, REFUSED, KEPT or DUPLICATE
+    status: ScoreStatus
     value: int | None  # the parsed score, None when unreadable
     record: bool  # the feature is on: targets write the score (one at or above the threshold: see high_scores)
     tag: str | None  # tag to add

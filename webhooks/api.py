@@ -141,7 +141,7 @@ def post_score():
 
     with services().db.transaction() as session:
         call, result = ingest_api_score(session, services().ingest, headers["Webhook-Id"], body, score)
-        if getattr(result, "status", None) == REFUSED:
+        if result.status == REFUSED:
             # Outside the scale or the rating window in force: a conflict with the settings, not a malformed
             # score. Raising rolls the transaction back: tell the sender, keep nothing; it can resend.
             raise ApiError(409, f"score: {result.reason}")
