@@ -70,6 +70,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(webui.bp)
     webui.configure(app)
+    app.wsgi_app = mango.accept_doubled_slashes(app.wsgi_app)
     if config.TRUSTED_PROXIES:  # the client's address (login and token throttling) from X-Forwarded-For
         from werkzeug.middleware.proxy_fix import ProxyFix  # outermost: every layer below sees it
 

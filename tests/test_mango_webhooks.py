@@ -263,3 +263,15 @@ def test_ping_with_fields_is_verified(client, mango_post):
 def test_unknown_path_is_404_json(client):
     response = client.post("/mango/other/thing", data={"a": "b"})
     assert response.status_code == 404 and response.json == {"error": "not found"}
+
+
+def test_an_address_given_with_a_trailing_slash_still_receives_the_events(client, mango_post, auth):
+    """MANGO may join `<address>/` and `/events/summary` with a doubled slash: the event is taken, not
+    redirected (a PBX need not follow a 308), and stored as any other."""
+    from connector.pbx.mango import signed_form
+    from tests.conftest import MANGO_KEY, MANGO_SALT, summary
+
+    answer = client.post("/mango//events/summary", data=signed_form(MANGO_KEY, MANGO_SALT, summary("call-slash")))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    mango_post.apply()
+    assert client.get("/api/v1/calls/call-slash", headers=auth).status_code == 200

@@ -14,6 +14,21 @@ from webhooks.errors import ApiError
 
 bp = Blueprint("mango", __name__, url_prefix="/mango")
 
+
+def accept_doubled_slashes(wsgi_app):
+    """The PBX's callbacks under `/mango//events/...` are taken as `/mango/events/...`. MANGO's manual gives
+    the external system's address with a trailing slash (§2.1.1, `https://external-system.com/mango-api-connector/`)
+    and does not say whether it adds one before `events/...`; the web framework would answer a doubled slash
+    with a 308 redirect, which a PBX need not follow, and the event would be lost to a redirect."""
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(bp.url_prefix + "/") and "//" in path:
+            environ["PATH_INFO"] = bp.url_prefix + "/" + "/".join(p for p in path[len(bp.url_prefix):].split("/") if p)
+        return wsgi_app(environ, start_response)
+
+    return app
+
 # The PBX's own examples post urlencoded forms; public MANGO clients post multipart.
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 

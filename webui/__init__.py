@@ -222,12 +222,12 @@ def crm_status_names() -> dict[str, str]:
 
 def direction_names() -> dict[str, str]:
     """A call's direction as the console names it, in the page's language (the call page, the exports)."""
-    return {code: labels.direction_label(code) for code in labels.DIRECTIONS}
+    return {code: labels.direction_label(code) for code in labels.direction_label.words}
 
 
 def survey_names() -> dict[str, str]:
     """A call's survey state as the console names it, in the page's language (the call page, the exports)."""
-    return {str(state): labels.survey_label(state) for state in labels.SURVEY_STATES}
+    return {str(state): labels.survey_label(state) for state in labels.survey_label.words}
 
 
 def _zone_name() -> str:
@@ -672,7 +672,7 @@ POLICY_FIELDS = ("enabled", "scale_min", "scale_max", "max_threshold", "tag_temp
                  "rating_window_days", "lock_score", "high_scores")
 
 
-HIGH_SCORES_LABELS = labels.HIGH_SCORES
+HIGH_SCORES_LABELS = labels.high_scores_label.words
 
 
 @bp.route("/settings", methods=["GET", "POST"])

@@ -20,61 +20,49 @@ from connector.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
 from webui.forms import HIGH_SCORES_CHOICES, POLICY_LABELS
 
 
-def _label(table: dict, code) -> str:
-    if code is None:
-        return "—"
-    return str(table.get(code, code))
+class Words:
+    """The console's words for one kind of code, in the page's language: a code it does not know is shown as
+    stored (an error a system returned, a value from before a word was given), and none as a dash."""
+
+    def __init__(self, words: dict):
+        self.words = words
+
+    def __call__(self, code) -> str:
+        if code is None:
+            return "—"
+        return str(self.words.get(code, code))
 
 
-ROLES = {Role.ADMIN: _l("администратор"), Role.SUPERVISOR: _l("супервизор"), Role.OPERATOR: _l("оператор")}
+role_label = Words({Role.ADMIN: _l("администратор"), Role.SUPERVISOR: _l("супервизор"), Role.OPERATOR: _l("оператор")})
 
 
-def role_label(code: str | None) -> str:
-    return _label(ROLES, code)
-
-
-DELIVERY_STATUSES = {
+delivery_status_label = Words({
     DeliveryStatus.PENDING: _l("ждёт отправки"),
     DeliveryStatus.DELIVERED: _l("доставлен"),
     DeliveryStatus.UNMATCHED: _l("клиент не найден в CRM"),
     DeliveryStatus.DEAD: _l("не доставлен"),
     DeliveryStatus.SKIPPED: _l("не отправлялся"),
-}
+})
 
 
-def delivery_status_label(code: str | None) -> str:
-    return _label(DELIVERY_STATUSES, code)
+# calls.direction
+direction_label = Words({"inbound": _l("входящий"), "outbound": _l("исходящий"), "internal": _l("внутренний")})
 
 
-DIRECTIONS = {"inbound": _l("входящий"), "outbound": _l("исходящий"), "internal": _l("внутренний")}  # calls.direction
+survey_label = Words({SurveyState.PENDING: _l("ждёт ответа"), SurveyState.ANSWERED: _l("ответ получен"),
+                      SurveyState.NO_ANSWER: _l("без ответа"), SurveyState.NOT_OFFERED: _l("не предложен")})
 
 
-def direction_label(code: str | None) -> str:
-    return _label(DIRECTIONS, code)
-
-
-SURVEY_STATES = {SurveyState.PENDING: _l("ждёт ответа"), SurveyState.ANSWERED: _l("ответ получен"),
-                 SurveyState.NO_ANSWER: _l("без ответа"), SurveyState.NOT_OFFERED: _l("не предложен")}
-
-
-def survey_label(code: str | None) -> str:
-    return _label(SURVEY_STATES, code)
-
-
-JOB_STATUSES = {
+job_status_label = Words({
     JobStatus.PENDING: _l("ждёт отправки"),
     JobStatus.DONE: _l("выполнено"),
     JobStatus.DEAD: _l("не выполнено"),
     JobStatus.UNMATCHED: _l("клиент не найден"),
     JobStatus.WAITING: _l("ждёт другого задания"),
-}
+})
 
 
-def job_status_label(code: str | None) -> str:
-    return _label(JOB_STATUSES, code)
-
-
-JOB_KINDS = {
+job_kind_label = Words({
     JobKind.LOG_CALL: _l("звонок в журнал CRM"),
     JobKind.CONTACT: _l("контакт для неизвестного клиента"),
     JobKind.NOTE: _l("примечание с оценкой"),
@@ -85,11 +73,7 @@ JOB_KINDS = {
     JobKind.B24_MARK: _l("оценка в Bitrix24"),
     JobKind.B24_TODO: _l("дело по низкой оценке"),
     JobKind.SCORED: _l("оценка в вебхук"),
-}
-
-
-def job_kind_label(code: str | None) -> str:
-    return _label(JOB_KINDS, code)
+})
 
 
 TARGETS = {"amocrm": "amoCRM", "bitrix24": "Bitrix24", "webhook": _l("вебхук"), "none": _l("не подключена")}
@@ -99,45 +83,29 @@ def target_label(name: str | None) -> str:
     """A target by its name (`CRM`'s values); several, comma-separated, each named."""
     if name is None:
         return "—"
-    return ", ".join(_label(TARGETS, part) for part in name.split(","))
+    return ", ".join(str(TARGETS.get(part, part)) for part in name.split(","))
 
 
-SCORE_SOURCES = {ScoreSource.CUSTOMER: _l("клиент"), ScoreSource.SUPERVISOR: _l("супервизор")}
+score_source_label = Words({ScoreSource.CUSTOMER: _l("клиент"), ScoreSource.SUPERVISOR: _l("супервизор")})
 
 
-def score_source_label(code: str | None) -> str:
-    return _label(SCORE_SOURCES, code)
-
-
-SCORE_ORIGINS = {
+score_origin_label = Words({
     ScoreOrigin.MANGO_DTMF: _l("опрос АТС (клавиши)"),
     ScoreOrigin.MANGO_QUALITY: _l("контроль качества АТС"),
     ScoreOrigin.API: _l("API оценок"),
     ScoreOrigin.REVIEW: _l("разбор в консоли"),
-}
+})
 
 
-def score_origin_label(code: str | None) -> str:
-    return _label(SCORE_ORIGINS, code)
-
-
-SCORE_STATUSES = {
+score_status_label = Words({
     ScoreStatus.ACCEPTED: _l("принята"),
     ScoreStatus.REFUSED: _l("отклонена"),
     ScoreStatus.KEPT: _l("сохранена, в силе первая"),
     ScoreStatus.DUPLICATE: _l("повтор"),
-}
+})
 
 
-def score_status_label(code: str | None) -> str:
-    return _label(SCORE_STATUSES, code)
-
-
-HIGH_SCORES = {c.value: c.label for c in HIGH_SCORES_CHOICES}
-
-
-def high_scores_label(code: str | None) -> str:
-    return _label(HIGH_SCORES, code)
+high_scores_label = Words({c.value: c.label for c in HIGH_SCORES_CHOICES})
 
 
 def reason_label(reason: ScoreReason, *, value: int | None = None, tag: str | None = None,
@@ -177,7 +145,7 @@ def decision_label(call: dict) -> str:
                         high_scores=decision["high_scores"])
 
 
-STATES = {
+state_label = Words({
     State.OK: _l("в порядке"),
     State.NONE: _l("не подключена"),
     State.LAGGING: _l("отстаёт: события ждут обработки больше минуты"),
@@ -185,11 +153,7 @@ STATES = {
     State.SCAN_FAILING: _l("сбор оценок из статистики не удаётся"),
     State.FAILING: _l("доставка не удаётся больше 5 минут, попытки продолжаются"),
     State.PAUSED: _l("приостановлена: задания не отправляются, пока подключение не восстановят"),
-}
-
-
-def state_label(code: str | None) -> str:
-    return _label(STATES, code)
+})
 
 
 SCAN_PROBLEMS = {
@@ -206,15 +170,12 @@ SCAN_PROBLEMS = {
 def scan_problem_label(code: str | None) -> str:
     if code is None:  # stored before the problems had codes
         return _("причина не записана")
-    return _label(SCAN_PROBLEMS, code)
+    return str(SCAN_PROBLEMS.get(code, code))
 
 
-SCAN_WINDOWS = {"recent": _l("за последние полчаса"), "day": _l("за последние сутки"),
-                "days": _l("за последние дни")}  # connector.scanner.WINDOWS
-
-
-def scan_window_label(name: str | None) -> str:
-    return _label(SCAN_WINDOWS, name)
+# connector.scanner.WINDOWS
+scan_window_label = Words({"recent": _l("за последние полчаса"), "day": _l("за последние сутки"),
+                           "days": _l("за последние дни")})
 
 
 # The PBX's callbacks by their path (MANGO's names), and the other ways a fact reaches the inbox.
@@ -252,20 +213,12 @@ def timeline_what(entry: dict) -> str:
     return _("%(job)s: %(status)s", job=job_kind_label(entry["job"]), status=job_status_label(entry["status"]))
 
 
-NOTIFICATION_KINDS = {NotificationKind.REVIEW: _l("Разбор вашего звонка"),
-                      NotificationKind.LOW_SCORE: _l("Низкая оценка")}
+notification_kind_label = Words({NotificationKind.REVIEW: _l("Разбор вашего звонка"),
+                                 NotificationKind.LOW_SCORE: _l("Низкая оценка")})
 
 
-def notification_kind_label(code: str | None) -> str:
-    return _label(NOTIFICATION_KINDS, code)
-
-
-TOKEN_STATES = {TokenState.ACTIVE: _l("действует"), TokenState.EXPIRED: _l("истёк"),
-                TokenState.REVOKED: _l("отозван")}
-
-
-def token_state_label(code: str | None) -> str:
-    return _label(TOKEN_STATES, code)
+token_state_label = Words({TokenState.ACTIVE: _l("действует"), TokenState.EXPIRED: _l("истёк"),
+                           TokenState.REVOKED: _l("отозван")})
 
 
 # --- the audit log -------------------------------------------------------------------------------------
@@ -312,6 +265,7 @@ AUDIT_FIELDS = {
     "time_zone": _l("Часовой пояс"),
 }
 ON_OFF_FIELDS = ("enabled", "lock_score")  # switches: said "on" / "off"
+audit_field_words = Words(AUDIT_FIELDS)
 
 
 def audit_field_label(scope: str, field: str) -> str:
@@ -320,18 +274,15 @@ def audit_field_label(scope: str, field: str) -> str:
         return _("добавочный %(extension)s", extension=field)
     if field.startswith("token "):
         return _("Токен %(id)s", id=field.removeprefix("token "))
-    return _label(AUDIT_FIELDS, field)
+    return audit_field_words(field)
 
 
-ACTORS = {BOOTSTRAP_ADMIN.username: _l("токен администратора (ADMIN_TOKEN)"), CLI_ACTOR: _l("командная строка")}
+# Who made a change: a console user by name, or the admin token, or the command line.
+actor_label = Words({BOOTSTRAP_ADMIN.username: _l("токен администратора (ADMIN_TOKEN)"),
+                     CLI_ACTOR: _l("командная строка")})
 
 
-def actor_label(actor: str | None) -> str:
-    """Who made a change: a console user by name, or the admin token, or the command line."""
-    return _label(ACTORS, actor)
-
-
-PASSWORD_VALUES = {"old": _l("прежний"), "new": _l("новый")}
+password_value_label = Words({"old": _l("прежний"), "new": _l("новый")})
 
 
 def audit_value(field: str, value) -> str:
@@ -347,7 +298,7 @@ def audit_value(field: str, value) -> str:
     if field == "time_zone":
         return zone_label(value)
     if field == "password":
-        return _label(PASSWORD_VALUES, value)
+        return password_value_label(value)
     if field.startswith("token "):
         return token_state_label(value)
     if value == "":
