@@ -521,7 +521,7 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         event, handler = str(args.get("event", "")).upper(), str(args.get("handler", ""))
         if event not in BINDABLE:  # docs event-bind.md: 400 ERROR_EVENT_NOT_FOUND "Event not found"
             raise CommandError("ERROR_EVENT_NOT_FOUND", "Event not found")
-        if not handler:
+        if not handler:  # docs event-bind.md: `handler` is required; the refusal's code and text are not given there
             raise CommandError("ERROR_CORE", "Handler is required")
         if {"event": event, "handler": handler} in fake.bound:
             # not in the docs: the refusal public integrations match on (ERROR_CORE "Handler already binded")
