@@ -40,7 +40,7 @@ test: install-test
 
 # The suite with line and branch coverage, printed at the end (slower: every line is traced).
 coverage:
-	$(MAKE) test PYTEST_ARGS="--cov=connector --cov=webhooks --cov=webui --cov=commands --cov=app --cov-branch \
+	$(MAKE) test PYTEST_ARGS="--cov=connector --cov=web --cov=webui --cov=commands --cov=app --cov-branch \
 	    --cov-report=term:skip-covered $(PYTEST_ARGS)"
 
 clean:

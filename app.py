@@ -7,15 +7,15 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from connector.config import Config, ConfigError
-from connector.db import Database
-from connector.inbox import InboxWriter
-from connector.logs import configure_logging
-from connector.offload import HeavyReads
-from connector.reports import RecentFigures
-from connector.ingest import IngestContext
-from connector.pbx.credentials import CredentialStore
-from connector.pbx.mango_api import MangoApi
+from connector.console.offload import HeavyReads
+from connector.console.reports import RecentFigures
+from connector.core.config import Config, ConfigError
+from connector.core.db import Database
+from connector.core.logs import configure_logging
+from connector.inbound.inbox import InboxWriter
+from connector.inbound.ingest import IngestContext
+from connector.inbound.mango.api import MangoApi
+from connector.inbound.mango.credentials import CredentialStore
 from connector.wiring import build_pbx_api, build_pbx_credentials, ingest_context
 
 
@@ -58,7 +58,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.sort_keys = False  # keep the documented field order of a call
     app.extensions["connector"] = services
     import webui
-    from webhooks import api, bitrix24, errors, mango, openapi, recordings, security
+    from web import api, bitrix24, errors, mango, openapi, recordings, security
 
     errors.register_error_handlers(app, page_for_people=webui.error_page)
     security.protect(app, except_blueprints=(mango.bp.name,))

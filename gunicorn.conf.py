@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 
-from connector.logs import configure_logging
+from connector.core.logs import configure_logging
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))

@@ -35,8 +35,8 @@ from sqlalchemy import func, select  # noqa: E402
 
 from app import create_app  # noqa: E402
 from connector.wiring import build_worker  # noqa: E402
-from connector.db import downgrade, upgrade  # noqa: E402
-from connector.models import DeliveryJob  # noqa: E402
+from connector.core.db import downgrade, upgrade  # noqa: E402
+from connector.core.models import DeliveryJob  # noqa: E402
 from tests.conftest import MangoPoster, dtmf, make_config, summary  # noqa: E402
 from tests.fakes.amocrm import FakeAmo, create_fake_app  # noqa: E402
 from tests.fakes.server import serving  # noqa: E402
@@ -184,7 +184,7 @@ def post_call_states(port: int, rate: float, stop, sent) -> None:
     connections (an answer that is late does not delay the next one), until `stop` is set."""
     from urllib.parse import urlencode
 
-    from connector.pbx.mango import signed_form
+    from connector.inbound.mango.callbacks import signed_form
 
     start, lock, counter = time.monotonic(), threading.Lock(), [0]
 

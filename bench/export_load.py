@@ -51,9 +51,9 @@ def seed(url: str, n: int) -> float:
     """`n` calls over the last 60 days, each with its customer score and a CRM record, in bulk."""
     from sqlalchemy import insert
 
-    from connector.db import Database, upgrade
-    from connector.models import Call, CrmRecord, Score
-    from connector.users import add_user
+    from connector.core.db import Database, upgrade
+    from connector.core.models import Call, CrmRecord, Score
+    from connector.core.users import add_user
 
     started = time.monotonic()
     upgrade(url)

@@ -88,7 +88,7 @@ STATES = ("Appeared", "Connected", "OnHold", "Connected", "Disconnected")
 def call_events(n: int) -> list[tuple[str, str]]:
     """The callbacks of one call, as MANGO sends them: 10 leg state changes, the recording, the
     survey digits and the summary (13 callbacks), each a signed form body."""
-    from connector.pbx.mango import signed_form
+    from connector.inbound.mango.callbacks import signed_form
 
     entry, leg, now = f"bench-{os.getpid()}-{n}", f"leg-{n}", int(time.time())
     payloads = [("events/call", {"entry_id": entry, "call_id": leg, "seq": seq, "timestamp": now,

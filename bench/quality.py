@@ -32,12 +32,12 @@ import requests  # noqa: E402
 from requests.structures import CaseInsensitiveDict  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-import connector.poller as poller_module  # noqa: E402
-from connector.db import Database, upgrade  # noqa: E402
-from connector.models import Call, PbxPoll, PollStatus, Score, SurveyState  # noqa: E402
-from connector.pbx.mango_api import MangoApi, MangoGuard  # noqa: E402
-from connector.poller import QualityPoller  # noqa: E402
-from connector.scanner import QualityScanner  # noqa: E402
+import connector.inbound.poller as poller_module  # noqa: E402
+from connector.core.db import Database, upgrade  # noqa: E402
+from connector.core.models import Call, PbxPoll, PollStatus, Score, SurveyState  # noqa: E402
+from connector.inbound.mango.api import MangoApi, MangoGuard  # noqa: E402
+from connector.inbound.poller import QualityPoller  # noqa: E402
+from connector.inbound.scanner import QualityScanner  # noqa: E402
 from connector.wiring import ingest_context  # noqa: E402
 from tests.conftest import MANGO_KEY, MANGO_SALT, make_config  # noqa: E402
 from tests.fakes.mango import FakeMango, create_fake_mango  # noqa: E402

@@ -45,7 +45,7 @@ FILTERS = ["", "score_lte=3", "score_gte=9", "operator=120", "line=74950000003",
 
 
 def seed(url: str, n: int) -> None:
-    from connector.db import upgrade
+    from connector.core.db import upgrade
 
     from bench.common import wipe_postgres
 
@@ -89,8 +89,8 @@ def main() -> None:
         print(f"seeded {args.calls:,} calls in {time.monotonic() - started:.0f} s")
 
     from app import create_app
-    from connector.calls import Cursor
-    from connector.config import Config
+    from connector.core.calls import Cursor
+    from connector.core.config import Config
 
     config = Config.from_env({"DATABASE_URL": args.database_url, "ADMIN_TOKEN": "bench-admin-token-Jr5mQ9wT3xC7vN2kL8pZ4hB6", "SECRET_KEY": "bench"})
     app = create_app(config)

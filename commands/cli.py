@@ -11,14 +11,14 @@ from contextlib import contextmanager
 
 import click
 
-from connector.config import Config
-from connector.models import JobStatus
+from connector.core.config import Config
+from connector.core.models import JobStatus
 
 CONNECTION_LIMIT = 4000  # connections `connector serve` holds at once (idle ones time out after 30 s)
 # Requests in progress at once. A callback's thread mostly waits (for the group commit, for the interpreter), so
 # on a busy machine, or with PostgreSQL's commits slowed by other work, 8 of them capped intake below the PBX's
 # rate and its backlog grew to seconds (bench/export_load.py); idle threads cost little. Logins are admitted
-# two at a time whatever this is (connector.users.LOGINS_ADMITTED).
+# two at a time whatever this is (connector.core.users.LOGINS_ADMITTED).
 WEB_THREADS = 32
 SWITCH_INTERVAL = 0.0005  # seconds: how long `connector serve` lets a busy thread keep the GIL from a waiting one
 
@@ -29,7 +29,7 @@ def load_config() -> Config:
 
 @contextmanager
 def database(config: Config):
-    from connector.db import Database
+    from connector.core.db import Database
 
     db = Database(config.DATABASE_URL)
     try:
@@ -74,7 +74,7 @@ def _warn_about_missing_settings(config: Config) -> None:
 
 
 def _where_data_lives(settings: Config) -> str:
-    from connector.config import redact_url
+    from connector.core.config import redact_url
 
     key = "from the SECRET_KEY setting" if settings.SECRET_KEY else str(settings.secret_key_path)
     return f"database: {redact_url(settings.DATABASE_URL)}\nsecret key: {key}"
@@ -88,7 +88,7 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     from flask.cli import ScriptInfo
     from waitress import create_server
 
-    from connector.db import upgrade
+    from connector.core.db import upgrade
 
     settings = Config.from_env()
     config = settings.with_secret_key()
@@ -172,7 +172,7 @@ def db() -> None:
 @db.command(help="Upgrade the database to the latest schema.")
 @click.argument("revision", default="head")
 def upgrade(revision: str) -> None:
-    from connector.db import upgrade as run_upgrade
+    from connector.core.db import upgrade as run_upgrade
 
     run_upgrade(load_config().DATABASE_URL, revision)
     click.echo(f"database upgraded to {revision}")
@@ -182,7 +182,7 @@ def upgrade(revision: str) -> None:
 @click.argument("revision", required=False)
 @click.option("--yes", is_flag=True, help="Confirm dropping every table (downgrade to base).")
 def downgrade(revision: str | None, yes: bool) -> None:
-    from connector.db import downgrade as run_downgrade
+    from connector.core.db import downgrade as run_downgrade
 
     revision = revision or ("base" if yes else None)
     if revision is None:
@@ -199,13 +199,13 @@ MOMENT = click.DateTime(formats=["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%
 
 
 def _account_zone(config: Config):
-    """The account's zone as the console reads times in it (connector.time_zone): the one an admin chose on the
+    """The account's zone as the console reads times in it (connector.core.time_zone): the one an admin chose on the
     settings page, else CONSOLE_TIMEZONE (also before the first migration)."""
     from zoneinfo import ZoneInfo
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from connector.time_zone import zone_in_force
+    from connector.core.time_zone import zone_in_force
 
     try:
         with database(config) as db, db.reading() as s:
@@ -270,7 +270,7 @@ def simulate(url: str | None, score: int, call_id: str | None, operator: str, li
     import requests
 
     from commands.demo import SimulatedCall
-    from connector.pbx.mango import signed_form
+    from connector.inbound.mango.callbacks import signed_form
 
     config = load_config()
     base = (url or _local_url(config)).rstrip("/")
@@ -329,9 +329,9 @@ def simulate(url: str | None, score: int, call_id: str | None, operator: str, li
                    "CONSOLE_TIMEZONE; default: now).")
 def demo(count: int, seed: int, days: int, until: datetime | None) -> None:
     from commands import demo as made_up
-    from connector.db import upgrade
-    from connector.runtime_settings import current_policy
-    from connector.threshold import policy_from_config
+    from connector.core.db import upgrade
+    from connector.core.policy import policy_from_config
+    from connector.core.runtime_settings import current_policy
 
     config = load_config()
     config = _with_pbx_pair(config)
@@ -432,8 +432,8 @@ def _targets(config: Config, target: str | None) -> tuple[str, ...] | None:
 
 
 def _print_jobs(db, config: Config, status: str | None, targets: tuple[str, ...] | None, limit: int) -> None:
-    from connector import outbox
-    from connector.crm.account import pause_state
+    from connector.core.accounts import pause_state
+    from connector.delivery import outbox
 
     for name in targets or config.targets:
         paused, reason, since = pause_state(db, name)
@@ -459,8 +459,8 @@ def _print_jobs(db, config: Config, status: str | None, targets: tuple[str, ...]
 @click.option("--since", type=click.DateTime(), default=None, help="Only jobs that failed at or after this (UTC).")
 @click.option("--target", default=None, help="Only this target's jobs (one of CRM's list).")
 def deliveries_replay(status: str, since: datetime | None, target: str | None) -> None:
-    from connector import outbox
-    from connector.crm import registry
+    from connector import registry
+    from connector.delivery import outbox
 
     since_utc = since.replace(tzinfo=timezone.utc) if since else None
     config = load_config()
@@ -479,7 +479,7 @@ def deliveries_replay(status: str, since: datetime | None, target: str | None) -
 @deliveries.command("resume", help="Resume deliveries to a paused target (every paused one without --target).")
 @click.option("--target", default=None, help="Only this target (one of CRM's list).")
 def deliveries_resume(target: str | None) -> None:
-    from connector.crm.account import resume
+    from connector.core.accounts import resume
 
     config = load_config()
     if not config.targets:
@@ -497,8 +497,8 @@ def users() -> None:
 @contextmanager
 def _users_transaction():
     """A transaction on the users' database; a refused change (UserError) ends the command with its reason."""
-    from connector.db import upgrade
-    from connector.users import UserError
+    from connector.core.db import upgrade
+    from connector.core.users import UserError
 
     config = load_config()
     upgrade(config.DATABASE_URL)  # the first user may come before the first `serve`
@@ -522,7 +522,7 @@ def _read_password(from_stdin: bool) -> str:
 @click.option("--extension", "extensions", multiple=True, help="A PBX extension of the operator (repeatable).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 def users_add(username: str, role: str, extensions: tuple[str, ...], password_stdin: bool) -> None:
-    from connector.users import add_user
+    from connector.core.users import add_user
 
     password = _read_password(password_stdin)
     with _users_transaction() as s:
@@ -532,7 +532,7 @@ def users_add(username: str, role: str, extensions: tuple[str, ...], password_st
 
 @users.command("list", help="Show the users.")
 def users_list() -> None:
-    from connector.users import list_users
+    from connector.core.users import list_users
 
     with _users_transaction() as s:
         rows = list_users(s)
@@ -547,7 +547,7 @@ def users_list() -> None:
                                  "stop working.")
 @click.argument("username")
 def users_disable(username: str) -> None:
-    from connector.users import CLI_ACTOR, disable_user
+    from connector.core.users import CLI_ACTOR, disable_user
 
     with _users_transaction() as s:
         disable_user(s, username, actor=CLI_ACTOR)
@@ -558,7 +558,7 @@ def users_disable(username: str) -> None:
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 def users_password(username: str, password_stdin: bool) -> None:
-    from connector.users import CLI_ACTOR, set_password
+    from connector.core.users import CLI_ACTOR, set_password
 
     password = _read_password(password_stdin)
     with _users_transaction() as s:
@@ -572,7 +572,7 @@ def users_password(username: str, password_stdin: bool) -> None:
 @click.option("--days", default=90, show_default=True, type=click.IntRange(1, 3650), help="Days it works.")
 @click.option("--name", default=None, help="What it is for (shown in `connector users tokens`).")
 def users_token(username: str, days: int, name: str | None) -> None:
-    from connector.users import issue_token
+    from connector.core.users import issue_token
 
     with _users_transaction() as s:
         token = issue_token(s, username, days=days, name=name)
@@ -587,7 +587,7 @@ def _when(moment) -> str:
 @users.command("tokens", help="List personal tokens (all, or one user's) with their use and state.")
 @click.argument("username", required=False)
 def users_tokens(username: str | None) -> None:
-    from connector.users import list_tokens, token_state
+    from connector.core.users import list_tokens, token_state
 
     with _users_transaction() as s:
         rows = list_tokens(s, username)
@@ -602,7 +602,7 @@ def users_tokens(username: str | None) -> None:
 @users.command("revoke-token", help="Revoke one personal token by its id (from `connector users tokens`); audited.")
 @click.argument("token_id", type=int)
 def users_revoke_token(token_id: int) -> None:
-    from connector.users import CLI_ACTOR, revoke_token
+    from connector.core.users import CLI_ACTOR, revoke_token
 
     with _users_transaction() as s:
         token = revoke_token(s, token_id, actor=CLI_ACTOR)
@@ -614,7 +614,7 @@ def users_revoke_token(token_id: int) -> None:
 @click.argument("username", required=False)
 @click.option("--address", default=None, help="A client address (IPv4, or IPv6 for its /64).")
 def users_unlock(username: str | None, address: str | None) -> None:
-    from connector.users import CLI_ACTOR, unlock
+    from connector.core.users import CLI_ACTOR, unlock
 
     with _users_transaction() as s:
         lifted = unlock(s, actor=CLI_ACTOR, username=username, address=address)
@@ -623,7 +623,7 @@ def users_unlock(username: str | None, address: str | None) -> None:
 
 @users.command("lockouts", help="Show failed logins and tokens of the last hour, and what is held back now.")
 def users_lockouts() -> None:
-    from connector import throttle
+    from connector.core import throttle
 
     with _users_transaction() as s:
         at = throttle.now()

@@ -19,12 +19,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from connector.pbx import Mark, QualityReport, Question, ScannedCall
+from connector.inbound.pbx import Mark, QualityReport, Question, ScannedCall
 
 if TYPE_CHECKING:  # `simulate` needs only the calls: the database's modules load where they are used
-    from connector.config import Config
-    from connector.db import Database
-    from connector.users import Principal
+    from connector.core.config import Config
+    from connector.core.db import Database
+    from connector.core.users import Principal
 
 MISSED, ANSWERED = 0, 1  # MANGO's entry_result
 INBOUND, OUTBOUND = 1, 2  # MANGO's call_direction
@@ -215,7 +215,7 @@ def refusal(config: Config, db: Database) -> str | None:
     """Why made-up calls must not go into this connector, or None."""
     from sqlalchemy import func, not_, or_, select
 
-    from connector.models import Call
+    from connector.core.models import Call
 
     if config.targets:
         return (f"CRM={config.CRM}: the made-up calls would be delivered to {', '.join(config.targets)}. "
@@ -252,8 +252,8 @@ def _demo_accounts(db: Database) -> list[tuple[str, str, tuple[str, ...], str]]:
     """The demo's console accounts, each with a new random password, when the connector has no user yet."""
     from sqlalchemy import func, select
 
-    from connector.models import User
-    from connector.users import add_user, password_problem
+    from connector.core.models import User
+    from connector.core.users import add_user, password_problem
 
     with db.transaction() as s:
         if s.scalar(select(func.count()).select_from(User)):
@@ -272,9 +272,9 @@ def _operator_directory(db: Database) -> None:
     real one is never overwritten."""
     from sqlalchemy import func, select
 
-    from connector.directory import store
-    from connector.models import Operator as DirectoryEntry
-    from connector.pbx import OperatorEntry
+    from connector.core.models import Operator as DirectoryEntry
+    from connector.inbound.directory import store
+    from connector.inbound.pbx import OperatorEntry
 
     with db.transaction() as s:
         if not s.scalar(select(func.count()).select_from(DirectoryEntry)):
@@ -285,8 +285,8 @@ def _store(config: Config, db: Database, calls: list[SimulatedCall], chunk: int,
     """Each call's callbacks, signed with the account's key, then verified and parsed as the webhook does; kept
     in the inbox and applied to their calls as the inbox worker does, `chunk` callbacks per transaction (a
     callback stored before changes nothing). Returns the calls whose summary is new."""
-    from connector.ingest import apply_messages, receive_many
-    from connector.pbx import mango
+    from connector.inbound.ingest import apply_messages, receive_many
+    from connector.inbound.mango import callbacks as mango
     from connector.wiring import ingest_context
 
     key, salt, ctx = config.MANGO_API_KEY, config.MANGO_API_SALT, ingest_context(config)
@@ -316,8 +316,8 @@ def _store(config: Config, db: Database, calls: list[SimulatedCall], chunk: int,
 def _qa_forms(config: Config, db: Database, calls: list[SimulatedCall]) -> int:
     """The supervisors' QA forms, as a page of MANGO's call statistics brings them, with the form's question
     names as MANGO's question command gives them."""
-    from connector import quality
-    from connector.scanner import QualityScanner
+    from connector.inbound import quality
+    from connector.inbound.scanner import QualityScanner
     from connector.wiring import build_pbx_api, ingest_context
 
     scanned = tuple(ScannedCall(c.entry_id, QualityReport(None, False, c.marks), False) for c in calls if c.marks)
@@ -336,8 +336,8 @@ def _reviewer(db: Database) -> Principal | None:
     """Who reviews the demo's calls: the first supervisor, else the first admin, else nobody."""
     from sqlalchemy import select
 
-    from connector.models import Role, User
-    from connector.users import Principal
+    from connector.core.models import Role, User
+    from connector.core.users import Principal
 
     with db.reading() as s:
         users = list(s.scalars(select(User).where(User.disabled.is_(False),
@@ -351,8 +351,8 @@ def _reviewer(db: Database) -> Principal | None:
 
 def _reviews(config: Config, db: Database, calls: list[SimulatedCall], reviewer: Principal) -> int:
     """Reviews, as the console adds them (the call's operator is notified)."""
-    from connector.ingest import calls_for_update
-    from connector.reviews import add_review
+    from connector.console.reviews import add_review
+    from connector.inbound.ingest import calls_for_update
     from connector.wiring import ingest_context
 
     if not calls:

@@ -18,8 +18,8 @@ import wave
 
 from flask import Flask, Response, abort, jsonify, redirect, request
 
-from connector.pbx.mango import verify
-from connector.pbx import CallbackRejected
+from connector.inbound.mango.callbacks import verify
+from connector.inbound.pbx import CallbackRejected
 
 SIMULATED_PREFIXES = ("rec-sim-", "rec-demo-")  # the recording ids `connector simulate` and `demo` send
 NO_SUCH_FILE = 3320  # MANGO's result for a recording it cannot hand out

@@ -2,13 +2,13 @@
 command line both start from these, and the command line never imports the web app."""
 from __future__ import annotations
 
-from connector.config import Config
-from connector.crm import registry
-from connector.db import Database
-from connector.ingest import IngestContext
-from connector.pbx.credentials import CredentialStore
-from connector.pbx.mango_api import MangoApi, MangoGuard
-from connector.threshold import policy_from_config
+from connector import registry
+from connector.core.config import Config
+from connector.core.db import Database
+from connector.core.policy import policy_from_config
+from connector.inbound.ingest import IngestContext
+from connector.inbound.mango.api import MangoApi, MangoGuard
+from connector.inbound.mango.credentials import CredentialStore
 
 
 def ingest_context(config: Config) -> IngestContext:
@@ -19,20 +19,6 @@ def ingest_context(config: Config) -> IngestContext:
 def build_pbx_credentials(config: Config, db: Database) -> CredentialStore:
     """The PBX's key and salt in force: the console's once an admin saved them, else the environment's."""
     return CredentialStore(db, config.MANGO_API_KEY, config.MANGO_API_SALT, config.SECRET_KEY)
-
-
-def build_bitrix24_install(config: Config, db: Database):
-    """The Bitrix24 portal that installed the application from the console (its events' handler)."""
-    from connector.crm.bitrix24_install import InstallStore
-
-    return InstallStore(db, config.SECRET_KEY)
-
-
-def build_webhook_connection(config: Config, db: Database):
-    """The outbound webhook's URL and secret in force: the console's once saved, else the environment's."""
-    from connector.crm.webhook import WebhookConnection
-
-    return WebhookConnection(db, config.WEBHOOK_TARGET_URL, config.WEBHOOK_TARGET_SECRET, config.SECRET_KEY)
 
 
 def build_pbx_api(config: Config, db: Database, *, session=None,
@@ -51,7 +37,7 @@ def build_pbx_api(config: Config, db: Database, *, session=None,
 
 def build_directory(config: Config, db: Database, *, session=None):
     """Reads the PBX's user list (operators' names) every 6 hours, once the PBX's key and salt are set."""
-    from connector.directory import DirectoryRefresher
+    from connector.inbound.directory import DirectoryRefresher
 
     pbx = build_pbx_api(config, db, session=session)
     return DirectoryRefresher(db, pbx.users, ready=lambda: pbx.configured,
@@ -61,9 +47,9 @@ def build_directory(config: Config, db: Database, *, session=None):
 def build_workers(config: Config, db: Database, **adapter_options) -> list:
     """One delivery worker per configured target (none when CRM=none): each with its own queue, pause
     and rate limit, so one target's outage never holds up another."""
-    from connector.worker import DeliveryLoop, WorkerOptions
+    from connector.delivery.worker import DeliveryLoop, WorkerOptions
 
-    from connector.runtime_settings import user_map_scope
+    from connector.core.runtime_settings import user_map_scope
 
     def options(name: str) -> WorkerOptions:
         return WorkerOptions(initial_policy=policy_from_config(config), initial_user_map=config.user_map(name),
@@ -85,7 +71,7 @@ def build_poller(config: Config, db: Database, *, session=None):
     are read. It runs whatever CRM is."""
     if not config.MANGO_QUALITY_API or config.MANGO_QUALITY_SOURCE == "stats":
         return None
-    from connector.poller import QualityPoller
+    from connector.inbound.poller import QualityPoller
 
     return QualityPoller(db, build_pbx_api(config, db, session=session), ingest_context(config),
                          survey_wait_seconds=config.SURVEY_WAIT_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS,
@@ -99,7 +85,7 @@ def build_scanner(config: Config, db: Database, *, session=None):
         return None
     from datetime import timedelta
 
-    from connector.scanner import QualityScanner
+    from connector.inbound.scanner import QualityScanner
 
     return QualityScanner(db, build_pbx_api(config, db, session=session), ingest_context(config),
                           survey_wait_seconds=config.SURVEY_WAIT_SECONDS,
@@ -109,8 +95,8 @@ def build_scanner(config: Config, db: Database, *, session=None):
 
 def build_inbox(config: Config, db: Database, *, wake=None):
     """Applies the PBX events the webhook stored; `wake` lets a web thread of this process start it at once."""
-    from connector.inbox import InboxApplier
-    from connector.pbx import mango
+    from connector.inbound.inbox import InboxApplier
+    from connector.inbound.mango import callbacks as mango
 
     return InboxApplier(db, ingest_context(config), {"mango": mango.parse}, wake=wake,
                         idle_seconds=config.INBOX_POLL_SECONDS)
@@ -122,7 +108,7 @@ def build_recording_copier(config: Config, db: Database, workers: list, *, sessi
     kinds = [kind for worker in workers for kind in worker.target.recording_kinds]
     if not kinds or not config.RECORDING_COPIES_MB:
         return None
-    from connector.recordings import RecordingCopier
+    from connector.inbound.recordings import RecordingCopier
 
     pbx = build_pbx_api(config, db, session=session)
     return RecordingCopier(db, pbx.recording_file, kinds, max_bytes=config.RECORDING_COPIES_MB * 1024 * 1024,

@@ -1,8 +1,8 @@
-"""Alembic environment: the URL comes from the caller (connector.db.alembic_config)."""
+"""Alembic environment: the URL comes from the caller (connector.core.db.alembic_config)."""
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from connector.models import Base
+from connector.core.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -15,10 +15,10 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from connector.config import Config
-from connector.db import upgrade
-from connector.models import Base
-from connector.pbx import mango
+from connector.core.config import Config
+from connector.core.db import upgrade
+from connector.core.models import Base
+from connector.inbound.mango import callbacks as mango
 
 from hypothesis import settings as hypothesis_settings
 

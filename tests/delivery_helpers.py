@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select, update
 
 from app import create_app
+from connector.core.models import DeliveryJob
 from connector.wiring import build_worker
-from connector.models import DeliveryJob
 from tests.conftest import MangoPoster, make_config
 from tests.fakes.amocrm import FakeAmo, create_fake_app
 from tests.fakes.server import serving

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
-from connector.models import DeliveryJob, InboundEvent
+from connector.core.models import DeliveryJob, InboundEvent
 from tests.conftest import dtmf, summary
 
 CALLS = 120

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import update
 
 from app import create_app
-from connector.models import DeliveryJob
+from connector.core.models import DeliveryJob
 from connector.wiring import build_workers
 from tests.conftest import MangoPoster, dtmf, make_config, summary
 from tests.delivery_helpers import TOKEN

@@ -14,10 +14,9 @@ import requests
 from sqlalchemy import select
 
 from app import create_app
-from connector.accounts import account_row
-from connector.crm.account import pause_state
-from connector.models import SettingsAudit
-from connector.users import add_user
+from connector.core.accounts import account_row, pause_state
+from connector.core.models import SettingsAudit
+from connector.core.users import add_user
 from connector.wiring import build_worker
 from tests.conftest import console_login, csrf_token, dtmf, make_config, summary
 from tests.delivery_helpers import Harness

@@ -4,8 +4,9 @@ import threading
 
 from sqlalchemy import select
 
-from connector.crm.account import OAuthTokens, pause_state
-from connector.models import CrmAccount
+from connector.core.accounts import pause_state
+from connector.core.models import CrmAccount
+from connector.delivery.oauth import OAuthTokens
 from tests.conftest import dtmf, summary
 from tests.delivery_helpers import connector_with_fake_amo
 from tests.fakes.amocrm import FakeAmo

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from connector.crm import AccountBlocked, RateLimited
-from connector.crm.account import OAuthTokens
-from connector.crm.bitrix24 import Bitrix24Api, MethodHeld, command
-from connector.accounts import account_row
+from connector.core.accounts import account_row
+from connector.delivery.contract import AccountBlocked, RateLimited
+from connector.delivery.oauth import OAuthTokens
+from connector.delivery.targets.bitrix24.client import Bitrix24Api, MethodHeld, command
 from tests.fakes.bitrix24 import FakeBitrix24, create_fake_bitrix24
 from tests.fakes.server import serving
 

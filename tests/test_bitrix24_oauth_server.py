@@ -11,9 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from connector.accounts import account_row
-from connector.crm import AccountBlocked, TransientError
-from connector.crm.bitrix24_install import (ACCOUNT, BIND_BACKOFF, Bitrix24Tokens, InstallStore, UninstallHandler,
+from connector.core.accounts import account_row
+from connector.delivery.contract import AccountBlocked, TransientError
+from connector.delivery.targets.bitrix24.install import (ACCOUNT, BIND_BACKOFF, Bitrix24Tokens, InstallStore, UninstallHandler,
                                             oauth_origin)
 
 SECRET = "test-secret-key"

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select, update
 
-from connector.crm.account import pause_state, resume
-from connector.models import DeliveryJob
+from connector.core.accounts import pause_state, resume
+from connector.core.models import DeliveryJob
 from tests.conftest import MANGO_KEY, MANGO_SALT, dtmf, recording, summary
 from tests.fakes.bitrix24 import FakeBitrix24
 from tests.fakes.mango import FakeMango

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select, update
 
 from app import create_app
-from connector.crm.bitrix24_target import vote_for
-from connector.models import DeliveryJob
-from connector.threshold import Policy
+from connector.core.models import DeliveryJob
+from connector.core.policy import Policy
+from connector.delivery.targets.bitrix24.target import vote_for
 from connector.wiring import build_workers
 from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, dtmf, make_config, recording, summary
 from tests.fakes.bitrix24 import FakeBitrix24, create_fake_bitrix24

@@ -142,7 +142,7 @@ def test_a_malformed_or_overflowing_cursor_is_400(client, auth, after):
 
 
 def test_counts_stop_at_the_cap(client, auth, calls, monkeypatch):
-    from connector import calls as calls_module
+    from connector.core import calls as calls_module
 
     monkeypatch.setattr(calls_module, "COUNT_CAP", 3)
     meta = client.get("/api/v1/calls", headers=auth).json["_meta"]
@@ -251,7 +251,7 @@ def test_a_lagging_inbox_makes_the_connector_degraded(client, auth, mango_post, 
 
     from sqlalchemy import update
 
-    from connector.models import InboundEvent
+    from connector.core.models import InboundEvent
 
     client.post("/mango/events/summary", data=mango_post.form(summary()))  # stored; no worker runs
     assert client.get("/healthz").json["components"]["inbox"] == "ok"

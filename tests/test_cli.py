@@ -3,7 +3,7 @@ import pytest
 from click.testing import CliRunner
 
 from commands.cli import cli
-from connector.crm.account import pause, pause_state
+from connector.core.accounts import pause, pause_state
 from tests.conftest import dtmf, summary
 from tests.delivery_helpers import connector_with_fake_amo
 

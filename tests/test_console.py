@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from openpyxl import load_workbook
 
-from connector.users import add_user
-from connector.exports import COLUMNS
+from connector.console.exports import COLUMNS
+from connector.core.users import add_user
 from tests.conftest import EXPORT_HEADERS, console_login, csrf_token, csv_rows, dtmf, recording, summary
 
 PASSWORD = "correct horse battery"
@@ -20,7 +20,7 @@ PEOPLE = [("ann", "admin", []), ("sam", "supervisor", []), ("olga", "operator", 
 
 @pytest.fixture
 def people(db, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")  # roles, not hashing cost
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")  # roles, not hashing cost
     with db.transaction() as s:
         for name, role, extensions in PEOPLE:
             add_user(s, name, role, PASSWORD, extensions)
@@ -77,7 +77,7 @@ def test_logout_needs_the_form_and_ends_the_session(client, people):
 
 
 def test_an_expired_or_disabled_session_goes_back_to_login(app, client, people, db):
-    from connector.users import disable_user
+    from connector.core.users import disable_user
 
     log_in(client, "sam")
     with db.transaction() as s:

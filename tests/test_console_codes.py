@@ -6,12 +6,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from connector.accounts import account_row
-from connector.calls import get_call
-from connector.models import DeliveryJob, JobStatus, PbxScan, ScanProblem
-from connector.pbx.mango_api import MangoBlocked, MangoBusy, MangoCoolingDown, MangoUnavailable, MangoWrongRequest
-from connector.scanner import ScanFailed, scan_problem
-from connector.threshold import Policy, ScoreReason, decide, score_reason
+from connector.core.accounts import account_row
+from connector.core.calls import get_call
+from connector.core.models import DeliveryJob, JobStatus, PbxScan, ScanProblem
+from connector.core.policy import Policy, ScoreReason, decide, score_reason
+from connector.inbound.mango.api import MangoBlocked, MangoBusy, MangoCoolingDown, MangoUnavailable, MangoWrongRequest
+from connector.inbound.scanner import ScanFailed, scan_problem
 from tests.conftest import console_login, csrf_token as csrf, dtmf, summary
 from tests.test_console_defects import SALES, log_in, people, scored, text  # noqa: F401 (fixture)
 
@@ -225,7 +225,7 @@ def test_the_audit_names_fields_scopes_and_values_in_russian(client, db, people,
 
 
 def test_the_audit_names_a_revoked_token_and_a_disabled_user(client, db, people):
-    from connector.users import CLI_ACTOR, disable_user, issue_token, list_tokens, revoke_token
+    from connector.core.users import CLI_ACTOR, disable_user, issue_token, list_tokens, revoke_token
 
     with db.transaction() as s:
         issue_token(s, "olga", days=30, name="script")
@@ -298,8 +298,8 @@ def test_a_score_after_the_rating_window_is_too_late():
 
 @pytest.mark.parametrize("username, address", [("olga", None), (None, "10.0.0.7"), ("olga", "2001:db8::1")])
 def test_an_audit_scope_of_a_lifted_throttle_names_its_user_and_address(username, address):
-    from connector.audit import AuditScope, audit_subject
-    from connector.users import login_scope
+    from connector.console.audit import AuditScope, audit_subject
+    from connector.core.users import login_scope
 
     subject = audit_subject(login_scope(username, address))
     assert (subject.kind, subject.name, subject.address) == (AuditScope.LOGIN, username, address)

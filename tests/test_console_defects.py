@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from openpyxl import load_workbook
 
-from connector.models import Notification
-from connector.users import add_user
+from connector.core.models import Notification
+from connector.core.users import add_user
 from tests.conftest import console_login, counted_statements, csrf_token as csrf, dtmf, summary
 
 PASSWORD = "correct horse battery"
@@ -19,7 +19,7 @@ SALES, SUPPORT = "74950000001", "74950000002"
 
 @pytest.fixture
 def people(db, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         for name, role, extensions in [("ann", "admin", []), ("sam", "supervisor", []),
                                        ("olga", "operator", ["101"]), ("oleg", "operator", ["102"])]:

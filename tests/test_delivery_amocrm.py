@@ -225,8 +225,8 @@ def test_replaying_an_unmatched_call_starts_a_failed_contact_creation_again(h):
     the replayed call, still unmatched, creates a new contact and goes out."""
     from sqlalchemy import update
 
-    from connector import outbox
-    from connector.models import DeliveryJob
+    from connector.core.models import DeliveryJob
+    from connector.delivery import outbox
 
     h.fake.inject(400, path="/api/v4/contacts", method="POST")
     scored_call(h, phone="79990001122")
@@ -245,7 +245,7 @@ def test_replaying_an_unmatched_call_starts_a_failed_contact_creation_again(h):
 
 @pytest.mark.parametrize("h", [{"AMOCRM_CREATE_CONTACTS": "false"}], indirect=True)
 def test_unknown_caller_without_contact_creation_is_unmatched_and_replayable(h):
-    from connector import outbox
+    from connector.delivery import outbox
 
     scored_call(h, phone="79990001122")
     h.drain()
@@ -282,7 +282,7 @@ def test_score_field_is_written(h):
 
 @pytest.mark.parametrize("h", [{"LOW_SCORE_TASK": "true", "QA_LOCK_SCORE": "false"}], indirect=True)
 def test_a_low_score_raises_one_follow_up_task_for_the_responsible_user(h):
-    from connector.crm.amocrm import TASK_TYPE_CALL
+    from connector.delivery.targets.amocrm.client import TASK_TYPE_CALL
 
     contact = h.fake.add_contact(PHONE)
     scored_call(h, digits="3")
@@ -349,7 +349,7 @@ def test_a_running_worker_claims_the_next_batch_while_sending_and_hands_it_back_
 
     from sqlalchemy import func, select
 
-    from connector.models import DeliveryJob
+    from connector.core.models import DeliveryJob
 
     for i in range(120):
         phone = f"7900{i:07d}"
@@ -397,7 +397,7 @@ def test_transient_errors_back_off_then_succeed(h):
 
 
 def test_validation_error_is_dead_at_once_with_the_detail_and_replayable(h):
-    from connector import outbox
+    from connector.delivery import outbox
 
     h.fake.add_contact(PHONE)
     scored_call(h)
@@ -414,7 +414,7 @@ def test_validation_error_is_dead_at_once_with_the_detail_and_replayable(h):
 
 def test_one_bad_item_fails_alone(h):
     """A 400 naming one item of the batch kills that item only; the rest are delivered."""
-    from connector.crm import TagItem
+    from connector.delivery.contract import TagItem
 
     h.fake.add_contact(PHONE)
     good = h.fake.add_contact("79005550000")
@@ -425,7 +425,7 @@ def test_one_bad_item_fails_alone(h):
 
 
 def test_blocked_account_pauses_everything_until_resumed(h):
-    from connector.crm.account import resume
+    from connector.core.accounts import resume
 
     h.fake.add_contact(PHONE)
     scored_call(h)
@@ -452,7 +452,7 @@ def test_blocked_account_pauses_everything_until_resumed(h):
 
 
 def test_a_probe_resumes_a_paused_account(h):
-    from connector.crm.account import pause
+    from connector.core.accounts import pause
 
     pause(h.db, "amocrm", "test pause")
     h.worker._last_probe = float("-inf")
@@ -483,7 +483,7 @@ def test_lost_note_answer_is_not_sent_twice(h):
 
 
 def test_timeout_is_transient(db_url):
-    from connector.crm import amocrm
+    from connector.delivery.targets.amocrm import client as amocrm
 
     with connector_with_fake_amo(db_url) as h:
         h.fake.add_contact(PHONE)
@@ -508,7 +508,7 @@ def test_retries_end_dead_after_24_hours(h):
 
     from sqlalchemy import update
 
-    from connector.models import DeliveryJob
+    from connector.core.models import DeliveryJob
 
     h.fake.add_contact(PHONE)
     scored_call(h)
@@ -630,7 +630,7 @@ def test_scores_arriving_while_the_worker_records_never_clash(h):
 def test_retry_after_holds_every_worker(h):
     from sqlalchemy import select
 
-    from connector.models import CrmAccount
+    from connector.core.models import CrmAccount
 
     h.fake.add_contact(PHONE)
     h.fake.inject(429, path="/api/v4/calls", headers={"Retry-After": "120"})
@@ -739,7 +739,7 @@ def test_a_call_that_ended_in_the_ivr_is_not_logged_as_talked(h):
 def test_a_batch_whose_outcome_cannot_be_stored_goes_dead_instead_of_looping(h):
     """A user id beyond int32 slipped into the map (the API refuses it today): the call is logged,
     but its responsible user cannot be stored. The batch goes dead with the reason, once."""
-    from connector.models import RuntimeSettings
+    from connector.core.models import RuntimeSettings
 
     h.fake.add_contact(PHONE)
     too_big = 2**31 if h.db.is_postgres else 2**63
@@ -758,7 +758,7 @@ def test_a_crm_failing_for_over_5_minutes_makes_the_connector_degraded(h):
 
     from sqlalchemy import update
 
-    from connector.models import DeliveryJob
+    from connector.core.models import DeliveryJob
 
     h.fake.add_contact(PHONE)
     h.fake.inject(503, path="/api/v4/calls", times=5)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import selectinload
 from app import create_app
 from commands.cli import cli
 from commands.demo import HOURS, demo_calls
-from connector.models import Base, Call, Notification, Score, User
+from connector.core.models import Base, Call, Notification, Score, User
 from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, console_login, make_config
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -99,7 +99,7 @@ def test_simulate_without_options_is_the_call_it_always_was(served_app):
 def test_simulate_signs_with_the_pair_saved_in_the_console(served_app, cli_env):
     """Once an admin saved the PBX's key and salt on the settings page, the connector refuses the
     environment's pair: `simulate` signs with the pair in force, as the PBX then does."""
-    from connector.db import Database
+    from connector.core.db import Database
     from connector.wiring import build_pbx_credentials
 
     config = make_config(cli_env)
@@ -193,7 +193,7 @@ def test_demo_accounts_log_in_and_an_operator_sees_only_their_own_calls(demo):
         users = {u.username: u for u in s.scalars(select(User))}
         assert users["demo-operator-101"].extensions == ["101"] and users["demo-operator-102"].extensions == ["102"]
         kinds = Counter((n.user_id, n.kind) for n in s.scalars(select(Notification)))
-        from connector.users import issue_token
+        from connector.core.users import issue_token
 
         token = issue_token(s, "demo-operator-101")
     assert kinds[(users["demo-supervisor"].id, "low_score")] > 0  # told of the low scores as they came

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
+from connector.core.users import add_user
 from tests.conftest import ADMIN_TOKEN, console_login
-from connector.users import add_user
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -33,7 +33,7 @@ def test_a_forged_cursor_is_a_400_in_the_api(client, sort, cursor):
 
 @pytest.mark.parametrize("sort, cursor", CURSORS)
 def test_a_forged_cursor_is_a_400_in_the_console_and_its_exports(client, db, monkeypatch, sort, cursor):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "sam", "supervisor", "correct horse battery", [])
     console_login(client, "sam", "correct horse battery")

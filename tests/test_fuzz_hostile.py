@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select
 
-from connector.models import Call, InboundEvent, Score, SettingsAudit
+from connector.core.models import Call, InboundEvent, Score, SettingsAudit
 from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, sign_score
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
@@ -49,7 +49,7 @@ def refused_cleanly(response, db, before) -> None:
 @given(kind=kinds, document=documents, key=st.sampled_from([MANGO_KEY, "other-key", ""]),
        sign=st.one_of(st.just(None), st.text(max_size=70)))
 def test_forged_callbacks(client, db, kind, document, key, sign):
-    from connector.pbx import mango
+    from connector.inbound.mango import callbacks as mango
 
     form = mango.signed_form(key or "x", MANGO_SALT + "wrong", json.dumps(document))
     form["vpbx_api_key"] = key
@@ -102,7 +102,7 @@ def test_score_api(client, db, payload, forge):
 def no_token_throttle(monkeypatch):
     """Hundreds of wrong tokens from one address would be throttled (tests/test_sessions_and_logins.py): here
     every one must reach the validation being fuzzed."""
-    from connector import throttle
+    from connector.core import throttle
 
     monkeypatch.setitem(throttle.RULES, "token", throttle.Rule(free=10**9, cap=0, lock_at=10**9, lock_seconds=0))
 

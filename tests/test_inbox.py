@@ -3,7 +3,7 @@ in order, exactly once."""
 import pytest
 from sqlalchemy import func, select
 
-from connector.models import Call, InboundEvent, Score
+from connector.core.models import Call, InboundEvent, Score
 from tests.conftest import counted_statements, dtmf, recording, summary
 
 
@@ -70,7 +70,7 @@ def test_events_of_a_call_are_applied_in_the_order_they_came(client, mango_post,
 
 def test_a_crash_mid_batch_applies_nothing_and_the_batch_is_applied_once_later(client, mango_post, db,
                                                                             monkeypatch):
-    import connector.inbox as inbox
+    import connector.inbound.inbox as inbox
 
     post_only(client, mango_post, "events/dtmf", dtmf(digits="3"))
     post_only(client, mango_post, "events/summary", summary())
@@ -93,7 +93,7 @@ def test_a_crash_mid_batch_applies_nothing_and_the_batch_is_applied_once_later(c
 
 
 def test_an_event_the_database_refuses_is_set_aside_and_holds_no_one(client, mango_post, db, auth, monkeypatch):
-    import connector.inbox as inbox
+    import connector.inbound.inbox as inbox
     from sqlalchemy.exc import DataError
 
     post_only(client, mango_post, "events/summary", summary("poison"))
@@ -116,7 +116,7 @@ def test_an_event_the_database_refuses_is_set_aside_and_holds_no_one(client, man
 
 def test_with_many_workers_a_call_held_by_one_is_left_alone_by_the_other(db_url, client, mango_post, db):
     """PostgreSQL: two workers claim at once; the second skips the call whose older event the first holds."""
-    from connector import inbox
+    from connector.inbound import inbox
 
     if not db.is_postgres:
         pytest.skip("SKIP LOCKED is the PostgreSQL path; SQLite has one writer at a time")
@@ -147,7 +147,7 @@ def test_concurrent_callbacks_share_commits_and_a_duplicate_is_told_apart(db, cl
 def test_a_database_error_reaches_every_waiting_request(app, client, mango_post, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    import connector.inbox as inbox
+    import connector.inbound.inbox as inbox
 
     def down(*args, **kwargs):
         raise OperationalError("INSERT", {}, ConnectionRefusedError("down"))

@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
-from connector.users import add_user
+from connector.core.users import add_user
 from tests.conftest import console_login, csrf_token, summary
 
 TOO_LONG = "7" * 33
@@ -37,7 +37,7 @@ def test_a_name_no_call_could_carry_is_refused_everywhere(client, auth, mango_po
     assert "not only spaces" in refused.json["error"] or "at most 32" in refused.json["error"]
     assert client.get("/api/v1/settings/lines", headers=auth).json["items"] == []
 
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "ann", "admin", "correct horse battery", [])
     console_login(client, "ann", "correct horse battery")

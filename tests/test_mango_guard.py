@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
-from connector.accounts import account_row
-from connector.db import Database
-from connector.pbx.mango_api import MangoCoolingDown, MangoGuard, MangoUnavailable
+from connector.core.accounts import account_row
+from connector.core.db import Database
+from connector.inbound.mango.api import MangoCoolingDown, MangoGuard, MangoUnavailable
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from connector.models import Call, InboundEvent, Score
+from connector.core.models import Call, InboundEvent, Score
 from tests.conftest import dtmf, recording, summary
 
 
@@ -268,7 +268,7 @@ def test_unknown_path_is_404_json(client):
 def test_an_address_given_with_a_trailing_slash_still_receives_the_events(client, mango_post, auth):
     """MANGO may join `<address>/` and `/events/summary` with a doubled slash: the event is taken, not
     redirected (a PBX need not follow a 308), and stored as any other."""
-    from connector.pbx.mango import signed_form
+    from connector.inbound.mango.callbacks import signed_form
     from tests.conftest import MANGO_KEY, MANGO_SALT, summary
 
     answer = client.post("/mango//events/summary", data=signed_form(MANGO_KEY, MANGO_SALT, summary("call-slash")))

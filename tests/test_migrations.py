@@ -1,8 +1,8 @@
 """Alembic: an empty database reaches head, and head goes down to base and back."""
 from sqlalchemy import create_engine, inspect
 
-from connector.db import downgrade, upgrade
-from connector.models import Base
+from connector.core.db import downgrade, upgrade
+from connector.core.models import Base
 
 
 def tables(url):
@@ -47,7 +47,7 @@ def test_0010_marks_recorded_untagged_scores_as_recorded_high_scores(db_url):
 
     from sqlalchemy import select
 
-    from connector.models import Call, Score
+    from connector.core.models import Call, Score
 
     downgrade(db_url, "0009")
     now = datetime.now(timezone.utc)

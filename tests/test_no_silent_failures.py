@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from sqlalchemy import update
 
 from commands.cli import cli
-from connector.crm.account import pause_state, resume
-from connector.models import DeliveryJob
+from connector.core.accounts import pause_state, resume
+from connector.core.models import DeliveryJob
 from tests.conftest import dtmf, summary
 from tests.delivery_helpers import TOKEN, connector_with_fake_amo
 from tests.fakes.amocrm import FakeAmo

@@ -11,8 +11,8 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import update
 
-from connector.models import Call, SurveyState
-from connector.users import add_user
+from connector.core.models import Call, SurveyState
+from connector.core.users import add_user
 from tests.conftest import EXPORT_HEADERS, console_login, csv_rows, dtmf, summary
 
 PASSWORD = "correct horse battery"
@@ -25,7 +25,7 @@ ENGLISH_HEADERS = ["Call", "Started", "Direction", "Operator", "Line", "Customer
 def sam(client, db, mango_post, monkeypatch):
     """A supervisor logged in; call-1 (inbound, score 3, tagged) started at START, to the microsecond; call-2
     outbound, its customer moved to the survey and pressed nothing (MANGO's mark -1)."""
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "sam", "supervisor", PASSWORD)
     for call, direction in (("call-1", 1), ("call-2", 2)):  # MANGO's 1: inbound, 2: outbound

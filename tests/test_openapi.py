@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 
 from app import create_app
-from connector import throttle
-from connector.models import Base
+from connector.core import throttle
+from connector.core.models import Base
 from tests.conftest import ADMIN_TOKEN, DATABASES, make_config
-from webhooks.openapi import build_spec
+from web.openapi import build_spec
 
 CLIENT = "127.0.0.1"
 

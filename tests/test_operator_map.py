@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from app import create_app
-from connector.models import Operator, SettingsAudit
-from connector.users import add_user
+from connector.core.models import Operator, SettingsAudit
+from connector.core.users import add_user
 from connector.wiring import build_worker
 from tests.conftest import ADMIN_TOKEN, console_login, csrf_token, dtmf, make_config, recording, summary
 from tests.delivery_helpers import connector_with_fake_amo

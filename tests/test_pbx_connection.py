@@ -15,14 +15,14 @@ from responses import matchers
 from sqlalchemy import select
 
 from app import create_app
-from connector import directory
-from connector.accounts import account_row
-from connector.db import Database
-from connector.models import Operator, PbxScan, SettingsAudit
-from connector.pbx import OperatorEntry
-from connector.pbx.mango import sign
-from connector.pbx.mango_api import MangoApi, MangoError, MangoGuard, MangoWrongRequest
-from connector.users import add_user
+from connector.core.accounts import account_row
+from connector.core.db import Database
+from connector.core.models import Operator, PbxScan, SettingsAudit
+from connector.core.users import add_user
+from connector.inbound import directory
+from connector.inbound.mango.api import MangoApi, MangoError, MangoGuard, MangoWrongRequest
+from connector.inbound.mango.callbacks import sign
+from connector.inbound.pbx import OperatorEntry
 from connector.wiring import build_directory, build_pbx_api
 from tests.conftest import (ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, console_login, csrf_token, make_config,
                             summary)

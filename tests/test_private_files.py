@@ -3,7 +3,7 @@ import stat
 
 from sqlalchemy import text
 
-from connector.db import Database, upgrade
+from connector.core.db import Database, upgrade
 
 
 def mode(path) -> int:

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select, update
 
 from app import create_app
-from connector.accounts import account_row
-from connector.models import CrmAccount, PbxPoll, Score
+from connector.core.accounts import account_row
+from connector.core.models import CrmAccount, PbxPoll, Score
 from connector.wiring import build_loops, build_poller
 from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, dtmf, make_config, summary
 from tests.fakes.mango import FakeMango, create_fake_mango
@@ -44,7 +44,7 @@ class Harness:
             self.poller.run_once()
 
     def poll_row(self, entry_id="call-1") -> PbxPoll:
-        from connector.models import Call
+        from connector.core.models import Call
 
         with self.db.transaction() as s:
             return s.scalars(select(PbxPoll).join(Call).where(Call.entry_id == entry_id)).one()

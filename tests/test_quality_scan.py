@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app import create_app
-from connector.accounts import account_row
-from connector.models import Call, InboundEvent, PbxPoll, PbxScan, Score
-from connector.pbx.mango_api import STATS_LIMITS, MangoBusy, StatsWindow, parse_scanned
-from connector.scanner import WINDOWS, QualityScanner
+from connector.core.accounts import account_row
+from connector.core.models import Call, InboundEvent, PbxPoll, PbxScan, Score
+from connector.core.users import add_user
+from connector.inbound.mango.api import MangoBusy, STATS_LIMITS, StatsWindow, parse_scanned
+from connector.inbound.scanner import QualityScanner, WINDOWS
 from connector.wiring import build_pbx_api, build_poller, ingest_context
-from connector.users import add_user
 from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, console_login, make_config, summary
 from tests.fakes.mango import FakeMango, create_fake_mango
 from tests.fakes.server import serving
@@ -159,7 +159,7 @@ def test_one_process_scans_a_window_at_a_time(h):
 
 
 def test_pages_of_a_large_window_are_all_applied(h, monkeypatch):
-    import connector.scanner as scanner
+    import connector.inbound.scanner as scanner
 
     monkeypatch.setattr(scanner, "PAGE", 5)
     known, _ = calls_interleaved(h, 12)

@@ -1,5 +1,5 @@
 """The shared limiter keeps requests apart as they are sent, not only as they were planned."""
-from connector.accounts import SharedRateLimiter
+from connector.core.accounts import SharedRateLimiter
 
 
 class Clock:

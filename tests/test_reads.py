@@ -9,8 +9,8 @@ import time
 import pytest
 from sqlalchemy import select, text
 
-from connector.models import Call
-from connector.users import add_user
+from connector.core.models import Call
+from connector.core.users import add_user
 from tests.conftest import ADMIN_TOKEN, console_login, csv_rows, dtmf, summary
 
 PASSWORD = "correct horse battery"
@@ -26,7 +26,7 @@ def config_overrides():
 
 @pytest.fixture
 def sam(db, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "sam", "supervisor", PASSWORD)
         add_user(s, "olga", "operator", PASSWORD, ["101"])
@@ -68,12 +68,12 @@ def acknowledged_in(app, form, timeout: float) -> float | None:
 
 # (what is read, where it reads: a function called inside the read's transaction, patched to hold it open)
 READERS = [
-    ("/calls/export.xlsx", "connector.exports.find_calls"),
-    ("/calls/export.csv", "connector.exports.find_calls"),
-    ("/reports", "connector.reports.counts"),
-    ("/reports/export.xlsx", "connector.reports.counts"),
-    ("/api/v1/reports/operators", "connector.reports.counts"),
-    ("/api/v1/calls", "webhooks.api.find_calls"),
+    ("/calls/export.xlsx", "connector.console.exports.find_calls"),
+    ("/calls/export.csv", "connector.console.exports.find_calls"),
+    ("/reports", "connector.console.reports.counts"),
+    ("/reports/export.xlsx", "connector.console.reports.counts"),
+    ("/api/v1/reports/operators", "connector.console.reports.counts"),
+    ("/api/v1/calls", "web.api.find_calls"),
 ]
 
 
@@ -124,7 +124,7 @@ def test_a_callback_is_acknowledged_at_once_while_an_export_or_report_is_reading
 
 def test_an_export_holds_nothing_between_its_pages_and_its_output_is_the_same(
         app, client, db, sam, five_calls, monkeypatch):
-    import connector.exports as exports
+    import connector.console.exports as exports
 
     console_login(client, "sam", PASSWORD)
     whole = client.get("/calls/export.csv?sort=lowest_score").data
@@ -147,7 +147,7 @@ def test_an_export_holds_nothing_between_its_pages_and_its_output_is_the_same(
 
 
 def test_the_password_is_checked_with_no_transaction_connection_or_lock_held(app, client, db, sam, monkeypatch):
-    import connector.users as users
+    import connector.core.users as users
 
     real, during = users.check_password_hash, []
 
@@ -220,7 +220,7 @@ def test_a_read_never_waits_for_a_writer_nor_a_writer_for_a_read(db, client, fiv
 
 def test_a_first_read_does_not_write_the_settings_it_finds_missing(db, client):
     """Settings rows are seeded on first use; a read shows the initial values and writes nothing."""
-    from connector.models import RuntimeSettings
+    from connector.core.models import RuntimeSettings
 
     answer = client.get("/api/v1/settings", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert answer.status_code == 200 and answer.json["max_threshold"] == 9  # the initial policy (QA_MAX_THRESHOLD)

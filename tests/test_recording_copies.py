@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from connector.links import recording_link
-from connector.metrics import RECORDING_COPIES
-from connector.models import Call, RecordingCopy
-from connector.recordings import SETTLING
+from connector.core.links import recording_link
+from connector.core.metrics import RECORDING_COPIES
+from connector.core.models import Call, RecordingCopy
+from connector.inbound.recordings import SETTLING
 from connector.wiring import build_recording_copier
 from tests.conftest import MANGO_KEY, MANGO_SALT
 from tests.delivery_helpers import connector_with_fake_amo

@@ -7,9 +7,9 @@ import requests
 from sqlalchemy import select
 
 from app import create_app
-from connector.accounts import account_row
-from connector.models import Call
-from connector.links import link_is_valid, recording_link
+from connector.core.accounts import account_row
+from connector.core.links import link_is_valid, recording_link
+from connector.core.models import Call
 from tests.conftest import MANGO_KEY, MANGO_SALT, MangoPoster, make_config, recording
 from tests.fakes.mango import FakeMango, create_fake_mango
 from tests.fakes.server import serving

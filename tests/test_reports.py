@@ -4,7 +4,7 @@ The figures below were worked out by hand from the calls in `known_calls` (the d
 import pytest
 from sqlalchemy import update
 
-from connector.models import Call, SurveyState
+from connector.core.models import Call, SurveyState
 from tests.conftest import ADMIN_TOKEN, console_login, dtmf, summary
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -84,7 +84,7 @@ def test_nps_is_only_given_on_a_ten_point_scale(client, known_calls):
 
 
 def test_an_operator_reports_only_on_their_own_calls(client, known_calls, db):
-    from connector.users import add_user, issue_token
+    from connector.core.users import add_user, issue_token
 
     with db.transaction() as s:
         add_user(s, "olga", "operator", "long enough pass", ["101"])
@@ -95,7 +95,7 @@ def test_an_operator_reports_only_on_their_own_calls(client, known_calls, db):
 
 
 def _logged_in_as(client, db, name, role, extensions=()):
-    from connector.users import add_user
+    from connector.core.users import add_user
 
     with db.transaction() as s:
         add_user(s, name, role, "long enough pass", list(extensions))

@@ -5,7 +5,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from connector.models import Call, InboundEvent, Score
+from connector.core.models import Call, InboundEvent, Score
 from tests.conftest import sign_score
 
 

@@ -4,7 +4,7 @@ from urllib.parse import quote
 
 import pytest
 
-from connector.users import add_user
+from connector.core.users import add_user
 from tests.conftest import ADMIN_TOKEN, csrf_token, summary
 
 PASSWORD = "correct horse battery"
@@ -12,7 +12,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 def sam(db, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "sam", "supervisor", PASSWORD, [])
 

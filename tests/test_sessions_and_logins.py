@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from commands.cli import cli
-from connector.models import ApiToken, ConsoleSession, SettingsAudit
-from connector.users import add_user, issue_token
+from connector.core.models import ApiToken, ConsoleSession, SettingsAudit
+from connector.core.users import add_user, issue_token
 from tests.conftest import ADMIN_TOKEN, console_login, csrf_token, dtmf, summary
 
 PASSWORD = "correct horse battery"
@@ -44,14 +44,14 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     clock = Clock()
-    monkeypatch.setattr("connector.users._now", clock)
-    monkeypatch.setattr("connector.throttle.now", clock)
+    monkeypatch.setattr("connector.core.users._now", clock)
+    monkeypatch.setattr("connector.core.throttle.now", clock)
     return clock
 
 
 @pytest.fixture
 def people(db, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")  # sessions, not hashing cost
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")  # sessions, not hashing cost
     with db.transaction() as s:
         add_user(s, "ann", "admin", PASSWORD)
         add_user(s, "sam", "supervisor", PASSWORD)
@@ -323,17 +323,17 @@ def test_an_address_behind_a_trusted_proxy_is_the_forwarded_one(db_url):
 def test_a_password_check_holds_no_database_lock_and_at_most_two_threads(app, people, monkeypatch):
     """A slow password check (scrypt) runs outside any transaction: a PBX callback commits meanwhile. Of
     three logins at once one is checked, one waits, the third is told to come back (503), unchecked."""
-    import connector.users
+    import connector.core.users
 
     release, checking = threading.Event(), threading.Event()
-    real = connector.users.check_password_hash
+    real = connector.core.users.check_password_hash
 
     def slow_check(stored, password):
         checking.set()
         release.wait(10)
         return real(stored, password)
 
-    monkeypatch.setattr("connector.users.check_password_hash", slow_check)
+    monkeypatch.setattr("connector.core.users.check_password_hash", slow_check)
     answers = {}
 
     def log_in(n):
@@ -347,7 +347,7 @@ def test_a_password_check_holds_no_database_lock_and_at_most_two_threads(app, pe
     time.sleep(0.2)
     log_in(3)
     assert answers[3] == 503
-    from connector.pbx.mango import signed_form
+    from connector.inbound.mango.callbacks import signed_form
     from tests.conftest import MANGO_KEY, MANGO_SALT
 
     started = time.monotonic()

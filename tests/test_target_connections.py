@@ -17,9 +17,9 @@ import responses
 from sqlalchemy import select
 
 from app import create_app
-from connector.accounts import account_row
-from connector.models import SettingsAudit
-from connector.users import add_user
+from connector.core.accounts import account_row
+from connector.core.models import SettingsAudit
+from connector.core.users import add_user
 from connector.wiring import build_workers
 from tests.conftest import MANGO_KEY, MANGO_SALT, console_login, csrf_token, make_config
 from tests.fakes.bitrix24 import FakeBitrix24, create_fake_bitrix24

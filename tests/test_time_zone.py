@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from connector.console_secrets import Source
-from connector.time_zone import RUSSIA, update_time_zone, zone_in_force, zone_problem
-from connector.users import add_user
+from connector.core.secrets import Source
+from connector.core.time_zone import RUSSIA, update_time_zone, zone_in_force, zone_problem
+from connector.core.users import add_user
 from tests.conftest import csrf_token, csv_rows, dtmf, make_config, summary
 from tests.test_demo_data import cli_env, run, served_app  # noqa: F401 (fixtures)
 
@@ -69,7 +69,7 @@ def test_the_environment_until_an_admin_chooses_then_the_console(db):
 
 
 def test_a_bad_zone_stores_nothing(db):
-    from connector.time_zone import TimeZoneError
+    from connector.core.time_zone import TimeZoneError
 
     with pytest.raises(TimeZoneError) as refused, db.transaction() as s:
         update_time_zone(s, "Mars/Olympus", actor="ann")
@@ -82,7 +82,7 @@ def test_a_bad_zone_stores_nothing(db):
 
 @pytest.fixture
 def people(db, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")  # roles, not hashing cost
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")  # roles, not hashing cost
     with db.transaction() as s:
         add_user(s, "ann", "admin", PASSWORD, [])
         add_user(s, "sam", "supervisor", PASSWORD, [])
@@ -234,7 +234,7 @@ def test_the_command_line_reads_moments_in_the_zone_in_force(db_url, db):
 
 
 def test_simulate_at_is_read_in_the_zone_chosen_in_the_console(served_app, cli_env):  # noqa: F811
-    from connector.db import Database
+    from connector.core.db import Database
 
     database = Database(cli_env)
     try:

@@ -5,8 +5,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from commands.cli import cli
-from connector.models import ApiToken, Score, User
-from connector.users import add_user, disable_user, issue_token
+from connector.core.models import ApiToken, Score, User
+from connector.core.users import add_user, disable_user, issue_token
 from tests.conftest import ADMIN_TOKEN, dtmf, summary
 
 
@@ -30,7 +30,7 @@ def cli_env(app, db_url, monkeypatch):
 def people(db, monkeypatch):
     """An admin, a supervisor and two operators, each with a personal token (auth headers by name).
     Their passwords are hashed at a low scrypt cost: these tests are about roles, not hashing."""
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     tokens = {}
     with db.transaction() as s:
         for name, role, extensions in PEOPLE:

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select, update
 
 from app import create_app
-from connector import outbox
-from connector.models import DeliveryJob
+from connector.core.models import DeliveryJob
+from connector.delivery import outbox
 from connector.wiring import build_workers
 from tests.conftest import ADMIN_TOKEN, MangoPoster, dtmf, make_config, summary
 from tests.delivery_helpers import TOKEN
@@ -141,8 +141,8 @@ def test_a_supervisor_review_is_posted_as_its_own_message(db_url):
 
 
 def test_the_settings_page_shows_each_targets_state(db_url):
-    from connector.crm.account import pause
-    from connector.users import add_user
+    from connector.core.accounts import pause
+    from connector.core.users import add_user
     from tests.conftest import console_login
 
     with targets(db_url, crm="amocrm,webhook") as t:
@@ -182,7 +182,7 @@ def test_with_record_the_webhook_says_the_crm_writes_a_high_score(db_url):
 
 
 def test_the_webhook_knows_each_crm_beside_it_and_its_default_for_high_scores():
-    from connector.crm.registry import build_target
+    from connector.registry import build_target
 
     config = make_config("sqlite://", CRM="amocrm,bitrix24,webhook", AMOCRM_BASE_URL="https://a.amocrm.ru",
                          AMOCRM_LONG_LIVED_TOKEN=TOKEN, BITRIX24_PORTAL_URL="https://b.bitrix24.ru",

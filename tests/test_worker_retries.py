@@ -6,9 +6,9 @@ from responses.registries import OrderedRegistry
 from sqlalchemy import select, update
 
 from app import create_app
+from connector.core.models import DeliveryJob
+from connector.delivery.retry import backoff_seconds
 from connector.wiring import build_worker
-from connector.models import DeliveryJob
-from connector.retry import backoff_seconds
 from tests.conftest import MangoPoster, dtmf, make_config, summary
 
 BASE = "https://example.amocrm.ru"

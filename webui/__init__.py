@@ -18,22 +18,22 @@ from markupsafe import escape
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
-from connector.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
-from connector import xlsx
-from connector.exports import COLUMNS, FORMATS, Layout, Separator
-from connector.links import recording_link
-from connector.models import DeliveryStatus, JobStatus, Role
-from connector.notifications import mark_read, newest_notification, notification_page, unread_count
-from connector.quality import marks_json
-from connector.queries import CALL_QUERY_SCHEMA, REPORT_QUERY_SCHEMA
-from connector.reports import ReportFilter
-from connector.reviews import add_review
-from connector import outbox, status
-from connector.runtime_settings import (audit_trail, current_policies, current_policy, delete_line_override,
+from connector.console import status, xlsx
+from connector.console.exports import COLUMNS, FORMATS, Layout, Separator
+from connector.console.queries import CALL_QUERY_SCHEMA, REPORT_QUERY_SCHEMA
+from connector.console.reports import ReportFilter
+from connector.console.reviews import add_review
+from connector.core.calls import CallFilter, Cursor, Sort, call_json, call_timeline, find_calls, get_visible_call
+from connector.core.links import recording_link
+from connector.core.models import DeliveryStatus, JobStatus, Role
+from connector.core.notifications import mark_read, newest_notification, notification_page, unread_count
+from connector.delivery import outbox
+from connector.inbound.quality import marks_json
+from connector.core.runtime_settings import (audit_trail, current_policies, current_policy, delete_line_override,
                                        update_line_override, update_policy)
-from connector.threshold import PolicyError
-from connector import throttle
-from connector.users import (Principal, UserError, end_session, list_tokens, list_users, login as check_login,
+from connector.core import throttle
+from connector.core.policy import PolicyError
+from connector.core.users import (Principal, UserError, end_session, list_tokens, list_users, login as check_login,
                              principal_for_session, read_then_write, revoke_token, start_session, token_state,
                              unlock)
 from webui import charts, labels
@@ -125,7 +125,7 @@ def refuse_logins_early(wsgi_app, db):
     throttle's buckets holds the attempt back (429, no database round trip). Under a flood most posts end
     here in a fraction of a millisecond, so the PBX's callbacks queue behind little. A browser with a
     device cookie, and whatever is not known yet, go the whole way (`login`), which decides the same way."""
-    from connector.users import LOGINS_ADMITTED
+    from connector.core.users import LOGINS_ADMITTED
 
     def app(environ, start_response):
         if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == "/login":
@@ -142,7 +142,7 @@ def refuse_logins_early(wsgi_app, db):
 
 
 def _answer_early(start_response, status: str, retry_after: int, body: bytes) -> list[bytes]:
-    from webhooks.security import HEADERS  # what every answer a browser reads carries
+    from web.security import HEADERS  # what every answer a browser reads carries
 
     start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Retry-After", str(retry_after)),
                             ("Content-Length", str(len(body))), *HEADERS.items()])
@@ -239,7 +239,7 @@ def _zone_name() -> str:
 
 
 # A refused request, as people read it: what happened and what to do, in the page's language; never a status
-# code or a field name. The JSON API keeps its own answers (webhooks.errors).
+# code or a field name. The JSON API keeps its own answers (web.errors).
 PROBLEMS = {
     400: (_l("Запрос не понят"),
           _l("Страница устарела или ссылка повреждена. Откройте страницу заново из меню и повторите.")),
@@ -592,8 +592,8 @@ def export_layout(separator: Separator = Separator.SEMICOLON) -> Layout:
 
 
 def _export(fmt: str, filename: str) -> Response:
-    """The filtered list as a file, streamed as it is read: built in a child process (connector.offload), one
-    short read per page, every cell through connector.cells (no control characters, no formulas)."""
+    """The filtered list as a file, streamed as it is read: built in a child process (connector.console.offload), one
+    short read per page, every cell through connector.console.cells (no control characters, no formulas)."""
     flt, sort, _raw, _after = _call_filter()  # the role's rule is in the filter: an operator's own calls
     separator = SEPARATORS.get(request.args.get("sep") or "semicolon")
     if separator is None:
@@ -623,7 +623,7 @@ def reports():
     except FilterRefused as refused:  # said on the filter form, which keeps what was typed
         return render_template("reports.html", query=refused.query, problem=refused.message,
                                bad_field=refused.field, operators=None), 400
-    # Counted in a child process (connector.offload), in one snapshot: the tables and charts agree.
+    # Counted in a child process (connector.console.offload), in one snapshot: the tables and charts agree.
     counted = services().figures(flt, services().ingest.initial_policy)
     policies, operators, lines = counted["policy"], counted["operators"], counted["lines"]
     scores, days = counted["distribution"], counted["daily"]
@@ -657,7 +657,7 @@ def export_report_xlsx():
 
 def _report_rows(body: dict) -> list[list]:
     """A report as a sheet: its columns named as the reports page names them, a row per item, then the totals
-    (cells: connector.xlsx)."""
+    (cells: connector.console.xlsx)."""
     names = {"operator": _("Оператор"), "line": _("Линия"), "calls": _("Звонков"), "answered": _("Отвечено"),
              "offered": _("Опрос предложен"), "no_answer": _("Без ответа"), "rated": _("Оценено"),
              "response_rate": _("Отклик") + ", %", "average": _("Средняя"), "positive": _("Довольны"),

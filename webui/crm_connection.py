@@ -1,6 +1,6 @@
 """The settings page's "amoCRM" section: an admin connects amoCRM from the browser, through amoCRM's
 authorization page (the integration's keys) or with a long-lived token, and may remove the console's
-connection. The domain's side is `connector.crm.amocrm_connection`; here only the forms, the redirects and
+connection. The domain's side is `connector.delivery.targets.amocrm.connection`; here only the forms, the redirects and
 the words. Secrets are never shown back in full."""
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import Length, Optional, ValidationError
 
-from connector.accounts import SharedRateLimiter
-from connector.crm.amocrm_connection import AmoConnectionStore, ConnectionRefused, Refusal
-from connector.crm.registry import build_amocrm_connection
-from connector.models import Role
-from webhooks.security import CONTENT_SECURITY_POLICY
-from webui import bp, login_required, services, _settings_page
+from connector.core.accounts import SharedRateLimiter
+from connector.core.models import Role
+from connector.delivery.targets.amocrm.connection import AmoConnectionStore, ConnectionRefused, Refusal
+from connector.registry import build_amocrm_connection
+from web.security import CONTENT_SECURITY_POLICY
+from webui import _settings_page, bp, login_required, services
 from webui.forms import ReplayForm, pbx_secret
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")  # a local amoCRM stand-in may speak plain HTTP; a real account never

@@ -7,7 +7,7 @@ from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, Sele
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from connector.validation import line_problem, text_problem
+from connector.core.validation import line_problem, text_problem
 
 
 class LoginForm(FlaskForm):
@@ -27,7 +27,7 @@ class MarkReadForm(FlaskForm):
 
 
 def storable_lines(form, field) -> None:
-    """The rule the API applies to a comment (connector.validation.text_problem), said in the page's language."""
+    """The rule the API applies to a comment (connector.core.validation.text_problem), said in the page's language."""
     if field.data and text_problem(field.data, multiline=True):
         raise ValidationError(_l("Комментарий не может содержать управляющие символы или недопустимый Юникод"))
 
@@ -39,7 +39,7 @@ def storable_text(form, field) -> None:
 
 
 def line_name(form, field) -> None:
-    """The one rule for a line's name (connector.validation.line_problem), said in the page's language."""
+    """The one rule for a line's name (connector.core.validation.line_problem), said in the page's language."""
     if line_problem(field.data or ""):
         raise ValidationError(_l("Линия: от 1 до 32 символов, не только пробелы, без управляющих символов"))
 
@@ -56,7 +56,7 @@ class ReviewForm(FlaskForm):
     comment = TextAreaField(_l("Комментарий"), validators=[Optional(), Length(max=2000), storable_lines])
 
 
-# The policy's rule for a score at or above the threshold (connector.threshold.HighScores), as admins read it.
+# The policy's rule for a score at or above the threshold (connector.core.policy.HighScores), as admins read it.
 HIGH_SCORES_CHOICES = [
     SelectChoice("default", _l("как принято в каждой CRM (amoCRM: не писать, Bitrix24: писать)")),
     SelectChoice("ignore", _l("не писать в CRM (как в MANGO)")),
@@ -81,7 +81,7 @@ POLICY_LABELS = {
 
 
 class SettingsForm(FlaskForm):
-    """The policy's fields; the policy itself checks them together (connector.threshold.validate_policy)."""
+    """The policy's fields; the policy itself checks them together (connector.core.policy.validate_policy)."""
 
     enabled = BooleanField(POLICY_LABELS["enabled"])
     scale_min = IntegerField(POLICY_LABELS["scale_min"], validators=[Optional()])

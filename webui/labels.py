@@ -10,13 +10,13 @@ from datetime import date, datetime
 from babel.dates import format_skeleton
 from flask_babel import format_date, get_locale, gettext as _, lazy_gettext as _l
 
-from connector.audit import AuditScope, audit_subject
-from connector.models import (DeliveryStatus, JobStatus, NotificationKind, Role, ScanProblem, ScoreOrigin,
+from connector.console.audit import AuditScope, audit_subject
+from connector.core.models import (DeliveryStatus, JobStatus, NotificationKind, Role, ScanProblem, ScoreOrigin,
                               ScoreSource, SurveyState)
-from connector.outbox import JobKind
-from connector.status import State
-from connector.threshold import HighScores, ScoreReason, ScoreStatus, score_reason
-from connector.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
+from connector.console.status import State
+from connector.core.policy import HighScores, ScoreReason, ScoreStatus, score_reason
+from connector.core.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
+from connector.delivery.outbox import JobKind
 from webui.forms import HIGH_SCORES_CHOICES, POLICY_LABELS
 
 
@@ -110,7 +110,7 @@ high_scores_label = Words({c.value: c.label for c in HIGH_SCORES_CHOICES})
 
 def reason_label(reason: ScoreReason, *, value: int | None = None, tag: str | None = None,
                  high_scores: str | None = None) -> str:
-    """Why a customer score did what it did (connector.threshold.ScoreReason)."""
+    """Why a customer score did what it did (connector.core.policy.ScoreReason)."""
     if reason == ScoreReason.BELOW_THRESHOLD:
         return _("ниже порога: тег «%(tag)s»", tag=tag)
     if reason == ScoreReason.AT_OR_ABOVE_THRESHOLD:
@@ -173,7 +173,7 @@ def scan_problem_label(code: str | None) -> str:
     return str(SCAN_PROBLEMS.get(code, code))
 
 
-# connector.scanner.WINDOWS
+# connector.inbound.scanner.WINDOWS
 scan_window_label = Words({"recent": _l("за последние полчаса"), "day": _l("за последние сутки"),
                            "days": _l("за последние дни")})
 
@@ -207,7 +207,7 @@ def event_source_label(source: str | None) -> str:
 
 
 def timeline_what(entry: dict) -> str:
-    """One entry of `connector.calls.call_timeline`: a stored event, or a job done (or not) in a target."""
+    """One entry of `connector.core.calls.call_timeline`: a stored event, or a job done (or not) in a target."""
     if "event" in entry:
         return event_kind_label(entry["event"])
     return _("%(job)s: %(status)s", job=job_kind_label(entry["job"]), status=job_status_label(entry["status"]))
@@ -334,7 +334,7 @@ def zone_label(name: str | None, at: datetime | None = None) -> str:
 
     from babel.dates import get_timezone_location
 
-    from connector.time_zone import zone_problem
+    from connector.core.time_zone import zone_problem
 
     if not name:
         return "—"

@@ -8,14 +8,14 @@ import re
 from flask import current_app, g, redirect, request, url_for
 from flask_babel import gettext as _
 
-from connector.crm import CrmUser
-from connector.crm.registry import build_user_reader
-from connector.models import Role
-from connector.operator_map import (MAPPED_TARGETS, Unreadable, UserLists, UsersRead, current_maps, operator_rows,
+from connector.core.models import Role
+from connector.delivery.contract import CrmUser
+from connector.registry import build_user_reader
+from connector.delivery.operator_map import (MAPPED_TARGETS, Unreadable, UserLists, UsersRead, current_maps, operator_rows,
                                     save_maps)
-from connector.threshold import PolicyError
-from connector.validation import INT32_MAX
-from webui import bp, login_required, services, _settings_page
+from connector.core.policy import PolicyError
+from connector.core.validation import INT32_MAX
+from webui import _settings_page, bp, login_required, services
 from webui.forms import ReplayForm
 
 FIELD = re.compile(r"map-(?P<target>[a-z0-9]+)-(?P<extension>.+)")  # one select (or number) per target and row

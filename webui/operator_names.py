@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import g
 
-from connector.directory import operator_names
+from connector.inbound.directory import operator_names
 from webui import bp, services
 
 

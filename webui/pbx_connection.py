@@ -6,10 +6,10 @@ from __future__ import annotations
 from flask import abort, g, redirect, request, url_for
 from flask_babel import format_datetime, gettext as _
 
-from connector import directory
-from connector.models import Role
-from connector.pbx.mango_api import MangoCoolingDown, MangoError, MangoUnavailable, MangoWrongRequest
-from webui import bp, login_required, services, _settings_page
+from connector.core.models import Role
+from connector.inbound import directory
+from connector.inbound.mango.api import MangoCoolingDown, MangoError, MangoUnavailable, MangoWrongRequest
+from webui import _settings_page, bp, login_required, services
 from webui.forms import MangoConnectionForm, ReplayForm
 
 BAD_KEY, BAD_SIGN = 3105, 3102  # MANGO's results for an unknown key and a wrong signature (reference: PDF s.243)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask_babel import gettext as _, lazy_gettext as _l
 
-from connector.threshold import Policy, PolicyError
+from connector.core.policy import Policy, PolicyError
 
 # The list's and the reports' filters, by their query parameter, named as the filter form names them.
 FILTER_LABELS = {

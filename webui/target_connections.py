@@ -1,7 +1,7 @@
 """The settings page's "Подключить Bitrix24" and "Исходящий вебхук" sections, admin only and audited.
 
 - Bitrix24: the page shows the handler URL to paste into the portal's local application; the portal posts
-  its install there (webhooks.bitrix24), and the page says which portal installed it and when. "Отключить"
+  its install there (web.bitrix24), and the page says which portal installed it and when. "Отключить"
   forgets the tokens.
 - The webhook: the admin enters the receiver's URL; the connector generates the signing secret, shows it in
   full once (on the answer to that post, never stored in a URL), then only its last characters. A test
@@ -19,14 +19,14 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from connector.crm.bitrix24_install import handler_url as bitrix24_handler_url
-from connector.accounts import account_row
-from connector.crm.webhook import NAME as WEBHOOK, TestAnswer, TestResult, send_test
-from connector.models import Role, SettingsAudit
-from connector.validation import text_problem
+from connector.core.accounts import account_row
+from connector.core.models import Role, SettingsAudit
+from connector.core.validation import text_problem
+from connector.delivery.targets.bitrix24.install import handler_url as bitrix24_handler_url
+from connector.delivery.targets.webhook import NAME as WEBHOOK, TestAnswer, TestResult, send_test
+from web.bitrix24 import store as bitrix24_store
 from webui import _settings_page, bp, login_required, services
 from webui.forms import ReplayForm
-from webhooks.bitrix24 import store as bitrix24_store
 
 WEBHOOK_TEST_SCOPE = "webhook_test"
 
@@ -45,7 +45,7 @@ class WebhookUrlForm(FlaskForm):
 
 def webhook_connection():
     if "webhook_connection" not in current_app.extensions:
-        from connector.wiring import build_webhook_connection
+        from connector.registry import build_webhook_connection
 
         current_app.extensions["webhook_connection"] = build_webhook_connection(services().config, services().db)
     return current_app.extensions["webhook_connection"]

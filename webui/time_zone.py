@@ -1,6 +1,6 @@
 """The account's time zone in the console: the zone in force for this request (Babel formats every time in
 it, the date filters read their days in it, the reports count days in it, the exports write times in it), and
-the settings page's "Часовой пояс" card where an admin chooses it. `connector.time_zone` decides the zone."""
+the settings page's "Часовой пояс" card where an admin chooses it. `connector.core.time_zone` decides the zone."""
 from __future__ import annotations
 
 from flask import g, redirect, request, url_for
@@ -8,9 +8,9 @@ from flask_babel import gettext as _, lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectField
 
-from connector import time_zone
-from connector.models import Role
-from webui import bp, login_required, services, _settings_page
+from connector.core import time_zone
+from connector.core.models import Role
+from webui import _settings_page, bp, login_required, services
 from webui.labels import zone_label
 
 GROUPS = {"russia": _l("Россия"), "cis": _l("Страны СНГ"), "other": _l("Другие")}

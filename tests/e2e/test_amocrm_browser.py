@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from connector.crm.registry import build_amocrm_connection
-from connector.users import add_user
+from connector.core.users import add_user
+from connector.registry import build_amocrm_connection
 from tests.e2e.test_browser import PASSWORD, SCREENSHOTS, at, browser, log_in, wait_for  # noqa: F401
 from tests.fakes.amocrm import FakeAmo, create_fake_app
 from tests.fakes.server import serving
@@ -24,7 +24,7 @@ def config_overrides():
 
 @pytest.fixture
 def connector_and_amo(app, db, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "anna", "admin", PASSWORD)
     fake = FakeAmo(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)

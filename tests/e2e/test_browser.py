@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from connector.links import link_is_valid
-from connector.users import add_user
+from connector.core.links import link_is_valid
+from connector.core.users import add_user
 from tests.conftest import ADMIN_TOKEN, MangoPoster, dtmf, recording, summary
 from tests.fakes.server import serving
 
@@ -60,7 +60,7 @@ def browser(tmp_path):
 @pytest.fixture
 def console(app, client, db, monkeypatch):
     """The connector over real HTTP with three people and two scored calls."""
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "sam", "supervisor", PASSWORD)
         add_user(s, "olga", "operator", PASSWORD, ["101"])
@@ -177,9 +177,9 @@ def fits(driver) -> bool:
 def busy_console(app, client, db, monkeypatch):
     """Four people, calls on two lines scored before and after a threshold change, a line with its own
     threshold, a review, and 60 notifications for the supervisor."""
-    from connector.models import Notification, User
+    from connector.core.models import Notification, User
 
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "ann", "admin", PASSWORD)
         add_user(s, "sam", "supervisor", PASSWORD)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
-from connector.users import add_user
+from connector.core.users import add_user
 from tests.conftest import MangoPoster, make_config, summary
 from tests.e2e.test_browser import PASSWORD, SCREENSHOTS, axe_problems, browser, log_in, wait_for  # noqa: F401
 from tests.fakes.mango import FakeMango, create_fake_mango
@@ -19,7 +19,7 @@ USERS = [{"general": {"name": "Ирина Петрова"}, "telephony": {"exten
 
 @pytest.fixture
 def connector_and_pbx(db_url, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     pbx = FakeMango(KEY, SALT, users=[dict(u) for u in USERS])
     with serving(create_fake_mango(pbx)) as pbx_url:
         app = create_app(make_config(db_url, MANGO_API_URL=pbx_url + "/vpbx/"))

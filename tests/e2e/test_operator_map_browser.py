@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from app import create_app
-from connector.models import Operator
-from connector.users import add_user
+from connector.core.models import Operator
+from connector.core.users import add_user
 from tests.conftest import make_config
 from tests.e2e.test_browser import PASSWORD, SCREENSHOTS, axe_problems, browser, fits, log_in, wait_for  # noqa: F401
 from tests.fakes.amocrm import FakeAmo, create_fake_app
@@ -19,7 +19,7 @@ TOKEN = "long-lived-test-token"
 
 @pytest.fixture
 def mapped_console(db_url, monkeypatch):
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     fake = FakeAmo(long_lived_token=TOKEN, people={5551: {"name": "Ирина Петрова"}, 7777: {"name": "Олег Смирнов"}})
     with serving(create_fake_app(fake)) as amo_url:
         app = create_app(make_config(db_url, CRM="amocrm", AMOCRM_BASE_URL=amo_url, AMOCRM_LONG_LIVED_TOKEN=TOKEN,

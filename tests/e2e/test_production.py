@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from connector.pbx.mango import signed_form
+from connector.inbound.mango.callbacks import signed_form
 from tests.e2e.test_serve_and_simulate import applied_call, free_port, running_connector
 
 pytestmark = pytest.mark.e2e

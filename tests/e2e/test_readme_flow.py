@@ -97,7 +97,7 @@ def test_a_new_user_fills_the_demo_and_tries_every_role(tmp_path, db_url):
 
 def test_the_demo_pbx_refuses_a_forged_request_and_unknown_recordings():
     from commands.demo_pbx import create_demo_pbx
-    from connector.pbx.mango import signed_form
+    from connector.inbound.mango.callbacks import signed_form
 
     client = create_demo_pbx("demo", "demo-salt").test_client()
     url = "/vpbx/queries/recording/post"

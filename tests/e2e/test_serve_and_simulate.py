@@ -91,7 +91,7 @@ def test_simulate_shows_the_whole_flow(served):
 
 
 def test_real_http_form_posts_and_errors(served):
-    from connector.pbx.mango import signed_form
+    from connector.inbound.mango.callbacks import signed_form
 
     base, _, _ = served
     form = signed_form("e2e-key", "e2e-salt", {"entry_id": "e2e-2", "call_direction": 1,
@@ -140,7 +140,7 @@ def test_concurrent_events_of_one_new_call_join_into_one_row(served):
     """Events of a call the connector has never seen, all at once on a threaded server."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from connector.pbx.mango import signed_form
+    from connector.inbound.mango.callbacks import signed_form
 
     base, _, _ = served
     entry = "race-1"
@@ -198,7 +198,7 @@ def test_serve_says_where_its_data_lives_warns_and_listens_only_once_bound(tmp_p
 def test_served_connector_pulls_quality_scores_with_no_crm(tmp_path, db_url):
     """`connector serve` with MANGO_QUALITY_API: its embedded scanner reads the call statistics (and its
     poller asks the Contact Center about the calls those show it handled)."""
-    from connector.pbx.mango import signed_form
+    from connector.inbound.mango.callbacks import signed_form
     from tests.fakes.mango import FakeMango, create_fake_mango
     from tests.fakes.server import serving
 

@@ -14,7 +14,7 @@ from tests.test_target_connections import connector
 
 
 def test_an_admin_installs_bitrix24_and_sends_a_webhook_test_message(browser, db_url, monkeypatch):  # noqa: F811
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     fake = FakeBitrix24()
     receiver_app = Later()
     with connector(db_url, fake, CRM="bitrix24,webhook") as (app, config, portal_url), \

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from commands import demo as made_up
-from connector.links import link_is_valid
+from connector.core.links import link_is_valid
 from tests.conftest import ADMIN_TOKEN
 from tests.e2e.test_browser import SCREENSHOTS, WIDTHS, at, axe_problems, browser, call_ids, fits, log_in, wait_for  # noqa: F401
 from tests.fakes.server import serving
@@ -31,7 +31,7 @@ CALLS = 300  # the README's 2000, fewer for time: the same spread over six opera
 def demo_console(app, db, monkeypatch):
     """A fresh install filled as `connector demo 300 --until "2026-11-20 18:30"` fills it (the same functions),
     served over real HTTP; the demo accounts' passwords as `demo` prints them."""
-    monkeypatch.setattr("connector.users.PASSWORD_METHOD", "scrypt:1024:8:1")
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     config = app.extensions["connector"].config
     calls = made_up.demo_calls(CALLS, seed=1, until=UNTIL, days=14, zone=UNTIL.tzinfo, scale=(1, 10))
     outcome = made_up.fill(config, db, calls)
@@ -43,7 +43,7 @@ def demo_console(app, db, monkeypatch):
 def unread_of(db, username: str) -> int:
     from sqlalchemy import func, select
 
-    from connector.models import Notification, User
+    from connector.core.models import Notification, User
 
     with db.reading() as s:
         return s.scalar(select(func.count()).select_from(Notification).join(User, User.id == Notification.user_id)

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from commands.cli import cli
-from connector.crm.account import pause_state
+from connector.core.accounts import pause_state
 from tests.delivery_helpers import TOKEN, connector_with_fake_amo
 from tests.fakes.amocrm import FakeAmo
 from tests.ledger import ScoredCalls, assert_exactly_once, open_jobs, report, tally

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from connector.db import Database, upgrade
-from connector.pbx.mango import signed_form
+from connector.core.db import Database, upgrade
+from connector.inbound.mango.callbacks import signed_form
 from tests.delivery_helpers import TOKEN
 from tests.e2e.test_serve_and_simulate import free_port, running_connector
 from tests.fakes.amocrm import FakeAmo, create_fake_app

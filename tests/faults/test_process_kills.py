@@ -10,9 +10,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from connector.db import Database
-from connector.models import InboundEvent
-from connector.pbx.mango import signed_form
+from connector.core.db import Database
+from connector.core.models import InboundEvent
+from connector.inbound.mango.callbacks import signed_form
 from tests.delivery_helpers import TOKEN, connector_with_fake_amo
 from tests.e2e.test_serve_and_simulate import running_connector
 from tests.fakes.amocrm import FakeAmo, create_fake_app

@@ -7,8 +7,8 @@ import responses
 from responses import matchers
 from responses.registries import OrderedRegistry
 
-from connector.crm import AccountBlocked, CallItem, NoteItem, PermanentError, RateLimited, TagItem, TransientError
-from connector.crm.amocrm import AmoCrm, StaticToken
+from connector.delivery.contract import (AccountBlocked, CallItem, NoteItem, PermanentError, RateLimited, TagItem, TransientError)
+from connector.delivery.targets.amocrm.client import AmoCrm, StaticToken
 
 BASE = "https://example.amocrm.ru"
 
@@ -91,7 +91,7 @@ def test_a_batch_answered_entity_not_found_is_looked_up_then_sent_one_by_one():
                                               ("company", "companies"), ("customer", "customers"),
                                               ("contacts", "contacts")])
 def test_entity_types_are_normalised_to_the_plural(singular, plural):
-    from connector.crm.amocrm import plural as normalise
+    from connector.delivery.targets.amocrm.client import plural as normalise
 
     assert normalise(singular) == plural
 

@@ -3,11 +3,11 @@ import sys
 
 import pytest
 
-from connector.config import Config, ConfigError
+from connector.core.config import Config, ConfigError
 
 
 def test_defaults_match_the_documented_ones():
-    from connector.config import PROJECT_DIR
+    from connector.core.config import PROJECT_DIR
 
     config = Config.from_env({})
     assert (config.DATABASE_URL, config.PORT, config.CRM, config.QA_MAX_THRESHOLD, config.MANGO_QUALITY_API) == (

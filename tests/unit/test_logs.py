@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from connector.logs import RedactingFormatter, configure_logging, mask_phones
+from connector.core.logs import RedactingFormatter, configure_logging, mask_phones
 
 
 @pytest.mark.parametrize("text", [
@@ -51,7 +51,7 @@ def test_database_errors_name_the_statement_but_not_its_values(tmp_path):
     from sqlalchemy import text
     from sqlalchemy.exc import IntegrityError
 
-    from connector.db import make_engine
+    from connector.core.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     with engine.begin() as conn:

@@ -5,7 +5,7 @@ import threading
 
 from sqlalchemy.exc import OperationalError
 
-from connector import loop
+from connector.core import loop
 
 
 def test_failure_pause_doubles_and_is_capped():
@@ -23,7 +23,7 @@ def test_a_database_outage_is_logged_once_and_its_end_too(monkeypatch, caplog):
         stop.set()
         return 1
 
-    caplog.set_level(logging.INFO, logger="connector.loop")
+    caplog.set_level(logging.INFO, logger="connector.core.loop")
     loop.run_until_stopped("inbox", run_once, stop, idle_seconds=0.01)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["inbox: database unavailable (connection refused); retrying",

@@ -6,9 +6,9 @@ import jsonschema_rs
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from connector.calls import CURSOR_PATTERN, Cursor
-from connector.threshold import TEMPLATE_PATTERN, template_syntax_problem
-from connector.validation import (LINE_MAX, LINE_PATH_PATTERN, LINE_PATTERN, LINES_PATTERN, TEXT_PATTERN,
+from connector.core.calls import CURSOR_PATTERN, Cursor
+from connector.core.policy import TEMPLATE_PATTERN, template_syntax_problem
+from connector.core.validation import (LINE_MAX, LINE_PATH_PATTERN, LINE_PATTERN, LINES_PATTERN, TEXT_PATTERN,
                                   line_problem, text_problem)
 
 # Characters at the edges of the rules (controls, white space, braces, digits), and any others.

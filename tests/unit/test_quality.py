@@ -3,9 +3,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from connector.pbx import Mark
-from connector.pbx.mango_api import parse_quality
-from connector.quality import CUSTOMER_POLL_EVERY, SUPERVISOR_RECHECKS, next_poll_at, rounded_mean
+from connector.inbound.mango.api import parse_quality
+from connector.inbound.pbx import Mark
+from connector.inbound.quality import CUSTOMER_POLL_EVERY, SUPERVISOR_RECHECKS, next_poll_at, rounded_mean
 
 END = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
 WAIT = timedelta(seconds=180)

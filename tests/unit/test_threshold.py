@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from connector.threshold import (ACCEPTED, DUPLICATE, KEPT, REFUSED, HighScores, Policy, PolicyError, decide,
+from connector.core.policy import (ACCEPTED, DUPLICATE, KEPT, REFUSED, HighScores, Policy, PolicyError, decide,
                                  decide_again, policy_from_config, policy_with_changes, validate_policy,
                                  writes_score)
 
@@ -178,7 +178,7 @@ def test_mangos_defaults_score_9_of_threshold_9_untagged_and_left_to_each_target
 
 
 def test_the_rule_for_high_scores_is_seeded_from_qa_high_scores():
-    from connector.config import Config
+    from connector.core.config import Config
 
     assert policy_from_config(Config.from_env({})).high_scores == "default"
     assert policy_from_config(Config.from_env({"QA_HIGH_SCORES": "record"})).high_scores == "record"

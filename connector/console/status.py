@@ -1,0 +1,106 @@
+"""The state of each component, for `/healthz` (states only) and `GET /api/v1/status` (details)."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from connector.core.accounts import account_row
+from connector.core.models import DeliveryJob, InboundEvent, JobStatus, PbxScan
+from connector.inbound import directory
+
+FAILING_FOR = timedelta(minutes=5)  # a CRM failing this long makes the connector degraded
+LAGGING_FOR = timedelta(seconds=60)  # an event waiting this long to be applied: the worker lags or is down
+MANGO = "mango"
+
+
+def _age(moment: datetime | None, now: datetime) -> float | None:
+    return round((now - moment).total_seconds(), 1) if moment else None
+
+
+class State(enum.StrEnum):
+    """A component's state (`/healthz`, `GET /api/v1/status`, the settings page)."""
+
+    OK = "ok"
+    NONE = "none"  # no CRM target is configured
+    LAGGING = "lagging"  # the inbox: an event has waited to be applied longer than LAGGING_FOR
+    BLOCKED = "blocked"  # the PBX's API blocked the account for a while
+    SCAN_FAILING = "scan_failing"  # the PBX: a scan of its call statistics fails
+    FAILING = "failing"  # a target: deliveries have failed for longer than FAILING_FOR
+    PAUSED = "paused"  # a target: nothing is sent until a probe or an admin resumes it
+
+
+_SEVERITY = (State.OK, State.FAILING, State.PAUSED)
+
+
+def _target_state(session: Session, crm: str, now: datetime) -> dict:
+    crm_state: dict = {"name": crm, "state": State.OK}
+    row = account_row(session, crm)
+    queues = session.execute(
+        select(DeliveryJob.kind, func.count(), func.min(DeliveryJob.created_at), func.min(DeliveryJob.first_failed_at))
+        .where(DeliveryJob.crm == crm, DeliveryJob.status == JobStatus.PENDING).group_by(DeliveryJob.kind)).all()
+    failing_since = min((first for *_, first in queues if first), default=None)
+    crm_state["outbox"] = {kind: {"pending": count, "oldest_seconds": _age(created, now)}
+                           for kind, count, created, _ in queues}
+    crm_state["failing_since"] = failing_since.isoformat() if failing_since else None
+    if row.paused:
+        crm_state.update(state=State.PAUSED, reason=row.paused_reason,
+                         since=row.paused_at.isoformat() if row.paused_at else None)
+    elif failing_since and now - failing_since > FAILING_FOR:
+        crm_state["state"] = State.FAILING
+    return crm_state
+
+
+def details(session: Session, targets: tuple[str, ...]) -> dict:
+    """Every component with its state and the reason; a handful of queries."""
+    now = datetime.now(timezone.utc)
+    pending, oldest = session.execute(select(func.count(), func.min(InboundEvent.received_at))
+                                      .where(InboundEvent.applied_at.is_(None))).one()
+    inbox = {"state": State.LAGGING if oldest and now - oldest > LAGGING_FOR else State.OK, "pending": pending,
+             "oldest_pending_seconds": _age(oldest, now)}
+
+    pbx_row = account_row(session, MANGO)
+    blocked = pbx_row.blocked_until is not None and pbx_row.blocked_until > now
+    scans = {row.name: {"last_finished_at": row.last_finished_at.isoformat() if row.last_finished_at else None,
+                        "last_finished_seconds": _age(row.last_finished_at, now), "last_calls": row.last_calls,
+                        "last_error": row.last_error, "last_problem": row.last_problem,
+                        "next_at": row.next_at.isoformat() if row.next_at else None}
+             for row in session.scalars(select(PbxScan).where(PbxScan.name != directory.SCAN)
+                                        .order_by(PbxScan.name))}
+    scan_failing = any(scan["last_error"] for scan in scans.values())
+    pbx = {"state": State.BLOCKED if blocked else State.SCAN_FAILING if scan_failing else State.OK,
+           "blocked_until": pbx_row.blocked_until.isoformat() if blocked else None,
+           "last_wrong_request_at": pbx_row.strike_at.isoformat() if pbx_row.strike_at else None,
+           # The bulk quality scans of the PBX's call statistics (empty when they are off): a failing one
+           # keeps its error here until it succeeds again.
+           "quality_scans": scans,
+           # The operator directory (names by extension): its last read, and failed reads in a row with the
+           # last error. A failing one leaves the names as last read; it does not degrade the connector.
+           "directory": directory.directory_state(session, now)}
+
+    states = {name: _target_state(session, name, now) for name in targets}
+    if not states:
+        crm_state: dict = {"name": "none", "state": State.NONE}
+    elif len(states) == 1:
+        [crm_state] = states.values()
+    else:  # several targets: the worst state, and each one's detail
+        worst = max((t["state"] for t in states.values()), key=_SEVERITY.index)
+        crm_state = {"name": ",".join(states), "state": worst, "targets": states}
+    return {"database": {"state": State.OK}, "inbox": inbox, "pbx": pbx, "crm": crm_state}
+
+
+def summary(components: dict) -> dict:
+    """What anyone may see: the overall status and each component's state, no error text."""
+    states = {name: part["state"] for name, part in components.items()}
+    degraded = any(state not in (State.OK, State.NONE) for state in states.values())
+    return {"status": "degraded" if degraded else "ok", "components": states}
+
+
+def last_activity(session: Session) -> dict:
+    """When the PBX last sent something, and when a delivery last succeeded (the admin's settings page)."""
+    last_event = session.scalar(select(func.max(InboundEvent.received_at)))
+    last_delivery = session.scalar(select(func.max(DeliveryJob.updated_at)).where(DeliveryJob.status == JobStatus.DONE))
+    return {"last_pbx_event": last_event.isoformat() if last_event else None,
+            "last_delivery": last_delivery.isoformat() if last_delivery else None}

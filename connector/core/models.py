@@ -1,0 +1,565 @@
+"""SQLAlchemy models. Schema changes go through Alembic (`migrations/`).
+
+One call row per PBX `entry_id`, created by whichever event arrives first; every
+inbound message is kept in `inbound_events`; every score, valid or not, in
+`scores`; the CRM side of a call in `crm_records` (one row per CRM, so a second
+CRM adds rows, not columns).
+"""
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        TypeDecorator, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC: the same values on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SurveyState(enum.StrEnum):
+    """What is known of a call's post-call survey (`calls.survey`; null: no survey source tells)."""
+
+    PENDING = "pending"  # waiting for the customer's post-call mark
+    ANSWERED = "answered"  # a customer score came, from any source
+    NO_ANSWER = "no_answer"  # moved to the survey, pressed nothing (MANGO's mark_client -1)
+    NOT_OFFERED = "not_offered"  # the wait passed with no mark: the customer never reached the survey
+
+
+class JobStatus(enum.StrEnum):
+    """A delivery job's state (`delivery_jobs.status`)."""
+
+    PENDING = "pending"  # due at not_before (leased while a worker sends it)
+    DONE = "done"  # the effect is in the target
+    DEAD = "dead"  # refused for good, or retried for 24 h: replayable
+    UNMATCHED = "unmatched"  # the CRM has no entity for the caller: replayable
+    WAITING = "waiting"  # waits for another job of its call (a contact being created)
+
+
+class DeliveryStatus(enum.StrEnum):
+    """A call's state in one target (`crm_records.status`), summed up from its jobs."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    UNMATCHED = "unmatched"
+    DEAD = "dead"
+    SKIPPED = "skipped"  # nothing to send: no target, an internal call, the feature off
+
+
+NO_TARGET = "none"  # the `crm` of a call's record when no target is configured: stored and reported only
+_WORST_FIRST = (DeliveryStatus.DEAD, DeliveryStatus.UNMATCHED, DeliveryStatus.PENDING, DeliveryStatus.DELIVERED)
+
+
+def summary_status(statuses) -> DeliveryStatus:
+    """A call's state over all its targets: skipped when every one skipped it, else the worst of the
+    others (delivered only when every target delivered)."""
+    active = [DeliveryStatus(s) for s in statuses if s != DeliveryStatus.SKIPPED]
+    return min(active, key=_WORST_FIRST.index) if active else DeliveryStatus.SKIPPED
+
+
+class ScoreSource(enum.StrEnum):
+    """Who gave a score (`scores.source`)."""
+
+    CUSTOMER = "customer"  # the caller: the PBX's survey, its quality control, the score API
+    SUPERVISOR = "supervisor"  # QA staff: MANGO's QA form, a review in the console or the API
+
+
+class ScoreOrigin(enum.StrEnum):
+    """The channel a score came through (`scores.origin`)."""
+
+    MANGO_DTMF = "mango_dtmf"  # the PBX's IVR survey: keypad digits
+    MANGO_QUALITY = "mango_quality"  # the PBX's quality control (its call statistics or Contact Center)
+    API = "api"  # the generic score API
+    REVIEW = "review"  # a review in the console (or POST .../reviews)
+
+
+class PollStatus(enum.StrEnum):
+    PENDING = "pending"  # to be asked again at not_before
+    DONE = "done"  # nothing more to wait for (or the PBX does not know the call)
+
+
+class Call(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[str] = mapped_column(String(128), unique=True)
+    direction: Mapped[str | None] = mapped_column(String(10))  # inbound, outbound, internal
+    operator_extension: Mapped[str | None] = mapped_column(String(32))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    line_number: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    forwarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    talk_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)
+    entry_result: Mapped[int | None] = mapped_column(Integer)
+    disconnect_reason: Mapped[int | None] = mapped_column(Integer)
+    recording_id: Mapped[str | None] = mapped_column(String(128))
+    # The PBX said it has no file for the recording: the player answers 404 until then, without
+    # asking again (every wrong request counts towards MANGO's 2-minute block).
+    recording_unavailable_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the PBX said the file is in its cloud (MANGO's record/added): for a while after it, a fetch
+    # may still find no file, so the player waits before the first one and treats a miss as "not yet".
+    recording_stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the connector tried to copy the recording for a target that downloads it (once: a failed copy
+    # leaves the target to the player's link, which asks the PBX itself).
+    recording_copy_tried_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # SurveyState; null when no survey source tells
+    survey: Mapped[str | None] = mapped_column(String(16))
+    last_event_seq: Mapped[int | None] = mapped_column(Integer)
+    last_call_state: Mapped[str | None] = mapped_column(String(32))
+    summary_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The scores in force and the decision taken for the customer score; history is in `scores`.
+    customer_score: Mapped[int | None] = mapped_column(Integer)
+    supervisor_score: Mapped[int | None] = mapped_column(Integer)
+    decision_record: Mapped[bool] = mapped_column(Boolean, default=False)
+    decision_tag: Mapped[str | None] = mapped_column(String(255))
+    decision_reason: Mapped[str | None] = mapped_column(String(255))
+    # The policy's rule for a score at or above the threshold (threshold.HighScores); None below it.
+    decision_high_scores: Mapped[str | None] = mapped_column(String(8))
+    # The call's CRM status as the API shows it (crm_records holds the detail): stored here so that the
+    # crm_status filter has an index in list order.
+    crm_status: Mapped[str | None] = mapped_column(String(16))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the call started (created_at) or, until the summary says, when it was first seen: the
+    # order of the QA lists and their date filters, stored so that an index matches them.
+    listed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    scores: Mapped[list["Score"]] = relationship(back_populates="call", order_by="Score.id")
+    crm_records: Mapped[list["CrmRecord"]] = relationship(back_populates="call", order_by="CrmRecord.id")
+    supervisor_marks: Mapped[list["SupervisorMark"]] = relationship(
+        back_populates="call", order_by="SupervisorMark.id", cascade="all, delete-orphan")
+
+
+# The QA lists: newest first (listed_at DESC, id DESC), alone or after one equality filter; a partial
+# index for the tagged calls.
+Index("ix_calls_listed", Call.listed_at, Call.id)
+# customer_score trails: a score filter beside the operator or line is then checked in the index.
+Index("ix_calls_operator_listed", Call.operator_extension, Call.listed_at, Call.id, Call.customer_score)
+Index("ix_calls_line_listed", Call.line_number, Call.listed_at, Call.id, Call.customer_score)
+Index("ix_calls_score_listed", Call.customer_score, Call.listed_at, Call.id)
+Index("ix_calls_operator_score", Call.operator_extension, Call.customer_score, Call.listed_at, Call.id)  # sort by score
+Index("ix_calls_crm_status_listed", Call.crm_status, Call.listed_at, Call.id)
+Index("ix_calls_tagged_listed", Call.listed_at, Call.id, sqlite_where=Call.decision_tag.is_not(None),
+      postgresql_where=Call.decision_tag.is_not(None))
+
+
+class SupervisorMark(Base):
+    """One answer of a supervisor's QA form for a call (MANGO's quality control: `mark_controller`)."""
+
+    __tablename__ = "supervisor_marks"
+    __table_args__ = (UniqueConstraint("call_id", "question_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    question_id: Mapped[str] = mapped_column(String(64))
+    mark: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="supervisor_marks")
+
+
+class QualityQuestion(Base):
+    """A question of the PBX's QA forms, cached: forms change rarely, and every look-up is a
+    request to the PBX. `known` false: the PBX said there is no such question (not asked again)."""
+
+    __tablename__ = "quality_questions"
+
+    question_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    known: Mapped[bool] = mapped_column(Boolean, default=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    block: Mapped[str | None] = mapped_column(String(255))
+    form: Mapped[str | None] = mapped_column(String(255))
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PbxPoll(Base):
+    """A call whose scores are pulled from the PBX (MANGO's Contact Center API), on a schedule.
+
+    Claimed with a lease, like delivery jobs. `found` says the PBX has answered for this call
+    before, so asking again cannot be a wrong request; `misses` counts its "not found" answers.
+    """
+
+    __tablename__ = "pbx_polls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=PollStatus.PENDING)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    found: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The PBX's bulk statistics show the contact centre handled the call: asking about it one by one
+    # is unlikely to be a "not found". Calls without it are not asked one by one unless QUALITY_SOURCE=cc.
+    contact_center: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    misses: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    call: Mapped[Call] = relationship()
+
+
+Index("ix_pbx_polls_due", PbxPoll.status, PbxPoll.not_before)
+
+
+class PbxScan(Base):
+    """A scheduled read of the PBX shared by every process: one rolling window of its bulk call statistics
+    (e.g. the last 30 minutes, every minute), or its operator directory. Whoever holds the lease reads it;
+    `next_at` is when it is due again."""
+
+    __tablename__ = "pbx_scans"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_calls: Mapped[int] = mapped_column(Integer, default=0)  # calls the last scan listed
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Failed reads in a row (0 after a success): shown in the status and on the settings page.
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_problem: Mapped[str | None] = mapped_column(String(16))  # a ScanProblem, beside last_error
+
+
+class Operator(Base):
+    """An operator as the PBX's user list names them, by extension: read when the PBX is connected and on a
+    schedule (`connector.inbound.directory`). The console shows the name beside the extension."""
+
+    __tablename__ = "operators"
+
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    groups: Mapped[list] = mapped_column(JSON, default=list)  # the PBX's group ids, as it lists them
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # the last read that listed it
+
+
+class ScanProblem(enum.StrEnum):
+    """Why a scan of the PBX's call statistics failed (`pbx_scans.last_problem`): what a person is told."""
+
+    BLOCKED = "blocked"  # the PBX blocked the account's API for a while
+    COOLING_DOWN = "cooling_down"  # waiting out the 2 minutes after a wrong request
+    RATE_LIMITED = "rate_limited"  # over the PBX's rate limit
+    UNAVAILABLE = "unavailable"  # unreachable, overloaded, or an answer that could not be read
+    REFUSED = "refused"  # the PBX refused the request (its settings or the account's rights)
+    REPORT_FAILED = "report_failed"  # the report ended without data (cancelled, failed, expired)
+    REPORT_LATE = "report_late"  # the report was not ready in time
+
+
+class RecordingCopy(Base):
+    """A recording's file, copied from the PBX while a target still has to download it: the player's
+    link serves it from here (quickly, and without spending the PBX's few files a second); deleted once
+    no job waits for it."""
+
+    __tablename__ = "recording_copies"
+
+    recording_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(64))
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Score(Base):
+    """Every score ever received for a call, including refused ones, with the decision taken."""
+
+    __tablename__ = "scores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # customer, supervisor
+    origin: Mapped[str] = mapped_column(String(16))  # mango_dtmf, mango_quality, api, review
+    raw: Mapped[str] = mapped_column(String(64))
+    value: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # a ScoreStatus (connector.core.policy)
+    reason: Mapped[str] = mapped_column(String(255))
+    record: Mapped[bool] = mapped_column(Boolean, default=False)
+    tag: Mapped[str | None] = mapped_column(String(255))
+    tag_to_remove: Mapped[str | None] = mapped_column(String(255))
+    # A recorded score at or above the threshold: the policy's rule for it then (threshold.HighScores);
+    # None for any other score. Each CRM target reads it with its own default (threshold.writes_score).
+    high_scores: Mapped[str | None] = mapped_column(String(8))
+    operator_extension: Mapped[str | None] = mapped_column(String(32))  # as it was at rating time
+    comment: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(64))  # the console user of a review
+    rated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="scores")
+
+
+class CrmRecord(Base):
+    """The state of one call in one CRM: what the API shows as `crm`."""
+
+    __tablename__ = "crm_records"
+    __table_args__ = (UniqueConstraint("call_id", "crm"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    crm: Mapped[str] = mapped_column(String(16))
+    # pending, delivered, unmatched, dead, skipped
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)  # a DeliveryStatus
+    reason: Mapped[str | None] = mapped_column(String(255))
+    entity_type: Mapped[str | None] = mapped_column(String(16))
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Who owns the call in the CRM; `responsible_mapped` false means the integration's own user.
+    responsible_user_id: Mapped[int | None] = mapped_column(Integer)
+    responsible_mapped: Mapped[bool | None] = mapped_column(Boolean)
+    # Which customer score the CRM shows (in the call record or a later note); null = none yet.
+    written_score: Mapped[int | None] = mapped_column(Integer)
+    # The low-score tag the connector last put on the entity, so a replacing score removes exactly it.
+    applied_tag: Mapped[str | None] = mapped_column(String(255))
+    logged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="crm_records")
+
+
+Index("ix_crm_records_status_call", CrmRecord.status, CrmRecord.call_id)
+
+
+class InboundEvent(Base):
+    """Every accepted inbound message, raw, deduplicated by a business key: the inbox."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (UniqueConstraint("source", "dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # mango, scores_api
+    kind: Mapped[str] = mapped_column(String(64))  # e.g. events/summary
+    dedupe_key: Mapped[str] = mapped_column(String(64))  # sha256 hex of the business key
+    entry_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Null while the event waits in the inbox to be applied to its call (connector.inbound.inbox).
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why it was set aside unapplied (the database refused it); null when applied normally.
+    error: Mapped[str | None] = mapped_column(String(255))
+
+
+# The inbox's queue: only pending events are in this index, so claiming stays cheap at any size.
+Index("ix_inbound_events_pending", InboundEvent.id, sqlite_where=InboundEvent.applied_at.is_(None),
+      postgresql_where=InboundEvent.applied_at.is_(None))
+
+
+class RuntimeSettings(Base):
+    """Admin-edited settings. `scope` is `global`; per-line overrides will add `line:<number>` rows."""
+
+    __tablename__ = "runtime_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64), unique=True)
+    values: Mapped[dict] = mapped_column(JSON)
+    # Bumped by every change (SQLAlchemy's version counter): processes keep their copy while it holds.
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class SettingsAudit(Base):
+    __tablename__ = "settings_audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    before: Mapped[dict] = mapped_column(JSON)
+    after: Mapped[dict] = mapped_column(JSON)
+
+
+class DeliveryJob(Base):
+    """One effect in one CRM, exactly once by `key` (entry_id + kind + what it carries).
+
+    A job is due when `status` is pending and `not_before` has passed; a worker claims it by
+    setting a lease. `sent_at` set on a claimed job means a request may have gone out: a
+    worker that finds it set after a crash checks the CRM before sending again.
+    """
+
+    __tablename__ = "delivery_jobs"
+    __table_args__ = (UniqueConstraint("crm", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crm: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # log_call, contact, note, tags
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    score_id: Mapped[int | None] = mapped_column(ForeignKey("scores.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)  # a JobStatus
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    call: Mapped[Call] = relationship()
+
+
+Index("ix_delivery_jobs_due", DeliveryJob.status, DeliveryJob.not_before)
+
+
+class CrmAccount(Base):
+    """State of one remote account shared by all processes: a CRM (tokens, pause, the global
+    rate slot) or the PBX's command API (`crm` = "mango": rate slot, block and strike)."""
+
+    __tablename__ = "crm_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crm: Mapped[str] = mapped_column(String(16), unique=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_reason: Mapped[str | None] = mapped_column(String(255))
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Tokens encrypted with a key derived from SECRET_KEY; never logged.
+    access_token_enc: Mapped[str | None] = mapped_column(Text)
+    refresh_token_enc: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Unix time before which no request may start: one limiter for every process.
+    next_request_at: Mapped[float] = mapped_column(Float, default=0.0)
+    # MANGO: its API is blocked for every process until then (it answered 401).
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # MANGO: when it last answered a wrong request (3xxx); a second within 2 minutes blocks the account.
+    strike_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # MANGO: one request that may fail is in flight (unix time its lease ends), so two cannot strike at once.
+    probe_until: Mapped[float] = mapped_column(Float, default=0.0)
+    # MANGO: the key and salt an admin entered in the console (encrypted as the tokens are); they win over
+    # the environment's once saved (connector.inbound.mango.credentials).
+    api_key_enc: Mapped[str | None] = mapped_column(Text)
+    api_salt_enc: Mapped[str | None] = mapped_column(Text)
+    credentials_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bitrix24: the portal that installed the application (its address, member_id) and the application_token
+    # to compare on its later events; the outbound webhook: its URL and signing secret, entered in the console
+    # (connector.delivery.targets.bitrix24.install, connector.delivery.targets.webhook). Secrets encrypted as the tokens are.
+    endpoint_url: Mapped[str | None] = mapped_column(Text)
+    member_id: Mapped[str | None] = mapped_column(String(64))
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bitrix24: the origin of the OAuth server that issues the portal's tokens (the install's and each refresh's
+    # `server_endpoint`); None: BITRIX24_OAUTH_URL. And the connector's ONAPPUNINSTALL handler, registered with
+    # `event.bind` by the worker after the install: when it was, else its failures, the last reason and when
+    # it is tried again (connector.delivery.targets.bitrix24.install).
+    oauth_server: Mapped[str | None] = mapped_column(String(255))
+    events_bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bind_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    bind_error: Mapped[str | None] = mapped_column(String(255))
+    bind_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # amoCRM: the connection an admin made in the console (JSON, encrypted), and an authorization waiting for
+    # amoCRM's redirect back (its state's hash, session, expiry and keys; encrypted) (connector.delivery.targets.amocrm.connection).
+    connection_enc: Mapped[str | None] = mapped_column(Text)
+    pending_enc: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Role(enum.StrEnum):
+    """What a console user may do. Operators see only the calls of their own extensions."""
+
+    ADMIN = "admin"  # everything, settings and users included
+    SUPERVISOR = "supervisor"  # every call; reviews; reports
+    OPERATOR = "operator"  # their own calls, ratings and reviews
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    extensions: Mapped[list] = mapped_column(JSON, default=list)  # PBX extensions of an operator
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A personal API token: only its SHA-256 is kept (the token is 256 random bits, shown once).
+    It works until `expires_at`, or until revoked one by one (`revoked_at`), or until its user is disabled."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(64))  # what it is for, as its owner says
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # to the minute
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConsoleSession(Base):
+    """A console login. The signed cookie carries a random id; only its SHA-256 is kept here. Logout
+    deletes the row, so a replayed cookie finds nothing; it also ends after `SESSION_IDLE_HOURS` without a
+    request and `SESSION_MAX_HOURS` after the login whatever happens."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's id
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # to the minute
+    address: Mapped[str | None] = mapped_column(String(64))  # where the login came from
+
+
+class LoginThrottle(Base):
+    """Failed logins or bearer tokens of one bucket (`pair:<user> <address>`, `device:<id>`, `user:<user>`,
+    `addr:<address>`, `token:<address>`): the next attempt waits until `blocked_until` (a growing delay, then
+    a lockout of limited length). Every process reads and writes the same rows."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)  # blocked_until is a lockout, not a delay
+
+
+class NotificationKind(enum.StrEnum):
+    REVIEW = "review"  # to the operator: a supervisor reviewed one of their calls
+    LOW_SCORE = "low_score"  # to supervisors: a customer gave a low score
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_read", "user_id", "read", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    read: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    call: Mapped[Call] = relationship()
