@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from flask import Blueprint, current_app, redirect, request, send_file
 from sqlalchemy import select, update
 
-from connector.core.links import link_is_valid
+from connector.core.links import link_is_valid, record_file_name
 from connector.core.models import Call, RecordingCopy
 from connector.inbound.mango.api import MangoUnavailable, MangoWrongRequest
-from connector.inbound.recordings import Missing, NotReady, fetch_plan, record_file_name, unavailable_hold
+from connector.inbound.recordings import Missing, NotReady, fetch_plan, unavailable_hold
 from web.errors import ApiError
 
 bp = Blueprint("recordings", __name__)

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 NICE = 10  # how many steps below the web process children run: about a tenth of its CPU share when both want it
 KEEP_IDLE = 2  # children kept waiting for the next job; more are started when more jobs run at once
-SOURCE_ROOT = str(Path(__file__).resolve().parent.parent)  # where `connector` is imported from
+SOURCE_ROOT = str(Path(__file__).resolve().parents[2])  # where `connector` is imported from
 # A child lowers its priority before anything is imported: the imports are work too.
 CHILD = f"import os; os.nice({NICE})\nfrom connector.console.offload import child_main, idle_priority; idle_priority(); child_main()"
 

@@ -68,7 +68,7 @@ def _is_time_zone(name: str) -> bool:
 
 # The data directory defaults to `var` beside the project, not the working directory: a
 # connector started from elsewhere must find the same database and the same SECRET_KEY.
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = str(PROJECT_DIR / "var")
 
 
