@@ -16,7 +16,7 @@ from connector.inbound.inbox import InboxWriter
 from connector.inbound.ingest import IngestContext
 from connector.inbound.mango.api import MangoApi
 from connector.inbound.mango.credentials import CredentialStore
-from connector.wiring import build_pbx_api, build_pbx_credentials, ingest_context
+from connector.wiring import build_pbx_api, build_pbx_credentials, ingest_context, load_settings
 
 
 @dataclass
@@ -48,7 +48,7 @@ def build_services(config: Config) -> Services:
 
 
 def create_app(config: Config | None = None) -> Flask:
-    config = (config or Config.from_env()).with_secret_key()
+    config = (config or load_settings()).with_secret_key()
     services = build_services(config)
 
     app = Flask(__name__)

@@ -24,7 +24,9 @@ SWITCH_INTERVAL = 0.0005  # seconds: how long `connector serve` lets a busy thre
 
 
 def load_config() -> Config:
-    return Config.from_env().with_secret_key()
+    from connector.wiring import load_settings
+
+    return load_settings().with_secret_key()
 
 
 @contextmanager
@@ -89,8 +91,9 @@ def serve(ctx: click.Context, no_worker: bool) -> None:
     from waitress import create_server
 
     from connector.core.db import upgrade
+    from connector.wiring import load_settings
 
-    settings = Config.from_env()
+    settings = load_settings()
     config = settings.with_secret_key()
     _warn_about_missing_settings(config)
     upgrade(config.DATABASE_URL)

@@ -11,6 +11,14 @@ from connector.inbound.mango.api import MangoApi, MangoGuard
 from connector.inbound.mango.credentials import CredentialStore
 
 
+def load_settings(environ=None, *, dotenv: bool = True) -> Config:
+    """The settings from the environment (and `.env`), with each listed target's own rules checked: an invalid
+    value stops start-up with one line naming the setting."""
+    config = Config.from_env(environ, dotenv=dotenv)
+    registry.check(config)
+    return config
+
+
 def ingest_context(config: Config) -> IngestContext:
     return IngestContext(initial_policy=policy_from_config(config), targets=registry.plannings(config),
                          survey_location=config.MANGO_SURVEY_LOCATION, poll_quality=config.MANGO_QUALITY_API)

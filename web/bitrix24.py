@@ -21,7 +21,7 @@ FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 def store():
     services = current_app.extensions["connector"]
     if "bitrix24_install" not in current_app.extensions:
-        from connector.registry import build_bitrix24_install
+        from connector.delivery.targets.bitrix24.kit import build_bitrix24_install
 
         current_app.extensions["bitrix24_install"] = build_bitrix24_install(services.config, services.db)
     return current_app.extensions["bitrix24_install"]

@@ -16,7 +16,7 @@ from wtforms.validators import Length, Optional, ValidationError
 from connector.core.accounts import SharedRateLimiter
 from connector.core.models import Role
 from connector.delivery.targets.amocrm.connection import AmoConnectionStore, ConnectionRefused, Refusal
-from connector.registry import build_amocrm_connection
+from connector.delivery.targets.amocrm.kit import build_amocrm_connection
 from web.security import CONTENT_SECURITY_POLICY
 from webui import _settings_page, bp, login_required, services
 from webui.forms import ReplayForm, pbx_secret

@@ -16,7 +16,9 @@ from connector.core.models import (DeliveryStatus, JobStatus, NotificationKind, 
 from connector.console.status import State
 from connector.core.policy import HighScores, ScoreReason, ScoreStatus, score_reason
 from connector.core.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
-from connector.delivery.outbox import JobKind
+from connector.delivery.targets.amocrm.kinds import JobKind as AmoCrmKind
+from connector.delivery.targets.bitrix24.kinds import JobKind as Bitrix24Kind
+from connector.delivery.targets.webhook.kinds import JobKind as WebhookKind
 from webui.forms import HIGH_SCORES_CHOICES, POLICY_LABELS
 
 
@@ -63,16 +65,16 @@ job_status_label = Words({
 
 
 job_kind_label = Words({
-    JobKind.LOG_CALL: _l("звонок в журнал CRM"),
-    JobKind.CONTACT: _l("контакт для неизвестного клиента"),
-    JobKind.NOTE: _l("примечание с оценкой"),
-    JobKind.TAGS: _l("теги"),
-    JobKind.TASK: _l("задача по низкой оценке"),
-    JobKind.B24_CALL: _l("звонок в Bitrix24"),
-    JobKind.B24_RECORD: _l("запись разговора в Bitrix24"),
-    JobKind.B24_MARK: _l("оценка в Bitrix24"),
-    JobKind.B24_TODO: _l("дело по низкой оценке"),
-    JobKind.SCORED: _l("оценка в вебхук"),
+    AmoCrmKind.LOG_CALL: _l("звонок в журнал CRM"),
+    AmoCrmKind.CONTACT: _l("контакт для неизвестного клиента"),
+    AmoCrmKind.NOTE: _l("примечание с оценкой"),
+    AmoCrmKind.TAGS: _l("теги"),
+    AmoCrmKind.TASK: _l("задача по низкой оценке"),
+    Bitrix24Kind.B24_CALL: _l("звонок в Bitrix24"),
+    Bitrix24Kind.B24_RECORD: _l("запись разговора в Bitrix24"),
+    Bitrix24Kind.B24_MARK: _l("оценка в Bitrix24"),
+    Bitrix24Kind.B24_TODO: _l("дело по низкой оценке"),
+    WebhookKind.SCORED: _l("оценка в вебхук"),
 })
 
 

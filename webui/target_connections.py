@@ -23,7 +23,7 @@ from connector.core.accounts import account_row
 from connector.core.models import Role, SettingsAudit
 from connector.core.validation import text_problem
 from connector.delivery.targets.bitrix24.install import handler_url as bitrix24_handler_url
-from connector.delivery.targets.webhook import NAME as WEBHOOK, TestAnswer, TestResult, send_test
+from connector.delivery.targets.webhook.target import NAME as WEBHOOK, TestAnswer, TestResult, send_test
 from web.bitrix24 import store as bitrix24_store
 from webui import _settings_page, bp, login_required, services
 from webui.forms import ReplayForm
@@ -45,7 +45,7 @@ class WebhookUrlForm(FlaskForm):
 
 def webhook_connection():
     if "webhook_connection" not in current_app.extensions:
-        from connector.registry import build_webhook_connection
+        from connector.delivery.targets.webhook.kit import build_webhook_connection
 
         current_app.extensions["webhook_connection"] = build_webhook_connection(services().config, services().db)
     return current_app.extensions["webhook_connection"]

@@ -6,7 +6,6 @@ value stops start-up with one line naming the setting and what is wrong.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import tempfile
 from dataclasses import dataclass, field, fields, replace
@@ -76,7 +75,6 @@ DEFAULT_DATA_DIR = str(PROJECT_DIR / "var")
 # Contact Center API call by call (`cc`), or both (the statistics for every call, `cc/call/` between
 # scans for the calls the statistics show the contact centre handled).
 QUALITY_SOURCES = ("both", "stats", "cc")
-TARGETS = ("amocrm", "bitrix24", "webhook")  # what CRM may list; each target gets every call independently
 
 
 @dataclass(frozen=True)
@@ -187,12 +185,8 @@ class Config:
         if not 1 <= self.PORT <= 65535:
             raise ConfigError(f"PORT: must be between 1 and 65535, got {self.PORT}")
         names = [n.strip() for n in self.CRM.split(",")]
-        if names != ["none"] and not set(names) <= set(TARGETS):
-            raise ConfigError(f"CRM: expected none or a comma list of {', '.join(TARGETS)}, got {self.CRM!r}")
-        # CRM=amocrm without AMOCRM_BASE_URL and keys: an admin connects amoCRM on the settings page; until then
-        # the target is paused with that reason.
-        if self.AMOCRM_RATE_LIMIT <= 0:
-            raise ConfigError(f"AMOCRM_RATE_LIMIT: must be positive, got {self.AMOCRM_RATE_LIMIT}")
+        if "none" in names and names != ["none"] or not all(names):
+            raise ConfigError(f"CRM: expected none or a comma list of targets, got {self.CRM!r}")
         if not 0 < self.MANGO_RATE_LIMIT <= 10:
             raise ConfigError(f"MANGO_RATE_LIMIT: must be above 0 and at most MANGO's 10 per second, "
                               f"got {self.MANGO_RATE_LIMIT}")
@@ -211,33 +205,14 @@ class Config:
             raise ConfigError(f"RECORDING_COPIES_MB: must be 0 (no copies) or more, got {self.RECORDING_COPIES_MB}")
         if self.WORKER_LEASE_SECONDS < 1 or self.WORKER_POLL_SECONDS <= 0:
             raise ConfigError("WORKER_LEASE_SECONDS: must be at least 1 (and WORKER_POLL_SECONDS positive)")
-        if self.AMOCRM_BASE_URL and not re.fullmatch(r"https?://[^/\s]+/?", self.AMOCRM_BASE_URL):
-            raise ConfigError(f"AMOCRM_BASE_URL: expected https://<subdomain>.amocrm.ru, got {self.AMOCRM_BASE_URL!r}")
-        if self.SCORES_WEBHOOK_SECRET and not _is_webhook_secret(self.SCORES_WEBHOOK_SECRET):
+        if self.SCORES_WEBHOOK_SECRET and not is_webhook_secret(self.SCORES_WEBHOOK_SECRET):
             raise ConfigError("SCORES_WEBHOOK_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
-        # Without it the portal comes from the application's install (the settings page's handler URL).
-        if self.BITRIX24_PORTAL_URL and not self.BITRIX24_PORTAL_URL.startswith(("https://", "http://")):
-            raise ConfigError("BITRIX24_PORTAL_URL: expected https://<portal>.bitrix24.ru")
-        if "bitrix24" in self.targets and not (self.BITRIX24_CLIENT_ID and self.BITRIX24_CLIENT_SECRET):
-            raise ConfigError("BITRIX24_CLIENT_ID: set it and BITRIX24_CLIENT_SECRET (the local application's keys)")
-        if not 0 < self.BITRIX24_RATE_LIMIT <= 5:
-            raise ConfigError(f"BITRIX24_RATE_LIMIT: expected above 0 and at most 5, got {self.BITRIX24_RATE_LIMIT}")
-        if self.BITRIX24_DEFAULT_USER_ID < 0:
-            raise ConfigError(f"BITRIX24_DEFAULT_USER_ID: expected a Bitrix24 user id, got {self.BITRIX24_DEFAULT_USER_ID}")
-        for name in ("BITRIX24_SCORE_FIELD", "BITRIX24_LOW_SCORE_FIELD"):
-            if getattr(self, name) and not re.fullmatch(r"UF_CRM_[A-Z0-9_]{1,40}", getattr(self, name)):
-                raise ConfigError(f"{name}: expected a user field code like UF_CRM_QA_SCORE")
         if not 1 <= self.LOW_SCORE_TASK_HOURS <= 24 * 90:
             raise ConfigError(f"LOW_SCORE_TASK_HOURS: expected 1 to 2160, got {self.LOW_SCORE_TASK_HOURS}")
         from connector.core.policy import template_problem
 
         if self.LOW_SCORE_TASK and (problem := template_problem(self.LOW_SCORE_TASK_TEMPLATE, self.QA_SCALE_MAX)):
             raise ConfigError(f"LOW_SCORE_TASK_TEMPLATE: {problem}")
-        # Both may instead be entered on the settings page; the environment's, when given, must be whole.
-        if self.WEBHOOK_TARGET_URL and not self.WEBHOOK_TARGET_URL.startswith(("https://", "http://")):
-            raise ConfigError("WEBHOOK_TARGET_URL: expected an http(s) URL")
-        if self.WEBHOOK_TARGET_URL and not _is_webhook_secret(self.WEBHOOK_TARGET_SECRET):
-            raise ConfigError("WEBHOOK_TARGET_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
         if self.MAX_BODY_BYTES < 1024:
             raise ConfigError(f"MAX_BODY_BYTES: must be at least 1024, got {self.MAX_BODY_BYTES}")
         if not self.DATABASE_URL.split(":", 1)[0].startswith(("sqlite", "postgresql")):
@@ -311,7 +286,7 @@ def admin_token_problem(token: str) -> str | None:
     return None
 
 
-def _is_webhook_secret(value: str) -> bool:
+def is_webhook_secret(value: str) -> bool:
     import base64
     import binascii
 

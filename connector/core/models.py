@@ -461,7 +461,7 @@ class CrmAccount(Base):
     credentials_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Bitrix24: the portal that installed the application (its address, member_id) and the application_token
     # to compare on its later events; the outbound webhook: its URL and signing secret, entered in the console
-    # (connector.delivery.targets.bitrix24.install, connector.delivery.targets.webhook). Secrets encrypted as the tokens are.
+    # (connector.delivery.targets.bitrix24.install, connector.delivery.targets.webhook.target). Secrets encrypted as the tokens are.
     endpoint_url: Mapped[str | None] = mapped_column(Text)
     member_id: Mapped[str | None] = mapped_column(String(64))
     secret_enc: Mapped[str | None] = mapped_column(Text)

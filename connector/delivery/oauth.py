@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import requests
 from cryptography.fernet import Fernet, InvalidToken
 
-from connector.core.accounts import account_row, token_cipher
+from connector.core.accounts import account_row, pause, token_cipher
 from connector.core.db import Database
 from connector.core.models import CrmAccount
 from connector.delivery.contract import AccountBlocked, TransientError
@@ -143,3 +143,16 @@ class OAuthTokens:
             token = self._store(row, self._grant(row, grant_type="refresh_token", refresh_token=refresh_token))
         log.info("%s: access token refreshed", self.crm)
         return token
+
+
+def exchange_at_start(db: Database, name: str, tokens: OAuthTokens, auth_code: str) -> None:
+    """Trade the authorization code at start, so a bad code shows at once (the target pauses with the
+    reason); when the token endpoint is down, the first request does it."""
+    if tokens.has_tokens() or not auth_code:
+        return
+    try:
+        tokens.exchange_code()
+    except AccountBlocked as exc:  # a spent or wrong code: say so and wait for an admin
+        pause(db, name, exc.message)
+    except TransientError as exc:
+        log.warning("%s token endpoint unavailable at start-up (%s); will retry", name, exc.message)

@@ -8,7 +8,6 @@ transaction as the change that calls for it, by the target's planning rules (`Pl
 """
 from __future__ import annotations
 
-import enum
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -28,21 +27,6 @@ from connector.core.models import (Call, CrmRecord, DeliveryJob, DeliveryStatus,
 from connector.core.policy import ACCEPTED, HighScores, writes_score
 
 log = logging.getLogger(__name__)
-
-
-class JobKind(enum.StrEnum):
-    """The effects a call may need in a target, one job each (see the module's docstring)."""
-
-    LOG_CALL = "log_call"  # amoCRM
-    CONTACT = "contact"  # amoCRM
-    NOTE = "note"  # amoCRM
-    TAGS = "tags"  # amoCRM
-    TASK = "task"  # amoCRM: a follow-up task for a tagged score (LOW_SCORE_TASK)
-    B24_CALL = "b24_call"  # Bitrix24: register, finish (with the vote) and attach the recording
-    B24_RECORD = "b24_record"  # Bitrix24: attach a recording the call went without (failed, held or late)
-    B24_MARK = "b24_mark"  # Bitrix24: the score text as a timeline comment, and the user fields
-    B24_TODO = "b24_todo"  # Bitrix24: a follow-up to-do for a tagged score (LOW_SCORE_TASK)
-    SCORED = "scored"  # the outbound webhook: one per score in force
 
 
 class Planning(Protocol):

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from connector.core.users import add_user
-from connector.registry import build_amocrm_connection
+from connector.delivery.targets.amocrm.kit import build_amocrm_connection
 from tests.e2e.test_browser import PASSWORD, SCREENSHOTS, at, browser, log_in, wait_for  # noqa: F401
 from tests.fakes.amocrm import FakeAmo, create_fake_app
 from tests.fakes.server import serving

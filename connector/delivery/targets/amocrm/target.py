@@ -33,7 +33,8 @@ from connector.delivery.contract import (DOUBT_MARGIN, CallItem, ContactItem, Cr
 from connector.core.links import recording_link
 from connector.core.models import DeliveryJob, JobStatus, Score
 from connector.core.policy import HighScores, Policy
-from connector.delivery.outbox import JobKind, Outcome, Work
+from connector.delivery.outbox import Outcome, Work
+from connector.delivery.targets.amocrm.kinds import JobKind
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,8 @@ from connector.delivery.targets.bitrix24.client import (MAX_BATCH, NAME, BatchAn
 from connector.core.links import record_file_name, recording_link
 from connector.core.models import Call, CrmRecord, DeliveryJob, JobStatus
 from connector.core.policy import HighScores, Policy
-from connector.delivery.outbox import JobKind, Outcome, Work
+from connector.delivery.outbox import Outcome, Work
+from connector.delivery.targets.bitrix24.kinds import JobKind
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,8 @@ from connector.core.policy import HighScores, Policy, writes_score
 from connector.core.secrets import Source, masked
 from connector.delivery import outbox
 from connector.delivery.contract import AccountBlocked, CrmError, ItemResult, TransientError
-from connector.delivery.outbox import JobKind, Outcome, Work
+from connector.delivery.outbox import Outcome, Work
+from connector.delivery.targets.webhook.kinds import JobKind
 
 NAME = "webhook"
 EVENT = "call.scored"
