@@ -60,7 +60,8 @@ def build_workers(config: Config, db: Database, **adapter_options) -> list:
     from connector.core.runtime_settings import user_map_scope
 
     def options(name: str) -> WorkerOptions:
-        return WorkerOptions(initial_policy=policy_from_config(config), initial_user_map=config.user_map(name),
+        initial_map = registry.kit(name).initial_user_map(config)
+        return WorkerOptions(initial_policy=policy_from_config(config), initial_user_map=initial_map,
                              user_map_scope=user_map_scope(name), lease_seconds=config.WORKER_LEASE_SECONDS,
                              poll_seconds=config.WORKER_POLL_SECONDS)
 

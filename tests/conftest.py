@@ -19,6 +19,7 @@ from connector.core.config import Config
 from connector.core.db import upgrade
 from connector.core.models import Base
 from connector.inbound.mango import callbacks as mango
+from connector.wiring import load_settings
 
 from hypothesis import settings as hypothesis_settings
 
@@ -95,7 +96,7 @@ def make_config(db_url: str, **overrides) -> Config:
         "SCORES_WEBHOOK_SECRET": SCORES_SECRET,
     }
     values.update({k: str(v) for k, v in overrides.items()})
-    return Config.from_env(values)
+    return load_settings(values)  # as `connector serve` reads them: with each target's own rules
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from connector.core.validation import INT32_MAX, text_problem
 GLOBAL = "global"
 ACCOUNT = "account"  # the account's own settings ({"time_zone": ...}: connector.core.time_zone); never seeded
 USER_MAP_SUFFIX = "_user_map"
-USER_MAP = "amocrm" + USER_MAP_SUFFIX  # PBX extension -> amoCRM user id
 
 
 def _row(session: Session, initial: dict, *, scope: str = GLOBAL, for_update: bool = False) -> RuntimeSettings:
@@ -40,7 +39,7 @@ class SettingsCache:
     """The admin's settings as this process last read them. Every change bumps its row's version,
     so one small query (scopes and versions, no JSON) tells whether the copy still holds."""
 
-    def __init__(self, initial_policy: Policy, initial_user_map: dict[str, int], user_map_scope: str = USER_MAP):
+    def __init__(self, initial_policy: Policy, initial_user_map: dict[str, int], user_map_scope: str):
         self._initial_policy, self._initial_user_map = initial_policy, initial_user_map
         self._scope = user_map_scope
         self._copy: tuple[dict[str, int], Policy, dict[str, int]] | None = None
@@ -116,12 +115,12 @@ def user_map_scope(target: str) -> str:
     return f"{target}{USER_MAP_SUFFIX}"
 
 
-def current_user_map(session: Session, initial: dict[str, int], scope: str = USER_MAP) -> dict[str, int]:
+def current_user_map(session: Session, initial: dict[str, int], scope: str) -> dict[str, int]:
     return dict(_row(session, initial, scope=scope).values)
 
 
 def update_user_map(session: Session, initial: dict[str, int], new_map: object, actor: str,
-                    scope: str = USER_MAP) -> dict[str, int]:
+                    scope: str) -> dict[str, int]:
     """Replace an extension -> CRM user map (raises PolicyError when malformed); audited."""
     if not isinstance(new_map, dict) or not all(
             isinstance(k, str) and k.strip() and len(k) <= 32 and text_problem(k) is None

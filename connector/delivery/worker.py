@@ -24,7 +24,7 @@ from connector.core.db import Database
 from connector.core.loop import run_until_stopped, worker_id
 from connector.core.models import DeliveryJob
 from connector.core.policy import Policy
-from connector.core.runtime_settings import SettingsCache, USER_MAP
+from connector.core.runtime_settings import SettingsCache
 from connector.delivery.contract import AccountBlocked, CrmError
 from connector.delivery.outbox import Delivery, DeliveryQueue, Effects, Outcome, Work, batch_failure, call_ids
 
@@ -53,7 +53,7 @@ class Target(Effects, Protocol):
 class WorkerOptions:
     initial_policy: Policy
     initial_user_map: dict
-    user_map_scope: str = USER_MAP  # the target's own map in the runtime settings
+    user_map_scope: str  # the target's own map in the runtime settings (`user_map_scope(name)`)
     lease_seconds: float = 60.0
     poll_seconds: float = 1.0
     probe_seconds: float = 300.0

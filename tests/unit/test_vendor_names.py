@@ -25,7 +25,6 @@ STILL_NAMING = {
     "connector/core/config.py": 54,
     "connector/core/metrics.py": 6,
     "connector/core/models.py": 4,
-    "connector/core/runtime_settings.py": 1,
     "connector/delivery/oauth.py": 2,
     "connector/delivery/operator_map.py": 2,
     "connector/inbound/directory.py": 5,
