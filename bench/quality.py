@@ -37,7 +37,7 @@ from connector.core.db import Database, upgrade  # noqa: E402
 from connector.core.models import Call, PbxPoll, PollStatus, Score, SurveyState  # noqa: E402
 from connector.inbound.mango.api import MangoApi, MangoGuard  # noqa: E402
 from connector.inbound.poller import QualityPoller  # noqa: E402
-from connector.inbound.scanner import QualityScanner  # noqa: E402
+from connector.inbound.mango.scanner import QualityScanner  # noqa: E402
 from connector.wiring import ingest_context  # noqa: E402
 from tests.conftest import MANGO_KEY, MANGO_SALT, make_config  # noqa: E402
 from tests.fakes.mango import FakeMango, create_fake_mango  # noqa: E402

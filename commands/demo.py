@@ -317,7 +317,7 @@ def _qa_forms(config: Config, db: Database, calls: list[SimulatedCall]) -> int:
     """The supervisors' QA forms, as a page of MANGO's call statistics brings them, with the form's question
     names as MANGO's question command gives them."""
     from connector.inbound import quality
-    from connector.inbound.scanner import QualityScanner
+    from connector.inbound.mango.scanner import QualityScanner
     from connector.wiring import build_pbx_api, ingest_context
 
     scanned = tuple(ScannedCall(c.entry_id, QualityReport(None, False, c.marks), False) for c in calls if c.marks)

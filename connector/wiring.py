@@ -94,7 +94,7 @@ def build_scanner(config: Config, db: Database, *, session=None):
         return None
     from datetime import timedelta
 
-    from connector.inbound.scanner import QualityScanner
+    from connector.inbound.mango.scanner import QualityScanner
 
     return QualityScanner(db, build_pbx_api(config, db, session=session), ingest_context(config),
                           survey_wait_seconds=config.SURVEY_WAIT_SECONDS,

@@ -10,8 +10,8 @@ from connector.core.accounts import account_row
 from connector.core.calls import get_call
 from connector.core.models import DeliveryJob, JobStatus, PbxScan, ScanProblem
 from connector.core.policy import Policy, ScoreReason, decide, score_reason
-from connector.inbound.mango.api import MangoBlocked, MangoBusy, MangoCoolingDown, MangoUnavailable, MangoWrongRequest
-from connector.inbound.scanner import ScanFailed, scan_problem
+from connector.inbound.mango.scanner import ScanFailed, scan_problem
+from connector.inbound.pbx import PbxBlocked, PbxBusy, PbxCoolingDown, PbxUnavailable, PbxWrongRequest
 from tests.conftest import console_login, csrf_token as csrf, dtmf, summary
 from tests.test_console_defects import SALES, log_in, people, scored, text  # noqa: F401 (fixture)
 
@@ -180,11 +180,11 @@ def test_a_paused_target_is_said_in_russian_with_the_systems_answer_tucked_away(
 
 
 @pytest.mark.parametrize("error, problem", [
-    (MangoBlocked("x", datetime.now(timezone.utc)), ScanProblem.BLOCKED),
-    (MangoCoolingDown("x", datetime.now(timezone.utc)), ScanProblem.COOLING_DOWN),
-    (MangoBusy("x", datetime.now(timezone.utc)), ScanProblem.RATE_LIMITED),
-    (MangoUnavailable("x", datetime.now(timezone.utc)), ScanProblem.UNAVAILABLE),
-    (MangoWrongRequest("x", result=3102), ScanProblem.REFUSED),
+    (PbxBlocked("x", datetime.now(timezone.utc)), ScanProblem.BLOCKED),
+    (PbxCoolingDown("x", datetime.now(timezone.utc)), ScanProblem.COOLING_DOWN),
+    (PbxBusy("x", datetime.now(timezone.utc)), ScanProblem.RATE_LIMITED),
+    (PbxUnavailable("x", datetime.now(timezone.utc)), ScanProblem.UNAVAILABLE),
+    (PbxWrongRequest("x", result=3102), ScanProblem.REFUSED),
     (ScanFailed("x", ScanProblem.REPORT_FAILED), ScanProblem.REPORT_FAILED),
 ])
 def test_a_failed_scan_is_classed_by_its_error_not_its_text(error, problem):

@@ -6,7 +6,8 @@ import pytest
 
 from connector.core.accounts import account_row
 from connector.core.db import Database
-from connector.inbound.mango.api import MangoCoolingDown, MangoGuard, MangoUnavailable
+from connector.inbound.mango.api import MangoGuard
+from connector.inbound.pbx import PbxCoolingDown, PbxUnavailable
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def guard(db_url):
 def test_after_a_wrong_request_only_requests_expected_to_succeed_go(guard):
     guard.admit(probing=True)
     guard.settle(probing=True, wrong=True)
-    with pytest.raises(MangoCoolingDown) as err:
+    with pytest.raises(PbxCoolingDown) as err:
         guard.admit(probing=True)
     assert timedelta(seconds=110) < err.value.retry_at - guard.state().strike_at <= timedelta(seconds=130)
     guard.admit(probing=False)  # a recording the PBX announced, a question id it sent
@@ -28,7 +29,7 @@ def test_after_a_wrong_request_only_requests_expected_to_succeed_go(guard):
 def test_one_request_that_may_fail_at_a_time_across_processes(guard, db_url):
     other_process = MangoGuard(Database(db_url), rate=1000)
     guard.admit(probing=True)
-    with pytest.raises(MangoCoolingDown):
+    with pytest.raises(PbxCoolingDown):
         other_process.admit(probing=True)
     guard.settle(probing=True)  # it succeeded
     other_process.admit(probing=True)
@@ -40,7 +41,7 @@ def test_concurrent_probes_admit_exactly_one(guard):
         try:
             guard.admit(probing=True)
             return True
-        except MangoCoolingDown:
+        except PbxCoolingDown:
             return False
 
     with ThreadPoolExecutor(6) as pool:
@@ -50,7 +51,7 @@ def test_concurrent_probes_admit_exactly_one(guard):
 def test_a_block_stops_everything_until_it_ends(guard):
     guard.settle(probing=False, blocked=True)
     for probing in (True, False):
-        with pytest.raises(MangoUnavailable, match="blocked"):
+        with pytest.raises(PbxUnavailable, match="blocked"):
             guard.admit(probing=probing)
     with guard.db.transaction() as s:
         row = account_row(s, "mango", lock=True)

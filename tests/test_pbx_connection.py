@@ -20,9 +20,9 @@ from connector.core.db import Database
 from connector.core.models import Operator, PbxScan, SettingsAudit
 from connector.core.users import add_user
 from connector.inbound import directory
-from connector.inbound.mango.api import MangoApi, MangoError, MangoGuard, MangoWrongRequest
+from connector.inbound.mango.api import MangoApi, MangoGuard
 from connector.inbound.mango.callbacks import sign
-from connector.inbound.pbx import OperatorEntry
+from connector.inbound.pbx import OperatorEntry, PbxError, PbxWrongRequest
 from connector.wiring import build_directory, build_pbx_api
 from tests.conftest import (ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, console_login, csrf_token, make_config,
                             summary)
@@ -308,7 +308,7 @@ def test_users_is_a_signed_form_and_its_answer_is_read(api):
 @responses.activate
 def test_an_answer_without_a_user_list_is_an_error_not_an_empty_directory(api):
     responses.post("https://pbx.test/vpbx/config/users/request", json={"result": 1000})
-    with pytest.raises(MangoError) as caught:
+    with pytest.raises(PbxError) as caught:
         api.users()
     assert "no users list" in caught.value.message
 
@@ -317,7 +317,7 @@ def test_an_answer_without_a_user_list_is_an_error_not_an_empty_directory(api):
 @pytest.mark.parametrize("status", [200, 400])
 def test_a_refused_signature_is_a_wrong_request_whatever_the_status(api, status):
     responses.post("https://pbx.test/vpbx/config/users/request", json={"result": 3102}, status=status)
-    with pytest.raises(MangoWrongRequest) as caught:
+    with pytest.raises(PbxWrongRequest) as caught:
         api.users(probing=True)
     assert caught.value.result == 3102
     assert api.guard.state().strike_at is not None  # remembered: the next request that may fail waits
@@ -328,7 +328,7 @@ def test_a_command_without_a_key_and_salt_is_never_sent(db_url):
     try:
         api = MangoApi("https://pbx.test/vpbx/", "", "", MangoGuard(db, 10.0))
         with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
-            with pytest.raises(MangoError):
+            with pytest.raises(PbxError):
                 api.users()
             assert len(mocked.calls) == 0
     finally:

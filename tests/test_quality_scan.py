@@ -11,8 +11,9 @@ from app import create_app
 from connector.core.accounts import account_row
 from connector.core.models import Call, InboundEvent, PbxPoll, PbxScan, Score
 from connector.core.users import add_user
-from connector.inbound.mango.api import MangoBusy, STATS_LIMITS, StatsWindow, parse_scanned
-from connector.inbound.scanner import QualityScanner, WINDOWS
+from connector.inbound.mango.api import STATS_LIMITS, StatsWindow, parse_scanned
+from connector.inbound.mango.scanner import QualityScanner, WINDOWS
+from connector.inbound.pbx import PbxBusy
 from connector.wiring import build_pbx_api, build_poller, ingest_context
 from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, console_login, make_config, summary
 from tests.fakes.mango import FakeMango, create_fake_mango
@@ -159,7 +160,7 @@ def test_one_process_scans_a_window_at_a_time(h):
 
 
 def test_pages_of_a_large_window_are_all_applied(h, monkeypatch):
-    import connector.inbound.scanner as scanner
+    import connector.inbound.mango.scanner as scanner
 
     monkeypatch.setattr(scanner, "PAGE", 5)
     known, _ = calls_interleaved(h, 12)
@@ -188,7 +189,7 @@ def test_the_contact_centers_5008_backs_off_a_second_or_two_for_that_request_onl
 def test_a_429_is_a_brief_back_off_too(h):
     api = build_pbx_api(h.config, h.db)
     h.pbx.rate_limit = 0
-    with pytest.raises(MangoBusy) as err:
+    with pytest.raises(PbxBusy) as err:
         api.call_quality("call-1", probing=False)
     assert err.value.retry_at - datetime.now(timezone.utc) <= timedelta(seconds=3)
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from connector.core.links import link_is_valid, record_file_name
 from connector.core.models import Call, RecordingCopy
-from connector.inbound.mango.api import MangoUnavailable, MangoWrongRequest
+from connector.inbound.pbx import PbxUnavailable, PbxWrongRequest
 from connector.inbound.recordings import Missing, NotReady, fetch_plan, unavailable_hold
 from web.errors import ApiError
 
@@ -49,15 +49,15 @@ def play(call_id: str):
     try:
         # Until the file has surely settled in the PBX's cloud, a fetch may be answered "not found".
         url = services.pbx.recording_link(recording_id, probing=plan.probing)
-    except MangoWrongRequest as exc:
-        hold = unavailable_hold(plan.probing)
+    except PbxWrongRequest as exc:
+        hold = unavailable_hold(plan.probing, services.pbx.probe_hold)
         with services.db.transaction() as session:
             session.execute(update(Call).where(Call.entry_id == call_id)
                             .values(recording_unavailable_until=now + hold))
         if plan.probing:  # announced moments ago: not stored yet, not missing
             raise _not_yet(hold.total_seconds(), "the PBX has not stored the recording yet") from None
         raise ApiError(404, f"recording not available: the PBX has no file for it (result {exc.result})") from None
-    except MangoUnavailable as exc:
+    except PbxUnavailable as exc:
         seconds = max(1, int((exc.retry_at - now).total_seconds()))
         raise ApiError(503, f"the PBX cannot hand out recordings right now; retry in {seconds} s",
                        headers={"Retry-After": str(seconds)}) from None

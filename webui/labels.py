@@ -175,7 +175,7 @@ def scan_problem_label(code: str | None) -> str:
     return str(SCAN_PROBLEMS.get(code, code))
 
 
-# connector.inbound.scanner.WINDOWS
+# connector.inbound.mango.scanner.WINDOWS
 scan_window_label = Words({"recent": _l("за последние полчаса"), "day": _l("за последние сутки"),
                            "days": _l("за последние дни")})
 

@@ -8,7 +8,7 @@ from flask_babel import format_datetime, gettext as _
 
 from connector.core.models import Role
 from connector.inbound import directory
-from connector.inbound.mango.api import MangoCoolingDown, MangoError, MangoUnavailable, MangoWrongRequest
+from connector.inbound.pbx import PbxCoolingDown, PbxError, PbxUnavailable, PbxWrongRequest
 from webui import _settings_page, bp, login_required, services
 from webui.forms import MangoConnectionForm, ReplayForm
 
@@ -25,18 +25,18 @@ def section(form: MangoConnectionForm | None = None, problem: str | None = None)
             "forget_form": ReplayForm()}
 
 
-def _refusal(exc: MangoError) -> str:
+def _refusal(exc: PbxError) -> str:
     """Why the pair was not stored, as the admin reads it."""
-    if isinstance(exc, MangoWrongRequest) and exc.result == BAD_KEY:
+    if isinstance(exc, PbxWrongRequest) and exc.result == BAD_KEY:
         return _("MANGO не знает такого уникального кода АТС. Проверьте его в личном кабинете. Ничего не сохранено.")
-    if isinstance(exc, MangoWrongRequest) and exc.result == BAD_SIGN:
+    if isinstance(exc, PbxWrongRequest) and exc.result == BAD_SIGN:
         return _("MANGO не принял подпись: ключ для создания подписи неверен. Ничего не сохранено.")
-    if isinstance(exc, MangoWrongRequest):
+    if isinstance(exc, PbxWrongRequest):
         return _("MANGO отклонил проверочный запрос с этими данными. Ничего не сохранено.")
-    if isinstance(exc, MangoCoolingDown):
+    if isinstance(exc, PbxCoolingDown):
         return _("Второй неверный запрос за 2 минуты заблокирует API MANGO, поэтому проверка отложена. Повторите после %(at)s. Ничего не сохранено.",  # noqa: E501
                  at=format_datetime(exc.retry_at, "short"))
-    if isinstance(exc, MangoUnavailable):
+    if isinstance(exc, PbxUnavailable):
         return _("MANGO сейчас не отвечает или API заблокирован; повторите после %(at)s. Ничего не сохранено.",
                  at=format_datetime(exc.retry_at, "short"))
     return _("MANGO ответил ошибкой; повторите позже. Ничего не сохранено.")
@@ -58,7 +58,7 @@ def save_mango():
         # refused, which counts towards MANGO's 2-minute block: the guard lets such a request go only when
         # no other wrong request was made within 2 minutes.
         entries = services().pbx.with_credentials(api_key, salt).users(probing=True)
-    except MangoError as exc:
+    except PbxError as exc:
         return _settings_page(None, {}, False, mango=section(form, _refusal(exc)), code=422)
     with services().db.transaction() as s:
         services().pbx_credentials.save(s, api_key, salt, actor=g.principal.username)

@@ -20,8 +20,7 @@ from sqlalchemy.orm import Session
 from connector.core.db import Database, get_or_create
 from connector.core.loop import run_until_stopped, worker_id
 from connector.core.models import Operator, PbxScan, Role, User
-from connector.inbound.mango.api import MangoError, MangoUnavailable
-from connector.inbound.pbx import OperatorEntry
+from connector.inbound.pbx import OperatorEntry, PbxError, PbxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +106,9 @@ class DirectoryRefresher:
         started = self.now()
         try:
             entries = self.fetch()
-        except MangoUnavailable as exc:  # blocked, busy, unreachable: when the PBX allows, not before RETRY
+        except PbxUnavailable as exc:  # blocked, busy, unreachable: when the PBX allows, not before RETRY
             self._failed(exc.message, max(exc.retry_at, started + self.retry))
-        except MangoError as exc:
+        except PbxError as exc:
             self._failed(exc.message, started + self.retry)
         else:
             with self.db.transaction() as s:

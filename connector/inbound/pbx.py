@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Protocol
 from datetime import datetime
 
 
@@ -27,6 +28,46 @@ class SignatureRejected(CallbackRejected):
 class PayloadRejected(CallbackRejected):
     status = 400
 
+
+# --- the PBX's commands: what may go wrong ---------------------------------------------
+
+class PbxError(Exception):
+    """A command to the PBX failed. `status` is the HTTP status, `result` the PBX's own code (None when absent)."""
+
+    def __init__(self, message: str, *, status: int | None = None, result: int | None = None):
+        super().__init__(message)
+        self.message, self.status, self.result = message, status, result
+
+
+class PbxWrongRequest(PbxError):
+    """The PBX refused this request (bad parameters, or no such call or recording; MANGO: a 3xxx result).
+    Sending it again would fail again (and, at MANGO, count towards the block)."""
+
+
+class PbxUnavailable(PbxError):
+    """Not now: blocked, cooling down after a wrong request, rate-limited, overloaded, unreachable.
+    `retry_at` is when to try again."""
+
+    def __init__(self, message: str, retry_at: datetime, **answer):
+        super().__init__(message, **answer)
+        self.retry_at = retry_at
+
+
+class PbxBlocked(PbxUnavailable):
+    """The account's API is blocked (MANGO: it answered 401, or the block it set has not ended yet)."""
+
+
+class PbxCoolingDown(PbxUnavailable):
+    """Only requests that may fail are held (a strike in the last 2 minutes, or another such
+    request in flight); requests expected to succeed may still go."""
+
+
+class PbxBusy(PbxUnavailable):
+    """Over a rate limit (HTTP 429; MANGO's Contact Center: 5008): this one request waits a second or two; the
+    others go on behind the shared rate slot, which is held as long."""
+
+
+# --- domain events ---------------------------------------------------------------
 
 @dataclass(frozen=True)
 class CallState:
@@ -139,3 +180,12 @@ class RecordingFile:
     """A call's recording as the PBX gave it."""
     body: bytes
     content_type: str
+
+
+class QualityControl(Protocol):
+    """What the quality poller asks of a PBX: a call's quality report, and a question's wording. Both may raise
+    PbxUnavailable (not now), PbxWrongRequest (never) or PbxError."""
+
+    def call_quality(self, entry_id: str, *, probing: bool) -> QualityReport: ...
+
+    def quality_question(self, question_id: str) -> Question: ...

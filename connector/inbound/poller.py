@@ -26,9 +26,8 @@ from connector.core.models import Call, PbxPoll, PollStatus, SurveyState
 from connector.delivery.outbox import lock_calls
 from connector.inbound import quality
 from connector.inbound.ingest import IngestContext
-from connector.inbound.pbx import QualityReport
-from connector.inbound.mango.api import (MangoApi, MangoBusy, MangoCoolingDown, MangoError, MangoUnavailable,
-                                     MangoWrongRequest)
+from connector.inbound.pbx import (PbxBusy, PbxCoolingDown, PbxError, PbxUnavailable, PbxWrongRequest, QualityControl,
+                                   QualityReport)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class Claimed:
 # --- the worker ------------------------------------------------------------------------
 
 class QualityPoller:
-    def __init__(self, db: Database, api: MangoApi, ctx: IngestContext, *, survey_wait_seconds: int,
+    def __init__(self, db: Database, api: QualityControl, ctx: IngestContext, *, survey_wait_seconds: int,
                  probe_unknown: bool = True, batch: int = 20, lease_seconds: float = 120.0,
                  poll_seconds: float = 1.0, owner: str | None = None):
         self.db, self.api, self.ctx = db, api, ctx
@@ -100,16 +99,16 @@ class QualityPoller:
             try:
                 report = self.api.call_quality(item.entry_id, probing=not item.found)
                 self._questions(report)
-            except (MangoCoolingDown, MangoBusy) as exc:
+            except (PbxCoolingDown, PbxBusy) as exc:
                 # Only this call's question may fail, or only this request was over the rate: it waits
                 # alone (a rate limit briefly holds the shared slot for the others).
                 self._later([item.poll_id], exc)
                 continue
-            except MangoUnavailable as exc:
+            except PbxUnavailable as exc:
                 # Blocked or overloaded: this call and the rest of the batch wait.
                 self._later([c.poll_id for c in claimed[index:]], exc)
                 break
-            except MangoError as exc:
+            except PbxError as exc:
                 self._miss(item, exc)
                 continue
             try:
@@ -128,7 +127,7 @@ class QualityPoller:
         for question_id in wanted:  # the PBX sent these ids itself: asking cannot be a wrong request
             try:
                 found.append(self.api.quality_question(question_id))
-            except MangoWrongRequest:
+            except PbxWrongRequest:
                 missing.append(question_id)
         if found or missing:
             with self.db.transaction() as s:
@@ -148,7 +147,7 @@ class QualityPoller:
             reschedule(poll, quality.next_poll_at(ended_at=ended, now=now, survey_wait=self.survey_wait,
                                                   settled=settled, rechecks=self.rechecks))
 
-    def _miss(self, item: Claimed, exc: MangoError) -> None:
+    def _miss(self, item: Claimed, exc: PbxError) -> None:
         """The PBX refused the question (e.g. 3300: the call is not in the Contact Center's history)."""
         with self.db.transaction() as s:
             lock_calls(s, [item.call_id])
@@ -172,8 +171,8 @@ class QualityPoller:
             if poll is not None and poll.lease_owner == self.owner:
                 reschedule(poll, None, reason)
 
-    def _later(self, poll_ids: list[int], exc: MangoUnavailable) -> None:
-        level = logging.INFO if isinstance(exc, (MangoCoolingDown, MangoBusy)) else logging.WARNING
+    def _later(self, poll_ids: list[int], exc: PbxUnavailable) -> None:
+        level = logging.INFO if isinstance(exc, (PbxCoolingDown, PbxBusy)) else logging.WARNING
         log.log(level, "PBX quality control: %s; %d call(s) wait until %s UTC", exc.message, len(poll_ids),
                     exc.retry_at.strftime("%H:%M:%S"))
         with self.db.transaction() as s:

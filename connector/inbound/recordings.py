@@ -29,7 +29,7 @@ from connector.core.db import Database
 from connector.core.loop import run_until_stopped
 from connector.core.metrics import RECORDING_COPIES
 from connector.core.models import Call, DeliveryJob, JobStatus, RecordingCopy
-from connector.inbound.pbx import RecordingFile
+from connector.inbound.pbx import PbxUnavailable, PbxWrongRequest, RecordingFile
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,10 @@ def fetch_plan(recording_id: str | None, unavailable_until: datetime | None, sto
     return Fetch(probing=settling)
 
 
-def unavailable_hold(probing: bool) -> timedelta:
-    """How long a miss keeps everyone from asking again: a probing miss until the strike window ends."""
-    from connector.inbound.mango.api import STRIKE_WINDOW
-
-    return STRIKE_WINDOW if probing else UNAVAILABLE_FOR
+def unavailable_hold(probing: bool, probe_hold: timedelta) -> timedelta:
+    """How long a miss keeps everyone from asking again: a probing miss as long as the PBX holds it against
+    the account (`probe_hold`, MANGO's strike window)."""
+    return probe_hold if probing else UNAVAILABLE_FOR
 
 
 class RecordingCopier:
@@ -152,18 +151,16 @@ class RecordingCopier:
 
     def _copy(self, call_id: int, recording_id: str) -> bool | None:
         """True: copied; False: not copied, for good; None: not now (the PBX is blocked or busy)."""
-        from connector.inbound.mango.api import MangoUnavailable, MangoWrongRequest
-
         try:
             file = self.fetch(recording_id)
-        except MangoWrongRequest as exc:
+        except PbxWrongRequest as exc:
             with self.db.transaction() as session:
                 session.execute(update(Call).where(Call.id == call_id)
                                 .values(recording_unavailable_until=self.clock() + UNAVAILABLE_FOR))
             log.warning("recording copy: the PBX has no file for call %d (result %s)", call_id, exc.result)
             RECORDING_COPIES.labels("missing").inc()
             return False
-        except MangoUnavailable as exc:  # not now: tried again in a later round
+        except PbxUnavailable as exc:  # not now: tried again in a later round
             log.info("recording copy: the PBX cannot hand out files now (%s)", exc.message)
             RECORDING_COPIES.labels("deferred").inc()
             return None

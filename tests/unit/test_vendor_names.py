@@ -27,12 +27,8 @@ STILL_NAMING = {
     "connector/core/models.py": 4,
     "connector/delivery/oauth.py": 2,
     "connector/delivery/operator_map.py": 2,
-    "connector/inbound/directory.py": 5,
     "connector/inbound/ingest.py": 1,
-    "connector/inbound/poller.py": 17,
     "connector/inbound/quality.py": 2,
-    "connector/inbound/recordings.py": 6,
-    "connector/inbound/scanner.py": 16,
 }
 
 

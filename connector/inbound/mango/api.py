@@ -37,7 +37,8 @@ from connector.core.db import Database
 from connector.core.metrics import MANGO_RESULTS
 from connector.core.validation import text_problem
 from connector.inbound.mango.callbacks import signed_form
-from connector.inbound.pbx import Mark, OperatorEntry, QualityReport, Question, RecordingFile, ScannedCall
+from connector.inbound.pbx import (Mark, OperatorEntry, PbxBlocked, PbxBusy, PbxCoolingDown, PbxError, PbxUnavailable,
+                                   PbxWrongRequest, QualityReport, Question, RecordingFile, ScannedCall)
 
 log = logging.getLogger(__name__)
 
@@ -58,42 +59,6 @@ STATS_START_RATE = 0.5
 STATS_MAX_SPAN = timedelta(days=28)
 STATS_LIMITS = (1, 5, 10, 20, 50, 100, 500, 1000, 2000, 5000)  # the only `limit` values MANGO accepts
 STATS_TIME_FORMAT = "%d.%m.%Y %H:%M:%S"  # as the PDF's example (s.61)
-
-
-class MangoError(Exception):
-    """A command failed. `status` is the HTTP status, `result` MANGO's code (None when absent)."""
-
-    def __init__(self, message: str, *, status: int | None = None, result: int | None = None):
-        super().__init__(message)
-        self.message, self.status, self.result = message, status, result
-
-
-class MangoWrongRequest(MangoError):
-    """MANGO refused this request (a 3xxx result: bad parameters, or no such call or recording).
-    Sending it again would fail again and count towards the block."""
-
-
-class MangoUnavailable(MangoError):
-    """Not now: blocked, cooling down after a wrong request, rate-limited, overloaded, unreachable.
-    `retry_at` is when to try again."""
-
-    def __init__(self, message: str, retry_at: datetime, **answer):
-        super().__init__(message, **answer)
-        self.retry_at = retry_at
-
-
-class MangoBlocked(MangoUnavailable):
-    """The account's API is blocked (MANGO answered 401, or the block it set has not ended yet)."""
-
-
-class MangoCoolingDown(MangoUnavailable):
-    """Only requests that may fail are held (a strike in the last 2 minutes, or another such
-    request in flight); requests expected to succeed may still go."""
-
-
-class MangoBusy(MangoUnavailable):
-    """Over a rate limit (HTTP 429, or the Contact Center's 5008): this one request waits a second
-    or two; the others go on behind the shared rate slot, which is held as long."""
 
 
 class ReportStatus(enum.StrEnum):
@@ -172,18 +137,18 @@ class MangoGuard:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
 
     def admit(self, *, probing: bool) -> None:
-        """Wait for a rate slot, or raise MangoUnavailable when the request must not go now."""
+        """Wait for a rate slot, or raise PbxUnavailable when the request must not go now."""
         with self.db.transaction() as s:
             row = account_row(s, ACCOUNT, lock=True)
             now = datetime.fromtimestamp(self.clock(), timezone.utc)
             if row.blocked_until and row.blocked_until > now:
-                raise MangoBlocked("MANGO's API is blocked for this account", row.blocked_until)
+                raise PbxBlocked("MANGO's API is blocked for this account", row.blocked_until)
             if probing:
                 if row.strike_at and row.strike_at + STRIKE_WINDOW > now:
-                    raise MangoCoolingDown("waiting out the 2 minutes after a wrong request",
+                    raise PbxCoolingDown("waiting out the 2 minutes after a wrong request",
                                            row.strike_at + STRIKE_WINDOW)
                 if row.probe_until > now.timestamp():
-                    raise MangoCoolingDown("another request that may fail is in flight",
+                    raise PbxCoolingDown("another request that may fail is in flight",
                                            datetime.fromtimestamp(row.probe_until, timezone.utc))
                 row.probe_until = now.timestamp() + PROBE_LEASE_SECONDS
         self.limiter.wait_turn()
@@ -293,7 +258,7 @@ def parse_users(body: object) -> tuple[OperatorEntry, ...]:
     `users` list is not an empty directory: it raises, so a directory is never wiped by an odd answer."""
     users = body.get("users") if isinstance(body, dict) else None
     if not isinstance(users, list):
-        raise MangoError("config/users/request: no users list in the answer")
+        raise PbxError("config/users/request: no users list in the answer")
     entries: dict[str, OperatorEntry] = {}
     for user in users:
         user = user if isinstance(user, dict) else {}
@@ -315,6 +280,8 @@ class MangoApi:
     read at each request from `credentials` (the pair in force: the console's or the environment's), so a
     pair an admin saves is used from then on without a restart."""
 
+    probe_hold = STRIKE_WINDOW  # a probing request refused: how long no one asks for that resource again
+
     def __init__(self, base_url: str, api_key: str, salt: str, guard: MangoGuard, *,
                  session: requests.Session | None = None, credentials: Callable[[], tuple[str, str]] | None = None):
         self.base_url = base_url.rstrip("/") + "/"
@@ -333,7 +300,7 @@ class MangoApi:
     def _post(self, path: str, payload: dict, *, probing: bool) -> tuple[requests.Response, object]:
         api_key, salt = self.credentials()
         if not (api_key and salt):  # an unsigned request would only be refused, and count towards the block
-            raise MangoUnavailable(f"{path}: the PBX's key and salt are not set",
+            raise PbxUnavailable(f"{path}: the PBX's key and salt are not set",
                                    self.guard.now() + timedelta(minutes=1))
         self.guard.admit(probing=probing)
         wrong = blocked = False
@@ -343,7 +310,7 @@ class MangoApi:
                 response = self.http.post(self.base_url + path, data=signed_form(api_key, salt, payload),
                                           timeout=TIMEOUT, allow_redirects=False)
             except (requests.Timeout, requests.ConnectionError) as exc:
-                raise MangoUnavailable(f"{path}: {type(exc).__name__}", now() + timedelta(seconds=30)) from None
+                raise PbxUnavailable(f"{path}: {type(exc).__name__}", now() + timedelta(seconds=30)) from None
             if response.is_redirect:
                 return response, None
             try:
@@ -355,21 +322,21 @@ class MangoApi:
             where = f"{path}: HTTP {status}" + (f", result {result}" if result is not None else "")
             if status == 401:
                 blocked = True
-                raise MangoBlocked(f"{where}: MANGO blocked the account's API", now() + BLOCK,
+                raise PbxBlocked(f"{where}: MANGO blocked the account's API", now() + BLOCK,
                                        status=status, result=result)
             if status == 429 or (result == CC_RATE_LIMITED and path in CC_PATHS):
                 # A rate limit, not an outage: hold the shared slot, and retry this request shortly.
                 self.guard.hold(BUSY_BACKOFF)
-                raise MangoBusy(f"{where}: rate limited", now() + timedelta(seconds=BUSY_BACKOFF),
+                raise PbxBusy(f"{where}: rate limited", now() + timedelta(seconds=BUSY_BACKOFF),
                                 status=status, result=result)
             if result is not None and 3000 <= result < 4000:
                 wrong = True
-                raise MangoWrongRequest(where, status=status, result=result)
+                raise PbxWrongRequest(where, status=status, result=result)
             if result == SUCCESS or (result is None and status < 300):
                 return response, body
             # 2xxx (billing), 5xxx and 5xx (overloaded), or an answer we cannot read: later.
             delay = 600 if result is not None and 2000 <= result < 3000 else 60
-            raise MangoUnavailable(where, now() + timedelta(seconds=delay), status=status, result=result)
+            raise PbxUnavailable(where, now() + timedelta(seconds=delay), status=status, result=result)
         finally:
             self.guard.settle(probing=probing, wrong=wrong, blocked=blocked)
 
@@ -395,27 +362,27 @@ class MangoApi:
                         _text(q.get("qual_ctrl_form_name"), 255))
 
     def recording_link(self, recording_id: str, action: str = "play", *, probing: bool = False) -> str:
-        """A temporary, single-use link to a recording (never store it). MangoWrongRequest: no file.
+        """A temporary, single-use link to a recording (never store it). PbxWrongRequest: no file.
         `probing`: the file may not be ready yet (just announced), so the answer may be 3320."""
         response, body = self._post("queries/recording/post", {"recording_id": recording_id, "action": action},
                                     probing=probing)
         location = response.headers.get("Location")
         if not location:
-            raise MangoUnavailable(f"queries/recording/post: no link in the answer ({json.dumps(body)[:100]})",
+            raise PbxUnavailable(f"queries/recording/post: no link in the answer ({json.dumps(body)[:100]})",
                                    self.guard.now() + timedelta(seconds=60), status=response.status_code)
         return location
 
     def recording_file(self, recording_id: str) -> RecordingFile:
         """The recording's file, downloaded through a fresh single-use link (PDF §3.5.1: it answers
-        `audio/mp3`). MangoWrongRequest: the PBX has no file; MangoUnavailable: not now."""
+        `audio/mp3`). PbxWrongRequest: the PBX has no file; PbxUnavailable: not now."""
         link = self.recording_link(recording_id, "download")
         try:
             response = self.http.get(link, timeout=RECORDING_TIMEOUT)
         except (requests.Timeout, requests.ConnectionError) as exc:
-            raise MangoUnavailable(f"recording download: {type(exc).__name__}",
+            raise PbxUnavailable(f"recording download: {type(exc).__name__}",
                                    self.guard.now() + timedelta(seconds=30)) from None
         if response.status_code != 200 or not response.content:
-            raise MangoError(f"recording download answered HTTP {response.status_code}", status=response.status_code)
+            raise PbxError(f"recording download answered HTTP {response.status_code}", status=response.status_code)
         return RecordingFile(response.content, response.headers.get("Content-Type") or "audio/mpeg")
 
     # --- extended call statistics: the marks of every call of a period, in bulk ---------------
@@ -425,7 +392,7 @@ class MangoApi:
         body = self.command("stats/calls/request", window.payload(utc_offset))
         key = body.get("key")
         if not isinstance(key, str) or not key.strip():
-            raise MangoUnavailable("stats/calls/request: no key in the answer", self.guard.now() + timedelta(seconds=60))
+            raise PbxUnavailable("stats/calls/request: no key in the answer", self.guard.now() + timedelta(seconds=60))
         return key
 
     def call_statistics(self, key: str) -> StatsPage:

@@ -30,9 +30,8 @@ from connector.core.models import Call, PbxPoll, PbxScan, PollStatus, ScanProble
 from connector.delivery.outbox import lock_calls
 from connector.inbound import quality
 from connector.inbound.ingest import IngestContext
-from connector.inbound.pbx import ScannedCall
-from connector.inbound.mango.api import (STATS_MAX_SPAN, MangoApi, MangoBlocked, MangoBusy, MangoCoolingDown,
-                                     MangoError, MangoUnavailable, ReportStatus, StatsWindow)
+from connector.inbound.mango.api import MangoApi, ReportStatus, STATS_MAX_SPAN, StatsWindow
+from connector.inbound.pbx import PbxBlocked, PbxBusy, PbxCoolingDown, PbxError, PbxUnavailable, ScannedCall
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +68,17 @@ class ScanFailed(Exception):
         self.problem = problem
 
 
-def scan_problem(exc: MangoError | ScanFailed) -> ScanProblem:
+def scan_problem(exc: PbxError | ScanFailed) -> ScanProblem:
     """What a person is told of a failed scan, by the error's class (never by its text)."""
     if isinstance(exc, ScanFailed):
         return exc.problem
-    if isinstance(exc, MangoCoolingDown):
+    if isinstance(exc, PbxCoolingDown):
         return ScanProblem.COOLING_DOWN
-    if isinstance(exc, MangoBusy):
+    if isinstance(exc, PbxBusy):
         return ScanProblem.RATE_LIMITED
-    if isinstance(exc, MangoBlocked):
+    if isinstance(exc, PbxBlocked):
         return ScanProblem.BLOCKED
-    if isinstance(exc, MangoUnavailable):
+    if isinstance(exc, PbxUnavailable):
         return ScanProblem.UNAVAILABLE
     return ScanProblem.REFUSED
 
@@ -113,10 +112,10 @@ class QualityScanner:
         started = self.now()
         try:
             seen = self.scan(window)
-        except MangoUnavailable as exc:  # blocked, rate-limited, overloaded: due again when it allows
+        except PbxUnavailable as exc:  # blocked, rate-limited, overloaded: due again when it allows
             self._release(window, next_at=exc.retry_at, error=exc.message, problem=scan_problem(exc))
-        except (MangoError, ScanFailed) as exc:
-            message = exc.message if isinstance(exc, MangoError) else str(exc)
+        except (PbxError, ScanFailed) as exc:
+            message = exc.message if isinstance(exc, PbxError) else str(exc)
             log.warning("quality scan %s: %s", window.name, message)
             self._release(window, next_at=started + window.every, error=message, problem=scan_problem(exc))
         else:
