@@ -14,7 +14,7 @@ from connector.core.db import Database
 from connector.core.logs import configure_logging
 from connector.inbound.inbox import InboxWriter
 from connector.inbound.ingest import IngestContext
-from connector.inbound.mango.api import MangoApi
+from connector.inbound.pbx import PbxCommands
 from connector.inbound.mango.credentials import CredentialStore
 from connector.wiring import build_pbx_api, build_pbx_credentials, ingest_context, load_settings
 
@@ -26,7 +26,7 @@ class Services:
     config: Config
     db: Database
     ingest: IngestContext
-    pbx: MangoApi
+    pbx: PbxCommands
     pbx_credentials: CredentialStore  # the PBX's key and salt in force (console or environment)
     intake: InboxWriter  # stores the webhook's messages, many per commit
     # Set after stored events commit: wakes the inbox worker embedded in this process.

@@ -2,7 +2,7 @@
 everything else asks this module for them by the names CRM lists. Add a target here, nowhere else."""
 from __future__ import annotations
 
-from connector.core.config import ConfigError
+from connector.core.config import ConfigError, section_names
 from connector.core.db import Database
 from connector.delivery.kit import TargetKit
 from connector.delivery.targets.amocrm.kit import KIT as AMOCRM
@@ -48,7 +48,17 @@ def build_user_reader(name: str, config, db: Database, *, session=None):
 
 def user_kits() -> tuple[TargetKit, ...]:
     """The targets whose users PBX operators are mapped to, each with its own map."""
-    return tuple(k for k in KITS.values() if k.user_map_setting)
+    return tuple(k for k in KITS.values() if k.has_users)
+
+
+def sections() -> dict[str, tuple[type, str]]:
+    """Each target's own settings, as `Config.from_env` reads them."""
+    return {k.name: (k.settings_type, k.env_prefix) for k in KITS.values() if k.settings_type}
+
+
+def environment_names() -> list[str]:
+    """Every environment name a target reads (settings.example.env documents each)."""
+    return [name for k in KITS.values() if k.settings_type for name in section_names(k.settings_type, k.env_prefix)]
 
 
 def all_kinds() -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from connector.inbound.mango.credentials import CredentialStore
 def load_settings(environ=None, *, dotenv: bool = True) -> Config:
     """The settings from the environment (and `.env`), with each listed target's own rules checked: an invalid
     value stops start-up with one line naming the setting."""
-    config = Config.from_env(environ, dotenv=dotenv)
+    config = Config.from_env(environ, dotenv=dotenv, sections=registry.sections())
     registry.check(config)
     return config
 
@@ -60,8 +60,7 @@ def build_workers(config: Config, db: Database, **adapter_options) -> list:
     from connector.core.runtime_settings import user_map_scope
 
     def options(name: str) -> WorkerOptions:
-        initial_map = registry.kit(name).initial_user_map(config)
-        return WorkerOptions(initial_policy=policy_from_config(config), initial_user_map=initial_map,
+        return WorkerOptions(initial_policy=policy_from_config(config), initial_user_map=config.user_map(name),
                              user_map_scope=user_map_scope(name), lease_seconds=config.WORKER_LEASE_SECONDS,
                              poll_seconds=config.WORKER_POLL_SECONDS)
 

@@ -16,7 +16,7 @@ from wtforms.validators import Length, Optional, ValidationError
 from connector.core.accounts import SharedRateLimiter
 from connector.core.models import Role
 from connector.delivery.targets.amocrm.connection import AmoConnectionStore, ConnectionRefused, Refusal
-from connector.delivery.targets.amocrm.kit import build_amocrm_connection
+from connector.delivery.targets.amocrm.kit import NAME, build_amocrm_connection, settings_of
 from web.security import CONTENT_SECURITY_POLICY
 from webui import _settings_page, bp, login_required, services
 from webui.forms import ReplayForm, pbx_secret
@@ -51,7 +51,7 @@ def store() -> AmoConnectionStore:
     found = current_app.extensions.get("amocrm_connection")
     if found is None:
         config, db = services().config, services().db
-        limiter = SharedRateLimiter(db, "amocrm", config.AMOCRM_RATE_LIMIT)
+        limiter = SharedRateLimiter(db, NAME, settings_of(config).rate_limit)
         found = current_app.extensions["amocrm_connection"] = build_amocrm_connection(
             config, db, wait_turn=limiter.wait_turn)
     return found

@@ -23,6 +23,7 @@ from connector.core.accounts import account_row
 from connector.core.models import Role, SettingsAudit
 from connector.core.validation import text_problem
 from connector.delivery.targets.bitrix24.install import handler_url as bitrix24_handler_url
+from connector.delivery.targets.bitrix24.kit import settings_of as bitrix24_settings
 from connector.delivery.targets.webhook.target import NAME as WEBHOOK, TestAnswer, TestResult, send_test
 from web.bitrix24 import store as bitrix24_store
 from webui import _settings_page, bp, login_required, services
@@ -59,11 +60,10 @@ def handler_url() -> str:
 def bitrix24_section() -> dict:
     with services().db.reading() as s:
         installed = bitrix24_store().state(s)
-    config = services().config
-    return {"installed": installed, "handler_url": handler_url(), "env_portal": config.BITRIX24_PORTAL_URL,
-            "oauth_url": config.BITRIX24_OAUTH_URL,
-            "has_app_keys": bool(config.BITRIX24_CLIENT_ID and config.BITRIX24_CLIENT_SECRET),
-            "listed": "bitrix24" in config.targets, "form": ReplayForm()}
+    own = bitrix24_settings(services().config)
+    return {"installed": installed, "handler_url": handler_url(), "env_portal": own.portal_url,
+            "oauth_url": own.oauth_url, "has_app_keys": bool(own.client_id and own.client_secret),
+            "listed": "bitrix24" in services().config.targets, "form": ReplayForm()}
 
 
 TEST_WORDS = {

@@ -10,7 +10,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, TypeVar
 
 from dotenv import load_dotenv
 
@@ -108,35 +108,9 @@ class Config:
     QA_LOCK_SCORE: bool = True
     QA_HIGH_SCORES: str = "default"
     CRM: str = "none"
-    AMOCRM_BASE_URL: str = ""
-    AMOCRM_CLIENT_ID: str = ""
-    AMOCRM_CLIENT_SECRET: str = ""
-    AMOCRM_REDIRECT_URI: str = ""
-    AMOCRM_AUTH_CODE: str = ""
-    AMOCRM_LONG_LIVED_TOKEN: str = ""
-    AMOCRM_AUTHORIZE_URL: str = "https://www.amocrm.ru/oauth"  # amoCRM's authorization page (Kommo: its own)
-    AMOCRM_LOG_CALLS: bool = True
-    AMOCRM_SCORE_FIELD_ID: int = 0
-    AMOCRM_RATE_LIMIT: float = 7.0
-    AMOCRM_USER_MAP: dict = field(default_factory=dict)
-    AMOCRM_CREATE_CONTACTS: bool = True
-    BITRIX24_PORTAL_URL: str = ""
-    BITRIX24_CLIENT_ID: str = ""
-    BITRIX24_CLIENT_SECRET: str = ""
-    BITRIX24_AUTH_CODE: str = ""
-    # The code exchange, and renewals until the portal names a trusted server (connector.delivery.targets.bitrix24.install)
-    BITRIX24_OAUTH_URL: str = "https://oauth.bitrix24.tech/oauth/token/"
-    BITRIX24_USER_MAP: dict = field(default_factory=dict)
-    BITRIX24_RATE_LIMIT: float = 2.0
-    BITRIX24_CREATE_CRM: bool = False
-    BITRIX24_SCORE_FIELD: str = ""
-    BITRIX24_LOW_SCORE_FIELD: str = ""
-    BITRIX24_DEFAULT_USER_ID: int = 0  # owns calls with no operator (or one no Bitrix24 user has); 0: none
     LOW_SCORE_TASK: bool = False
     LOW_SCORE_TASK_HOURS: int = 24
     LOW_SCORE_TASK_TEMPLATE: str = "Перезвонить клиенту: оценка {score}"
-    WEBHOOK_TARGET_URL: str = ""
-    WEBHOOK_TARGET_SECRET: str = ""
     SURVEY_WAIT_SECONDS: int = 180
     MAX_BODY_BYTES: int = 64 * 1024
     WORKER_POLL_SECONDS: float = 1.0
@@ -148,24 +122,27 @@ class Config:
     TRUSTED_PROXIES: int = 0  # reverse proxies in front that append X-Forwarded-For (1 behind nginx)
     HEAVY_READS_IN_CHILDREN: bool = True  # exports and reports built in child processes of lower priority
     LOG_LEVEL: str = "INFO"
+    # Each target's own settings, by its name: read from the environment names it declares (`read_section`).
+    sections: Mapping[str, object] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> "Config":
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: bool = True,
+                 sections: Mapping[str, tuple[type, str]] | None = None) -> "Config":
+        """`sections`: each target's own settings, as name -> (its settings type, its environment prefix)."""
         if environ is None:
             if dotenv:
                 load_dotenv(override=False)
             environ = os.environ
         values = {}
         for f in fields(cls):
+            if f.name == "sections":
+                continue
             raw = environ.get(f.name)
             if raw is None or raw == "":
                 continue
-            if f.name in ("AMOCRM_USER_MAP", "BITRIX24_USER_MAP"):
-                values[f.name] = _user_map(f.name, raw)
-            else:
-                parse = _PARSERS.get(_type_of(f.type))
-                values[f.name] = parse(f.name, raw) if parse else raw.strip()
-        config = cls(**values)
+            values[f.name] = _parse(f, f.name, raw)
+        config = cls(**values, sections={name: read_section(settings_type, environ, prefix)
+                                         for name, (settings_type, prefix) in (sections or {}).items()})
         if not config.DATABASE_URL:
             config = replace(config, DATABASE_URL=f"sqlite:///{Path(config.DATA_DIR).resolve() / 'connector.db'}")
         config.validate()
@@ -232,8 +209,15 @@ class Config:
         return () if names == ("none",) else names
 
     def user_map(self, target: str) -> dict:
-        """The extension -> user map a target starts with (the settings API edits it from then on)."""
-        return {"amocrm": self.AMOCRM_USER_MAP, "bitrix24": self.BITRIX24_USER_MAP}.get(target, {})
+        """The extension -> user map a target starts with (the settings API and the console edit it from then
+        on): its section's `user_map`; empty for a target without users."""
+        return dict(getattr(self.sections.get(target), "user_map", None) or {})
+
+    def section(self, name: str, settings_type: type[T], prefix: str) -> T:
+        """A target's own settings (`connector.wiring.load_settings` reads each listed in the registry); their
+        defaults when this Config was read without them."""
+        found = self.sections.get(name)
+        return found if found is not None else read_section(settings_type, {}, prefix)
 
     @property
     def secret_key_path(self) -> Path:
@@ -265,11 +249,31 @@ class Config:
         return f"Config(DATABASE_URL={redact_url(self.DATABASE_URL)!r}, CRM={self.CRM!r})"
 
 
-SECRET_SETTINGS = frozenset(
-    {"SECRET_KEY", "ADMIN_TOKEN", "MANGO_API_SALT", "SCORES_WEBHOOK_SECRET",
-     "AMOCRM_CLIENT_SECRET", "AMOCRM_AUTH_CODE", "AMOCRM_LONG_LIVED_TOKEN", "WEBHOOK_TARGET_SECRET",
-     "BITRIX24_CLIENT_SECRET", "BITRIX24_AUTH_CODE"}
-)
+T = TypeVar("T")
+
+
+def read_section(settings_type: type[T], environ: Mapping[str, str], prefix: str) -> T:
+    """A section of settings (a target's own): each field `name` read from `PREFIX_NAME`, parsed by its type
+    (a `dict` field is an extension -> user map such as `101:5551,102:5552`)."""
+    values = {}
+    for f in fields(settings_type):
+        env_name = prefix + f.name.upper()
+        raw = environ.get(env_name)
+        if raw is not None and raw != "":
+            values[f.name] = _parse(f, env_name, raw)
+    return settings_type(**values)
+
+
+def section_names(settings_type: type, prefix: str) -> list[str]:
+    """The environment names a section is read from."""
+    return [prefix + f.name.upper() for f in fields(settings_type)]
+
+
+def _parse(f, env_name: str, raw: str):
+    if str(f.type) == "dict":
+        return _user_map(env_name, raw)
+    parse = _PARSERS.get(_type_of(f.type))
+    return parse(env_name, raw) if parse else raw.strip()
 
 
 MIN_ADMIN_TOKEN = 32

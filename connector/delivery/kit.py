@@ -2,7 +2,8 @@
 
 A target (a CRM, the outbound webhook, or one a test defines) is one `TargetKit`: its name as `CRM` lists it,
 its job kinds, the planning rules ingest applies, how its delivery target is built from the settings, and,
-when it has users that PBX operators are mapped to, the setting its map starts from and how its users are read.
+its own settings (with, when PBX operators are mapped to its users, the map it starts from) and how its users
+are read.
 """
 from __future__ import annotations
 
@@ -23,13 +24,21 @@ class TargetKit:
     planning: Callable[["Config"], "Planning"]
     # (config, db, *, plannings, session=None) -> Target; `plannings` are every configured target's rules
     build: Callable[..., "Target"]
-    user_map_setting: str = ""  # the setting its extension -> user map starts from; empty: it has no users
+    # Its own settings: a frozen dataclass read from `env_prefix` + each field's name in capitals (AMOCRM_BASE_URL);
+    # a `user_map: dict` field is the extension -> user map it starts from.
+    settings_type: type | None = None
+    env_prefix: str = ""
     # (config, db, *, session=None) -> () -> list[CrmUser]; None for a target without users
     read_users: Callable[..., Callable] | None = None
     validate: Callable[["Config"], None] = lambda config: None  # its own settings' rules (ConfigError)
 
-    def initial_user_map(self, config: "Config") -> dict:
-        return getattr(config, self.user_map_setting) if self.user_map_setting else {}
+    @property
+    def has_users(self) -> bool:
+        """Whether PBX operators are mapped to its users (its settings have a user map)."""
+        return self.settings_type is not None and "user_map" in getattr(self.settings_type, "__dataclass_fields__", {})
+
+    def settings(self, config: "Config"):
+        return config.section(self.name, self.settings_type, self.env_prefix) if self.settings_type else None
 
     def build_target(self, config: "Config", db: "Database", plannings: tuple, **options) -> "Target":
         return self.build(config, db, plannings=plannings, **options)

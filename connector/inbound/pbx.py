@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Protocol
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class CallbackRejected(Exception):
@@ -189,3 +189,22 @@ class QualityControl(Protocol):
     def call_quality(self, entry_id: str, *, probing: bool) -> QualityReport: ...
 
     def quality_question(self, question_id: str) -> Question: ...
+
+
+class PbxCommands(QualityControl, Protocol):
+    """The PBX's command API as the faces and workers use it (MANGO's is `inbound.mango.api.MangoApi`)."""
+
+    probe_hold: timedelta  # a probing request refused: how long no one asks for that resource again
+
+    @property
+    def configured(self) -> bool:
+        """Whether credentials are in force (entered in the console or set in the environment)."""
+
+    def with_credentials(self, api_key: str, salt: str) -> "PbxCommands":
+        """The same commands signed with another pair: a connection being checked before it is saved."""
+
+    def users(self, *, probing: bool = False) -> tuple[OperatorEntry, ...]: ...
+
+    def recording_link(self, recording_id: str, action: str = "play", *, probing: bool = False) -> str: ...
+
+    def recording_file(self, recording_id: str) -> RecordingFile: ...
