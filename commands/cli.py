@@ -13,6 +13,7 @@ import click
 
 from connector.core.config import Config
 from connector.core.models import JobStatus
+from connector.inbound.mango.settings import NAME as PBX, settings_of as pbx_settings
 
 CONNECTION_LIMIT = 4000  # connections `connector serve` holds at once (idle ones time out after 30 s)
 # Requests in progress at once. A callback's thread mostly waits (for the group commit, for the interpreter), so
@@ -67,7 +68,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def _warn_about_missing_settings(config: Config) -> None:
-    if not (config.MANGO_API_KEY and config.MANGO_API_SALT):
+    if not (pbx_settings(config).api_key and pbx_settings(config).api_salt):
         click.echo("warning: MANGO_API_KEY and MANGO_API_SALT are not both set: the PBX's events are refused (403) "
                    "unless an admin entered them on the settings page", err=True)
     if not config.ADMIN_TOKEN:
@@ -227,8 +228,8 @@ def _local_url(config: Config) -> str:
     return f"http://{host}:{config.PORT}"
 
 
-def _with_pbx_pair(config: Config) -> Config:
-    """`config` with the PBX's key and salt in force, as `connector serve` checks callbacks with them: the
+def _pbx_in_force(config: Config):
+    """The PBX's settings with its key and salt in force, as `connector serve` checks callbacks with them: the
     pair an admin saved in the console, else the environment's (before the first migration, the
     environment's). Refuses, saying what to set, when there is none or no survey location."""
     from dataclasses import replace
@@ -242,13 +243,14 @@ def _with_pbx_pair(config: Config) -> Config:
             pair = build_pbx_credentials(config, db).current()
     except SQLAlchemyError:  # no tables yet
         pair = None
+    pbx = pbx_settings(config)
     if pair is not None and pair.configured:
-        config = replace(config, MANGO_API_KEY=pair.api_key, MANGO_API_SALT=pair.salt)
-    if not (config.MANGO_API_KEY and config.MANGO_API_SALT and config.MANGO_SURVEY_LOCATION):
+        pbx = replace(pbx, api_key=pair.api_key, api_salt=pair.salt)
+    if not (pbx.api_key and pbx.api_salt and pbx.survey_location):
         raise click.UsageError("set MANGO_API_KEY, MANGO_API_SALT and MANGO_SURVEY_LOCATION (in .env) "
                                "for both the connector and this command, or the key and salt on the settings "
                                "page; see README, 'Try it'")
-    return config
+    return pbx
 
 
 @cli.command(help="Post a signed sample call, recording and survey score to a running connector.")
@@ -277,7 +279,7 @@ def simulate(url: str | None, score: int, call_id: str | None, operator: str, li
 
     config = load_config()
     base = (url or _local_url(config)).rstrip("/")
-    config = _with_pbx_pair(config)
+    pbx = _pbx_in_force(config)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         try:
@@ -289,8 +291,8 @@ def simulate(url: str | None, score: int, call_id: str | None, operator: str, li
     start = int(_in_account_zone(at, config).timestamp()) if at else int(time.time()) - 75
     call = SimulatedCall(entry_id, inbound=True, operator=operator, line=line, phone=phone, start=start, ring=5,
                          talk=60, digits=str(score))
-    for kind, payload in call.callbacks(config.MANGO_SURVEY_LOCATION):
-        form = signed_form(config.MANGO_API_KEY, config.MANGO_API_SALT, payload)
+    for kind, payload in call.callbacks(pbx.survey_location):
+        form = signed_form(pbx.api_key, pbx.api_salt, payload)
         try:
             response = requests.post(f"{base}/mango/{kind}", data=form, timeout=10)
         except requests.ConnectionError:
@@ -337,7 +339,7 @@ def demo(count: int, seed: int, days: int, until: datetime | None) -> None:
     from connector.core.runtime_settings import current_policy
 
     config = load_config()
-    config = _with_pbx_pair(config)
+    config = config.with_section(PBX, _pbx_in_force(config))
     upgrade(config.DATABASE_URL)  # a fresh install may never have been served
     zone = _account_zone(config)
     end = until.replace(tzinfo=zone) if until else datetime.now(zone)
@@ -393,15 +395,15 @@ def demo_pbx(port: int) -> None:
 
     from commands.demo_pbx import create_demo_pbx
 
-    config = load_config()
-    if not (config.MANGO_API_KEY and config.MANGO_API_SALT):
+    pbx = pbx_settings(load_config())
+    if not (pbx.api_key and pbx.api_salt):
         raise click.UsageError("set MANGO_API_KEY and MANGO_API_SALT (in .env), the same as the connector's")
-    server = create_server(create_demo_pbx(config.MANGO_API_KEY, config.MANGO_API_SALT), host="127.0.0.1",
+    server = create_server(create_demo_pbx(pbx.api_key, pbx.api_salt), host="127.0.0.1",
                            port=port, threads=2, ident="demo-pbx")
     expected = f"http://127.0.0.1:{port}/vpbx/"
     click.echo(f"demo PBX listening on {expected} (recordings of `connector simulate` and `demo` only)")
-    if config.MANGO_API_URL != expected:
-        click.echo(f"warning: the connector asks {config.MANGO_API_URL}; set MANGO_API_URL={expected} for it "
+    if pbx.api_url != expected:
+        click.echo(f"warning: the connector asks {pbx.api_url}; set MANGO_API_URL={expected} for it "
                    "to ask this one", err=True)
     server.run()
 

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from connector.inbound.mango.settings import settings_of as pbx_settings
 from connector.inbound.pbx import Mark, QualityReport, Question, ScannedCall
 
 if TYPE_CHECKING:  # `simulate` needs only the calls: the database's modules load where they are used
@@ -220,7 +221,7 @@ def refusal(config: Config, db: Database) -> str | None:
     if config.targets:
         return (f"CRM={config.CRM}: the made-up calls would be delivered to {', '.join(config.targets)}. "
                 "Try the demo on a connector with CRM=none")
-    if config.MANGO_QUALITY_API:
+    if pbx_settings(config).quality_api:
         return ("MANGO_QUALITY_API=true: the connector would ask MANGO about calls it never had (each a wrong "
                 "request towards MANGO's block). Try the demo on a connector without it")
     with db.reading() as s:
@@ -289,7 +290,8 @@ def _store(config: Config, db: Database, calls: list[SimulatedCall], chunk: int,
     from connector.inbound.mango import callbacks as mango
     from connector.wiring import ingest_context
 
-    key, salt, ctx = config.MANGO_API_KEY, config.MANGO_API_SALT, ingest_context(config)
+    pbx, ctx = pbx_settings(config), ingest_context(config)
+    key, salt = pbx.api_key, pbx.api_salt
     new_calls: set[str] = set()
     pending = []
 
@@ -302,7 +304,7 @@ def _store(config: Config, db: Database, calls: list[SimulatedCall], chunk: int,
         pending.clear()
 
     for call in calls:
-        for kind, payload in call.callbacks(config.MANGO_SURVEY_LOCATION):
+        for kind, payload in call.callbacks(pbx.survey_location):
             form = mango.signed_form(key, salt, payload)
             pending.append(("mango", mango.parse(kind, mango.verify(form, key, salt))))
             outcome.events += 1
@@ -327,7 +329,7 @@ def _qa_forms(config: Config, db: Database, calls: list[SimulatedCall]) -> int:
         quality.cache_questions(s, list(QUESTIONS), [])
     scanner = QualityScanner(db, build_pbx_api(config, db), ingest_context(config),
                              survey_wait_seconds=config.SURVEY_WAIT_SECONDS,
-                             utc_offset=timedelta(hours=config.MANGO_STATS_UTC_OFFSET), per_call=False)
+                             utc_offset=timedelta(hours=pbx_settings(config).stats_utc_offset), per_call=False)
     scanner.apply(scanned)  # sends nothing: it applies what a report listed
     return len(scanned)
 

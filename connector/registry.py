@@ -1,5 +1,6 @@
-"""The one list of delivery targets: each declares its own parts (`connector.delivery.kit.TargetKit`), and
-everything else asks this module for them by the names CRM lists. Add a target here, nowhere else."""
+"""The one list of delivery targets and PBXes: each declares its own parts (`connector.delivery.kit.TargetKit`,
+`connector.inbound.pbx.PbxKit`), and everything else asks this module for them (targets by the names CRM lists).
+Add a target or a PBX here, nowhere else."""
 from __future__ import annotations
 
 from connector.core.config import ConfigError, section_names
@@ -8,8 +9,11 @@ from connector.delivery.kit import TargetKit
 from connector.delivery.targets.amocrm.kit import KIT as AMOCRM
 from connector.delivery.targets.bitrix24.kit import KIT as BITRIX24
 from connector.delivery.targets.webhook.kit import KIT as WEBHOOK
+from connector.inbound.mango.kit import KIT as MANGO
+from connector.inbound.pbx import PbxKit
 
 KITS: dict[str, TargetKit] = {kit.name: kit for kit in (AMOCRM, BITRIX24, WEBHOOK)}
+PBX: PbxKit = MANGO  # the one PBX the connector speaks to; a second one will be chosen by a setting
 
 
 def kit(name: str) -> TargetKit:
@@ -26,6 +30,7 @@ def check(config) -> None:
         kit(name)
     for each in KITS.values():
         each.validate(config)
+    PBX.validate(config)
 
 
 def plannings(config) -> tuple:
@@ -52,13 +57,14 @@ def user_kits() -> tuple[TargetKit, ...]:
 
 
 def sections() -> dict[str, tuple[type, str]]:
-    """Each target's own settings, as `Config.from_env` reads them."""
-    return {k.name: (k.settings_type, k.env_prefix) for k in KITS.values() if k.settings_type}
+    """Each target's and the PBX's own settings, as `Config.from_env` reads them."""
+    return {**{k.name: (k.settings_type, k.env_prefix) for k in KITS.values() if k.settings_type},
+            PBX.name: (PBX.settings_type, PBX.env_prefix)}
 
 
 def environment_names() -> list[str]:
-    """Every environment name a target reads (settings.example.env documents each)."""
-    return [name for k in KITS.values() if k.settings_type for name in section_names(k.settings_type, k.env_prefix)]
+    """Every environment name a target or the PBX reads (settings.example.env documents each)."""
+    return [name for settings_type, prefix in sections().values() for name in section_names(settings_type, prefix)]
 
 
 def all_kinds() -> tuple[str, ...]:

@@ -7,8 +7,9 @@ from connector.core.config import Config
 from connector.core.db import Database
 from connector.core.policy import policy_from_config
 from connector.inbound.ingest import IngestContext
-from connector.inbound.mango.api import MangoApi, MangoGuard
 from connector.inbound.mango.credentials import CredentialStore
+from connector.inbound.mango.settings import settings_of as pbx_settings
+from connector.inbound.pbx import PbxCommands
 
 
 def load_settings(environ=None, *, dotenv: bool = True) -> Config:
@@ -20,27 +21,20 @@ def load_settings(environ=None, *, dotenv: bool = True) -> Config:
 
 
 def ingest_context(config: Config) -> IngestContext:
+    pbx = pbx_settings(config)
     return IngestContext(initial_policy=policy_from_config(config), targets=registry.plannings(config),
-                         survey_location=config.MANGO_SURVEY_LOCATION, poll_quality=config.MANGO_QUALITY_API)
+                         survey_location=pbx.survey_location, poll_quality=pbx.quality_api)
 
 
 def build_pbx_credentials(config: Config, db: Database) -> CredentialStore:
     """The PBX's key and salt in force: the console's once an admin saved them, else the environment's."""
-    return CredentialStore(db, config.MANGO_API_KEY, config.MANGO_API_SALT, config.SECRET_KEY)
+    return registry.PBX.build_credentials(config, db)
 
 
 def build_pbx_api(config: Config, db: Database, *, session=None,
-                  credentials: CredentialStore | None = None) -> MangoApi:
-    """The PBX's command API, shared by the recording player and the quality poller; it signs with the pair in
-    force at each request."""
-    store = credentials or build_pbx_credentials(config, db)
-
-    def pair() -> tuple[str, str]:
-        current = store.current()
-        return current.api_key, current.salt
-
-    return MangoApi(config.MANGO_API_URL, config.MANGO_API_KEY, config.MANGO_API_SALT,
-                    MangoGuard(db, config.MANGO_RATE_LIMIT), session=session, credentials=pair)
+                  credentials: CredentialStore | None = None) -> PbxCommands:
+    """The PBX's command API, shared by the recording player and the quality poller."""
+    return registry.PBX.build_commands(config, db, session=session, credentials=credentials)
 
 
 def build_directory(config: Config, db: Database, *, session=None):
@@ -77,19 +71,21 @@ def build_worker(config: Config, db: Database, **adapter_options):
 def build_poller(config: Config, db: Database, *, session=None):
     """The PBX's per-call quality poller, or None when MANGO_QUALITY_API is off or only the statistics
     are read. It runs whatever CRM is."""
-    if not config.MANGO_QUALITY_API or config.MANGO_QUALITY_SOURCE == "stats":
+    pbx = pbx_settings(config)
+    if not pbx.quality_api or pbx.quality_source == "stats":
         return None
     from connector.inbound.poller import QualityPoller
 
     return QualityPoller(db, build_pbx_api(config, db, session=session), ingest_context(config),
                          survey_wait_seconds=config.SURVEY_WAIT_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS,
-                         probe_unknown=config.MANGO_QUALITY_SOURCE == "cc")
+                         probe_unknown=pbx.quality_source == "cc")
 
 
 def build_scanner(config: Config, db: Database, *, session=None):
     """The bulk quality scan of the PBX's call statistics, or None when MANGO_QUALITY_API is off or
     MANGO_QUALITY_SOURCE=cc."""
-    if not config.MANGO_QUALITY_API or config.MANGO_QUALITY_SOURCE == "cc":
+    pbx = pbx_settings(config)
+    if not pbx.quality_api or pbx.quality_source == "cc":
         return None
     from datetime import timedelta
 
@@ -97,16 +93,14 @@ def build_scanner(config: Config, db: Database, *, session=None):
 
     return QualityScanner(db, build_pbx_api(config, db, session=session), ingest_context(config),
                           survey_wait_seconds=config.SURVEY_WAIT_SECONDS,
-                          utc_offset=timedelta(hours=config.MANGO_STATS_UTC_OFFSET),
-                          per_call=config.MANGO_QUALITY_SOURCE == "both", poll_seconds=config.WORKER_POLL_SECONDS)
+                          utc_offset=timedelta(hours=pbx.stats_utc_offset), per_call=pbx.quality_source == "both",
+                          poll_seconds=config.WORKER_POLL_SECONDS)
 
 
 def build_inbox(config: Config, db: Database, *, wake=None):
     """Applies the PBX events the webhook stored; `wake` lets a web thread of this process start it at once."""
     from connector.inbound.inbox import InboxApplier
-    from connector.inbound.mango import callbacks as mango
-
-    return InboxApplier(db, ingest_context(config), {"mango": mango.parse}, wake=wake,
+    return InboxApplier(db, ingest_context(config), {registry.PBX.name: registry.PBX.parse}, wake=wake,
                         idle_seconds=config.INBOX_POLL_SECONDS)
 
 

@@ -13,6 +13,7 @@ from connector.core.models import Call, InboundEvent, PbxPoll, PbxScan, Score
 from connector.core.users import add_user
 from connector.inbound.mango.api import STATS_LIMITS, StatsWindow, parse_scanned
 from connector.inbound.mango.scanner import QualityScanner, WINDOWS
+from connector.inbound.mango.settings import settings_of as pbx_settings
 from connector.inbound.pbx import PbxBusy
 from connector.wiring import build_pbx_api, build_poller, ingest_context
 from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, console_login, make_config, summary
@@ -34,7 +35,7 @@ class Harness:
     def make_scanner(self, owner=None) -> QualityScanner:
         return QualityScanner(self.db, build_pbx_api(self.config, self.db), ingest_context(self.config),
                               survey_wait_seconds=self.config.SURVEY_WAIT_SECONDS, utc_offset=timedelta(hours=3),
-                              per_call=self.config.MANGO_QUALITY_SOURCE == "both", windows=(RECENT,),
+                              per_call=pbx_settings(self.config).quality_source == "both", windows=(RECENT,),
                               result_poll_seconds=0.01, owner=owner)
 
     def call(self, entry_id) -> dict:

@@ -71,10 +71,6 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = str(PROJECT_DIR / "var")
 
 
-# Where MANGO's quality-control scores come from: extended call statistics in bulk (`stats`), the
-# Contact Center API call by call (`cc`), or both (the statistics for every call, `cc/call/` between
-# scans for the calls the statistics show the contact centre handled).
-QUALITY_SOURCES = ("both", "stats", "cc")
 
 
 @dataclass(frozen=True)
@@ -87,14 +83,6 @@ class Config:
     PUBLIC_BASE_URL: str = "http://127.0.0.1:8080"
     SECRET_KEY: str = ""
     ADMIN_TOKEN: str = ""
-    MANGO_API_KEY: str = ""
-    MANGO_API_SALT: str = ""
-    MANGO_API_URL: str = "https://app.mango-office.ru/vpbx/"
-    MANGO_SURVEY_LOCATION: str = ""
-    MANGO_QUALITY_API: bool = False
-    MANGO_QUALITY_SOURCE: str = "both"  # stats, cc or both: where quality-control scores are pulled from
-    MANGO_STATS_UTC_OFFSET: int = 3  # hours: the time zone MANGO reads a statistics period in
-    MANGO_RATE_LIMIT: float = 5.0
     # Megabytes of recordings kept for targets that download them (Bitrix24); 0: never copied.
     RECORDING_COPIES_MB: int = 2048
     SCORES_WEBHOOK_SECRET: str = ""
@@ -164,16 +152,6 @@ class Config:
         names = [n.strip() for n in self.CRM.split(",")]
         if "none" in names and names != ["none"] or not all(names):
             raise ConfigError(f"CRM: expected none or a comma list of targets, got {self.CRM!r}")
-        if not 0 < self.MANGO_RATE_LIMIT <= 10:
-            raise ConfigError(f"MANGO_RATE_LIMIT: must be above 0 and at most MANGO's 10 per second, "
-                              f"got {self.MANGO_RATE_LIMIT}")
-        if self.MANGO_QUALITY_SOURCE not in QUALITY_SOURCES:
-            raise ConfigError(f"MANGO_QUALITY_SOURCE: expected one of {', '.join(QUALITY_SOURCES)}, "
-                              f"got {self.MANGO_QUALITY_SOURCE!r}")
-        if not -12 <= self.MANGO_STATS_UTC_OFFSET <= 14:
-            raise ConfigError(f"MANGO_STATS_UTC_OFFSET: hours from UTC, -12 to 14, got {self.MANGO_STATS_UTC_OFFSET}")
-        # MANGO_QUALITY_API needs the PBX's key and salt, from here or entered in the console (checked there):
-        # until a pair is in force no command is sent, and the settings page says MANGO is not connected.
         if self.SURVEY_WAIT_SECONDS < 0:
             raise ConfigError(f"SURVEY_WAIT_SECONDS: must not be negative, got {self.SURVEY_WAIT_SECONDS}")
         if not 0 < self.INBOX_POLL_SECONDS <= 10:
@@ -212,6 +190,10 @@ class Config:
         """The extension -> user map a target starts with (the settings API and the console edit it from then
         on): its section's `user_map`; empty for a target without users."""
         return dict(getattr(self.sections.get(target), "user_map", None) or {})
+
+    def with_section(self, name: str, settings: object) -> "Config":
+        """This Config with one section replaced (the PBX's key and salt in force, for instance)."""
+        return replace(self, sections={**self.sections, name: settings})
 
     def section(self, name: str, settings_type: type[T], prefix: str) -> T:
         """A target's own settings (`connector.wiring.load_settings` reads each listed in the registry); their

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:
+    from connector.core.config import Config
+    from connector.core.db import Database
 from datetime import datetime, timedelta
 
 
@@ -208,3 +212,20 @@ class PbxCommands(QualityControl, Protocol):
     def recording_link(self, recording_id: str, action: str = "play", *, probing: bool = False) -> str: ...
 
     def recording_file(self, recording_id: str) -> RecordingFile: ...
+
+
+@dataclass(frozen=True)
+class PbxKit:
+    """What a PBX declares about itself, as a target does (`connector.delivery.kit.TargetKit`): its name (the
+    account row of its commands, its events' source), its settings, how its signed callbacks are parsed, and
+    how its command API and its credentials in force are built."""
+
+    name: str
+    settings_type: type
+    env_prefix: str
+    validate: Callable[["Config"], None]
+    parse: Callable[[str, str], "InboundMessage"]  # (callback kind, JSON text) -> message
+    # (config, db) -> the credentials in force (environment or console); see the PBX's own module
+    build_credentials: Callable[["Config", "Database"], object]
+    # (config, db, *, session=None, credentials=None) -> PbxCommands
+    build_commands: Callable[..., PbxCommands]

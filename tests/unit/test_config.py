@@ -10,8 +10,8 @@ from connector.wiring import load_settings
 def test_defaults_match_the_documented_ones():
     from connector.core.config import PROJECT_DIR
 
-    config = Config.from_env({})
-    assert (config.DATABASE_URL, config.PORT, config.CRM, config.QA_MAX_THRESHOLD, config.MANGO_QUALITY_API) == (
+    config = load_settings({})
+    assert (config.DATABASE_URL, config.PORT, config.CRM, config.QA_MAX_THRESHOLD, config.sections["mango"].quality_api) == (
         f"sqlite:///{PROJECT_DIR / 'var' / 'connector.db'}", 8080, "none", 9, False)
 
 
