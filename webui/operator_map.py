@@ -15,8 +15,9 @@ from connector.delivery.operator_map import (MAPPED_TARGETS, Unreadable, UserLis
                                     save_maps)
 from connector.core.policy import PolicyError
 from connector.core.validation import INT32_MAX
-from webui import _settings_page, bp, login_required, services
+from webui.common import bp, login_required, services
 from webui.forms import ReplayForm
+from webui.settings import settings_page
 
 FIELD = re.compile(r"map-(?P<target>[a-z0-9]+)-(?P<extension>.+)")  # one select (or number) per target and row
 
@@ -108,7 +109,7 @@ def save_operator_map():
     targets = _targets()
     if not ReplayForm().validate_on_submit():  # a form with only its CSRF token
         g.operator_map_problem = _("Форма устарела или подделана: откройте страницу заново")
-        return _settings_page(None, {}, False, code=400)
+        return settings_page(None, {}, False, code=400)
     changes, raw, problem = _posted(targets)
     if problem is None:
         try:
@@ -118,5 +119,5 @@ def save_operator_map():
             problem = _("Сопоставление не сохранено: проверьте добавочные номера и номера пользователей.")
     if problem is not None:
         g.operator_map_posted, g.operator_map_problem = raw, problem
-        return _settings_page(None, {}, False, code=422)
+        return settings_page(None, {}, False, code=422)
     return redirect(url_for("console.settings", operators_saved=1) + "#operators")
