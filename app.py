@@ -58,14 +58,14 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.sort_keys = False  # keep the documented field order of a call
     app.extensions["connector"] = services
     import webui
-    from web import api, bitrix24, errors, mango, openapi, recordings, security
+    from web import api, bitrix24, errors, health, mango, openapi, recordings, security
 
     errors.register_error_handlers(app, page_for_people=webui.error_page)
     security.protect(app, except_blueprints=(mango.bp.name,))
     app.register_blueprint(mango.bp)
     app.register_blueprint(bitrix24.bp)  # the Bitrix24 application's events (installed from the settings page)
     app.register_blueprint(api.bp)
-    app.register_blueprint(api.health_bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(recordings.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(webui.bp)

@@ -51,9 +51,9 @@ def build_user_reader(name: str, config, db: Database, *, session=None):
     return reader(config, db, session=session) if reader else None
 
 
-def user_kits() -> tuple[TargetKit, ...]:
+def targets_with_users() -> tuple[str, ...]:
     """The targets whose users PBX operators are mapped to, each with its own map."""
-    return tuple(k for k in KITS.values() if k.has_users)
+    return tuple(k.name for k in KITS.values() if k.has_users)
 
 
 def sections() -> dict[str, tuple[type, str]]:

@@ -95,7 +95,7 @@ def test_the_console_exports_and_reports_through_child_processes(app, client, ca
     would have made, and an operator still gets only their own calls."""
     services = app.extensions["connector"]
     assert services.config.HEAVY_READS_IN_CHILDREN and services.reads.in_children
-    from webui import export_layout
+    from webui.calls import export_layout
 
     console_login(client, "olga", PASSWORD)
     with app.test_request_context("/"):

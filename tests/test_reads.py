@@ -73,7 +73,7 @@ READERS = [
     ("/reports", "connector.console.reports.counts"),
     ("/reports/export.xlsx", "connector.console.reports.counts"),
     ("/api/v1/reports/operators", "connector.console.reports.counts"),
-    ("/api/v1/calls", "web.api.find_calls"),
+    ("/api/v1/calls", "web.api.calls.find_calls"),
 ]
 
 

@@ -87,7 +87,9 @@ def _settings_schemas(spec: APISpec) -> None:
 def build_spec() -> dict:
     from connector.console.queries import CallQuerySchema, ReportQuerySchema
     from connector.core.validation import LINE_MAX, LINE_PATH_PATTERN, TEXT_DESCRIPTION, TEXT_PATTERN
-    from web.api import MarkReadSchema, NotificationQuerySchema, ReviewSchema, ScoreSchema
+    from web.api.calls import ReviewSchema
+    from web.api.notifications import MarkReadSchema, NotificationQuerySchema
+    from web.api.scores import ScoreSchema
 
     plugin = MarshmallowPlugin()
     spec = APISpec(title="Post-call QA connector", version="1", openapi_version="3.1.0", plugins=[plugin])

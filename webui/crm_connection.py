@@ -18,8 +18,9 @@ from connector.core.models import Role
 from connector.delivery.targets.amocrm.connection import AmoConnectionStore, ConnectionRefused, Refusal
 from connector.delivery.targets.amocrm.kit import NAME, build_amocrm_connection, settings_of
 from web.security import CONTENT_SECURITY_POLICY
-from webui import _settings_page, bp, login_required, services
+from webui.common import bp, login_required, services
 from webui.forms import ReplayForm, pbx_secret
+from webui.settings import settings_page
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")  # a local amoCRM stand-in may speak plain HTTP; a real account never
 
@@ -105,7 +106,7 @@ def _allow_amocrm_authorization(response):
 
 def _refused(problem: str, code: int, **forms):
     g.amocrm = section(problem=problem, **forms)
-    return _settings_page(None, {}, False, code=code)
+    return settings_page(None, {}, False, code=code)
 
 
 def _form_problem(form: FlaskForm) -> str:

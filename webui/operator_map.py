@@ -8,22 +8,23 @@ import re
 from flask import current_app, g, redirect, request, url_for
 from flask_babel import gettext as _
 
+from connector import registry
 from connector.core.models import Role
-from connector.delivery.contract import CrmUser
-from connector.registry import build_user_reader
-from connector.delivery.operator_map import (MAPPED_TARGETS, Unreadable, UserLists, UsersRead, current_maps, operator_rows,
-                                    save_maps)
 from connector.core.policy import PolicyError
 from connector.core.validation import INT32_MAX
-from webui import _settings_page, bp, login_required, services
+from connector.delivery.contract import CrmUser
+from connector.delivery.operator_map import (Unreadable, UserLists, UsersRead, current_maps, operator_rows,
+                                             save_maps)
+from webui.common import bp, login_required, services
 from webui.forms import ReplayForm
+from webui.settings import settings_page
 
 FIELD = re.compile(r"map-(?P<target>[a-z0-9]+)-(?P<extension>.+)")  # one select (or number) per target and row
 
 
 def _targets() -> tuple[str, ...]:
     """The configured targets that name users (the webhook names none)."""
-    return tuple(t for t in services().config.targets if t in MAPPED_TARGETS)
+    return tuple(t for t in services().config.targets if t in registry.targets_with_users())
 
 
 def _initial() -> dict[str, dict[str, int]]:
@@ -35,7 +36,7 @@ def _lists() -> UserLists:
     lists = current_app.extensions.get("operator_map_lists")
     if lists is None:
         config, db = services().config, services().db
-        lists = UserLists({t: build_user_reader(t, config, db) for t in _targets()})
+        lists = UserLists({t: registry.build_user_reader(t, config, db) for t in _targets()})
         current_app.extensions["operator_map_lists"] = lists
     return lists
 
@@ -108,7 +109,7 @@ def save_operator_map():
     targets = _targets()
     if not ReplayForm().validate_on_submit():  # a form with only its CSRF token
         g.operator_map_problem = _("Форма устарела или подделана: откройте страницу заново")
-        return _settings_page(None, {}, False, code=400)
+        return settings_page(None, {}, False, code=400)
     changes, raw, problem = _posted(targets)
     if problem is None:
         try:
@@ -118,5 +119,5 @@ def save_operator_map():
             problem = _("Сопоставление не сохранено: проверьте добавочные номера и номера пользователей.")
     if problem is not None:
         g.operator_map_posted, g.operator_map_problem = raw, problem
-        return _settings_page(None, {}, False, code=422)
+        return settings_page(None, {}, False, code=422)
     return redirect(url_for("console.settings", operators_saved=1) + "#operators")

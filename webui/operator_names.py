@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import g
 
 from connector.inbound.directory import operator_names
-from webui import bp, services
+from webui.common import bp, services
 
 
 def _names() -> dict[str, str]:

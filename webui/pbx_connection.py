@@ -9,8 +9,9 @@ from flask_babel import format_datetime, gettext as _
 from connector.core.models import Role
 from connector.inbound import directory
 from connector.inbound.pbx import PbxCoolingDown, PbxError, PbxUnavailable, PbxWrongRequest
-from webui import _settings_page, bp, login_required, services
+from webui.common import bp, login_required, services
 from webui.forms import MangoConnectionForm, ReplayForm
+from webui.settings import settings_page
 
 BAD_KEY, BAD_SIGN = 3105, 3102  # MANGO's results for an unknown key and a wrong signature (reference: PDF s.243)
 
@@ -51,7 +52,7 @@ def save_mango():
             problem = _("Форма устарела или подделана: откройте страницу заново")
         else:
             problem = next(str(f.errors[0]) for f in form if f.errors)
-        return _settings_page(None, {}, False, mango=section(form, problem), code=400)
+        return settings_page(None, {}, False, mango=section(form, problem), code=400)
     api_key, salt = form.api_key.data.strip(), form.api_salt.data.strip()
     try:
         # Harmless (it changes nothing in the PBX) and it lists the operators. A pair not known to work may be
@@ -59,7 +60,7 @@ def save_mango():
         # no other wrong request was made within 2 minutes.
         entries = services().pbx.with_credentials(api_key, salt).users(probing=True)
     except PbxError as exc:
-        return _settings_page(None, {}, False, mango=section(form, _refusal(exc)), code=422)
+        return settings_page(None, {}, False, mango=section(form, _refusal(exc)), code=422)
     with services().db.transaction() as s:
         services().pbx_credentials.save(s, api_key, salt, actor=g.principal.username)
         directory.store_read(s, entries)

@@ -26,8 +26,9 @@ from connector.delivery.targets.bitrix24.install import handler_url as bitrix24_
 from connector.delivery.targets.bitrix24.kit import settings_of as bitrix24_settings
 from connector.delivery.targets.webhook.target import NAME as WEBHOOK, TestAnswer, TestResult, send_test
 from web.bitrix24 import store as bitrix24_store
-from webui import _settings_page, bp, login_required, services
+from webui.common import bp, login_required, services
 from webui.forms import ReplayForm
+from webui.settings import settings_page
 
 WEBHOOK_TEST_SCOPE = "webhook_test"
 
@@ -99,7 +100,7 @@ def _csrf_only() -> None:
 
 
 def _page(code: int = 200):
-    response = _settings_page(None, {}, False, code=code)
+    response = settings_page(None, {}, False, code=code)
     if g.get("webhook_new_secret"):
         response = current_app.make_response(response)
         response.headers["Cache-Control"] = "no-store"  # the one page that shows the secret in full

@@ -10,8 +10,9 @@ from wtforms import SelectField
 
 from connector.core import time_zone
 from connector.core.models import Role
-from webui import _settings_page, bp, login_required, services
+from webui.common import bp, login_required, services
 from webui.labels import zone_label
+from webui.settings import settings_page
 
 GROUPS = {"russia": _l("Россия"), "cis": _l("Страны СНГ"), "other": _l("Другие")}
 
@@ -57,11 +58,11 @@ def save_time_zone():
     form = TimeZoneForm()
     if not form.validate_on_submit():  # its only validator is the CSRF token
         problem = _("Форма устарела или подделана: откройте страницу заново")
-        return _settings_page(None, {}, False, zone=section(form, problem), code=400)
+        return settings_page(None, {}, False, zone=section(form, problem), code=400)
     try:
         with services().db.transaction() as s:
             time_zone.update_time_zone(s, form.time_zone.data, actor=g.principal.username)
     except time_zone.TimeZoneError:
         problem = _("Такого часового пояса нет: выберите его из списка. Ничего не сохранено.")
-        return _settings_page(None, {}, False, zone=section(form, problem), code=422)
+        return settings_page(None, {}, False, zone=section(form, problem), code=422)
     return redirect(url_for("console.settings", zone_saved=1) + "#time-zone")

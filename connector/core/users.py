@@ -245,7 +245,7 @@ class LoginOutcome:
 # web server's threads, and at most one core, whatever its size: the PBX's callbacks keep the rest.
 class Admission:
     """A fixed number of places; taking one never waits. `full` lets the web face refuse a login before any
-    of its own work (webui.refuse_logins_early)."""
+    of its own work (webui.auth.refuse_logins_early)."""
 
     def __init__(self, places: int):
         self._lock = threading.Lock()

@@ -19,7 +19,6 @@ from connector.core.models import Call, Operator
 from connector.core.runtime_settings import current_user_map, update_user_map, user_map_scope
 from connector.delivery.contract import AccountBlocked, CrmError, CrmUser, TransientError
 
-MAPPED_TARGETS = ("amocrm", "bitrix24")  # targets whose users the connector names: each has its own map
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ STILL_NAMING = {
     "connector/core/metrics.py": 6,
     "connector/core/models.py": 4,
     "connector/delivery/oauth.py": 2,
-    "connector/delivery/operator_map.py": 2,
     "connector/inbound/ingest.py": 1,
     "connector/inbound/quality.py": 2,
 }
