@@ -414,14 +414,14 @@ def test_validation_error_is_dead_at_once_with_the_detail_and_replayable(h):
 
 def test_one_bad_item_fails_alone(h):
     """A 400 naming one item of the batch kills that item only; the rest are delivered."""
-    from connector.delivery.contract import TagItem
+    from connector.delivery.contract import Dead, SendAgain, TagItem
 
     h.fake.add_contact(PHONE)
     good = h.fake.add_contact("79005550000")
     results = h.worker.target.adapter.update_tags([TagItem("contacts", 999999, add=("Оценка 1",)),
                                             TagItem("contacts", good, add=("Оценка 2",))])
-    assert [r.ok for r in results] == [False, False] and results[1].extra.get("retry")
-    assert "Entity not found" in results[0].error
+    assert isinstance(results[0], Dead) and isinstance(results[1], SendAgain)
+    assert "Entity not found" in results[0].reason
 
 
 def test_blocked_account_pauses_everything_until_resumed(h):
