@@ -32,7 +32,7 @@ from connector.delivery.retry import next_try
 
 from connector.core.models import (Call, CrmRecord, DeliveryJob, DeliveryStatus, JobStatus, Score, SurveyState,
                               summary_status)
-from connector.core.policy import ACCEPTED, HighScores, writes_score
+from connector.core.policy import HighScores, ScoreStatus, writes_score
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def load_targets(session: Session, crms: tuple[str, ...], call_ids: list[int]) -
         jobs.setdefault((job.crm, job.call_id), {})[job.key] = job
     scores: dict[int, Score] = {}
     supervisor: dict[int, Score] = {}
-    for score in session.scalars(select(Score).where(Score.call_id.in_(ids), Score.status == ACCEPTED)
+    for score in session.scalars(select(Score).where(Score.call_id.in_(ids), Score.status == ScoreStatus.ACCEPTED)
                                  .order_by(Score.id.desc())):
         if score.source == "customer":
             if score.call_id not in scores and score.value == calls[score.call_id].customer_score:
