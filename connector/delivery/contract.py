@@ -6,7 +6,7 @@ every delivery to the account until an admin resumes it or a probe succeeds.
 Batch methods return one `Outcome` per item, so one bad item fails alone:
 - `Done`: the effect is in the target, sent now or found there by a look-up;
 - `Superseded`: a newer job carries the change, so this one is stored done and has no effects;
-- `SendAgain`: not tried for its own sake (another item of the batch was refused): back at once, uncounted;
+- `SendAgain`: the item is fine, another item of its batch was refused: back at once, the try not counted;
 - `Unmatched`: the CRM found no entity for the item (amoCRM: no contact or company has the phone);
 - `Dead`: refused for good, with the target's reason;
 - `TransientError`: retry later (rate limit, 5xx, timeout, or an outcome in doubt).

@@ -2,7 +2,7 @@
 
 Each effect is one job with a unique key (entry_id + kind + what it carries), created in the same
 transaction as the change that calls for it, by the target's planning rules (`Planning`: amoCRM's in
-`crm/amocrm_target.py`, Bitrix24's in `crm/bitrix24_target.py`, the webhook's in `crm/webhook.py`).
+`targets/amocrm/target.py`, Bitrix24's in `targets/bitrix24/target.py`, the webhook's in `targets/webhook.py`).
 `DeliveryQueue` claims due jobs with a lease, stores their outcomes and releases what was claimed but
 not sent. A target reports one outcome per job (`connector.delivery.contract`), stored as:
 - `Done`: done, the entity and the details in `job.result`; the target's `on_done` writes its record
