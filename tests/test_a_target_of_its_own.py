@@ -18,7 +18,7 @@ from connector import registry
 from connector.core.models import DeliveryJob, JobStatus
 from connector.core.policy import HighScores, Policy
 from connector.delivery import outbox
-from connector.delivery.contract import ItemResult
+from connector.delivery.contract import Dead, Done, Unmatched
 from connector.delivery.kit import TargetKit
 from connector.delivery.outbox import Delivery, Outcome, Work
 from connector.wiring import build_workers
@@ -64,17 +64,18 @@ class Notebook:
         outcomes: list[Outcome] = []
         for w in work:
             if w.item.endswith(": 1"):
-                outcomes.append(ItemResult(False, error="the notebook takes no score of 1"))
+                outcomes.append(Dead("the notebook takes no score of 1"))
             else:
                 self.lines.append(w.item)
-                outcomes.append(ItemResult(True))
+                outcomes.append(Done())
         return outcomes
 
-    def on_done(self, session: Session, job: DeliveryJob, w: Work, result, now: datetime, d: Delivery) -> None:
+    def on_done(self, session: Session, job: DeliveryJob, w: Work, result: Done, now: datetime, d: Delivery) -> None:
         d.record.logged_at = d.record.logged_at or now
 
-    def on_unmatched(self, session: Session, job: DeliveryJob, result, now: datetime, d: Delivery) -> None:
-        job.status, job.last_error = JobStatus.DEAD, result.error
+    def on_unmatched(self, session: Session, job: DeliveryJob, result: Unmatched, now: datetime,
+                     d: Delivery) -> None:
+        job.status, job.last_error = JobStatus.DEAD, result.reason
 
 
 @pytest.fixture

@@ -211,6 +211,22 @@ def test_a_replacing_score_swaps_the_tag_without_touching_others(h):
     assert len(patches) == 2
 
 
+@pytest.mark.parametrize("h", [{"QA_LOCK_SCORE": "false"}], indirect=True)
+def test_a_tags_job_whose_score_was_replaced_before_it_was_sent_is_done_without_a_request(h):
+    """The replacing score's own tags job carries the change: the older one is stored done, marked superseded."""
+    contact = h.fake.add_contact(PHONE)
+    scored_call(h, digits="3")
+    assert h.worker.run_once()  # the call is logged; its tags job waits
+    [waiting] = [j for j in h.jobs() if j.kind == "tags"]
+    assert waiting.status == "pending"
+    h.post("events/dtmf", dtmf(digits="5", seq=9))
+    h.drain()
+    [replaced] = [j for j in h.jobs() if j.id == waiting.id]
+    assert (replaced.status, replaced.result) == ("done", {"entity_type": None, "entity_id": None, "superseded": True})
+    assert h.fake.contacts[contact]["tags"] == ["Оценка 5"]
+    assert len([p for _, m, p, _ in h.fake.requests if m == "PATCH"]) == 1
+
+
 def test_unknown_caller_gets_a_contact_owned_by_the_operator(h):
     scored_call(h, phone="79990001122")
     h.drain()
@@ -414,14 +430,14 @@ def test_validation_error_is_dead_at_once_with_the_detail_and_replayable(h):
 
 def test_one_bad_item_fails_alone(h):
     """A 400 naming one item of the batch kills that item only; the rest are delivered."""
-    from connector.delivery.contract import TagItem
+    from connector.delivery.contract import Dead, SendAgain, TagItem
 
     h.fake.add_contact(PHONE)
     good = h.fake.add_contact("79005550000")
     results = h.worker.target.adapter.update_tags([TagItem("contacts", 999999, add=("Оценка 1",)),
                                             TagItem("contacts", good, add=("Оценка 2",))])
-    assert [r.ok for r in results] == [False, False] and results[1].extra.get("retry")
-    assert "Entity not found" in results[0].error
+    assert isinstance(results[0], Dead) and isinstance(results[1], SendAgain)
+    assert "Entity not found" in results[0].reason
 
 
 def test_blocked_account_pauses_everything_until_resumed(h):

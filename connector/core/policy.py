@@ -29,7 +29,7 @@ class ScoreStatus(StrEnum):
     DUPLICATE = "duplicate"  # same value as the score in force: nothing changes
 
 
-# The names the modules already import.
+# Short names for tests and web/; connector/ spells `ScoreStatus.ACCEPTED`, so a reader sees the type.
 ACCEPTED, REFUSED, KEPT, DUPLICATE = ScoreStatus.ACCEPTED, ScoreStatus.REFUSED, ScoreStatus.KEPT, ScoreStatus.DUPLICATE
 
 
@@ -160,7 +160,7 @@ class Decision:
 
     @property
     def in_force(self) -> bool:
-        return self.status == ACCEPTED
+        return self.status == ScoreStatus.ACCEPTED
 
     @property
     def at_or_above_threshold(self) -> bool:
@@ -340,22 +340,22 @@ def decide(
     try:
         value = parse_score(raw_score, policy)
     except ValueError as exc:
-        return Decision(REFUSED, None, False, None, None, str(exc))
+        return Decision(ScoreStatus.REFUSED, None, False, None, None, str(exc))
 
     if policy.rating_window_days and rated_at and call_ended_at:
         if rated_at - call_ended_at > timedelta(days=policy.rating_window_days):
-            return Decision(REFUSED, value, False, None, None,
+            return Decision(ScoreStatus.REFUSED, value, False, None, None,
                             f"rated more than {policy.rating_window_days} days after the call ended")
 
     if previous is not None:
         if value == previous:
-            return Decision(DUPLICATE, value, False, None, None, f"score {value} is already in force")
+            return Decision(ScoreStatus.DUPLICATE, value, False, None, None, f"score {value} is already in force")
         if policy.lock_score:
-            return Decision(KEPT, value, False, None, None,
+            return Decision(ScoreStatus.KEPT, value, False, None, None,
                             f"score locked: the first score {previous} stays in force")
 
     if not policy.enabled:
-        return Decision(ACCEPTED, value, False, None, None, "feature off: score stored, nothing sent")
+        return Decision(ScoreStatus.ACCEPTED, value, False, None, None, "feature off: score stored, nothing sent")
 
     tag = policy.tag_for(value)
     old_tag = policy.tag_for(previous)
@@ -363,13 +363,14 @@ def decide(
     reason = _verdict(policy, value, tag, str(policy.max_threshold))
     if previous is not None:
         reason += f" (replaces {previous})"
-    return Decision(ACCEPTED, value, True, tag, tag_to_remove, reason, _high_scores_rule(policy, tag))
+    return Decision(ScoreStatus.ACCEPTED, value, True, tag, tag_to_remove, reason, _high_scores_rule(policy, tag))
 
 
 def decide_again(policy: Policy, value: int) -> Decision:
     """The score in force, decided by another policy: its call's line became known after it came."""
     if not policy.enabled:
-        return Decision(ACCEPTED, value, False, None, None, "feature off on this line: score stored, nothing sent")
+        return Decision(ScoreStatus.ACCEPTED, value, False, None, None,
+                        "feature off on this line: score stored, nothing sent")
     tag = policy.tag_for(value)
     reason = _verdict(policy, value, tag, f"{policy.max_threshold} of this line")
-    return Decision(ACCEPTED, value, True, tag, None, reason, _high_scores_rule(policy, tag))
+    return Decision(ScoreStatus.ACCEPTED, value, True, tag, None, reason, _high_scores_rule(policy, tag))

@@ -3,10 +3,17 @@
 Errors are split at this boundary: `TransientError` is retried with backoff;
 `PermanentError` dead-letters the item with the reason; `AccountBlocked` pauses
 every delivery to the account until an admin resumes it or a probe succeeds.
-Batch methods return one `ItemResult` per item, so one bad item fails alone.
+Batch methods return one `Outcome` per item, so one bad item fails alone:
+- `Done`: the effect is in the target, sent now or found there by a look-up;
+- `Superseded`: a newer job carries the change, so this one is stored done and has no effects;
+- `SendAgain`: the item is fine, another item of its batch was refused: back at once, the try not counted;
+- `Unmatched`: the CRM found no entity for the item (amoCRM: no contact or company has the phone);
+- `Dead`: refused for good, with the target's reason;
+- `TransientError`: retry later (rate limit, 5xx, timeout, or an outcome in doubt).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -132,32 +139,66 @@ class TaskItem:
 
 
 @dataclass(frozen=True)
-class ItemResult:
-    ok: bool
+class Done:
+    """The effect is in the target. `details` is what the job's result keeps besides the entity
+    (`call_id`, `file_id`, `task_id`, `looked_up`, `record_attached`...)."""
+
     entity_type: str | None = None
     entity_id: int | None = None
-    unmatched: bool = False  # the CRM found no entity for the phone
-    error: str | None = None
-    extra: dict = field(default_factory=dict)
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """A newer job carries this one's change: stored done, with no effects."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class SendAgain:
+    """Not sent for a fault of its own (another item of the batch was refused): handed back at once,
+    the try not counted."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    """The CRM found no entity for the item (amoCRM: no contact or company has the phone)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dead:
+    """Refused for good: dead at once with the reason; a replay revives it."""
+
+    reason: str
+
+
+# What became of one job's try. "Retry later, or in doubt" is a TransientError; a paused account is
+# an AccountBlocked raised for the whole batch, never an item's outcome.
+Outcome = Done | Superseded | SendAgain | Unmatched | Dead | TransientError
 
 
 class CrmAdapter(Protocol):
     name: str
     max_batch: int
 
-    def log_calls(self, items: list[CallItem]) -> list[ItemResult]: ...
+    def log_calls(self, items: list[CallItem]) -> list[Outcome]: ...
 
-    def create_contacts(self, items: list[ContactItem]) -> list[ItemResult]: ...
+    def create_contacts(self, items: list[ContactItem]) -> list[Outcome]: ...
 
-    def add_notes(self, items: list[NoteItem]) -> list[ItemResult]: ...
+    def add_notes(self, items: list[NoteItem]) -> list[Outcome]: ...
 
-    def update_tags(self, items: list[TagItem]) -> list[ItemResult]: ...
+    def update_tags(self, items: list[TagItem]) -> list[Outcome]: ...
 
-    def add_tasks(self, items: list[TaskItem]) -> list[ItemResult]: ...
+    def add_tasks(self, items: list[TaskItem]) -> list[Outcome]: ...
 
-    def find_entity_by_phone(self, phone: str) -> ItemResult | None: ...
+    def find_entity_by_phone(self, phone: str) -> Done | None: ...
 
-    def find_logged_calls(self, entry_ids: list[str], since: int) -> dict[str, ItemResult]: ...
+    def find_logged_calls(self, entry_ids: list[str], since: int) -> dict[str, Done]: ...
 
     def find_note(self, item: NoteItem, since: int) -> bool: ...
 

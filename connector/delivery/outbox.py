@@ -2,9 +2,16 @@
 
 Each effect is one job with a unique key (entry_id + kind + what it carries), created in the same
 transaction as the change that calls for it, by the target's planning rules (`Planning`: amoCRM's in
-`crm/amocrm_target.py`, Bitrix24's in `crm/bitrix24_target.py`, the webhook's in `crm/webhook.py`).
-`DeliveryQueue` claims due jobs with a lease, stores their outcomes (done, retried on the schedule of
-`connector.delivery.retry`, dead, unmatched) and releases what was claimed but not sent.
+`targets/amocrm/target.py`, Bitrix24's in `targets/bitrix24/target.py`, the webhook's in `targets/webhook.py`).
+`DeliveryQueue` claims due jobs with a lease, stores their outcomes and releases what was claimed but
+not sent. A target reports one outcome per job (`connector.delivery.contract`), stored as:
+- `Done`: done, the entity and the details in `job.result`; the target's `on_done` writes its record
+  fields and plans the follow-up jobs;
+- `Superseded`: done with `{"superseded": true}` in its result, and no effects;
+- `SendAgain`: pending again at once, the try not counted;
+- `Unmatched`: the target's `on_unmatched` decides (amoCRM: wait for a new contact, or unmatched);
+- `Dead`: dead at once, with the reason;
+- `TransientError`: retried on the schedule of `connector.delivery.retry`, then dead.
 """
 from __future__ import annotations
 
@@ -19,12 +26,12 @@ from sqlalchemy.orm import Session
 
 from connector.core.db import Database
 from connector.core.metrics import DELIVERIES
-from connector.delivery.contract import ItemResult, TransientError
+from connector.delivery.contract import Dead, Done, Outcome, SendAgain, Superseded, TransientError, Unmatched
 from connector.delivery.retry import next_try
 
 from connector.core.models import (Call, CrmRecord, DeliveryJob, DeliveryStatus, JobStatus, Score, SurveyState,
                               summary_status)
-from connector.core.policy import ACCEPTED, HighScores, writes_score
+from connector.core.policy import HighScores, ScoreStatus, writes_score
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +98,7 @@ def load_targets(session: Session, crms: tuple[str, ...], call_ids: list[int]) -
         jobs.setdefault((job.crm, job.call_id), {})[job.key] = job
     scores: dict[int, Score] = {}
     supervisor: dict[int, Score] = {}
-    for score in session.scalars(select(Score).where(Score.call_id.in_(ids), Score.status == ACCEPTED)
+    for score in session.scalars(select(Score).where(Score.call_id.in_(ids), Score.status == ScoreStatus.ACCEPTED)
                                  .order_by(Score.id.desc())):
         if score.source == "customer":
             if score.call_id not in scores and score.value == calls[score.call_id].customer_score:
@@ -197,29 +204,32 @@ class Work:
     item: object = None
     score_value: int | None = None
     responsible: tuple[int | None, bool] = (None, False)
-    extra: dict = field(default_factory=dict)
-
-
-Outcome = ItemResult | TransientError  # what became of one job's try
+    scratch: object = None  # the target's own per-job values, a dataclass of its module; the queue never reads it
 
 
 class Effects(Protocol):
     """What the queue asks of a target when it stores outcomes: the target's own record fields and
     follow-up jobs. Everything else (leases, retries, dead letters) is the queue's."""
 
-    def on_done(self, session: Session, job: DeliveryJob, work: Work, result: ItemResult, now: datetime,
+    def on_done(self, session: Session, job: DeliveryJob, work: Work, result: Done, now: datetime,
                 delivery: Delivery) -> None: ...
 
-    def on_unmatched(self, session: Session, job: DeliveryJob, result: ItemResult, now: datetime,
+    def on_unmatched(self, session: Session, job: DeliveryJob, result: Unmatched, now: datetime,
                      delivery: Delivery) -> None: ...
 
 
 def outcome_label(outcome: Outcome) -> str:
-    if isinstance(outcome, TransientError):
-        return "retry"
-    if outcome.ok:
-        return "done"
-    return "retry" if outcome.extra.get("retry") else ("unmatched" if outcome.unmatched else "dead")
+    """The outcome as the DELIVERIES metric counts it."""
+    match outcome:
+        case Done() | Superseded():
+            return "done"
+        case TransientError() | SendAgain():
+            return "retry"
+        case Unmatched():
+            return "unmatched"
+        case Dead():
+            return "dead"
+    raise TypeError(f"not a delivery outcome: {outcome!r}")  # a target's bug: stored as a failed try
 
 
 def batch_failure(exc: Exception) -> TransientError:
@@ -314,22 +324,25 @@ class DeliveryQueue:
                     job.lease_owner = job.lease_until = None
                     d = deliveries[job.call_id]
                     DELIVERIES.labels(self.crm, job.kind, outcome_label(outcome)).inc()
-                    if isinstance(outcome, TransientError):
-                        self._retry_later(job, outcome, now)
-                    elif outcome.ok:
-                        job.status, job.last_error, job.sent_at = JobStatus.DONE, None, None
-                        job.result = {"entity_type": outcome.entity_type, "entity_id": outcome.entity_id,
-                                      **outcome.extra}
-                        if not outcome.extra.get("superseded"):
+                    match outcome:
+                        case TransientError():
+                            self._retry_later(job, outcome, now)
+                        case Done(entity_type, entity_id, details):
+                            job.status, job.last_error, job.sent_at = JobStatus.DONE, None, None
+                            job.result = {"entity_type": entity_type, "entity_id": entity_id, **details}
                             effects.on_done(s, job, w, outcome, now, d)
-                    elif outcome.extra.get("retry"):
-                        job.status, job.not_before, job.sent_at = JobStatus.PENDING, now, None
-                        job.attempts = max(0, job.attempts - 1)
-                    elif outcome.unmatched:
-                        effects.on_unmatched(s, job, outcome, now, d)
-                    else:
-                        job.status, job.last_error = JobStatus.DEAD, outcome.error
-                        log.error("%s job %s dead: %s", self.crm, job.key, outcome.error)
+                        case Superseded():
+                            job.status, job.last_error, job.sent_at = JobStatus.DONE, None, None
+                            # the result superseded jobs have always stored, so older rows and new ones read alike
+                            job.result = {"entity_type": None, "entity_id": None, "superseded": True}
+                        case SendAgain():
+                            job.status, job.not_before, job.sent_at = JobStatus.PENDING, now, None
+                            job.attempts = max(0, job.attempts - 1)
+                        case Unmatched():
+                            effects.on_unmatched(s, job, outcome, now, d)
+                        case Dead(reason):
+                            job.status, job.last_error = JobStatus.DEAD, reason
+                            log.error("%s job %s dead: %s", self.crm, job.key, reason)
                 for d in deliveries.values():
                     refresh_record(d)
 

@@ -1,10 +1,18 @@
 """The delivery loop: claim a batch of due jobs, have the target deliver it, store the outcomes.
 
-Outcomes, per item (stored by `outbox.DeliveryQueue`):
-- done: the effect is in the target; follow-up jobs (tags after the call, etc.) are planned;
-- transient failure: retried on the schedule of `connector.delivery.retry` for about 24 h, then dead;
-- permanent failure: dead at once, with the target's detail; `connector deliveries replay` revives it;
-- account blocked (402/403, lost authorization): the whole account pauses, nothing is counted.
+Outcomes, per item (types of `connector.delivery.contract`, stored by `outbox.DeliveryQueue`):
+- `Done`: the effect is in the target (sent, or found by a look-up); follow-up jobs (tags after the
+  call, etc.) are planned;
+- `Superseded`: a newer job carries the change (amoCRM: a tags job whose score was replaced); done,
+  nothing planned;
+- `SendAgain`: the target refused another item of the batch, not this one; back at once, not counted;
+- `Unmatched`: the CRM has no entity for the call (amoCRM: no contact has the phone); the target decides
+  (a new contact, or unmatched);
+- `TransientError`: rate limit, 5xx, timeout, or in doubt; retried on the schedule of
+  `connector.delivery.retry` for about 24 h, then dead;
+- `Dead`: refused for good; dead at once, with the target's detail; `connector deliveries replay` revives it;
+- account blocked (402/403, lost authorization; `AccountBlocked` raised for the batch): the whole account
+  pauses, nothing is counted.
 A job whose request may have gone out before a crash or timeout is looked up in the target first.
 """
 from __future__ import annotations

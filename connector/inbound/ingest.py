@@ -20,7 +20,7 @@ from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, P
 from connector.core.notifications import notify_low_score
 from connector.core.runtime_settings import current_policies
 from connector.inbound.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
-from connector.core.policy import (ACCEPTED, REFUSED, Decision, Policies, Policy, ScoreStatus, decide, decide_again,
+from connector.core.policy import (Decision, Policies, Policy, ScoreStatus, decide, decide_again,
                                  parse_score)
 
 CUSTOMER, SUPERVISOR = ScoreSource.CUSTOMER, ScoreSource.SUPERVISOR
@@ -179,8 +179,8 @@ def _decide_again(call: Call, policy: Policy) -> None:
     to the CRM yet (the call is logged after its summary), so the score in force is simply decided again."""
     if call.customer_score is None:
         return
-    in_force = next((s for s in reversed(call.scores)
-                     if s.source == CUSTOMER and s.status == ACCEPTED and s.value == call.customer_score), None)
+    in_force = next((s for s in reversed(call.scores) if s.source == CUSTOMER
+                     and s.status == ScoreStatus.ACCEPTED and s.value == call.customer_score), None)
     if in_force is None:
         return
     decision = decide_again(policy, call.customer_score)
@@ -207,7 +207,7 @@ def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | 
                       tag=decision.tag, tag_to_remove=decision.tag_to_remove, high_scores=decision.high_scores,
                       comment=comment,
                       operator_extension=operator or call.operator_extension, rated_at=rated_at))
-    if decision.status != REFUSED:
+    if decision.status != ScoreStatus.REFUSED:
         call.survey = SurveyState.ANSWERED
     if decision.in_force:
         _put_in_force(call, decision)
@@ -221,9 +221,9 @@ def add_supervisor_score(session: Session, call: Call, policy: Policy, raw: str 
                          operator: str | None = None) -> Score:
     """A supervisor's rating sits beside the customer's; the newest supervisor rating is in force."""
     try:
-        value, status, reason = parse_score(raw, policy), ACCEPTED, "supervisor rating"
+        value, status, reason = parse_score(raw, policy), ScoreStatus.ACCEPTED, "supervisor rating"
     except ValueError as exc:
-        value, status, reason = None, REFUSED, str(exc)
+        value, status, reason = None, ScoreStatus.REFUSED, str(exc)
     score = Score(call=call, source=SUPERVISOR, origin=origin, raw=str(raw)[:64], value=value,
                   status=status, reason=reason[:255], comment=comment,
                   operator_extension=operator or call.operator_extension, rated_at=rated_at)

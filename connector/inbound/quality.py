@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from connector.inbound.ingest import (SUPERVISOR, DuplicateEvent, IngestContext, add_customer_score, refresh_crm,
                               refresh_crm_many, store_event)
 from connector.core.models import Call, QualityQuestion, ScoreOrigin, SupervisorMark, SurveyState
-from connector.core.policy import ACCEPTED
+from connector.core.policy import ScoreStatus
 from connector.core.runtime_settings import current_policies
 from connector.inbound.pbx import InboundMessage, QualityReport, Question, dedupe_key
 
@@ -133,7 +133,7 @@ def _replace_marks(session: Session, call: Call, report: QualityReport) -> None:
     for stale in by_question.values():  # the supervisor removed an answer from the form
         call.supervisor_marks.remove(stale)
     # A supervisor's own rating (score API, console) stays in force over the PBX form's mean.
-    if not any(s.source == SUPERVISOR and s.status == ACCEPTED for s in call.scores):
+    if not any(s.source == SUPERVISOR and s.status == ScoreStatus.ACCEPTED for s in call.scores):
         call.supervisor_score = rounded_mean([m.mark for m in report.marks if m.mark is not None])
 
 

@@ -7,7 +7,8 @@ import responses
 from responses import matchers
 from responses.registries import OrderedRegistry
 
-from connector.delivery.contract import (AccountBlocked, CallItem, NoteItem, PermanentError, RateLimited, TagItem, TransientError)
+from connector.delivery.contract import (AccountBlocked, CallItem, Dead, Done, NoteItem, PermanentError, RateLimited, SendAgain,
+                                         TagItem, TransientError, Unmatched)
 from connector.delivery.targets.amocrm.client import AmoCrm, StaticToken
 
 BASE = "https://example.amocrm.ru"
@@ -53,8 +54,8 @@ def test_calls_are_sent_as_one_batch_and_unmatched_items_are_reported():
         json={"_embedded": {"calls": [{"id": 1, "entity_id": 10, "entity_type": "contacts", "request_id": "0"}]},
               "errors": [{"request_id": "1", "title": "Entity not found"}]})
     first, second = adapter().log_calls([call_item(), call_item("e2", None)])
-    assert (first.ok, first.entity_type, first.entity_id) == (True, "contacts", 10)
-    assert second.unmatched and second.error == "Entity not found"
+    assert (type(first), first.entity_type, first.entity_id) == (Done, "contacts", 10)
+    assert second == Unmatched("Entity not found")
 
 
 ENTITY_NOT_FOUND = {"_total_items": 0, "errors": [{"title": "Entity not found"}]}
@@ -64,7 +65,7 @@ ENTITY_NOT_FOUND = {"_total_items": 0, "errors": [{"title": "Entity not found"}]
 def test_a_single_call_answered_entity_not_found_is_unmatched():
     responses.post(f"{BASE}/api/v4/calls", status=400, json=ENTITY_NOT_FOUND)
     [result] = adapter().log_calls([call_item()])
-    assert result.unmatched and not result.ok and "Entity not found" in result.error
+    assert isinstance(result, Unmatched) and "Entity not found" in result.reason
 
 
 @responses.activate(registry=OrderedRegistry)
@@ -82,9 +83,9 @@ def test_a_batch_answered_entity_not_found_is_looked_up_then_sent_one_by_one():
     first, second, third = adapter().log_calls([call_item("e1"), call_item("e2"), call_item("e3")])
     singles = [json.loads(c.request.body) for c in responses.calls if c.request.method == "POST"][1:]
     assert [[call["uniq"] for call in body] for body in singles] == [["e2"], ["e3"]]
-    assert (first.ok, first.entity_type, first.entity_id) == (True, "contacts", 10)
-    assert second.unmatched and not second.ok, second
-    assert (third.ok, third.entity_type, third.entity_id) == (True, "leads", 11)  # "lead" normalised
+    assert (type(first), first.entity_type, first.entity_id) == (Done, "contacts", 10)
+    assert isinstance(second, Unmatched), second
+    assert (type(third), third.entity_type, third.entity_id) == (Done, "leads", 11)  # "lead" normalised
 
 
 @pytest.mark.parametrize("singular, plural", [("contact", "contacts"), ("lead", "leads"),
@@ -100,7 +101,7 @@ def test_entity_types_are_normalised_to_the_plural(singular, plural):
 def test_tags_on_a_singular_entity_type_go_to_the_plural_path():
     responses.patch(f"{BASE}/api/v4/contacts", json={})
     [result] = adapter().update_tags([TagItem("contact", 7, add=("Оценка 2",))])
-    assert result.ok and result.entity_type == "contacts"
+    assert isinstance(result, Done) and result.entity_type == "contacts"
 
 
 @responses.activate
@@ -148,7 +149,7 @@ def test_tags_change_only_the_named_tags():
          "custom_fields_values": [{"field_id": 99, "values": [{"value": 2}]}]}])], json={})
     [result] = adapter().update_tags([TagItem("leads", 7, add=("Оценка 2",), remove=("Оценка 5",),
                                               score_field=(99, 2))])
-    assert result.ok
+    assert isinstance(result, Done)
     assert "_embedded" not in responses.calls[0].request.body.decode()
 
 
@@ -157,7 +158,7 @@ def test_notes_go_one_request_per_entity_type():
     responses.post(f"{BASE}/api/v4/contacts/notes", json={"_embedded": {"notes": [{"id": 1, "request_id": "0"}]}})
     responses.post(f"{BASE}/api/v4/leads/notes", json={"_embedded": {"notes": [{"id": 2, "request_id": "0"}]}})
     results = adapter().add_notes([NoteItem("contacts", 1, "a"), NoteItem("leads", 2, "b")])
-    assert [r.ok for r in results] == [True, True] and len(responses.calls) == 2
+    assert [type(r) for r in results] == [Done, Done] and len(responses.calls) == 2
 
 
 @responses.activate
@@ -207,8 +208,8 @@ def test_validation_error_fails_only_the_named_item():
             {"code": "NotSupportedChoice", "path": "direction", "detail": "bad direction"}]}],
         "title": "Bad Request", "status": 400, "detail": "Request validation failed"})
     good, bad = adapter().log_calls([call_item(), call_item("e2")])
-    assert bad.error == "direction: bad direction" and not bad.ok
-    assert good.extra == {"retry": True}
+    assert bad == Dead("direction: bad direction")
+    assert isinstance(good, SendAgain)
 
 
 @responses.activate
@@ -226,7 +227,7 @@ def test_a_batch_400_naming_no_item_kills_only_the_guilty_one():
     responses.post(f"{BASE}/api/v4/contacts/notes", json={"_embedded": {"notes": [{"id": 9, "request_id": "0"}]}})
     responses.post(f"{BASE}/api/v4/contacts/notes", status=400, json={"title": "Bad Request", "detail": "broken"})
     good, bad = adapter().add_notes([NoteItem("contacts", 1, "a"), NoteItem("contacts", 2, "b")])
-    assert good.ok and not bad.ok and "broken" in bad.error
+    assert isinstance(good, Done) and isinstance(bad, Dead) and "broken" in bad.reason
 
 
 @responses.activate(registry=OrderedRegistry)
@@ -236,7 +237,7 @@ def test_401_refreshes_once_then_succeeds():
                    json={"_embedded": {"calls": [{"entity_id": 1, "entity_type": "contacts", "request_id": "0"}]}})
     tokens = CountingTokens()
     [result] = adapter(tokens).log_calls([call_item()])
-    assert result.ok and tokens.refreshed == ["old"]
+    assert isinstance(result, Done) and tokens.refreshed == ["old"]
 
 
 @responses.activate(registry=OrderedRegistry)

@@ -12,9 +12,9 @@ from typing import Callable, Protocol
 
 import requests
 
-from connector.delivery.contract import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, CrmUser, EntityNotFound,
-                           ItemResult, NoteItem, PermanentError, RateLimited, TagItem, TaskItem, TransientError,
-                           UnexpectedAnswer)
+from connector.delivery.contract import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, CrmUser, Dead, Done,
+                           EntityNotFound, NoteItem, Outcome, PermanentError, RateLimited, SendAgain, TagItem, TaskItem,
+                           TransientError, UnexpectedAnswer, Unmatched)
 from connector.core.metrics import CRM_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class AmoCrm:
                 continue
         return out
 
-    def _itemwise(self, items: list, send, settle=None) -> list[ItemResult]:
+    def _itemwise(self, items: list, send, settle=None) -> list[Outcome]:
         """Send a batch. When a 400 names its culprits, fail only those and retry the rest.
 
         When it names none, one bad item must not kill the others, and amoCRM may have applied
@@ -229,8 +229,8 @@ class AmoCrm:
             return send(items)
         except PermanentError as exc:
             if exc.item_errors:
-                return [ItemResult(False, error=exc.item_errors[n]) if n in exc.item_errors
-                        else ItemResult(False, error="another item of the batch was refused", extra={"retry": True})
+                return [Dead(exc.item_errors[n]) if n in exc.item_errors
+                        else SendAgain("another item of the batch was refused")
                         for n in range(len(items))]
             if len(items) == 1:
                 raise
@@ -245,7 +245,7 @@ class AmoCrm:
             try:
                 results.extend(send([item]))
             except PermanentError as exc:
-                results.append(ItemResult(False, error=exc.message))
+                results.append(Dead(exc.message))
             except AccountBlocked:
                 raise  # the whole target pauses; the batch keeps its "maybe sent" mark for the look-up
             except CrmError as exc:  # the rest wait; a look-up precedes their next attempt
@@ -260,14 +260,14 @@ class AmoCrm:
         return int(time.time()) - DOUBT_MARGIN
 
     # --- batch operations ------------------------------------------------
-    def log_calls(self, items: list[CallItem]) -> list[ItemResult]:
-        def settle(batch: list[CallItem]) -> dict[int, ItemResult]:
+    def log_calls(self, items: list[CallItem]) -> list[Outcome]:
+        def settle(batch: list[CallItem]) -> dict[int, Done]:
             found = self.find_logged_calls([item.entry_id for item in batch], self._since())
             return {i: found[item.entry_id] for i, item in enumerate(batch) if item.entry_id in found}
 
         return self._itemwise(items, self._log_calls, settle)
 
-    def _log_calls(self, items: list[CallItem]) -> list[ItemResult]:
+    def _log_calls(self, items: list[CallItem]) -> list[Outcome]:
         body = []
         for i, item in enumerate(items):
             call = {"request_id": str(i), "uniq": item.entry_id, "direction": item.direction,
@@ -289,27 +289,26 @@ class AmoCrm:
         except EntityNotFound as exc:
             if len(items) > 1:
                 raise  # which calls were skipped is unknown: `log_calls` settles them
-            return [ItemResult(False, unmatched=True, error=f"no contact or company has this phone ({exc.message})")]
+            return [Unmatched(f"no contact or company has this phone ({exc.message})")]
         created = self._by_request_id(self._embedded(response, "calls"))
         errors = self._by_request_id(_top_level_errors(_body(response)))
         results = []
         for i in range(len(items)):
             row = created.get(i)
             if row and row.get("entity_id"):
-                results.append(ItemResult(True, plural(row.get("entity_type")), int(row["entity_id"]),
-                                          extra={"call_id": row.get("id")}))
+                results.append(Done(plural(row.get("entity_type")), int(row["entity_id"]), {"call_id": row.get("id")}))
             else:  # amoCRM adds no call when no contact or company has the phone
                 reason = (errors.get(i) or {}).get("title") or "no entity matches the phone"
-                results.append(ItemResult(False, unmatched=True, error=str(reason)))
+                results.append(Unmatched(str(reason)))
         return results
 
-    def create_contacts(self, items: list[ContactItem]) -> list[ItemResult]:
-        def settle(batch: list[ContactItem]) -> dict[int, ItemResult]:
+    def create_contacts(self, items: list[ContactItem]) -> list[Outcome]:
+        def settle(batch: list[ContactItem]) -> dict[int, Done]:
             return {i: hit for i, item in enumerate(batch) if (hit := self.find_entity_by_phone(item.phone))}
 
         return self._itemwise(items, self._create_contacts, settle)
 
-    def _create_contacts(self, items: list[ContactItem]) -> list[ItemResult]:
+    def _create_contacts(self, items: list[ContactItem]) -> list[Outcome]:
         body = []
         for i, item in enumerate(items):
             contact = {"request_id": str(i), "name": item.name, "custom_fields_values": [
@@ -319,17 +318,17 @@ class AmoCrm:
             body.append(contact)
         response = self.request("POST", "/api/v4/contacts", json=body)
         created = self._by_request_id(self._embedded(response, "contacts"))
-        return [ItemResult(True, "contacts", _id(created[i], "id", "a created contact")) if i in created
-                else ItemResult(False, error="contact not created") for i in range(len(items))]
+        return [Done("contacts", _id(created[i], "id", "a created contact")) if i in created
+                else Dead("contact not created") for i in range(len(items))]
 
-    def add_notes(self, items: list[NoteItem]) -> list[ItemResult]:
-        def settle(batch: list[NoteItem]) -> dict[int, ItemResult]:
-            return {i: ItemResult(True, item.entity_type, item.entity_id) for i, item in enumerate(batch)
+    def add_notes(self, items: list[NoteItem]) -> list[Outcome]:
+        def settle(batch: list[NoteItem]) -> dict[int, Done]:
+            return {i: Done(item.entity_type, item.entity_id) for i, item in enumerate(batch)
                     if self.find_note(item, self._since())}
 
         return self._per_entity_type(items, self._add_notes_of_type, settle)
 
-    def _add_notes_of_type(self, entity_type: str, items: list[NoteItem]) -> list[ItemResult]:
+    def _add_notes_of_type(self, entity_type: str, items: list[NoteItem]) -> list[Outcome]:
         body = [{"request_id": str(i), "entity_id": item.entity_id, "note_type": "common",
                  "params": {"text": item.text}} for i, item in enumerate(items)]
         response = self.request("POST", f"/api/v4/{entity_type}/notes", json=body)
@@ -338,10 +337,10 @@ class AmoCrm:
             # Older answers may omit request_id; they keep request order.
             rows = self._embedded(response, "notes")
             created = dict(enumerate(rows))
-        return [ItemResult(True, entity_type, item.entity_id) if i in created
-                else ItemResult(False, error="note not created") for i, item in enumerate(items)]
+        return [Done(entity_type, item.entity_id) if i in created
+                else Dead("note not created") for i, item in enumerate(items)]
 
-    def add_tasks(self, items: list[TaskItem]) -> list[ItemResult]:
+    def add_tasks(self, items: list[TaskItem]) -> list[Outcome]:
         """`POST /api/v4/tasks`: one "call back" task per item on its entity."""
         body = []
         for i, item in enumerate(items):
@@ -352,8 +351,8 @@ class AmoCrm:
             body.append(task)
         response = self.request("POST", "/api/v4/tasks", json=body)
         created = self._by_request_id(self._embedded(response, "tasks"))
-        return [ItemResult(True, item.entity_type, item.entity_id, extra={"task_id": _id(created[i], "id", "a created task")})
-                if i in created else ItemResult(False, error="task not created") for i, item in enumerate(items)]
+        return [Done(item.entity_type, item.entity_id, {"task_id": _id(created[i], "id", "a created task")})
+                if i in created else Dead("task not created") for i, item in enumerate(items)]
 
     def find_task(self, item: TaskItem) -> bool:
         """Is this task on the entity already (same text and due time), open or completed meanwhile?"""
@@ -362,10 +361,10 @@ class AmoCrm:
         return any(t.get("text") == item.text and t.get("complete_till") == item.complete_till
                    for t in self._embedded(response, "tasks"))
 
-    def update_tags(self, items: list[TagItem]) -> list[ItemResult]:
+    def update_tags(self, items: list[TagItem]) -> list[Outcome]:
         return self._per_entity_type(items, self._update_tags_of_type)
 
-    def _update_tags_of_type(self, entity_type: str, items: list[TagItem]) -> list[ItemResult]:
+    def _update_tags_of_type(self, entity_type: str, items: list[TagItem]) -> list[Outcome]:
         body = []
         for item in items:
             # tags_to_add / tags_to_delete change only these tags; `_embedded.tags` would
@@ -380,28 +379,28 @@ class AmoCrm:
                 row["custom_fields_values"] = [{"field_id": field_id, "values": [{"value": value}]}]
             body.append(row)
         self.request("PATCH", f"/api/v4/{entity_type}", json=body)
-        return [ItemResult(True, entity_type, item.entity_id) for item in items]
+        return [Done(entity_type, item.entity_id) for item in items]
 
-    def _per_entity_type(self, items, send, settle=None) -> list[ItemResult]:
+    def _per_entity_type(self, items, send, settle=None) -> list[Outcome]:
         """One request per entity type; results come back in the items' order."""
-        results: dict[int, ItemResult] = {}
+        results: dict[int, Outcome] = {}
         groups: dict[str, list[int]] = {}
         for index, item in enumerate(items):
             groups.setdefault(plural(item.entity_type), []).append(index)
         for entity_type, indexes in groups.items():
             if entity_type not in NOTE_ENTITIES:
                 for index in indexes:
-                    results[index] = ItemResult(False, error=f"unsupported entity type {entity_type!r}")
+                    results[index] = Dead(f"unsupported entity type {entity_type!r}")
                 continue
             group = [items[i] for i in indexes]
             results.update(zip(indexes, self._itemwise(group, lambda batch, t=entity_type: send(t, batch), settle)))
         return [results[i] for i in range(len(items))]
 
     # --- look-ups (for unknown outcomes and LOG_CALLS=false) ---------------
-    def find_entity_by_phone(self, phone: str) -> ItemResult | None:
+    def find_entity_by_phone(self, phone: str) -> Done | None:
         response = self.request("GET", "/api/v4/contacts", params={"query": digits(phone), "limit": 1})
         rows = self._embedded(response, "contacts")
-        return ItemResult(True, "contacts", _id(rows[0], "id", "a contact")) if rows else None
+        return Done("contacts", _id(rows[0], "id", "a contact")) if rows else None
 
     def _notes_since(self, entity_type: str, note_types: list[str], since: int, entity_id: int | None = None,
                      max_pages: int = 20) -> list[dict]:
@@ -416,7 +415,7 @@ class AmoCrm:
                 break
         return notes
 
-    def find_logged_calls(self, entry_ids: list[str], since: int) -> dict[str, ItemResult]:
+    def find_logged_calls(self, entry_ids: list[str], since: int) -> dict[str, Done]:
         """Which of these calls were logged already? A logged call is a call_in/call_out note
         whose params.uniq is our entry_id; one scan per entity type that can hold a call covers
         the whole batch. A section the account does not use (customers switched off) may answer
@@ -433,7 +432,7 @@ class AmoCrm:
             for note in notes:
                 uniq = (note.get("params") or {}).get("uniq")
                 if uniq in wanted and uniq not in found:
-                    found[uniq] = ItemResult(True, entity_type, _id(note, "entity_id", "a call note"))
+                    found[uniq] = Done(entity_type, _id(note, "entity_id", "a call note"))
             if len(found) == len(wanted):
                 break
         if len(refused) == len(NOTE_ENTITIES):

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from connector.core.accounts import SharedRateLimiter
 from connector.delivery import outbox
-from connector.delivery.contract import (DOUBT_MARGIN, CallItem, ContactItem, CrmAdapter, ItemResult, NoteItem, PermanentError,
-                           TagItem, TaskItem, TransientError)
+from connector.delivery.contract import (DOUBT_MARGIN, CallItem, ContactItem, CrmAdapter, Dead, Done, NoteItem, PermanentError,
+                           Superseded, TagItem, TaskItem, TransientError, Unmatched)
 from connector.core.links import recording_link
 from connector.core.models import DeliveryJob, JobStatus, Score
 from connector.core.policy import HighScores, Policy
@@ -110,6 +110,16 @@ class AmoCrmOptions:
     task_template: str = "Перезвонить клиенту: оценка {score}"
 
 
+@dataclass
+class AmoWorkNotes:
+    """What `prepare` and `deliver` note on one job for later steps (`Work.scratch`)."""
+
+    phone: str | None = None  # a note's caller, to find the entity by when the record has none
+    tag: str | None = None  # the low-score tag a tags job leaves on the entity
+    entity: tuple[str, int] | None = None  # the entity a note found by phone: the record takes it
+    superseded: bool = False  # a tags job whose score was replaced: the newer one's job carries the change
+
+
 def _phone(number: str | None) -> str:
     digits = re.sub(r"\D", "", number or "")
     return f"+{digits}" if len(digits) >= 10 else (number or "")
@@ -141,6 +151,7 @@ class AmoCrmTarget:
     def _build(self, job: DeliveryJob, d: outbox.Delivery, job_score: Score | None, w: Work, policy: Policy,
                user_map: dict) -> None:
         call, record = d.call, d.record
+        w.scratch = notes = AmoWorkNotes()
         user_id = user_map.get(call.operator_extension or "")
         w.responsible = (user_id, user_id is not None)
         phone = _phone(call.customer_phone)
@@ -163,20 +174,20 @@ class AmoCrmTarget:
             if job.kind == JobKind.NOTE:
                 w.item = NoteItem(entity_type, entity_id, policy.score_text(w.score_value),
                                   responsible_user_id=user_id)
-                w.extra["phone"] = phone
+                notes.phone = phone
             elif job.kind == JobKind.TASK:
                 due = job_score.received_at + timedelta(hours=self.opts.task_hours) if job_score else job.created_at
                 w.item = TaskItem(entity_type, entity_id, self.opts.task_template.format(score=w.score_value),
                                   complete_till=int(due.timestamp()), responsible_user_id=user_id)
             elif job_score is None or d.score is None or job_score.id != d.score.id:
-                w.extra["superseded"] = True  # a newer score's own tags job carries the change
+                notes.superseded = True  # a newer score's own tags job carries the change
             else:
                 written = outbox.written_score(job_score, self.opts.delivery.high_scores) is not None
                 field_id = self.opts.delivery.score_field_id if written else 0
                 new_tag = job_score.tag
                 # Remove what we last applied (and what the policy says this score replaces).
                 remove = {record.applied_tag, job_score.tag_to_remove} - {None, new_tag}
-                w.extra["tag"] = new_tag
+                notes.tag = new_tag
                 w.item = TagItem(entity_type, entity_id, add=(new_tag,) if new_tag else (),
                                  remove=tuple(sorted(remove)),
                                  score_field=(field_id, w.score_value) if field_id else None)
@@ -186,8 +197,8 @@ class AmoCrmTarget:
         """One outcome per job, in order. Raises AccountBlocked: the whole account must pause."""
         outcomes: dict[int, Outcome] = {}
         for w in work:
-            if w.extra.get("superseded"):
-                outcomes[w.job_id] = ItemResult(True, extra={"superseded": True})
+            if w.scratch.superseded:
+                outcomes[w.job_id] = Superseded("a newer score's tags job carries the change")
         ready = self._resolve_entities(kind, [w for w in work if w.job_id not in outcomes], outcomes)
         try:
             ready = self._settle_doubts(kind, ready, outcomes)
@@ -197,7 +208,7 @@ class AmoCrmTarget:
                 self.limiter.hold(exc.retry_after)  # every worker waits, not just this one
             results = [exc] * len(ready)
         except PermanentError as exc:
-            results = [ItemResult(False, error=exc.message)] * len(ready)
+            results = [Dead(exc.message)] * len(ready)
         outcomes.update(zip((w.job_id for w in ready), results))
         return [outcomes[w.job_id] for w in work]
 
@@ -207,7 +218,7 @@ class AmoCrmTarget:
         if not doubtful:
             return work
         since = int(min(w.in_doubt_since for w in doubtful).timestamp()) - DOUBT_MARGIN
-        settled: dict[int, ItemResult] = {}
+        settled: dict[int, Done] = {}
         if kind == JobKind.LOG_CALL:
             found = self.adapter.find_logged_calls([w.entry_id for w in doubtful], since)
             settled = {w.job_id: found[w.entry_id] for w in doubtful if w.entry_id in found}
@@ -219,16 +230,16 @@ class AmoCrmTarget:
         elif kind == JobKind.NOTE:
             for w in doubtful:
                 if w.item.entity_id and self.adapter.find_note(w.item, since):
-                    settled[w.job_id] = ItemResult(True, w.item.entity_type, w.item.entity_id)
+                    settled[w.job_id] = Done(w.item.entity_type, w.item.entity_id)
         elif kind == JobKind.TASK:
             for w in doubtful:
                 if self.adapter.find_task(w.item):
-                    settled[w.job_id] = ItemResult(True, w.item.entity_type, w.item.entity_id)
+                    settled[w.job_id] = Done(w.item.entity_type, w.item.entity_id)
         elif kind == JobKind.TAGS:
             # Resending is harmless to the tags, but every add is one more "Теги добавлены" row in the
             # CRM's events list, the list QA staff count: look at the entity first.
             applied = self.adapter.tags_in_place([w.item for w in doubtful])
-            settled = {w.job_id: ItemResult(True, w.item.entity_type, w.item.entity_id)
+            settled = {w.job_id: Done(w.item.entity_type, w.item.entity_id)
                        for w, done in zip(doubtful, applied) if done}
         if settled:
             log.info("%d %s job(s) were already applied before a crash or timeout; not re-sent (calls %s)",
@@ -243,26 +254,26 @@ class AmoCrmTarget:
         ready = []
         for w in work:
             if not w.item.entity_id:
-                hit = self.adapter.find_entity_by_phone(w.extra["phone"])
+                hit = self.adapter.find_entity_by_phone(w.scratch.phone)
                 if hit is None:
-                    outcomes[w.job_id] = ItemResult(False, unmatched=True, error="no contact has this phone")
+                    outcomes[w.job_id] = Unmatched("no contact has this phone")
                     continue
                 w.item = NoteItem(hit.entity_type, hit.entity_id, w.item.text, w.item.responsible_user_id)
-                w.extra["entity"] = (hit.entity_type, hit.entity_id)
+                w.scratch.entity = (hit.entity_type, hit.entity_id)
             ready.append(w)
         return ready
 
-    def _send(self, kind: str, items: list) -> list[ItemResult]:
+    def _send(self, kind: str, items: list) -> list[Outcome]:
         send = {JobKind.LOG_CALL: self.adapter.log_calls, JobKind.CONTACT: self.adapter.create_contacts,
                 JobKind.NOTE: self.adapter.add_notes, JobKind.TAGS: self.adapter.update_tags,
                 JobKind.TASK: self.adapter.add_tasks}[kind]
         return send(items)
 
     # --- effects of outcomes ----------------------------------------------------
-    def on_done(self, session: Session, job: DeliveryJob, w: Work, result: ItemResult, now: datetime,
+    def on_done(self, session: Session, job: DeliveryJob, w: Work, result: Done, now: datetime,
                 d: outbox.Delivery) -> None:
         record = d.record
-        if job.kind in (JobKind.LOG_CALL, JobKind.CONTACT) or (job.kind == JobKind.NOTE and "entity" in w.extra):
+        if job.kind in (JobKind.LOG_CALL, JobKind.CONTACT) or (job.kind == JobKind.NOTE and w.scratch.entity):
             record.entity_type, record.entity_id = result.entity_type, result.entity_id
         if job.kind == JobKind.LOG_CALL:
             record.logged_at = now
@@ -272,7 +283,7 @@ class AmoCrmTarget:
             record.written_score = w.score_value
             record.logged_at = record.logged_at or (None if self.opts.delivery.log_calls else now)
         elif job.kind == JobKind.TAGS:
-            record.applied_tag = w.extra.get("tag")
+            record.applied_tag = w.scratch.tag
         elif job.kind == JobKind.CONTACT:
             # The caller exists now: send what waited for the contact.
             for waiting in d.jobs.values():
@@ -280,13 +291,13 @@ class AmoCrmTarget:
                     waiting.status, waiting.not_before, waiting.sent_at = JobStatus.PENDING, now, None
         self.opts.delivery.plan(session, d)
 
-    def on_unmatched(self, session: Session, job: DeliveryJob, result: ItemResult, now: datetime,
+    def on_unmatched(self, session: Session, job: DeliveryJob, result: Unmatched, now: datetime,
                      d: outbox.Delivery) -> None:
         if self.opts.create_contacts and d.job(JobKind.CONTACT) is None:
             outbox.add_job(session, d, self.name, JobKind.CONTACT, due=now)
             job.status, job.sent_at = JobStatus.WAITING, None
-            job.last_error = f"{result.error}: creating a contact"
+            job.last_error = f"{result.reason}: creating a contact"
             return
-        job.status, job.last_error = JobStatus.UNMATCHED, result.error
+        job.status, job.last_error = JobStatus.UNMATCHED, result.reason
         if not self.opts.create_contacts:
             job.last_error += " (AMOCRM_CREATE_CONTACTS is off)"

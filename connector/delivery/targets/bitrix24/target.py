@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from connector.core.accounts import SharedRateLimiter
 from connector.delivery import outbox
-from connector.delivery.contract import AccountBlocked, DOUBT_MARGIN, ItemResult, PermanentError, TransientError
+from connector.delivery.contract import AccountBlocked, DOUBT_MARGIN, Dead, Done, TransientError, Unmatched
 from connector.delivery.targets.bitrix24.client import (MAX_BATCH, NAME, BatchAnswer, Bitrix24Api, CommandFailure, MethodHeld,
                                     command)
 from connector.core.links import record_file_name, recording_link
@@ -109,6 +109,15 @@ class Bitrix24Options:
     default_user_id: int = 0  # owns the calls that have no operator (a missed group call, IVR only)
 
 
+@dataclass
+class Bitrix24WorkNotes:
+    """What `prepare` notes on one job for `deliver` and `on_done` (`Work.scratch`)."""
+
+    user_known: bool = False  # the call has a Bitrix24 user (mapped, by extension, or the default one)
+    control: dict | None = None  # a call in doubt: the statistics filter that proves the look-up sees its operator
+    tag: str | None = None  # a mark's low-score tag, written to BITRIX24_LOW_SCORE_FIELD
+
+
 def _digits(number: str | None) -> str:
     return re.sub(r"\D", "", number or "")
 
@@ -160,7 +169,7 @@ class Bitrix24Target:
             who, user_id = self._who(job, call, user_map)
             w.responsible = (user_id, user_id is not None and user_id == user_map.get(call.operator_extension or ""))
             w.score_value = score.value if score else None
-            w.extra["user_known"] = who is not None
+            w.scratch = notes = Bitrix24WorkNotes(user_known=who is not None)
             if job.kind == JobKind.B24_CALL:
                 w.item = {
                     "register": {**(who or {}), "PHONE_NUMBER": _digits(call.customer_phone),
@@ -176,7 +185,7 @@ class Bitrix24Target:
                     "default_user_fallback": bool(self.opts.default_user_id and "USER_PHONE_INNER" in (who or {}))}
                 if w.in_doubt_since is not None:
                     control = self._control_call(session, call, user_id)
-                    w.extra["control"] = {"FILTER[CALL_ID]": control} if control else \
+                    notes.control = {"FILTER[CALL_ID]": control} if control else \
                         {"FILTER[PORTAL_USER_ID]": user_id} if user_id else None
             elif job.kind == JobKind.B24_RECORD:
                 call_job = d.job(JobKind.B24_CALL)
@@ -196,7 +205,7 @@ class Bitrix24Target:
                     fields[self.opts.score_field] = w.score_value
                 if self.opts.low_score_field:
                     fields[self.opts.low_score_field] = (score.tag or "") if score else ""
-                w.extra["tag"] = score.tag if score else None
+                notes.tag = score.tag if score else None
                 w.item = {"entity_type": entity_type, "entity_id": entity_id,
                           "comment": policy.score_text(w.score_value) if w.score_value is not None else "",
                           "fields": fields}
@@ -252,15 +261,15 @@ class Bitrix24Target:
             return TransientError(message, retry_after=max(1.0, self._held(method)), maybe_applied=False)
         if failure.transient:
             return TransientError(message, maybe_applied=False)
-        return ItemResult(False, error=message)
+        return Dead(message)
 
     def _deliver_calls(self, work: list[Work]) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
         for w in work:
-            if not w.extra["user_known"]:
-                outcomes[w.job_id] = ItemResult(False, error=(
+            if not w.scratch.user_known:
+                outcomes[w.job_id] = Dead(
                     "the call has no operator, and BITRIX24_DEFAULT_USER_ID is not set: Bitrix24 needs a user "
-                    "for every call; set it, then replay"))
+                    "for every call; set it, then replay")
         doubtful = [w for w in work if w.in_doubt_since is not None and w.job_id not in outcomes]
         if doubtful:
             outcomes.update(self._look_up_calls(doubtful))
@@ -305,16 +314,15 @@ class Bitrix24Target:
                 outcome.progress = {"open_call_id": call_id}
             return outcome
         finished = answer.results.get(f"f{i}") or {}
-        extra = {"call_id": finished.get("CALL_ID") or call_id, "record_attached": False}
+        details = {"call_id": finished.get("CALL_ID") or call_id, "record_attached": False}
         if f"a{i}" in answer.failures:  # the call and its vote are in; its b24_record job tries again
             failure = answer.failures[f"a{i}"]
             if failure.code == "OPERATION_TIME_LIMIT":
                 self.held[ATTACH] = self.api.held_until(ATTACH)
-            extra["record_error"] = f"{failure.code} {failure.description}".strip()
+            details["record_error"] = f"{failure.code} {failure.description}".strip()
         elif f"a{i}" in answer.results:
-            extra["record_attached"] = True
-        return ItemResult(True, finished.get("CRM_ENTITY_TYPE") or None, int(finished.get("CRM_ENTITY_ID") or 0)
-                          or None, extra=extra)
+            details["record_attached"] = True
+        return Done(finished.get("CRM_ENTITY_TYPE") or None, int(finished.get("CRM_ENTITY_ID") or 0) or None, details)
 
     def _look_up_calls(self, doubtful: list[Work]) -> dict[int, Outcome]:
         """Calls whose earlier try may have gone out, looked up in telephony statistics by EXTERNAL_CALL_ID
@@ -324,8 +332,8 @@ class Bitrix24Target:
         for i, w in enumerate(doubtful):
             commands[f"s{i}"] = command("voximplant.statistic.get", {
                 "FILTER[EXTERNAL_CALL_ID]": w.entry_id, "SORT": "ID", "ORDER": "DESC"})
-            if w.extra.get("control"):
-                commands[f"c{i}"] = command("voximplant.statistic.get", w.extra["control"])
+            if w.scratch.control:
+                commands[f"c{i}"] = command("voximplant.statistic.get", w.scratch.control)
         answer = self.api.batch(commands)
         settled: dict[int, Outcome] = {}
         for i, w in enumerate(doubtful):
@@ -344,13 +352,13 @@ class Bitrix24Target:
                 row = rows[0]
                 if len(rows) > 1:
                     log.warning("bitrix24: call %s is in telephony statistics %d times", w.entry_id, len(rows))
-                settled[w.job_id] = ItemResult(
-                    True, row.get("CRM_ENTITY_TYPE") or None, int(row.get("CRM_ENTITY_ID") or 0) or None,
-                    extra={"call_id": row.get("CALL_ID"), "record_attached": bool(row.get("RECORD_FILE_ID")),
-                           "looked_up": True})
+                settled[w.job_id] = Done(
+                    row.get("CRM_ENTITY_TYPE") or None, int(row.get("CRM_ENTITY_ID") or 0) or None,
+                    {"call_id": row.get("CALL_ID"), "record_attached": bool(row.get("RECORD_FILE_ID")),
+                     "looked_up": True})
             elif not answer.results.get(f"c{i}"):
                 why = ("no call of this operator is known to check the statistics right against"
-                       if not w.extra.get("control") else
+                       if not w.scratch.control else
                        "statistics show no call of this operator: the application's user may see only some "
                        "users' calls (grant \"Call statistics - View\" for all)")
                 settled[w.job_id] = TransientError(f"cannot prove the call absent from Bitrix24: {why}; it stays "
@@ -371,16 +379,16 @@ class Bitrix24Target:
         outcomes: list[Outcome] = []
         for i, w in enumerate(work):
             if w.item["CALL_ID"] in attached:
-                outcomes.append(ItemResult(True, extra={"file_id": attached[w.item["CALL_ID"]], "looked_up": True}))
+                outcomes.append(Done(details={"file_id": attached[w.item["CALL_ID"]], "looked_up": True}))
             elif not w.item["CALL_ID"]:
-                outcomes.append(ItemResult(False, error="the call's Bitrix24 CALL_ID is unknown"))
+                outcomes.append(Dead("the call's Bitrix24 CALL_ID is unknown"))
             elif f"a{i}" in answer.failures:  # refused or failed: retried on the schedule, then dead with the reason
                 failure = answer.failures[f"a{i}"]
                 outcome = self._failure("attachRecord", ATTACH, failure)
                 outcomes.append(outcome if isinstance(outcome, TransientError) else
-                                TransientError(outcome.error, maybe_applied=False))
+                                TransientError(outcome.reason, maybe_applied=False))
             else:
-                outcomes.append(ItemResult(True, extra={"file_id": (answer.results.get(f"a{i}") or {}).get("FILE_ID")}))
+                outcomes.append(Done(details={"file_id": (answer.results.get(f"a{i}") or {}).get("FILE_ID")}))
         return outcomes
 
     def _attached(self, doubtful: list[Work]) -> dict[str, int]:
@@ -417,7 +425,7 @@ class Bitrix24Target:
             failure = answer.failures.get(key)
             method = "crm.timeline.comment.add" if key.startswith("c") else f"crm.{w.item['entity_type']}.update"
             outcomes[w.job_id] = self._failure("mark", method, failure) if failure else \
-                ItemResult(True, w.item["entity_type"].upper(), w.item["entity_id"])
+                Done(w.item["entity_type"].upper(), w.item["entity_id"])
         return [outcomes[w.job_id] for w in work]
 
     def _deliver_todos(self, work: list[Work]) -> list[Outcome]:
@@ -426,7 +434,7 @@ class Bitrix24Target:
         commands = {}
         for i, w in enumerate(work):
             if w.in_doubt_since is not None and self._todo_exists(w.item):
-                outcomes[w.job_id] = ItemResult(True, extra={"looked_up": True})
+                outcomes[w.job_id] = Done(details={"looked_up": True})
             else:
                 commands[f"t{i}"] = command("crm.activity.todo.add", w.item)
         answer = self.api.batch(commands) if commands else BatchAnswer({}, {}, {})
@@ -434,7 +442,7 @@ class Bitrix24Target:
             if w.job_id not in outcomes:
                 failure = answer.failures.get(f"t{i}")
                 outcomes[w.job_id] = self._failure("to-do", "crm.activity.todo.add", failure) if failure else \
-                    ItemResult(True, extra={"activity_id": (answer.results.get(f"t{i}") or {}).get("id")})
+                    Done(details={"activity_id": (answer.results.get(f"t{i}") or {}).get("id")})
         return [outcomes[w.job_id] for w in work]
 
     def _todo_exists(self, item: dict) -> bool:
@@ -458,7 +466,7 @@ class Bitrix24Target:
         return False
 
     # --- effects of outcomes -------------------------------------------------------
-    def on_done(self, session: Session, job: DeliveryJob, w: Work, result: ItemResult, now: datetime,
+    def on_done(self, session: Session, job: DeliveryJob, w: Work, result: Done, now: datetime,
                 d: outbox.Delivery) -> None:
         record = d.record
         if job.kind == JobKind.B24_CALL:
@@ -466,12 +474,12 @@ class Bitrix24Target:
             record.entity_type, record.entity_id = result.entity_type, result.entity_id
             record.responsible_user_id, record.responsible_mapped = w.responsible
         elif job.kind == JobKind.B24_MARK:
-            record.written_score, record.applied_tag = w.score_value, w.extra.get("tag")
+            record.written_score, record.applied_tag = w.score_value, w.scratch.tag
         self.planning.plan(session, d)
 
-    def on_unmatched(self, session: Session, job: DeliveryJob, result: ItemResult, now: datetime,
+    def on_unmatched(self, session: Session, job: DeliveryJob, result: Unmatched, now: datetime,
                      d: outbox.Delivery) -> None:
-        job.status, job.last_error = JobStatus.DEAD, result.error  # Bitrix24 answers no "unmatched"
+        job.status, job.last_error = JobStatus.DEAD, result.reason  # Bitrix24 answers no "unmatched"
 
 
 def _parsed(value: object) -> datetime | None:

@@ -38,7 +38,7 @@ from connector.core.models import Call, DeliveryJob, JobStatus, SettingsAudit
 from connector.core.policy import HighScores, Policy, writes_score
 from connector.core.secrets import Source, masked
 from connector.delivery import outbox
-from connector.delivery.contract import AccountBlocked, CrmError, ItemResult, TransientError
+from connector.delivery.contract import AccountBlocked, CrmError, Dead, Done, TransientError, Unmatched
 from connector.delivery.outbox import Outcome, Work
 from connector.delivery.targets.webhook.kinds import JobKind
 
@@ -235,6 +235,13 @@ def _retry_after(response: requests.Response) -> float | None:
             return None
 
 
+@dataclass(frozen=True)
+class WebhookWorkNotes:
+    """What `prepare` notes on one job for the POST (`Work.scratch`)."""
+
+    message_id: str  # the webhook-id header: the job's key, the same on every retry
+
+
 class WebhookTarget:
     name = NAME
     max_batch = 20  # one POST each: a batch is only how many are claimed at once
@@ -263,7 +270,7 @@ class WebhookTarget:
         list(session.scalars(select(Call).where(Call.id.in_([d.call.id for _j, d, _w in claimed]))
                              .options(selectinload(Call.scores), selectinload(Call.crm_records))))
         for job, d, w in claimed:
-            w.extra["message_id"] = job.key
+            w.scratch = WebhookWorkNotes(message_id=job.key)
             data = call_json(d.call)
             data["decision"]["written_to_crm"] = written_to_crm(d.call, self.crm_defaults)
             w.item = {"type": EVENT, "data": data}
@@ -283,11 +290,11 @@ class WebhookTarget:
         if not endpoint.url:
             return TransientError("webhook: no URL set (settings page or WEBHOOK_TARGET_URL)", maybe_applied=False)
         try:
-            response = signed_post(self.http, endpoint, w.extra["message_id"], w.item, self.timeout)
+            response = signed_post(self.http, endpoint, w.scratch.message_id, w.item, self.timeout)
         except requests.RequestException as exc:
             return TransientError(f"webhook: no answer ({type(exc).__name__})")
         if 200 <= response.status_code < 300:
-            return ItemResult(True)
+            return Done()
         detail = f"webhook: {response.status_code} {response.text.strip()[:200]}".strip()
         if response.status_code == GONE:
             return AccountBlocked(f"{detail}: the receiver asks to stop sending (410 Gone); resume the webhook "
@@ -295,12 +302,12 @@ class WebhookTarget:
         if response.status_code in RETRIED or response.status_code >= 500:
             return TransientError(detail, retry_after=_retry_after(response), status=response.status_code,
                                   body=response.text[:500])
-        return ItemResult(False, error=detail)
+        return Dead(detail)
 
-    def on_done(self, session: Session, job: DeliveryJob, w: Work, result: ItemResult, now: datetime,
+    def on_done(self, session: Session, job: DeliveryJob, w: Work, result: Done, now: datetime,
                 d: outbox.Delivery) -> None:
         d.record.logged_at = d.record.logged_at or now  # the first score the receiver has
 
-    def on_unmatched(self, session: Session, job: DeliveryJob, result: ItemResult, now: datetime,
+    def on_unmatched(self, session: Session, job: DeliveryJob, result: Unmatched, now: datetime,
                      d: outbox.Delivery) -> None:
-        job.status, job.last_error = JobStatus.DEAD, result.error  # a webhook has no entities to match
+        job.status, job.last_error = JobStatus.DEAD, result.reason  # a webhook has no entities to match
