@@ -26,6 +26,12 @@ def section(form: MangoConnectionForm | None = None, problem: str | None = None)
             "forget_form": ReplayForm()}
 
 
+@bp.app_template_global("mango_section")
+def _mango_section() -> dict:
+    """The partial's data: as posted when a post was refused (`g.mango`), else as stored."""
+    return g.get("mango") or section()
+
+
 def _refusal(exc: PbxError) -> str:
     """Why the pair was not stored, as the admin reads it."""
     if isinstance(exc, PbxWrongRequest) and exc.result == BAD_KEY:
@@ -52,7 +58,8 @@ def save_mango():
             problem = _("Форма устарела или подделана: откройте страницу заново")
         else:
             problem = next(str(f.errors[0]) for f in form if f.errors)
-        return settings_page(None, {}, False, mango=section(form, problem), code=400)
+        g.mango = section(form, problem)  # shown as posted, with the problem
+        return settings_page(None, {}, False, code=400)
     api_key, salt = form.api_key.data.strip(), form.api_salt.data.strip()
     try:
         # Harmless (it changes nothing in the PBX) and it lists the operators. A pair not known to work may be
@@ -60,7 +67,8 @@ def save_mango():
         # no other wrong request was made within 2 minutes.
         entries = services().pbx.with_credentials(api_key, salt).users(probing=True)
     except PbxError as exc:
-        return settings_page(None, {}, False, mango=section(form, _refusal(exc)), code=422)
+        g.mango = section(form, _refusal(exc))  # shown as posted, with the problem
+        return settings_page(None, {}, False, code=422)
     with services().db.transaction() as s:
         services().pbx_credentials.save(s, api_key, salt, actor=g.principal.username)
         directory.store_read(s, entries)

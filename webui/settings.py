@@ -65,11 +65,10 @@ def _candidate_scale(initial, changes: dict):
 
 
 def settings_page(form: SettingsForm | None, errors: dict, saved: bool, *, line_form: LineOverrideForm | None = None,
-                  line_problem: str | None = None, editing: str | None = None, code: int | None = None,
-                  mango: dict | None = None, zone: dict | None = None):
-    """The settings page; `form` / `line_form` hold what was posted (None: the values stored); `mango` the
-    PBX connection section as posted (webui.pbx_connection), `zone` the time zone card (webui.time_zone)."""
-    from webui import pbx_connection, time_zone  # they import this function: imported here, no cycle at import
+                  line_problem: str | None = None, editing: str | None = None, code: int | None = None):
+    """The settings page; `form` / `line_form` hold what was posted (None: the values stored). Each connection
+    card reads its own data through a template global (`mango_section()`, `zone_section()`, `amocrm_section()`
+    …), as posted when its own post was refused."""
 
     initial = services().ingest.initial_policy
     with services().db.reading() as s:
@@ -96,8 +95,7 @@ def settings_page(form: SettingsForm | None, errors: dict, saved: bool, *, line_
                            replay_form=ReplayForm(), fields=POLICY_FIELDS, lines=lines, policy=policy,
                            line_form=line_form, line_problem=line_problem,
                            line_saved=request.method == "GET" and request.args.get("line_saved") == "1",
-                           switched_on=switched_on, high_scores_labels=HIGH_SCORES_LABELS,
-                           mango=mango or pbx_connection.section(), zone=zone or time_zone.section()), \
+                           switched_on=switched_on, high_scores_labels=HIGH_SCORES_LABELS), \
         code or (422 if errors else 200)
 
 

@@ -52,17 +52,25 @@ def section(form: TimeZoneForm | None = None, problem: str | None = None) -> dic
             "saved": request.method == "GET" and request.args.get("zone_saved") == "1"}
 
 
+@bp.app_template_global("zone_section")
+def _zone_section() -> dict:
+    """The partial's data: as posted when a post was refused (`g.zone`), else as stored."""
+    return g.get("zone") or section()
+
+
 @bp.post("/settings/time-zone")
 @login_required(Role.ADMIN)
 def save_time_zone():
     form = TimeZoneForm()
     if not form.validate_on_submit():  # its only validator is the CSRF token
         problem = _("Форма устарела или подделана: откройте страницу заново")
-        return settings_page(None, {}, False, zone=section(form, problem), code=400)
+        g.zone = section(form, problem)  # shown as posted, with the problem
+        return settings_page(None, {}, False, code=400)
     try:
         with services().db.transaction() as s:
             time_zone.update_time_zone(s, form.time_zone.data, actor=g.principal.username)
     except time_zone.TimeZoneError:
         problem = _("Такого часового пояса нет: выберите его из списка. Ничего не сохранено.")
-        return settings_page(None, {}, False, zone=section(form, problem), code=422)
+        g.zone = section(form, problem)  # shown as posted, with the problem
+        return settings_page(None, {}, False, code=422)
     return redirect(url_for("console.settings", zone_saved=1) + "#time-zone")
