@@ -149,32 +149,27 @@ class Done:
 
 
 @dataclass(frozen=True)
-class Superseded:
-    """A newer job carries this one's change: stored done, with no effects."""
+class NotDone:
+    """An outcome that writes nothing for the job, with the reason a person reads (the kinds below)."""
 
     reason: str
 
 
-@dataclass(frozen=True)
-class SendAgain:
+class Superseded(NotDone):
+    """A newer job carries this one's change: stored done, with no effects."""
+
+
+class SendAgain(NotDone):
     """Not sent for a fault of its own (another item of the batch was refused): handed back at once,
     the try not counted."""
 
-    reason: str
 
-
-@dataclass(frozen=True)
-class Unmatched:
+class Unmatched(NotDone):
     """The CRM found no entity for the item (amoCRM: no contact or company has the phone)."""
 
-    reason: str
 
-
-@dataclass(frozen=True)
-class Dead:
+class Dead(NotDone):
     """Refused for good: dead at once with the reason; a replay revives it."""
-
-    reason: str
 
 
 # What became of one job's try. "Retry later, or in doubt" is a TransientError; a paused account is
