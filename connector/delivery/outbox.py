@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
+from connector.core import lease
 from connector.core.db import Database
 from connector.core.metrics import DELIVERIES
 from connector.delivery.contract import Dead, Done, Outcome, SendAgain, Superseded, TransientError, Unmatched
@@ -178,16 +179,14 @@ def claim(session: Session, crm: str, owner: str, *, limit: Callable[[str], int]
     now = _now()
     due = (select(DeliveryJob)
            .where(DeliveryJob.crm == crm, DeliveryJob.status == JobStatus.PENDING, DeliveryJob.not_before <= now,
-                  or_(DeliveryJob.lease_until.is_(None), DeliveryJob.lease_until < now))
+                  lease.free(DeliveryJob, now))
            .order_by(DeliveryJob.not_before, DeliveryJob.id))
-    lock = {"skip_locked": True} if skip_locked else {}
-    first = session.scalars(due.limit(1).with_for_update(**lock)).first()
-    if first is None:
+    first = lease.claim_locked(session, due.limit(1), skip_locked=skip_locked)
+    if not first:
         return []
-    jobs = list(session.scalars(due.where(DeliveryJob.kind == first.kind).limit(limit(first.kind))
-                                .with_for_update(**lock)))
+    jobs = lease.claim(session, due.where(DeliveryJob.kind == first[0].kind).limit(limit(first[0].kind)), owner,
+                       now, lease_seconds, skip_locked=skip_locked)
     for job in jobs:
-        job.lease_owner, job.lease_until = owner, now + timedelta(seconds=lease_seconds)
         job.attempts += 1
     return jobs
 
@@ -283,10 +282,10 @@ class DeliveryQueue:
         with self.db.transaction() as s:
             for w in work:
                 job = s.get(DeliveryJob, w.job_id)
-                if job is None or job.lease_owner != self.owner:
+                if not lease.holds(job, self.owner):
                     continue  # settled before the pause, or taken over
                 job.attempts = max(0, job.attempts - 1)
-                job.lease_owner = job.lease_until = None
+                lease.release(job)
                 if not maybe_sent:
                     job.sent_at = w.in_doubt_since
 
@@ -319,9 +318,9 @@ class DeliveryQueue:
             with s.no_autoflush:
                 for w, outcome in zip(work, outcomes):
                     job = jobs.get(w.job_id)
-                    if job is None or job.lease_owner != self.owner:
+                    if not lease.holds(job, self.owner):
                         continue  # our lease ran out and another worker took the job over
-                    job.lease_owner = job.lease_until = None
+                    lease.release(job)
                     d = deliveries[job.call_id]
                     DELIVERIES.labels(self.crm, job.kind, outcome_label(outcome)).inc()
                     match outcome:
@@ -365,8 +364,9 @@ class DeliveryQueue:
         with self.db.transaction() as s:
             lock_calls(s, [w.call_id for w in work])
             for job in s.scalars(select(DeliveryJob).where(DeliveryJob.id.in_([w.job_id for w in work]))):
-                if job.lease_owner == self.owner:
-                    job.status, job.last_error, job.lease_owner, job.lease_until = JobStatus.DEAD, reason, None, None
+                if lease.holds(job, self.owner):
+                    job.status, job.last_error = JobStatus.DEAD, reason
+                    lease.release(job)
             for d in load(s, self.crm, [w.call_id for w in work]).values():
                 refresh_record(d)
 
@@ -403,7 +403,8 @@ def replay(session: Session, job_id: int, plannings: dict[str, Planning] | None 
     session.refresh(job, with_for_update=True)
     if job.status not in (JobStatus.DEAD, JobStatus.UNMATCHED):
         return
-    job.status, job.not_before, job.lease_until, job.lease_owner = JobStatus.PENDING, _now(), None, None
+    job.status, job.not_before = JobStatus.PENDING, _now()
+    lease.release(job)
     job.attempts, job.first_failed_at = 0, None
     on_replay = getattr((plannings or {}).get(job.crm), "on_replay", None)  # optional in a Planning
     if on_replay is not None:

@@ -14,9 +14,10 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connector.core import lease
 from connector.core.db import Database, get_or_create
 from connector.core.loop import run_until_stopped, worker_id
 from connector.core.models import Operator, PbxScan, Role, User
@@ -89,7 +90,7 @@ class DirectoryRefresher:
                  clock=time.time):
         self.db, self.fetch, self.ready = db, fetch, ready
         self.every, self.retry = every, retry
-        self.poll_seconds, self.lease = poll_seconds, timedelta(seconds=lease_seconds)
+        self.poll_seconds, self.lease_length = poll_seconds, timedelta(seconds=lease_seconds)
         self.owner = owner or worker_id()
         self.clock = clock
 
@@ -115,7 +116,7 @@ class DirectoryRefresher:
                 listed = store(s, entries, started)
                 row = self._own_row(s)
                 if row is not None:
-                    row.lease_owner = row.lease_until = None
+                    lease.release(row)
                     row.next_at, row.last_error, row.failures = started + self.every, None, 0
                     row.last_finished_at, row.last_calls = self.now(), listed
             log.info("operator directory: %d operator(s) read from the PBX", listed)
@@ -126,7 +127,7 @@ class DirectoryRefresher:
             row = self._own_row(s)
             if row is None:
                 return
-            row.lease_owner = row.lease_until = None
+            lease.release(row)
             row.failures = (row.failures or 0) + 1
             row.last_error, row.next_at = message[:1000], next_at
             failures = row.failures
@@ -139,17 +140,16 @@ class DirectoryRefresher:
 
     def _own_row(self, s: Session) -> PbxScan | None:
         row = s.get(PbxScan, SCAN, with_for_update=True)
-        return row if row is not None and row.lease_owner == self.owner else None
+        return row if lease.holds(row, self.owner) else None
 
     def _claim(self) -> bool:
         now = self.now()
         with self.db.transaction() as s:
             self._row(s)
-            row = s.scalars(select(PbxScan).where(
-                PbxScan.name == SCAN, PbxScan.next_at <= now,
-                or_(PbxScan.lease_until.is_(None), PbxScan.lease_until < now)).with_for_update()).first()
-            if row is None:
+            due = select(PbxScan).where(PbxScan.name == SCAN, PbxScan.next_at <= now, lease.free(PbxScan, now))
+            rows = lease.claim(s, due, self.owner, now, self.lease_length.total_seconds(), skip_locked=False)
+            if not rows:
                 return False
-            row.lease_owner, row.lease_until, row.last_started_at = self.owner, now + self.lease, now
+            rows[0].last_started_at = now
             return True
 

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
+from connector.core import lease
 from connector.core.db import Database
 from connector.core.loop import run_until_stopped
 from connector.core.metrics import APPLY_LAG, EVENTS_APPLIED
@@ -33,10 +34,8 @@ Parser = Callable[[str, str], InboundMessage]
 
 def claim(session: Session, *, limit: int, skip_locked: bool) -> list[InboundEvent]:
     """The oldest pending events, locked; without those of a call whose older event another worker holds."""
-    pending = (select(InboundEvent).where(InboundEvent.applied_at.is_(None))
-               .order_by(InboundEvent.id).limit(limit)
-               .with_for_update(**({"skip_locked": True} if skip_locked else {})))
-    events = list(session.scalars(pending))
+    pending = select(InboundEvent).where(InboundEvent.applied_at.is_(None)).order_by(InboundEvent.id).limit(limit)
+    events = lease.claim_locked(session, pending, skip_locked=skip_locked)  # applied in this transaction: no lease
     if not skip_locked or not events:
         return events  # SQLite: one writer at a time, so nobody else holds any
     mine: dict[str, int] = {}

@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
+from connector.core import lease
 from connector.core.db import Database
 from connector.core.loop import run_until_stopped, worker_id
 from connector.core.models import Call, PbxPoll, PollStatus, SurveyState
@@ -41,23 +42,17 @@ def _now() -> datetime:
 def claim(session: Session, owner: str, *, limit: int, lease_seconds: float, skip_locked: bool,
           contact_center_only: bool = False) -> list[PbxPoll]:
     now = _now()
-    due = (select(PbxPoll)
-           .where(PbxPoll.status == PollStatus.PENDING, PbxPoll.not_before <= now,
-                  or_(PbxPoll.lease_until.is_(None), PbxPoll.lease_until < now)))
+    due = select(PbxPoll).where(PbxPoll.status == PollStatus.PENDING, PbxPoll.not_before <= now,
+                                lease.free(PbxPoll, now))
     if contact_center_only:
         due = due.where(or_(PbxPoll.contact_center.is_(True), PbxPoll.found.is_(True)))
-    due = (due
-           .order_by(PbxPoll.not_before, PbxPoll.id).limit(limit)
-           .with_for_update(**({"skip_locked": True} if skip_locked else {})))
-    polls = list(session.scalars(due))
-    for poll in polls:
-        poll.lease_owner, poll.lease_until = owner, now + timedelta(seconds=lease_seconds)
-    return polls
+    return lease.claim(session, due.order_by(PbxPoll.not_before, PbxPoll.id).limit(limit), owner, now, lease_seconds,
+                       skip_locked=skip_locked)
 
 
 def reschedule(poll: PbxPoll, when: datetime | None, error: str | None = None) -> None:
     """Hand the poll back: due again at `when`, or done when None."""
-    poll.lease_owner = poll.lease_until = None
+    lease.release(poll)
     poll.last_error = error
     if when is None:
         poll.status = PollStatus.DONE
@@ -137,7 +132,7 @@ class QualityPoller:
         with self.db.transaction() as s:
             lock_calls(s, [item.call_id])
             poll, call = s.get(PbxPoll, item.poll_id), s.get(Call, item.call_id)
-            if poll is None or poll.lease_owner != self.owner:
+            if not lease.holds(poll, self.owner):
                 return  # the lease ran out and another worker took it
             now = _now()
             quality.apply_report(s, self.ctx, call, report, now=now, survey_wait=self.survey_wait)
@@ -152,7 +147,7 @@ class QualityPoller:
         with self.db.transaction() as s:
             lock_calls(s, [item.call_id])
             poll, call = s.get(PbxPoll, item.poll_id), s.get(Call, item.call_id)
-            if poll is None or poll.lease_owner != self.owner:
+            if not lease.holds(poll, self.owner):
                 return
             poll.misses += 1
             if poll.misses >= quality.MAX_MISSES:
@@ -168,7 +163,7 @@ class QualityPoller:
         log.error("call %s: %s; not asked again", item.entry_id, reason)
         with self.db.transaction() as s:
             poll = s.get(PbxPoll, item.poll_id)
-            if poll is not None and poll.lease_owner == self.owner:
+            if lease.holds(poll, self.owner):
                 reschedule(poll, None, reason)
 
     def _later(self, poll_ids: list[int], exc: PbxUnavailable) -> None:
@@ -177,5 +172,5 @@ class QualityPoller:
                     exc.retry_at.strftime("%H:%M:%S"))
         with self.db.transaction() as s:
             for poll in s.scalars(select(PbxPoll).where(PbxPoll.id.in_(poll_ids))):
-                if poll.lease_owner == self.owner:
+                if lease.holds(poll, self.owner):
                     reschedule(poll, exc.retry_at, exc.message)

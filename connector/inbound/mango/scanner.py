@@ -20,10 +20,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
+from connector.core import lease
 from connector.core.db import Database
 from connector.core.loop import run_until_stopped, worker_id
 from connector.core.models import Call, PbxPoll, PbxScan, PollStatus, ScanProblem, SurveyState
@@ -92,7 +93,7 @@ class QualityScanner:
         self.survey_wait = timedelta(seconds=survey_wait_seconds)
         self.utc_offset, self.per_call, self.windows = utc_offset, per_call, {w.name: w for w in windows}
         self.poll_seconds, self.result_poll_seconds = poll_seconds, result_poll_seconds
-        self.max_result_polls, self.lease = max_result_polls, timedelta(seconds=lease_seconds)
+        self.max_result_polls, self.lease_length = max_result_polls, timedelta(seconds=lease_seconds)
         self.owner = owner or worker_id()
         self.clock, self.sleep = clock, sleep
         self.requests = 0  # commands sent by this scanner (the benchmark reads it)
@@ -218,15 +219,14 @@ class QualityScanner:
         with self.db.transaction() as s:
             self._ensure_rows(s, now)
             due = (select(PbxScan)
-                   .where(PbxScan.name.in_(list(self.windows)), PbxScan.next_at <= now,
-                          or_(PbxScan.lease_until.is_(None), PbxScan.lease_until < now))
-                   .order_by(PbxScan.next_at).limit(1)
-                   .with_for_update(**({"skip_locked": True} if self.db.is_postgres else {})))
-            row = s.scalars(due).first()
-            if row is None:
+                   .where(PbxScan.name.in_(list(self.windows)), PbxScan.next_at <= now, lease.free(PbxScan, now))
+                   .order_by(PbxScan.next_at).limit(1))
+            rows = lease.claim(s, due, self.owner, now, self.lease_length.total_seconds(),
+                               skip_locked=self.db.is_postgres)
+            if not rows:
                 return None
-            row.lease_owner, row.lease_until, row.last_started_at = self.owner, now + self.lease, now
-            return self.windows[row.name]
+            rows[0].last_started_at = now
+            return self.windows[rows[0].name]
 
     def _ensure_rows(self, s: Session, now: datetime) -> None:
         insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -238,9 +238,9 @@ class QualityScanner:
                  problem: ScanProblem | None = None, calls: int | None = None) -> None:
         with self.db.transaction() as s:
             row = s.get(PbxScan, window.name, with_for_update=True)
-            if row is None or row.lease_owner != self.owner:
+            if not lease.holds(row, self.owner):
                 return  # the lease ran out and another process took the window
-            row.lease_owner = row.lease_until = None
+            lease.release(row)
             row.next_at, row.last_error, row.last_problem = next_at, error, problem
             if calls is not None:
                 row.last_calls, row.last_finished_at = calls, self.now()
