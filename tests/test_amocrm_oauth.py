@@ -65,7 +65,8 @@ def test_concurrent_refreshes_make_one_refresh(db_url):
         client = {"client_id": fake.client_id, "client_secret": fake.client_secret,
                   "redirect_uri": fake.redirect_uri}
         tokens = [OAuthTokens(h.db, "amocrm", token_url=h.amo_url + "/oauth2/access_token", client=client,
-                              secret_key="test-secret-key") for _ in range(4)]
+                              secret_key="test-secret-key", vendor="amoCRM", auth_code_setting="AMOCRM_AUTH_CODE")
+                  for _ in range(4)]
         old = tokens[0].access_token()
         results, barrier = [], threading.Barrier(len(tokens))
 

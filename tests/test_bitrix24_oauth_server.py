@@ -32,7 +32,7 @@ def install(db, server_endpoint, *, access="install-access", refresh="install-re
 
 def tokens(db) -> Bitrix24Tokens:
     return Bitrix24Tokens(db, ACCOUNT, token_url=CONFIGURED, client=CLIENT, secret_key=SECRET, grant_in_query=True,
-                          vendor="Bitrix24")
+                          vendor="Bitrix24", auth_code_setting="BITRIX24_AUTH_CODE")
 
 
 def answer(server_endpoint, n=1) -> dict:

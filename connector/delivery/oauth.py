@@ -44,7 +44,7 @@ class OAuthTokens:
 
     def __init__(self, db: Database, crm: str, *, token_url: str, client: dict, secret_key: str,
                  auth_code: str = "", wait_turn=lambda: None, http: requests.Session | None = None,
-                 grant_in_query: bool = False, vendor: str = "amoCRM", auth_code_setting: str = "AMOCRM_AUTH_CODE"):
+                 grant_in_query: bool = False, vendor: str, auth_code_setting: str):
         self.db, self.crm = db, crm
         self.url, self.client, self.grant_in_query = token_url, client, grant_in_query
         self.vendor, self.auth_code_setting = vendor, auth_code_setting

@@ -24,7 +24,6 @@ STILL_NAMING = {
     "connector/console/status.py": 3,
     "connector/core/metrics.py": 6,
     "connector/core/models.py": 4,
-    "connector/delivery/oauth.py": 2,
     "connector/inbound/ingest.py": 1,
     "connector/inbound/quality.py": 2,
 }

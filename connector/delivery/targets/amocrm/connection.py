@@ -259,7 +259,7 @@ class AmoConnectionStore:
                            client={"client_id": connection.client_id, "client_secret": connection.client_secret,
                                    "redirect_uri": self.redirect_uri},
                            secret_key=self.secret_key, wait_turn=self.wait_turn, http=self.http,
-                           auth_code_setting="the settings page")
+                           vendor="amoCRM", auth_code_setting="the settings page")
 
     # --- a long-lived token ----------------------------------------------------------------------
     def save_long_lived(self, base_url: str, token: str, actor: str) -> Connection:

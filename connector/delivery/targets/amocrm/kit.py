@@ -16,6 +16,7 @@ from connector.delivery.targets.amocrm.kinds import JobKind
 from connector.delivery.targets.amocrm.target import AmoCrmOptions, AmoCrmPlanning, AmoCrmTarget
 
 NAME = "amocrm"
+VENDOR = "amoCRM"  # as people read it in a pause reason
 PREFIX = "AMOCRM_"
 
 
@@ -54,7 +55,8 @@ def _amocrm(config, db: Database, *, session=None, exchange: bool = True):
                                           "client_secret": own.client_secret,
                                           "redirect_uri": own.redirect_uri},
                                   secret_key=config.SECRET_KEY, auth_code=own.auth_code,
-                                  wait_turn=limiter.wait_turn, http=session)
+                                  wait_turn=limiter.wait_turn, http=session, vendor=VENDOR,
+                                  auth_code_setting=f"{PREFIX}AUTH_CODE")
     store = build_amocrm_connection(config, db, wait_turn=limiter.wait_turn, session=session)
     if exchange and isinstance(environment, OAuthTokens) and not _console_connected(store):
         exchange_at_start(db, NAME, environment, own.auth_code)
