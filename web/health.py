@@ -2,12 +2,16 @@
 without a token."""
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, current_app
 
+from connector import registry
 from connector.console import status
 from connector.core.metrics import queue_metrics
 from web.errors import ApiError
 
+log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 
 
@@ -18,7 +22,7 @@ def services():
 def component_details() -> dict:
     try:
         with services().db.reading() as session:
-            return status.details(session, services().config.targets)
+            return status.details(session, services().config.targets, registry.PBX.name)
     except Exception:  # any database failure means unhealthy, never a 500
         raise ApiError(503, "database unavailable") from None
 
@@ -39,15 +43,16 @@ def metrics():
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        collectors = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collectors)
     else:
-        registry = REGISTRY
-    body = generate_latest(registry)
+        collectors = REGISTRY
+    body = generate_latest(collectors)
     try:
         with services().db.reading() as session:
-            body += generate_latest(queue_metrics(status.details(session, services().config.targets)))
-    except Exception:  # the database is down: the process metrics still tell something
-        pass
+            state = status.details(session, services().config.targets, registry.PBX.name)
+            body += generate_latest(queue_metrics(state))
+    except Exception as exc:  # the database is down: the process metrics still tell something
+        log.warning("metrics: the queues could not be read (%s)", type(exc).__name__)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 

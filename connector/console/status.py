@@ -13,7 +13,6 @@ from connector.inbound import directory
 
 FAILING_FOR = timedelta(minutes=5)  # a CRM failing this long makes the connector degraded
 LAGGING_FOR = timedelta(seconds=60)  # an event waiting this long to be applied: the worker lags or is down
-MANGO = "mango"
 
 
 def _age(moment: datetime | None, now: datetime) -> float | None:
@@ -53,15 +52,16 @@ def _target_state(session: Session, crm: str, now: datetime) -> dict:
     return crm_state
 
 
-def details(session: Session, targets: tuple[str, ...]) -> dict:
-    """Every component with its state and the reason; a handful of queries."""
+def details(session: Session, targets: tuple[str, ...], pbx_account: str) -> dict:
+    """Every component with its state and the reason; a handful of queries. `pbx_account`: the account row of
+    the PBX's commands (its name in the registry)."""
     now = datetime.now(timezone.utc)
     pending, oldest = session.execute(select(func.count(), func.min(InboundEvent.received_at))
                                       .where(InboundEvent.applied_at.is_(None))).one()
     inbox = {"state": State.LAGGING if oldest and now - oldest > LAGGING_FOR else State.OK, "pending": pending,
              "oldest_pending_seconds": _age(oldest, now)}
 
-    pbx_row = account_row(session, MANGO)
+    pbx_row = account_row(session, pbx_account)
     blocked = pbx_row.blocked_until is not None and pbx_row.blocked_until > now
     scans = {row.name: {"last_finished_at": row.last_finished_at.isoformat() if row.last_finished_at else None,
                         "last_finished_seconds": _age(row.last_finished_at, now), "last_calls": row.last_calls,

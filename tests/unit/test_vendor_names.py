@@ -21,7 +21,6 @@ VENDOR_PACKAGES = ("connector/inbound/mango", "connector/delivery/targets")
 # Still to move into the vendor's package: settings (one flat Config), the PBX's commands' errors and its
 # account row, metric and enum names kept for dashboards and stored rows.
 STILL_NAMING = {
-    "connector/console/status.py": 3,
     "connector/core/metrics.py": 6,
     "connector/core/models.py": 4,
     "connector/inbound/ingest.py": 1,
