@@ -14,7 +14,7 @@ def test_two_workers_share_the_work_and_the_rate_limit(db_url, tmp_path):
         pytest.skip("many workers is the PostgreSQL path")
     with connector_with_fake_amo(db_url) as h:
         calls = ScoredCalls(count=600).known_to(h.fake)
-        calls.post_all(h.post)
+        calls.post_all(h.post, at_once=True)
         env = process_env(DATABASE_URL=db_url, CRM="amocrm", AMOCRM_BASE_URL=h.amo_url, AMOCRM_LONG_LIVED_TOKEN=TOKEN,
                           SECRET_KEY="test-secret-key", SURVEY_WAIT_SECONDS=0, WORKER_POLL_SECONDS=0.1)
         workers_until_settled(env, tmp_path, h.db, count=2)
@@ -45,7 +45,7 @@ def test_two_workers_on_bitrix24_and_the_webhook_share_the_work_exactly_once(db_
         app = create_app(make_config(db_url, **settings))
         db = app.extensions["connector"].db
         try:
-            calls.post_all(MangoPoster(app.test_client()))
+            calls.post_all(MangoPoster(app.test_client()), at_once=True)
             workers_until_settled(process_env(DATABASE_URL=db_url, WORKER_POLL_SECONDS=0.1, **settings), tmp_path,
                                   db, count=2)
         finally:
