@@ -49,7 +49,7 @@ def running_connector(cwd, db_url, processes: list | None = None, **extra_env):
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"connector did not start: {log_path.read_text()}")
-            time.sleep(0.2)
+            time.sleep(0.05)
         yield base, env, cwd
     finally:
         proc.terminate()
@@ -126,7 +126,7 @@ def test_served_connector_delivers_to_amocrm_with_its_embedded_worker(tmp_path, 
                                 headers={"Authorization": "Bearer e2e-admin-token-Hk4nP8qR2vX6zB9mC3tW7yL5"}).json()
             if call["crm"]["status"] == "delivered":
                 break
-            time.sleep(0.3)
+            time.sleep(0.05)
         assert call["crm"]["status"] == "delivered", call["crm"]
         [logged] = fake.calls
         assert logged["call_result"] == "Оценка качества: 2" and logged["responsible_user_id"] == 5551
