@@ -4,12 +4,11 @@ comes back to the settings page, which then shows amoCRM connected. Skipped, say
 (REQUIRE_BROWSER=1 makes that a failure)."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from connector.core.users import add_user
 from connector.delivery.targets.amocrm.kit import build_amocrm_connection
+from tests.conftest import make_config
 from tests.e2e.test_browser import PASSWORD, SCREENSHOTS, at, browser, log_in, wait_for  # noqa: F401
 from tests.fakes.amocrm import FakeAmo, create_fake_app
 from tests.fakes.server import serving
@@ -23,7 +22,7 @@ def config_overrides():
 
 
 @pytest.fixture
-def connector_and_amo(app, db, monkeypatch):
+def connector_and_amo(app, db, db_url, monkeypatch):
     monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
         add_user(s, "anna", "admin", PASSWORD)
@@ -31,8 +30,7 @@ def connector_and_amo(app, db, monkeypatch):
     with serving(create_fake_app(fake)) as amo_url, serving(app) as url:
         # The redirect URI is the connector's public address, known once it listens: the integration is
         # registered with it, as an admin does in amoCRM.
-        config = replace(app.extensions["connector"].config, PUBLIC_BASE_URL=url,
-                         AMOCRM_AUTHORIZE_URL=amo_url + "/oauth")
+        config = make_config(db_url, CRM="amocrm", PUBLIC_BASE_URL=url, AMOCRM_AUTHORIZE_URL=amo_url + "/oauth")
         app.extensions["amocrm_connection"] = build_amocrm_connection(config, db)
         fake.redirect_uri = url + "/settings/amocrm/callback"
         yield url, amo_url, fake

@@ -81,8 +81,9 @@ def test_procfile_processes_serve_apply_and_stay_up(tmp_path, db_url):
         scraped = requests.get(f"{base}/metrics", timeout=5).text
         assert 'connector_callbacks_total{endpoint="mango",outcome="accepted"} 1.0' in scraped
     finally:
-        for proc in processes:
+        for proc in processes:  # stopped together, as the platform stops a release's processes
             proc.terminate()
+        for proc in processes:
             proc.wait(timeout=15)
             proc.stderr.close()
 

@@ -20,7 +20,8 @@ import requests
 from commands import demo as made_up
 from connector.core.links import link_is_valid
 from tests.conftest import ADMIN_TOKEN
-from tests.e2e.test_browser import SCREENSHOTS, WIDTHS, at, axe_problems, browser, call_ids, fits, log_in, wait_for  # noqa: F401
+from tests.e2e.test_browser import (SCREENSHOTS, WIDTHS, at, axe_problems, browser, call_ids, fits, log_in,  # noqa: F401
+                                    pictures_taken, wait_for)
 from tests.fakes.server import serving
 
 UNTIL = datetime(2026, 11, 20, 18, 30, tzinfo=ZoneInfo("Europe/Moscow"))  # a Friday evening, as `--until` gives it
@@ -60,17 +61,20 @@ def api(url: str, path: str) -> dict:
 class Walk:
     """One person in the browser at one width: each page they reach is checked as a person meets it."""
 
-    def __init__(self, driver, url: str, who: str, width: str):
-        self.driver, self.url, self.who, self.width = driver, url, who, width
+    def __init__(self, driver, url: str, who: str, width: str, pictures: bool = True):
+        self.driver, self.url, self.who, self.width, self.pictures = driver, url, who, width, pictures
         self.problems: list[str] = []
         driver.set_window_size(*WIDTHS[width])
 
     def check(self, step: str) -> None:
-        """Nothing sideways, no serious or critical axe-core finding, and a screenshot of the step."""
+        """Nothing sideways, no serious or critical axe-core finding, and a screenshot of the step (see
+        pictures_taken)."""
         where = f"{self.who} {self.width} {step}"
         if not fits(self.driver):
             self.problems.append(f"{where}: the page is wider than the screen")
         self.problems += [f"{where}: {p}" for p in axe_problems(self.driver)]
+        if not self.pictures:
+            return
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.driver.save_screenshot(str(SCREENSHOTS / f"walk-{self.who}-{self.width}-{step}.png"))
 
@@ -119,7 +123,7 @@ class Walk:
 def walking(driver, demo_console, who: str, username: str, width: str) -> tuple[Walk, str, object]:
     """A walk begun: `username` of `demo` logged in at `width`; the walk, the connector's address, its database."""
     url, passwords, db = demo_console
-    walk = Walk(driver, url, who, width)
+    walk = Walk(driver, url, who, width, pictures_taken(db.engine.url.render_as_string()))
     log_in(driver, url, username, passwords[username])
     return walk, url, db
 
