@@ -19,6 +19,14 @@ PEOPLE = [("ann", "admin", []), ("sam", "supervisor", []), ("olga", "operator", 
 
 
 @pytest.fixture
+def config_overrides():
+    """Exports and reports built in this process: the pages' rules are what is asserted here, and a child process
+    builds the same files, role rules included (tests/test_heavy_reads.py proves it), so these need not pay a
+    child's start-up."""
+    return {"HEAVY_READS_IN_CHILDREN": "false"}
+
+
+@pytest.fixture
 def people(db, monkeypatch):
     monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")  # roles, not hashing cost
     with db.transaction() as s:
