@@ -9,6 +9,7 @@ import shutil
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import create_engine, event, text
@@ -73,20 +74,24 @@ def pg_migrated():
     return url
 
 
-@pytest.fixture(params=DATABASES)
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
+def empty_database(kind: str, request, tmp_path) -> str:
+    """A migrated database with no rows: a copy of the SQLite template, or the PostgreSQL one truncated."""
+    if kind == "sqlite":
         path = tmp_path / "connector.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-        return
+        return f"sqlite:///{path}"
     url = request.getfixturevalue("pg_migrated")
     engine = create_engine(url)
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
-    yield url
+    return url
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request, tmp_path):
+    yield empty_database(request.param, request, tmp_path)
 
 
 def make_config(db_url: str, **overrides) -> Config:
@@ -117,6 +122,38 @@ def app(db_url, config_overrides):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@dataclass
+class Target:
+    """One database's app, as `every_database` gives it."""
+
+    name: str
+    app: object
+    client: object
+    db: object
+
+    def mango_post(self) -> "MangoPoster":
+        return MangoPoster(self.client)
+
+
+@pytest.fixture
+def every_database(request, tmp_path, config_overrides):
+    """Opt-in, for property tests whose examples reach the database: an app on SQLite, and one on PostgreSQL when
+    TEST_DATABASE_URL is set, side by side, so that each example Hypothesis draws is sent to both (drawing an
+    example costs more than sending it; with `db_url` each database drew the same examples again)."""
+    targets = []
+    kinds = ["sqlite"] + (["postgresql"] if PG_URL else [])
+    try:
+        for kind in kinds:
+            app = create_app(make_config(empty_database(kind, request, tmp_path), **config_overrides))
+            app.config["TESTING"] = True
+            targets.append(Target(kind, app, app.test_client(), app.extensions["connector"].db))
+        yield targets
+    finally:
+        for target in targets:
+            target.app.extensions["connector"].reads.close()
+            target.db.dispose()
 
 
 @pytest.fixture

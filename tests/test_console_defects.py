@@ -18,6 +18,13 @@ SALES, SUPPORT = "74950000001", "74950000002"
 
 
 @pytest.fixture
+def config_overrides():
+    """Exports and reports built in this process: the pages' answers are what is asserted here, and a child
+    process builds the same files (tests/test_heavy_reads.py proves it), so these need not pay a child's start-up."""
+    return {"HEAVY_READS_IN_CHILDREN": "false"}
+
+
+@pytest.fixture
 def people(db, monkeypatch):
     monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:

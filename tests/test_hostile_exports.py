@@ -34,6 +34,13 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
+def config_overrides():
+    """Exports built in this process: what they hold is what is asserted here, and a child process writes the
+    same file byte for byte (tests/test_heavy_reads.py proves it), so these need not pay a child's start-up."""
+    return {"HEAVY_READS_IN_CHILDREN": "false"}
+
+
+@pytest.fixture
 def people(db, monkeypatch):
     monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")
     with db.transaction() as s:
