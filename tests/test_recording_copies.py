@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from connector.core.links import recording_link
 from connector.core.metrics import RECORDING_COPIES
 from connector.core.models import Call, RecordingCopy
+from connector.inbound.mango.settings import NAME as PBX, settings_of as pbx_settings
 from connector.inbound.recordings import SETTLING
 from connector.wiring import build_recording_copier
 from tests.conftest import MANGO_KEY, MANGO_SALT
@@ -117,5 +118,6 @@ def test_no_copier_without_a_target_that_downloads_or_with_copies_off(db_url):
         assert copier_of(p) is not None
         assert copier_of(p, RECORDING_COPIES_MB=0) is None
     with connector_with_fake_amo(db_url) as h:  # amoCRM's notes carry the link; it never downloads
-        config = replace(h.app.extensions["connector"].config, MANGO_API_KEY=MANGO_KEY, MANGO_API_SALT=MANGO_SALT)
+        config = h.app.extensions["connector"].config
+        config = config.with_section(PBX, replace(pbx_settings(config), api_key=MANGO_KEY, api_salt=MANGO_SALT))
         assert build_recording_copier(config, h.db, [h.worker]) is None
