@@ -24,9 +24,10 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/connector serve
 
-# Tests run in TEST_WORKERS processes (pytest-xdist; 0: in this one). Many wait on fakes' rate limits,
-# servers starting and clocks, so two workers finish in far less time even on two cores.
-TEST_WORKERS ?= 2
+# Tests run in TEST_WORKERS processes (pytest-xdist; 0: in this one). Many wait on servers starting, the
+# browser and fakes' clocks, so on two cores the run keeps about 1.5 of them busy with three workers: a fresh
+# clone's `.ci/run` took 568 s with three, 632 s with two (2026-11-27).
+TEST_WORKERS ?= 3
 
 # PostgreSQL too when one answers where CI has it (127.0.0.1:5432, trust auth, database `test`), unless
 # TEST_DATABASE_URL names another; without one, the PostgreSQL half is skipped and the run says so at its end.
