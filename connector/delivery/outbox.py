@@ -198,7 +198,7 @@ class Work:
     job_id: int
     kind: str
     in_doubt_since: datetime | None  # when an earlier try may have reached the target
-    call_id: int
+    call_row: int  # the call's database row (`calls.id`); `entry_id` is the PBX's id
     entry_id: str
     item: object = None
     score_value: int | None = None
@@ -311,10 +311,10 @@ class DeliveryQueue:
     def _store(self, work: list[Work], outcomes: list[Outcome], effects: Effects) -> None:
         with self.db.transaction() as s:
             now = _now()
-            lock_calls(s, [w.call_id for w in work])
+            lock_calls(s, [w.call_row for w in work])
             jobs = {j.id: j for j in s.scalars(select(DeliveryJob).where(
                 DeliveryJob.id.in_([w.job_id for w in work])).with_for_update())}
-            deliveries = load(s, self.crm, [w.call_id for w in work])
+            deliveries = load(s, self.crm, [w.call_row for w in work])
             with s.no_autoflush:
                 for w, outcome in zip(work, outcomes):
                     job = jobs.get(w.job_id)
@@ -362,12 +362,12 @@ class DeliveryQueue:
 
     def _bury(self, work: list[Work], reason: str) -> None:
         with self.db.transaction() as s:
-            lock_calls(s, [w.call_id for w in work])
+            lock_calls(s, [w.call_row for w in work])
             for job in s.scalars(select(DeliveryJob).where(DeliveryJob.id.in_([w.job_id for w in work]))):
                 if lease.holds(job, self.owner):
                     job.status, job.last_error = JobStatus.DEAD, reason
                     lease.release(job)
-            for d in load(s, self.crm, [w.call_id for w in work]).values():
+            for d in load(s, self.crm, [w.call_row for w in work]).values():
                 refresh_record(d)
 
 

@@ -63,7 +63,7 @@ def reschedule(poll: PbxPoll, when: datetime | None, error: str | None = None) -
 @dataclass(frozen=True)
 class Claimed:
     poll_id: int
-    call_id: int
+    call_row: int  # the call's database row; `entry_id` is the PBX's id
     entry_id: str
     found: bool
 
@@ -130,8 +130,8 @@ class QualityPoller:
 
     def _apply(self, item: Claimed, report: QualityReport) -> None:
         with self.db.transaction() as s:
-            lock_calls(s, [item.call_id])
-            poll, call = s.get(PbxPoll, item.poll_id), s.get(Call, item.call_id)
+            lock_calls(s, [item.call_row])
+            poll, call = s.get(PbxPoll, item.poll_id), s.get(Call, item.call_row)
             if not lease.holds(poll, self.owner):
                 return  # the lease ran out and another worker took it
             now = _now()
@@ -145,8 +145,8 @@ class QualityPoller:
     def _miss(self, item: Claimed, exc: PbxError) -> None:
         """The PBX refused the question (e.g. 3300: the call is not in the Contact Center's history)."""
         with self.db.transaction() as s:
-            lock_calls(s, [item.call_id])
-            poll, call = s.get(PbxPoll, item.poll_id), s.get(Call, item.call_id)
+            lock_calls(s, [item.call_row])
+            poll, call = s.get(PbxPoll, item.poll_id), s.get(Call, item.call_row)
             if not lease.holds(poll, self.owner):
                 return
             poll.misses += 1
