@@ -66,6 +66,3 @@ def environment_names() -> list[str]:
     """Every environment name a target or the PBX reads (settings.example.env documents each)."""
     return [name for settings_type, prefix in sections().values() for name in section_names(settings_type, prefix)]
 
-
-def all_kinds() -> tuple[str, ...]:
-    return tuple(kind for k in KITS.values() for kind in k.kinds)

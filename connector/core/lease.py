@@ -10,7 +10,7 @@ transaction, so their row locks are enough (`claim_locked` alone).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, Select, or_
 from sqlalchemy.orm import Session
@@ -20,8 +20,6 @@ class Leased(Protocol):
     lease_owner: str | None
     lease_until: datetime | None
 
-
-Row = TypeVar("Row", bound=Leased)
 
 
 def free(model, now: datetime) -> ColumnElement[bool]:
@@ -34,17 +32,13 @@ def claim_locked(session: Session, query: Select, *, skip_locked: bool) -> list:
     return list(session.scalars(query.with_for_update(**({"skip_locked": True} if skip_locked else {}))))
 
 
-def take(rows: list[Row], owner: str, now: datetime, seconds: float) -> list[Row]:
-    """Stamp the lease on rows just claimed."""
-    for row in rows:
-        row.lease_owner, row.lease_until = owner, now + timedelta(seconds=seconds)
-    return rows
-
-
 def claim(session: Session, query: Select, owner: str, now: datetime, seconds: float, *,
           skip_locked: bool) -> list:
     """Lock the due rows of `query` (which filters on `free(...)` and limits) and lease them to `owner`."""
-    return take(claim_locked(session, query, skip_locked=skip_locked), owner, now, seconds)
+    rows = claim_locked(session, query, skip_locked=skip_locked)
+    for row in rows:
+        row.lease_owner, row.lease_until = owner, now + timedelta(seconds=seconds)
+    return rows
 
 
 def holds(row: Leased | None, owner: str) -> bool:

@@ -37,8 +37,5 @@ class TargetKit:
         """Whether PBX operators are mapped to its users (its settings have a user map)."""
         return self.settings_type is not None and "user_map" in getattr(self.settings_type, "__dataclass_fields__", {})
 
-    def settings(self, config: "Config"):
-        return config.section(self.name, self.settings_type, self.env_prefix) if self.settings_type else None
-
     def build_target(self, config: "Config", db: "Database", plannings: tuple, **options) -> "Target":
         return self.build(config, db, plannings=plannings, **options)
