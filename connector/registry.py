@@ -1,6 +1,6 @@
 """The one list of delivery targets and PBXes: each declares its own parts (`connector.delivery.kit.TargetKit`,
 `connector.inbound.pbx.PbxKit`), and everything else asks this module for them (targets by the names CRM lists).
-Add a target or a PBX here, nowhere else."""
+Add a target or a PBX here, nowhere else. Importing it also adds each kit's own tables (its `models.py`) to the schema."""
 from __future__ import annotations
 
 from connector.core.config import ConfigError, section_names

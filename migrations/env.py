@@ -2,6 +2,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import connector.registry  # noqa: F401  (each kit's own tables join the metadata)
 from connector.core.models import Base
 
 config = context.config

@@ -18,6 +18,7 @@ from connector.core.accounts import account_row, pause_state
 from connector.core.models import SettingsAudit
 from connector.core.users import add_user
 from connector.wiring import build_worker
+from connector.delivery.targets.amocrm.models import connection_row
 from tests.conftest import console_login, csrf_token, dtmf, make_config, summary
 from tests.delivery_helpers import Harness
 from tests.fakes.amocrm import FakeAmo, create_fake_app
@@ -80,7 +81,7 @@ def allow(amo_url, authorize_location) -> str:
 def stored(h) -> tuple:
     with h.db.transaction() as s:
         row = account_row(s, "amocrm")
-        return row.connection_enc, row.access_token_enc, row.refresh_token_enc
+        return connection_row(s, "amocrm").connection_enc, row.access_token_enc, row.refresh_token_enc
 
 
 def page(client, query="") -> str:

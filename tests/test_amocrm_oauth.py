@@ -5,7 +5,7 @@ import threading
 from sqlalchemy import select
 
 from connector.core.accounts import pause_state
-from connector.core.models import CrmAccount
+from connector.core.models import Account
 from connector.delivery.oauth import OAuthTokens
 from tests.conftest import dtmf, summary
 from tests.delivery_helpers import connector_with_fake_amo
@@ -35,7 +35,7 @@ def test_code_is_exchanged_and_tokens_are_stored_encrypted(db_url):
         [access] = fake.access_tokens
         [refresh] = fake.refresh_tokens
         with h.db.transaction() as s:
-            row = s.scalars(select(CrmAccount)).one()
+            row = s.scalars(select(Account)).one()
             stored = f"{row.access_token_enc} {row.refresh_token_enc}"
         assert access not in stored and refresh not in stored and row.access_token_enc
 

@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from connector.core.accounts import account_row
 from connector.delivery.contract import AccountBlocked, TransientError
 from connector.delivery.targets.bitrix24.install import (ACCOUNT, BIND_BACKOFF, Bitrix24Tokens, InstallStore, UninstallHandler,
                                             oauth_origin)
+from connector.delivery.targets.bitrix24.models import portal_row
 
 SECRET = "test-secret-key"
 CONFIGURED = "https://oauth.bitrix24.tech/oauth/token/"  # connector/config.py's default BITRIX24_OAUTH_URL
@@ -44,7 +44,7 @@ def answer(server_endpoint, n=1) -> dict:
 
 def oauth_server(db):
     with db.reading() as s:
-        return account_row(s, ACCOUNT).oauth_server
+        return portal_row(s).oauth_server
 
 
 @responses.activate
@@ -138,7 +138,7 @@ class Clock:
 
 def binding(db):
     with db.reading() as s:
-        row = account_row(s, ACCOUNT)
+        row = portal_row(s)
         return row.events_bound_at, row.bind_failures, row.bind_error, row.bind_next_at
 
 

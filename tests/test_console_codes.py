@@ -12,6 +12,7 @@ from connector.core.models import DeliveryJob, JobStatus, PbxScan, ScanProblem
 from connector.core.policy import Policy, ScoreReason, decide, score_reason
 from connector.inbound.mango.scanner import ScanFailed, scan_problem
 from connector.inbound.pbx import PbxBlocked, PbxBusy, PbxCoolingDown, PbxUnavailable, PbxWrongRequest
+from connector.inbound.mango.models import mango_row
 from tests.conftest import console_login, csrf_token as csrf, dtmf, summary
 from tests.test_console_defects import SALES, log_in, people, scored, text  # noqa: F401 (fixture)
 
@@ -140,7 +141,7 @@ def test_deliveries_are_named_by_what_and_where_on_the_call_page_and_the_setting
 def test_connection_states_and_the_scan_problem_are_said_in_russian(client, db, people):
     until = datetime.now(timezone.utc) + timedelta(minutes=30)
     with db.transaction() as s:
-        account_row(s, "mango").blocked_until = until
+        mango_row(s).blocked_until = until
         s.add(PbxScan(name="recent", next_at=until, last_calls=0, last_error="the statistics report was not ready in "
                       "time", last_problem=ScanProblem.REPORT_LATE))
     log_in(client, "ann")

@@ -681,7 +681,7 @@ def test_scores_arriving_while_the_worker_records_never_clash(h):
 def test_retry_after_holds_every_worker(h):
     from sqlalchemy import select
 
-    from connector.core.models import CrmAccount
+    from connector.core.models import Account
 
     h.fake.add_contact(PHONE)
     h.fake.inject(429, path="/api/v4/calls", headers={"Retry-After": "120"})
@@ -689,7 +689,7 @@ def test_retry_after_holds_every_worker(h):
     before = time.time()
     h.worker.run_once()
     with h.db.transaction() as s:
-        next_request_at = s.scalars(select(CrmAccount.next_request_at)).one()
+        next_request_at = s.scalars(select(Account.next_request_at)).one()
     assert next_request_at >= before + 120  # the shared slot moved: no process sends before then
     [job] = h.jobs()
     assert job.not_before.timestamp() >= before + 120 and job.sent_at is None  # surely not applied

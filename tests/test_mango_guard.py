@@ -4,10 +4,10 @@ from datetime import timedelta
 
 import pytest
 
-from connector.core.accounts import account_row
 from connector.core.db import Database
 from connector.inbound.mango.api import MangoGuard
 from connector.inbound.pbx import PbxCoolingDown, PbxUnavailable
+from connector.inbound.mango.models import mango_row
 
 
 @pytest.fixture
@@ -54,6 +54,6 @@ def test_a_block_stops_everything_until_it_ends(guard):
         with pytest.raises(PbxUnavailable, match="blocked"):
             guard.admit(probing=probing)
     with guard.db.transaction() as s:
-        row = account_row(s, "mango", lock=True)
+        row = mango_row(s, lock=True)
         row.blocked_until -= timedelta(seconds=130)
     guard.admit(probing=True)

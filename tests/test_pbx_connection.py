@@ -15,7 +15,6 @@ from responses import matchers
 from sqlalchemy import select
 
 from app import create_app
-from connector.core.accounts import account_row
 from connector.core.db import Database
 from connector.core.models import Operator, PbxScan, SettingsAudit
 from connector.core.users import add_user
@@ -24,6 +23,7 @@ from connector.inbound.mango.api import MangoApi, MangoGuard
 from connector.inbound.mango.callbacks import sign
 from connector.inbound.pbx import OperatorEntry, PbxError, PbxWrongRequest
 from connector.wiring import build_directory, build_pbx_api
+from connector.inbound.mango.models import mango_row
 from tests.conftest import (ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, console_login, csrf_token, make_config,
                             summary)
 from tests.fakes.mango import FakeMango, create_fake_mango
@@ -71,7 +71,7 @@ def post_pair(client, key=NEW_KEY, salt=NEW_SALT, lang=""):
 
 def stored_row(app):
     with app.extensions["connector"].db.transaction() as s:
-        row = account_row(s, "mango")
+        row = mango_row(s)
         return row.api_key_enc, row.api_salt_enc
 
 

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select, update
 
 from app import create_app
-from connector.core.accounts import account_row
-from connector.core.models import CrmAccount, PbxPoll, Score
+from connector.core.models import PbxPoll, Score
 from connector.wiring import build_loops, build_poller
+from connector.inbound.mango.models import mango_row
 from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, dtmf, make_config, summary
 from tests.fakes.mango import FakeMango, create_fake_mango
 from tests.fakes.server import serving
@@ -53,7 +53,7 @@ class Harness:
         """What the 2-minute windows need, on both sides, without waiting for them."""
         self.pbx.advance(130)
         with self.db.transaction() as s:
-            row = account_row(s, "mango", lock=True)
+            row = mango_row(s, lock=True)
             for name in ("strike_at", "blocked_until"):
                 if getattr(row, name):
                     setattr(row, name, getattr(row, name) - timedelta(seconds=130))
@@ -211,7 +211,7 @@ def test_a_block_is_honoured_by_every_request_until_it_ends(h):
     h.pbx.blocked_until = h.pbx.now() + 120
     h.poll()
     with h.db.transaction() as s:
-        blocked_until = s.scalars(select(CrmAccount.blocked_until).where(CrmAccount.crm == "mango")).one()
+        blocked_until = mango_row(s).blocked_until
     assert blocked_until > datetime.now(timezone.utc) + timedelta(seconds=100)
     health = h.client.get("/healthz").json
     assert health["status"] == "degraded" and health["components"]["pbx"] == "blocked"

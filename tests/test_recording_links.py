@@ -7,9 +7,9 @@ import requests
 from sqlalchemy import select
 
 from app import create_app
-from connector.core.accounts import account_row
 from connector.core.links import link_is_valid, recording_link
 from connector.core.models import Call
+from connector.inbound.mango.models import mango_row
 from tests.conftest import MANGO_KEY, MANGO_SALT, MangoPoster, make_config, recording
 from tests.fakes.mango import FakeMango, create_fake_mango
 from tests.fakes.server import serving
@@ -51,13 +51,13 @@ def strike(client, pbx, seconds_ago: float = 0.0) -> None:
     """Another wrong request moments ago: the account's one tolerated error is spent (both sides know)."""
     pbx.wrong_at.append(pbx.now() - seconds_ago)
     with db_of(client).transaction() as s:
-        account_row(s, "mango", lock=True).strike_at = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+        mango_row(s, lock=True).strike_at = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
 
 
 def two_minutes_pass(client, pbx) -> None:
     pbx.advance(130)
     with db_of(client).transaction() as s:
-        row = account_row(s, "mango", lock=True)
+        row = mango_row(s, lock=True)
         if row.strike_at:
             row.strike_at -= timedelta(seconds=130)
 

@@ -21,6 +21,7 @@ from connector.core.accounts import account_row
 from connector.core.models import SettingsAudit
 from connector.core.users import add_user
 from connector.wiring import build_workers
+from connector.delivery.targets.bitrix24.models import portal_row
 from tests.conftest import MANGO_KEY, MANGO_SALT, console_login, csrf_token, make_config
 from tests.fakes.bitrix24 import FakeBitrix24, create_fake_bitrix24
 from tests.fakes.mango import FakeMango, create_fake_mango
@@ -70,7 +71,7 @@ def handler_url(page: str) -> str:
 def stored(app) -> tuple:
     with app.extensions["connector"].db.transaction() as s:
         row = account_row(s, "bitrix24")
-        return row.access_token_enc, row.refresh_token_enc, row.secret_enc, row.endpoint_url, row.member_id
+        return row.access_token_enc, row.refresh_token_enc, row.secret_enc, row.endpoint_url, portal_row(s).member_id
 
 
 def audits(app, scope: str) -> list[SettingsAudit]:
@@ -195,7 +196,7 @@ def test_the_worker_binds_the_uninstall_handler_and_the_portal_s_uninstall_forge
         assert "Не удалось зарегистрировать обработчик удаления приложения (ONAPPUNINSTALL), попыток: 1" in page
         assert "event.bind: 500 INTERNAL_SERVER_ERROR" in page
         with app.extensions["connector"].db.transaction() as s:  # the pause is over
-            account_row(s, "bitrix24").bind_next_at = None
+            portal_row(s, lock=True).bind_next_at = None
         worker.target.uninstall._checked = float("-inf")
         fake.failing = False
         worker.run_once()

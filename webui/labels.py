@@ -92,8 +92,8 @@ score_source_label = Words({ScoreSource.CUSTOMER: _l("клиент"), ScoreSourc
 
 
 score_origin_label = Words({
-    ScoreOrigin.MANGO_DTMF: _l("опрос АТС (клавиши)"),
-    ScoreOrigin.MANGO_QUALITY: _l("контроль качества АТС"),
+    ScoreOrigin.PBX_SURVEY: _l("опрос АТС (клавиши)"),
+    ScoreOrigin.PBX_QUALITY: _l("контроль качества АТС"),
     ScoreOrigin.API: _l("API оценок"),
     ScoreOrigin.REVIEW: _l("разбор в консоли"),
 })

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 from connector.core.accounts import account_row
 from connector.core.models import DeliveryJob, InboundEvent, JobStatus, PbxScan
 from connector.inbound import directory
+from connector.inbound.pbx import GuardState
 
 FAILING_FOR = timedelta(minutes=5)  # a CRM failing this long makes the connector degraded
 LAGGING_FOR = timedelta(seconds=60)  # an event waiting this long to be applied: the worker lags or is down
@@ -52,17 +54,17 @@ def _target_state(session: Session, crm: str, now: datetime) -> dict:
     return crm_state
 
 
-def details(session: Session, targets: tuple[str, ...], pbx_account: str) -> dict:
-    """Every component with its state and the reason; a handful of queries. `pbx_account`: the account row of
-    the PBX's commands (its name in the registry)."""
+def details(session: Session, targets: tuple[str, ...], pbx_guard: Callable[[Session], GuardState]) -> dict:
+    """Every component with its state and the reason; a handful of queries. `pbx_guard`: reads the block the
+    PBX's command API keeps (its kit's `guard_state`)."""
     now = datetime.now(timezone.utc)
     pending, oldest = session.execute(select(func.count(), func.min(InboundEvent.received_at))
                                       .where(InboundEvent.applied_at.is_(None))).one()
     inbox = {"state": State.LAGGING if oldest and now - oldest > LAGGING_FOR else State.OK, "pending": pending,
              "oldest_pending_seconds": _age(oldest, now)}
 
-    pbx_row = account_row(session, pbx_account)
-    blocked = pbx_row.blocked_until is not None and pbx_row.blocked_until > now
+    guard = pbx_guard(session)
+    blocked = guard.blocked(now)
     scans = {row.name: {"last_finished_at": row.last_finished_at.isoformat() if row.last_finished_at else None,
                         "last_finished_seconds": _age(row.last_finished_at, now), "last_calls": row.last_calls,
                         "last_error": row.last_error, "last_problem": row.last_problem,
@@ -71,8 +73,8 @@ def details(session: Session, targets: tuple[str, ...], pbx_account: str) -> dic
                                         .order_by(PbxScan.name))}
     scan_failing = any(scan["last_error"] for scan in scans.values())
     pbx = {"state": State.BLOCKED if blocked else State.SCAN_FAILING if scan_failing else State.OK,
-           "blocked_until": pbx_row.blocked_until.isoformat() if blocked else None,
-           "last_wrong_request_at": pbx_row.strike_at.isoformat() if pbx_row.strike_at else None,
+           "blocked_until": guard.blocked_until.isoformat() if blocked else None,
+           "last_wrong_request_at": guard.strike_at.isoformat() if guard.strike_at else None,
            # The bulk quality scans of the PBX's call statistics (empty when they are off): a failing one
            # keeps its error here until it succeeds again.
            "quality_scans": scans,

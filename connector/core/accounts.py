@@ -1,6 +1,7 @@
 """State of a remote account (a target, or the PBX's command API) shared by every process, kept in one
 database row: the global rate limit, the pause switch, and the key its stored secrets are encrypted with
-(the OAuth refresh itself is `connector.delivery.oauth`)."""
+(the OAuth refresh itself is `connector.delivery.oauth`). A kit keeps what only it knows about its account
+in its own table, read and written through `own_row`."""
 from __future__ import annotations
 
 import base64
@@ -8,6 +9,7 @@ import hashlib
 import logging
 import time
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from cryptography.fernet import Fernet
 from sqlalchemy import select
@@ -15,16 +17,28 @@ from sqlalchemy.orm import Session
 
 from connector.core.db import Database, get_or_create
 from connector.core.metrics import LIMITER_WAIT
-from connector.core.models import CrmAccount
+from connector.core.models import Account
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
 
 
-def account_row(session: Session, crm: str, *, lock: bool = False) -> CrmAccount:
-    query = select(CrmAccount).where(CrmAccount.crm == crm)
+def account_row(session: Session, name: str, *, lock: bool = False) -> Account:
+    query = select(Account).where(Account.name == name)
     if lock:
         query = query.with_for_update()
-    return get_or_create(session, query, lambda: CrmAccount(crm=crm, paused=False, next_request_at=0.0))
+    return get_or_create(session, query, lambda: Account(name=name, paused=False, next_request_at=0.0))
+
+
+def own_row(session: Session, model: type[M], name: str, *, lock: bool = False, **fresh) -> M:
+    """A kit's own row about the account `name` (its table's key `account`), made with `fresh` on first use.
+
+    Whoever locks both locks the account row first (`account_row`), then its own: one order, no deadlock.
+    """
+    query = select(model).where(model.account == name)
+    if lock:
+        query = query.with_for_update()
+    return get_or_create(session, query, lambda: model(account=name, **fresh))
 
 
 class SharedRateLimiter:
@@ -42,16 +56,16 @@ class SharedRateLimiter:
     HEADROOM = 0.93
     LATE = 0.01  # seconds past its slot that a caller counts as late
 
-    def __init__(self, db: Database, crm: str, rate: float, *, headroom: float = HEADROOM, sleep=time.sleep,
+    def __init__(self, db: Database, account: str, rate: float, *, headroom: float = HEADROOM, sleep=time.sleep,
                  clock=time.time):
-        self.db, self.crm = db, crm
+        self.db, self.account = db, account
         self.interval = 1.0 / (rate * headroom)
         self.sleep, self.clock = sleep, clock
 
     def reserve(self) -> tuple[float, float]:
         """Take the next free slot; returns (slot, now)."""
         with self.db.transaction() as s:
-            row = account_row(s, self.crm, lock=True)
+            row = account_row(s, self.account, lock=True)
             now = self.clock()
             slot = max(now, row.next_request_at or 0.0)
             row.next_request_at = slot + self.interval
@@ -59,7 +73,7 @@ class SharedRateLimiter:
 
     def wait_turn(self) -> None:
         slot, now = self.reserve()
-        LIMITER_WAIT.labels(self.crm).observe(max(0.0, slot - now))
+        LIMITER_WAIT.labels(self.account).observe(max(0.0, slot - now))
         if slot <= now:
             return
         self.sleep(slot - now)
@@ -69,7 +83,7 @@ class SharedRateLimiter:
         # now, and going at once would reach the CRM closer to it than the limit allows: take a fresh slot,
         # after every reserved one. If nobody did, go now and keep the next request a slot away.
         with self.db.transaction() as s:
-            row = account_row(s, self.crm, lock=True)
+            row = account_row(s, self.account, lock=True)
             now = self.clock()
             reserved_after_ours = (row.next_request_at or 0.0) > slot + self.interval + 1e-6
             fresh = max(now, row.next_request_at or 0.0) if reserved_after_ours else now
@@ -79,7 +93,7 @@ class SharedRateLimiter:
 
     def hold(self, seconds: float) -> None:
         with self.db.transaction() as s:
-            row = account_row(s, self.crm, lock=True)
+            row = account_row(s, self.account, lock=True)
             row.next_request_at = max(row.next_request_at or 0.0, self.clock() + seconds)
 
 
@@ -91,25 +105,25 @@ def token_cipher(secret_key: str) -> Fernet:
 
 # --- pause ------------------------------------------------------------------
 
-def pause(db: Database, crm: str, reason: str) -> None:
+def pause(db: Database, account: str, reason: str) -> None:
     with db.transaction() as s:
-        row = account_row(s, crm, lock=True)
+        row = account_row(s, account, lock=True)
         if not row.paused:
-            log.error("%s deliveries PAUSED: %s", crm, reason)
+            log.error("%s deliveries PAUSED: %s", account, reason)
         row.paused, row.paused_reason, row.paused_at = True, reason[:255], datetime.now(timezone.utc)
 
 
-def resume(db: Database, crm: str) -> bool:
+def resume(db: Database, account: str) -> bool:
     with db.transaction() as s:
-        row = account_row(s, crm, lock=True)
+        row = account_row(s, account, lock=True)
         was_paused = row.paused
         row.paused, row.paused_reason, row.paused_at = False, None, None
     if was_paused:
-        log.warning("%s deliveries resumed", crm)
+        log.warning("%s deliveries resumed", account)
     return was_paused
 
 
-def pause_state(db: Database, crm: str) -> tuple[bool, str | None, datetime | None]:
+def pause_state(db: Database, account: str) -> tuple[bool, str | None, datetime | None]:
     with db.reading() as s:
-        row = account_row(s, crm)
+        row = account_row(s, account)
         return row.paused, row.paused_reason, row.paused_at

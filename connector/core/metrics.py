@@ -22,12 +22,8 @@ CRM_REQUESTS = Histogram("connector_crm_request_seconds", "CRM requests, by CRM 
                          ["crm", "status"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20))
 LIMITER_WAIT = Histogram("connector_limiter_wait_seconds", "Waits for the shared rate slot, by account",
                          ["account"], buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30))
-MANGO_RESULTS = Counter("connector_mango_results_total", "MANGO command answers, by command and result code "
-                        "(or HTTP status when there is none)", ["command", "result"])
 RECORDING_COPIES = Counter("connector_recording_copies_total", "Recordings copied from the PBX for targets that "
                            "download them, by outcome (copied, missing, failed, deferred, over_limit)", ["outcome"])
-BITRIX24_EVENT_BINDS = Counter("connector_bitrix24_event_binds_total", "Registrations of the Bitrix24 "
-                               "ONAPPUNINSTALL handler (event.bind), by outcome (bound, failed)", ["outcome"])
 
 
 def queue_metrics(components: dict) -> CollectorRegistry:

@@ -90,8 +90,8 @@ class ScoreSource(enum.StrEnum):
 class ScoreOrigin(enum.StrEnum):
     """The channel a score came through (`scores.origin`)."""
 
-    MANGO_DTMF = "mango_dtmf"  # the PBX's IVR survey: keypad digits
-    MANGO_QUALITY = "mango_quality"  # the PBX's quality control (its call statistics or Contact Center)
+    PBX_SURVEY = "mango_dtmf"  # the PBX's IVR survey: keypad digits (the stored value keeps its first name)
+    PBX_QUALITY = "mango_quality"  # the PBX's quality control (its call statistics or Contact Center)
     API = "api"  # the generic score API
     REVIEW = "review"  # a review in the console (or POST .../reviews)
 
@@ -431,14 +431,16 @@ class DeliveryJob(Base):
 Index("ix_delivery_jobs_due", DeliveryJob.status, DeliveryJob.not_before)
 
 
-class CrmAccount(Base):
-    """State of one remote account shared by all processes: a CRM (tokens, pause, the global
-    rate slot) or the PBX's command API (`crm` = "mango": rate slot, block and strike)."""
+class Account(Base):
+    """State of one remote account shared by all processes, keyed by its `name` (a target's, or the PBX's
+    command API): the global rate slot, the pause, OAuth tokens, and an endpoint entered in the console or by
+    an install. What only one target or PBX keeps about its account lives in that kit's own table, keyed by
+    the same name (`connector/inbound/mango/models.py`, `connector/delivery/targets/*/models.py`)."""
 
-    __tablename__ = "crm_accounts"
+    __tablename__ = "accounts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    crm: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(16), unique=True)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     paused_reason: Mapped[str | None] = mapped_column(String(255))
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -448,37 +450,11 @@ class CrmAccount(Base):
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Unix time before which no request may start: one limiter for every process.
     next_request_at: Mapped[float] = mapped_column(Float, default=0.0)
-    # MANGO: its API is blocked for every process until then (it answered 401).
-    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # MANGO: when it last answered a wrong request (3xxx); a second within 2 minutes blocks the account.
-    strike_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # MANGO: one request that may fail is in flight (unix time its lease ends), so two cannot strike at once.
-    probe_until: Mapped[float] = mapped_column(Float, default=0.0)
-    # MANGO: the key and salt an admin entered in the console (encrypted as the tokens are); they win over
-    # the environment's once saved (connector.inbound.mango.credentials).
-    api_key_enc: Mapped[str | None] = mapped_column(Text)
-    api_salt_enc: Mapped[str | None] = mapped_column(Text)
-    credentials_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Bitrix24: the portal that installed the application (its address, member_id) and the application_token
-    # to compare on its later events; the outbound webhook: its URL and signing secret, entered in the console
-    # (connector.delivery.targets.bitrix24.install, connector.delivery.targets.webhook.target). Secrets encrypted as the tokens are.
+    # The endpoint in force once entered in the console or given by an install: its URL and signing secret
+    # (encrypted as the tokens are), and when.
     endpoint_url: Mapped[str | None] = mapped_column(Text)
-    member_id: Mapped[str | None] = mapped_column(String(64))
     secret_enc: Mapped[str | None] = mapped_column(Text)
     connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Bitrix24: the origin of the OAuth server that issues the portal's tokens (the install's and each refresh's
-    # `server_endpoint`); None: BITRIX24_OAUTH_URL. And the connector's ONAPPUNINSTALL handler, registered with
-    # `event.bind` by the worker after the install: when it was, else its failures, the last reason and when
-    # it is tried again (connector.delivery.targets.bitrix24.install).
-    oauth_server: Mapped[str | None] = mapped_column(String(255))
-    events_bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    bind_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    bind_error: Mapped[str | None] = mapped_column(String(255))
-    bind_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # amoCRM: the connection an admin made in the console (JSON, encrypted), and an authorization waiting for
-    # amoCRM's redirect back (its state's hash, session, expiry and keys; encrypted) (connector.delivery.targets.amocrm.connection).
-    connection_enc: Mapped[str | None] = mapped_column(Text)
-    pending_enc: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -11,13 +11,13 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from connector.core.accounts import account_row, pause, token_cipher
 from connector.core.db import Database
-from connector.core.models import CrmAccount
+from connector.core.models import Account
 from connector.delivery.contract import AccountBlocked, TransientError
 
 log = logging.getLogger(__name__)
 
 
-def store_tokens(cipher: Fernet, row: CrmAccount, answer: dict) -> str:
+def store_tokens(cipher: Fernet, row: Account, answer: dict) -> str:
     """Put a token answer (`access_token`, `refresh_token`, `expires_in`) in the account's row, encrypted;
     the access token. Used by a grant and by Bitrix24's install event, which carries the same fields."""
     access = answer["access_token"]
@@ -42,10 +42,10 @@ class OAuthTokens:
     serialisation, no client library provides.
     """
 
-    def __init__(self, db: Database, crm: str, *, token_url: str, client: dict, secret_key: str,
+    def __init__(self, db: Database, account: str, *, token_url: str, client: dict, secret_key: str,
                  auth_code: str = "", wait_turn=lambda: None, http: requests.Session | None = None,
                  grant_in_query: bool = False, vendor: str, auth_code_setting: str):
-        self.db, self.crm = db, crm
+        self.db, self.account = db, account
         self.url, self.client, self.grant_in_query = token_url, client, grant_in_query
         self.vendor, self.auth_code_setting = vendor, auth_code_setting
         self.cipher = token_cipher(secret_key)
@@ -63,15 +63,15 @@ class OAuthTokens:
             raise AccountBlocked(f"stored {self.vendor} tokens cannot be decrypted: SECRET_KEY changed? "
                                  f"Authorize again with {self.auth_code_setting}") from None
 
-    def _store(self, row: CrmAccount, answer: dict) -> str:
+    def _store(self, row: Account, answer: dict) -> str:
         self._cached = store_tokens(self.cipher, row, answer)
         return self._cached
 
-    def token_url(self, row: CrmAccount | None) -> str:
+    def token_url(self, row: Account | None) -> str:
         """Where this account's grants go (Bitrix24: the server its portal named, connector.delivery.targets.bitrix24.install)."""
         return self.url
 
-    def _grant(self, row: CrmAccount | None = None, **grant) -> dict:
+    def _grant(self, row: Account | None = None, **grant) -> dict:
         # Callers take their rate-limit turn before locking the account row: the limiter
         # needs that row (and on SQLite the whole database) itself.
         url = self.token_url(row)
@@ -92,7 +92,7 @@ class OAuthTokens:
 
     def has_tokens(self) -> bool:
         with self.db.transaction() as s:
-            return account_row(s, self.crm).refresh_token_enc is not None
+            return account_row(s, self.account).refresh_token_enc is not None
 
     def exchange_code(self) -> None:
         """First start: trade the one-time authorization code for tokens (once, across processes)."""
@@ -100,11 +100,11 @@ class OAuthTokens:
             raise AccountBlocked(f"{self.vendor} is not authorized: set {self.auth_code_setting}")
         self.wait_turn()
         with self.db.transaction() as s:
-            row = account_row(s, self.crm, lock=True)
+            row = account_row(s, self.account, lock=True)
             if row.refresh_token_enc is not None:
                 return  # another process exchanged it while we waited
             self._store(row, self._grant(row, grant_type="authorization_code", code=self.auth_code))
-        log.info("%s: authorization code exchanged for tokens", self.crm)
+        log.info("%s: authorization code exchanged for tokens", self.account)
 
     def exchange(self, code: str, also=lambda row: None) -> None:
         """An admin's fresh authorization (the console): trade its code and replace whatever tokens were stored;
@@ -112,14 +112,14 @@ class OAuthTokens:
         self.wait_turn()
         answer = self._grant(grant_type="authorization_code", code=code)
         with self.db.transaction() as s:
-            row = account_row(s, self.crm, lock=True)
+            row = account_row(s, self.account, lock=True)
             self._store(row, answer)
             also(row)
-        log.info("%s: authorization code from the console exchanged for tokens", self.crm)
+        log.info("%s: authorization code from the console exchanged for tokens", self.account)
 
     def _stored_access_token(self) -> str | None:
         with self.db.transaction() as s:
-            return self._decrypt(account_row(s, self.crm).access_token_enc)
+            return self._decrypt(account_row(s, self.account).access_token_enc)
 
     def access_token(self) -> str:
         if self._cached is None:
@@ -132,7 +132,7 @@ class OAuthTokens:
     def refresh(self, rejected: str) -> str:
         self.wait_turn()
         with self.db.transaction() as s:
-            row = account_row(s, self.crm, lock=True)
+            row = account_row(s, self.account, lock=True)
             current = self._decrypt(row.access_token_enc)
             if current and current != rejected:
                 self._cached = current  # another worker refreshed while we waited for the lock
@@ -141,7 +141,7 @@ class OAuthTokens:
             if not refresh_token:
                 raise AccountBlocked(f"{self.vendor} is not authorized: no refresh token stored")
             token = self._store(row, self._grant(row, grant_type="refresh_token", refresh_token=refresh_token))
-        log.info("%s: access token refreshed", self.crm)
+        log.info("%s: access token refreshed", self.account)
         return token
 
 

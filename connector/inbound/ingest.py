@@ -145,7 +145,7 @@ def _apply_event(session: Session, ctx: IngestContext, call: Call, event, polici
             call.recording_unavailable_until = None
     elif isinstance(event, Digits):
         if ctx.survey_location and event.location == ctx.survey_location:
-            add_customer_score(session, call, policy, event.digits, origin=ScoreOrigin.MANGO_DTMF, rated_at=event.at)
+            add_customer_score(session, call, policy, event.digits, origin=ScoreOrigin.PBX_SURVEY, rated_at=event.at)
 
 
 def _apply_call_state(call: Call, event: CallState) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable, Protocol
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from connector.core.config import Config
     from connector.core.db import Database
-from datetime import datetime, timedelta
 
 
 class CallbackRejected(Exception):
@@ -215,6 +217,18 @@ class PbxCommands(QualityControl, Protocol):
 
 
 @dataclass(frozen=True)
+class GuardState:
+    """What the PBX's command API told every process to respect: blocked until a time (it refused our
+    credentials), and when it last answered a wrong request."""
+
+    blocked_until: datetime | None
+    strike_at: datetime | None
+
+    def blocked(self, now: datetime) -> bool:
+        return self.blocked_until is not None and self.blocked_until > now
+
+
+@dataclass(frozen=True)
 class PbxKit:
     """What a PBX declares about itself, as a target does (`connector.delivery.kit.TargetKit`): its name (the
     account row of its commands, its events' source), its settings, how its signed callbacks are parsed, and
@@ -229,3 +243,5 @@ class PbxKit:
     build_credentials: Callable[["Config", "Database"], object]
     # (config, db, *, session=None, credentials=None) -> PbxCommands
     build_commands: Callable[..., PbxCommands]
+    # (session) -> GuardState: the block its command API keeps in the PBX's own account table
+    guard_state: Callable[["Session"], GuardState]

@@ -74,7 +74,7 @@ def _fact_is_new(session: Session, call: Call, kind: str, value: object) -> bool
     """Keep a polled fact in the inbox, once: the same answer polled again changes nothing."""
     payload = json.dumps(value, ensure_ascii=False, sort_keys=True)
     try:
-        store_event(session, "mango_quality", InboundMessage(
+        store_event(session, ScoreOrigin.PBX_QUALITY.value, InboundMessage(  # kept under the channel's name
             f"cc/call:{kind}", dedupe_key("cc/call", kind, call.entry_id, payload), call.entry_id, payload, None))
     except DuplicateEvent:
         return False
@@ -108,7 +108,7 @@ def _apply(session: Session, call: Call, report: QualityReport, policies, *, now
     policy = policies.for_line(call.line_number)
     survey, changed = call.survey, False
     if report.customer_raw is not None and _fact_is_new(session, call, "customer", report.customer_raw):
-        add_customer_score(session, call, policy, report.customer_raw, origin=ScoreOrigin.MANGO_QUALITY, rated_at=now)
+        add_customer_score(session, call, policy, report.customer_raw, origin=ScoreOrigin.PBX_QUALITY, rated_at=now)
         changed = True
     elif report.survey_unanswered and call.survey not in SETTLED:
         call.survey = SurveyState.NO_ANSWER

@@ -18,13 +18,10 @@ VENDOR = re.compile(r"amo_?crm|bitrix|(?<![a-z])b24|mango|kommo", re.IGNORECASE)
 GENERIC = ("connector/core", "connector/inbound", "connector/delivery", "connector/console")
 VENDOR_PACKAGES = ("connector/inbound/mango", "connector/delivery/targets")
 
-# Still to move into the vendor's package: settings (one flat Config), the PBX's commands' errors and its
-# account row, metric and enum names kept for dashboards and stored rows.
+# What still names one: the stored and published values of two score origins (`scores.origin`, the API's
+# `origin`), which rows and integrations already hold.
 STILL_NAMING = {
-    "connector/core/metrics.py": 6,
-    "connector/core/models.py": 4,
-    "connector/inbound/ingest.py": 1,
-    "connector/inbound/quality.py": 2,
+    "connector/core/models.py": 2,
 }
 
 

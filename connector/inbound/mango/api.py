@@ -31,18 +31,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import requests
+from prometheus_client import Counter
 
-from connector.core.accounts import SharedRateLimiter, account_row
+from connector.core.accounts import SharedRateLimiter
 from connector.core.db import Database
-from connector.core.metrics import MANGO_RESULTS
 from connector.core.validation import text_problem
 from connector.inbound.mango.callbacks import signed_form
-from connector.inbound.pbx import (Mark, OperatorEntry, PbxBlocked, PbxBusy, PbxCoolingDown, PbxError, PbxUnavailable,
+from connector.inbound.mango.models import ACCOUNT, mango_row
+from connector.inbound.pbx import (GuardState, Mark, OperatorEntry, PbxBlocked, PbxBusy, PbxCoolingDown, PbxError, PbxUnavailable,
                                    PbxWrongRequest, QualityReport, Question, RecordingFile, ScannedCall)
 
 log = logging.getLogger(__name__)
 
-ACCOUNT = "mango"
 SUCCESS = 1000
 BLOCK = timedelta(seconds=125)  # the vendor's 2 minutes, and a margin for clock differences
 STRIKE_WINDOW = timedelta(seconds=125)
@@ -53,6 +53,8 @@ BUSY_BACKOFF = 1.5  # a 429, or the Contact Center's 5008: this request waits a 
 CC_RATE_LIMITED = 5008  # the Contact Center API's "over 10 requests per second" (PDF §1.4.3)
 # Commands of the Contact Center API: their rate limit answers 5008 instead of HTTP 429.
 CC_PATHS = ("cc/call/", "quality/control/question/")
+MANGO_RESULTS = Counter("connector_mango_results_total", "MANGO command answers, by command and result code "
+                        "(or HTTP status when there is none)", ["command", "result"])
 STATS_ACCOUNT = "mango:stats"  # its own rate slot: starting a statistics report, 1 per 2 s per product
 STATS_START_RATE = 0.5
 # A report's window may not exceed a month; 28 days is within every month, so no calendar makes it wrong.
@@ -115,13 +117,10 @@ class StatsPage:
     rows: int  # calls listed, all kinds: a full page (rows == limit) means another may follow
 
 
-@dataclass(frozen=True)
-class GuardState:
-    blocked_until: datetime | None
-    strike_at: datetime | None
-
-    def blocked(self, now: datetime) -> bool:
-        return self.blocked_until is not None and self.blocked_until > now
+def guard_state(session) -> GuardState:
+    """The block and the last strike as every process sees them (the status page, `PbxKit.guard_state`)."""
+    row = mango_row(session)
+    return GuardState(row.blocked_until, row.strike_at)
 
 
 class MangoGuard:
@@ -139,7 +138,7 @@ class MangoGuard:
     def admit(self, *, probing: bool) -> None:
         """Wait for a rate slot, or raise PbxUnavailable when the request must not go now."""
         with self.db.transaction() as s:
-            row = account_row(s, ACCOUNT, lock=True)
+            row = mango_row(s, lock=True)
             now = datetime.fromtimestamp(self.clock(), timezone.utc)
             if row.blocked_until and row.blocked_until > now:
                 raise PbxBlocked("MANGO's API is blocked for this account", row.blocked_until)
@@ -157,7 +156,7 @@ class MangoGuard:
         if not (probing or wrong or blocked):
             return  # nothing to record: no extra round trip on the common path
         with self.db.transaction() as s:
-            row = account_row(s, ACCOUNT, lock=True)
+            row = mango_row(s, lock=True)
             now = datetime.fromtimestamp(self.clock(), timezone.utc)
             if probing:
                 row.probe_until = 0.0
@@ -171,9 +170,8 @@ class MangoGuard:
         self.limiter.hold(seconds)
 
     def state(self) -> GuardState:
-        with self.db.transaction() as s:
-            row = account_row(s, ACCOUNT)
-            return GuardState(row.blocked_until, row.strike_at)
+        with self.db.reading() as s:
+            return guard_state(s)
 
 
 def _result(body: object) -> int | None:

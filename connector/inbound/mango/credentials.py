@@ -19,12 +19,12 @@ from datetime import datetime, timezone
 from cryptography.fernet import InvalidToken
 from sqlalchemy.orm import Session
 
-from connector.core.accounts import account_row, token_cipher
+from connector.core.accounts import token_cipher
 from connector.core.db import Database
 from connector.core.models import SettingsAudit
 from connector.core.secrets import Source, masked
+from connector.inbound.mango.models import mango_row
 
-ACCOUNT = "mango"  # the PBX account's row, as the command API's guard keeps it
 AUDIT_SCOPE = "mango_credentials"
 CACHE_SECONDS = 1.0  # how long the command API trusts its copy: a saved pair reaches every process within it
 CALLBACK_SECONDS = 30.0  # how long the callbacks' check trusts its copy (a refused signature re-reads at once)
@@ -98,7 +98,7 @@ class CredentialStore:
         return credentials
 
     def state(self, session: Session) -> StoredState:
-        row = account_row(session, ACCOUNT)
+        row = mango_row(session)
         console, unreadable = None, False
         if row.api_key_enc and row.api_salt_enc:
             try:
@@ -114,7 +114,7 @@ class CredentialStore:
     # --- writing (an admin, after the pair answered a harmless command) ----------------------
     def save(self, session: Session, api_key: str, salt: str, actor: str) -> None:
         """Store the pair encrypted, in force from now on in every process; audited with masked values."""
-        row = account_row(session, ACCOUNT, lock=True)
+        row = mango_row(session, lock=True)
         before = self._shown_row(row)
         row.api_key_enc = self.cipher.encrypt(api_key.encode()).decode()
         row.api_salt_enc = self.cipher.encrypt(salt.encode()).decode()
@@ -125,7 +125,7 @@ class CredentialStore:
 
     def forget(self, session: Session, actor: str) -> bool:
         """Drop the console's pair: the environment's is in force again. False when none was saved."""
-        row = account_row(session, ACCOUNT, lock=True)
+        row = mango_row(session, lock=True)
         if not row.api_key_enc:
             return False
         before = self._shown_row(row)

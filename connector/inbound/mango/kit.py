@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from connector.core.db import Database
 from connector.inbound.mango import callbacks
-from connector.inbound.mango.api import MangoApi, MangoGuard
+from connector.inbound.mango.api import MangoApi, MangoGuard, guard_state
 from connector.inbound.mango.credentials import CredentialStore
 from connector.inbound.mango.settings import NAME, PREFIX, MangoSettings, settings_of, validate
 from connector.inbound.pbx import PbxKit
@@ -31,4 +31,4 @@ def build_commands(config, db: Database, *, session=None, credentials: Credentia
 
 
 KIT = PbxKit(NAME, MangoSettings, PREFIX, validate, parse=callbacks.parse, build_credentials=build_credentials,
-             build_commands=build_commands)
+             build_commands=build_commands, guard_state=guard_state)

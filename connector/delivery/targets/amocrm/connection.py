@@ -38,6 +38,7 @@ from connector.core.secrets import Source, masked
 from connector.delivery.contract import AccountBlocked, TransientError
 from connector.delivery.oauth import OAuthTokens
 from connector.delivery.targets.amocrm.client import StaticToken
+from connector.delivery.targets.amocrm.models import connection_row
 
 CRM = "amocrm"
 AUDIT_SCOPE = "amocrm_connection"
@@ -177,7 +178,7 @@ class AmoConnectionStore:
         row = account_row(session, CRM)
         console, unreadable = None, False
         try:
-            console = self._connection(row)
+            console = self._connection(connection_row(session, CRM))
         except InvalidToken:
             unreadable = True
         in_force = (Source.CONSOLE if console else Source.ENVIRONMENT if self.environment.configured
@@ -197,7 +198,7 @@ class AmoConnectionStore:
             return copy[1]
         with self.db.reading() as s:
             try:
-                connection = self._connection(account_row(s, CRM))
+                connection = self._connection(connection_row(s, CRM))
             except InvalidToken:
                 raise AccountBlocked("the amoCRM connection saved in the console cannot be decrypted "
                                      "(SECRET_KEY changed?): connect amoCRM again on the settings page") from None
@@ -209,7 +210,7 @@ class AmoConnectionStore:
         """Remember what the admin entered, with a fresh state bound to their session; returns the address of
         amoCRM's authorization page. A later start replaces an unfinished one."""
         state = secrets.token_urlsafe(32)
-        row = account_row(session, CRM, lock=True)
+        row = connection_row(session, CRM, lock=True)
         row.pending_enc = self._seal({"state": _digest(state), "session": _digest(session_id),
                                       "expires": self.clock() + STATE_SECONDS, "base_url": base_url,
                                       "client_id": client_id, "client_secret": client_secret})
@@ -237,7 +238,7 @@ class AmoConnectionStore:
 
     def _spend(self, state: str, session_id: str) -> dict:
         with self.db.transaction() as s:
-            row = account_row(s, CRM, lock=True)
+            row = connection_row(s, CRM, lock=True)
             try:
                 pending = self._open(row.pending_enc)
             except InvalidToken:
@@ -284,10 +285,11 @@ class AmoConnectionStore:
 
     # --- writing -------------------------------------------------------------------------------
     def _saved(self, row, connection: Connection, actor: str) -> None:
-        before = self._shown_row(row)
-        row.connection_enc = self._seal({**asdict(connection), "kind": connection.kind.value})
-        row.pending_enc = None
-        row.credentials_saved_at = datetime.fromisoformat(connection.saved_at)
+        own = connection_row(object_session(row), CRM, lock=True)
+        before = self._shown_row(own)
+        own.connection_enc = self._seal({**asdict(connection), "kind": connection.kind.value})
+        own.pending_enc = None
+        own.saved_at = datetime.fromisoformat(connection.saved_at)
         # A new authorization is the admin's answer to a refused one: deliveries paused for it go on.
         row.paused, row.paused_reason, row.paused_at = False, None, None
         object_session(row).add(SettingsAudit(scope=AUDIT_SCOPE, actor=actor, before=before, after=connection.shown()))
@@ -295,11 +297,11 @@ class AmoConnectionStore:
 
     def forget(self, session: Session, actor: str) -> bool:
         """Remove the console's connection and its tokens: the environment's is in force again."""
-        row = account_row(session, CRM, lock=True)
-        if not row.connection_enc and not row.pending_enc:
+        row, own = account_row(session, CRM, lock=True), connection_row(session, CRM, lock=True)
+        if not own.connection_enc and not own.pending_enc:
             return False
-        before = self._shown_row(row)
-        row.connection_enc = row.pending_enc = row.credentials_saved_at = None
+        before = self._shown_row(own)
+        own.connection_enc = own.pending_enc = own.saved_at = None
         row.access_token_enc = row.refresh_token_enc = row.token_expires_at = None
         after = self.environment.shown() if self.environment.configured else {"source": Source.NONE.value}
         session.add(SettingsAudit(scope=AUDIT_SCOPE, actor=actor, before=before, after=after))

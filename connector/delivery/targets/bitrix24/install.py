@@ -58,19 +58,21 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from cryptography.fernet import InvalidToken
-from sqlalchemy.orm import Session
+from prometheus_client import Counter
+from sqlalchemy.orm import Session, object_session
 
 from connector.core.accounts import account_row, token_cipher
 from connector.core.db import Database
-from connector.core.metrics import BITRIX24_EVENT_BINDS
-from connector.core.models import CrmAccount, SettingsAudit
+from connector.core.models import Account, SettingsAudit
 from connector.core.secrets import masked
 from connector.delivery.contract import CrmError
 from connector.delivery.oauth import OAuthTokens, store_tokens
+from connector.delivery.targets.bitrix24.models import ACCOUNT, Bitrix24Portal, portal_row
 
 log = logging.getLogger(__name__)
+BITRIX24_EVENT_BINDS = Counter("connector_bitrix24_event_binds_total", "Registrations of the Bitrix24 "
+                               "ONAPPUNINSTALL handler (event.bind), by outcome (bound, failed)", ["outcome"])
 
-ACCOUNT = "bitrix24"  # the account row the worker's OAuthTokens read (connector.registry)
 AUDIT_SCOPE = "bitrix24_install"
 INSTALL = "ONAPPINSTALL"
 UNINSTALL = "ONAPPUNINSTALL"
@@ -154,17 +156,17 @@ class Bitrix24Tokens(OAuthTokens):
     """OAuthTokens renewing at the server the portal named (the account row's `oauth_server`), else at
     BITRIX24_OAUTH_URL, and keeping that server current from every token answer's `server_endpoint`."""
 
-    def token_url(self, row: CrmAccount | None) -> str:
-        if row is not None and row.oauth_server:
-            return row.oauth_server + TOKEN_PATH
-        return self.url
+    def token_url(self, row: Account | None) -> str:
+        session = object_session(row) if row is not None else None
+        server = portal_row(session).oauth_server if session is not None else None
+        return server + TOKEN_PATH if server else self.url
 
-    def _store(self, row: CrmAccount, answer: dict) -> str:
+    def _store(self, row: Account, answer: dict) -> str:
         token = super()._store(row, answer)
         if answer.get("server_endpoint"):  # docs settings/oauth/auto-renewal.md: the answer names its server
             origin, why = oauth_origin(str(answer["server_endpoint"]))
             if origin:
-                row.oauth_server = origin
+                portal_row(object_session(row), lock=True).oauth_server = origin
             else:
                 log.warning("bitrix24: the token answer's server_endpoint is not trusted (%s); renewals stay at %s",
                             why, urlsplit(self.token_url(row)).hostname)
@@ -224,8 +226,9 @@ class InstallStore:
             self._token(row)
         except InvalidToken:
             unreadable = True
-        return Installation(row.endpoint_url, row.member_id, row.connected_at, unreadable, row.oauth_server,
-                            row.events_bound_at, row.bind_failures or 0, row.bind_error, row.bind_next_at)
+        portal = portal_row(session)
+        return Installation(row.endpoint_url, portal.member_id, row.connected_at, unreadable, portal.oauth_server,
+                            portal.events_bound_at, portal.bind_failures or 0, portal.bind_error, portal.bind_next_at)
 
     def portal_url(self) -> str | None:
         """The installed portal's address, for the REST client: re-read at most once a second, so an install
@@ -250,6 +253,7 @@ class InstallStore:
         given = auth.get("application_token") or ""
         with self.db.transaction() as s:
             row = account_row(s, ACCOUNT, lock=True)
+            portal = portal_row(s, lock=True)
             try:
                 stored = self._token(row)
             except InvalidToken:
@@ -261,24 +265,24 @@ class InstallStore:
                 missing = [name for name in REQUIRED if not auth.get(name)]
                 if missing or len(auth["member_id"]) > 64 or len(auth["domain"]) > 255:
                     raise MalformedEvent(f"{INSTALL} without a usable {', '.join(missing) or 'member_id/domain'}")
-                before = self._shown(row)
+                before = self._shown(row, portal)
                 store_tokens(self.cipher, row, auth)
                 row.secret_enc = self.cipher.encrypt(given.encode()).decode()
                 row.endpoint_url = portal_of(auth)
-                row.member_id = auth["member_id"]
+                portal.member_id = auth["member_id"]
                 row.connected_at = datetime.now(timezone.utc)
                 row.paused, row.paused_reason, row.paused_at = False, None, None  # a fresh install works again
-                row.oauth_server, why = oauth_origin(auth.get("server_endpoint"))
+                portal.oauth_server, why = oauth_origin(auth.get("server_endpoint"))
                 if why:
                     log.warning("bitrix24: the install's server_endpoint is not trusted (%s): tokens will be "
                                 "renewed at BITRIX24_OAUTH_URL", why)
-                _reset_binding(row)  # a new install has no handlers yet (docs event-bind.md): the worker binds
-                s.add(SettingsAudit(scope=AUDIT_SCOPE, actor=f"bitrix24:{row.member_id}", before=before,
-                                    after={**self._shown(row), "application_token": masked(given)}))
+                _reset_binding(portal)  # a new install has no handlers yet (docs event-bind.md): the worker binds
+                s.add(SettingsAudit(scope=AUDIT_SCOPE, actor=f"bitrix24:{portal.member_id}", before=before,
+                                    after={**self._shown(row, portal), "application_token": masked(given)}))
                 log.info("bitrix24: application installed on %s", row.endpoint_url)
                 return EventOutcome.INSTALLED
             if event == UNINSTALL:
-                self._forget(s, row, actor=f"bitrix24:{row.member_id}")
+                self._forget(s, row, portal, actor=f"bitrix24:{portal.member_id}")
                 return EventOutcome.UNINSTALLED
         return EventOutcome.ACCEPTED
 
@@ -287,22 +291,23 @@ class InstallStore:
         row = account_row(session, ACCOUNT, lock=True)
         if not row.endpoint_url:
             return False
-        self._forget(session, row, actor)
+        self._forget(session, row, portal_row(session, lock=True), actor)
         return True
 
-    def _forget(self, session: Session, row, actor: str) -> None:
-        before = self._shown(row)
+    def _forget(self, session: Session, row: Account, portal: Bitrix24Portal, actor: str) -> None:
+        before = self._shown(row, portal)
         row.access_token_enc = row.refresh_token_enc = row.token_expires_at = None
-        row.secret_enc = row.endpoint_url = row.member_id = row.connected_at = row.oauth_server = None
-        _reset_binding(row)
+        row.secret_enc = row.endpoint_url = row.connected_at = None
+        portal.member_id = portal.oauth_server = None
+        _reset_binding(portal)
         session.add(SettingsAudit(scope=AUDIT_SCOPE, actor=actor, before=before, after={"portal": None}))
 
     @staticmethod
-    def _shown(row) -> dict:
-        return Installation(row.endpoint_url, row.member_id, row.connected_at).shown()
+    def _shown(row: Account, portal: Bitrix24Portal) -> dict:
+        return Installation(row.endpoint_url, portal.member_id, row.connected_at).shown()
 
 
-def _reset_binding(row: CrmAccount) -> None:
+def _reset_binding(row: Bitrix24Portal) -> None:
     row.events_bound_at = row.bind_error = row.bind_next_at = None
     row.bind_failures = 0
 
@@ -331,15 +336,14 @@ class UninstallHandler:
             return None
         self._checked = self.monotonic()
         with self.db.reading() as s:
-            row = account_row(s, ACCOUNT)
-            if not self._due(row):
+            if not self._due(account_row(s, ACCOUNT), portal_row(s)):
                 return None
         with self.db.transaction() as s:
-            row = account_row(s, ACCOUNT, lock=True)
-            if not self._due(row):
+            row, portal = account_row(s, ACCOUNT, lock=True), portal_row(s, lock=True)
+            if not self._due(row, portal):
                 return None  # another process took it meanwhile
             installed_at = row.connected_at
-            row.bind_next_at = self.clock() + BIND_LEASE
+            portal.bind_next_at = self.clock() + BIND_LEASE
         problem = None
         try:
             # docs api-reference/events/event-bind.md: `event` and `handler`; an online event, on behalf of the
@@ -350,24 +354,24 @@ class UninstallHandler:
             if not _already_bound(exc):
                 problem = exc.message
         with self.db.transaction() as s:
-            row = account_row(s, ACCOUNT, lock=True)
+            row, portal = account_row(s, ACCOUNT, lock=True), portal_row(s, lock=True)
             if row.connected_at != installed_at:
                 return None  # reinstalled or disconnected meanwhile: that install binds on its own
             now = self.clock()
             if problem is None:
-                row.events_bound_at, row.bind_error, row.bind_next_at = now, None, None
+                portal.events_bound_at, portal.bind_error, portal.bind_next_at = now, None, None
                 BITRIX24_EVENT_BINDS.labels("bound").inc()
                 log.info("bitrix24: the ONAPPUNINSTALL handler is registered on %s", row.endpoint_url)
                 return True
-            row.bind_failures = (row.bind_failures or 0) + 1
+            portal.bind_failures = (portal.bind_failures or 0) + 1
             BITRIX24_EVENT_BINDS.labels("failed").inc()
-            row.bind_error = problem[:255]
-            wait = BIND_BACKOFF[min(row.bind_failures, len(BIND_BACKOFF)) - 1]
-            row.bind_next_at = now + timedelta(seconds=wait)
+            portal.bind_error = problem[:255]
+            wait = BIND_BACKOFF[min(portal.bind_failures, len(BIND_BACKOFF)) - 1]
+            portal.bind_next_at = now + timedelta(seconds=wait)
             log.warning("bitrix24: registering the ONAPPUNINSTALL handler failed (%d so far: %s); next try in %d s",
-                        row.bind_failures, problem, wait)
+                        portal.bind_failures, problem, wait)
             return False
 
-    def _due(self, row: CrmAccount) -> bool:
-        return bool(row.endpoint_url and row.events_bound_at is None
-                    and (row.bind_next_at is None or row.bind_next_at <= self.clock()))
+    def _due(self, row: Account, portal: Bitrix24Portal) -> bool:
+        return bool(row.endpoint_url and portal.events_bound_at is None
+                    and (portal.bind_next_at is None or portal.bind_next_at <= self.clock()))
