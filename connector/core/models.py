@@ -94,6 +94,7 @@ class ScoreOrigin(enum.StrEnum):
     PBX_QUALITY = "mango_quality"  # the PBX's quality control (its call statistics or Contact Center)
     API = "api"  # the generic score API
     REVIEW = "review"  # a review in the console (or POST .../reviews)
+    LINK = "link"  # the customer's answer on the rating page a request by SMS linked to
 
 
 class PollStatus(enum.StrEnum):
@@ -456,6 +457,81 @@ class Account(Base):
     secret_enc: Mapped[str | None] = mapped_column(Text)
     connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class RequestStatus(enum.StrEnum):
+    """Where a rating request by link is (`rating_requests.status`); opened and rated are its own times."""
+
+    SCHEDULED = "scheduled"  # waits for its time (the delay after the call, within the sending hours)
+    SKIPPED = "skipped"  # will not be sent; `reason` says why (do-not-contact, the daily cap, no extension, ...)
+    QUEUED = "queued"  # its SMS is a job in the outbox
+    ACCEPTED = "accepted"  # the PBX accepted the command (answer 1000); its result comes later
+    SENT = "sent"  # the PBX sent it (result/sms 1000)
+    DELIVERED = "delivered"  # the carrier delivered it (events/sms)
+    FAILED = "failed"  # not sent or not delivered; `reason` says why, nothing retries it blind
+
+
+class RequestReason(enum.StrEnum):
+    """Why a rating request was skipped or failed (`rating_requests.reason`); the console names it in words."""
+
+    DO_NOT_CONTACT = "do_not_contact"  # the number is on the do-not-contact list
+    DAILY_CAP = "daily_cap"  # the number already had its requests today
+    NO_EXTENSION = "no_extension"  # neither the operator nor the settings give an extension to send from
+    TEXT_TOO_LONG = "text_too_long"  # the text with this operator's name does not fit one SMS command
+    CHANNEL_OFF = "channel_off"  # the channel (or the call's line) was turned off before it was due
+    SCORED = "scored"  # the customer rated the call meanwhile
+    TOO_LATE = "too_late"  # its link would expire before it could be sent
+    BILLING = "billing"  # the PBX: 2xxx, the account's balance or tariff
+    REFUSED = "refused"  # the PBX: 3xxx, a request it would not take
+    NOT_SENT = "not_sent"  # the PBX: 4300, not sent
+    NOT_DELIVERED = "not_delivered"  # the carrier: 4300 failed, 4301 expired
+    CARRIER_REFUSED = "carrier_refused"  # the carrier: 4391-4393
+    PBX_ERROR = "pbx_error"  # another answer of the PBX
+    GAVE_UP = "gave_up"  # the outbox gave up on it (its job is dead: replayable)
+
+
+class RatingRequest(Base):
+    """One request to rate a call by link: at most one per call (`call_row` unique)."""
+
+    __tablename__ = "rating_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_row: Mapped[int] = mapped_column(ForeignKey("calls.id"), unique=True)
+    number: Mapped[str] = mapped_column(String(32))  # the customer's number as the PBX gave it; never logged
+    line_number: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # RequestStatus
+    reason: Mapped[str | None] = mapped_column(String(32))  # RequestReason, for skipped and failed
+    detail: Mapped[str | None] = mapped_column(String(255))  # the PBX's answer, for a person
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the link works until then
+    # sha256 of the link's token (the token itself is derived from SECRET_KEY and the id, never stored)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    command_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # ties the PBX's answers to it
+    from_extension: Mapped[str | None] = mapped_column(String(32))
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rating: Mapped[int | None] = mapped_column(Integer)  # as given on the page's scale
+    comment: Mapped[str | None] = mapped_column(Text)  # plain text, shown escaped
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+Index("ix_rating_requests_status_due", RatingRequest.status, RatingRequest.due_at)
+Index("ix_rating_requests_number_sent", RatingRequest.number, RatingRequest.queued_at)
+
+
+class DoNotContact(Base):
+    """A number no rating request goes to: added by an admin, or by the customer on the rating page."""
+
+    __tablename__ = "do_not_contact"
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)  # digits only
+    source: Mapped[str] = mapped_column(String(16))  # "admin" or "customer"
+    actor: Mapped[str | None] = mapped_column(String(64))  # the admin's login; None for the customer
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Role(enum.StrEnum):

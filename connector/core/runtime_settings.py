@@ -134,21 +134,31 @@ def update_user_map(session: Session, initial: dict[str, int], new_map: object, 
     return dict(new_map)
 
 
-def account_settings(session: Session) -> tuple[dict, datetime | None]:
-    """The account scope as an admin saved it, and when (empty and None until then). Read without creating
-    the row: what was never saved falls back to the environment, wherever it is read."""
+def scope_values(session: Session, scope: str) -> tuple[dict, datetime | None]:
+    """A scope as an admin saved it, and when (empty and None until then). Read without creating the row:
+    what was never saved falls back to its defaults (or the environment), wherever it is read."""
     row = session.execute(select(RuntimeSettings.values, RuntimeSettings.updated_at)
-                          .where(RuntimeSettings.scope == ACCOUNT)).first()
+                          .where(RuntimeSettings.scope == scope)).first()
     return (dict(row.values), row.updated_at) if row else ({}, None)
 
 
-def update_account_settings(session: Session, changes: dict, actor: str) -> dict:
-    """Store already validated changes of the account scope (connector.core.time_zone checks its own); audited,
-    and the row's version bumped, only when something changed."""
-    row = _row(session, {}, scope=ACCOUNT, for_update=True)
+def update_scope(session: Session, scope: str, changes: dict, actor: str) -> dict:
+    """Store already validated changes of a scope; audited, and the row's version bumped, only when something
+    changed."""
+    row = _row(session, {}, scope=scope, for_update=True)
     before = dict(row.values)
     after = {**before, **changes}
     if after != before:
         row.values = after
-        session.add(SettingsAudit(scope=ACCOUNT, actor=actor, before=before, after=after))
+        session.add(SettingsAudit(scope=scope, actor=actor, before=before, after=after))
     return after
+
+
+def account_settings(session: Session) -> tuple[dict, datetime | None]:
+    """The account scope ({"time_zone": ...}: connector.core.time_zone)."""
+    return scope_values(session, ACCOUNT)
+
+
+def update_account_settings(session: Session, changes: dict, actor: str) -> dict:
+    """Store already validated changes of the account scope (connector.core.time_zone checks its own)."""
+    return update_scope(session, ACCOUNT, changes, actor)

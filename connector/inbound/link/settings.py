@@ -1,0 +1,148 @@
+"""The rating link's settings: what an admin sets on the settings page (or the settings API), kept in the
+runtime settings' `rating_link` scope, audited. Until an admin saves them the channel is off.
+
+Pure checks first (`validate`, `sms_length_problem`), then the storage (`read`, `save`)."""
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from connector.core.policy import PolicyError
+from connector.core.runtime_settings import scope_values, update_scope
+
+SCOPE = "rating_link"
+TOKEN_LENGTH = 22  # the link's token: 16 random-looking bytes, base64url without padding (128 bits)
+LINK_PATH = "/r/"
+# MANGO's SMS command: at most 268 Cyrillic (UCS-2) or 612 Latin (GSM 7-bit) characters, four segments
+# (PDF v1.9 §3.2.4, "SMS").
+LIMIT_CYRILLIC, LIMIT_LATIN = 268, 612
+OPERATOR_SHOWN = 40  # {operator} is cut to this many characters, so a saved template always fits
+DATE_SHOWN = len("27.11.2026")
+PLACEHOLDERS = ("link", "operator", "date")
+EXTENSION = re.compile(r"^\d{1,16}$")
+# MANGO: "only the account's default name, an industry name available to the account, or an approved unique
+# name" (PDF §3.2.4): letters, digits, spaces and a few signs, at most 11 characters as carriers allow.
+SENDER = re.compile(r"^[A-Za-z0-9 ._-]{1,11}$")
+
+
+class RatingScale(enum.StrEnum):
+    """What the page asks, and how an answer maps onto the connector's scale (`rules.score_of`)."""
+
+    GOOD_BAD = "good_bad"  # good: the scale's maximum; bad: its minimum
+    FIVE = "five"  # 1..5 spread evenly over the scale (1: its minimum, 5: its maximum), rounded
+    SURVEY = "survey"  # the survey's own scale (scale_min..scale_max), as given
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    enabled: bool = False
+    delay_minutes: int = 120  # after the call ended
+    send_from_hour: int = 9  # local hours (the account's time zone) a request may be sent in: [from, until)
+    send_until_hour: int = 21
+    also_scored: bool = False  # also calls that have a customer score (a second opinion)
+    daily_cap: int = 1  # requests a day to one number
+    valid_days: int = 7  # the link works this long after it is sent (and never past the rating window)
+    scale: str = RatingScale.GOOD_BAD.value
+    template: str = "Оцените, пожалуйста, разговор с нами {date}: {link}"
+    from_extension: str = ""  # billed when the call's operator has no extension
+    sms_sender: str = ""  # empty: the account's default sender name
+    company: str = ""  # the name the page shows
+    lines: dict = field(default_factory=dict)  # line number -> {"enabled": bool}
+
+    def for_line(self, line: str | None) -> "LinkSettings":
+        override = self.lines.get(line or "")
+        return replace(self, **override) if override else self
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+RANGES = {"delay_minutes": (0, 7 * 24 * 60), "send_from_hour": (0, 23), "send_until_hour": (1, 24),
+          "daily_cap": (1, 10), "valid_days": (1, 90)}
+TEXTS = {"template": 612, "from_extension": 16, "sms_sender": 11, "company": 80}
+_TYPES = {f.name: f.type for f in fields(LinkSettings)}
+
+
+def sms_limit(text: str) -> int:
+    """The SMS command's limit for this text: Latin-only text goes in 7-bit characters, anything else in UCS-2."""
+    return LIMIT_LATIN if all(ord(ch) < 128 for ch in text) else LIMIT_CYRILLIC
+
+
+def sms_length_problem(template: str, public_base_url: str) -> str | None:
+    """Why the longest text this template can make does not fit one SMS command (None when it does): the link
+    in full, the operator's name cut to OPERATOR_SHOWN, the date as DD.MM.YYYY."""
+    try:
+        longest = template.format(link=public_base_url.rstrip("/") + LINK_PATH + "x" * TOKEN_LENGTH,
+                                  operator="Я" * OPERATOR_SHOWN if not template.isascii() else "W" * OPERATOR_SHOWN,
+                                  date="0" * DATE_SHOWN)
+    except (KeyError, IndexError, ValueError):
+        return f"use only the placeholders {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+    if "{link}" not in template:
+        return "the text must contain {link}"
+    limit = sms_limit(longest)
+    if len(longest) > limit:
+        return (f"the text can reach {len(longest)} characters with the link and the longest name and date; "
+                f"an SMS takes at most {limit} ({'Latin' if limit == LIMIT_LATIN else 'with Cyrillic'})")
+    return None
+
+
+def validate(settings: LinkSettings, public_base_url: str) -> LinkSettings:
+    """The settings unchanged, or PolicyError naming the first field that is wrong."""
+    for name, kind in _TYPES.items():
+        value = getattr(settings, name)
+        expected = {"bool": bool, "int": int, "str": str, "dict": dict}[str(kind)]
+        if type(value) is not expected:
+            raise PolicyError(name, f"expected {expected.__name__}, got {value!r}"[:200])
+    for name, (low, high) in RANGES.items():
+        if not low <= getattr(settings, name) <= high:
+            raise PolicyError(name, f"must be {low} to {high}, got {getattr(settings, name)}")
+    if settings.send_from_hour >= settings.send_until_hour:
+        raise PolicyError("send_until_hour", "the sending hours must end after they begin")
+    if settings.scale not in tuple(RatingScale):
+        raise PolicyError("scale", f"must be one of {', '.join(RatingScale)}, got {settings.scale!r}"[:200])
+    for name, longest in TEXTS.items():
+        value = getattr(settings, name)
+        if len(value) > longest or any(ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 for ch in value):
+            raise PolicyError(name, f"at most {longest} characters, no control characters")
+    if settings.from_extension and not EXTENSION.match(settings.from_extension):
+        raise PolicyError("from_extension", "an employee's extension: digits only")
+    if settings.sms_sender and not SENDER.match(settings.sms_sender):
+        raise PolicyError("sms_sender", "a sender name the account has: Latin letters, digits, spaces, . _ -, "
+                                        "at most 11")
+    problem = sms_length_problem(settings.template, public_base_url)
+    if problem:
+        raise PolicyError("template", problem)
+    for line, override in settings.lines.items():
+        if not (isinstance(line, str) and line.isdigit() and len(line) <= 32):
+            raise PolicyError("lines", f"a line is the PBX number in digits, got {line!r}"[:200])
+        if not (isinstance(override, dict) and set(override) == {"enabled"} and type(override["enabled"]) is bool):
+            raise PolicyError("lines", 'a line may override only "enabled" (true or false)')
+    return settings
+
+
+def with_changes(settings: LinkSettings, changes: dict) -> LinkSettings:
+    unknown = sorted(set(changes) - set(_TYPES))
+    if unknown:
+        raise PolicyError(unknown[0], "not a setting of the rating link")
+    return replace(settings, **changes)
+
+
+# --- storage ------------------------------------------------------------------------------------
+
+def read(session: Session) -> tuple[LinkSettings, datetime | None]:
+    """The settings in force and when an admin saved them (defaults, the channel off, until then)."""
+    values, saved_at = scope_values(session, SCOPE)
+    known = {k: v for k, v in values.items() if k in _TYPES}
+    return LinkSettings(**known), saved_at
+
+
+def save(session: Session, changes: dict, public_base_url: str, actor: str) -> LinkSettings:
+    """Validate the changes against the settings in force and store them, audited (PolicyError: nothing stored)."""
+    current, _ = read(session)
+    settings = validate(with_changes(current, changes), public_base_url)
+    update_scope(session, SCOPE, settings.as_dict(), actor)
+    return settings
