@@ -117,10 +117,33 @@ def build_recording_copier(config: Config, db: Database, workers: list, *, sessi
                            poll_seconds=config.WORKER_POLL_SECONDS, ready=lambda: pbx.configured)
 
 
+def build_rating_planner(config: Config, db: Database):
+    """Makes the rating requests by link and queues the due ones (idle while the channel is off)."""
+    from connector.inbound.link.planner import RatingPlanner
+
+    return RatingPlanner(db, secret_key=config.SECRET_KEY, initial_policy=policy_from_config(config),
+                         default_zone=config.CONSOLE_TIMEZONE, poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0))
+
+
+def build_sms_worker(config: Config, db: Database, *, session=None):
+    """The outbox worker of the rating requests' SMS, sent through the PBX's command API."""
+    from connector.core.runtime_settings import user_map_scope
+    from connector.delivery.worker import DeliveryLoop, WorkerOptions
+    from connector.inbound.link.sms import CHANNEL, SmsTarget
+
+    pbx = build_pbx_api(config, db, session=session)
+    target = SmsTarget(pbx.send_sms, secret_key=config.SECRET_KEY, public_base_url=config.PUBLIC_BASE_URL,
+                       default_zone=config.CONSOLE_TIMEZONE)
+    return DeliveryLoop(db, target, WorkerOptions(
+        initial_policy=policy_from_config(config), initial_user_map={}, user_map_scope=user_map_scope(CHANNEL),
+        lease_seconds=config.WORKER_LEASE_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS))
+
+
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
     """Every background loop this configuration needs: the inbox, delivery, recording copies, PBX polling
-    and scanning, the operator directory."""
+    and scanning, the operator directory, and the rating requests by link (planned, then sent)."""
     workers = build_workers(config, db)
     loops = (build_inbox(config, db, wake=wake), *workers, build_recording_copier(config, db, workers),
-             build_poller(config, db), build_scanner(config, db), build_directory(config, db))
+             build_poller(config, db), build_scanner(config, db), build_directory(config, db),
+             build_rating_planner(config, db), build_sms_worker(config, db))
     return [loop for loop in loops if loop is not None]

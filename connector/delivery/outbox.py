@@ -326,6 +326,8 @@ class DeliveryQueue:
                     match outcome:
                         case TransientError():
                             self._retry_later(job, outcome, now)
+                            if job.status == JobStatus.DEAD:
+                                _heard_dead(effects, s, job, now)
                         case Done(entity_type, entity_id, details):
                             job.status, job.last_error, job.sent_at = JobStatus.DONE, None, None
                             job.result = {"entity_type": entity_type, "entity_id": entity_id, **details}
@@ -342,6 +344,7 @@ class DeliveryQueue:
                         case Dead(reason):
                             job.status, job.last_error = JobStatus.DEAD, reason
                             log.error("%s job %s dead: %s", self.crm, job.key, reason)
+                            _heard_dead(effects, s, job, now)
                 for d in deliveries.values():
                     refresh_record(d)
 
@@ -369,6 +372,14 @@ class DeliveryQueue:
                     lease.release(job)
             for d in load(s, self.crm, [w.call_row for w in work]).values():
                 refresh_record(d)
+
+
+def _heard_dead(effects: Effects, session: Session, job: DeliveryJob, now: datetime) -> None:
+    """A target that keeps its own state of a job (the rating link's request) hears of its death: optional, as
+    a CRM's record already says it (`refresh_record`)."""
+    on_dead = getattr(effects, "on_dead", None)
+    if on_dead is not None:
+        on_dead(session, job, job.last_error or "", now)
 
 
 # --- operators' tools -----------------------------------------------------------

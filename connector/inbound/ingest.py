@@ -19,7 +19,8 @@ from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, P
                               ScoreSource, SurveyState, UTCDateTime, summary_status)
 from connector.core.notifications import notify_low_score
 from connector.core.runtime_settings import current_policies
-from connector.inbound.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, dedupe_key
+from connector.inbound.link.sms import apply_report
+from connector.inbound.pbx import CallState, CallSummary, Digits, InboundMessage, Recording, SmsReport, dedupe_key
 from connector.core.policy import (Decision, Policies, Policy, ScoreStatus, decide, decide_again,
                                  parse_score)
 
@@ -114,7 +115,9 @@ def store_event(session: Session, source: str, message: InboundMessage) -> None:
 
 def apply_messages(session: Session, ctx: IngestContext, messages: list[InboundMessage]) -> None:
     """Apply stored PBX messages, in order, to their calls: a few round trips for the whole batch."""
-    events = [m.event for m in messages if m.event is not None]
+    events = [m.event for m in messages if m.event is not None and not isinstance(m.event, SmsReport)]
+    for report in (m.event for m in messages if isinstance(m.event, SmsReport)):
+        apply_report(session, report, datetime.now(timezone.utc))  # a rating request's, not a call's
     if not events:
         return
     calls = calls_for_update(session, [e.entry_id for e in events])

@@ -167,6 +167,33 @@ class OperatorEntry:
 
 
 @dataclass(frozen=True)
+class SmsReport:
+    """The PBX's later word on an SMS it was asked to send, tied to the request by our `command_id`: whether it
+    sent it (`delivery` False; MANGO's `result/sms`), or whether the carrier delivered it (`delivery` True;
+    MANGO's `events/sms`). `code` is the PBX's code, success or the reason."""
+
+    command_id: str
+    code: int
+    delivery: bool
+    SUCCESS = 1000
+
+    @property
+    def succeeded(self) -> bool:
+        return self.code == self.SUCCESS
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    """An SMS to send from the account: billed to the employee of `from_extension`."""
+
+    command_id: str  # ours: the PBX's later reports carry it back
+    from_extension: str
+    to_number: str
+    text: str
+    sender: str | None = None  # a sender name the account has; None: its default
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """A verified, parsed callback: stored raw, deduplicated by `dedupe_key`, then applied."""
 
@@ -174,7 +201,7 @@ class InboundMessage:
     dedupe_key: str
     entry_id: str | None
     payload: str
-    event: CallState | CallSummary | Recording | Digits | None
+    event: CallState | CallSummary | Recording | Digits | SmsReport | None
 
 
 def dedupe_key(*parts: object) -> str:
@@ -214,6 +241,10 @@ class PbxCommands(QualityControl, Protocol):
     def recording_link(self, recording_id: str, action: str = "play", *, probing: bool = False) -> str: ...
 
     def recording_file(self, recording_id: str) -> RecordingFile: ...
+
+    def send_sms(self, message: SmsMessage) -> None:
+        """Ask the PBX to send an SMS; its outcome comes later as an `SmsReport`. PbxWrongRequest: refused
+        (never to be sent again as it is); PbxUnavailable: not now."""
 
 
 @dataclass(frozen=True)

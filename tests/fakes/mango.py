@@ -17,7 +17,10 @@ It behaves as the vendor's PDF (API v1.9) describes:
 - a wrong request (3xxx) is tolerated once per 2 minutes: a second one within 2 minutes gets
   HTTP 401 and blocks every command for 2 minutes; `advance()` moves the fake's clock (or `clock`
   is the caller's own);
-- more than `rate_limit` requests in a second get HTTP 429.
+- more than `rate_limit` requests in a second get HTTP 429;
+- `commands/sms` takes `command_id`, `from_extension` (required), `to_number` (a full number), `text` (at
+  most 268 Cyrillic or 612 Latin characters) and `sms_sender`, answers `{"result": 1000}` at once, and keeps
+  the later `result/sms` and `events/sms` reports for the test to post (`sms_reports`).
 The time zone MANGO reads a statistics period in is not documented: the fake reads it as UTC+3,
 as the connector sends it by default (MANGO_STATS_UTC_OFFSET).
 """
@@ -62,6 +65,10 @@ class FakeMango:
     wrong_at: list = field(default_factory=list)  # fake-clock times of wrong requests
     blocked_until: float = 0.0
     blocks: int = 0
+    sms: list = field(default_factory=list)  # the SMS commands it accepted, as sent
+    sms_results: dict = field(default_factory=dict)  # to_number -> result/sms code (1000 unless set)
+    sms_delivery: dict = field(default_factory=dict)  # to_number -> events/sms reason (1000 unless set)
+    sms_senders: tuple = ()  # sender names the account has; () takes any
 
     def __post_init__(self):
         self.lock = threading.RLock()
@@ -116,6 +123,18 @@ class FakeMango:
     def advance(self, seconds: float) -> None:
         with self.lock:
             self.offset += seconds
+
+    def sms_reports(self) -> list[tuple[str, dict]]:
+        """The reports the PBX posts later for each accepted SMS: `result/sms` (sent or not) and, once sent, the
+        carrier's `events/sms` (reference mango-vpbx.md "SMS": PDF §3.2.4, §3.1.3)."""
+        reports = []
+        for body in self.sms:
+            result = self.sms_results.get(body["to_number"], 1000)
+            reports.append(("result/sms", {"command_id": body["command_id"], "result": result}))
+            if result == 1000:
+                reports.append(("events/sms", {"command_id": body["command_id"],
+                                               "reason": self.sms_delivery.get(body["to_number"], 1000)}))
+        return reports
 
     def commands(self, path: str) -> list:
         return [r for r in self.requests if r[0] == path]
@@ -303,6 +322,29 @@ def create_fake_mango(fake: FakeMango) -> Flask:
         if found is None:
             return answer("quality/control/question/", body, 3300)
         return answer("quality/control/question/", body, 1000, {"question": {"id": body["question_id"], **found}})
+
+    @app.post("/vpbx/commands/sms")
+    def send_sms():
+        path = "commands/sms"
+        body, result = signed()
+        if body is None:
+            return answer(path, {}, result)
+        text = body.get("text")
+        known = {str(u.get("telephony", {}).get("extension")) for u in fake.users}
+        # reference mango-vpbx.md "SMS" (PDF §3.2.4): from_extension is required and must be an employee's (the
+        # SMS is billed to them); to_number a full number; the text at most 268 Cyrillic / 612 Latin characters;
+        # sms_sender one the account has. Anything else is a wrong request (3100), counted toward the block.
+        wrong = (not body.get("command_id") or not str(body.get("from_extension") or "").strip()
+                 or (known and str(body["from_extension"]) not in known)
+                 or not str(body.get("to_number") or "").isdigit() or len(str(body["to_number"])) < 11
+                 or not isinstance(text, str) or not text
+                 or len(text) > (612 if text.isascii() else 268)
+                 or (body.get("sms_sender") and fake.sms_senders and body["sms_sender"] not in fake.sms_senders))
+        if wrong:
+            return answer(path, body, 3100)
+        with fake.lock:
+            fake.sms.append(body)
+        return answer(path, body, 1000)  # mango-vpbx src/transform.js: accepted; the outcome comes later
 
     @app.post("/vpbx/queries/recording/post")
     def recording_post():

@@ -39,7 +39,7 @@ from connector.core.validation import text_problem
 from connector.inbound.mango.callbacks import signed_form
 from connector.inbound.mango.models import ACCOUNT, mango_row
 from connector.inbound.pbx import (GuardState, Mark, OperatorEntry, PbxBlocked, PbxBusy, PbxCoolingDown, PbxError, PbxUnavailable,
-                                   PbxWrongRequest, QualityReport, Question, RecordingFile, ScannedCall)
+                                   PbxWrongRequest, QualityReport, Question, RecordingFile, ScannedCall, SmsMessage)
 
 log = logging.getLogger(__name__)
 
@@ -382,6 +382,18 @@ class MangoApi:
         if response.status_code != 200 or not response.content:
             raise PbxError(f"recording download answered HTTP {response.status_code}", status=response.status_code)
         return RecordingFile(response.content, response.headers.get("Content-Type") or "audio/mpeg")
+
+    def send_sms(self, message: SmsMessage) -> None:
+        """`commands/sms` (PDF v1.9 §3.2.4): `command_id`, `from_extension` (required; the SMS is billed to that
+        employee), `to_number`, `text`, and `sms_sender` when one is set. It answers at once with `result` 1000
+        (accepted); what became of it comes later at `result/sms` and `events/sms`, carrying our command_id.
+        Sent as a request that may fail: a 3xxx counts toward the 2-minute block, so only one such request is
+        in flight across every process, and none goes in the 2 minutes after a wrong one."""
+        payload = {"command_id": message.command_id, "from_extension": message.from_extension,
+                   "to_number": message.to_number, "text": message.text}
+        if message.sender:
+            payload["sms_sender"] = message.sender
+        self.command("commands/sms", payload, probing=True)
 
     # --- extended call statistics: the marks of every call of a period, in bulk ---------------
     def start_call_statistics(self, window: StatsWindow, utc_offset: timedelta) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from connector.inbound.pbx import (CallState, CallSummary, Digits, InboundMessage, PayloadRejected, Recording,
-                           SignatureRejected, dedupe_key)
+                                   SignatureRejected, SmsReport, dedupe_key)
 from connector.core.validation import INT32_MAX, StrictInteger, first_error, parse_json, storable_text, valid_line
 
 DIRECTIONS = {0: "internal", 1: "inbound", 2: "outbound"}
@@ -153,9 +153,20 @@ class AnySchema(_Lenient):
     entry_id = _Text(load_default=None, allow_none=True, validate=validate.Length(max=128))
 
 
+class SmsSchema(AnySchema):
+    """`result/sms` (`command_id`, `result`) and `events/sms` (`command_id`, `reason`; the PDF's example shows
+    `result` too) [PDF v1.9 §3.1.3, §3.2.4]. Both optional: a report of a command that is not ours, or of a
+    shape nobody documented, is kept and acknowledged, and applies to nothing."""
+
+    command_id = _Text(load_default=None, allow_none=True, validate=validate.Length(max=128))
+    result = StrictInteger(load_default=None, allow_none=True, validate=validate.Range(0, INT32_MAX))
+    reason = StrictInteger(load_default=None, allow_none=True, validate=validate.Range(0, INT32_MAX))
+
+
 # Built once: building a schema per request costs a tenth of a callback's CPU.
 CALL_EVENT, SUMMARY, RECORDING = CallEventSchema(), SummarySchema(), RecordingSchema()
-RECORD_ADDED, DTMF, ANY_EVENT = RecordAddedSchema(), DtmfSchema(), AnySchema()
+RECORD_ADDED, DTMF, ANY_EVENT, SMS = RecordAddedSchema(), DtmfSchema(), AnySchema(), SmsSchema()
+SMS_KINDS = {"result/sms": False, "events/sms": True}  # kind -> whether it is the carrier's delivery report
 
 
 def _time(unix: int | None) -> datetime | None:
@@ -221,6 +232,13 @@ def parse(kind: str, json_text: str) -> InboundMessage:
         at = _time(d["timestamp"]) or datetime.now(timezone.utc)
         event = Digits(d["entry_id"], d["dtmf"], d["location"], at)
         key = dedupe_key(kind, d["entry_id"], d["call_id"], d["seq"], d["dtmf"])
+    elif kind in SMS_KINDS:
+        d = _load(SMS, document)
+        delivery = SMS_KINDS[kind]
+        code = d["reason"] if delivery and d["reason"] is not None else d["result"]
+        event = SmsReport(d["command_id"], code, delivery) if d["command_id"] and code is not None else None
+        # Kept by kind and body, as below: a repeated report is a duplicate, the two kinds are two facts.
+        key = dedupe_key(kind, json_text)
     else:  # other events/* and result/*: verified, stored, acknowledged
         d = _load(ANY_EVENT, document)
         event = None
