@@ -418,7 +418,7 @@ STATUSES = click.Choice([s.value for s in JobStatus])
 
 @deliveries.command("list", help="Show delivery jobs, newest first.")
 @click.option("--status", type=STATUSES, default=None)
-@click.option("--target", default=None, help="Only this target's jobs (one of CRM's list).")
+@click.option("--target", default=None, help="Only this target's jobs (one of CRM's list, or sms: the rating link's).")
 @click.option("--limit", default=50, show_default=True)
 def deliveries_list(status: str | None, target: str | None, limit: int) -> None:
     config = load_config()
@@ -429,10 +429,13 @@ def deliveries_list(status: str | None, target: str | None, limit: int) -> None:
 def _targets(config: Config, target: str | None) -> tuple[str, ...] | None:
     """The targets a deliveries command acts on: `--target`, or None for all (jobs of a target dropped
     from CRM since included)."""
+    from connector import registry
+
     if target is None:
         return None
-    if target not in config.targets:
-        raise click.UsageError(f"--target: {target!r} is not in CRM={config.CRM}")
+    if target not in (*config.targets, *registry.CHANNELS):
+        raise click.UsageError(f"--target: {target!r} is not in CRM={config.CRM} nor one of "
+                               f"{', '.join(registry.CHANNELS)}")
     return (target,)
 
 
@@ -462,7 +465,7 @@ def _print_jobs(db, config: Config, status: str | None, targets: tuple[str, ...]
 @deliveries.command("replay", help="Send dead (or unmatched) jobs again, with a fresh retry budget.")
 @click.option("--status", type=click.Choice(["dead", "unmatched"]), default="dead", show_default=True)
 @click.option("--since", type=click.DateTime(), default=None, help="Only jobs that failed at or after this (UTC).")
-@click.option("--target", default=None, help="Only this target's jobs (one of CRM's list).")
+@click.option("--target", default=None, help="Only this target's jobs (one of CRM's list, or sms: the rating link's).")
 def deliveries_replay(status: str, since: datetime | None, target: str | None) -> None:
     from connector import registry
     from connector.delivery import outbox

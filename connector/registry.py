@@ -9,11 +9,21 @@ from connector.delivery.kit import TargetKit
 from connector.delivery.targets.amocrm.kit import KIT as AMOCRM
 from connector.delivery.targets.bitrix24.kit import KIT as BITRIX24
 from connector.delivery.targets.webhook.kit import KIT as WEBHOOK
+from connector.inbound.link.sms import CHANNEL as SMS_CHANNEL
 from connector.inbound.mango.kit import KIT as MANGO
 from connector.inbound.pbx import PbxKit
 
 KITS: dict[str, TargetKit] = {kit.name: kit for kit in (AMOCRM, BITRIX24, WEBHOOK)}
 PBX: PbxKit = MANGO  # the one PBX the connector speaks to; a second one will be chosen by a setting
+CHANNELS: tuple[str, ...] = (SMS_CHANNEL,)  # outbox targets that are not CRMs: the rating link's SMS
+
+
+def channels_on(session) -> tuple[str, ...]:
+    """The channels in use (the status lists them): the rating link's SMS once it is on, globally or on a line."""
+    from connector.inbound.link.planner import channel_on
+    from connector.inbound.link.settings import read
+
+    return CHANNELS if channel_on(read(session)[0]) else ()
 
 
 def kit(name: str) -> TargetKit:

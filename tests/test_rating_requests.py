@@ -223,3 +223,16 @@ def test_reports_of_commands_that_are_not_ours_are_kept_and_change_nothing(h):
 def test_a_malformed_sms_report_is_a_400_and_nothing_is_stored(h, body, field):
     response = h.post("result/sms", body)
     assert response.status_code == 400 and field in response.json["error"]
+
+
+def test_the_status_and_metrics_show_the_sms_outbox_once_the_channel_is_on(h):
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert "sms" not in h.client.get("/healthz").json["components"]
+    h.settings()
+    h.pbx.error_status, h.pbx.rate_limit = 200, 0  # every command now answers 429: the SMS waits in the outbox
+    h.ended_call()
+    h.run()
+    assert h.client.get("/healthz").json["components"]["sms"] == "ok"
+    status = h.client.get("/api/v1/status", headers=auth).json
+    assert status["details"]["sms"]["outbox"]["rating_request"]["pending"] == 1
+    assert 'connector_outbox_pending{crm="sms",kind="rating_request"} 1.0' in h.client.get("/metrics").get_data(True)

@@ -22,7 +22,8 @@ def services():
 def component_details() -> dict:
     try:
         with services().db.reading() as session:
-            return status.details(session, services().config.targets, registry.PBX.guard_state)
+            return status.details(session, services().config.targets, registry.PBX.guard_state,
+                                    registry.channels_on(session))
     except Exception:  # any database failure means unhealthy, never a 500
         raise ApiError(503, "database unavailable") from None
 
@@ -50,7 +51,8 @@ def metrics():
     body = generate_latest(collectors)
     try:
         with services().db.reading() as session:
-            state = status.details(session, services().config.targets, registry.PBX.guard_state)
+            state = status.details(session, services().config.targets, registry.PBX.guard_state,
+                                    registry.channels_on(session))
             body += generate_latest(queue_metrics(state))
     except Exception as exc:  # the database is down: the process metrics still tell something
         log.warning("metrics: the queues could not be read (%s)", type(exc).__name__)

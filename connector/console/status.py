@@ -54,9 +54,11 @@ def _target_state(session: Session, crm: str, now: datetime) -> dict:
     return crm_state
 
 
-def details(session: Session, targets: tuple[str, ...], pbx_guard: Callable[[Session], GuardState]) -> dict:
+def details(session: Session, targets: tuple[str, ...], pbx_guard: Callable[[Session], GuardState],
+            channels: tuple[str, ...] = ()) -> dict:
     """Every component with its state and the reason; a handful of queries. `pbx_guard`: reads the block the
-    PBX's command API keeps (its kit's `guard_state`)."""
+    PBX's command API keeps (its kit's `guard_state`). `channels`: outbox targets that are not CRMs (the rating
+    link's SMS), each a component of its own, so their trouble never reads as the CRM's."""
     now = datetime.now(timezone.utc)
     pending, oldest = session.execute(select(func.count(), func.min(InboundEvent.received_at))
                                       .where(InboundEvent.applied_at.is_(None))).one()
@@ -90,7 +92,8 @@ def details(session: Session, targets: tuple[str, ...], pbx_guard: Callable[[Ses
     else:  # several targets: the worst state, and each one's detail
         worst = max((t["state"] for t in states.values()), key=_SEVERITY.index)
         crm_state = {"name": ",".join(states), "state": worst, "targets": states}
-    return {"database": {"state": State.OK}, "inbox": inbox, "pbx": pbx, "crm": crm_state}
+    return {"database": {"state": State.OK}, "inbox": inbox, "pbx": pbx, "crm": crm_state,
+            **{name: _target_state(session, name, now) for name in channels}}
 
 
 def summary(components: dict) -> dict:

@@ -41,7 +41,8 @@ def queue_metrics(components: dict) -> CollectorRegistry:
     oldest = Gauge("connector_outbox_oldest_pending_seconds", "Age of the oldest waiting delivery job",
                    ["crm", "kind"], registry=registry)
     crm = components["crm"]
-    for target in (crm.get("targets") or {crm["name"]: crm}).values():
+    channels = [part for name, part in components.items() if name != "crm" and "outbox" in part]
+    for target in [*(crm.get("targets") or {crm["name"]: crm}).values(), *channels]:
         for kind, queue in (target.get("outbox") or {}).items():
             depth.labels(target["name"], kind).set(queue["pending"])
             oldest.labels(target["name"], kind).set(queue["oldest_seconds"] or 0)
