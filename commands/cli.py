@@ -388,18 +388,20 @@ def _say_what_the_demo_made(calls, outcome, policy, zone, seed: int, config: Con
 
 
 @cli.command("demo-pbx", help="Stand in for MANGO's recording API so the calls of `simulate` and `demo` play in "
-                               "the console (set MANGO_API_URL=http://127.0.0.1:PORT/vpbx/). For trying out only.")
+                               "the console, and print the rating link's SMS instead of sending them (set "
+                               "MANGO_API_URL=http://127.0.0.1:PORT/vpbx/). For trying out only.")
 @click.option("--port", default=8081, show_default=True, type=click.IntRange(1, 65535))
 def demo_pbx(port: int) -> None:
     from waitress import create_server
 
     from commands.demo_pbx import create_demo_pbx
 
-    pbx = pbx_settings(load_config())
+    config = load_config()
+    pbx = pbx_settings(config)
     if not (pbx.api_key and pbx.api_salt):
         raise click.UsageError("set MANGO_API_KEY and MANGO_API_SALT (in .env), the same as the connector's")
-    server = create_server(create_demo_pbx(pbx.api_key, pbx.api_salt), host="127.0.0.1",
-                           port=port, threads=2, ident="demo-pbx")
+    demo = create_demo_pbx(pbx.api_key, pbx.api_salt, connector_url=_local_url(config), say=click.echo)
+    server = create_server(demo, host="127.0.0.1", port=port, threads=2, ident="demo-pbx")
     expected = f"http://127.0.0.1:{port}/vpbx/"
     click.echo(f"demo PBX listening on {expected} (recordings of `connector simulate` and `demo` only)")
     if pbx.api_url != expected:

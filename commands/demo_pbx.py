@@ -2,7 +2,9 @@
 `connector simulate` or `connector demo` plays without a PBX account. Point `MANGO_API_URL` at it; never use it
 in production.
 
-It answers the PBX's user list (`config/users/request`: the demo's operators, named) and
+It answers the PBX's user list (`config/users/request`: the demo's operators, named), the SMS command of the
+rating link (`commands/sms`: it prints the message, link included, instead of sending it, then reports it sent
+and delivered to the connector as MANGO's `result/sms` and `events/sms` would), and
 `POST /vpbx/queries/recording/post` as MANGO does (a signed form; a 302 to a temporary file
 link, or result 3320 for a recording it does not have) for the recordings `simulate` and `demo` report
 (`rec-sim-...`, `rec-demo-...`), and serves each as a few seconds of generated audio (WAV).
@@ -14,6 +16,7 @@ import json
 import math
 import secrets
 import struct
+import threading
 import wave
 
 from flask import Flask, Response, abort, jsonify, redirect, request
@@ -45,7 +48,21 @@ def demo_recording(seconds: float = 4.0) -> bytes:
     return out.getvalue()
 
 
-def create_demo_pbx(api_key: str, salt: str) -> Flask:
+def _report(connector_url: str, api_key: str, salt: str, command_id: str) -> None:
+    """What MANGO posts after an SMS: it was sent (`result/sms`), then delivered (`events/sms`)."""
+    import requests
+
+    from connector.inbound.mango.callbacks import signed_form
+
+    for kind, body in (("result/sms", {"command_id": command_id, "result": 1000}),
+                       ("events/sms", {"command_id": command_id, "reason": 1000})):
+        try:
+            requests.post(f"{connector_url.rstrip('/')}/mango/{kind}", data=signed_form(api_key, salt, body), timeout=5)
+        except requests.RequestException:
+            return  # the connector is not running: the request stays "accepted"
+
+
+def create_demo_pbx(api_key: str, salt: str, *, connector_url: str | None = None, say=print) -> Flask:
     app = Flask("demo_pbx")
     audio = demo_recording()
     issued: dict[str, str] = {}  # single-use file token -> recording id, as MANGO's links are
@@ -75,6 +92,22 @@ def create_demo_pbx(api_key: str, salt: str) -> Flask:
 
         return jsonify({"users": [{"general": {"name": DEMO_NAMES.get(o.extension)},
                                    "telephony": {"extension": o.extension}} for o in OPERATORS]})
+
+    @app.post("/vpbx/commands/sms")
+    def sms():
+        """MANGO's SMS command (accepted with result 1000); nothing is sent: the message is printed, with the
+        number masked, so a person trying the rating link can open it."""
+        try:
+            body = json.loads(verify(request.form.to_dict(), api_key, salt))
+        except (CallbackRejected, ValueError):
+            return jsonify({"result": 3102})
+        if not isinstance(body, dict) or not body.get("from_extension") or not body.get("text"):
+            return jsonify({"result": 3100})  # MANGO: from_extension and text are required
+        number = str(body.get("to_number") or "")
+        say(f"SMS to {number[:4]}***{number[-2:]} from extension {body['from_extension']}: {body['text']}")
+        if connector_url:
+            threading.Timer(1.0, _report, (connector_url, api_key, salt, str(body.get("command_id")))).start()
+        return jsonify({"result": 1000})
 
     @app.get("/files/<token>.wav")
     def recording_file(token: str):

@@ -118,3 +118,18 @@ def test_the_demo_pbx_refuses_a_forged_request_and_unknown_recordings():
     assert unknown.json == {"result": 3320}
     issued = client.post(url, data=signed_form("demo", "demo-salt", {"recording_id": "rec-sim-1"}))
     assert issued.status_code == 302 and client.get(issued.headers["Location"]).status_code == 200
+
+
+def test_the_demo_pbx_prints_a_rating_sms_with_its_link_and_a_masked_number():
+    from commands.demo_pbx import create_demo_pbx
+    from connector.inbound.mango.callbacks import signed_form
+
+    said = []
+    client = create_demo_pbx("demo", "demo-salt", say=said.append).test_client()
+    body = {"command_id": "rating-1-ab", "from_extension": "101", "to_number": "79161234567",
+            "text": "Оцените разговор: http://127.0.0.1:8080/r/abcdefghijklmnopqrstuv"}
+    assert client.post("/vpbx/commands/sms", data=signed_form("demo", "demo-salt", body)).json == {"result": 1000}
+    assert said == ["SMS to 7916***67 from extension 101: Оцените разговор: "
+                    "http://127.0.0.1:8080/r/abcdefghijklmnopqrstuv"]
+    forged = client.post("/vpbx/commands/sms", data=signed_form("demo", "wrong-salt", body))
+    assert forged.json == {"result": 3102} and len(said) == 1
