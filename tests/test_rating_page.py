@@ -255,6 +255,7 @@ def test_bad_answers_get_the_form_again_with_a_clear_message_and_nothing_is_writ
     assert answer.status_code == 400
     body = text(answer)
     assert message in body and 'role="alert"' in body and 'name="answer"' in body
+    assert "\x00" not in body and "\x1b" not in body
     assert page.written() == (0, 0, 0, [None])
 
 

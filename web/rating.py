@@ -26,7 +26,7 @@ from flask_babel import force_locale, format_date, gettext as _, lazy_gettext as
 from werkzeug.exceptions import HTTPException
 
 from connector.core import throttle
-from connector.core.validation import text_problem
+from connector.core.validation import CONTROL_IN_LINES, text_problem
 from connector.inbound.link import answers
 from connector.inbound.link.answers import COMMENT_MAX, Rated, RatingPage
 from connector.inbound.link.settings import RatingScale
@@ -169,8 +169,9 @@ def _form_problem(form) -> tuple[int | None, str, bool, str | None]:
     if len(comment) > COMMENT_MAX:
         return answer, comment[:COMMENT_MAX * 2], do_not_contact, \
             _("Комментарий длиннее %(limit)s символов: сократите его.", limit=COMMENT_MAX)
-    if text_problem(comment, multiline=True):
-        return answer, "", do_not_contact, _("В комментарии есть символы, которые нельзя сохранить: уберите их.")
+    if text_problem(comment, multiline=True):  # shown again without them, so the rest of it is not lost
+        kept = CONTROL_IN_LINES.sub("", comment).encode("utf-8", "ignore").decode()
+        return answer, kept, do_not_contact, _("В комментарии есть символы, которые нельзя сохранить: уберите их.")
     return answer, comment, do_not_contact, None
 
 
