@@ -180,6 +180,10 @@ def test_with_the_lock_a_different_rating_is_refused_and_nothing_changes(page):
     assert answer.status_code == 409
     assert "Оценка уже дана" in text(answer) and 'id="rating-given">Хорошо</span>' in text(answer)
     assert page.written() == written and page.stored(token).rating == 1 and page.api_call()["customer_score"] == 10
+    # Not to be contacted is the customer's wish even when the rating can no longer change.
+    answer = page.rate(token, 0, do_not_contact=True)
+    assert answer.status_code == 409 and "Мы больше не будем присылать вам такие сообщения." in text(answer)
+    assert page.written()[:3] == (written[0], written[1], 1) and page.stored(token).rating == 1
 
 
 def test_without_the_lock_the_customer_changes_the_rating_until_the_link_expires(db_url):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, redirect, request, url_for
@@ -47,10 +48,7 @@ def _services():
 
 def _language() -> str:
     """`?lang=` when it names a language the page speaks, else the browser's preference, else Russian."""
-    wanted = request.args.get("lang")
-    if wanted in LANGUAGES:
-        return wanted
-    return request.accept_languages.best_match(LANGUAGES, default=LANGUAGES[0])
+    return _language_asked() or request.accept_languages.best_match(LANGUAGES, default=LANGUAGES[0])
 
 
 def _render(template: str, status: int, language: str, headers: dict | None = None, **context) -> Response:
@@ -59,6 +57,12 @@ def _render(template: str, status: int, language: str, headers: dict | None = No
         body = current_app.jinja_env.get_template(template).render(lang=language, other=_other(language),
                                                                    **context)
     return Response(body, status, {**PAGE_HEADERS, **(headers or {})}, mimetype="text/html")
+
+
+def _language_asked() -> str | None:
+    """`?lang=` when the person picked a language on the page: kept on the form's address and the redirect."""
+    wanted = request.args.get("lang")
+    return wanted if wanted in LANGUAGES else None
 
 
 def _other(language: str) -> str:
@@ -80,14 +84,15 @@ PROBLEMS = {
 
 
 def _problem(status: int, *, page: RatingPage | None = None, headers: dict | None = None,
-             detail: str | None = None) -> Response:
+             detail: str | None = None, not_contacted: bool = False) -> Response:
     """A refused request as a page a customer understands, with its status (never a 500 for their input)."""
     language = _language()
     title, general = PROBLEMS.get(status, PROBLEMS[400])
     with force_locale(language):
         title, text = str(title), detail or str(general)
         rating = _rating_text(page.scale, page.rating, page.offered) if page and page.rated else None
-    return _render("public/problem.html", status, language, headers, title=title, text=text, rating=rating)
+    return _render("public/problem.html", status, language, headers, title=title, text=text, rating=rating,
+                   not_contacted=not_contacted)
 
 
 @bp.errorhandler(HTTPException)
@@ -125,8 +130,7 @@ def _show(page: RatingPage, status: int = 200, *, chosen: int | None = None, com
             "comment": comment if problem else (page.comment or ""),
             "problem": problem,
             "comment_max": COMMENT_MAX,
-            "action": url_for("rating.answer", token=token, lang=request.args.get("lang") if
-                              request.args.get("lang") in LANGUAGES else None),
+            "action": url_for("rating.answer", token=token, lang=_language_asked()),
         }
     return _render("public/rating.html", status, language, **context)
 
@@ -140,10 +144,9 @@ def page(token: str):
     services, now = _services(), _now()
     with services.db.reading() as s:
         found = answers.find(s, token)
-        shown = found and answers.page_for(s, services.ingest.initial_policy, found, services.config.CONSOLE_TIMEZONE,
-                                           now)
-    if found is None:
-        return _problem(404)
+        if found is None:
+            return _problem(404)
+        shown = answers.page_for(s, services.ingest.initial_policy, found, services.config.CONSOLE_TIMEZONE, now)
     if shown.expired:
         return _problem(410, page=shown)
     if found.opened_at is None:
@@ -157,22 +160,32 @@ def _link_digest(token: str) -> str | None:
     return hashlib.sha256(token.encode()).hexdigest()[:32] if answers.well_formed(token) else None
 
 
-def _form_problem(form) -> tuple[int | None, str, bool, str | None]:
-    """The form read: (answer, comment, do not contact, what is wrong in the person's words or None)."""
+@dataclass(frozen=True)
+class AnswerForm:
+    """The posted form as read: what is wrong with it in the person's words (`problem`), or None."""
+
+    answer: int | None
+    comment: str  # line breaks as "\n", trimmed; as shown again after a refusal
+    do_not_contact: bool
+    problem: str | None = None
+
+
+def _read_form(form) -> AnswerForm:
     raw_answer = form.get("answer", "")
-    comment = form.get("comment", "").replace("\r\n", "\n").strip()
+    comment = form.get("comment", "").replace("\r\n", "\n").strip()  # a browser sends line breaks as CRLF
     do_not_contact = form.get("do_not_contact") == "yes"
     answer = int(raw_answer) if raw_answer.isascii() and raw_answer.isdigit() and \
         len(raw_answer) <= ANSWER_DIGITS else None
     if answer is None:
-        return None, comment, do_not_contact, _("Выберите оценку.")
+        return AnswerForm(None, comment, do_not_contact, _("Выберите оценку."))
     if len(comment) > COMMENT_MAX:
-        return answer, comment[:COMMENT_MAX * 2], do_not_contact, \
-            _("Комментарий длиннее %(limit)s символов: сократите его.", limit=COMMENT_MAX)
+        return AnswerForm(answer, comment[:COMMENT_MAX * 2], do_not_contact,
+                          _("Комментарий длиннее %(limit)s символов: сократите его.", limit=COMMENT_MAX))
     if text_problem(comment, multiline=True):  # shown again without them, so the rest of it is not lost
         kept = CONTROL_IN_LINES.sub("", comment).encode("utf-8", "ignore").decode()
-        return answer, kept, do_not_contact, _("В комментарии есть символы, которые нельзя сохранить: уберите их.")
-    return answer, comment, do_not_contact, None
+        return AnswerForm(answer, kept, do_not_contact,
+                          _("В комментарии есть символы, которые нельзя сохранить: уберите их."))
+    return AnswerForm(answer, comment, do_not_contact)
 
 
 @bp.post("/<token>")
@@ -187,7 +200,7 @@ def answer(token: str):
         return _problem(429, headers={"Retry-After": str(seconds)}, detail=detail)
     throttle.record_failure(services.db, keys)  # every answer counts: there is no login to fail
     with force_locale(_language()):
-        chosen, comment, do_not_contact, problem = _form_problem(request.form)
+        form = _read_form(request.form)
     with services.db.transaction() as s:
         found = answers.find(s, token)
         if found is None:
@@ -195,20 +208,17 @@ def answer(token: str):
         shown = answers.page_for(s, services.ingest.initial_policy, found, services.config.CONSOLE_TIMEZONE, now)
         if shown.expired:
             return _problem(410, page=shown)
-        outcome = None
-        if problem is None:
-            outcome = answers.rate(s, services.ingest, found, chosen, comment, do_not_contact, now)
-            request_id = found.id
-    if outcome is None or outcome.result == Rated.NOT_OFFERED:
+        if form.problem:
+            return _show(shown, 400, chosen=form.answer, comment=form.comment, problem=form.problem, token=token)
+        outcome = answers.rate(s, services.ingest, found, form.answer, form.comment, form.do_not_contact, now)
+        log.info("rating link: request %d %s", found.id, outcome.result.value)
+    if outcome.result == Rated.NOT_OFFERED:
         with force_locale(_language()):
-            problem = problem or _("Выберите оценку.")
-        return _show(shown, 400, chosen=chosen if outcome is None else None, comment=comment, problem=problem,
-                     token=token)
-    log.info("rating link: request %d %s", request_id, outcome.result.value)
+            problem = _("Выберите оценку.")
+        return _show(shown, 400, comment=form.comment, problem=problem, token=token)
     if outcome.result == Rated.EXPIRED:
         return _problem(410, page=shown)
     if outcome.result == Rated.LOCKED:
-        return _problem(409, page=shown)
+        return _problem(409, page=shown, not_contacted=outcome.do_not_contact)
     # Post/redirect/get: reloading the thank-you page does not post the answer again.
-    return redirect(url_for("rating.page", token=token, lang=request.args.get("lang") if
-                            request.args.get("lang") in LANGUAGES else None), 303)
+    return redirect(url_for("rating.page", token=token, lang=_language_asked()), 303)

@@ -118,10 +118,6 @@ class RateOutcome:
     rating: int | None  # the rating in force on the page's scale after it (None: none given)
     do_not_contact: bool = False  # the number is now on the do-not-contact list
 
-    @property
-    def changed_nothing(self) -> bool:
-        return self.result in (Rated.UNCHANGED, Rated.LOCKED, Rated.EXPIRED, Rated.NOT_OFFERED)
-
 
 def rate(session: Session, ctx: IngestContext, request: RatingRequest, answer: int, comment: str | None,
          do_not_contact: bool, now: datetime) -> RateOutcome:
