@@ -58,7 +58,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.sort_keys = False  # keep the documented field order of a call
     app.extensions["connector"] = services
     import webui
-    from web import api, bitrix24, errors, health, mango, openapi, recordings, security
+    from web import api, bitrix24, errors, health, mango, openapi, rating, recordings, security
 
     errors.register_error_handlers(app, page_for_people=webui.error_page)
     security.protect(app, except_blueprints=(mango.bp.name,))
@@ -68,6 +68,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(recordings.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(rating.bp)  # the public rating page a rating request's SMS links to (no login)
     app.register_blueprint(webui.bp)
     webui.configure(app)
     app.wsgi_app = mango.accept_doubled_slashes(app.wsgi_app)

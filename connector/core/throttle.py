@@ -9,6 +9,8 @@ Failures are counted in buckets, rows of `login_throttle` shared by every proces
 | `user:<user>` | one account from anywhere (without that account's device cookie) | 10 | ... 60 s | 30 | 5 min |
 | `addr:<address>` | any account from one address (without a device cookie) | 10 | ... 60 s | 50 | 15 min |
 | `token:<address>` | wrong bearer tokens from one address | 10 | ... 60 s | 100 | 15 min |
+| `rating:<link>` | answers posted to one rating link (any, not only refused ones) | 10 | ... 60 s | 30 | 15 min |
+| `rating-addr:<address>` | answers posted to any rating link from one address | 60 | ... 60 s | 600 | 15 min |
 
 While a bucket's `blocked_until` holds, an attempt is refused at once (HTTP 429 with Retry-After) without
 checking anything and without counting: no thread sleeps, and a flood cannot stretch the delay. A lockout
@@ -19,6 +21,11 @@ the user in a bucket of their own that only that browser fills. A success emptie
 never the address's (else one good account would reset an attacker's counter).
 
 An IPv6 address counts as its /64 (one host usually has the whole prefix).
+
+The rating page (`web.rating`) counts every answer posted, since it has no login to fail: a customer changes
+a rating a few times at most, a script thousands. Its address rule is loose because mobile carriers put many
+customers behind one address (carrier-grade NAT). Those buckets are not logins: `active` leaves them out of the
+console's and the CLI's lockout lists, and they end by themselves.
 """
 from __future__ import annotations
 
@@ -64,7 +71,10 @@ RULES = {
     "user": Rule(free=10, cap=60, lock_at=30, lock_seconds=5 * 60),
     "addr": Rule(free=10, cap=60, lock_at=50, lock_seconds=15 * 60),
     "token": Rule(free=10, cap=60, lock_at=100, lock_seconds=15 * 60),
+    "rating": Rule(free=10, cap=60, lock_at=30, lock_seconds=15 * 60),
+    "rating-addr": Rule(free=60, cap=60, lock_at=600, lock_seconds=15 * 60),
 }
+RATING_PREFIX = "rating"  # the rating page's buckets (`rating:`, `rating-addr:`), not logins
 FORGET_AFTER = timedelta(hours=1)  # failures this old (since the last one) no longer count
 CACHE_SECONDS = 2.0  # a process trusts what it last read of a bucket this long (an unlock shows within it)
 
@@ -92,6 +102,12 @@ def login_keys(username: str, address: str, device: str | None) -> list[str]:
 
 def token_keys(address: str) -> list[str]:
     return [f"token:{address}"]
+
+
+def rating_keys(link: str | None, address: str) -> list[str]:
+    """The buckets an answer on the rating page is counted in: its link's (`link`: a digest of the token,
+    never the token; None for a malformed one) and its address's."""
+    return ([f"rating:{link}"] if link else []) + [f"rating-addr:{address}"]
 
 
 def _rule(key: str) -> Rule:
@@ -263,15 +279,17 @@ def account_filter(username: str):
 
 
 def address_filter(address: str):
-    return LoginThrottle.key.in_([f"addr:{address}", f"token:{address}"])
+    return LoginThrottle.key.in_([f"addr:{address}", f"token:{address}", f"rating-addr:{address}"])
 
 
 def active(s: Session, limit: int = 200) -> list[LoginThrottle]:
-    """Buckets that hold attempts back now, or counted failures in the last hour; newest first."""
+    """Login and token buckets that hold attempts back now, or counted failures in the last hour; newest first
+    (the rating page's are no logins: left out)."""
     at = now()
     return list(s.scalars(select(LoginThrottle)
                           .where(or_(LoginThrottle.blocked_until > at,
-                                     LoginThrottle.last_failed_at > at - FORGET_AFTER))
+                                     LoginThrottle.last_failed_at > at - FORGET_AFTER),
+                                 LoginThrottle.key.not_like(f"{RATING_PREFIX}%"))
                           .order_by(LoginThrottle.last_failed_at.desc()).limit(limit)))
 
 
