@@ -35,10 +35,6 @@ def main() -> int:
     args = parser.parse_args()
     day = date.today() - timedelta(days=1)
     with Day(day, args.calls, database_url=args.database_url) as d:
-        if args.database_url:
-            from connector.core.db import downgrade, upgrade
-            downgrade(args.database_url, "base")
-            upgrade(args.database_url)
         d.run()
         links = d.links()
         for i, (entry_id, path) in enumerate(sorted(links.items())):

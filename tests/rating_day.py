@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from app import create_app
+from connector.core.db import downgrade, upgrade
 from connector.core.models import DeliveryJob, RatingRequest
 from connector.inbound.link import settings as link_settings
 from connector.wiring import build_rating_planner, build_sms_worker, build_worker
@@ -86,9 +87,8 @@ class Day:
         self.stack = ExitStack()
         self.pbx = FakeMango(MANGO_KEY, MANGO_SALT, users=list(USERS))
         self.amo = FakeAmo(rate_limit=7, long_lived_token="day-token")
-        for call in self.calls:
-            if not self.amo._contact_by_phone(call.phone):
-                self.amo.add_contact(call.phone)
+        for phone in dict.fromkeys(call.phone for call in self.calls):
+            self.amo.add_contact(phone)
         self.database_url = database_url
         self.figures = DayFigures(calls=len(self.calls), qualifying=sum(c.qualifies for c in self.calls))
         self.sent_by_command: dict[str, datetime] = {}
@@ -97,6 +97,9 @@ class Day:
         pbx_url = self.stack.enter_context(serving(create_fake_mango(self.pbx)))
         amo_url = self.stack.enter_context(serving(create_fake_app(self.amo)))
         url = self.database_url or f"sqlite:///{self.stack.enter_context(tempfile.TemporaryDirectory())}/day.db"
+        if self.database_url:
+            downgrade(url, "base")  # a day starts from an empty schema: the database is wiped
+        upgrade(url)
         self.config = make_config(url, MANGO_API_URL=pbx_url + "/vpbx/", PUBLIC_BASE_URL=BASE, CRM="amocrm",
                                   AMOCRM_BASE_URL=amo_url, AMOCRM_LONG_LIVED_TOKEN="day-token",
                                   AMOCRM_RATE_LIMIT="7", SURVEY_WAIT_SECONDS="0", MANGO_RATE_LIMIT="10")
