@@ -6,8 +6,8 @@ from flask import g, request
 from marshmallow import ValidationError
 
 from connector.console.queries import REPORT_QUERY_SCHEMA
-from connector.core.validation import first_error
 from connector.console.reports import ReportFilter
+from connector.core.validation import first_error
 from web.api.common import bp, require_token, services
 from web.errors import ApiError
 
