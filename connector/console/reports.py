@@ -91,8 +91,8 @@ PARTS = ("operators", "lines", "distribution", "daily", "channels", "funnel")  #
 def figures(db: Database, flt: ReportFilter, initial: Policy, parts: tuple[str, ...] = PARTS) -> dict:
     """The parts asked for, and under "policy" the policies in force (`Policies`) they were counted with, all
     in one read (one snapshot: the tables and charts agree). The tables and the distribution come from one
-    scan of the calls (`counts`), the daily trend from a second. Plain data, so a child process can count
-    them (`connector.console.offload`)."""
+    scan of the calls (`counts`), the daily trend from a second, the channels and the funnel from one
+    statement each. Plain data, so a child process can count them (`connector.console.offload`)."""
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"no such report part: {', '.join(sorted(unknown))}")
