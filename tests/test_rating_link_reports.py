@@ -62,8 +62,8 @@ def known_calls(db):
          neither counts.
     Operator 102, line B, on 21 November (Moscow), all answered, external:
       t1 the API 7, sent twice (accepted, then a duplicate): one call; its request accepted by the PBX;
-      t2 a QA form of the PBX's quality control (a supervisor's, not the customer's); its request sent, then
-         not delivered (failed);
+      t2 a QA form of the PBX's quality control (a supervisor's, not the customer's); its request not delivered
+         (failed): the carrier's failure, so it was sent, though the PBX's report of sending never came;
       t3, t4 skipped (do not contact), t5 skipped (the daily cap), t6 failed (billing, never sent), t7 queued,
       t8 scheduled.
     Rateable: s1-s5 and t1-t8 = 13. Rated: IVR s1, s4 (2); quality s2 (1); link s3, s4 (2); API t1 (1); any 5.
@@ -97,7 +97,7 @@ def known_calls(db):
         _score(s, t[0], ScoreOrigin.API, 7, DUPLICATE)
         _score(s, t[1], ScoreOrigin.PBX_QUALITY, 2, source=ScoreSource.SUPERVISOR)
         _request(s, t[0], RequestStatus.ACCEPTED)
-        _request(s, t[1], RequestStatus.FAILED, RequestReason.NOT_DELIVERED, sent=True)
+        _request(s, t[1], RequestStatus.FAILED, RequestReason.NOT_DELIVERED)
         _request(s, t[2], RequestStatus.SKIPPED, RequestReason.DO_NOT_CONTACT)
         _request(s, t[3], RequestStatus.SKIPPED, RequestReason.DO_NOT_CONTACT)
         _request(s, t[4], RequestStatus.SKIPPED, RequestReason.DAILY_CAP)

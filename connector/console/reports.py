@@ -22,7 +22,8 @@ The rating link's figures (`channels`, `funnel`; docs/rating-link.md#reports say
   counts each call once; response_rate: rated / rateable;
 - the requests' funnel, over the requests of the calls in the filter: due (not skipped), then sent,
   delivered, opened, rated, each counting the requests that reached it or a later step (a link opened was
-  delivered even when the carrier's report never came), so every step is part of the one before.
+  delivered even when the carrier's report never came; one the carrier failed was sent), so every step is
+  part of the one before.
 """
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ from sqlalchemy.orm import Session
 
 from connector.core.calls import CallFilter, filtered_calls
 from connector.core.db import Database
-from connector.core.models import (Call, RatingRequest, RequestStatus, Score, ScoreOrigin, ScoreSource,
-                                   SurveyState)
+from connector.core.models import (Call, RatingRequest, RequestReason, RequestStatus, Score, ScoreOrigin,
+                                   ScoreSource, SurveyState)
 from connector.core.policy import Policies, Policy, ScoreStatus
 from connector.inbound.link.rules import EXTERNAL
 from connector.core.runtime_settings import current_policies, settings_versions
@@ -337,6 +338,8 @@ def channels(session: Session, flt: ReportFilter) -> dict:
 
 FUNNEL = ("due", "sent", "delivered", "opened", "rated")  # the requests' steps, in order
 _NOT_YET_SENT = (RequestStatus.SCHEDULED.value, RequestStatus.QUEUED.value, RequestStatus.ACCEPTED.value)
+# The carrier's failures: the PBX sent the SMS, even when its own report of sending never came.
+_FAILED_AFTER_SENDING = (RequestReason.NOT_DELIVERED.value, RequestReason.CARRIER_REFUSED.value)
 
 
 def funnel(session: Session, flt: ReportFilter) -> dict:
@@ -347,7 +350,8 @@ def funnel(session: Session, flt: ReportFilter) -> dict:
     opened = RatingRequest.opened_at.is_not(None) | rated
     delivered = (RatingRequest.status == RequestStatus.DELIVERED.value) | RatingRequest.delivered_at.is_not(None) \
         | opened
-    sent = (RatingRequest.status == RequestStatus.SENT.value) | RatingRequest.sent_at.is_not(None) | delivered
+    sent = (RatingRequest.status == RequestStatus.SENT.value) | RatingRequest.sent_at.is_not(None) | delivered \
+        | RatingRequest.reason.in_(_FAILED_AFTER_SENDING)
     query = (select(RatingRequest.status, RatingRequest.reason, func.count(),
                     _count(sent), _count(delivered), _count(opened), _count(rated))
              .join(Call, Call.id == RatingRequest.call_row)
