@@ -42,7 +42,8 @@ def _score(s, call, origin, value, status=ACCEPTED, source=ScoreSource.CUSTOMER)
 def _request(s, call, status, reason=None, *, sent=False, delivered=False, opened=False, rated=False):
     at = call.ended_at + timedelta(hours=2)
     s.add(RatingRequest(call_row=call.id, number=call.customer_phone, line_number=call.line_number,
-                        status=status.value, reason=reason and reason.value, due_at=at, expires_at=at + timedelta(days=3),
+                        status=status.value, reason=reason and reason.value, due_at=at,
+                        expires_at=at + timedelta(days=3),
                         sent_at=at if sent else None, delivered_at=at if delivered else None,
                         opened_at=at + timedelta(minutes=5) if opened else None,
                         rated_at=at + timedelta(minutes=6) if rated else None))
@@ -165,7 +166,8 @@ def test_the_page_counts_local_days_and_filters_by_line(client, db, known_calls)
     _logged_in_as(client, db, "sam", "supervisor")
     # 22:30 UTC on the 20th is the 21st in Moscow: operator 102's calls only.
     on_21st = _page(client, "/reports?date_from=2026-11-21")
-    assert _rows(on_21st, "report-channels")[3:] == [["API оценок", "1", "8", "12.5"], ["Любой канал", "1", "8", "12.5"]]
+    assert _rows(on_21st, "report-channels")[3:] == [["API оценок", "1", "8", "12.5"],
+                                                     ["Любой канал", "1", "8", "12.5"]]
     assert _rows(on_21st, "report-funnel") == [["К отправке", "5", "—", "100.0"], ["Отправлено", "1", "20.0", "20.0"],
                                                ["Доставлено", "0", "0.0", "0.0"], ["Открыто", "0", "—", "0.0"],
                                                ["Оценено", "0", "—", "0.0"]]

@@ -29,8 +29,8 @@ def reports():
     return render_template("reports.html", query=raw, operators=operators, lines=lines, policy=policy,
                            own_thresholds=sorted(line for line, o in policies.lines.items() if "max_threshold" in o),
                            distribution=charts.bar_chart(scores, (policy.scale_min, policy.scale_max)),
-                           days=days, channels=counted["channels"], funnel=counted["funnel"], chart=charts, trend=_trend(days, policy), counted_at=counted["counted_at"],
-                           problem=None, bad_field=None)
+                           days=days, chart=charts, trend=_trend(days, policy), counted_at=counted["counted_at"],
+                           channels=counted["channels"], funnel=counted["funnel"], problem=None, bad_field=None)
 
 
 def _trend(days: list[dict], policy) -> charts.LineChart:

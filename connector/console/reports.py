@@ -43,8 +43,8 @@ from connector.core.db import Database
 from connector.core.models import (Call, RatingRequest, RequestReason, RequestStatus, Score, ScoreOrigin,
                                    ScoreSource, SurveyState)
 from connector.core.policy import Policies, Policy, ScoreStatus
-from connector.inbound.link.rules import EXTERNAL
 from connector.core.runtime_settings import current_policies, settings_versions
+from connector.inbound.link.rules import EXTERNAL
 
 KNOWN_FATE = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value, SurveyState.NOT_OFFERED.value)
 OFFERED = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value)

@@ -40,11 +40,13 @@ def test_the_channels_and_the_funnel_read_on_a_phone(browser, reports_console, l
     channel = browser.find_elements(By.CSS_SELECTOR, "#report-channels tbody tr")[2]
     funnel = browser.find_elements(By.CSS_SELECTOR, "#report-funnel tbody tr")[-1]
     if lang == "ru":
-        assert card(browser, channel) == ["Канал: ссылка в SMS", "Оценено: 2", "Можно было оценить: 13", "Отклик, %: 15.4"]
+        assert card(browser, channel) == ["Канал: ссылка в SMS", "Оценено: 2", "Можно было оценить: 13",
+                                          "Отклик, %: 15.4"]
         assert card(browser, funnel) == ["Шаг: Оценено", "Запросов: 2", "От предыдущего шага, %: 66.7",
                                          "От «К отправке», %: 20.0"]
     else:
-        assert card(browser, channel) == ["Channel: SMS link", "Rated: 2", "Could be rated: 13", "Response rate, %: 15.4"]
+        assert card(browser, channel) == ["Channel: SMS link", "Rated: 2", "Could be rated: 13",
+                                          "Response rate, %: 15.4"]
     assert fits(browser) and axe_problems(browser) == []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.execute_script("arguments[0].scrollIntoView()", channel)
