@@ -84,6 +84,50 @@ def _settings_schemas(spec: APISpec) -> None:
         "properties": {name: fields[name] for name in LINE_FIELDS}})
 
 
+def _rating_link_reports(spec: APISpec, query) -> None:
+    """The response rate per channel and the rating requests' funnel, their answers' shapes in full."""
+    from connector.console.reports import CHANNELS, FUNNEL
+    from connector.core.models import RequestReason
+
+    count = {"type": "integer", "minimum": 0}
+    percent = {"type": ["number", "null"], "minimum": 0, "maximum": 100,
+               "description": "in %, one decimal; null when its n is 0"}
+
+    def strict(properties: dict) -> dict:
+        return {"type": "object", "required": list(properties), "additionalProperties": False,
+                "properties": properties}
+
+    rated = strict({"rated": count, "response_rate": percent})
+    spec.components.schema("ChannelsReport", strict({
+        "rateable": {**count, "description": "answered external calls (inbound or outbound, talk time > 0)"},
+        "items": {"type": "array", "items": strict({
+            "channel": {"type": "string", "enum": [c.value for c in CHANNELS],
+                        "description": "the score's origin: IVR survey, the PBX's quality control, the link, the API"},
+            **rated["properties"]})},
+        "any_channel": {**rated, "description": "each call once, whatever channels rated it"}}))
+    reasons = strict({"requests": count, "by_reason": {"type": "array", "items": strict({
+        "reason": {"type": ["string", "null"], "enum": [r.value for r in RequestReason] + [None]},
+        "requests": count})}})
+    spec.components.schema("RatingRequestsReport", strict({
+        "requests": {**count, "description": "every request of the calls in the filter, skipped ones too"},
+        "steps": {"type": "array", "items": strict({
+            "step": {"type": "string", "enum": list(FUNNEL)}, "requests": count,
+            "of_previous": {**percent, "description": "of the step before (null for `due`)"},
+            "of_due": percent})},
+        "waiting": {**count, "description": "due, not yet sent, not failed"},
+        "skipped": reasons, "failed": reasons}))
+    for path, schema, summary in (
+            ("channels", "ChannelsReport", "Response rate per channel a customer's score came through, over the "
+                                           "rateable calls (an operator sees only their own)"),
+            ("rating-requests", "RatingRequestsReport", "The rating requests' funnel for the calls in the filter, "
+                                                        "and the skipped and failed by reason")):
+        responses = _token({"200": ""}, e400="a parameter breaks the schema")
+        responses["200"] = {"description": summary, "content": {"application/json": {"schema": schema}}}
+        spec.path(f"/api/v1/reports/{path}", operations={"get": {
+            "summary": summary, "security": TOKEN, "parameters": [{"in": "query", "schema": query}],
+            "responses": responses}})
+
+
 def build_spec() -> dict:
     from connector.console.queries import CallQuerySchema, ReportQuerySchema
     from connector.core.validation import LINE_MAX, LINE_PATH_PATTERN, TEXT_DESCRIPTION, TEXT_PATTERN
@@ -147,6 +191,7 @@ def build_spec() -> dict:
             "summary": f"Figures per {by[:-1]} with a totals row (an operator sees only their own)",
             "security": TOKEN, "parameters": [{"in": "query", "schema": ReportQuerySchema}],
             "responses": _token({"200": "`items`, `totals`"}, e400="a parameter breaks the schema")}})
+    _rating_link_reports(spec, ReportQuerySchema)
     spec.path("/api/v1/notifications", operations={"get": {
         "summary": "The caller's own notifications (`review`, `low_score`), newest first; `_links.next` pages on",
         "security": TOKEN, "parameters": [{"in": "query", "schema": NotificationQuerySchema}],

@@ -1,5 +1,5 @@
-"""The reports: figures per operator and per line, the score distribution and the daily trend as charts, and
-their XLSX export."""
+"""The reports: figures per operator and per line, the score distribution and the daily trend as charts, the
+response rate per channel and the rating requests' funnel, and their XLSX export."""
 from __future__ import annotations
 
 from datetime import date
@@ -30,7 +30,7 @@ def reports():
                            own_thresholds=sorted(line for line, o in policies.lines.items() if "max_threshold" in o),
                            distribution=charts.bar_chart(scores, (policy.scale_min, policy.scale_max)),
                            days=days, chart=charts, trend=_trend(days, policy), counted_at=counted["counted_at"],
-                           problem=None, bad_field=None)
+                           channels=counted["channels"], funnel=counted["funnel"], problem=None, bad_field=None)
 
 
 def _trend(days: list[dict], policy) -> charts.LineChart:
@@ -44,11 +44,12 @@ def _trend(days: list[dict], policy) -> charts.LineChart:
 @login_required()
 def export_report_xlsx():
     flt, _raw = report_filter()
-    counted = services().figures(flt, services().ingest.initial_policy, ("operators", "lines"))
-    sheets = []
-    for name, title in (("operators", _("Операторы")), ("lines", _("Линии"))):
-        rows = _report_rows(counted[name])
-        sheets.append(xlsx.Sheet(title, rows, xlsx.fit_widths(rows), header=True))
+    counted = services().figures(flt, services().ingest.initial_policy, ("operators", "lines", "channels", "funnel"))
+    tables = [(_("Операторы"), _report_rows(counted["operators"])), (_("Линии"), _report_rows(counted["lines"])),
+              (_("Отклик по каналам"), _channel_rows(counted["channels"])),
+              (_("Запросы по ссылке"), _funnel_rows(counted["funnel"])),
+              (_("Пропуски и сбои"), _reason_rows(counted["funnel"]))]
+    sheets = [xlsx.Sheet(title, rows, xlsx.fit_widths(rows), header=True) for title, rows in tables]
     return Response(b"".join(xlsx.stream(sheets)), mimetype=xlsx.MIME,  # a few rows: no need to stream
                     headers={"Content-Disposition": "attachment; filename=report.xlsx"})
 
@@ -64,3 +65,25 @@ def _report_rows(body: dict) -> list[list]:
     columns = list(body["totals"])
     totals = [_("Итого")] + [body["totals"][c] for c in columns[1:]]  # its key is empty: the page's word for it
     return [[names[c] for c in columns]] + [[row[c] for c in columns] for row in body["items"]] + [totals]
+
+
+def _channel_rows(body: dict) -> list[list]:
+    """The response rate per channel as the page shows it, "any channel" last."""
+    header = [_("Канал"), _("Оценено"), _("Можно было оценить"), _("Отклик") + ", %"]
+    return [header] + [[labels.score_origin_label(row["channel"]), row["rated"], body["rateable"], row["response_rate"]]
+                       for row in body["items"]] + \
+        [[_("Любой канал"), body["any_channel"]["rated"], body["rateable"], body["any_channel"]["response_rate"]]]
+
+
+def _funnel_rows(body: dict) -> list[list]:
+    header = [_("Шаг"), _("Запросов"), _("От предыдущего шага") + ", %", _("От «К отправке»") + ", %"]
+    return [header] + [[labels.funnel_step_label(row["step"]), row["requests"], row["of_previous"], row["of_due"]]
+                       for row in body["steps"]]
+
+
+def _reason_rows(body: dict) -> list[list]:
+    """The skipped and the failed requests, by reason in words."""
+    return [[_("Запросы"), _("Причина"), _("Запросов")]] + [
+        [what, labels.request_reason_label(row["reason"]), row["requests"]]
+        for what, counted in ((_("Пропущены"), body["skipped"]), (_("Не удались"), body["failed"]))
+        for row in counted["by_reason"]]

@@ -14,6 +14,16 @@ Definitions (docs/console.md repeats them for people):
   call's tag was decided by the threshold of its time, so after a change of the threshold `negative` and
   the number of tagged calls may differ;
 - csat: positive / rated; nps (a 10-point top only): % of 9-10 minus % of 0-6 among the rated.
+
+The rating link's figures (`channels`, `funnel`; docs/rating-link.md#reports says them for people):
+- rateable: answered external calls (inbound or outbound, talk time > 0), the calls a customer could rate;
+- a channel's rated: the rateable calls with a valid customer score through it (accepted, kept or duplicate:
+  not refused), each call once per channel, so the channels may add up to more than `any_channel`, which
+  counts each call once; response_rate: rated / rateable;
+- the requests' funnel, over the requests of the calls in the filter: due (not skipped), then sent,
+  delivered, opened, rated, each counting the requests that reached it or a later step (a link opened was
+  delivered even when the carrier's report never came; one the carrier failed was sent), so every step is
+  part of the one before.
 """
 from __future__ import annotations
 
@@ -25,14 +35,16 @@ from datetime import date, datetime, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, and_, case, func, literal, or_, select
+from sqlalchemy import Integer, and_, case, distinct, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from connector.core.calls import CallFilter, filtered_calls
 from connector.core.db import Database
-from connector.core.models import Call, SurveyState
-from connector.core.policy import Policies, Policy
+from connector.core.models import (Call, RatingRequest, RequestReason, RequestStatus, Score, ScoreOrigin,
+                                   ScoreSource, SurveyState)
+from connector.core.policy import Policies, Policy, ScoreStatus
 from connector.core.runtime_settings import current_policies, settings_versions
+from connector.inbound.link.rules import EXTERNAL
 
 KNOWN_FATE = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value, SurveyState.NOT_OFFERED.value)
 OFFERED = (SurveyState.ANSWERED.value, SurveyState.NO_ANSWER.value)
@@ -74,14 +86,14 @@ def threshold_in_force(policies: Policies):
     return case(own, value=Call.line_number, else_=policies.base.max_threshold)
 
 
-PARTS = ("operators", "lines", "distribution", "daily")  # what `figures` can count
+PARTS = ("operators", "lines", "distribution", "daily", "channels", "funnel")  # what `figures` can count
 
 
 def figures(db: Database, flt: ReportFilter, initial: Policy, parts: tuple[str, ...] = PARTS) -> dict:
     """The parts asked for, and under "policy" the policies in force (`Policies`) they were counted with, all
     in one read (one snapshot: the tables and charts agree). The tables and the distribution come from one
-    scan of the calls (`counts`), the daily trend from a second. Plain data, so a child process can count
-    them (`connector.console.offload`)."""
+    scan of the calls (`counts`), the daily trend from a second, the channels and the funnel from one
+    statement each. Plain data, so a child process can count them (`connector.console.offload`)."""
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"no such report part: {', '.join(sorted(unknown))}")
@@ -96,6 +108,10 @@ def figures(db: Database, flt: ReportFilter, initial: Policy, parts: tuple[str, 
                 counted[part] = tally(groups, By.LINE, policy)
             elif part == "distribution":
                 counted[part] = distribution(groups)
+            elif part == "channels":
+                counted[part] = channels(s, flt)
+            elif part == "funnel":
+                counted[part] = funnel(s, flt)
             else:
                 counted[part] = daily(s, flt, policy)
     return counted
@@ -294,3 +310,75 @@ def _row(by: str, r: _Sums, nps_applies: bool) -> dict:
         "supervisor_rated": r.supervisor_rated,
         "supervisor_average": round(r.supervisor_average, 2) if r.supervisor_average is not None else None,
     }
+
+
+# The channels a customer's score comes through, in the order the reports list them.
+CHANNELS = (ScoreOrigin.PBX_SURVEY, ScoreOrigin.PBX_QUALITY, ScoreOrigin.LINK, ScoreOrigin.API)
+VALID_SCORE = (ScoreStatus.ACCEPTED.value, ScoreStatus.KEPT.value, ScoreStatus.DUPLICATE.value)
+
+
+def channels(session: Session, flt: ReportFilter) -> dict:
+    """The response rate per channel over the rateable calls of the filter (the module's docstring), in one
+    statement: the calls joined to their valid customer scores, each call counted once per channel."""
+    valid = and_(Score.call_id == Call.id, Score.source == ScoreSource.CUSTOMER.value,
+                 Score.status.in_(VALID_SCORE), Score.origin.in_([c.value for c in CHANNELS]))
+    query = (select(func.count(distinct(Call.id)),
+                    *(func.count(distinct(case((Score.origin == c.value, Call.id)))) for c in CHANNELS),
+                    func.count(distinct(Score.call_id)))
+             .select_from(Call).outerjoin(Score, valid)
+             .where(Call.direction.in_(EXTERNAL), Call.talk_seconds > 0))
+    if (where := _where(flt)) is not None:
+        query = query.where(where)
+    rateable, *per_channel, rated_any = session.execute(query).one()
+    return {"rateable": rateable,
+            "items": [{"channel": c.value, "rated": n, "response_rate": _percent(n, rateable)}
+                      for c, n in zip(CHANNELS, per_channel)],
+            "any_channel": {"rated": rated_any, "response_rate": _percent(rated_any, rateable)}}
+
+
+FUNNEL = ("due", "sent", "delivered", "opened", "rated")  # the requests' steps, in order
+_NOT_YET_SENT = (RequestStatus.SCHEDULED.value, RequestStatus.QUEUED.value, RequestStatus.ACCEPTED.value)
+# The carrier's failures: the PBX sent the SMS, even when its own report of sending never came.
+_FAILED_AFTER_SENDING = (RequestReason.NOT_DELIVERED.value, RequestReason.CARRIER_REFUSED.value)
+
+
+def funnel(session: Session, flt: ReportFilter) -> dict:
+    """The rating requests of the filter's calls: the steps of FUNNEL, each with its n and its share of the step
+    before and of "due"; the requests still waiting to be sent; the skipped and the failed ones by reason
+    (most first). One statement, grouped by status and reason: a few rows whatever the number of requests."""
+    rated = RatingRequest.rated_at.is_not(None)
+    opened = RatingRequest.opened_at.is_not(None) | rated
+    delivered = (RatingRequest.status == RequestStatus.DELIVERED.value) | RatingRequest.delivered_at.is_not(None) \
+        | opened
+    sent = (RatingRequest.status == RequestStatus.SENT.value) | RatingRequest.sent_at.is_not(None) | delivered \
+        | RatingRequest.reason.in_(_FAILED_AFTER_SENDING)
+    query = (select(RatingRequest.status, RatingRequest.reason, func.count(),
+                    _count(sent), _count(delivered), _count(opened), _count(rated))
+             .join(Call, Call.id == RatingRequest.call_row)
+             .group_by(RatingRequest.status, RatingRequest.reason))
+    if (where := _where(flt)) is not None:
+        query = query.where(where)
+    reached = dict.fromkeys(FUNNEL, 0)
+    waiting, skipped, failed = 0, {}, {}
+    for status, reason, requests, *later in session.execute(query):
+        if status == RequestStatus.SKIPPED.value:
+            skipped[reason] = skipped.get(reason, 0) + requests
+            continue
+        reached["due"] += requests
+        for step, n in zip(FUNNEL[1:], later):
+            reached[step] += int(n or 0)
+        if status == RequestStatus.FAILED.value:
+            failed[reason] = failed.get(reason, 0) + requests
+        elif status in _NOT_YET_SENT:
+            waiting += requests - int(later[0] or 0)
+    due = reached["due"]
+    steps = [{"step": step, "requests": n, "of_previous": _percent(n, reached[FUNNEL[i - 1]]) if i else None,
+              "of_due": _percent(n, due)} for i, (step, n) in enumerate(reached.items())]
+    return {"requests": due + sum(skipped.values()), "steps": steps, "waiting": waiting,
+            "skipped": _by_reason(skipped), "failed": _by_reason(failed)}
+
+
+def _by_reason(counted: dict) -> dict:
+    return {"requests": sum(counted.values()),
+            "by_reason": [{"reason": reason, "requests": n}
+                          for reason, n in sorted(counted.items(), key=lambda item: (-item[1], item[0] or ""))]}
