@@ -11,8 +11,8 @@ from babel.dates import format_skeleton
 from flask_babel import format_date, get_locale, gettext as _, lazy_gettext as _l
 
 from connector.console.audit import AuditScope, audit_subject
-from connector.core.models import (DeliveryStatus, JobStatus, NotificationKind, Role, ScanProblem, ScoreOrigin,
-                              ScoreSource, SurveyState)
+from connector.core.models import (DeliveryStatus, JobStatus, NotificationKind, RequestReason, RequestStatus, Role,
+                                   ScanProblem, ScoreOrigin, ScoreSource, SurveyState)
 from connector.console.status import State
 from connector.core.policy import HighScores, ScoreReason, ScoreStatus, score_reason
 from connector.core.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
@@ -96,6 +96,37 @@ score_origin_label = Words({
     ScoreOrigin.PBX_QUALITY: _l("контроль качества АТС"),
     ScoreOrigin.API: _l("API оценок"),
     ScoreOrigin.REVIEW: _l("разбор в консоли"),
+    ScoreOrigin.LINK: _l("ссылка в SMS"),
+})
+
+
+# A rating request by link (connector.inbound.link): where it is, and why it was skipped or failed.
+request_status_label = Words({
+    RequestStatus.SCHEDULED: _l("запланирован"),
+    RequestStatus.SKIPPED: _l("не отправлялся"),
+    RequestStatus.QUEUED: _l("в очереди на отправку"),
+    RequestStatus.ACCEPTED: _l("принят АТС"),
+    RequestStatus.SENT: _l("отправлен"),
+    RequestStatus.DELIVERED: _l("доставлен"),
+    RequestStatus.FAILED: _l("не доставлен"),
+})
+
+
+request_reason_label = Words({
+    RequestReason.DO_NOT_CONTACT: _l("номер в списке «не беспокоить»"),
+    RequestReason.DAILY_CAP: _l("этому номеру сегодня уже отправляли"),
+    RequestReason.NO_EXTENSION: _l("нет добавочного, с которого отправить"),
+    RequestReason.TEXT_TOO_LONG: _l("текст с именем оператора не помещается в SMS"),
+    RequestReason.CHANNEL_OFF: _l("оценка по ссылке выключена"),
+    RequestReason.SCORED: _l("клиент уже оценил звонок"),
+    RequestReason.TOO_LATE: _l("ссылка истекла бы до отправки"),
+    RequestReason.BILLING: _l("АТС: недостаточно средств или ограничение тарифа"),
+    RequestReason.REFUSED: _l("АТС отклонила запрос"),
+    RequestReason.NOT_SENT: _l("АТС не отправила SMS"),
+    RequestReason.NOT_DELIVERED: _l("оператор связи не доставил SMS"),
+    RequestReason.CARRIER_REFUSED: _l("оператор связи отказал в доставке"),
+    RequestReason.PBX_ERROR: _l("ошибка АТС"),
+    RequestReason.GAVE_UP: _l("не удалось отправить, попытки исчерпаны"),
 })
 
 
@@ -369,4 +400,5 @@ FILTERS = {
     "notification_kind": notification_kind_label, "token_state": token_state_label,
     "audit_scope": audit_scope_label, "actor": actor_label, "high_scores": high_scores_label, "day": day_label,
     "masked_phone": masked_phone, "zone": zone_label,
+    "request_status": request_status_label, "request_reason": request_reason_label,
 }
