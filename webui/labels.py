@@ -19,7 +19,9 @@ from connector.core.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
 from connector.delivery.targets.amocrm.kinds import JobKind as AmoCrmKind
 from connector.delivery.targets.bitrix24.kinds import JobKind as Bitrix24Kind
 from connector.delivery.targets.webhook.kinds import JobKind as WebhookKind
-from webui.forms import HIGH_SCORES_CHOICES, POLICY_LABELS
+from connector.inbound.link import contacts, settings as link_settings
+from connector.inbound.link.settings import RatingScale
+from webui.forms import HIGH_SCORES_CHOICES, LINK_LABELS, POLICY_LABELS
 
 
 class Words:
@@ -266,9 +268,15 @@ CONNECTION_SCOPES = {
 }
 
 
+# The rating link's own scopes (connector.inbound.link).
+LINK_SCOPES = {link_settings.SCOPE: _l("Оценка по ссылке (SMS)"), contacts.SCOPE: _l("Список «не беспокоить»")}
+
+
 def audit_scope_label(scope: str) -> str:
     if scope in CONNECTION_SCOPES:
         return str(CONNECTION_SCOPES[scope])
+    if scope in LINK_SCOPES:
+        return str(LINK_SCOPES[scope])
     subject = audit_subject(scope)
     if subject.kind == AuditScope.POLICY:
         return _("Общие настройки")
@@ -301,7 +309,14 @@ ON_OFF_FIELDS = ("enabled", "lock_score")  # switches: said "on" / "off"
 audit_field_words = Words(AUDIT_FIELDS)
 
 
+CONTACT_FIELDS = {"number": _l("Номер"), "source": _l("Кто добавил")}
+
+
 def audit_field_label(scope: str, field: str) -> str:
+    if scope == link_settings.SCOPE:
+        return str(LINK_LABELS.get(field, field))
+    if scope == contacts.SCOPE:
+        return str(CONTACT_FIELDS.get(field, field))
     subject = audit_subject(scope)
     if subject.kind == AuditScope.USER_MAP:
         return _("добавочный %(extension)s", extension=field)
@@ -318,6 +333,24 @@ actor_label = Words({BOOTSTRAP_ADMIN.username: _l("токен администр
 password_value_label = Words({"old": _l("прежний"), "new": _l("новый")})
 
 
+# Who put a number on the do-not-contact list (`do_not_contact.source`).
+contact_source_label = Words({contacts.ContactSource.ADMIN: _l("администратор"),
+                              contacts.ContactSource.CUSTOMER: _l("клиент, на странице оценки")})
+
+
+# The rating page's scale (the rating link's setting), in short.
+rating_scale_label = Words({RatingScale.GOOD_BAD: _l("хорошо или плохо"), RatingScale.FIVE: _l("от 1 до 5"),
+                            RatingScale.SURVEY: _l("как в опросе АТС")})
+
+
+def link_lines_value(lines: dict) -> str:
+    """The rating link's per-line switches as the audit log shows them: "74950000002: выкл."."""
+    if not lines:
+        return _("все линии как общий выключатель")
+    return ", ".join(f"{line}: {_('вкл.') if override.get('enabled') else _('выкл.')}"
+                     for line, override in sorted(lines.items()))
+
+
 def audit_value(field: str, value) -> str:
     """A value before or after a change, as the settings page would show it."""
     if value is None:
@@ -332,6 +365,12 @@ def audit_value(field: str, value) -> str:
         return zone_label(value)
     if field == "password":
         return password_value_label(value)
+    if field == "source":
+        return contact_source_label(value)
+    if field == "scale":
+        return rating_scale_label(value)
+    if field == "lines" and isinstance(value, dict):
+        return link_lines_value(value)
     if field.startswith("token "):
         return token_state_label(value)
     if value == "":
@@ -401,4 +440,5 @@ FILTERS = {
     "audit_scope": audit_scope_label, "actor": actor_label, "high_scores": high_scores_label, "day": day_label,
     "masked_phone": masked_phone, "zone": zone_label,
     "request_status": request_status_label, "request_reason": request_reason_label,
+    "contact_source": contact_source_label,
 }

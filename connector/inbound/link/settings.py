@@ -25,6 +25,7 @@ LIMIT_CYRILLIC, LIMIT_LATIN = 268, 612
 OPERATOR_SHOWN = 40  # {operator} is cut to this many characters, so a saved template always fits
 DATE_SHOWN = len("27.11.2026")
 PLACEHOLDERS = ("link", "operator", "date")
+MISSING_LINK = "the text must contain {link}"
 EXTENSION = re.compile(r"[0-9]{1,16}")  # ASCII digits: \d would admit other scripts' digits
 LINE = re.compile(r"[0-9]{1,32}")  # a line the channel is set for: the PBX number in digits
 # The template as the OpenAPI document states it: text without control characters where a brace is doubled or
@@ -93,7 +94,7 @@ def template_syntax_problem(template: str) -> str | None:
     if any(name not in PLACEHOLDERS or spec or conversion for name, spec, conversion in placeholders):
         return f"use only the plain placeholders {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
     if "link" not in {name for name, _, _ in placeholders}:
-        return "the text must contain {link}"
+        return MISSING_LINK
     return None
 
 
@@ -103,14 +104,19 @@ def sms_length_problem(template: str, public_base_url: str) -> str | None:
     problem = template_syntax_problem(template)
     if problem:
         return problem
+    length, limit = longest_sms(template, public_base_url)
+    if length > limit:
+        return (f"the text can reach {length} characters with the link and the longest name and date; "
+                f"an SMS takes at most {limit} ({'Latin' if limit == LIMIT_LATIN else 'with Cyrillic'})")
+    return None
+
+
+def longest_sms(template: str, public_base_url: str) -> tuple[int, int]:
+    """(the longest text a well-formed template makes, the SMS command's limit for it): a page says both."""
     longest = template.format(link=public_base_url.rstrip("/") + LINK_PATH + "x" * TOKEN_LENGTH,
                               operator="Я" * OPERATOR_SHOWN if not template.isascii() else "W" * OPERATOR_SHOWN,
                               date="0" * DATE_SHOWN)
-    limit = sms_limit(longest)
-    if len(longest) > limit:
-        return (f"the text can reach {len(longest)} characters with the link and the longest name and date; "
-                f"an SMS takes at most {limit} ({'Latin' if limit == LIMIT_LATIN else 'with Cyrillic'})")
-    return None
+    return len(longest), sms_limit(longest)
 
 
 def validate(settings: LinkSettings, public_base_url: str) -> LinkSettings:

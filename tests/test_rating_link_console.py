@@ -1,0 +1,244 @@
+"""The rating link in the console and the settings API: an admin sets the channel on the settings page's card
+(each refusal beside its field, nothing saved), keeps the do-not-contact list, and reads both through the API;
+the call page shows a call's request in words and local times; other roles see none of the settings."""
+import html as html_text
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from connector.core.models import (Call, DoNotContact, RatingRequest, RequestReason, RequestStatus, ScoreOrigin,
+                                   SettingsAudit)
+from connector.core.users import add_user
+from connector.inbound.link import contacts, settings as link_settings
+from tests.conftest import csrf_token
+
+PASSWORD = "correct horse battery"
+NUMBER = "79161234567"
+# 09:30 UTC on 20 November 2026: 12:30 in Moscow.
+ENDED = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def people(db, monkeypatch):
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")  # roles, not hashing cost
+    with db.transaction() as s:
+        add_user(s, "ann", "admin", PASSWORD, [])
+        add_user(s, "sam", "supervisor", PASSWORD, [])
+        add_user(s, "olga", "operator", PASSWORD, ["101"])
+
+
+def log_in(client, name):
+    token = csrf_token(client.get("/login"))
+    assert client.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": token}).status_code == 302
+
+
+def text_of(response) -> str:
+    """The page as a person reads it: tags dropped, entities decoded, white space collapsed."""
+    body = re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))
+    return re.sub(r"\s+", " ", html_text.unescape(body))
+
+
+def card_form(client, **changes) -> dict:
+    """The card's form as the page fills it (the values in force), with `changes` typed over it."""
+    page = client.get("/settings").get_data(as_text=True)
+    form = {"csrf_token": csrf_token(client.get("/settings"))}
+    card = page[page.index('id="rating-link-form"'):page.index("</form>", page.index('id="rating-link-form"'))]
+    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', card):
+        if name != "csrf_token":
+            form[name] = html_text.unescape(value)
+    for name in ("enabled", "also_scored"):
+        form.pop(name, None)
+        if re.search(rf'<input[^>]*checked[^>]*name="{name}"|<input[^>]*name="{name}"[^>]*checked', card):
+            form[name] = "y"
+    for name, body in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', card, re.S):
+        chosen = re.search(r'<option[^>]*selected[^>]*value="([^"]*)"|<option value="([^"]*)"[^>]*selected', body)
+        form[name] = html_text.unescape(next(g for g in chosen.groups() if g is not None)) if chosen else ""
+    form["template"] = html_text.unescape(re.search(r'<textarea[^>]*name="template"[^>]*>\r?\n?(.*?)</textarea>',
+                                                    card, re.S).group(1))
+    for name, value in changes.items():
+        if value is None:
+            form.pop(name, None)
+        else:
+            form[name] = value
+    return form
+
+
+def stored(db):
+    with db.reading() as s:
+        return link_settings.read(s)
+
+
+# --- the settings card --------------------------------------------------------------------------------------
+
+def test_an_admin_turns_the_channel_on_and_sees_what_was_saved(client, db, people):
+    log_in(client, "ann")
+    page = text_of(client.get("/settings"))
+    assert "Оценка по ссылке (SMS)" in page and "Ещё не сохранялись: оценка по ссылке выключена." in page
+    assert "хорошо или плохо (хорошо = 10, плохо = 1)" in page
+    assert "от 1 до 5 (1→1, 2→3, 3→6, 4→8, 5→10)" in page
+    assert "По времени аккаунта: Москва (UTC+3)" in page
+    assert "Оплата SMS списывается по этому сотруднику" in page
+
+    answer = client.post("/settings/rating-link", data=card_form(
+        client, enabled="y", delay_minutes="90", send_from_hour="10", send_until_hour="20", daily_cap="2",
+        valid_days="5", scale="five", template="Оцените разговор с {operator} {date}: {link}",
+        from_extension="555", sms_sender="Shop", company="ООО «Ромашка»"))
+    assert answer.status_code == 302 and answer.headers["Location"].endswith("/settings?link_saved=1#rating-link")
+    settings, saved_at = stored(db)
+    assert (settings.enabled, settings.delay_minutes, settings.send_from_hour, settings.send_until_hour,
+            settings.daily_cap, settings.valid_days, settings.scale, settings.from_extension, settings.sms_sender,
+            settings.company) == (True, 90, 10, 20, 2, 5, "five", "555", "Shop", "ООО «Ромашка»")
+    assert settings.template == "Оцените разговор с {operator} {date}: {link}" and saved_at is not None
+
+    page = text_of(client.get("/settings?link_saved=1"))
+    assert "Настройки оценки по ссылке сохранены." in page and "Сохранены " in page
+    shown = card_form(client)  # what the card's fields now hold
+    assert (shown["company"], shown["template"], shown["delay_minutes"], shown["scale"], shown.get("enabled")) == \
+        ("ООО «Ромашка»", "Оцените разговор с {operator} {date}: {link}", "90", "five", "y")
+    with db.reading() as s:
+        audit = s.query(SettingsAudit).filter_by(scope=link_settings.SCOPE).one()
+    assert audit.actor == "ann" and audit.after["delay_minutes"] == 90
+    assert "Оценка по ссылке (SMS)" in text_of(client.get("/audit"))
+
+
+@pytest.mark.parametrize("template, said", [
+    ("Оцените нас, пожалуйста", "В тексте должна быть {link}: на её место встанет ссылка."),
+    ("Я" * 250 + " {link}", "С ссылкой, самым длинным именем оператора и датой текст займёт 297 символов, "
+                            "а SMS вмещает 268 (с кириллицей)"),  # 250 + 1 + http://127.0.0.1:8080/r/ + 22
+    ("{link} {name}", "Можно только {link}, {operator} и {date}"),
+    ("{link.upper}", "Можно только {link}, {operator} и {date}"),
+])
+def test_a_template_that_cannot_go_is_refused_beside_it_and_nothing_is_saved(client, db, people, template, said):
+    log_in(client, "ann")
+    answer = client.post("/settings/rating-link", data=card_form(client, enabled="y", template=template))
+    assert answer.status_code == 422
+    body = answer.get_data(as_text=True)
+    error = re.search(r'<span class="error" id="link-error-template">(.*?)</span>', body, re.S).group(1)
+    assert said in html_text.unescape(error) and "Ничего не сохранено" in html_text.unescape(error)
+    assert 'id="link-template" aria-invalid="true"' in body or ('aria-invalid="true"' in body and
+                                                                 'id="link-template"' in body)
+    assert html_text.escape(template, quote=False) in body  # kept as typed
+    assert stored(db) == (link_settings.LinkSettings(), None)
+
+
+@pytest.mark.parametrize("changes, field, said", [
+    ({"send_from_hour": "21", "send_until_hour": "9"}, "hours", "Часы отправки: конец позже начала"),
+    ({"delay_minutes": "-5"}, "delay_minutes", "Задержка: от 0 до 10080 минут"),
+    ({"delay_minutes": "два часа"}, "delay_minutes", "Задержка: от 0 до 10080 минут"),
+    ({"daily_cap": "0"}, "daily_cap", "Целое число от 1 до 10"),
+    ({"from_extension": "10a"}, "from_extension", "Добавочный сотрудника: только цифры"),
+    ({"sms_sender": "Очень длинное"}, "sms_sender", "Латинские буквы, цифры"),
+    ({"scale": "stars"}, "scale", "Выберите значение из списка"),
+])
+def test_each_bad_value_is_said_beside_its_field(client, db, people, changes, field, said):
+    log_in(client, "ann")
+    answer = client.post("/settings/rating-link", data=card_form(client, **changes))
+    assert answer.status_code in (400, 422)
+    body = html_text.unescape(answer.get_data(as_text=True))
+    assert said in re.search(rf'id="link-error-{field}">(.*?)</span>', body, re.S).group(1)
+    assert stored(db) == (link_settings.LinkSettings(), None)
+
+
+def test_a_line_is_switched_off_alone(client, db, people):
+    with db.transaction() as s:
+        s.add_all([Call(entry_id="a", line_number="74950000001"), Call(entry_id="b", line_number="74950000002")])
+    log_in(client, "ann")
+    page = text_of(client.get("/settings"))
+    assert "74950000001" in page and "74950000002" in page and "как выше (сейчас: выключена)" in page
+    answer = client.post("/settings/rating-link", data=card_form(client, enabled="y", **{"line:74950000002": "off"}))
+    assert answer.status_code == 302
+    settings, _ = stored(db)
+    assert settings.lines == {"74950000002": {"enabled": False}}
+    assert settings.for_line("74950000001").enabled and not settings.for_line("74950000002").enabled
+    body = client.get("/settings").get_data(as_text=True)
+    assert re.search(r'name="line:74950000002"[^>]*>.*?<option value="off" selected', body, re.S)
+
+
+def test_a_forged_form_saves_nothing(client, db, people):
+    log_in(client, "ann")
+    form = card_form(client, enabled="y", csrf_token="forged")
+    answer = client.post("/settings/rating-link", data=form)
+    assert answer.status_code == 400
+    assert "Форма устарела или подделана" in text_of(answer)
+    assert stored(db) == (link_settings.LinkSettings(), None)
+
+
+@pytest.mark.parametrize("name", ["sam", "olga"])
+def test_only_an_admin_sees_or_posts_the_card(client, db, people, name):
+    log_in(client, name)
+    assert client.get("/settings").status_code == 403
+    token = csrf_token(client.get("/calls"))
+    for path, data in [("/settings/rating-link", {"enabled": "y", "template": "{link}"}),
+                       ("/settings/do-not-contact", {"number": NUMBER}),
+                       ("/settings/do-not-contact/remove", {"number": NUMBER})]:
+        answer = client.post(path, data={**data, "csrf_token": token})
+        assert answer.status_code == 403, path
+        assert "Оценка по ссылке" not in text_of(answer)
+    assert stored(db) == (link_settings.LinkSettings(), None)
+    with db.reading() as s:
+        assert contacts.listed(s) == []
+
+
+# --- the do-not-contact list ------------------------------------------------------------------------------
+
+def add_number(client, number):
+    return client.post("/settings/do-not-contact", data={"number": number, "csrf_token": csrf_token(
+        client.get("/settings"))})
+
+
+def test_an_admin_adds_a_number_once_and_removes_it(client, db, people):
+    log_in(client, "ann")
+    assert "Номеров в списке: 0." in text_of(client.get("/settings"))
+    answer = add_number(client, "8 (916) 123-45-67")
+    assert answer.status_code == 302 and answer.headers["Location"].endswith("/settings?dnc=added#do-not-contact")
+    assert "916" not in answer.headers["Location"]  # the number stays out of addresses
+    page = text_of(client.get("/settings?dnc=added"))
+    assert "Номер добавлен в список" in page and "Номеров в списке: 1." in page
+    assert "+79161234567 ann " in page and "20" in page  # the number in full, who, when
+
+    again = add_number(client, "+7 916 123 45 67")
+    assert again.headers["Location"].endswith("?dnc=already#do-not-contact")
+    assert "Этот номер уже в списке: ничего не изменилось." in text_of(client.get("/settings?dnc=already"))
+    with db.reading() as s:
+        assert [(r.number, r.source, r.actor) for r in contacts.listed(s)] == [(NUMBER, "admin", "ann")]
+
+    removed = client.post("/settings/do-not-contact/remove", data={"number": NUMBER, "csrf_token": csrf_token(
+        client.get("/settings"))})
+    assert removed.headers["Location"].endswith("?dnc=removed#do-not-contact")
+    assert "Номер убран из списка." in text_of(client.get("/settings?dnc=removed"))
+    with db.reading() as s:
+        assert contacts.listed(s) == []
+        audit = [(a.actor, a.before, a.after) for a in s.query(SettingsAudit).filter_by(scope=contacts.SCOPE)
+                 .order_by(SettingsAudit.id)]
+    assert audit == [("ann", {}, {"number": NUMBER, "source": "admin"}),
+                     ("ann", {"number": NUMBER, "source": "admin"}, {})]
+    assert "Список «не беспокоить»" in text_of(client.get("/audit"))
+
+
+@pytest.mark.parametrize("number", ["12345", "+8 916 123 45 67", "79161234567890", "abc", "", "+7 916 123 45 6x"])
+def test_a_number_that_is_none_is_refused_in_words(client, db, people, number):
+    log_in(client, "ann")
+    answer = add_number(client, number)
+    assert answer.status_code == 422
+    assert "Номер: 11 цифр, начиная с +7, 7 или 8" in text_of(answer)
+    with db.reading() as s:
+        assert contacts.listed(s) == []
+
+
+def test_a_customer_added_on_the_page_is_named_so(client, db, people):
+    with db.transaction() as s:
+        assert contacts.add(s, NUMBER, contacts.ContactSource.CUSTOMER, None)
+    log_in(client, "ann")
+    assert "+79161234567 клиент, на странице оценки" in text_of(client.get("/settings"))
+
+
+@pytest.mark.parametrize("written", ["+79161234567", "89161234567", "79161234567", "+7 (916) 123-45-67",
+                                     "8.916.123.45.67"])
+def test_every_way_of_writing_a_russian_number_is_the_same_number(db, written):
+    assert contacts.normalised(written) == NUMBER
+    with db.transaction() as s:
+        contacts.add(s, written, "admin", "ann")
+    with db.reading() as s:
+        assert contacts.is_listed(s, "+7 916 123-45-67") and not contacts.is_listed(s, "79160000000")
+        assert contacts.count(s) == 1
