@@ -242,3 +242,74 @@ def test_every_way_of_writing_a_russian_number_is_the_same_number(db, written):
     with db.reading() as s:
         assert contacts.is_listed(s, "+7 916 123-45-67") and not contacts.is_listed(s, "79160000000")
         assert contacts.count(s) == 1
+
+
+# --- the settings API -------------------------------------------------------------------------------------
+
+def test_the_api_reads_and_changes_the_settings(client, db, auth):
+    got = client.get("/api/v1/settings/rating-link", headers=auth)
+    assert got.status_code == 200
+    assert got.json == {**link_settings.LinkSettings().as_dict(), "saved_at": None}
+    changed = client.patch("/api/v1/settings/rating-link", headers=auth, json={
+        "enabled": True, "daily_cap": 3, "lines": {"74950000001": {"enabled": False}}})
+    assert changed.status_code == 200
+    assert (changed.json["enabled"], changed.json["daily_cap"], changed.json["lines"]) == \
+        (True, 3, {"74950000001": {"enabled": False}})
+    assert changed.json["saved_at"] is not None
+    assert client.get("/api/v1/settings/rating-link", headers=auth).json == changed.json
+    with db.reading() as s:
+        assert s.query(SettingsAudit).filter_by(scope=link_settings.SCOPE).one().actor == "admin token"
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"daily_cap": 0}, 422, "daily_cap"),
+    ({"daily_cap": True}, 422, "daily_cap"),
+    ({"scale": "stars"}, 422, "scale"),
+    ({"template": "Оцените нас"}, 422, "template"),
+    ({"template": "{link.upper}"}, 422, "template"),
+    ({"from_extension": "١٢٣"}, 422, "from_extension"),  # digits of another script
+    ({"lines": {"line one": {"enabled": True}}}, 422, "lines"),
+    ({"colour": "red"}, 422, "colour"),
+    ({"template": "Я" * 260 + "{link}"}, 409, "template"),  # fits the field, not an SMS with the link
+    ({"send_from_hour": 22, "send_until_hour": 8}, 409, "send_until_hour"),
+])
+def test_the_api_refuses_a_bad_change_naming_the_field_and_saves_nothing(client, db, auth, body, status, field):
+    answer = client.patch("/api/v1/settings/rating-link", headers=auth, json=body)
+    assert answer.status_code == status
+    assert answer.json["error"].startswith(f"{field}: ")
+    assert stored(db) == (link_settings.LinkSettings(), None)
+
+
+def test_the_api_keeps_the_do_not_contact_list(client, db, auth):
+    assert client.get("/api/v1/do-not-contact", headers=auth).json == {"items": []}
+    added = client.post("/api/v1/do-not-contact", headers=auth, json={"number": "+79161234567"})
+    assert added.status_code == 201
+    assert {k: added.json[k] for k in ("number", "source", "actor")} == \
+        {"number": NUMBER, "source": "admin", "actor": "admin token"}
+    again = client.post("/api/v1/do-not-contact", headers=auth, json={"number": "89161234567"})
+    assert again.status_code == 200 and again.json["number"] == NUMBER
+    assert [i["number"] for i in client.get("/api/v1/do-not-contact", headers=auth).json["items"]] == [NUMBER]
+    for bad in ({"number": "12345"}, {"number": "+7 916 123 45 67"}, {"number": 79161234567}, {}, [NUMBER],
+                {"number": NUMBER, "why": "asked"}):
+        refused = client.post("/api/v1/do-not-contact", headers=auth, json=bad)
+        assert refused.status_code == 422 and refused.json["error"].startswith("number: "), bad
+    assert client.delete("/api/v1/do-not-contact/79161234567", headers=auth).status_code == 204
+    assert client.delete("/api/v1/do-not-contact/79161234567", headers=auth).status_code == 404
+    assert client.delete("/api/v1/do-not-contact/abc", headers=auth).status_code == 404
+    assert client.get("/api/v1/do-not-contact", headers=auth).json == {"items": []}
+
+
+def test_only_an_admin_token_reaches_them(client, db, people):
+    from connector.core.users import issue_token
+
+    with db.transaction() as s:
+        tokens = {name: issue_token(s, name, days=1) for name in ("sam", "olga")}
+    for token in tokens.values():
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/v1/settings/rating-link", headers=headers).status_code == 403
+        assert client.patch("/api/v1/settings/rating-link", headers=headers, json={"enabled": True}).status_code == 403
+        assert client.get("/api/v1/do-not-contact", headers=headers).status_code == 403
+        assert client.post("/api/v1/do-not-contact", headers=headers, json={"number": NUMBER}).status_code == 403
+        assert client.delete(f"/api/v1/do-not-contact/{NUMBER}", headers=headers).status_code == 403
+    assert client.get("/api/v1/do-not-contact").status_code == 401
+    assert stored(db) == (link_settings.LinkSettings(), None)
