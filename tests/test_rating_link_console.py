@@ -104,7 +104,7 @@ def test_an_admin_turns_the_channel_on_and_sees_what_was_saved(client, db, peopl
 
 @pytest.mark.parametrize("template, said", [
     ("Оцените нас, пожалуйста", "В тексте должна быть {link}: на её место встанет ссылка."),
-    ("Я" * 250 + " {link}", "С ссылкой, самым длинным именем оператора и датой текст займёт 297 символов, "
+    ("Я" * 250 + " {link}", "Со ссылкой, самым длинным именем оператора и датой текст займёт 297 символов, "
                             "а SMS вмещает 268 (с кириллицей)"),  # 250 + 1 + http://127.0.0.1:8080/r/ + 22
     ("{link} {name}", "Можно только {link}, {operator} и {date}"),
     ("{link.upper}", "Можно только {link}, {operator} и {date}"),
@@ -313,3 +313,93 @@ def test_only_an_admin_token_reaches_them(client, db, people):
         assert client.delete(f"/api/v1/do-not-contact/{NUMBER}", headers=headers).status_code == 403
     assert client.get("/api/v1/do-not-contact").status_code == 401
     assert stored(db) == (link_settings.LinkSettings(), None)
+
+
+# --- the call page ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def rated_call(db):
+    """Olga's call (extension 101) whose customer was asked by link and answered with a comment."""
+    with db.transaction() as s:
+        call = Call(entry_id="linked", direction="inbound", operator_extension="101", customer_phone=NUMBER,
+                    line_number="74950000001", created_at=ENDED - timedelta(minutes=5), ended_at=ENDED,
+                    talk_seconds=240)
+        s.add(call)
+        s.flush()
+        s.add(RatingRequest(call_row=call.id, number=NUMBER, line_number="74950000001",
+                            status=RequestStatus.DELIVERED, due_at=ENDED + timedelta(hours=2),
+                            expires_at=ENDED + timedelta(days=7), queued_at=ENDED + timedelta(hours=2),
+                            sent_at=ENDED + timedelta(hours=2, minutes=1),
+                            delivered_at=ENDED + timedelta(hours=2, minutes=2),
+                            opened_at=ENDED + timedelta(hours=3), rated_at=ENDED + timedelta(hours=3, minutes=1),
+                            rating=1, comment="<b>Спасибо</b>, всё решили"))
+    return "linked"
+
+
+def request_block(client, call_id) -> str:
+    answer = client.get(f"/calls/{call_id}")
+    assert answer.status_code == 200
+    body = answer.get_data(as_text=True)
+    start = body.index('id="rating-request"')
+    return body[start:body.index("</div>", start)]
+
+
+def test_the_call_page_says_what_became_of_the_request_in_local_times(client, people, rated_call):
+    log_in(client, "sam")
+    block = request_block(client, rated_call)
+    shown = re.sub(r"\s+", " ", html_text.unescape(re.sub(r"<[^>]+>", " ", block)))
+    assert "Запрос оценки по ссылке" in shown and "Состояние доставлен " in shown
+    # 09:30 UTC + 2 h = 14:30 in Moscow; sent a minute later, delivered two, opened at 15:30, answered 15:31.
+    assert "Отправка назначена 20.11.2026, 14:30" in shown and "Отправлен 20.11.2026, 14:31" in shown
+    assert "Доставлен 20.11.2026, 14:32" in shown and "Клиент открыл ссылку 20.11.2026, 15:30" in shown
+    assert "Клиент ответил 20.11.2026, 15:31" in shown and "Ссылка действует до 27.11.2026, 12:30" in shown
+    assert "Ответ на странице оценки 1" in shown and "Комментарий клиента <b>Спасибо</b>, всё решили" in shown
+    assert "&lt;b&gt;Спасибо&lt;/b&gt;" in block and "<b>" not in block  # escaped, never markup
+    assert "+79161234567" in shown  # a supervisor sees the number, as on the card above
+
+
+def test_an_operator_sees_their_own_request_with_the_number_masked(client, people, rated_call):
+    log_in(client, "olga")
+    block = request_block(client, rated_call)
+    assert "…4567" in block and "9161234567" not in block
+
+
+def test_another_operator_sees_neither_the_call_nor_its_request(client, db, people, rated_call):
+    with db.transaction() as s:
+        add_user(s, "petr", "operator", PASSWORD, ["102"])
+    log_in(client, "petr")
+    answer = client.get(f"/calls/{rated_call}")
+    assert answer.status_code == 404 and "Запрос оценки по ссылке" not in text_of(answer)
+
+
+def test_a_skipped_request_says_why_and_a_call_without_one_shows_no_block(client, db, people, rated_call):
+    with db.transaction() as s:
+        row = s.query(RatingRequest).one()
+        row.status, row.reason, row.detail = RequestStatus.FAILED, RequestReason.BILLING, "2001"
+        row.sent_at = row.delivered_at = row.opened_at = row.rated_at = row.rating = row.comment = None
+        s.add(Call(entry_id="plain", direction="inbound", operator_extension="101", customer_phone=NUMBER))
+    log_in(client, "ann")
+    block = request_block(client, rated_call)
+    assert "не доставлен: АТС: недостаточно средств или ограничение тарифа (2001)" in html_text.unescape(block)
+    assert re.search(r'id="rating-request-sent_at">—<', block)
+    assert 'id="rating-request"' not in client.get("/calls/plain").get_data(as_text=True)
+
+
+# --- the labels -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+def test_every_status_reason_and_origin_has_words_in_both_languages(app, lang):
+    from webui.labels import request_reason_label, request_status_label, score_origin_label
+
+    with app.test_request_context(f"/?lang={lang}"):
+        for label, codes in [(request_status_label, RequestStatus), (request_reason_label, RequestReason),
+                             (score_origin_label, ScoreOrigin)]:
+            words = {code: label(code) for code in codes}
+            assert all(code in label.words for code in codes), [c for c in codes if c not in label.words]
+            if lang == "ru":  # a code shown as stored would be English
+                assert all(word != code for code, word in words.items())
+            cyrillic = [w for w in words.values() if re.search("[а-яё]", w, re.I)]
+            assert len(cyrillic) == (len(words) if lang == "ru" else 0), words
+        assert request_status_label(RequestStatus.QUEUED) == \
+            {"ru": "в очереди на отправку", "en": "queued for sending"}[lang]
+        assert score_origin_label(ScoreOrigin.LINK) == {"ru": "ссылка в SMS", "en": "SMS link"}[lang]

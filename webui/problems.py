@@ -73,7 +73,7 @@ def link_setting_problem(field: str, template: str | None = None, public_base_ur
     if field == "from_extension":
         return _("Добавочный сотрудника: только цифры, до 16")
     if field == "sms_sender":
-        return _("Латинские буквы, цифры, пробел, точка, _ и -, до 11 символов; только имя, которое есть у аккаунта в АТС")
+        return _("Латинские буквы, цифры, пробел, точка, _ и -, до 11 символов; только имя, которое есть у аккаунта в АТС")  # noqa: E501
     if field == "company":
         return _("До %(n)s символов, без управляющих символов", n=link_settings.TEXTS[field])
     return _("Выберите значение из списка")
@@ -84,9 +84,7 @@ def _template_problem(template: str | None, public_base_url: str | None) -> str:
     if problem == link_settings.MISSING_LINK:
         return _("В тексте должна быть {link}: на её место встанет ссылка. Ничего не сохранено.")
     if problem is not None:
-        return _("Можно только {link}, {operator} и {date}, без управляющих символов; фигурную скобку как текст "
-                 "пишите дважды: {{ или }}. Ничего не сохранено.")
+        return _("Можно только {link}, {operator} и {date}, без управляющих символов; фигурную скобку как текст пишите дважды: {{ или }}. Ничего не сохранено.")  # noqa: E501
     length, limit = link_settings.longest_sms(template, public_base_url or "")
-    return _("С ссылкой, самым длинным именем оператора и датой текст займёт %(length)s символов, а SMS вмещает "
-             "%(limit)s (%(alphabet)s). Сократите текст. Ничего не сохранено.", length=length, limit=limit,
-             alphabet=_("латиницей") if limit == link_settings.LIMIT_LATIN else _("с кириллицей"))
+    return _("Со ссылкой, самым длинным именем оператора и датой текст займёт %(length)s символов, а SMS вмещает %(limit)s (%(alphabet)s). Сократите текст. Ничего не сохранено.",  # noqa: E501
+             length=length, limit=limit, alphabet=_("латиницей") if limit == link_settings.LIMIT_LATIN else _("с кириллицей"))

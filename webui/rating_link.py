@@ -174,8 +174,8 @@ def add_contact():
         with services().db.transaction() as s:
             added = contacts.add(s, form.number.data or "", contacts.ContactSource.ADMIN, g.principal.username)
     except ValueError:
-        return _refused_number(form, _("Номер: 11 цифр, начиная с +7, 7 или 8, например +7 916 123-45-67. "
-                                       "Ничего не добавлено."), 422)
+        problem = _("Номер: 11 цифр, начиная с +7, 7 или 8, например +7 916 123-45-67. Ничего не добавлено.")
+        return _refused_number(form, problem, 422)
     # The number stays out of the address: addresses land in the browser's history and the proxy's log.
     return redirect(url_for("console.settings", dnc="added" if added else "already") + "#do-not-contact")
 

@@ -10,7 +10,7 @@ from sqlalchemy import false, func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus,
-                              ScoreOrigin)
+                                   RatingRequest, ScoreOrigin)
 from connector.core.validation import text_problem
 
 REVIEW = ScoreOrigin.REVIEW  # the origin of a supervisor score given in the console or by POST .../reviews
@@ -196,6 +196,11 @@ def call_timeline(session: Session, call: Call) -> list[dict]:
                           DeliveryJob.last_error)
                    .where(DeliveryJob.call_id == call.id, DeliveryJob.status != JobStatus.PENDING))]
     return sorted(events + effects, key=lambda e: e["at"] or "")
+
+
+def rating_request(session: Session, call: Call) -> RatingRequest | None:
+    """The call's request to rate it by link, if one was made (at most one per call)."""
+    return session.scalars(select(RatingRequest).where(RatingRequest.call_row == call.id)).first()
 
 
 def get_call(session: Session, entry_id: str) -> Call | None:

@@ -66,10 +66,12 @@ def post_do_not_contact():
     if not isinstance(body, dict) or set(body) != {"number"} or not isinstance(body["number"], str) \
             or not re.fullmatch(contacts.NUMBER_PATTERN, body["number"]):
         raise ApiError(422, 'number: expected {"number": "+7XXXXXXXXXX"} (+7, 7 or 8 and ten digits)')
-    with services().db.transaction() as session:
-        added = contacts.add(session, body["number"], contacts.ContactSource.ADMIN, g.principal.username)
-        row = session.get(DoNotContact, contacts.normalised(body["number"]))
-        answer = _contact_json(row)
+    try:
+        with services().db.transaction() as session:
+            added = contacts.add(session, body["number"], contacts.ContactSource.ADMIN, g.principal.username)
+            answer = _contact_json(session.get(DoNotContact, contacts.normalised(body["number"])))
+    except ValueError as exc:
+        raise ApiError(422, f"number: {exc}") from None
     return answer, 201 if added else 200
 
 

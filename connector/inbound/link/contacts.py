@@ -15,9 +15,9 @@ from connector.core.models import DoNotContact, SettingsAudit
 SCOPE = "do_not_contact"
 CUSTOMER_ACTOR = "rating_page"  # the audit's actor when a customer asked on the rating page (they have no login)
 # A number as the API takes it: digits with an optional "+", Russian (+7 or 8 and ten digits).
-NUMBER_PATTERN = r"^\+?[78][0-9]{10}$"
+NUMBER_PATTERN = r"^(\+7|7|8)[0-9]{10}$"
 # What people put between digits: "+7 (916) 123-45-67", "8.916.123.45.67".
-_WRITTEN = re.compile(r"\+?[78][0-9]{10}", re.ASCII)
+_WRITTEN = re.compile(r"(\+7|7|8)[0-9]{10}")
 _SEPARATORS = str.maketrans("", "", " -().\u00a0")
 
 
@@ -34,7 +34,7 @@ def normalised(number: object) -> str | None:
     if not isinstance(number, str) or len(number) > 32:
         return None
     written = number.strip().translate(_SEPARATORS)
-    if not _WRITTEN.fullmatch(written) or written.startswith("+8"):
+    if not _WRITTEN.fullmatch(written):
         return None
     return "7" + written.lstrip("+")[1:]
 
