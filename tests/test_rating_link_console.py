@@ -99,7 +99,11 @@ def test_an_admin_turns_the_channel_on_and_sees_what_was_saved(client, db, peopl
     with db.reading() as s:
         audit = s.query(SettingsAudit).filter_by(scope=link_settings.SCOPE).one()
     assert audit.actor == "ann" and audit.after["delay_minutes"] == 90
-    assert "Оценка по ссылке (SMS)" in text_of(client.get("/audit"))
+    audit_page = text_of(client.get("/audit"))
+    assert "Оценка по ссылке (SMS)" in audit_page
+    assert "Через сколько минут после звонка: не задано → 90" in audit_page
+    assert "Шкала на странице оценки: не задано → от 1 до 5" in audit_page
+    assert "Отправлять SMS со ссылкой на оценку: не задано → вкл." in audit_page
 
 
 @pytest.mark.parametrize("template, said", [
@@ -213,7 +217,9 @@ def test_an_admin_adds_a_number_once_and_removes_it(client, db, people):
                  .order_by(SettingsAudit.id)]
     assert audit == [("ann", {}, {"number": NUMBER, "source": "admin"}),
                      ("ann", {"number": NUMBER, "source": "admin"}, {})]
-    assert "Список «не беспокоить»" in text_of(client.get("/audit"))
+    audit_page = text_of(client.get("/audit"))
+    assert "Список «не беспокоить»" in audit_page
+    assert "Номер: 79161234567 → не задано" in audit_page and "Кто добавил: не задано → администратор" in audit_page
 
 
 @pytest.mark.parametrize("number", ["12345", "+8 916 123 45 67", "79161234567890", "abc", "", "+7 916 123 45 6x"])
@@ -355,7 +361,7 @@ def test_the_call_page_says_what_became_of_the_request_in_local_times(client, pe
     assert "Клиент ответил 20.11.2026, 15:31" in shown and "Ссылка действует до 27.11.2026, 12:30" in shown
     assert "Ответ на странице оценки 1" in shown and "Комментарий клиента <b>Спасибо</b>, всё решили" in shown
     assert "&lt;b&gt;Спасибо&lt;/b&gt;" in block and "<b>" not in block  # escaped, never markup
-    assert "+79161234567" in shown  # a supervisor sees the number, as on the card above
+    assert "Номер 79161234567" in shown  # a supervisor sees the number, as on the card above
 
 
 def test_an_operator_sees_their_own_request_with_the_number_masked(client, people, rated_call):

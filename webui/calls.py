@@ -135,10 +135,11 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
 
 
 def _link_request(row) -> dict | None:
-    """The call's rating request by link as the page shows it: an operator sees the number's last digits only."""
+    """The call's rating request by link as the page shows it: an operator sees the number's last digits only
+    (the others see it as the PBX gave it, as the card above shows the customer's)."""
     if row is None:
         return None
-    number = labels.masked_phone(row.number) if g.principal.role == Role.OPERATOR else "+" + row.number.lstrip("+")
+    number = labels.masked_phone(row.number) if g.principal.role == Role.OPERATOR else row.number
     return {"status": row.status, "reason": row.reason, "detail": row.detail, "number": number,
             "due_at": row.due_at, "sent_at": row.sent_at, "delivered_at": row.delivered_at,
             "opened_at": row.opened_at, "rated_at": row.rated_at, "expires_at": row.expires_at,
