@@ -79,6 +79,7 @@ def test_an_admin_turns_the_channel_on_and_sees_what_was_saved(client, db, peopl
     assert "от 1 до 5 (1→1, 2→3, 3→6, 4→8, 5→10)" in page
     assert "По времени аккаунта: Москва (UTC+3)" in page
     assert "Оплата SMS списывается по этому сотруднику" in page
+    assert "От 1 до 10: клиент, звонивший несколько раз" in page and "не больше 268 символов с кириллицей" in page
 
     answer = client.post("/settings/rating-link", data=card_form(
         client, enabled="y", delay_minutes="90", send_from_hour="10", send_until_hour="20", daily_cap="2",
