@@ -410,3 +410,16 @@ def test_every_status_reason_and_origin_has_words_in_both_languages(app, lang):
         assert request_status_label(RequestStatus.QUEUED) == \
             {"ru": "в очереди на отправку", "en": "queued for sending"}[lang]
         assert score_origin_label(ScoreOrigin.LINK) == {"ru": "ссылка в SMS", "en": "SMS link"}[lang]
+
+
+def test_the_card_and_its_refusals_read_in_english(client, db, people):
+    log_in(client, "ann")
+    page = text_of(client.get("/settings?lang=en"))
+    assert "Rating by link (SMS)" in page and "good or bad (good = 10, bad = 1)" in page
+    assert "1 to 5 (1→1, 2→3, 3→6, 4→8, 5→10)" in page and "The SMS is billed to this employee." in page
+    assert "Do-not-contact list" in page and "Numbers on the list: 0." in page
+    answer = client.post("/settings/rating-link", data=card_form(client, template="Rate us"))
+    assert answer.status_code == 422
+    assert "The text must contain {link}: the link goes in its place. Nothing was saved." in text_of(answer)
+    refused = add_number(client, "12345")
+    assert "Number: 11 digits starting with +7, 7 or 8" in text_of(refused)
