@@ -423,3 +423,18 @@ def test_the_card_and_its_refusals_read_in_english(client, db, people):
     assert "The text must contain {link}: the link goes in its place. Nothing was saved." in text_of(answer)
     refused = add_number(client, "12345")
     assert "Number: 11 digits starting with +7, 7 or 8" in text_of(refused)
+
+
+@pytest.mark.parametrize("changes, field, said", [
+    ({"company": "ООО\x00Ромашка"}, "company", "До 80 символов, без управляющих символов"),
+    ({"company": "Я" * 81}, "company", "До 80 символов, без управляющих символов"),
+    ({"template": "{link}\x1b[31m"}, "template", "Можно только {link}, {operator} и {date}"),
+    ({"line:abc": "off"}, "lines", "Выберите значение из списка"),
+])
+def test_hostile_values_are_refused_in_words_and_nothing_is_saved(client, db, people, changes, field, said):
+    log_in(client, "ann")
+    answer = client.post("/settings/rating-link", data=card_form(client, enabled="y", **changes))
+    assert answer.status_code == 422
+    body = html_text.unescape(answer.get_data(as_text=True))
+    assert said in re.search(rf'id="link-error-{field}">(.*?)</(span|p)>', body, re.S).group(1)
+    assert stored(db) == (link_settings.LinkSettings(), None)
