@@ -128,8 +128,51 @@ def _rating_link_reports(spec: APISpec, query) -> None:
             "responses": responses}})
 
 
+def _rating_link_schemas(spec: APISpec) -> None:
+    from connector.core.validation import TEXT_PATTERN
+    from connector.inbound.link.contacts import NUMBER_PATTERN
+    from connector.inbound.link.settings import RANGES, TEMPLATE_PATTERN, TEXTS, RatingScale
+
+    def integer(name: str, description: str) -> dict:
+        low, high = RANGES[name]
+        return {"type": "integer", "minimum": low, "maximum": high, "description": description}
+
+    spec.components.schema("RatingLinkChange", {
+        "type": "object", "minProperties": 1, "additionalProperties": False,
+        "description": "Any of the rating link's settings; the sending hours must end after they begin, and the "
+                       "template must fit one SMS with the link, the longest operator name and the date (else 409)",
+        "properties": {
+            "enabled": {"type": "boolean"},
+            "delay_minutes": integer("delay_minutes", "minutes after the call"),
+            "send_from_hour": integer("send_from_hour", "local hour (the account's time zone) sending may begin"),
+            "send_until_hour": integer("send_until_hour", "local hour sending ends (exclusive)"),
+            "also_scored": {"type": "boolean", "description": "also calls that have a customer score"},
+            "daily_cap": integer("daily_cap", "requests a day to one number"),
+            "valid_days": integer("valid_days", "days the link works after it is sent (never past the rating window)"),
+            "scale": {"type": "string", "enum": [scale.value for scale in RatingScale]},
+            "template": {"type": "string", "maxLength": TEXTS["template"], "pattern": TEMPLATE_PATTERN,
+                         "description": "the SMS: `{link}` once at least, `{operator}` and `{date}` if wanted, "
+                                        "literal braces doubled, no control characters"},
+            "from_extension": {"type": "string", "pattern": "^([0-9]{1,16})?$",
+                               "description": "the extension billed when the call's operator has none"},
+            "sms_sender": {"type": "string", "pattern": "^([A-Za-z0-9 ._-]{1,11})?$",
+                           "description": "a sender name the PBX account has; empty: its default"},
+            "company": {"type": "string", "maxLength": TEXTS["company"], "pattern": TEXT_PATTERN},
+            "lines": {"type": "object", "description": "line -> {\"enabled\": bool}, replaced whole",
+                      "propertyNames": {"type": "string", "pattern": "^[0-9]{1,32}$"},
+                      "additionalProperties": {"type": "object", "required": ["enabled"],
+                                               "additionalProperties": False,
+                                               "properties": {"enabled": {"type": "boolean"}}}},
+        }})
+    spec.components.schema("DoNotContactAdd", {
+        "type": "object", "required": ["number"], "additionalProperties": False,
+        "properties": {"number": {"type": "string", "pattern": NUMBER_PATTERN,
+                                  "description": "a Russian number: +7, 7 or 8 and ten digits"}}})
+
+
 def build_spec() -> dict:
     from connector.console.queries import CallQuerySchema, ReportQuerySchema
+    from connector.inbound.link.contacts import NUMBER_PATTERN
     from connector.core.validation import LINE_MAX, LINE_PATH_PATTERN, TEXT_DESCRIPTION, TEXT_PATTERN
     from web.api.calls import ReviewSchema
     from web.api.notifications import MarkReadSchema, NotificationQuerySchema
@@ -233,6 +276,30 @@ def build_spec() -> dict:
     spec.path("/api/v1/settings/audit", operations={"get": {
         "summary": "Who changed which setting when", "security": TOKEN,
         "responses": _token({"200": "`items`"}, **admin)}})
+    _rating_link_schemas(spec)
+    spec.path("/api/v1/settings/rating-link", operations={
+        "get": {"summary": "The rating link's settings and when they were saved (`saved_at`)", "security": TOKEN,
+                "responses": _token({"200": "the settings"}, **admin)},
+        "patch": {"summary": "Change some of the rating link's settings (admin; audited)", "security": TOKEN,
+                  "requestBody": {"required": True, "content": {"application/json": {"schema": "RatingLinkChange"}}},
+                  "responses": _token({"200": "the settings after the change"}, **admin, e400="no JSON object",
+                                      e409="the sending hours end before they begin, or the template does not fit "
+                                           "one SMS with the link (the error names the field)",
+                                      e415="not application/json",
+                                      e422="a value breaks the schema (the error names the field)")}})
+    spec.path("/api/v1/do-not-contact", operations={
+        "get": {"summary": "The numbers no rating request goes to, the newest first", "security": TOKEN,
+                "responses": _token({"200": "`items`: number, source (admin, customer), actor, added_at"}, **admin)},
+        "post": {"summary": "Put a number on the do-not-contact list (admin; audited)", "security": TOKEN,
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": "DoNotContactAdd"}}},
+                 "responses": _token({"201": "added", "200": "already listed: nothing changed"}, **admin,
+                                     e400="not valid JSON", e415="not application/json",
+                                     e422="not a Russian number")}})
+    spec.path("/api/v1/do-not-contact/{number}", operations={"delete": {
+        "summary": "Take a number off the do-not-contact list (admin; audited)", "security": TOKEN,
+        "parameters": [{"in": "path", "name": "number", "required": True,
+                        "schema": {"type": "string", "pattern": NUMBER_PATTERN}}],
+        "responses": _token({"204": "removed"}, **admin, e404="the number is not on the list")}})
     spec.path("/api/v1/status", operations={"get": {
         "summary": "Each component's state with the details", "security": TOKEN,
         "responses": _token({"200": "status"}, **staff)}})

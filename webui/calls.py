@@ -7,7 +7,7 @@ from flask_babel import get_locale, gettext as _
 
 from connector.console.exports import COLUMNS, FORMATS, Layout, Separator
 from connector.console.reviews import add_review
-from connector.core.calls import Sort, call_json, call_timeline, find_calls, get_visible_call
+from connector.core.calls import Sort, call_json, call_timeline, find_calls, get_visible_call, rating_request
 from connector.core.links import recording_link
 from connector.core.models import Role
 from connector.core.notifications import mark_read, unread_count
@@ -126,10 +126,24 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
         timeline = call_timeline(s, call)
         policy = current_policy(s, services().ingest.initial_policy)
         unread_here = unread_count(s, g.principal, call=call)  # read by the page's button, never by opening it
+        link_request = _link_request(rating_request(s, call))
     player = (recording_link("", config.SECRET_KEY, call_id, ttl=PLAYER_LINK_SECONDS)
               if data["recording_id"] else None)
     return render_template("call.html", call=data, player=player, form=form, error=error, policy=policy,
-                           timeline=timeline, unread_here=unread_here, read_form=MarkReadForm()), status
+                           timeline=timeline, unread_here=unread_here, read_form=MarkReadForm(),
+                           link_request=link_request), status
+
+
+def _link_request(row) -> dict | None:
+    """The call's rating request by link as the page shows it: an operator sees the number's last digits only
+    (the others see it as the PBX gave it, as the card above shows the customer's)."""
+    if row is None:
+        return None
+    number = labels.masked_phone(row.number) if g.principal.role == Role.OPERATOR else row.number
+    return {"status": row.status, "reason": row.reason, "detail": row.detail, "number": number,
+            "due_at": row.due_at, "sent_at": row.sent_at, "delivered_at": row.delivered_at,
+            "opened_at": row.opened_at, "rated_at": row.rated_at, "expires_at": row.expires_at,
+            "rating": row.rating, "comment": row.comment}
 
 
 @bp.post("/calls/<path:call_id>/read")

@@ -80,6 +80,23 @@ POLICY_LABELS = {
 }
 
 
+# The rating link's settings as their card names them (webui.rating_link), and the audit log after it.
+LINK_LABELS = {
+    "enabled": _l("Отправлять SMS со ссылкой на оценку"),
+    "delay_minutes": _l("Через сколько минут после звонка"),
+    "send_from_hour": _l("Отправлять с"),
+    "send_until_hour": _l("Отправлять до"),
+    "also_scored": _l("Также звонки, которые клиент уже оценил (второе мнение)"),
+    "daily_cap": _l("Не больше SMS на один номер в день"),
+    "valid_days": _l("Ссылка действует, дней"),
+    "scale": _l("Шкала на странице оценки"),
+    "template": _l("Текст SMS"),
+    "from_extension": _l("Добавочный, с которого отправлять, если у оператора его нет"),
+    "sms_sender": _l("Имя отправителя SMS"),
+    "company": _l("Название компании на странице оценки"),
+    "lines": _l("Линии"),
+}
+
 class SettingsForm(FlaskForm):
     """The policy's fields; the policy itself checks them together (connector.core.policy.validate_policy)."""
 

@@ -12,14 +12,16 @@ from flask_babel import format_date, get_locale, gettext as _, lazy_gettext as _
 
 from connector.console.audit import AuditScope, audit_subject
 from connector.core.models import (DeliveryStatus, JobStatus, NotificationKind, RequestReason, RequestStatus, Role,
-                              ScanProblem, ScoreOrigin, ScoreSource, SurveyState)
+                                   ScanProblem, ScoreOrigin, ScoreSource, SurveyState)
 from connector.console.status import State
 from connector.core.policy import HighScores, ScoreReason, ScoreStatus, score_reason
 from connector.core.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
 from connector.delivery.targets.amocrm.kinds import JobKind as AmoCrmKind
 from connector.delivery.targets.bitrix24.kinds import JobKind as Bitrix24Kind
 from connector.delivery.targets.webhook.kinds import JobKind as WebhookKind
-from webui.forms import HIGH_SCORES_CHOICES, POLICY_LABELS
+from connector.inbound.link import contacts, settings as link_settings
+from connector.inbound.link.settings import RatingScale
+from webui.forms import HIGH_SCORES_CHOICES, LINK_LABELS, POLICY_LABELS
 
 
 class Words:
@@ -100,17 +102,7 @@ score_origin_label = Words({
 })
 
 
-score_status_label = Words({
-    ScoreStatus.ACCEPTED: _l("принята"),
-    ScoreStatus.REFUSED: _l("отклонена"),
-    ScoreStatus.KEPT: _l("сохранена, в силе первая"),
-    ScoreStatus.DUPLICATE: _l("повтор"),
-})
-
-
-high_scores_label = Words({c.value: c.label for c in HIGH_SCORES_CHOICES})
-
-
+# A rating request by link (connector.inbound.link): where it is, and why it was skipped or failed.
 request_status_label = Words({
     RequestStatus.SCHEDULED: _l("ждёт времени отправки"),
     RequestStatus.SKIPPED: _l("не будет отправлен"),
@@ -124,20 +116,31 @@ request_status_label = Words({
 
 request_reason_label = Words({
     RequestReason.DO_NOT_CONTACT: _l("номер в списке «не беспокоить»"),
-    RequestReason.DAILY_CAP: _l("на этот номер сегодня уже отправляли"),
-    RequestReason.NO_EXTENSION: _l("не задан добавочный, с которого отправлять"),
+    RequestReason.DAILY_CAP: _l("этому номеру сегодня уже отправляли"),
+    RequestReason.NO_EXTENSION: _l("нет добавочного, с которого отправить"),
     RequestReason.TEXT_TOO_LONG: _l("текст с именем оператора не помещается в SMS"),
     RequestReason.CHANNEL_OFF: _l("оценка по ссылке выключена"),
     RequestReason.SCORED: _l("клиент уже оценил звонок"),
     RequestReason.TOO_LATE: _l("ссылка истекла бы до отправки"),
-    RequestReason.BILLING: _l("АТС: не хватает средств или не позволяет тариф"),
+    RequestReason.BILLING: _l("АТС: недостаточно средств или ограничение тарифа"),
     RequestReason.REFUSED: _l("АТС отклонила запрос"),
     RequestReason.NOT_SENT: _l("АТС не отправила SMS"),
-    RequestReason.NOT_DELIVERED: _l("SMS не доставлено"),
-    RequestReason.CARRIER_REFUSED: _l("оператор связи отклонил SMS"),
-    RequestReason.PBX_ERROR: _l("другая ошибка АТС"),
-    RequestReason.GAVE_UP: _l("отправка не удалась, попытки прекращены"),
+    RequestReason.NOT_DELIVERED: _l("оператор связи не доставил SMS"),
+    RequestReason.CARRIER_REFUSED: _l("оператор связи отказал в доставке"),
+    RequestReason.PBX_ERROR: _l("ошибка АТС"),
+    RequestReason.GAVE_UP: _l("не удалось отправить, попытки исчерпаны"),
 })
+
+
+score_status_label = Words({
+    ScoreStatus.ACCEPTED: _l("принята"),
+    ScoreStatus.REFUSED: _l("отклонена"),
+    ScoreStatus.KEPT: _l("сохранена, в силе первая"),
+    ScoreStatus.DUPLICATE: _l("повтор"),
+})
+
+
+high_scores_label = Words({c.value: c.label for c in HIGH_SCORES_CHOICES})
 
 
 # connector.console.reports.FUNNEL
@@ -270,9 +273,15 @@ CONNECTION_SCOPES = {
 }
 
 
+# The rating link's own scopes (connector.inbound.link).
+LINK_SCOPES = {link_settings.SCOPE: _l("Оценка по ссылке (SMS)"), contacts.SCOPE: _l("Список «не беспокоить»")}
+
+
 def audit_scope_label(scope: str) -> str:
     if scope in CONNECTION_SCOPES:
         return str(CONNECTION_SCOPES[scope])
+    if scope in LINK_SCOPES:
+        return str(LINK_SCOPES[scope])
     subject = audit_subject(scope)
     if subject.kind == AuditScope.POLICY:
         return _("Общие настройки")
@@ -305,7 +314,14 @@ ON_OFF_FIELDS = ("enabled", "lock_score")  # switches: said "on" / "off"
 audit_field_words = Words(AUDIT_FIELDS)
 
 
+CONTACT_FIELDS = {"number": _l("Номер"), "source": _l("Кто добавил")}
+
+
 def audit_field_label(scope: str, field: str) -> str:
+    if scope == link_settings.SCOPE:
+        return str(LINK_LABELS.get(field, field))
+    if scope == contacts.SCOPE:
+        return str(CONTACT_FIELDS.get(field, field))
     subject = audit_subject(scope)
     if subject.kind == AuditScope.USER_MAP:
         return _("добавочный %(extension)s", extension=field)
@@ -322,6 +338,24 @@ actor_label = Words({BOOTSTRAP_ADMIN.username: _l("токен администр
 password_value_label = Words({"old": _l("прежний"), "new": _l("новый")})
 
 
+# Who put a number on the do-not-contact list (`do_not_contact.source`).
+contact_source_label = Words({contacts.ContactSource.ADMIN: _l("администратор"),
+                              contacts.ContactSource.CUSTOMER: _l("клиент, на странице оценки")})
+
+
+# The rating page's scale (the rating link's setting), in short.
+rating_scale_label = Words({RatingScale.GOOD_BAD: _l("хорошо или плохо"), RatingScale.FIVE: _l("от 1 до 5"),
+                            RatingScale.SURVEY: _l("как в опросе АТС")})
+
+
+def link_lines_value(lines: dict) -> str:
+    """The rating link's per-line switches as the audit log shows them: "74950000002: выкл."."""
+    if not lines:
+        return _("все линии как общий выключатель")
+    return ", ".join(f"{line}: {_('вкл.') if override.get('enabled') else _('выкл.')}"
+                     for line, override in sorted(lines.items()))
+
+
 def audit_value(field: str, value) -> str:
     """A value before or after a change, as the settings page would show it."""
     if value is None:
@@ -336,6 +370,12 @@ def audit_value(field: str, value) -> str:
         return zone_label(value)
     if field == "password":
         return password_value_label(value)
+    if field == "source":
+        return contact_source_label(value)
+    if field == "scale":
+        return rating_scale_label(value)
+    if field == "lines" and isinstance(value, dict):
+        return link_lines_value(value)
     if field.startswith("token "):
         return token_state_label(value)
     if value == "":
@@ -404,5 +444,5 @@ FILTERS = {
     "notification_kind": notification_kind_label, "token_state": token_state_label,
     "audit_scope": audit_scope_label, "actor": actor_label, "high_scores": high_scores_label, "day": day_label,
     "masked_phone": masked_phone, "zone": zone_label, "request_status": request_status_label,
-    "request_reason": request_reason_label, "funnel_step": funnel_step_label,
+    "request_reason": request_reason_label, "funnel_step": funnel_step_label, "contact_source": contact_source_label,
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask_babel import gettext as _, lazy_gettext as _l
 
 from connector.core.policy import Policy, PolicyError
+from connector.inbound.link import settings as link_settings
 
 # The list's and the reports' filters, by their query parameter, named as the filter form names them.
 FILTER_LABELS = {
@@ -55,3 +56,35 @@ def policy_problem(exc: PolicyError, policy: Policy) -> str:
     if exc.field in ("high_scores", "enabled", "lock_score"):
         return _("Выберите значение из списка")
     return _("Значение не подходит")
+
+
+def link_setting_problem(field: str, template: str | None = None, public_base_url: str | None = None) -> str:
+    """A refused setting of the rating link, said beside its field. `template` (with the address links start
+    with) lets a too long text say how long it gets."""
+    ranges = link_settings.RANGES
+    if field == "delay_minutes":
+        return _("Задержка: от %(low)s до %(high)s минут (неделя)", low=ranges[field][0], high=ranges[field][1])
+    if field in ("send_from_hour", "send_until_hour"):
+        return _("Часы отправки: конец позже начала (например, с 9:00 до 21:00)")
+    if field in ("daily_cap", "valid_days"):
+        return _("Целое число от %(low)s до %(high)s", low=ranges[field][0], high=ranges[field][1])
+    if field == "template":
+        return _template_problem(template, public_base_url)
+    if field == "from_extension":
+        return _("Добавочный сотрудника: только цифры, до 16")
+    if field == "sms_sender":
+        return _("Латинские буквы, цифры, пробел, точка, _ и -, до 11 символов; только имя, которое есть у аккаунта в АТС")  # noqa: E501
+    if field == "company":
+        return _("До %(n)s символов, без управляющих символов", n=link_settings.TEXTS[field])
+    return _("Выберите значение из списка")
+
+
+def _template_problem(template: str | None, public_base_url: str | None) -> str:
+    problem = link_settings.template_syntax_problem(template) if template is not None else "unknown"
+    if problem == link_settings.MISSING_LINK:
+        return _("В тексте должна быть {link}: на её место встанет ссылка. Ничего не сохранено.")
+    if problem is not None:
+        return _("Можно только {link}, {operator} и {date}, без управляющих символов; фигурную скобку как текст пишите дважды: {{ или }}. Ничего не сохранено.")  # noqa: E501
+    length, limit = link_settings.longest_sms(template, public_base_url or "")
+    return _("Со ссылкой, самым длинным именем оператора и датой текст займёт %(length)s символов, а SMS вмещает %(limit)s (%(alphabet)s). Сократите текст. Ничего не сохранено.",  # noqa: E501
+             length=length, limit=limit, alphabet=_("латиницей") if limit == link_settings.LIMIT_LATIN else _("с кириллицей"))

@@ -10,7 +10,7 @@ from sqlalchemy import false, func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus,
-                              ScoreOrigin)
+                                   RatingRequest, ScoreOrigin)
 from connector.core.validation import text_problem
 
 REVIEW = ScoreOrigin.REVIEW  # the origin of a supervisor score given in the console or by POST .../reviews
@@ -162,6 +162,13 @@ def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 
                     Cursor.after_call(rows[-1]) if more else None)
 
 
+def line_numbers(session: Session, limit: int = 200) -> list[str]:
+    """The lines calls came on, in order (one pass over the index that leads with the line)."""
+    query = (select(Call.line_number).where(Call.line_number.is_not(None)).group_by(Call.line_number)
+             .order_by(Call.line_number).limit(limit))
+    return list(session.scalars(query))
+
+
 def call_id_problem(entry_id: str) -> str | None:
     """Why no call can have this id (PostgreSQL would refuse to even look for it), or None."""
     return text_problem(entry_id) or ("longer than 128 characters" if len(entry_id) > 128 else None)
@@ -189,6 +196,11 @@ def call_timeline(session: Session, call: Call) -> list[dict]:
                           DeliveryJob.last_error)
                    .where(DeliveryJob.call_id == call.id, DeliveryJob.status != JobStatus.PENDING))]
     return sorted(events + effects, key=lambda e: e["at"] or "")
+
+
+def rating_request(session: Session, call: Call) -> RatingRequest | None:
+    """The call's request to rate it by link, if one was made (at most one per call)."""
+    return session.scalars(select(RatingRequest).where(RatingRequest.call_row == call.id)).first()
 
 
 def get_call(session: Session, entry_id: str) -> Call | None:

@@ -8,11 +8,13 @@ import enum
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
+from string import Formatter
 
 from sqlalchemy.orm import Session
 
-from connector.core.policy import PolicyError
+from connector.core.policy import PolicyConflict, PolicyError
 from connector.core.runtime_settings import scope_values, update_scope
+from connector.core.validation import text_problem
 
 SCOPE = "rating_link"
 TOKEN_LENGTH = 22  # the link's token: 16 random-looking bytes, base64url without padding (128 bits)
@@ -23,7 +25,13 @@ LIMIT_CYRILLIC, LIMIT_LATIN = 268, 612
 OPERATOR_SHOWN = 40  # {operator} is cut to this many characters, so a saved template always fits
 DATE_SHOWN = len("27.11.2026")
 PLACEHOLDERS = ("link", "operator", "date")
-EXTENSION = re.compile(r"^\d{1,16}$")
+MISSING_LINK = "the text must contain {link}"
+EXTENSION = re.compile(r"[0-9]{1,16}")  # ASCII digits: \d would admit other scripts' digits
+LINE = re.compile(r"[0-9]{1,32}")  # a line the channel is set for: the PBX number in digits
+# The template as the OpenAPI document states it: text without control characters where a brace is doubled or
+# part of a plain placeholder, {link} among them. It admits exactly what `template_syntax_problem` admits.
+_TEMPLATE_TEXT = r"(?:[^{}\x00-\x1f\x7f-\x9f]|\{\{|\}\}|\{(?:link|operator|date):?\})"
+TEMPLATE_PATTERN = rf"^{_TEMPLATE_TEXT}*\{{link:?\}}{_TEMPLATE_TEXT}*$"
 # MANGO: "only the account's default name, an industry name available to the account, or an approved unique
 # name" (PDF §3.2.4): letters, digits, spaces and a few signs, at most 11 characters as carriers allow.
 SENDER = re.compile(r"^[A-Za-z0-9 ._-]{1,11}$")
@@ -72,22 +80,43 @@ def sms_limit(text: str) -> int:
     return LIMIT_LATIN if all(ord(ch) < 128 for ch in text) else LIMIT_CYRILLIC
 
 
+def template_syntax_problem(template: str) -> str | None:
+    """Why a template is unusable whatever the link, or None. Only plain placeholders: `{link.x}`, `{link[0]}`,
+    `{link!r}` or `{link:>300}` would fail, reach into objects or pad the SMS, and `{{link}}` shows no link."""
+    problem = text_problem(template)
+    if problem:
+        return problem
+    try:
+        parts = list(Formatter().parse(template))
+    except ValueError:
+        return f"use only the placeholders {', '.join('{' + p + '}' for p in PLACEHOLDERS)} (unbalanced braces)"
+    placeholders = [(name, spec, conversion) for _, name, spec, conversion in parts if name is not None]
+    if any(name not in PLACEHOLDERS or spec or conversion for name, spec, conversion in placeholders):
+        return f"use only the plain placeholders {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+    if "link" not in {name for name, _, _ in placeholders}:
+        return MISSING_LINK
+    return None
+
+
 def sms_length_problem(template: str, public_base_url: str) -> str | None:
     """Why the longest text this template can make does not fit one SMS command (None when it does): the link
     in full, the operator's name cut to OPERATOR_SHOWN, the date as DD.MM.YYYY."""
-    try:
-        longest = template.format(link=public_base_url.rstrip("/") + LINK_PATH + "x" * TOKEN_LENGTH,
-                                  operator="Я" * OPERATOR_SHOWN if not template.isascii() else "W" * OPERATOR_SHOWN,
-                                  date="0" * DATE_SHOWN)
-    except (KeyError, IndexError, ValueError):
-        return f"use only the placeholders {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
-    if "{link}" not in template:
-        return "the text must contain {link}"
-    limit = sms_limit(longest)
-    if len(longest) > limit:
-        return (f"the text can reach {len(longest)} characters with the link and the longest name and date; "
+    problem = template_syntax_problem(template)
+    if problem:
+        return problem
+    length, limit = longest_sms(template, public_base_url)
+    if length > limit:
+        return (f"the text can reach {length} characters with the link and the longest name and date; "
                 f"an SMS takes at most {limit} ({'Latin' if limit == LIMIT_LATIN else 'with Cyrillic'})")
     return None
+
+
+def longest_sms(template: str, public_base_url: str) -> tuple[int, int]:
+    """(the longest text a well-formed template makes, the SMS command's limit for it): a page says both."""
+    longest = template.format(link=public_base_url.rstrip("/") + LINK_PATH + "x" * TOKEN_LENGTH,
+                              operator="Я" * OPERATOR_SHOWN if not template.isascii() else "W" * OPERATOR_SHOWN,
+                              date="0" * DATE_SHOWN)
+    return len(longest), sms_limit(longest)
 
 
 def validate(settings: LinkSettings, public_base_url: str) -> LinkSettings:
@@ -100,27 +129,32 @@ def validate(settings: LinkSettings, public_base_url: str) -> LinkSettings:
     for name, (low, high) in RANGES.items():
         if not low <= getattr(settings, name) <= high:
             raise PolicyError(name, f"must be {low} to {high}, got {getattr(settings, name)}")
-    if settings.send_from_hour >= settings.send_until_hour:
-        raise PolicyError("send_until_hour", "the sending hours must end after they begin")
     if settings.scale not in tuple(RatingScale):
         raise PolicyError("scale", f"must be one of {', '.join(RatingScale)}, got {settings.scale!r}"[:200])
     for name, longest in TEXTS.items():
         value = getattr(settings, name)
-        if len(value) > longest or any(ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 for ch in value):
+        if len(value) > longest or text_problem(value):
             raise PolicyError(name, f"at most {longest} characters, no control characters")
-    if settings.from_extension and not EXTENSION.match(settings.from_extension):
+    if settings.from_extension and not EXTENSION.fullmatch(settings.from_extension):
         raise PolicyError("from_extension", "an employee's extension: digits only")
-    if settings.sms_sender and not SENDER.match(settings.sms_sender):
+    if settings.sms_sender and not SENDER.fullmatch(settings.sms_sender):
         raise PolicyError("sms_sender", "a sender name the account has: Latin letters, digits, spaces, . _ -, "
                                         "at most 11")
-    problem = sms_length_problem(settings.template, public_base_url)
+    problem = template_syntax_problem(settings.template)
     if problem:
         raise PolicyError("template", problem)
     for line, override in settings.lines.items():
-        if not (isinstance(line, str) and line.isdigit() and len(line) <= 32):
+        if not (isinstance(line, str) and LINE.fullmatch(line)):
             raise PolicyError("lines", f"a line is the PBX number in digits, got {line!r}"[:200])
         if not (isinstance(override, dict) and set(override) == {"enabled"} and type(override["enabled"]) is bool):
             raise PolicyError("lines", 'a line may override only "enabled" (true or false)')
+    # Values that are valid on their own but not together, or not with the link's address in force (409 in
+    # the API, as the policy's conflicts).
+    if settings.send_from_hour >= settings.send_until_hour:
+        raise PolicyConflict("send_until_hour", "the sending hours must end after they begin")
+    problem = sms_length_problem(settings.template, public_base_url)
+    if problem:
+        raise PolicyConflict("template", problem)
     return settings
 
 
