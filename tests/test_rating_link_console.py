@@ -387,7 +387,7 @@ def test_a_skipped_request_says_why_and_a_call_without_one_shows_no_block(client
         s.add(Call(entry_id="plain", direction="inbound", operator_extension="101", customer_phone=NUMBER))
     log_in(client, "ann")
     block = request_block(client, rated_call)
-    assert "не доставлен — АТС: недостаточно средств или ограничение тарифа (2001)" in html_text.unescape(block)
+    assert "не удался — АТС: недостаточно средств или ограничение тарифа (2001)" in html_text.unescape(block)
     assert re.search(r'id="rating-request-sent_at">—<', block)
     assert 'id="rating-request"' not in client.get("/calls/plain").get_data(as_text=True)
 

@@ -137,9 +137,9 @@ def test_the_page_shows_the_response_rate_per_channel_and_the_funnel(client, db,
     assert _rows(page, "report-funnel") == ALL_FUNNEL
     assert "Всего запросов: 13; пропущено: 3; ждут отправки: 3; не удались: 2." in page
     assert _rows(page, "report-skipped") == [["номер в списке «не беспокоить»", "2"],
-                                             ["на этот номер сегодня уже отправляли", "1"]]
-    assert _rows(page, "report-failed") == [["АТС: не хватает средств или не позволяет тариф", "1"],
-                                            ["SMS не доставлено", "1"]]
+                                             ["этому номеру сегодня уже отправляли", "1"]]
+    assert _rows(page, "report-failed") == [["АТС: недостаточно средств или ограничение тарифа", "1"],
+                                            ["оператор связи не доставил SMS", "1"]]
     # The definitions are on the page, where the figures are.
     rule = unescape(page.split('id="channels-rule"')[1].split("</p>")[0])
     assert "отвеченных внешних" in rule and "«Любой канал» — один раз" in rule
@@ -260,8 +260,8 @@ def test_the_export_has_the_channels_the_funnel_and_the_reasons_in_words(client,
         ["Открыто", 3, 75.0, 30.0], ["Оценено", 2, 66.7, 20.0]]
     assert sheet("Пропуски и сбои") == [
         ["Запросы", "Причина", "Запросов"],
-        ["Пропущены", "номер в списке «не беспокоить»", 2], ["Пропущены", "на этот номер сегодня уже отправляли", 1],
-        ["Не удались", "АТС: не хватает средств или не позволяет тариф", 1], ["Не удались", "SMS не доставлено", 1]]
+        ["Пропущены", "номер в списке «не беспокоить»", 2], ["Пропущены", "этому номеру сегодня уже отправляли", 1],
+        ["Не удались", "АТС: недостаточно средств или ограничение тарифа", 1], ["Не удались", "оператор связи не доставил SMS", 1]]
     # The same filters as the page: the 21st in Moscow.
     later = load_workbook(io.BytesIO(client.get("/reports/export.xlsx?date_from=2026-11-21").data), read_only=True)
     assert [list(r) for r in later["Отклик по каналам"].iter_rows(values_only=True)][-1] == ["Любой канал", 1, 8, 12.5]
