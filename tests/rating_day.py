@@ -74,7 +74,8 @@ class DayFigures:
     sent_local: list = field(default_factory=list)  # (entry_id, local datetime the SMS went)
     ended_local: dict = field(default_factory=dict)  # entry_id -> local end
     rated: int = 0
-    crm_score_notes: Counter = field(default_factory=Counter)  # score text -> notes carrying it
+    crm_calls: Counter = field(default_factory=Counter)  # call (uniq) -> times it was logged in amoCRM
+    crm_scores: Counter = field(default_factory=Counter)  # call (uniq) -> score texts written for it
     crm_tag_adds: Counter = field(default_factory=Counter)  # times each tag add was asked for -> n
     sms_commands: int = 0
 
@@ -166,7 +167,7 @@ class Day:
 
     def rate(self, path: str, answer: int, comment: str = "", do_not_contact: bool = False) -> int:
         form = {"answer": str(answer), "comment": comment, **({"do_not_contact": "yes"} if do_not_contact else {})}
-        return self.client.post(path, data=form).status_code
+        return self.client.post(path, data=form).status_code  # 303 to the thank-you page
 
     def deliver(self, timeout: float = 60.0) -> None:
         """The amoCRM worker until every job is done (the fake answers at amoCRM's 7 requests a second)."""
@@ -199,7 +200,11 @@ class Day:
             entries = {c.id: c.entry_id for c in s.scalars(select(Call))}
         f.sent_local = sorted((entries[by_command[c]], at) for c, at in self.sent_by_command.items())
         f.sms_commands = len(self.pbx.commands("commands/sms"))
-        f.crm_score_notes = Counter(str(n["params"].get("text")) for n in self.amo.notes
-                                    if n.get("note_type") == "common")
+        # A score known when the call is logged rides in the call's result; a later one is a note on its entity.
+        f.crm_calls = Counter(call.get("uniq") for call in self.amo.calls)
+        f.crm_scores = Counter(call.get("uniq") for call in self.amo.calls if call.get("call_result"))
+        logged_on = {(c["entity_type"], c["entity_id"]): c.get("uniq") for c in self.amo.calls}
+        f.crm_scores.update(logged_on.get((n["entity_type"], n["entity_id"])) for n in self.amo.notes
+                            if n.get("note_type") == "common" and "Оценка" in str(n["params"].get("text")))
         f.crm_tag_adds = Counter(self.amo.tag_adds.values())
         return f
