@@ -360,7 +360,7 @@ def test_the_call_page_says_what_became_of_the_request_in_local_times(client, pe
     assert "Отправка назначена 20.11.2026, 14:30" in shown and "Отправлен 20.11.2026, 14:31" in shown
     assert "Доставлен 20.11.2026, 14:32" in shown and "Клиент открыл ссылку 20.11.2026, 15:30" in shown
     assert "Клиент ответил 20.11.2026, 15:31" in shown and "Ссылка действует до 27.11.2026, 12:30" in shown
-    assert "Ответ на странице оценки 1" in shown and "Комментарий клиента <b>Спасибо</b>, всё решили" in shown
+    assert "Ответ на странице оценки Хорошо" in shown and "Комментарий клиента <b>Спасибо</b>, всё решили" in shown
     assert "&lt;b&gt;Спасибо&lt;/b&gt;" in block and "<b>" not in block  # escaped, never markup
     assert "Номер 79161234567" in shown  # a supervisor sees the number, as on the card above
 

@@ -32,6 +32,7 @@ from connector.inbound.link import answers
 from connector.inbound.link.answers import COMMENT_MAX, Rated, RatingPage
 from connector.inbound.link.settings import RatingScale
 from webui.common import LANGUAGES
+from webui.labels import link_answer
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _problem(status: int, *, page: RatingPage | None = None, headers: dict | Non
     title, general = PROBLEMS.get(status, PROBLEMS[400])
     with force_locale(language):
         title, text = str(title), detail or str(general)
-        rating = _rating_text(page.scale, page.rating, page.offered) if page and page.rated else None
+        rating = link_answer(page.scale, page.rating, page.offered) if page and page.rated else None
     return _render("public/problem.html", status, language, headers, title=title, text=text, rating=rating,
                    not_contacted=not_contacted)
 
@@ -98,13 +99,6 @@ def _problem(status: int, *, page: RatingPage | None = None, headers: dict | Non
 @bp.errorhandler(HTTPException)
 def _http_problem(exc: HTTPException):
     return _problem(exc.code if exc.code in PROBLEMS else 400)
-
-
-def _rating_text(scale: RatingScale, rating: int, offered: tuple[int, ...]) -> str:
-    """A rating as the page names it: "Хорошо" / "Плохо", or "4 из 5"."""
-    if scale == RatingScale.GOOD_BAD:
-        return _("Хорошо") if rating else _("Плохо")
-    return _("%(value)s из %(top)s", value=rating, top=offered[-1])
 
 
 def _choices(page: RatingPage) -> list[tuple[int, str]]:
@@ -125,7 +119,7 @@ def _show(page: RatingPage, status: int = 200, *, chosen: int | None = None, com
             "choices": _choices(page),
             "hint": (None if page.scale == RatingScale.GOOD_BAD else
                      _("%(low)s — очень плохо, %(high)s — отлично", low=page.offered[0], high=page.offered[-1])),
-            "rating": _rating_text(page.scale, page.rating, page.offered) if page.rated else None,
+            "rating": link_answer(page.scale, page.rating, page.offered) if page.rated else None,
             "chosen": page.rating if chosen is None else chosen,
             "comment": comment if problem else (page.comment or ""),
             "problem": problem,

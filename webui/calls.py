@@ -11,7 +11,10 @@ from connector.core.calls import Sort, call_json, call_timeline, find_calls, get
 from connector.core.links import recording_link
 from connector.core.models import Role
 from connector.core.notifications import mark_read, unread_count
-from connector.core.runtime_settings import current_policy
+from connector.core.runtime_settings import current_policies, current_policy
+from connector.inbound.link import settings as link_settings
+from connector.inbound.link.rules import answers
+from connector.inbound.link.settings import RatingScale
 from connector.inbound.quality import marks_json
 from webui import labels, time_zone
 from webui.common import bp, crm_status_names, login_required, services
@@ -126,7 +129,7 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
         timeline = call_timeline(s, call)
         policy = current_policy(s, services().ingest.initial_policy)
         unread_here = unread_count(s, g.principal, call=call)  # read by the page's button, never by opening it
-        link_request = _link_request(rating_request(s, call))
+        link_request = _link_request(s, rating_request(s, call), call)
     player = (recording_link("", config.SECRET_KEY, call_id, ttl=PLAYER_LINK_SECONDS)
               if data["recording_id"] else None)
     return render_template("call.html", call=data, player=player, form=form, error=error, policy=policy,
@@ -134,16 +137,22 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
                            link_request=link_request), status
 
 
-def _link_request(row) -> dict | None:
+def _link_request(session, row, call) -> dict | None:
     """The call's rating request by link as the page shows it: an operator sees the number's last digits only
-    (the others see it as the PBX gave it, as the card above shows the customer's)."""
+    (the others see it as the PBX gave it, as the card above shows the customer's); the answer as the rating
+    page named it (on the scale set now: a scale changed since reads the old answer on the new one)."""
     if row is None:
         return None
+    rating = None
+    if row.rating is not None:
+        scale = link_settings.read(session)[0].scale
+        policy = current_policies(session, services().ingest.initial_policy).for_line(call.line_number)
+        rating = labels.link_answer(scale, row.rating, answers(RatingScale(scale), policy))
     number = labels.masked_phone(row.number) if g.principal.role == Role.OPERATOR else row.number
     return {"status": row.status, "reason": row.reason, "detail": row.detail, "number": number,
             "due_at": row.due_at, "sent_at": row.sent_at, "delivered_at": row.delivered_at,
             "opened_at": row.opened_at, "rated_at": row.rated_at, "expires_at": row.expires_at,
-            "rating": row.rating, "comment": row.comment}
+            "rating": rating, "comment": row.comment}
 
 
 @bp.post("/calls/<path:call_id>/read")

@@ -143,6 +143,13 @@ score_status_label = Words({
 high_scores_label = Words({c.value: c.label for c in HIGH_SCORES_CHOICES})
 
 
+def link_answer(scale: str, answer: int, offered: tuple[int, ...]) -> str:
+    """An answer on the rating page as people name it: "Хорошо" / "Плохо", or "4 из 5"."""
+    if scale == RatingScale.GOOD_BAD:
+        return _("Хорошо") if answer else _("Плохо")
+    return _("%(value)s из %(top)s", value=answer, top=offered[-1])
+
+
 # connector.console.reports.FUNNEL
 funnel_step_label = Words({"due": _l("К отправке"), "sent": _l("Отправлено"), "delivered": _l("Доставлено"),
                            "opened": _l("Открыто"), "rated": _l("Оценено")})
