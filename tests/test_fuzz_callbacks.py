@@ -17,10 +17,10 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
 known_keys = st.sampled_from(["entry_id", "call_id", "seq", "call_direction", "from", "to", "line_number",
                               "create_time", "talk_time", "end_time", "entry_result", "disconnect_reason",
                               "recording_id", "recording_state", "completion_code", "dtmf", "location",
-                              "timestamp", "call_state"])
+                              "timestamp", "call_state", "command_id", "result", "reason"])
 documents = st.dictionaries(st.one_of(known_keys, st.text(max_size=8)), values, max_size=12)
 kinds = st.sampled_from(["events/call", "events/summary", "events/recording", "events/dtmf", "events/sms",
-                         "result/callback"])
+                         "result/sms", "result/callback"])
 
 def fuzz(examples: int):
     # Each example runs against the test's own databases; examples share them, which a fuzz test may.

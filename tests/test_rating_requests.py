@@ -114,6 +114,10 @@ def test_a_missed_survey_gets_one_sms_with_a_short_link_and_the_reports_move_it_
     h.run()
     assert len(h.pbx.sms) == 1 and h.sms_jobs() == 1  # exactly once
     assert h.call()["crm"]["targets"]["sms"]["status"] == "delivered"  # its outbox record, as a target's
+    shown = h.call()["rating_request"]
+    assert (shown["status"], shown["reason"], shown["answer"]) == ("delivered", None, None)
+    assert shown["sent_at"] and shown["delivered_at"] and shown["expires_at"]
+    assert "token" not in str(shown) and request.command_id not in str(shown)
 
 
 def test_a_request_waits_for_its_delay_and_a_night_waits_for_the_morning(h):
@@ -191,6 +195,7 @@ def test_the_pbx_reports_a_failure_and_the_request_shows_why_and_is_not_sent_aga
     h.run()
     h.reports()
     assert [(r.status, r.reason) for r in h.requests()] == [("failed", "billing"), ("failed", "not_delivered")]
+    assert h.call("call-1")["rating_request"]["detail"] == "result 2001"  # what the API shows, as the console
     h.now += timedelta(days=2)
     h.run()
     assert len(h.pbx.sms) == 2

@@ -203,6 +203,17 @@ def rating_request(session: Session, call: Call) -> RatingRequest | None:
     return session.scalars(select(RatingRequest).where(RatingRequest.call_row == call.id)).first()
 
 
+def rating_request_json(row: RatingRequest | None) -> dict | None:
+    """A call's rating request as the API shows it: where it is and why, when each step happened, and the
+    answer on the rating page's scale; never its token or command id."""
+    if row is None:
+        return None
+    return {"status": row.status, "reason": row.reason, "detail": row.detail,
+            **{name: _iso(getattr(row, name)) for name in ("due_at", "queued_at", "sent_at", "delivered_at",
+                                                           "opened_at", "rated_at", "expires_at")},
+            "answer": row.rating, "comment": row.comment}
+
+
 def get_call(session: Session, entry_id: str) -> Call | None:
     return session.scalars(
         select(Call).where(Call.entry_id == entry_id)

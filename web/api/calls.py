@@ -6,7 +6,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from connector.console.queries import CALL_QUERY_SCHEMA
 from connector.console.reviews import add_review
-from connector.core.calls import CallFilter, call_id_problem, call_json, find_calls, get_visible_call
+from connector.core.calls import (CallFilter, call_id_problem, call_json, find_calls, get_visible_call, rating_request,
+                                  rating_request_json)
 from connector.core.models import Role
 from connector.core.policy import SCORE_LIMIT
 from connector.core.validation import StrictInteger, first_error, storable_lines
@@ -47,7 +48,8 @@ def list_calls():
 def show_call(call_id: str):
     with services().db.reading() as session:
         call = _visible_call(session, call_id)
-        return call_json(call, with_history=True, marks=marks_json(session, call))
+        return {**call_json(call, with_history=True, marks=marks_json(session, call)),
+                "rating_request": rating_request_json(rating_request(session, call))}
 
 
 def _visible_call(session, call_id: str):
