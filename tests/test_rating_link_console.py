@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from connector.core.models import (Call, DoNotContact, RatingRequest, RequestReason, RequestStatus, ScoreOrigin,
+from connector.core.models import (Call, RatingRequest, RequestReason, RequestStatus, ScoreOrigin,
                                    SettingsAudit)
 from connector.core.users import add_user
 from connector.inbound.link import contacts, settings as link_settings

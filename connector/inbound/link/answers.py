@@ -16,20 +16,19 @@ from datetime import date, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from connector.core.db import get_or_create
-from connector.core.models import Call, DoNotContact, RatingRequest, RequestStatus, ScoreOrigin
+from connector.core.models import Call, RatingRequest, RequestStatus, ScoreOrigin
 from connector.core.policy import Policy, ScoreStatus, decide
 from connector.core.runtime_settings import current_policies
 from connector.core.time_zone import zone_in_force
 from connector.inbound.ingest import IngestContext, add_customer_score, call_for_update, refresh_crm
-from connector.inbound.link import settings as link_settings
-from connector.inbound.link.rules import answers, mobile_number, score_of, token_hash
+from connector.inbound.link import contacts, settings as link_settings
+from connector.inbound.link.contacts import ContactSource
+from connector.inbound.link.rules import answers, score_of, token_hash
 from connector.inbound.link.settings import TOKEN_LENGTH, RatingScale
 
 TOKEN = re.compile(rf"^[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}$")
 NOT_SENT_YET = (RequestStatus.SCHEDULED, RequestStatus.SKIPPED, RequestStatus.QUEUED)
 COMMENT_MAX = 500  # characters of the page's comment
-CUSTOMER = "customer"  # DoNotContact.source when the customer asked on the page
 
 
 def well_formed(token: str) -> bool:
@@ -95,7 +94,7 @@ def page_for(session: Session, initial_policy: Policy, request: RatingRequest, d
     scale = RatingScale(settings.scale)
     moment = call.ended_at or call.created_at
     zone = zone_in_force(session, default_zone).zone
-    listed = session.get(DoNotContact, _listed_number(request.number)) is not None
+    listed = contacts.is_listed(session, request.number)
     return RatingPage(company=settings.company, call_date=moment.astimezone(zone).date() if moment else None,
                       scale=scale, offered=answers(scale, policy), rating=request.rating, comment=request.comment,
                       expired=expired(request, now), locked=policy.lock_score, do_not_contact=listed)
@@ -150,20 +149,15 @@ def rate(session: Session, ctx: IngestContext, request: RatingRequest, answer: i
         add_customer_score(session, call, policy, score, origin=ScoreOrigin.LINK, rated_at=now, comment=comment)
         refresh_crm(session, ctx, call, policies)
         request.rating, request.comment, request.rated_at = answer, comment, now
-    listed = _keep_do_not_contact(session, request.number, now) if do_not_contact else False
+    listed = _keep_do_not_contact(session, request.number) if do_not_contact else False
     return RateOutcome(result, request.rating, listed)
 
 
-def _listed_number(number: str) -> str:
-    """The number as the do-not-contact list keys it: the PBX's mobile form (7 and ten digits), else digits."""
-    return mobile_number(number) or "".join(ch for ch in number if ch.isdigit())
-
-
-def _keep_do_not_contact(session: Session, number: str, now: datetime) -> bool:
-    """Add the number to the do-not-contact list; a row already there (an admin's, say) is left as it is."""
-    key = _listed_number(number)
-    if not key:
+def _keep_do_not_contact(session: Session, number: str) -> bool:
+    """Put the number on the do-not-contact list (audited as the customer's wish); one already there (an
+    admin's, say) is left as it is. False only for a number the list cannot hold."""
+    try:
+        contacts.add(session, number, ContactSource.CUSTOMER, None)
+    except ValueError:
         return False
-    get_or_create(session, select(DoNotContact).where(DoNotContact.number == key),
-                  lambda: DoNotContact(number=key, source=CUSTOMER, actor=None, added_at=now))
     return True

@@ -25,13 +25,13 @@ from sqlalchemy.orm import Session
 from connector.core.accounts import account_row
 from connector.core.db import Database
 from connector.core.loop import run_until_stopped
-from connector.core.models import (Call, CrmRecord, DeliveryStatus, DoNotContact, RatingRequest, RequestReason,
-                                   RequestStatus, SurveyState)
+from connector.core.models import (Call, CrmRecord, DeliveryStatus, RatingRequest, RequestReason, RequestStatus,
+                                   SurveyState)
 from connector.core.policy import Policy
 from connector.core.runtime_settings import current_policies
 from connector.core.time_zone import zone_in_force
 from connector.delivery import outbox
-from connector.inbound.link import settings as link_settings
+from connector.inbound.link import contacts, settings as link_settings
 from connector.inbound.link.rules import (EXTERNAL, CallFacts, expires_at, mobile_number, qualifies, send_time,
                                           token_for, token_hash)
 from connector.inbound.link.settings import LinkSettings
@@ -158,7 +158,7 @@ class RatingPlanner:
             return RequestReason.CHANNEL_OFF
         if not qualifies(facts(call), line):
             return RequestReason.SCORED
-        if session.get(DoNotContact, request.number) is not None:
+        if contacts.is_listed(session, request.number):
             return RequestReason.DO_NOT_CONTACT
         today = session.scalar(select(func.count()).select_from(RatingRequest).where(
             RatingRequest.number == request.number, RatingRequest.queued_at >= day_start))
