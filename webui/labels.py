@@ -19,6 +19,7 @@ from connector.core.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
 from connector.delivery.targets.amocrm.kinds import JobKind as AmoCrmKind
 from connector.delivery.targets.bitrix24.kinds import JobKind as Bitrix24Kind
 from connector.delivery.targets.webhook.kinds import JobKind as WebhookKind
+from connector.inbound.link.sms import CHANNEL as SMS_CHANNEL, JobKind as SmsKind
 from connector.inbound.link import contacts, settings as link_settings
 from connector.inbound.link.settings import RatingScale
 from webui.forms import HIGH_SCORES_CHOICES, LINK_LABELS, POLICY_LABELS
@@ -77,10 +78,12 @@ job_kind_label = Words({
     Bitrix24Kind.B24_MARK: _l("оценка в Bitrix24"),
     Bitrix24Kind.B24_TODO: _l("дело по низкой оценке"),
     WebhookKind.SCORED: _l("оценка в вебхук"),
+    SmsKind.RATING_REQUEST: _l("SMS со ссылкой для оценки"),
 })
 
 
-TARGETS = {"amocrm": "amoCRM", "bitrix24": "Bitrix24", "webhook": _l("вебхук"), "none": _l("не подключена")}
+TARGETS = {"amocrm": "amoCRM", "bitrix24": "Bitrix24", "webhook": _l("вебхук"), "none": _l("не подключена"),
+           SMS_CHANNEL: _l("SMS клиенту")}
 
 
 def target_label(name: str | None) -> str:
@@ -245,7 +248,7 @@ def event_kind_label(kind: str | None) -> str:
 
 
 EVENT_SOURCES = {"mango": _l("АТС (MANGO)"), "mango_quality": _l("контроль качества АТС"),
-                 "scores_api": _l("API оценок")}
+                 "scores_api": _l("API оценок"), "link": _l("оценка по ссылке")}
 
 
 def event_source_label(source: str | None) -> str:
@@ -253,10 +256,17 @@ def event_source_label(source: str | None) -> str:
     return str(EVENT_SOURCES[source]) if source in EVENT_SOURCES else target_label(source)
 
 
+LINK_STEPS = {"sent": _l("SMS со ссылкой для оценки отправлено"), "delivered": _l("SMS со ссылкой доставлено"),
+              "opened": _l("клиент открыл ссылку для оценки"), "rated": _l("клиент оценил звонок по ссылке")}
+
+
 def timeline_what(entry: dict) -> str:
-    """One entry of `connector.core.calls.call_timeline`: a stored event, or a job done (or not) in a target."""
+    """One entry of `connector.core.calls.call_timeline`: a stored event, a job done (or not) in a target, or
+    a step of the rating request by link."""
     if "event" in entry:
         return event_kind_label(entry["event"])
+    if "link" in entry:
+        return str(LINK_STEPS[entry["link"]])
     return _("%(job)s: %(status)s", job=job_kind_label(entry["job"]), status=job_status_label(entry["status"]))
 
 

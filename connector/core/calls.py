@@ -184,7 +184,8 @@ def get_visible_call(session: Session, entry_id: str, principal) -> Call | None:
 
 def call_timeline(session: Session, call: Call) -> list[dict]:
     """What happened to the call, oldest first: the PBX's callbacks and other systems' scores as they came
-    (one index probe on `inbound_events.entry_id`), and each CRM effect when it was done."""
+    (one index probe on `inbound_events.entry_id`), each CRM effect when it was done, and the steps of its
+    rating request by link (sent, delivered, opened, rated)."""
     # Codes, not sentences: a console names each kind, status and source in its own language.
     events = [{"at": _iso(at), "event": kind, "source": source, "error": error}
               for kind, source, at, error in session.execute(
@@ -195,7 +196,12 @@ def call_timeline(session: Session, call: Call) -> list[dict]:
                    select(DeliveryJob.kind, DeliveryJob.crm, DeliveryJob.status, DeliveryJob.updated_at,
                           DeliveryJob.last_error)
                    .where(DeliveryJob.call_id == call.id, DeliveryJob.status != JobStatus.PENDING))]
-    return sorted(events + effects, key=lambda e: e["at"] or "")
+    request = rating_request(session, call)
+    steps = [] if request is None else [
+        {"at": _iso(at), "link": step, "source": "link"} for step, at in (("sent", request.sent_at), ("delivered", request.delivered_at),
+                                                         ("opened", request.opened_at), ("rated", request.rated_at))
+        if at is not None]
+    return sorted(events + effects + steps, key=lambda e: e["at"] or "")
 
 
 def rating_request(session: Session, call: Call) -> RatingRequest | None:

@@ -58,7 +58,11 @@ def test_a_day_of_rating_by_link_ends_in_the_crm_the_console_and_the_reports_onc
             browser.get(f"{url}/calls/{first}")
             block = browser.find_element(By.ID, "rating-request").text
             assert "доставлен" in block and "Плохо" in block and "Долго ждал ответа" in block
-            assert "ссылка в SMS" in browser.find_element(By.TAG_NAME, "main").text
+            assert "ссылка в SMS" in browser.find_element(By.TAG_NAME, "main").text  # the score's channel
+            timeline = browser.find_element(By.ID, "timeline").text
+            for step in ("SMS со ссылкой для оценки: выполнено", "SMS со ссылкой доставлено",
+                         "клиент открыл ссылку для оценки", "клиент оценил звонок по ссылке"):
+                assert step in timeline, step
             assert axe_problems(browser) == []
             browser.get(f"{url}/reports?date_from={day.isoformat()}&date_to={day + timedelta(days=1)}")  # «до (не включая)»
             funnel = browser.find_element(By.ID, "report-funnel").text
