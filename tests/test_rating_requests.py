@@ -11,7 +11,6 @@ from app import create_app
 from connector.core.models import DeliveryJob, DoNotContact, RatingRequest
 from connector.inbound.link import settings as link_settings
 from connector.inbound.link.rules import token_for, token_hash
-from connector.inbound.mango.models import mango_row
 from connector.wiring import build_rating_planner, build_sms_worker
 from tests.conftest import ADMIN_TOKEN, MANGO_KEY, MANGO_SALT, MangoPoster, dtmf, make_config, summary
 from tests.fakes.mango import FakeMango, create_fake_mango
@@ -66,14 +65,6 @@ class Harness:
 
     def call(self, entry_id="call-1") -> dict:
         return self.client.get(f"/api/v1/calls/{entry_id}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json
-
-    def two_minutes_pass(self) -> None:
-        self.pbx.advance(130)
-        with self.db.transaction() as s:
-            row = mango_row(s, lock=True)
-            for name in ("strike_at", "blocked_until"):
-                if getattr(row, name):
-                    setattr(row, name, getattr(row, name) - timedelta(seconds=130))
 
 
 @pytest.fixture

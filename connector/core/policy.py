@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from string import Formatter
 
 
 
@@ -266,21 +265,14 @@ def template_syntax_problem(template: str) -> str | None:
     """Why a tag or score-text template is unusable whatever the scale, or None. Only a plain `{score}` is
     allowed: `{score[0]}`, `{score.x}`, `{score!r}`, `{score:>300}` or `{{score}}` would fail, reach into
     objects, or never show the score."""
-    from connector.core.validation import text_problem
+    from connector.core.validation import TemplateFault, template_fault, text_problem
 
     problem = text_problem(template)
     if problem:
         return problem
-    try:
-        parts = list(Formatter().parse(template))
-    except ValueError:
-        return "may use only the {score} placeholder (unbalanced braces)"
-    placeholders = [(field, spec, conversion) for _, field, spec, conversion in parts if field is not None]
-    if not placeholders:
-        return "must contain {score}"
-    if any(p != ("score", "", None) for p in placeholders):
-        return "may use only the plain {score} placeholder"
-    return None
+    return {TemplateFault.UNBALANCED: "may use only the {score} placeholder (unbalanced braces)",
+            TemplateFault.NOT_PLAIN: "may use only the plain {score} placeholder",
+            TemplateFault.MISSING: "must contain {score}"}.get(template_fault(template, ("score",), "score"))
 
 
 def template_problem(template: str, longest_score: int) -> str | None:

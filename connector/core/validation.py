@@ -2,10 +2,12 @@
 strings and numbers that fit the database exactly as sent."""
 from __future__ import annotations
 
+import enum
 import json
 import numbers
 import re
 from datetime import datetime, timezone
+from string import Formatter
 
 from marshmallow import ValidationError, fields
 
@@ -64,6 +66,30 @@ def text_problem(text: str, *, multiline: bool = False) -> str | None:
 
 
 LINE_MAX = 32  # calls.line_number
+
+
+class TemplateFault(enum.Enum):
+    """What is wrong with a `str.format` template a person wrote (a tag, a score text, an SMS)."""
+
+    UNBALANCED = "unbalanced"  # a brace without its pair
+    NOT_PLAIN = "not_plain"  # another placeholder, or `{x.y}`, `{x[0]}`, `{x!r}`, `{x:>300}`: they fail, reach
+    # into objects or pad the text
+    MISSING = "missing"  # the placeholder it must show is not there (`{{x}}` shows braces, not x)
+
+
+def template_fault(template: str, allowed: tuple[str, ...], required: str) -> TemplateFault | None:
+    """Whether a template uses only plain placeholders among `allowed`, `required` among them (its text is
+    checked by `text_problem` first)."""
+    try:
+        parts = list(Formatter().parse(template))
+    except ValueError:
+        return TemplateFault.UNBALANCED
+    placeholders = [(name, spec, conversion) for _, name, spec, conversion in parts if name is not None]
+    if any(name not in allowed or spec or conversion for name, spec, conversion in placeholders):
+        return TemplateFault.NOT_PLAIN
+    if required not in {name for name, _, _ in placeholders}:
+        return TemplateFault.MISSING
+    return None
 
 
 def line_problem(line: str) -> str | None:

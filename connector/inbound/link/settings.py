@@ -8,13 +8,12 @@ import enum
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
-from string import Formatter
 
 from sqlalchemy.orm import Session
 
 from connector.core.policy import PolicyConflict, PolicyError
 from connector.core.runtime_settings import scope_values, update_scope
-from connector.core.validation import text_problem
+from connector.core.validation import TemplateFault, template_fault, text_problem
 
 SCOPE = "rating_link"
 TOKEN_LENGTH = 22  # the link's token: 16 random-looking bytes, base64url without padding (128 bits)
@@ -86,16 +85,10 @@ def template_syntax_problem(template: str) -> str | None:
     problem = text_problem(template)
     if problem:
         return problem
-    try:
-        parts = list(Formatter().parse(template))
-    except ValueError:
-        return f"use only the placeholders {', '.join('{' + p + '}' for p in PLACEHOLDERS)} (unbalanced braces)"
-    placeholders = [(name, spec, conversion) for _, name, spec, conversion in parts if name is not None]
-    if any(name not in PLACEHOLDERS or spec or conversion for name, spec, conversion in placeholders):
-        return f"use only the plain placeholders {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
-    if "link" not in {name for name, _, _ in placeholders}:
-        return MISSING_LINK
-    return None
+    named = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+    return {TemplateFault.UNBALANCED: f"use only the placeholders {named} (unbalanced braces)",
+            TemplateFault.NOT_PLAIN: f"use only the plain placeholders {named}",
+            TemplateFault.MISSING: MISSING_LINK}.get(template_fault(template, PLACEHOLDERS, "link"))
 
 
 def sms_length_problem(template: str, public_base_url: str) -> str | None:
