@@ -225,9 +225,10 @@ def test_a_block_is_honoured_by_every_request_until_it_ends(h):
 
 
 def test_polling_runs_without_any_crm(db_url):
-    loops = {"cc": ["InboxApplier", "QualityPoller", "DirectoryRefresher"],
-             "both": ["InboxApplier", "QualityPoller", "QualityScanner", "DirectoryRefresher"],
-             "stats": ["InboxApplier", "QualityScanner", "DirectoryRefresher"]}
+    link = ["RatingPlanner", "DeliveryLoop"]  # rating by link: idle until an admin turns it on
+    loops = {"cc": ["InboxApplier", "QualityPoller", "DirectoryRefresher", *link],
+             "both": ["InboxApplier", "QualityPoller", "QualityScanner", "DirectoryRefresher", *link],
+             "stats": ["InboxApplier", "QualityScanner", "DirectoryRefresher", *link]}
     for source, expected in loops.items():
         config = make_config(db_url, MANGO_QUALITY_API="true", MANGO_QUALITY_SOURCE=source)
         app = create_app(config)
