@@ -20,10 +20,9 @@ CHANNELS: tuple[str, ...] = (SMS_CHANNEL,)  # outbox targets that are not CRMs: 
 
 def channels_on(session) -> tuple[str, ...]:
     """The channels in use (the status lists them): the rating link's SMS once it is on, globally or on a line."""
-    from connector.inbound.link.planner import channel_on
     from connector.inbound.link.settings import read
 
-    return CHANNELS if channel_on(read(session)[0]) else ()
+    return CHANNELS if read(session)[0].on_anywhere else ()
 
 
 def kit(name: str) -> TargetKit:

@@ -115,7 +115,8 @@ class Day:
         self.sms = build_sms_worker(self.config, self.db)
         with self.db.transaction() as s:
             link_settings.save(s, {"enabled": True, "delay_minutes": 120, "send_from_hour": 9, "send_until_hour": 21,
-                                   "daily_cap": 1, "company": "ООО «Ромашка»"}, BASE, "admin")
+                                   "daily_cap": 1, "company": "ООО «Ромашка»"}, BASE, "admin",
+                               now=self.clock.astimezone(timezone.utc))  # turned on as the day begins
         return self
 
     def __exit__(self, *exc) -> None:

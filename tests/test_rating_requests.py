@@ -36,7 +36,7 @@ class Harness:
     def settings(self, **changes) -> None:
         with self.db.transaction() as s:
             link_settings.save(s, {"enabled": True, "send_from_hour": 0, "send_until_hour": 24, **changes}, BASE,
-                               "admin")
+                               "admin", now=self.now - timedelta(days=1))  # turned on before the calls ended
 
     def ended_call(self, entry_id="call-1", *, hours_ago=3.0, **fields) -> None:
         start = int((self.now - timedelta(hours=hours_ago)).timestamp())
@@ -104,7 +104,8 @@ def test_a_missed_survey_gets_one_sms_with_a_short_link_and_the_reports_move_it_
     h.now += timedelta(days=1)
     h.run()
     assert len(h.pbx.sms) == 1 and h.sms_jobs() == 1  # exactly once
-    assert h.call()["crm"]["targets"]["sms"]["status"] == "delivered"  # its outbox record, as a target's
+    crm = h.call()["crm"]
+    assert (crm["crm"], crm["status"], crm["targets"]) == ("none", "skipped", {})  # an SMS is not a CRM delivery
     shown = h.call()["rating_request"]
     assert (shown["status"], shown["reason"], shown["answer"]) == ("delivered", None, None)
     assert shown["sent_at"] and shown["delivered_at"] and shown["expires_at"]
@@ -232,3 +233,32 @@ def test_the_status_and_metrics_show_the_sms_outbox_once_the_channel_is_on(h):
     status = h.client.get("/api/v1/status", headers=auth).json
     assert status["details"]["sms"]["outbox"]["rating_request"]["pending"] == 1
     assert 'connector_outbox_pending{crm="sms",kind="rating_request"} 1.0' in h.client.get("/metrics").get_data(True)
+
+
+def test_an_answer_is_read_on_the_scale_its_request_was_sent_with_whatever_the_setting_later(h):
+    h.settings(scale="good_bad")
+    h.ended_call()
+    h.run()
+    request = h.request()
+    assert request.scale == "good_bad"
+    path = "/r/" + token_for(h.config.SECRET_KEY, request.id)
+    assert h.client.post(path, data={"answer": "0"}, headers={"Accept-Language": "ru"}).status_code == 303
+    h.settings(scale="survey")  # 1..10 from now on: a new request would ask on it
+    page = h.client.get(path, headers={"Accept-Language": "ru"}).get_data(as_text=True)
+    assert "Плохо" in page and "0 из 10" not in page
+    assert h.client.post(path, data={"answer": "1"}, headers={"Accept-Language": "ru"}).status_code == 409
+
+
+def test_turning_the_channel_on_never_texts_the_customers_of_calls_that_ended_before(h):
+    h.ended_call("call-before", hours_ago=3)
+    with h.db.transaction() as s:
+        link_settings.save(s, {"enabled": True, "send_from_hour": 0, "send_until_hour": 24}, BASE, "admin",
+                           now=h.now - timedelta(hours=2))
+    h.ended_call("call-after", hours_ago=1, customer=OTHER_MOBILE)
+    h.now += timedelta(hours=2)
+    h.run()
+    assert [m["to_number"] for m in h.pbx.sms] == [OTHER_MOBILE]
+    with h.db.transaction() as s:  # off and on again: the new moment counts
+        link_settings.save(s, {"enabled": False}, BASE, "admin")
+        link_settings.save(s, {"enabled": True}, BASE, "admin", now=h.now)
+        assert link_settings.on_since(s) == h.now

@@ -145,7 +145,7 @@ def _link_request(session, row, call) -> dict | None:
         return None
     rating = None
     if row.rating is not None:
-        scale = link_settings.read(session)[0].scale
+        scale = row.scale or link_settings.read(session)[0].scale  # the scale it was sent with
         policy = current_policies(session, services().ingest.initial_policy).for_line(call.line_number)
         rating = labels.link_answer(scale, row.rating, answers(RatingScale(scale), policy))
     number = labels.masked_phone(row.number) if g.principal.role == Role.OPERATOR else row.number

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import false, func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
-from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus,
+from connector.core.models import (CHANNELS, NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus,
                                    RatingRequest, ScoreOrigin)
 from connector.core.validation import text_problem
 
@@ -243,8 +243,8 @@ def _responsible(record: CrmRecord | None) -> dict | None:
 def call_json(call: Call, *, with_history: bool = False, marks: list[dict] | None = None) -> dict:
     """The call as the API shows it; `marks` (connector.inbound.quality.marks_json) only on a single call."""
     # The first target's detail, as before there were several (`targets` has each).
-    record = next((r for r in call.crm_records if r.crm != NO_TARGET), None) or \
-        (call.crm_records[0] if call.crm_records else None)
+    crm_records = [r for r in call.crm_records if r.crm not in CHANNELS]  # a message's record is not a CRM's
+    record = next((r for r in crm_records if r.crm != NO_TARGET), None) or (crm_records[0] if crm_records else None)
     data = {
         "call_id": call.entry_id,
         "direction": call.direction,
@@ -276,7 +276,7 @@ def call_json(call: Call, *, with_history: bool = False, marks: list[dict] | Non
             "responsible": _responsible(record),
             "targets": {r.crm: {"status": r.status, "attempts": r.attempts, "last_error": r.last_error,
                                 "entity": {"type": r.entity_type, "id": r.entity_id} if r.entity_id else None}
-                        for r in call.crm_records if r.crm != NO_TARGET},
+                        for r in crm_records if r.crm != NO_TARGET},
         },
     }
     if marks is not None:

@@ -70,6 +70,10 @@ class DeliveryStatus(enum.StrEnum):
 
 
 NO_TARGET = "none"  # the `crm` of a call's record when no target is configured: stored and reported only
+SMS_CHANNEL = "sms"  # the outbox target of the rating link's SMS (connector.inbound.link.sms)
+# Outbox targets that are not CRMs: their records say where a message to the customer is, and never count in
+# the call's CRM status nor stand for its CRM in the API.
+CHANNELS = frozenset({SMS_CHANNEL})
 _WORST_FIRST = (DeliveryStatus.DEAD, DeliveryStatus.UNMATCHED, DeliveryStatus.PENDING, DeliveryStatus.DELIVERED)
 
 
@@ -78,6 +82,11 @@ def summary_status(statuses) -> DeliveryStatus:
     others (delivered only when every target delivered)."""
     active = [DeliveryStatus(s) for s in statuses if s != DeliveryStatus.SKIPPED]
     return min(active, key=_WORST_FIRST.index) if active else DeliveryStatus.SKIPPED
+
+
+def crm_summary(records) -> DeliveryStatus:
+    """The call's CRM status from its records (`summary_status`), the channels' left out."""
+    return summary_status(r.status for r in records if r.crm not in CHANNELS)
 
 
 class ScoreSource(enum.StrEnum):
@@ -513,6 +522,9 @@ class RatingRequest(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The page's scale when it was sent (RatingScale): its answers are read on it, whatever the setting later;
+    # None for requests made before it was kept (the setting in force then).
+    scale: Mapped[str | None] = mapped_column(String(16))
     rating: Mapped[int | None] = mapped_column(Integer)  # as given on the page's scale
     comment: Mapped[str | None] = mapped_column(Text)  # plain text, shown escaped
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -31,7 +31,7 @@ from connector.delivery.contract import Dead, Done, Outcome, SendAgain, Supersed
 from connector.delivery.retry import next_try
 
 from connector.core.models import (Call, CrmRecord, DeliveryJob, DeliveryStatus, JobStatus, Score, SurveyState,
-                              summary_status)
+                              crm_summary)
 from connector.core.policy import HighScores, ScoreStatus, writes_score
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def nothing_to_send(d: Delivery, reason: str) -> None:
     if d.jobs:
         return
     d.record.status, d.record.reason = DeliveryStatus.SKIPPED, reason
-    d.call.crm_status = summary_status([d.record.status, *(r.status for r in d.others)])
+    d.call.crm_status = crm_summary([d.record, *d.others])
 
 
 def refresh_record(d: Delivery) -> None:
@@ -168,7 +168,7 @@ def refresh_record(d: Delivery) -> None:
     failed = [j for j in jobs if j.last_error and j.status != JobStatus.DONE]
     record.last_error = max(failed, key=lambda j: j.updated_at or _now()).last_error if failed else None
     record.reason = None if record.status in (DeliveryStatus.PENDING, DeliveryStatus.DELIVERED) else record.last_error
-    d.call.crm_status = summary_status([record.status, *(r.status for r in d.others)])
+    d.call.crm_status = crm_summary([record, *d.others])
 
 
 # --- claiming -----------------------------------------------------------------

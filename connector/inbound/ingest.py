@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from connector.delivery import outbox
 from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, ScoreOrigin,
-                              ScoreSource, SurveyState, UTCDateTime, summary_status)
+                              ScoreSource, SurveyState, UTCDateTime, crm_summary)
 from connector.core.notifications import notify_low_score
 from connector.core.runtime_settings import current_policies
 from connector.inbound.link.sms import apply_report
@@ -288,7 +288,7 @@ def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], po
                     record.status, record.reason = DeliveryStatus.PENDING, None
             if record.status != DeliveryStatus.SKIPPED:
                 active[name].append(call.id)
-        call.crm_status = summary_status(r.status for r in call.crm_records)
+        call.crm_status = crm_summary(call.crm_records)
     if any(active.values()):
         session.flush()  # the outbox reads the new rows (score ids, the records)
     planned = [t for t in ctx.targets if active[t.name]]

@@ -91,7 +91,7 @@ def page_for(session: Session, initial_policy: Policy, request: RatingRequest, d
     call = session.get(Call, request.call_row)
     settings = link_settings.read(session)[0].for_line(request.line_number)
     policy = current_policies(session, initial_policy).for_line(call.line_number)
-    scale = RatingScale(settings.scale)
+    scale = RatingScale(request.scale or settings.scale)
     moment = call.ended_at or call.created_at
     zone = zone_in_force(session, default_zone).zone
     listed = contacts.is_listed(session, request.number)
@@ -133,7 +133,7 @@ def rate(session: Session, ctx: IngestContext, request: RatingRequest, answer: i
     policies = current_policies(session, ctx.initial_policy)
     policy = policies.for_line(call.line_number)
     try:
-        score = score_of(RatingScale(settings.scale), answer, policy)
+        score = score_of(RatingScale(request.scale or settings.scale), answer, policy)
     except ValueError:
         return RateOutcome(Rated.NOT_OFFERED, request.rating)
     comment = comment or None

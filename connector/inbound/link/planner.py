@@ -6,7 +6,8 @@ A request is made once per call (`rating_requests.call_row` is unique), as soon 
 checked again: the channel or the line off, the customer rated meanwhile, the number on the do-not-contact
 list or over the daily cap, no extension to send from, or a link that would expire before it is read: each
 ends it as skipped with that reason. A call is considered until LOOKBACK after its delay: one that waited
-longer (the worker was down for a day) is not asked about so late.
+longer (the worker was down for a day) is not asked about so late, nor is one that ended before the channel was
+turned on (an admin turning it on never texts yesterday's customers).
 
 Queueing runs under the channel's account row lock, so two processes never queue two requests to one number
 past the daily cap. Locks: the call first, then its request, as the outbox takes them.
@@ -48,10 +49,6 @@ def facts(call: Call) -> CallFacts:
                      call.ended_at)
 
 
-def channel_on(settings: LinkSettings) -> bool:
-    return settings.enabled or any(line.get("enabled") for line in settings.lines.values())
-
-
 class RatingPlanner:
     def __init__(self, db: Database, *, secret_key: str, initial_policy: Policy, default_zone: str,
                  poll_seconds: float = 30.0, clock=lambda: datetime.now(timezone.utc)):
@@ -65,7 +62,7 @@ class RatingPlanner:
         """Make the requests of the calls that now qualify, and queue the due ones; how many it touched."""
         with self.db.reading() as s:
             settings, _ = link_settings.read(s)
-        if not channel_on(settings):
+        if not settings.on_anywhere:
             return 0
         with self.db.transaction() as s:
             made = self.make_requests(s, settings)
@@ -78,7 +75,11 @@ class RatingPlanner:
         now = self.clock()
         zone = zone_in_force(session, self.default_zone).zone
         delay = timedelta(minutes=settings.delay_minutes)
-        calls = session.scalars(self._candidates(settings, now - delay - LOOKBACK, now)).all()
+        oldest = now - delay - LOOKBACK
+        turned_on = link_settings.on_since(session)
+        if turned_on is not None:
+            oldest = max(oldest, turned_on)  # a call that ended before the channel was turned on is not asked
+        calls = session.scalars(self._candidates(settings, oldest, now)).all()
         made = 0
         for call in calls:
             line = settings.for_line(call.line_number)
@@ -171,6 +172,7 @@ class RatingPlanner:
     def _queue(self, session: Session, request: RatingRequest, call: Call, line: LinkSettings, until: datetime,
                now: datetime) -> None:
         request.status, request.queued_at, request.expires_at = RequestStatus.QUEUED, now, until
+        request.scale = line.scale  # the page asks on it, whatever the setting later
         request.from_extension = call.operator_extension or line.from_extension
         # Ours on the PBX's reports; a random part keeps two deployments on one account apart.
         request.command_id = f"rating-{request.id}-{secrets.token_hex(4)}"

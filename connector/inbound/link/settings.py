@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy.orm import Session
 
@@ -59,6 +59,11 @@ class LinkSettings:
     sms_sender: str = ""  # empty: the account's default sender name
     company: str = ""  # the name the page shows
     lines: dict = field(default_factory=dict)  # line number -> {"enabled": bool}
+
+    @property
+    def on_anywhere(self) -> bool:
+        """On globally or on a line at least."""
+        return self.enabled or any(line.get("enabled") for line in self.lines.values())
 
     def for_line(self, line: str | None) -> "LinkSettings":
         override = self.lines.get(line or "")
@@ -167,9 +172,23 @@ def read(session: Session) -> tuple[LinkSettings, datetime | None]:
     return LinkSettings(**known), saved_at
 
 
-def save(session: Session, changes: dict, public_base_url: str, actor: str) -> LinkSettings:
-    """Validate the changes against the settings in force and store them, audited (PolicyError: nothing stored)."""
+ON_SINCE = "on_since"  # kept beside the settings: when the channel last went from off to on (ISO, UTC)
+
+
+def save(session: Session, changes: dict, public_base_url: str, actor: str, *,
+         now: datetime | None = None) -> LinkSettings:
+    """Validate the changes against the settings in force and store them, audited (PolicyError: nothing stored).
+    Turning the channel on notes when: calls that ended before are never asked about (`on_since`)."""
     current, _ = read(session)
     settings = validate(with_changes(current, changes), public_base_url)
-    update_scope(session, SCOPE, settings.as_dict(), actor)
+    stored = settings.as_dict()
+    if settings.on_anywhere and not current.on_anywhere:
+        stored[ON_SINCE] = (now or datetime.now(timezone.utc)).isoformat()
+    update_scope(session, SCOPE, stored, actor)
     return settings
+
+
+def on_since(session: Session) -> datetime | None:
+    """When the channel was last turned on (None: never, or before this was kept)."""
+    values, _ = scope_values(session, SCOPE)
+    return datetime.fromisoformat(values[ON_SINCE]) if values.get(ON_SINCE) else None

@@ -22,7 +22,8 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.core.models import Call, DeliveryJob, Operator, RatingRequest, RequestReason, RequestStatus
+from connector.core.models import (SMS_CHANNEL, Call, DeliveryJob, Operator, RatingRequest, RequestReason,
+                                   RequestStatus)
 from connector.core.policy import Policy
 from connector.core.time_zone import zone_in_force
 from connector.delivery.contract import Done, Outcome, TransientError, Unmatched
@@ -35,7 +36,7 @@ from connector.inbound.pbx import (PbxBlocked, PbxBusy, PbxCoolingDown, PbxError
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "sms"  # the outbox target's name
+CHANNEL = SMS_CHANNEL  # the outbox target's name
 IN_DOUBT_WAIT = timedelta(minutes=5)  # how long a report of a try that may have reached the PBX is awaited
 # Statuses in the order a request moves through them; a late report never moves one back.
 PROGRESS = (RequestStatus.QUEUED, RequestStatus.ACCEPTED, RequestStatus.SENT, RequestStatus.DELIVERED)
