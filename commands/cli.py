@@ -452,14 +452,14 @@ def _print_jobs(db, config: Config, status: str | None, targets: tuple[str, ...]
             click.echo(f"resume with: connector deliveries resume --target {name}")
     with db.reading() as s:
         jobs = outbox.list_jobs(s, status, limit, targets=targets)
-        click.echo(f"{'id':>6}  {'target':<8} {'status':<9} {'kind':<8} {'tries':>5}  {'next try (UTC)':<16}  "
+        click.echo(f"{'id':>6}  {'target':<8} {'status':<9} {'kind':<14} {'tries':>5}  {'next try (UTC)':<16}  "
                    "key / last error")
         for job in jobs:
             when = job.not_before.strftime("%Y-%m-%d %H:%M") if job.status == JobStatus.PENDING else ""
-            click.echo(f"{job.id:>6}  {job.crm:<8} {job.status:<9} {job.kind:<8} {job.attempts:>5}  {when:<16}  "
+            click.echo(f"{job.id:>6}  {job.crm:<8} {job.status:<9} {job.kind:<14} {job.attempts:>5}  {when:<16}  "
                        f"{job.key}")
             if job.last_error and job.status != JobStatus.DONE:
-                click.echo(f"{'':>49}{job.last_error[:200]}")
+                click.echo(f"{'':>55}{job.last_error[:200]}")
         if not jobs:
             click.echo("no delivery jobs" + (f" with status {status}" if status else ""))
 
