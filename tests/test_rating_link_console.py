@@ -365,10 +365,48 @@ def test_the_call_page_says_what_became_of_the_request_in_local_times(client, pe
     assert "Номер 79161234567" in shown  # a supervisor sees the number, as on the card above
 
 
-def test_an_operator_sees_their_own_request_with_the_number_masked(client, people, rated_call):
+def test_an_operator_sees_their_own_request_with_the_number_in_full_as_on_the_card(client, people, rated_call):
     log_in(client, "olga")
+    page = text_of(client.get(f"/calls/{rated_call}"))
     block = request_block(client, rated_call)
-    assert "…4567" in block and "9161234567" not in block
+    assert f"Клиент {NUMBER}" in page  # the card above: operators call customers back
+    assert re.search(rf'id="rating-request-number">{NUMBER}<', block) and "…" not in block
+
+
+@pytest.mark.parametrize("status", [RequestStatus.SKIPPED, RequestStatus.SCHEDULED, RequestStatus.QUEUED])
+def test_a_request_whose_sms_never_went_shows_no_link(client, db, people, rated_call, status):
+    with db.transaction() as s:
+        row = s.query(RatingRequest).one()
+        row.status = status
+        row.reason = RequestReason.DO_NOT_CONTACT if status == RequestStatus.SKIPPED else None
+        row.sent_at = row.delivered_at = row.opened_at = row.rated_at = row.rating = row.comment = None
+        if status != RequestStatus.QUEUED:
+            row.queued_at = None
+    log_in(client, "sam")
+    block = request_block(client, rated_call)
+    shown = re.sub(r"\s+", " ", html_text.unescape(re.sub(r"<[^>]+>", " ", block)))
+    assert "Ссылка действует до" not in shown and "expires_at" not in block
+    assert "Клиент открыл ссылку" not in shown and "Ответ на странице оценки" not in shown
+    if status == RequestStatus.SKIPPED:
+        assert "Отправка была назначена 20.11.2026, 14:30" in shown
+        assert "не будет отправлен — номер в списке «не беспокоить»" in shown
+        assert "SMS не отправлялось: ссылки на оценку у клиента нет." in shown
+    else:
+        assert "Отправка назначена 20.11.2026, 14:30" in shown
+        assert "SMS ещё не отправлено: ссылка появится у клиента после отправки." in shown
+    english = client.get(f"/calls/{rated_call}?lang=en").get_data(as_text=True)
+    assert "Link valid until" not in english and "Ссылка" not in english
+
+
+def test_a_request_whose_sms_went_shows_its_link(client, db, people, rated_call):
+    with db.transaction() as s:
+        row = s.query(RatingRequest).one()
+        row.status, row.delivered_at, row.opened_at, row.rated_at, row.rating = RequestStatus.SENT, None, None, \
+            None, None
+    log_in(client, "sam")
+    shown = text_of(client.get(f"/calls/{rated_call}"))
+    assert "Ссылка действует до 27.11.2026, 12:30" in shown and "Отправка назначена 20.11.2026, 14:30" in shown
+    assert "SMS не отправлялось" not in shown and "SMS ещё не отправлено" not in shown
 
 
 def test_another_operator_sees_neither_the_call_nor_its_request(client, db, people, rated_call):
@@ -390,6 +428,30 @@ def test_a_skipped_request_says_why_and_a_call_without_one_shows_no_block(client
     assert "не удался — АТС: недостаточно средств или ограничение тарифа (2001)" in html_text.unescape(block)
     assert re.search(r'id="rating-request-sent_at">—<', block)
     assert 'id="rating-request"' not in client.get("/calls/plain").get_data(as_text=True)
+
+
+def test_a_customers_opt_out_is_said_in_words_in_the_audit(client, db, people):
+    with db.transaction() as s:
+        contacts.add(s, NUMBER, contacts.ContactSource.CUSTOMER, None)
+    log_in(client, "ann")
+    audit = client.get("/audit").get_data(as_text=True)
+    assert "клиент, на странице оценки" in text_of(client.get("/audit"))
+    assert contacts.CUSTOMER_ACTOR not in audit
+    english = client.get("/audit?lang=en").get_data(as_text=True)
+    assert "the customer, on the rating page" in html_text.unescape(english)
+    assert contacts.CUSTOMER_ACTOR not in english
+
+
+def test_a_phone_number_is_called_a_number_in_english(client, db, people, rated_call):
+    log_in(client, "ann")
+    assert add_number(client, NUMBER).status_code == 302
+    settings = client.get("/settings?lang=en").get_data(as_text=True)
+    card = settings[settings.index('id="do-not-contact-list"'):]
+    assert "<th>Number</th>" in card and 'data-label="Number"' in card and "No." not in card
+    block = request_block(client, rated_call)  # the language is remembered
+    assert re.search(r"<dt>Number</dt><dd[^>]*>79161234567<", block) and "No." not in block
+    audit = text_of(client.get("/audit"))
+    assert "Number: not set → 79161234567" in audit and "No.:" not in audit
 
 
 # --- the labels -------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import io
 import re
 from datetime import datetime, timedelta, timezone
 from html import unescape
+from html.parser import HTMLParser
 
 import pytest
 from openpyxl import load_workbook
@@ -160,6 +161,41 @@ def test_the_page_in_english(client, db, known_calls):
     assert [row[0] for row in _rows(page, "report-funnel")] == ["Due", "Sent", "Delivered", "Opened", "Rated"]
     assert _rows(page, "report-skipped")[0] == ["number on the do-not-contact list", "2"]
     assert "Response by channel" in page and "Rating requests by link" in page
+
+
+class _Cells(HTMLParser):
+    """Every cell's `data-label` of a table, as a browser parses the page (an unescaped quote splits it)."""
+
+    def __init__(self, table_id):
+        super().__init__()
+        self.table_id, self.inside, self.labels = table_id, False, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.inside = dict(attrs).get("id") == self.table_id
+        elif tag == "td" and self.inside:
+            self.labels.append(attrs)
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.inside = False
+
+
+@pytest.mark.parametrize("lang, funnel", [
+    ("ru", {"Шаг", "Запросов", "От предыдущего шага, %", "От «К отправке», %"}),
+    ("en", {"Step", "Requests", "Of the step before, %", 'Of "Due", %'})])
+def test_every_cards_label_is_one_well_formed_attribute(client, db, known_calls, lang, funnel):
+    _logged_in_as(client, db, "sam", "supervisor")
+    page = _page(client, f"/reports?lang={lang}")
+    for table_id, expected in [("report-funnel", funnel), ("report-channels", None)]:
+        parser = _Cells(table_id)
+        parser.feed(page)
+        assert parser.labels, table_id
+        for attrs in parser.labels:  # the label and nothing else: no stray attribute out of a split one
+            assert [name for name, _ in attrs] == ["data-label"], (table_id, attrs)
+        labels = {dict(attrs)["data-label"] for attrs in parser.labels}
+        assert expected is None or labels == expected, labels
+        assert all(label.strip() and "=" not in label for label in labels), labels
 
 
 def test_the_page_counts_local_days_and_filters_by_line(client, db, known_calls):

@@ -9,7 +9,7 @@ from connector.console.exports import COLUMNS, FORMATS, Layout, Separator
 from connector.console.reviews import add_review
 from connector.core.calls import Sort, call_json, call_timeline, find_calls, get_visible_call, rating_request
 from connector.core.links import recording_link
-from connector.core.models import Role
+from connector.core.models import RequestStatus, Role
 from connector.core.notifications import mark_read, unread_count
 from connector.core.runtime_settings import current_policies, current_policy
 from connector.inbound.link import settings as link_settings
@@ -138,9 +138,9 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
 
 
 def _link_request(session, row, call) -> dict | None:
-    """The call's rating request by link as the page shows it: an operator sees the number's last digits only
-    (the others see it as the PBX gave it, as the card above shows the customer's); the answer as the rating
-    page named it (on the scale set now: a scale changed since reads the old answer on the new one)."""
+    """The call's rating request by link as the page shows it: the number in full to whoever may see the call,
+    operators included, as the card above shows the customer's (they call customers back); the answer as the
+    rating page named it (on the scale set now: a scale changed since reads the old answer on the new one)."""
     if row is None:
         return None
     rating = None
@@ -148,8 +148,12 @@ def _link_request(session, row, call) -> dict | None:
         scale = row.scale or link_settings.read(session)[0].scale  # the scale it was sent with
         policy = current_policies(session, services().ingest.initial_policy).for_line(call.line_number)
         rating = labels.link_answer(scale, row.rating, answers(RatingScale(scale), policy))
-    number = labels.masked_phone(row.number) if g.principal.role == Role.OPERATOR else row.number
-    return {"status": row.status, "reason": row.reason, "detail": row.detail, "number": number,
+    # The link exists for the customer only once its SMS went: never for a request skipped, still scheduled or
+    # waiting in the outbox; a failed one had it only if it got as far as the PBX.
+    went = row.status in (RequestStatus.ACCEPTED, RequestStatus.SENT, RequestStatus.DELIVERED) or (
+        row.status == RequestStatus.FAILED and (row.sent_at is not None or row.queued_at is not None))
+    return {"status": row.status, "reason": row.reason, "detail": row.detail, "number": row.number, "went": went,
+            "skipped": row.status == RequestStatus.SKIPPED,
             "due_at": row.due_at, "sent_at": row.sent_at, "delivered_at": row.delivered_at,
             "opened_at": row.opened_at, "rated_at": row.rated_at, "expires_at": row.expires_at,
             "rating": rating, "comment": row.comment}

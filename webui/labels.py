@@ -349,7 +349,8 @@ def audit_field_label(scope: str, field: str) -> str:
 
 # Who made a change: a console user by name, or the admin token, or the command line.
 actor_label = Words({BOOTSTRAP_ADMIN.username: _l("токен администратора (ADMIN_TOKEN)"),
-                     CLI_ACTOR: _l("командная строка")})
+                     CLI_ACTOR: _l("командная строка"),
+                     contacts.CUSTOMER_ACTOR: _l("клиент, на странице оценки")})
 
 
 password_value_label = Words({"old": _l("прежний"), "new": _l("новый")})
