@@ -230,7 +230,7 @@ def answer(token: str):
     if outcome.result in (Rated.NOT_OFFERED, Rated.OPTED_OUT):  # OPTED_OUT here: a number the list cannot hold
         with force_locale(_language()):
             problem = _("Выберите оценку.")
-        return _show(shown, 400, comment=form.comment, problem=problem, token=token)
+        return _show(shown, 400, comment=form.comment, problem=problem, token=token, ticked=form.do_not_contact)
     if outcome.result == Rated.EXPIRED:
         return _problem(410, page=shown)
     if outcome.result == Rated.LOCKED:
