@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from app import create_app
 from connector.core import throttle
-from connector.core.models import Call, DeliveryJob, DoNotContact, RatingRequest, Score
+from connector.core.models import Call, DeliveryJob, DoNotContact, RatingRequest, Score, SettingsAudit
 from connector.core.users import unlock
 from connector.inbound.link import settings as link_settings
 from connector.inbound.link.rules import token_for, token_hash
@@ -221,6 +221,90 @@ def test_do_not_contact_puts_the_number_on_the_list_and_keeps_an_admins_row(page
         assert s.get(DoNotContact, "79007654321").source == "admin"
 
 
+def test_a_comment_with_bidi_controls_comes_back_without_them_and_the_tick_kept(page):
+    token = page.request()
+    refused = page.rate(token, 1, comment="Оператор RTL\u202eLTR\r\nвежлив\u200f", do_not_contact=True)
+    body = text(refused)
+    assert refused.status_code == 400 and 'role="alert"' in body
+    assert "мы их убрали. Проверьте его." in body and "\u202e" not in body
+    assert ">Оператор RTLLTR\nвежлив\u200f</textarea>" in body  # a mark reorders nothing: it may stay
+    assert 'name="do_not_contact" value="yes" checked' in body and 'value="1" required checked' in body
+    assert page.written() == (0, 0, 0, [None])
+    english = page.client.post(f"/r/{token}", data={"answer": "1", "comment": "a\u202db"},
+                               headers={"Accept-Language": "en"})
+    assert english.status_code == 400 and "we removed them. Please check it." in text(english)
+    assert page.rate(token, 1, comment="Оператор вежлив\u200f").status_code == 303  # the marks are kept
+    assert page.stored(token).comment == "Оператор вежлив\u200f"
+
+
+def test_an_opt_out_alone_lists_the_number_and_rates_nothing(page):
+    token = page.request()
+    page.client.get(f"/r/{token}")
+    answer = page.client.post(f"/r/{token}", data={"comment": "больше не звоните", "do_not_contact": "yes"})
+    body = text(answer)
+    assert answer.status_code == 200 and "<h1>Вы отказались от сообщений</h1>" in body
+    assert 'id="not-contacted" role="status">Мы больше не будем присылать вам такие сообщения.' in body
+    assert "Пока ссылка действует, вы можете оценить разговор." in body and 'name="answer"' in body
+    assert ">больше не звоните</textarea>" in body  # kept in the form, not stored: a comment goes with a rating
+    assert 'name="do_not_contact"' not in body and "Выберите оценку." not in body
+    with page.db.reading() as s:
+        row = s.get(DoNotContact, NUMBER)
+        assert (row.source, row.actor) == ("customer", None)
+        audits = [(a.actor, a.before, a.after) for a in s.scalars(select(SettingsAudit).where(
+            SettingsAudit.scope == "do_not_contact"))]
+        assert audits == [("rating_page", {}, {"number": NUMBER, "source": "customer"})]
+    assert page.written() == (0, 0, 1, [None]) and page.stored(token).comment is None
+    assert page.api_call()["customer_score"] is None
+    again = page.client.post(f"/r/{token}", data={"do_not_contact": "yes"}, headers={"Accept-Language": "en"})
+    assert again.status_code == 200 and "We will not send you such messages again." in text(again)
+    assert "<h1>You have opted out of these messages</h1>" in text(again)
+    assert page.written() == (0, 0, 1, [None])  # already listed: no second row, no second audit
+    with page.db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(SettingsAudit).where(
+            SettingsAudit.scope == "do_not_contact")) == 1
+    # the link still works: a rating later is taken as any other
+    assert page.rate(token, 0).status_code == 303 and page.stored(token).rating == 0
+    assert "Мы больше не будем присылать вам такие сообщения." in text(page.client.get(f"/r/{token}"))
+
+
+def test_an_opt_out_alone_keeps_an_admins_row_and_an_expired_link_lists_nothing(page):
+    with page.db.transaction() as s:
+        s.add(DoNotContact(number=NUMBER, source="admin", actor="ann"))
+    token = page.request()
+    answer = page.client.post(f"/r/{token}", data={"do_not_contact": "yes"})
+    assert answer.status_code == 200 and "Мы больше не будем присылать вам такие сообщения." in text(answer)
+    with page.db.reading() as s:
+        assert (s.get(DoNotContact, NUMBER).source, s.get(DoNotContact, NUMBER).actor) == ("admin", "ann")
+    page.call("call-2", customer="79007654321")
+    expired = page.request("call-2", number="79007654321", expires_in=timedelta(seconds=-1))
+    gone = page.client.post(f"/r/{expired}", data={"do_not_contact": "yes"})
+    assert gone.status_code == 410 and "Ссылка больше не действует" in text(gone)
+    assert page.count(DoNotContact) == 1 and page.written()[:2] == (0, 0)
+
+
+def test_an_address_with_a_slash_too_many_gets_the_page_or_its_own_404(page):
+    token = page.request()
+    moved = page.client.get(f"/r/{token}/?lang=en")
+    assert moved.status_code in (301, 308) and moved.headers["Location"].endswith(f"/r/{token}?lang=en")
+    followed = page.client.get(f"/r/{token}/", follow_redirects=True)
+    assert followed.status_code == 200 and "<h1>Как прошёл разговор?</h1>" in text(followed)
+    for method, path in [("GET", "/r/"), ("GET", "/r"), ("GET", f"/r/{token}/more"), ("GET", f"/r/{token}/a/b"),
+                         ("POST", f"/r/{token}/"), ("POST", "/r/"), ("GET", "/r/short/"), ("HEAD", "/r/"),
+                         ("PUT", f"/r/{token}/"), ("DELETE", f"/r/{token}/x")]:
+        for language, title in [("ru", "Ссылка не найдена"), ("en", "Link not found")]:
+            answer = page.client.open(path, method=method, headers={"Accept-Language": language},
+                                      follow_redirects=path == "/r")
+            assert answer.status_code == 404, (method, path)
+            assert answer.mimetype == "text/html" and "Set-Cookie" not in answer.headers, (method, path)
+            if method != "HEAD":
+                body = text(answer)
+                assert f"<h1>{title}</h1>" in body and f'<html lang="{language}">' in body, (method, path)
+                assert "оператор" not in body and "login" not in body and "error" not in body, (method, path)
+    put = page.client.put(f"/r/{token}", headers={"Accept-Language": "en"})
+    assert put.status_code == 405 and "<h1>The request was not understood</h1>" in text(put) and "GET" in put.headers["Allow"]
+    assert page.written() == (0, 0, 0, [None])
+
+
 def test_unknown_malformed_expired_and_unsent_links_get_a_clear_page(page):
     sent = page.request()
     page.call("call-2")
@@ -251,6 +335,8 @@ def test_unknown_malformed_expired_and_unsent_links_get_a_clear_page(page):
     ({"answer": "99999999999999999999999"}, "Выберите оценку."),
     ({"answer": "7"}, "Выберите оценку."),  # good/bad offers 0 and 1 only
     ({"comment": "без оценки"}, "Выберите оценку."),
+    ({"answer": "1", "comment": "RTL\u202eLTR"}, "В комментарии были знаки, меняющие направление текста"),
+    ({"comment": "RTL\u2067LTR\u2069", "do_not_contact": "yes"}, "знаки, меняющие направление текста"),
     ({}, "Выберите оценку."),
 ])
 def test_bad_answers_get_the_form_again_with_a_clear_message_and_nothing_is_written(page, form, message):
@@ -260,6 +346,7 @@ def test_bad_answers_get_the_form_again_with_a_clear_message_and_nothing_is_writ
     body = text(answer)
     assert message in body and 'role="alert"' in body and 'name="answer"' in body
     assert "\x00" not in body and "\x1b" not in body
+    assert not any(chr(c) in body for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
     assert page.written() == (0, 0, 0, [None])
 
 

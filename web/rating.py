@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, redirect, request, url_for
@@ -41,6 +42,12 @@ bp = Blueprint("rating", __name__, url_prefix="/r", template_folder="templates")
 # A capability URL: never cached, never indexed, never framed (security.protect adds the rest).
 PAGE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
 ANSWER_DIGITS = 3  # the longest answer any scale offers (0..99)
+# Unicode's bidirectional embeddings, overrides and isolates (LRE RLE PDF LRO RLO, LRI RLI FSI PDI): they reorder
+# the text after them, so "RTL" can be shown as "LTR" on the thanks page and in the supervisor's view; no
+# comment needs them. The marks (U+200E LRM, U+200F RLM, U+061C ALM) are let through: each is one invisible
+# strong character that reorders nothing past the neutral characters beside it, so it can neither reverse nor
+# hide words, and text pasted from Arabic or Hebrew legitimately carries them.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def _services():
@@ -109,7 +116,9 @@ def _choices(page: RatingPage) -> list[tuple[int, str]]:
 
 
 def _show(page: RatingPage, status: int = 200, *, chosen: int | None = None, comment: str = "",
-          problem: str | None = None, token: str) -> Response:
+          problem: str | None = None, token: str, ticked: bool = False, opted_out: bool = False) -> Response:
+    """The page: the form (again, with `problem`, the answer `chosen`, the `comment` and the tick kept after a
+    refusal), the thanks once rated, or, `opted_out`, that no more messages will come and the form to rate."""
     language = _language()
     with force_locale(language):
         context = {
@@ -121,7 +130,9 @@ def _show(page: RatingPage, status: int = 200, *, chosen: int | None = None, com
                      _("%(low)s — очень плохо, %(high)s — отлично", low=page.offered[0], high=page.offered[-1])),
             "rating": link_answer(page.scale, page.rating, page.offered) if page.rated else None,
             "chosen": page.rating if chosen is None else chosen,
-            "comment": comment if problem else (page.comment or ""),
+            "comment": comment if problem or opted_out else (page.comment or ""),
+            "ticked": ticked,
+            "opted_out": opted_out,
             "problem": problem,
             "comment_max": COMMENT_MAX,
             "action": url_for("rating.answer", token=token, lang=_language_asked()),
@@ -165,20 +176,25 @@ class AnswerForm:
 
 
 def _read_form(form) -> AnswerForm:
+    """The comment's problems first (they refuse any form, the tick included: a refusal writes nothing, and the
+    form comes back with the tick kept), then the answer: none is fine only with the tick (an opt-out alone)."""
     raw_answer = form.get("answer", "")
     comment = form.get("comment", "").replace("\r\n", "\n").strip()  # a browser sends line breaks as CRLF
     do_not_contact = form.get("do_not_contact") == "yes"
     answer = int(raw_answer) if raw_answer.isascii() and raw_answer.isdigit() and \
         len(raw_answer) <= ANSWER_DIGITS else None
-    if answer is None:
-        return AnswerForm(None, comment, do_not_contact, _("Выберите оценку."))
     if len(comment) > COMMENT_MAX:
         return AnswerForm(answer, comment[:COMMENT_MAX * 2], do_not_contact,
                           _("Комментарий длиннее %(limit)s символов: сократите его.", limit=COMMENT_MAX))
     if text_problem(comment, multiline=True):  # shown again without them, so the rest of it is not lost
-        kept = CONTROL_IN_LINES.sub("", comment).encode("utf-8", "ignore").decode()
+        kept = BIDI_CONTROLS.sub("", CONTROL_IN_LINES.sub("", comment)).encode("utf-8", "ignore").decode()
         return AnswerForm(answer, kept, do_not_contact,
                           _("В комментарии есть символы, которые нельзя сохранить: уберите их."))
+    if BIDI_CONTROLS.search(comment):  # shown again without them: the person checks what is left and sends it
+        problem = _("В комментарии были знаки, меняющие направление текста: мы их убрали. Проверьте его.")
+        return AnswerForm(answer, BIDI_CONTROLS.sub("", comment), do_not_contact, problem)
+    if answer is None and not do_not_contact:
+        return AnswerForm(None, comment, do_not_contact, _("Выберите оценку."))
     return AnswerForm(answer, comment, do_not_contact)
 
 
@@ -203,16 +219,50 @@ def answer(token: str):
         if shown.expired:
             return _problem(410, page=shown)
         if form.problem:
-            return _show(shown, 400, chosen=form.answer, comment=form.comment, problem=form.problem, token=token)
+            return _show(shown, 400, chosen=form.answer, comment=form.comment, problem=form.problem, token=token,
+                         ticked=form.do_not_contact)
         outcome = answers.rate(s, services.ingest, found, form.answer, form.comment, form.do_not_contact, now)
         log.info("rating link: request %d %s", found.id, outcome.result.value)
-    if outcome.result == Rated.NOT_OFFERED:
+    if outcome.result == Rated.OPTED_OUT and outcome.do_not_contact:
+        # Not a redirect: the page says what was done and keeps the comment typed (not stored: it belongs to a
+        # rating) in the form, which stays while the link works. Posting it again changes nothing.
+        return _show(replace(shown, do_not_contact=True), comment=form.comment, opted_out=True, token=token)
+    if outcome.result in (Rated.NOT_OFFERED, Rated.OPTED_OUT):  # OPTED_OUT here: a number the list cannot hold
         with force_locale(_language()):
             problem = _("Выберите оценку.")
-        return _show(shown, 400, comment=form.comment, problem=problem, token=token)
+        return _show(shown, 400, comment=form.comment, problem=problem, token=token, ticked=form.do_not_contact)
     if outcome.result == Rated.EXPIRED:
         return _problem(410, page=shown)
     if outcome.result == Rated.LOCKED:
         return _problem(409, page=shown, not_contacted=outcome.do_not_contact)
     # Post/redirect/get: reloading the thank-you page does not post the answer again.
     return redirect(url_for("rating.page", token=token, lang=_language_asked()), 303)
+
+
+OTHER_METHODS = ["PUT", "PATCH", "DELETE"]
+ANY_METHOD = ["GET", "HEAD", "POST", *OTHER_METHODS]
+
+
+@bp.route("/<token>", methods=OTHER_METHODS)
+def other_method(token: str):
+    """The page's 405 rather than the console's JSON (what no rule of the blueprint matches never reaches its
+    handler). Also keeps Werkzeug from redirecting such a request to `/<token>/` below."""
+    return _problem(405, headers={"Allow": "GET, HEAD, POST, OPTIONS"})
+
+
+@bp.get("/<token>/")
+def page_with_slash(token: str):
+    """`/r/<token>/` (a slash added by a messenger or by hand): the page's own address. 308 keeps the method,
+    but only GET and HEAD come here; a POST to it gets the public 404 (`elsewhere`)."""
+    if not answers.well_formed(token):
+        return _problem(404)
+    return redirect(url_for("rating.page", token=token, lang=_language_asked()), 308)
+
+
+@bp.route("/", methods=ANY_METHOD)
+@bp.route("/<token>/", methods=["POST", *OTHER_METHODS])
+@bp.route("/<token>/<path:more>", methods=ANY_METHOD)
+def elsewhere(token: str = "", more: str = ""):
+    """Any other address under /r/: the public page's 404 in the page's language, never the console's page or
+    its JSON (the console's handlers answer what no blueprint's rule matched)."""
+    return _problem(404)

@@ -153,3 +153,30 @@ def test_the_page_is_one_small_request_with_nothing_else_to_fetch(browser, ratin
         fetched = browser.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
         scripts = browser.execute_script("return document.scripts.length")
     assert 0 < size < 8 * 1024 and fetched == [] and scripts == 0
+
+
+def test_a_customer_opts_out_without_rating_on_a_phone(browser, rating_link, db):  # noqa: F811
+    """Only «Больше не присылать мне такие сообщения» ticked and sent: the number is listed, nothing is rated,
+    the page says so and still offers the rating."""
+    from selenium.webdriver.common.by import By
+
+    from connector.core.models import DoNotContact, Score
+
+    browser.set_window_size(*SIZES["phone"])
+    with asking_for(browser, "ru-RU,ru"):
+        browser.get(rating_link)
+        browser.find_element(By.CSS_SELECTOR, "label[for=do-not-contact]").click()
+        assert browser.find_element(By.ID, "do-not-contact").is_selected()
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_for(browser, lambda d: d.find_elements(By.ID, "not-contacted"), "the opt-out's page")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Вы отказались от сообщений"
+    assert browser.find_element(By.ID, "not-contacted").text == "Мы больше не будем присылать вам такие сообщения."
+    assert browser.find_elements(By.CSS_SELECTOR, "input[name=answer]")  # rating is still possible
+    assert not browser.find_elements(By.ID, "problem") and not browser.find_elements(By.ID, "do-not-contact")
+    assert fits(browser), "the page sticks out sideways at phone width"
+    assert axe_problems(browser) == []
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "rating-page-opted-out-ru-phone.png"))
+    with db.reading() as s:
+        assert s.get(DoNotContact, "79001234567").source == "customer"
+        assert s.scalars(select(Score)).all() == []

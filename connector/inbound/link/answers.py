@@ -108,7 +108,8 @@ class Rated(enum.StrEnum):
     UNCHANGED = "unchanged"  # the rating (and comment) given already: nothing new
     LOCKED = "locked"  # a different rating with the lock on: nothing changed
     EXPIRED = "expired"  # the link, or the policy's rating window, has closed: nothing changed
-    NOT_OFFERED = "not_offered"  # an answer the page's scale does not offer: nothing written
+    NOT_OFFERED = "not_offered"  # an answer the page's scale does not offer, or none at all: nothing written
+    OPTED_OUT = "opted_out"  # no answer, only the wish not to be contacted: the number listed, nothing rated
 
 
 @dataclass(frozen=True)
@@ -118,17 +119,23 @@ class RateOutcome:
     do_not_contact: bool = False  # the number is now on the do-not-contact list
 
 
-def rate(session: Session, ctx: IngestContext, request: RatingRequest, answer: int, comment: str | None,
+def rate(session: Session, ctx: IngestContext, request: RatingRequest, answer: int | None, comment: str | None,
          do_not_contact: bool, now: datetime) -> RateOutcome:
-    """Take the customer's answer (validated as a form by the face: an integer, a storable comment of at most
-    COMMENT_MAX characters). The call's row is locked first, as ingest does, so two answers at once are taken
-    one after the other. A wish not to be contacted is kept whenever the link works, even when the rating
-    itself cannot change: it is the customer's to make."""
+    """Take the customer's answer (validated as a form by the face: an integer or None, a storable comment of at
+    most COMMENT_MAX characters). The call's row is locked first, as ingest does, so two answers at once are
+    taken one after the other. A wish not to be contacted is kept whenever the link works, even when the rating
+    itself cannot change, and even with no answer at all (OPTED_OUT: nothing is rated, the comment is not
+    kept, since a comment belongs to a rating): it is the customer's to make. No answer and no such wish is
+    NOT_OFFERED."""
     call = call_for_update(session, session.get(Call, request.call_row).entry_id)
     request = session.scalars(select(RatingRequest).where(RatingRequest.id == request.id).with_for_update()
                               .execution_options(populate_existing=True)).one()
     if expired(request, now):
         return RateOutcome(Rated.EXPIRED, request.rating)
+    if answer is None:
+        if not do_not_contact:
+            return RateOutcome(Rated.NOT_OFFERED, request.rating)
+        return RateOutcome(Rated.OPTED_OUT, request.rating, _keep_do_not_contact(session, request.number))
     settings = link_settings.read(session)[0].for_line(request.line_number)
     policies = current_policies(session, ctx.initial_policy)
     policy = policies.for_line(call.line_number)
