@@ -564,6 +564,37 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    email: Mapped[str | None] = mapped_column(String(254))  # where e-mail alerts go (connector.core.alerting)
+
+
+class AlertRoute(Base):
+    """A supervisor's share of the alerts: the calls of `line_number` whose operator is in `operator_group`
+    ('' for either: any). An operator is never routed anything (connector.core.alerting.recipients)."""
+
+    __tablename__ = "alert_routes"
+    __table_args__ = (UniqueConstraint("user_id", "line_number", "operator_group"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    line_number: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    operator_group: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlertChannel(Base):
+    """One person's channel (`channel`: connector.core.alerting.Channel): on or off, muted until a time, refused
+    by the messenger (a chat that blocked the bot: off until linked again), and its address where the user row
+    has none (a Telegram chat id)."""
+
+    __tablename__ = "alert_channels"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    muted_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refused: Mapped[str | None] = mapped_column(String(255))
+    address: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class ApiToken(Base):
