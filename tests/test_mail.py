@@ -1,0 +1,146 @@
+"""E-mail through a real SMTP server started by the test (aiosmtpd): the message as sent (UTF-8 subject, a plain
+and an HTML part, a stable Message-ID), the three kinds of security, and what each refusal becomes: a 4xx reply
+or no answer is transient, a 5xx reply or a refused login is permanent, each with the server's words and never
+the password."""
+from __future__ import annotations
+
+import datetime
+import email
+import email.policy
+import socket
+import ssl
+from contextlib import contextmanager
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from connector.delivery.contract import PermanentError, TransientError
+from connector.delivery.mail import Mail, Mailer, MailSecurity, MailSettings
+
+PASSWORD = "s3cret-mail-password"
+
+
+class Inbox:
+    """Keeps what it accepts; refuses the addresses its tests name, as a real server does at RCPT."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("full@"):
+            return "452 4.2.2 Mailbox full, try later"  # RFC 5321 §4.2.1: 4yz, transient
+        if address.startswith("nobody@"):
+            return "550 5.1.1 No such user"  # 5yz: permanent
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 Message accepted"
+
+
+def authenticate(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"alerts",
+                                                                                            PASSWORD.encode())
+    return AuthResult(success=ok, handled=False)  # aiosmtpd then answers 535 itself on a failure
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1, and a client context that trusts it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cafile=str(cert_file))
+    return server, client
+
+
+@contextmanager
+def smtp_server(**options):
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port(), authenticator=authenticate, **options)
+    controller.start()
+    try:
+        yield inbox, controller.port
+    finally:
+        controller.stop()
+
+
+MAIL = Mail(to="sam@example.ru", subject="Низкая оценка: 3 — Анна Смирнова", text="Оценка 3.\nОткройте звонок.",
+            html="<p>Оценка <b>3</b>.</p>", message_id="<alert-call-1-low_score-7@qa.example.ru>")
+
+
+def test_a_message_goes_through_starttls_with_a_login_as_written(tmp_path):
+    server_tls, client_tls = certificate(tmp_path)
+    with smtp_server(tls_context=server_tls, require_starttls=True) as (inbox, port):
+        settings = MailSettings("127.0.0.1", port, MailSecurity.STARTTLS, "alerts", PASSWORD, "qa@example.ru")
+        Mailer(settings, tls=client_tls).send(MAIL)
+    [got] = inbox.messages
+    assert (got["From"], got["To"], got["Subject"]) == ("qa@example.ru", "sam@example.ru", MAIL.subject)
+    assert got["Message-ID"] == MAIL.message_id and got["Date"]
+    assert got.get_body("plain").get_content().replace("\r\n", "\n").strip() == MAIL.text  # SMTP sends CRLF
+    assert got.get_body("html").get_content().strip() == MAIL.html
+
+
+def test_implicit_tls_and_a_relay_without_security_work_too(tmp_path):
+    server_tls, client_tls = certificate(tmp_path)
+    with smtp_server(ssl_context=server_tls) as (inbox, port):
+        Mailer(MailSettings("127.0.0.1", port, MailSecurity.TLS, sender="qa@example.ru"), tls=client_tls).send(MAIL)
+    with smtp_server(auth_require_tls=False) as (relay, port):
+        Mailer(MailSettings("127.0.0.1", port, MailSecurity.NONE, "alerts", PASSWORD, "qa@example.ru")).send(MAIL)
+    assert len(inbox.messages) == len(relay.messages) == 1
+
+
+def test_a_refused_login_is_permanent_and_names_the_user_never_the_password(caplog):
+    with smtp_server(auth_require_tls=False) as (inbox, port):
+        mailer = Mailer(MailSettings("127.0.0.1", port, MailSecurity.NONE, "alerts", "wrong-" + PASSWORD,
+                                     "qa@example.ru"))
+        with pytest.raises(PermanentError) as err:
+            mailer.check()
+    assert "refused the login for 'alerts'" in err.value.message and "535" in err.value.message
+    assert PASSWORD not in err.value.message and PASSWORD not in caplog.text and inbox.messages == []
+
+
+@pytest.mark.parametrize("to, kind, said", [("full@example.ru", TransientError, "452 4.2.2 Mailbox full"),
+                                            ("nobody@example.ru", PermanentError, "550 5.1.1 No such user")])
+def test_a_refused_address_is_transient_or_permanent_as_the_server_says(to, kind, said):
+    with smtp_server(auth_require_tls=False) as (inbox, port):
+        with pytest.raises(kind) as err:
+            Mailer(MailSettings("127.0.0.1", port, MailSecurity.NONE, sender="qa@example.ru")).send(
+                Mail(to=to, subject="s", text="t"))
+    assert said in err.value.message and type(err.value) is kind and inbox.messages == []
+
+
+def test_no_server_and_an_untrusted_certificate_say_so(tmp_path):
+    with pytest.raises(TransientError) as err:
+        Mailer(MailSettings("127.0.0.1", free_port(), MailSecurity.NONE, timeout=2)).check()
+    assert "did not answer" in err.value.message
+    server_tls, _client = certificate(tmp_path)
+    with smtp_server(tls_context=server_tls) as (_inbox, port):
+        with pytest.raises(PermanentError) as err:
+            Mailer(MailSettings("127.0.0.1", port, MailSecurity.STARTTLS, timeout=5)).check()
+    assert "certificate is not trusted" in err.value.message
