@@ -410,6 +410,30 @@ def demo_pbx(port: int) -> None:
     server.run()
 
 
+@cli.command("mail-test", help="Send one test e-mail through the SMTP server the settings name (SMTP_*) and say "
+                               "what happened.")
+@click.option("--to", "to", required=True, help="The address to send it to.")
+def mail_test(to: str) -> None:
+    from connector.delivery.contract import PermanentError, TransientError
+    from connector.delivery.mail import Mail, Mailer, mail_settings
+
+    settings = mail_settings(load_config())
+    if settings is None:
+        raise click.UsageError("set SMTP_HOST and SMTP_FROM (and SMTP_USERNAME, SMTP_PASSWORD if the server wants a "
+                               "login): see settings.example.env")
+    if "@" not in to or len(to) > 254 or any(ch.isspace() for ch in to):
+        raise click.UsageError(f"--to: expected an e-mail address, got {to!r}")
+    mail = Mail(to=to, subject="Проверка почты коннектора оценок",
+                text="Это проверочное письмо коннектора оценок качества: почта настроена верно.")
+    try:
+        Mailer(settings).send(mail)
+    except TransientError as exc:
+        raise click.ClickException(f"not sent, try again later: {exc.message}") from None
+    except PermanentError as exc:
+        raise click.ClickException(f"not sent, fix the settings: {exc.message}") from None
+    click.echo(f"sent to {to} through {settings.host}:{settings.port} ({settings.security.value})")
+
+
 @cli.group(help="Inspect and replay CRM deliveries.")
 def deliveries() -> None:
     pass

@@ -144,3 +144,29 @@ def test_no_server_and_an_untrusted_certificate_say_so(tmp_path):
         with pytest.raises(PermanentError) as err:
             Mailer(MailSettings("127.0.0.1", port, MailSecurity.STARTTLS, timeout=5)).check()
     assert "certificate is not trusted" in err.value.message
+
+
+def test_the_mail_test_command_sends_one_message_or_says_why_not(monkeypatch):
+    from click.testing import CliRunner
+
+    from commands.cli import cli
+
+    def run(**env):
+        for key in ("SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_FROM"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return CliRunner().invoke(cli, ["mail-test", "--to", "sam@example.ru"])
+
+    with smtp_server(auth_require_tls=False) as (inbox, port):
+        base = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none", "SMTP_FROM": "qa@example.ru",
+                "SMTP_USERNAME": "alerts"}
+        sent = run(**base, SMTP_PASSWORD=PASSWORD)
+        refused = run(**base, SMTP_PASSWORD="wrong")
+    assert sent.exit_code == 0 and f"sent to sam@example.ru through 127.0.0.1:{port} (none)" in sent.output
+    [got] = inbox.messages
+    assert got["Subject"] == "Проверка почты коннектора оценок" and got["To"] == "sam@example.ru"
+    assert refused.exit_code == 1 and "not sent, fix the settings: the mail server refused the login" in refused.output
+    assert PASSWORD not in sent.output + refused.output
+    unset = run()
+    assert unset.exit_code == 2 and "set SMTP_HOST and SMTP_FROM" in unset.output

@@ -110,6 +110,13 @@ class Config:
     TRUSTED_PROXIES: int = 0  # reverse proxies in front that append X-Forwarded-For (1 behind nginx)
     HEAVY_READS_IN_CHILDREN: bool = True  # exports and reports built in child processes of lower priority
     LOG_LEVEL: str = "INFO"
+    # The account's SMTP server, for alerts and report e-mails (connector.delivery.mail); no host: no e-mail.
+    SMTP_HOST: str = ""
+    SMTP_PORT: int = 587
+    SMTP_SECURITY: str = "starttls"  # starttls (587), tls (465) or none (a relay on the same network)
+    SMTP_USERNAME: str = ""
+    SMTP_PASSWORD: str = ""  # never logged
+    SMTP_FROM: str = ""  # the From address of every message
     # Each target's own settings, by its name: read from the environment names it declares (`read_section`).
     sections: Mapping[str, object] = field(default_factory=dict, repr=False)
 
@@ -168,6 +175,13 @@ class Config:
 
         if self.LOW_SCORE_TASK and (problem := template_problem(self.LOW_SCORE_TASK_TEMPLATE, self.QA_SCALE_MAX)):
             raise ConfigError(f"LOW_SCORE_TASK_TEMPLATE: {problem}")
+        if self.SMTP_SECURITY not in ("starttls", "tls", "none"):
+            raise ConfigError(f"SMTP_SECURITY: expected starttls, tls or none, got {self.SMTP_SECURITY!r}")
+        if not 1 <= self.SMTP_PORT <= 65535:
+            raise ConfigError(f"SMTP_PORT: must be between 1 and 65535, got {self.SMTP_PORT}")
+        if self.SMTP_HOST and "@" not in self.SMTP_FROM:
+            raise ConfigError("SMTP_FROM: the From address of the e-mails (an address with @) must be set with "
+                              "SMTP_HOST")
         if self.MAX_BODY_BYTES < 1024:
             raise ConfigError(f"MAX_BODY_BYTES: must be at least 1024, got {self.MAX_BODY_BYTES}")
         if not self.DATABASE_URL.split(":", 1)[0].startswith(("sqlite", "postgresql")):

@@ -108,3 +108,11 @@ def _reply(code: int, text: bytes | str) -> str:
 
 def _said(exc: smtplib.SMTPResponseException) -> str:
     return _reply(exc.smtp_code, exc.smtp_error)
+
+
+def mail_settings(config) -> MailSettings | None:
+    """The SMTP server the settings name (SMTP_*), or None when none is set (no e-mail goes out)."""
+    if not config.SMTP_HOST:
+        return None
+    return MailSettings(config.SMTP_HOST, config.SMTP_PORT, MailSecurity(config.SMTP_SECURITY), config.SMTP_USERNAME,
+                        config.SMTP_PASSWORD, config.SMTP_FROM)
