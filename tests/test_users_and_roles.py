@@ -223,3 +223,14 @@ def test_settings_changes_are_audited_under_the_users_name(client, people):
     client.put("/api/v1/settings", json={"max_threshold": 5}, headers=people["ann"])
     [entry] = client.get("/api/v1/settings/audit", headers=people["ann"]).json["items"]
     assert entry["actor"] == "ann"
+
+
+@pytest.mark.parametrize("config_overrides", [{"QA_LOCK_SCORE": "false"}])
+def test_a_call_tells_supervisors_once_while_its_score_stays_low(client, people, mango_post):
+    """Without the lock a customer may rate again (on the rating page, say): 3, then 2, then 1 is one low call to
+    look at, not three; a score back above the threshold and low again is news again."""
+    mango_post("events/summary", summary("call-1", extension="101"))
+    for seq, digits in enumerate(["3", "2", "1", "9", "4"]):
+        mango_post("events/dtmf", dtmf("call-1", digits, seq=seq + 1, timestamp=1_763_800_100 + seq))
+    items = client.get("/api/v1/notifications", headers=people["sam"]).json["items"]
+    assert [(n["call_id"], n["kind"]) for n in items] == [("call-1", "low_score")] * 2

@@ -213,8 +213,9 @@ def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | 
     if decision.status != ScoreStatus.REFUSED:
         call.survey = SurveyState.ANSWERED
     if decision.in_force:
+        was_low = call.decision_tag is not None
         _put_in_force(call, decision)
-        if decision.tag:
+        if decision.tag and not was_low:  # a low score replacing a low one: the call is no newer news
             notify_low_score(session, call)
     return decision
 
