@@ -18,21 +18,17 @@ import logging
 import statistics
 import sys
 import tempfile
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask  # noqa: E402
-from sqlalchemy import select  # noqa: E402
 
 from app import create_app  # noqa: E402
 from connector.core.db import upgrade  # noqa: E402
-from connector.core.models import Call, RatingRequest  # noqa: E402
-from connector.inbound.link.rules import token_for, token_hash  # noqa: E402
-from tests.conftest import MangoPoster, make_config, summary  # noqa: E402
+from tests.conftest import make_config  # noqa: E402
 from tests.e2e.test_browser import start_chromium  # noqa: E402
-from tests.e2e.test_rating_page_browser import slow_phone  # noqa: E402
+from tests.e2e.test_rating_page_browser import sent_request, slow_phone  # noqa: E402
 from tests.fakes.server import serving  # noqa: E402
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -43,17 +39,7 @@ def rating_app(tmp: str):
     url = f"sqlite:///{tmp}/page.db"
     upgrade(url)
     app = create_app(make_config(url))
-    assert MangoPoster(app.test_client())("events/summary", summary("call-1")).status_code == 200
-    db, now = app.extensions["connector"].db, datetime.now(timezone.utc)
-    with db.transaction() as s:
-        call = s.scalars(select(Call).where(Call.entry_id == "call-1")).one()
-        request = RatingRequest(call_row=call.id, number="79001234567", line_number=call.line_number, status="sent",
-                                due_at=now, sent_at=now, expires_at=now + timedelta(days=3))
-        s.add(request)
-        s.flush()
-        token = token_for(app.extensions["connector"].config.SECRET_KEY, request.id)
-        request.token_hash = token_hash(token)
-    return app, f"/r/{token}"
+    return app, sent_request(app)
 
 
 def anchor_app(body: bytes) -> Flask:

@@ -102,7 +102,7 @@ def create_demo_pbx(api_key: str, salt: str, *, connector_url: str | None = None
         except (CallbackRejected, ValueError):
             return jsonify({"result": 3102})
         if not isinstance(body, dict) or not body.get("from_extension") or not body.get("text"):
-            return jsonify({"result": 3100})  # MANGO: from_extension and text are required
+            return jsonify({"result": 3100})  # MANGO VPBX API v1.9 §3.2.4: from_extension and text are required
         number = str(body.get("to_number") or "")
         say(f"SMS to {number[:4]}***{number[-2:]} from extension {body['from_extension']}: {body['text']}")
         if connector_url:

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from app import create_app
 from connector.core.db import downgrade, upgrade
-from connector.core.models import DeliveryJob, RatingRequest
+from connector.core.models import Call, DeliveryJob, RatingRequest
 from connector.inbound.link import settings as link_settings
 from connector.wiring import build_rating_planner, build_sms_worker, build_worker
 from tests.conftest import MANGO_KEY, MANGO_SALT, MangoPoster, dtmf, make_config, summary
@@ -157,14 +157,16 @@ class Day:
                 posted.add(key)
         self._posted = posted
 
+    def _entry_of_command(self) -> dict[str, str]:
+        """A request's command_id -> its call's entry_id."""
+        with self.db.reading() as s:
+            return dict(s.execute(select(RatingRequest.command_id, Call.entry_id)
+                                  .join(Call, Call.id == RatingRequest.call_row)).all())
+
     def links(self) -> dict[str, str]:
         """entry_id -> the path of the link its SMS carried (`/r/<token>`)."""
-        with self.db.reading() as s:
-            by_command = {r.command_id: r.call_row for r in s.scalars(select(RatingRequest))}
-            from connector.core.models import Call
-            entries = {c.id: c.entry_id for c in s.scalars(select(Call))}
-        return {entries[by_command[body["command_id"]]]: "/r/" + LINK.search(body["text"]).group(1)
-                for body in self.pbx.sms}
+        entry_of = self._entry_of_command()
+        return {entry_of[body["command_id"]]: "/r/" + LINK.search(body["text"]).group(1) for body in self.pbx.sms}
 
     def rate(self, path: str, answer: int, comment: str = "", do_not_contact: bool = False) -> int:
         form = {"answer": str(answer), "comment": comment, **({"do_not_contact": "yes"} if do_not_contact else {})}
@@ -196,10 +198,8 @@ class Day:
             f.requests = Counter(f"{r.status}" + (f":{r.reason}" if r.reason else "")
                                  for r in s.scalars(select(RatingRequest)))
             f.rated = s.scalar(select(func.count()).select_from(RatingRequest).where(RatingRequest.rated_at.is_not(None)))
-            by_command = {r.command_id: r.call_row for r in s.scalars(select(RatingRequest))}
-            from connector.core.models import Call
-            entries = {c.id: c.entry_id for c in s.scalars(select(Call))}
-        f.sent_local = sorted((entries[by_command[c]], at) for c, at in self.sent_by_command.items())
+        entry_of = self._entry_of_command()
+        f.sent_local = sorted((entry_of[c], at) for c, at in self.sent_by_command.items())
         f.sms_commands = len(self.pbx.commands("commands/sms"))
         # A score known when the call is logged rides in the call's result; a later one is a note on its entity.
         f.crm_calls = Counter(call.get("uniq") for call in self.amo.calls)

@@ -144,16 +144,23 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _open_link(session, token: str, now: datetime):
+    """The request a link names and its page, or the page that refuses it (404 unknown, 410 expired)."""
+    services = _services()
+    found = answers.find(session, token)
+    if found is None:
+        return None, None, _problem(404)
+    shown = answers.page_for(session, services.ingest.initial_policy, found, services.config.CONSOLE_TIMEZONE, now)
+    return found, shown, (_problem(410, page=shown) if shown.expired else None)
+
+
 @bp.get("/<token>")
 def page(token: str):
     services, now = _services(), _now()
     with services.db.reading() as s:
-        found = answers.find(s, token)
-        if found is None:
-            return _problem(404)
-        shown = answers.page_for(s, services.ingest.initial_policy, found, services.config.CONSOLE_TIMEZONE, now)
-    if shown.expired:
-        return _problem(410, page=shown)
+        found, shown, refused = _open_link(s, token, now)
+    if refused is not None:
+        return refused
     if found.opened_at is None:
         with services.db.transaction() as s:
             answers.open_page(s, found, now)
@@ -212,12 +219,9 @@ def answer(token: str):
     with force_locale(_language()):
         form = _read_form(request.form)
     with services.db.transaction() as s:
-        found = answers.find(s, token)
-        if found is None:
-            return _problem(404)
-        shown = answers.page_for(s, services.ingest.initial_policy, found, services.config.CONSOLE_TIMEZONE, now)
-        if shown.expired:
-            return _problem(410, page=shown)
+        found, shown, refused = _open_link(s, token, now)
+        if refused is not None:
+            return refused
         if form.problem:
             return _show(shown, 400, chosen=form.answer, comment=form.comment, problem=form.problem, token=token,
                          ticked=form.do_not_contact)

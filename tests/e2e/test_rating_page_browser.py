@@ -26,12 +26,11 @@ WORDS = {"ru": {"title": "Оцените разговор — Наша комп�
                 "thanks": "Thank you for your rating!", "bad": "Bad"}}
 
 
-@pytest.fixture
-def rating_link(app, client, db):
-    """The connector over real HTTP with one call and a sent rating request: its link."""
-    assert MangoPoster(client)("events/summary", summary("call-1")).status_code == 200
+def sent_request(app) -> str:
+    """One call with a sent rating request: the path of its link (`bench/rating_page.py` uses it too)."""
+    assert MangoPoster(app.test_client())("events/summary", summary("call-1")).status_code == 200
     now = datetime.now(timezone.utc)
-    with db.transaction() as s:
+    with app.extensions["connector"].db.transaction() as s:
         call = s.scalars(select(Call).where(Call.entry_id == "call-1")).one()
         request = RatingRequest(call_row=call.id, number="79001234567", line_number=call.line_number, status="sent",
                                 due_at=now, sent_at=now, expires_at=now + timedelta(days=3))
@@ -39,8 +38,15 @@ def rating_link(app, client, db):
         s.flush()
         token = token_for(app.extensions["connector"].config.SECRET_KEY, request.id)
         request.token_hash = token_hash(token)
+    return f"/r/{token}"
+
+
+@pytest.fixture
+def rating_link(app):
+    """The connector over real HTTP with one call and a sent rating request: its link."""
+    path = sent_request(app)
     with serving(app) as url:
-        yield f"{url}/r/{token}"
+        yield url + path
 
 
 @contextmanager

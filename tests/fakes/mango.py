@@ -66,9 +66,11 @@ class FakeMango:
     blocked_until: float = 0.0
     blocks: int = 0
     sms: list = field(default_factory=list)  # the SMS commands it accepted, as sent
-    sms_results: dict = field(default_factory=dict)  # to_number -> result/sms code (1000 unless set)
-    sms_delivery: dict = field(default_factory=dict)  # to_number -> events/sms reason (1000 unless set)
-    sms_senders: tuple = ()  # sender names the account has; () takes any
+    # to_number -> result/sms code (1000 unless set; 2xxx billing, 3100, 4300: PDF §3.1.3 and the codes s.243)
+    sms_results: dict = field(default_factory=dict)
+    # to_number -> events/sms reason (1000 unless set; 4300, 4301, 4391-4393: PDF §3.1.3 s.28)
+    sms_delivery: dict = field(default_factory=dict)
+    sms_senders: tuple = ()  # sender names the account has (PDF §3.2.4: only those); () takes any
 
     def __post_init__(self):
         self.lock = threading.RLock()
@@ -131,7 +133,7 @@ class FakeMango:
         for body in self.sms:
             result = self.sms_results.get(body["to_number"], 1000)
             reports.append(("result/sms", {"command_id": body["command_id"], "result": result}))
-            if result == 1000:
+            if result == 1000:  # a carrier's report only for an SMS the PBX sent (reference mango-vpbx.md "SMS")
                 reports.append(("events/sms", {"command_id": body["command_id"],
                                                "reason": self.sms_delivery.get(body["to_number"], 1000)}))
         return reports
