@@ -594,7 +594,50 @@ class AlertChannel(Base):
     muted_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     refused: Mapped[str | None] = mapped_column(String(255))
     address: Mapped[str | None] = mapped_column(String(64))
+    # A Telegram link in progress: the SHA-256 of the one-time code the person sends the bot (`/start <code>`),
+    # and until when it works. Cleared once used.
+    link_code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    link_code_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AlertStatus(enum.StrEnum):
+    QUEUED = "queued"  # its own message is in the outbox (`job_key`)
+    HELD = "held"  # quiet hours or the hourly cap: it waits for the digest after `held_until`
+    DIGESTED = "digested"  # it went into a digest message (`job_key` is the digest's)
+
+
+class Alert(Base):
+    """One alert: a call's trigger (connector.core.alerting.Trigger) for one person on one channel, exactly
+    once (the unique key). Its message is one outbox job of the channel's target, its own or a digest's."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("call_row", "trigger", "user_id", "channel"),
+                      Index("ix_alerts_held", "status", "held_until"),
+                      Index("ix_alerts_user_recent", "user_id", "channel", "created_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_row: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # AlertStatus
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    job_key: Mapped[str | None] = mapped_column(String(255))  # the outbox job that carries its message
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MessengerAccount(Base):
+    """What the connector keeps of its messenger bot beside the generic account row (the token is the account's
+    `access_token_enc`): the bot's name as Telegram gave it, and the next update to read."""
+
+    __tablename__ = "messenger_accounts"
+
+    account: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bot_username: Mapped[str | None] = mapped_column(String(64))
+    updates_offset: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiToken(Base):
