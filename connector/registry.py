@@ -3,6 +3,7 @@
 Add a target or a PBX here, nowhere else. Importing it also adds each kit's own tables (its `models.py`) to the schema."""
 from __future__ import annotations
 
+from connector.core.alerting import Channel
 from connector.core.config import ConfigError, section_names
 from connector.core.db import Database
 from connector.delivery.kit import TargetKit
@@ -15,14 +16,23 @@ from connector.inbound.pbx import PbxKit
 
 KITS: dict[str, TargetKit] = {kit.name: kit for kit in (AMOCRM, BITRIX24, WEBHOOK)}
 PBX: PbxKit = MANGO  # the one PBX the connector speaks to; a second one will be chosen by a setting
-CHANNELS: tuple[str, ...] = (SMS_CHANNEL,)  # outbox targets that are not CRMs: the rating link's SMS
+# Outbox targets that are not CRMs: the rating link's SMS, the alerts' e-mail and Telegram.
+CHANNELS: tuple[str, ...] = (SMS_CHANNEL, *(c.value for c in Channel))
 
 
-def channels_on(session) -> tuple[str, ...]:
-    """The channels in use (the status lists them): the rating link's SMS once it is on, globally or on a line."""
+def alert_channels(config) -> tuple[Channel, ...]:
+    """The alerts' channels this deployment can send through: e-mail with an SMTP server, Telegram with a bot."""
+    return tuple(c for c, on in ((Channel.EMAIL, bool(config.SMTP_HOST)),
+                                 (Channel.TELEGRAM, bool(config.TELEGRAM_BOT_TOKEN))) if on)
+
+
+def channels_on(session, config) -> tuple[str, ...]:
+    """The channels in use (the status lists them): the rating link's SMS once it is on, globally or on a line;
+    the alerts' channels that are set up."""
     from connector.inbound.link.settings import read
 
-    return CHANNELS if read(session)[0].on_anywhere else ()
+    sms = (SMS_CHANNEL,) if read(session)[0].on_anywhere else ()
+    return (*sms, *(c.value for c in alert_channels(config)))
 
 
 def kit(name: str) -> TargetKit:

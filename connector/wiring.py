@@ -22,8 +22,11 @@ def load_settings(environ=None, *, dotenv: bool = True) -> Config:
 
 def ingest_context(config: Config) -> IngestContext:
     pbx = pbx_settings(config)
+    from connector.delivery.alerts.planning import AlertContext
+
     return IngestContext(initial_policy=policy_from_config(config), targets=registry.plannings(config),
-                         survey_location=pbx.survey_location, poll_quality=pbx.quality_api)
+                         survey_location=pbx.survey_location, poll_quality=pbx.quality_api,
+                         alerts=AlertContext(registry.alert_channels(config), config.CONSOLE_TIMEZONE))
 
 
 def build_pbx_credentials(config: Config, db: Database) -> CredentialStore:
@@ -139,11 +142,50 @@ def build_sms_worker(config: Config, db: Database, *, session=None):
         lease_seconds=config.WORKER_LEASE_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS))
 
 
+def build_bot(config: Config):
+    """The Telegram bot of the alerts, or None when TELEGRAM_BOT_TOKEN is not set."""
+    if not config.TELEGRAM_BOT_TOKEN:
+        return None
+    from connector.delivery.telegram import Bot
+
+    return Bot(config.TELEGRAM_BOT_TOKEN, base_url=config.TELEGRAM_API_URL)
+
+
+def build_alert_workers(config: Config, db: Database) -> list:
+    """One outbox worker per alert channel set up (e-mail with SMTP_HOST, Telegram with TELEGRAM_BOT_TOKEN)."""
+    from connector.core.alerting import Channel
+    from connector.core.runtime_settings import user_map_scope
+    from connector.delivery.alerts.channels import AlertTarget, email_sender, telegram_sender
+    from connector.delivery.mail import Mailer, mail_settings
+    from connector.delivery.worker import DeliveryLoop, WorkerOptions
+
+    senders = {Channel.EMAIL: lambda: email_sender(Mailer(mail_settings(config))),
+               Channel.TELEGRAM: lambda: telegram_sender(build_bot(config))}
+    return [DeliveryLoop(db, AlertTarget(channel, senders[channel](), public_base_url=config.PUBLIC_BASE_URL,
+                                         default_zone=config.CONSOLE_TIMEZONE),
+                         WorkerOptions(initial_policy=policy_from_config(config), initial_user_map={},
+                                       user_map_scope=user_map_scope(channel.value),
+                                       lease_seconds=config.WORKER_LEASE_SECONDS,
+                                       poll_seconds=config.WORKER_POLL_SECONDS))
+            for channel in registry.alert_channels(config)]
+
+
+def build_digest_planner(config: Config, db: Database):
+    """Gathers what quiet hours or the cap held into digests, or None when no alert channel is set up."""
+    if not registry.alert_channels(config):
+        return None
+    from connector.delivery.alerts.digests import DigestPlanner
+
+    return DigestPlanner(db, poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0))
+
+
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
     """Every background loop this configuration needs: the inbox, delivery, recording copies, PBX polling
-    and scanning, the operator directory, and the rating requests by link (planned, then sent)."""
+    and scanning, the operator directory, the rating requests by link (planned, then sent), and the alerts'
+    channels and digests."""
     workers = build_workers(config, db)
     loops = (build_inbox(config, db, wake=wake), *workers, build_recording_copier(config, db, workers),
              build_poller(config, db), build_scanner(config, db), build_directory(config, db),
-             build_rating_planner(config, db), build_sms_worker(config, db))
+             build_rating_planner(config, db), build_sms_worker(config, db), *build_alert_workers(config, db),
+             build_digest_planner(config, db))
     return [loop for loop in loops if loop is not None]

@@ -23,7 +23,7 @@ def component_details() -> dict:
     try:
         with services().db.reading() as session:
             return status.details(session, services().config.targets, registry.PBX.guard_state,
-                                    registry.channels_on(session))
+                                    registry.channels_on(session, services().config))
     except Exception:  # any database failure means unhealthy, never a 500
         raise ApiError(503, "database unavailable") from None
 
@@ -52,7 +52,7 @@ def metrics():
     try:
         with services().db.reading() as session:
             state = status.details(session, services().config.targets, registry.PBX.guard_state,
-                                    registry.channels_on(session))
+                                    registry.channels_on(session, services().config))
             body += generate_latest(queue_metrics(state))
     except Exception as exc:  # the database is down: the process metrics still tell something
         log.warning("metrics: the queues could not be read (%s)", type(exc).__name__)

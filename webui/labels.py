@@ -14,6 +14,7 @@ from connector.console.audit import AuditScope, audit_subject
 from connector.core.models import (DeliveryStatus, JobStatus, NotificationKind, RequestReason, RequestStatus, Role,
                                    ScanProblem, ScoreOrigin, ScoreSource, SurveyState)
 from connector.console.status import State
+from connector.core.calls import masked_phone
 from connector.core.policy import HighScores, ScoreReason, ScoreStatus, score_reason
 from connector.core.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
 from connector.delivery.targets.amocrm.kinds import JobKind as AmoCrmKind
@@ -443,13 +444,6 @@ def zone_label(name: str | None, at: datetime | None = None) -> str:
     shown = f"UTC{'+' if offset >= 0 else '-'}{hours}" + (f":{minutes:02d}" if minutes else "")
     city = get_timezone_location(zone, locale=str(get_locale() or "ru"), return_city=True)
     return f"{city} ({shown})"
-
-
-def masked_phone(number: str | None) -> str:
-    """A customer's number where it may travel beyond the page (a window title lands in the browser's
-    history and in screen shares): its last four digits only."""
-    digits = "".join(ch for ch in number or "" if ch.isdigit())
-    return "…" + digits[-4:] if len(digits) > 4 else (number or "")
 
 
 FILTERS = {

@@ -76,7 +76,7 @@ def settings_page(form: SettingsForm | None, errors: dict, saved: bool, *, line_
         policies = current_policies(s, initial)
         policy = policies.base
         state = {**status.details(s, services().config.targets, registry.PBX.guard_state,
-                                  registry.channels_on(s)),
+                                  registry.channels_on(s, services().config)),
                  **status.last_activity(s)}
         dead = [{"id": j.id, "kind": j.kind, "crm": j.crm, "call_id": j.call.entry_id, "started_at": j.call.created_at,
                  "error": j.last_error, "at": j.updated_at.isoformat()}

@@ -36,3 +36,21 @@ def call_recipients(session: Session, line: str | None, operator_extension: str 
     groups = tuple(str(g) for g in (operator.groups if operator else []) or [])
     return recipients(routes(session), people(session), line, groups)
 
+
+
+def address(session: Session, user_id: int, channel: Channel) -> str | None:
+    """Where a person's channel sends: their e-mail address, or the Telegram chat they linked."""
+    if channel == Channel.EMAIL:
+        return session.scalar(select(User.email).where(User.id == user_id)) or None
+    return session.scalar(select(AlertChannel.address).where(
+        AlertChannel.user_id == user_id, AlertChannel.channel == channel.value)) or None
+
+
+def refuse(session: Session, user_id: int, channel: Channel, reason: str) -> None:
+    """The messenger refused a person's address (a chat that blocked the bot): the channel is off, and the
+    console says why, until the person links it again."""
+    row = session.get(AlertChannel, (user_id, channel.value), with_for_update=True)
+    if row is None:
+        row = AlertChannel(user_id=user_id, channel=channel.value, enabled=True)
+        session.add(row)
+    row.refused = reason[:255]

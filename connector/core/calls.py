@@ -290,3 +290,10 @@ def call_json(call: Call, *, with_history: bool = False, marks: list[dict] | Non
             for s in call.scores
         ]
     return data
+
+
+def masked_phone(number: str | None) -> str:
+    """A customer's number where it may travel beyond the page (a window title lands in the browser's history
+    and in screen shares; an alert lands in a mailbox or a chat): its last four digits only."""
+    digits = "".join(ch for ch in number or "" if ch.isdigit())
+    return "…" + digits[-4:] if len(digits) > 4 else (number or "")

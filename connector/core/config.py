@@ -6,6 +6,7 @@ value stops start-up with one line naming the setting and what is wrong.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass, field, fields, replace
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import Mapping, TypeVar
 
 from dotenv import load_dotenv
+
+
+# A bot's token as @BotFather gives it: the bot's id, a colon, a secret (https://core.telegram.org/bots/api#authorizing-your-bot).
+BOT_TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{20,100}")
 
 
 class ConfigError(ValueError):
@@ -117,6 +122,9 @@ class Config:
     SMTP_USERNAME: str = ""
     SMTP_PASSWORD: str = ""  # never logged
     SMTP_FROM: str = ""  # the From address of every message
+    # The Telegram bot that sends alerts (connector.delivery.telegram); no token: no Telegram.
+    TELEGRAM_BOT_TOKEN: str = ""  # never logged
+    TELEGRAM_API_URL: str = "https://api.telegram.org"
     # Each target's own settings, by its name: read from the environment names it declares (`read_section`).
     sections: Mapping[str, object] = field(default_factory=dict, repr=False)
 
@@ -179,6 +187,11 @@ class Config:
             raise ConfigError(f"SMTP_SECURITY: expected starttls, tls or none, got {self.SMTP_SECURITY!r}")
         if not 1 <= self.SMTP_PORT <= 65535:
             raise ConfigError(f"SMTP_PORT: must be between 1 and 65535, got {self.SMTP_PORT}")
+        if self.TELEGRAM_BOT_TOKEN and not BOT_TOKEN.fullmatch(self.TELEGRAM_BOT_TOKEN):
+            raise ConfigError("TELEGRAM_BOT_TOKEN: expected the token @BotFather gave, such as 123456:ABC-DEF1234ghIkl "
+                              "(digits, a colon, then letters, digits, - and _)")
+        if not self.TELEGRAM_API_URL.startswith(("https://", "http://")):
+            raise ConfigError(f"TELEGRAM_API_URL: expected an http(s) address, got {self.TELEGRAM_API_URL!r}"[:200])
         if self.SMTP_HOST and "@" not in self.SMTP_FROM:
             raise ConfigError("SMTP_FROM: the From address of the e-mails (an address with @) must be set with "
                               "SMTP_HOST")

@@ -73,7 +73,8 @@ NO_TARGET = "none"  # the `crm` of a call's record when no target is configured:
 SMS_CHANNEL = "sms"  # the outbox target of the rating link's SMS (connector.inbound.link.sms)
 # Outbox targets that are not CRMs: their records say where a message to the customer is, and never count in
 # the call's CRM status nor stand for its CRM in the API.
-CHANNELS = frozenset({SMS_CHANNEL})
+ALERT_CHANNELS = ("email", "telegram")  # the outbox targets of the alerts (connector.core.alerting.Channel)
+CHANNELS = frozenset({SMS_CHANNEL, *ALERT_CHANNELS})
 _WORST_FIRST = (DeliveryStatus.DEAD, DeliveryStatus.UNMATCHED, DeliveryStatus.PENDING, DeliveryStatus.DELIVERED)
 
 

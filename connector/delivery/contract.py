@@ -8,7 +8,7 @@ Batch methods return one `Outcome` per item, so one bad item fails alone:
 - `Superseded`: a newer job carries the change, so this one is stored done and has no effects;
 - `SendAgain`: the item is fine, another item of its batch was refused: back at once, the try not counted;
 - `Unmatched`: the CRM found no entity for the item (amoCRM: no contact or company has the phone);
-- `Dead`: refused for good, with the target's reason;
+- `Dead`: refused for good, with the target's reason (`Refused`: by the recipient's address, turned off);
 - `TransientError`: retry later (rate limit, 5xx, timeout, or an outcome in doubt).
 """
 from __future__ import annotations
@@ -170,6 +170,11 @@ class Unmatched(NotDone):
 
 class Dead(NotDone):
     """Refused for good: dead at once with the reason; a replay revives it."""
+
+
+class Refused(Dead):
+    """Dead because the recipient's address refuses messages (a chat that blocked the bot): the target's
+    `on_refused` turns that address off until a person links it again; a replay then sends it."""
 
 
 # What became of one job's try. "Retry later, or in doubt" is a TransientError; a paused account is

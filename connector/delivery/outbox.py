@@ -10,7 +10,7 @@ not sent. A target reports one outcome per job (`connector.delivery.contract`), 
 - `Superseded`: done with `{"superseded": true}` in its result, and no effects;
 - `SendAgain`: pending again at once, the try not counted;
 - `Unmatched`: the target's `on_unmatched` decides (amoCRM: wait for a new contact, or unmatched);
-- `Dead`: dead at once, with the reason;
+- `Dead`: dead at once, with the reason (`Refused`: the target's `on_refused` turns the address off);
 - `TransientError`: retried on the schedule of `connector.delivery.retry`, then dead.
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from connector.core import lease
 from connector.core.db import Database
 from connector.core.metrics import DELIVERIES
-from connector.delivery.contract import Dead, Done, Outcome, SendAgain, Superseded, TransientError, Unmatched
+from connector.delivery.contract import (Dead, Done, Outcome, Refused, SendAgain, Superseded, TransientError,
+                                        Unmatched)
 from connector.delivery.retry import next_try
 
 from connector.core.models import (Call, CrmRecord, DeliveryJob, DeliveryStatus, JobStatus, Score, SurveyState,
@@ -344,6 +345,8 @@ class DeliveryQueue:
                         case Dead(reason):
                             job.status, job.last_error = JobStatus.DEAD, reason
                             log.error("%s job %s dead: %s", self.crm, job.key, reason)
+                            if isinstance(outcome, Refused):
+                                effects.on_refused(s, job, outcome, now)
                             _heard_dead(effects, s, job, now)
                 for d in deliveries.values():
                     refresh_record(d)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, selectinload
 
 from connector.delivery import outbox
+from connector.delivery.alerts.planning import AlertContext, plan_alerts
 from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, ScoreOrigin,
                               ScoreSource, SurveyState, UTCDateTime, crm_summary)
 from connector.core.notifications import notify_low_score
@@ -37,6 +38,7 @@ class IngestContext:
     targets: tuple[outbox.Planning, ...] = ()  # where calls go, each independently (none: store and report)
     survey_location: str = ""  # the IVR location whose digits are the customer's score
     poll_quality: bool = False  # ask the PBX's quality control for each call's scores (MANGO_QUALITY_API)
+    alerts: AlertContext | None = None  # who hears of low scores (None: nobody, as in tools and tests)
 
 
 FIRST_POLL_DELAY = timedelta(seconds=5)  # the summary can come a moment before the PBX saves the mark
@@ -301,3 +303,5 @@ def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], po
                 delivery = deliveries[target.name][call_id]
                 target.plan(session, delivery)
                 outbox.refresh_record(delivery)
+    if ctx.alerts is not None:
+        plan_alerts(session, ctx.alerts, calls)
