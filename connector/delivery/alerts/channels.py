@@ -57,8 +57,8 @@ def views(session: Session, alerts: list[Alert], policy: Policy, zone, public_ba
     ids = {a.call_row for a in alerts}
     calls = {c.id: c for c in session.scalars(select(Call).where(Call.id.in_(ids)))}
     extensions = {c.operator_extension for c in calls.values() if c.operator_extension}
-    names = dict(session.execute(select(Operator.extension, Operator.name)
-                                 .where(Operator.extension.in_(extensions))).tuples()) if extensions else {}
+    names = {ext: name for ext, name in session.execute(
+        select(Operator.extension, Operator.name).where(Operator.extension.in_(extensions)))} if extensions else {}
     comments: dict[tuple[int, str], str] = {}
     for call_row, source, comment in session.execute(
             select(Score.call_id, Score.source, Score.comment).where(
