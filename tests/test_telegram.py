@@ -281,6 +281,14 @@ def test_no_updates_leave_the_offset_as_it_was():
     assert Bot(TOKEN).get_updates(99) == ([], 99)
 
 
+def test_an_address_that_is_no_url_is_a_settings_mistake_not_a_pause():
+    with pytest.raises(PermanentError) as caught:
+        Bot(TOKEN, base_url="api.telegram.org").get_me()
+
+    assert str(caught.value).startswith("Telegram getMe: the address 'api.telegram.org' is not an http(s) URL")
+    assert_no_token(caught.value)
+
+
 def test_the_bots_repr_shows_its_public_id_not_its_secret():
     assert repr(Bot(TOKEN)) == "Bot(id=7012345678, base_url='https://api.telegram.org')"
 
@@ -397,14 +405,18 @@ def test_a_person_who_never_wrote_to_the_bot_cannot_be_reached(telegram):
     assert caught.value.chat_id == 5550002 and "chat not found" in str(caught.value)
 
 
-def test_a_wrong_token_is_refused_and_never_shown(telegram):
-    wrong = "7012345678:AAF-another-secret-the-admin-mistyped"
+@pytest.mark.parametrize("wrong, status", [
+    ("7012345678:AAF-another-secret-the-admin-mistyped", 401),  # a token, not this bot's
+    ("bot7012345678:AAF-another-secret-the-admin-mistyped", 404),  # copied with the URL's "bot" in front
+])
+def test_a_wrong_token_is_refused_and_never_shown(telegram, wrong, status):
     bot = bot_for(telegram, token=wrong)
 
     for call in (bot.get_me, lambda: bot.send_message(5, "x"), bot.get_updates):
         with pytest.raises(WrongToken) as caught:
             call()
-        assert caught.value.status == 401 and "another-secret" not in repr(caught.value) + str(caught.value)
+        assert caught.value.status == status
+        assert "another-secret" not in "".join(traceback.format_exception(caught.value))
 
 
 def test_updates_once_read_are_confirmed_by_the_next_offset(telegram):
@@ -449,7 +461,7 @@ def test_a_failing_telegram_is_transient_and_sent_nothing(telegram, status):
 
 def test_an_answer_that_comes_too_late_leaves_the_message_in_doubt(telegram):
     telegram.user_sends(5550001, "/start")
-    telegram.answer_late(1.0)
+    telegram.answer_late(0.6)
 
     with pytest.raises(TransientError) as caught:
         bot_for(telegram, timeout=0.2).send_message(5550001, "оценка 1")

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import requests
 import urllib3.exceptions
 
-from connector.delivery.contract import PermanentError, RateLimited, TransientError, UnexpectedAnswer
+from connector.delivery.contract import CrmError, PermanentError, RateLimited, TransientError, UnexpectedAnswer
 
 TEXT_LIMIT = 4096  # sendMessage: "Text of the message to be sent, 1-4096 characters after entities parsing"
 ELLIPSIS = "…"
@@ -155,9 +155,14 @@ class Bot:
         """One request; the answer's `result`, or the error its answer (or its absence) means."""
         changes_something = method == "sendMessage"
         seconds = self.timeout + wait
-        failure: TransientError | None = None
+        failure: CrmError | None = None
         try:
             response = self.http.post(f"{self.base_url}/bot{self._token}/{method}", json=payload, timeout=seconds)
+        except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+                requests.exceptions.InvalidURL) as exc:
+            # A settings mistake no retry mends (base_url "api.telegram.org" without https://, say).
+            failure = PermanentError(f"Telegram {method}: the address {self.base_url!r} is not an http(s) URL "
+                                     f"({type(exc).__name__})")
         except requests.RequestException as exc:
             # Words of our own, never str(exc): requests puts the URL, and so the token, in its messages.
             what = f"no answer in {seconds:g} s" if isinstance(exc, requests.Timeout) else "no connection"
@@ -201,8 +206,8 @@ def _result(method: str, response: requests.Response, chat_id: int | str | None,
     # and an answer that says so did not apply the request.
     if code >= 500:
         raise TransientError(f"Telegram {method}: {description}", maybe_applied=False, **answer)
-    # telegram-bot-api ClientManager.cpp: "401 Unauthorized: invalid token specified"; an unknown token answers
-    # {"error_code":401,"description":"Unauthorized"}; a malformed URL 404 "Not Found" (HttpConnection.cpp).
+    # telegram-bot-api ClientManager.cpp: 401 "Unauthorized: invalid token specified"; api.telegram.org answers
+    # an unknown token 401 "Unauthorized" and a malformed one 404 "Not Found" (eternnoir/pyTelegramBotAPI#817).
     if code in (401, 404):
         raise WrongToken(f"Telegram refused the bot token ({description}): enter the token @BotFather gave",
                          **answer)

@@ -5,7 +5,8 @@ It behaves as the Bot API page (https://core.telegram.org/bots/api) and the offi
 - `/bot<token>/<method>`, GET or POST, parameters in the query, a form or a JSON body, method names in any case
   ("Making requests"); every answer `{"ok": true, "result": ...}` or `{"ok": false, "error_code", "description"}`
   with `parameters` for some errors ("Making requests", "ResponseParameters");
-- another token: 401 "Unauthorized"; an unknown method: 404 "Not Found";
+- another token: 401 "Unauthorized"; one not shaped "<bot id>:<secret>": 404 "Not Found"; an unknown method:
+  404 "Not Found: method not found";
 - `getMe` answers the bot (`bot_id`, `username`);
 - `sendMessage` records each message (`sent`): a chat that never wrote to the bot is 400 "Bad Request: chat not
   found", a chat that `block`ed it 403 "Forbidden: bot was blocked by the user", an HTML text Telegram cannot
@@ -21,9 +22,11 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from flask import Flask, jsonify, request
 
@@ -105,7 +108,7 @@ class FakeTelegram:
     first_name: str = "Контроль качества"
     webhook_url: str = ""  # set: getUpdates answers 409, as Telegram does while a webhook is active
     long_poll_cap: float = 0.5  # seconds a long poll waits at most (the real one up to 50)
-    chats: dict = field(default_factory=dict)  # chat id -> {"first_name", "type"}: the people who wrote to the bot
+    chats: dict = field(default_factory=dict)  # chat id -> its Chat object: the people (and groups) who wrote
     blocked: set = field(default_factory=set)  # chat ids that blocked the bot
     sent: list = field(default_factory=list)  # {"chat_id", "text", "parse_mode", "link_preview_options", ...}
     updates: list = field(default_factory=list)  # queued Update objects (dicts), oldest first
@@ -125,10 +128,11 @@ class FakeTelegram:
         """A person's message to the bot (text None: a sticker, which has no text); its update_id. A private
         chat's id is the person's user id; a group's is negative."""
         with self.lock:
-            self.chats.setdefault(chat_id, {"first_name": first_name, "type": chat_type})
-            user = {"id": abs(chat_id), "is_bot": False, "first_name": first_name, "language_code": "ru"}
             chat = {"id": chat_id, "type": chat_type,
                     **({"first_name": first_name} if chat_type == "private" else {"title": "Отдел продаж"})}
+            self.chats.setdefault(chat_id, chat)
+            user_id = chat_id if chat_type == "private" else 5_000_000 + len(self.updates)
+            user = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "ru"}
             message = {"message_id": next(self.message_ids), "from": user, "chat": chat, "date": int(time.time())}
             if text is None:
                 message["sticker"] = {"file_id": "CAACAgIAAxkBAAE", "emoji": "👍"}
@@ -158,9 +162,10 @@ class FakeTelegram:
     def fail_next(self, status: int = 502, *, method: str = "", times: int = 1) -> None:
         """The next request (of `method`, or any) fails with a 5xx: 500 as the Bot API's JSON ("Internal Server
         Error", Client.cpp), others as the nginx page in front of it (not JSON)."""
+        title = f"{status} {HTTPStatus(status).phrase}"
         body: dict | str = {"ok": False, "error_code": 500, "description": "Internal Server Error"} \
-            if status == 500 else (f"<html><head><title>{status} Bad Gateway</title></head><body><center><h1>"
-                                   f"{status} Bad Gateway</h1></center><hr><center>nginx</center></body></html>")
+            if status == 500 else (f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1>"
+                                   f"</center><hr><center>nginx</center></body></html>")
         self._inject(Injected(method.lower(), status, body, times=times))
 
     def answer_late(self, seconds: float, *, method: str = "sendMessage") -> None:
@@ -225,6 +230,10 @@ def create_fake_telegram(fake: FakeTelegram) -> Flask:
 
     @app.route("/bot<token>/<method>", methods=["GET", "POST"])
     def call(token: str, method: str):
+        # A token not shaped "<bot id>:<secret>" (or none): api.telegram.org's 404 "Not Found" (issues e.g.
+        # eternnoir/pyTelegramBotAPI#817, AzuraCast/AzuraCast#1256).
+        if not re.fullmatch(r"[1-9]\d*:[\w-]+", token):
+            return error(404, "Not Found")
         # An unknown token: 401 "Unauthorized" (Client.cpp get_closing_error; issues e.g.
         # eternnoir/pyTelegramBotAPI#168: {"ok":false,"error_code":401,"description":"Unauthorized"}).
         if token != fake.token:
@@ -232,7 +241,7 @@ def create_fake_telegram(fake: FakeTelegram) -> Flask:
         method = method.lower()  # Making requests: "All methods in the Bot API are case-insensitive"
         handler = METHODS.get(method)
         if handler is None:
-            return error(404, "Not Found")  # api.telegram.org's answer to a method it does not have
+            return error(404, "Not Found: method not found")  # Client.cpp, a method it does not have
         injected = fake._take_injection(method)
         if injected and injected.status:
             if isinstance(injected.body, dict):
@@ -280,10 +289,9 @@ def create_fake_telegram(fake: FakeTelegram) -> Flask:
             fake.sent.append({"chat_id": chat_id, "text": text, "parse_mode": parse_mode or None,
                               "link_preview_options": preview, "shown": shown, "message_id": message_id})
             chat = fake.chats[chat_id]
-        return answer({"message_id": message_id, "date": int(time.time()), "text": shown,
+        return answer({"message_id": message_id, "date": int(time.time()), "text": shown, "chat": chat,
                        "from": {"id": fake.bot_id, "is_bot": True, "first_name": fake.first_name,
-                                "username": fake.username},
-                       "chat": {"id": chat_id, "type": chat["type"], "first_name": chat["first_name"]}})
+                                "username": fake.username}})
 
     def get_updates(p: dict):
         if fake.webhook_url:
