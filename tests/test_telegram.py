@@ -348,8 +348,7 @@ def test_the_fake_shows_html_as_telegram_does():
 @pytest.fixture
 def telegram():
     fake = FakeTelegram(token=TOKEN)
-    with serving(create_fake_telegram(fake)) as url:
-        fake.url = url
+    with serving(create_fake_telegram(fake)) as fake.url:
         yield fake
 
 
@@ -396,6 +395,16 @@ def test_a_person_who_blocked_the_bot_is_refused_for_good(telegram):
 
     assert str(caught.value) == "Telegram will not deliver to chat 5550001: Forbidden: bot was blocked by the user"
     assert telegram.sent == []
+
+
+def test_a_person_who_starts_the_bot_again_can_be_reached_again(telegram):
+    telegram.user_sends(5550001, "/start")
+    telegram.block(5550001)
+    telegram.user_sends(5550001, "/start")
+
+    bot_for(telegram).send_message(5550001, "снова на связи")
+
+    assert telegram.texts_to(5550001) == ["снова на связи"]
 
 
 def test_a_person_who_never_wrote_to_the_bot_cannot_be_reached(telegram):

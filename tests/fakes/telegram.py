@@ -104,6 +104,7 @@ class Injected:
 @dataclass
 class FakeTelegram:
     token: str = "123456789:AAH-fake-token-for-tests_0123456789"
+    url: str = ""  # where it is served: the test sets it from `serving`
     username: str = "quality_alerts_bot"
     first_name: str = "Контроль качества"
     webhook_url: str = ""  # set: getUpdates answers 409, as Telegram does while a webhook is active
@@ -131,6 +132,8 @@ class FakeTelegram:
             chat = {"id": chat_id, "type": chat_type,
                     **({"first_name": first_name} if chat_type == "private" else {"title": "Отдел продаж"})}
             self.chats.setdefault(chat_id, chat)
+            # Writing to the bot again (Start) lifts a block (TelegramBot/Api#382: "start the bot again").
+            self.blocked.discard(chat_id)
             user_id = chat_id if chat_type == "private" else 5_000_000 + len(self.updates)
             user = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "ru"}
             message = {"message_id": next(self.message_ids), "from": user, "chat": chat, "date": int(time.time())}
@@ -160,8 +163,8 @@ class FakeTelegram:
             "parameters": {"retry_after": seconds}}, times=times))
 
     def fail_next(self, status: int = 502, *, method: str = "", times: int = 1) -> None:
-        """The next request (of `method`, or any) fails with a 5xx: 500 as the Bot API's JSON ("Internal Server
-        Error", Client.cpp), others as the nginx page in front of it (not JSON)."""
+        """The next request (of `method`, or any) fails, applying nothing: 500 as the Bot API's JSON ("Internal
+        Server Error", Client.cpp), another status as the page of the nginx in front of it (not JSON)."""
         title = f"{status} {HTTPStatus(status).phrase}"
         body: dict | str = {"ok": False, "error_code": 500, "description": "Internal Server Error"} \
             if status == 500 else (f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1>"
