@@ -179,6 +179,16 @@ def build_digest_planner(config: Config, db: Database):
     return DigestPlanner(db, poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0))
 
 
+def build_telegram_linker(config: Config, db: Database):
+    """Links people's Telegram chats from the bot's updates, or None when TELEGRAM_BOT_TOKEN is not set."""
+    bot = build_bot(config)
+    if bot is None:
+        return None
+    from connector.delivery.alerts.telegram_link import TelegramLinker
+
+    return TelegramLinker(db, bot, poll_seconds=max(config.WORKER_POLL_SECONDS, 2.0))
+
+
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
     """Every background loop this configuration needs: the inbox, delivery, recording copies, PBX polling
     and scanning, the operator directory, the rating requests by link (planned, then sent), and the alerts'
@@ -187,5 +197,5 @@ def build_loops(config: Config, db: Database, *, wake=None) -> list:
     loops = (build_inbox(config, db, wake=wake), *workers, build_recording_copier(config, db, workers),
              build_poller(config, db), build_scanner(config, db), build_directory(config, db),
              build_rating_planner(config, db), build_sms_worker(config, db), *build_alert_workers(config, db),
-             build_digest_planner(config, db))
+             build_digest_planner(config, db), build_telegram_linker(config, db))
     return [loop for loop in loops if loop is not None]
