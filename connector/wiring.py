@@ -151,17 +151,28 @@ def build_bot(config: Config):
     return Bot(config.TELEGRAM_BOT_TOKEN, base_url=config.TELEGRAM_API_URL)
 
 
+def alert_sender(config: Config, channel):
+    """What sends a message on one alert channel, `(address, message, message_id) -> None`, raising the
+    outbox's TransientError or PermanentError (AddressRefused: the address refuses messages); None when the
+    channel is not set up. The workers send through it, and so does the console's "send a test message"."""
+    from connector.core.alerting import Channel
+    from connector.delivery.alerts.channels import email_sender, telegram_sender
+    from connector.delivery.mail import Mailer, mail_settings
+
+    if channel not in registry.alert_channels(config):
+        return None
+    if channel == Channel.EMAIL:
+        return email_sender(Mailer(mail_settings(config)))
+    return telegram_sender(build_bot(config))
+
+
 def build_alert_workers(config: Config, db: Database) -> list:
     """One outbox worker per alert channel set up (e-mail with SMTP_HOST, Telegram with TELEGRAM_BOT_TOKEN)."""
-    from connector.core.alerting import Channel
     from connector.core.runtime_settings import user_map_scope
-    from connector.delivery.alerts.channels import AlertTarget, email_sender, telegram_sender
-    from connector.delivery.mail import Mailer, mail_settings
+    from connector.delivery.alerts.channels import AlertTarget
     from connector.delivery.worker import DeliveryLoop, WorkerOptions
 
-    senders = {Channel.EMAIL: lambda: email_sender(Mailer(mail_settings(config))),
-               Channel.TELEGRAM: lambda: telegram_sender(build_bot(config))}
-    return [DeliveryLoop(db, AlertTarget(channel, senders[channel](), public_base_url=config.PUBLIC_BASE_URL,
+    return [DeliveryLoop(db, AlertTarget(channel, alert_sender(config, channel), public_base_url=config.PUBLIC_BASE_URL,
                                          default_zone=config.CONSOLE_TIMEZONE),
                          WorkerOptions(initial_policy=policy_from_config(config), initial_user_map={},
                                        user_map_scope=user_map_scope(channel.value),
