@@ -18,7 +18,6 @@ import argparse
 import email
 import email.policy
 import http.client
-import os
 import re
 import statistics
 import subprocess
