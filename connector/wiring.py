@@ -200,13 +200,27 @@ def build_telegram_linker(config: Config, db: Database):
     return TelegramLinker(db, bot, poll_seconds=max(config.WORKER_POLL_SECONDS, 2.0))
 
 
+def build_report_mailer(config: Config, db: Database):
+    """Sends the scheduled report e-mails, or None when no SMTP server is set."""
+    from connector.delivery.mail import Mailer, mail_settings
+
+    settings = mail_settings(config)
+    if settings is None:
+        return None
+    from connector.console.report_mail import ReportMailer
+
+    return ReportMailer(db, Mailer(settings).send, initial_policy=policy_from_config(config),
+                        default_zone=config.CONSOLE_TIMEZONE, public_base_url=config.PUBLIC_BASE_URL,
+                        poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0), lease_seconds=config.WORKER_LEASE_SECONDS)
+
+
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
     """Every background loop this configuration needs: the inbox, delivery, recording copies, PBX polling
-    and scanning, the operator directory, the rating requests by link (planned, then sent), and the alerts'
-    channels and digests."""
+    and scanning, the operator directory, the rating requests by link (planned, then sent), the alerts'
+    channels and digests, the Telegram links and the report e-mails."""
     workers = build_workers(config, db)
     loops = (build_inbox(config, db, wake=wake), *workers, build_recording_copier(config, db, workers),
              build_poller(config, db), build_scanner(config, db), build_directory(config, db),
              build_rating_planner(config, db), build_sms_worker(config, db), *build_alert_workers(config, db),
-             build_digest_planner(config, db), build_telegram_linker(config, db))
+             build_digest_planner(config, db), build_telegram_linker(config, db), build_report_mailer(config, db))
     return [loop for loop in loops if loop is not None]

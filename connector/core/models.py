@@ -628,6 +628,53 @@ class Alert(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ReportPeriod(enum.StrEnum):
+    DAILY = "daily"  # the previous local day, sent at `hour`
+    WEEKLY = "weekly"  # the previous seven local days, sent on `weekday` at `hour`
+
+
+class ReportSubscription(Base):
+    """A person's scheduled report e-mail: how often, and at which local hour (and weekday)."""
+
+    __tablename__ = "report_subscriptions"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16))  # ReportPeriod
+    hour: Mapped[int] = mapped_column(Integer, default=8)
+    weekday: Mapped[int] = mapped_column(Integer, default=0)  # 0: Monday
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SendStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"  # gave up, with the reason; a replay sends it
+
+
+class ReportSend(Base):
+    """One report e-mail for one person and one period, exactly once by its unique key; sent with a lease, as
+    the outbox's jobs are (a crash hands it to the next worker when the lease runs out)."""
+
+    __tablename__ = "report_sends"
+    __table_args__ = (UniqueConstraint("user_id", "period", "period_start"),
+                      Index("ix_report_sends_due", "status", "not_before"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(16))  # ReportPeriod
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default=SendStatus.PENDING)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class MessengerAccount(Base):
     """What the connector keeps of its messenger bot beside the generic account row (the token is the account's
     `access_token_enc`): the bot's name as Telegram gave it, and the next update to read."""
