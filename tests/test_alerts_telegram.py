@@ -162,3 +162,31 @@ def test_a_wrong_token_is_a_visible_error_and_loses_nothing(db, app, telegram, s
     [job] = telegram_jobs(db)
     assert job.status == JobStatus.DEAD and "token" in job.last_error.lower()
     assert "wrong-token" not in job.last_error
+
+
+def test_an_unknown_chat_is_refused_with_telegrams_words_and_a_hostile_comment_is_only_text(db, linker, telegram,
+                                                                                           sam, send, post_score):
+    with db.transaction() as s:  # a chat id that never wrote to the bot (typed in by someone, or gone)
+        s.add(AlertChannel(user_id=sam, channel="telegram", address="987654321", enabled=True))
+    from connector.delivery.alerts import settings as alert_settings
+    with db.transaction() as s:
+        alert_settings.save(s, {"supervisor_below": 5}, "test")
+    post_score({"call_id": "call-9", "score": 8, "source": "customer"})  # the score API names no line: set it
+    with db.transaction() as s:
+        from connector.core.models import Call
+        s.scalars(select(Call).where(Call.entry_id == "call-9")).one().line_number = LINE
+    post_score({"call_id": "call-9", "score": 1, "source": "supervisor",
+                "comment": '<b>грубо</b> <a href="https://evil.example">нажми</a> &'})
+    assert send() == 1
+    [job] = telegram_jobs(db)
+    assert job.status == JobStatus.DEAD and "chat not found" in job.last_error
+    with db.reading() as s:
+        assert "chat not found" in s.get(AlertChannel, (sam, "telegram")).refused
+    # Linked properly, the replayed alert reaches the chat with the comment as text, not markup.
+    link(db, linker, telegram, sam)
+    with db.transaction() as s:
+        outbox.replay(s, job.id)
+    assert send() == 1
+    text = telegram.texts_to(CHAT)[-1]
+    assert "Комментарий: &lt;b&gt;грубо&lt;/b&gt; &lt;a href=" in text and "&amp;" in text
+    assert "<b>грубо" not in text and 'href="https://evil' not in text
