@@ -171,7 +171,7 @@ def test_an_unknown_chat_is_refused_with_telegrams_words_and_a_hostile_comment_i
     from connector.delivery.alerts import settings as alert_settings
     with db.transaction() as s:
         alert_settings.save(s, {"supervisor_below": 5}, "test")
-    post_score({"call_id": "call-9", "score": 8, "source": "customer"})  # the score API names no line: set it
+    post_score({"call_id": "call-9", "score": 10, "source": "customer"})  # the score API names no line: set it
     with db.transaction() as s:
         from connector.core.models import Call
         s.scalars(select(Call).where(Call.entry_id == "call-9")).one().line_number = LINE
