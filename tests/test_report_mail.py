@@ -45,6 +45,11 @@ def smtp():
 
 
 @pytest.fixture
+def config_overrides(smtp):
+    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp[1], "SMTP_SECURITY": "none", "SMTP_FROM": "qa@example.ru"}
+
+
+@pytest.fixture
 def sam(db):
     with db.transaction() as s:
         user = add_user(s, "sam", "supervisor", "correct horse battery")
@@ -113,3 +118,15 @@ def test_a_refusing_server_is_counted_with_its_words_and_a_5xx_is_dead(db, smtp,
         send = s.get(ReportSend, send.id)
         assert send.status == SendStatus.DEAD and "550 5.1.1 No such user" in send.last_error and send.attempts == 2
     assert inbox.messages == []
+
+
+def test_the_status_and_metrics_show_a_refused_report(app, client, auth, db, smtp, sam, config_overrides):
+    inbox, port = smtp
+    now = datetime.now(timezone.utc)
+    with db.transaction() as s:
+        subscribe(s, sam, ReportPeriod.DAILY, hour=0, now=now - timedelta(days=2))
+        s.get(User, sam).email = "nobody@example.ru"
+    mailer(db, port, lambda: now).run_once()
+    email = client.get("/api/v1/status", headers=auth).json["details"]["email"]
+    assert email["reports"]["dead"] == 1 and "550 5.1.1 No such user" in email["reports"]["last_error"]
+    assert "connector_report_mails_dead 1.0" in client.get("/metrics").get_data(as_text=True)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connector.core.accounts import account_row
-from connector.core.models import DeliveryJob, InboundEvent, JobStatus, PbxScan
+from connector.core.models import DeliveryJob, InboundEvent, JobStatus, PbxScan, ReportSend, SendStatus
 from connector.inbound import directory
 from connector.inbound.pbx import GuardState
 
@@ -92,8 +92,29 @@ def details(session: Session, targets: tuple[str, ...], pbx_guard: Callable[[Ses
     else:  # several targets: the worst state, and each one's detail
         worst = max((t["state"] for t in states.values()), key=_SEVERITY.index)
         crm_state = {"name": ",".join(states), "state": worst, "targets": states}
-    return {"database": {"state": State.OK}, "inbox": inbox, "pbx": pbx, "crm": crm_state,
-            **{name: _target_state(session, name, now) for name in channels}}
+    channel_states = {name: _target_state(session, name, now) for name in channels}
+    if REPORT_CHANNEL in channel_states:
+        _add_report_mail(session, channel_states[REPORT_CHANNEL], now)
+    return {"database": {"state": State.OK}, "inbox": inbox, "pbx": pbx, "crm": crm_state, **channel_states}
+
+
+REPORT_CHANNEL = "email"  # the channel the scheduled report e-mails go by (connector.console.report_mail)
+
+
+def _add_report_mail(session: Session, state: dict, now: datetime) -> None:
+    """The scheduled report e-mails beside the e-mail channel's alerts: those waiting (as an outbox kind, so
+    /metrics counts them), those given up, and the last refusal."""
+    pending, created, failing = session.execute(
+        select(func.count(), func.min(ReportSend.created_at), func.min(ReportSend.first_failed_at))
+        .where(ReportSend.status == SendStatus.PENDING)).one()
+    dead = session.scalar(select(func.count()).select_from(ReportSend).where(ReportSend.status == SendStatus.DEAD))
+    last_error = session.scalar(select(ReportSend.last_error).where(ReportSend.last_error.is_not(None))
+                                .order_by(ReportSend.id.desc()).limit(1))
+    if pending:
+        state["outbox"]["report"] = {"pending": pending, "oldest_seconds": _age(created, now)}
+    state["reports"] = {"dead": dead, "last_error": last_error}
+    if failing and now - failing > FAILING_FOR and state["state"] == State.OK:
+        state["state"] = State.FAILING
 
 
 def summary(components: dict) -> dict:

@@ -46,6 +46,10 @@ def queue_metrics(components: dict) -> CollectorRegistry:
         for kind, queue in (target.get("outbox") or {}).items():
             depth.labels(target["name"], kind).set(queue["pending"])
             oldest.labels(target["name"], kind).set(queue["oldest_seconds"] or 0)
+    reports = [part["reports"] for part in components.values() if isinstance(part, dict) and "reports" in part]
+    if reports:
+        Gauge("connector_report_mails_dead", "Scheduled report e-mails given up (a replay or a fix sends the next)",
+              registry=registry).set(sum(r["dead"] for r in reports))
     scan_ok = Gauge("connector_pbx_scan_ok", "1 when the PBX statistics scan of the window last succeeded",
                     ["window"], registry=registry)
     scan_age = Gauge("connector_pbx_scan_last_finished_seconds", "Seconds since the window's scan last finished "
