@@ -491,7 +491,8 @@ def _print_jobs(db, config: Config, status: str | None, targets: tuple[str, ...]
 @deliveries.command("replay", help="Send dead (or unmatched) jobs again, with a fresh retry budget.")
 @click.option("--status", type=click.Choice(["dead", "unmatched"]), default="dead", show_default=True)
 @click.option("--since", type=click.DateTime(), default=None, help="Only jobs that failed at or after this (UTC).")
-@click.option("--target", default=None, help="Only this target's jobs (one of CRM's list, or sms: the rating link's).")
+@click.option("--target", default=None, help="Only this target's jobs (one of CRM's list, or sms, email, telegram); email: with the "
+                   "report e-mails given up.")
 def deliveries_replay(status: str, since: datetime | None, target: str | None) -> None:
     from connector import registry
     from connector.delivery import outbox
@@ -507,7 +508,13 @@ def deliveries_replay(status: str, since: datetime | None, target: str | None) -
             for job_id in bar:
                 with db.transaction() as s:
                     outbox.replay(s, job_id, plannings)
-    click.echo(f"{len(job_ids)} job(s) queued again; a running worker sends them")
+        reports = 0
+        if status == "dead" and target in (None, "email"):  # the scheduled report e-mails go by e-mail too
+            from connector.console import report_mail
+            with db.transaction() as s:
+                reports = report_mail.replay(s, since_utc)
+    click.echo(f"{len(job_ids)} job(s) queued again; a running worker sends them"
+               + (f"; {reports} report e-mail(s) too" if reports else ""))
 
 
 @deliveries.command("resume", help="Resume deliveries to a paused target (every paused one without --target).")

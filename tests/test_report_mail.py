@@ -130,3 +130,24 @@ def test_the_status_and_metrics_show_a_refused_report(app, client, auth, db, smt
     email = client.get("/api/v1/status", headers=auth).json["details"]["email"]
     assert email["reports"]["dead"] == 1 and "550 5.1.1 No such user" in email["reports"]["last_error"]
     assert "connector_report_mails_dead 1.0" in client.get("/metrics").get_data(as_text=True)
+
+
+def test_a_given_up_report_is_replayed_by_the_cli_and_then_sent(db, db_url, smtp, sam, monkeypatch):
+    from click.testing import CliRunner
+
+    from commands.cli import cli
+
+    inbox, port = smtp
+    now = datetime.now(timezone.utc)
+    with db.transaction() as s:
+        subscribe(s, sam, ReportPeriod.DAILY, hour=0, now=now - timedelta(days=2))
+        s.get(User, sam).email = "nobody@example.ru"
+    mailer(db, port, lambda: now).run_once()
+    with db.transaction() as s:
+        s.get(User, sam).email = "sam@example.ru"  # the address fixed
+    for key, value in {"DATABASE_URL": db_url, "SECRET_KEY": "test-secret-key", "CRM": "none"}.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(cli, ["deliveries", "replay", "--target", "email"], catch_exceptions=False)
+    assert result.exit_code == 0 and "1 report e-mail(s) too" in result.output
+    assert mailer(db, port, lambda: datetime.now(timezone.utc)).run_once() == 1
+    assert [m["To"] for m in inbox.messages] == ["sam@example.ru"]

@@ -242,3 +242,16 @@ def subscribe(session: Session, user_id: int, period: ReportPeriod | None, *, ho
         session.add(row)
     row.period, row.hour, row.weekday = ReportPeriod(period).value, hour, weekday
     row.updated_at = now or datetime.now(timezone.utc)
+
+
+def replay(session: Session, since: datetime | None = None) -> int:
+    """Send the given-up report e-mails again (those that failed since `since`), with a fresh retry budget."""
+    query = select(ReportSend).where(ReportSend.status == SendStatus.DEAD).with_for_update()
+    if since is not None:
+        query = query.where(ReportSend.first_failed_at >= since)
+    sends = list(session.scalars(query))
+    for send in sends:
+        send.status, send.not_before, send.attempts, send.first_failed_at = SendStatus.PENDING, \
+            datetime.now(timezone.utc), 0, None
+        lease.release(send)
+    return len(sends)
