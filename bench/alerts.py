@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 import logging  # noqa: E402
 
-from bench.ingest import HEADERS, KEY, SALT, connector_env, free_port, open_loop, wait_up  # noqa: E402
+from bench.ingest import (HEADERS, KEY, SALT, connector_env, free_port, in_process, open_loop,  # noqa: E402
+                          wait_up)
 
 LINE_A, LINE_B = "74950000001", "74950000002"
 CHAT_SAM, CHAT_SUE = 111_000_001, 111_000_002
@@ -121,20 +122,6 @@ def probe(conn: http.client.HTTPConnection, n: int) -> tuple[str, float]:
     return entry, time.monotonic()
 
 
-def in_fresh_process(target, *args):
-    """`target(*args, queue)` in a process started afresh: a fork of this one, whose threads hold locks (the
-    SMTP server's event loop, the fake's server), could hang on them."""
-    import multiprocessing
-
-    spawn = multiprocessing.get_context("spawn")
-    queue = spawn.Queue()
-    proc = spawn.Process(target=target, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
@@ -181,7 +168,7 @@ def main() -> int:
             wait_up(port, server)
             result: dict = {}
             load = threading.Thread(target=lambda: result.update(
-                load=in_fresh_process(open_loop, port, args.rate, args.seconds, 0)))
+                load=in_process(open_loop, port, args.rate, args.seconds, 0, fresh=True)))
             load.start()
             probes = []
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

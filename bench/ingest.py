@@ -191,9 +191,12 @@ def open_loop(port: int, rate: float, seconds: float, offset: int, queue) -> Non
     queue.put((latencies, errors[0]))
 
 
-def in_process(target, *args):
-    queue = multiprocessing.Queue()
-    proc = multiprocessing.Process(target=target, args=(*args, queue))
+def in_process(target, *args, fresh: bool = False):
+    """`target(*args, queue)` in its own process, and what it put in the queue. `fresh`: a process started
+    afresh, not forked: a fork of a process whose threads hold locks (a server's, an event loop's) may hang."""
+    context = multiprocessing.get_context("spawn" if fresh else None)
+    queue = context.Queue()
+    proc = context.Process(target=target, args=(*args, queue))
     proc.start()
     result = queue.get()
     proc.join()

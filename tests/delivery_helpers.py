@@ -80,3 +80,11 @@ class Harness:
     def jobs(self) -> list[DeliveryJob]:
         with self.db.transaction() as s:
             return list(s.scalars(select(DeliveryJob).order_by(DeliveryJob.id)))
+
+
+def until_idle(worker) -> int:
+    """Run a delivery worker until it claims nothing; how many jobs it took."""
+    done = 0
+    while (n := worker.run_once()):
+        done += n
+    return done

@@ -17,7 +17,8 @@ from connector.delivery.alerts import settings as alert_settings
 from connector.delivery.alerts.digests import gather
 from connector.wiring import build_alert_workers
 from tests.conftest import dtmf, summary
-from tests.fakes.smtp import smtp_server
+from tests.delivery_helpers import until_idle
+from tests.fakes.smtp import smtp_server, smtp_settings
 
 LINE_A, LINE_B = "74950000001", "74950000002"
 BASE = "https://qa.example.ru"
@@ -31,8 +32,7 @@ def smtp():
 
 @pytest.fixture
 def config_overrides(smtp):
-    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp[1], "SMTP_SECURITY": "none", "SMTP_FROM": "qa@example.ru",
-            "PUBLIC_BASE_URL": BASE}
+    return {**smtp_settings(smtp[1]), "PUBLIC_BASE_URL": BASE}
 
 
 @pytest.fixture
@@ -61,13 +61,7 @@ def people(db):
 def send(app, db):
     """Runs the e-mail worker until it has nothing due; returns how many jobs it took."""
     [worker] = build_alert_workers(app.extensions["connector"].config, db)
-
-    def run() -> int:
-        done = 0
-        while (n := worker.run_once()):
-            done += n
-        return done
-    return run
+    return lambda: until_idle(worker)
 
 
 def low_call(mango_post, entry_id: str, line: str, digits: str = "3", seq: int = 5):

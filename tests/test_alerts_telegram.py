@@ -15,6 +15,7 @@ from connector.delivery import outbox
 from connector.delivery.alerts.telegram_link import CODE_TTL, REPLIES, LinkAnswer, start_link
 from connector.wiring import build_alert_workers, build_telegram_linker
 from tests.conftest import dtmf, summary
+from tests.delivery_helpers import until_idle
 from tests.fakes.server import serving
 from tests.fakes.telegram import FakeTelegram, create_fake_telegram
 
@@ -52,13 +53,7 @@ def linker(app, db):
 @pytest.fixture
 def send(app, db):
     [worker] = build_alert_workers(app.extensions["connector"].config, db)
-
-    def run() -> int:
-        done = 0
-        while (n := worker.run_once()):
-            done += n
-        return done
-    return run
+    return lambda: until_idle(worker)
 
 
 def link(db, linker, telegram, user_id: int, chat_id: int = CHAT) -> None:

@@ -15,7 +15,7 @@ from connector.core.policy import Policy
 from connector.core.users import add_user
 from connector.delivery.mail import Mailer, MailSecurity, MailSettings
 from tests.conftest import dtmf, summary
-from tests.fakes.smtp import smtp_server
+from tests.fakes.smtp import smtp_server, smtp_settings
 
 MSK = ZoneInfo("Europe/Moscow")
 BASE = "https://qa.example.ru"
@@ -46,7 +46,7 @@ def smtp():
 
 @pytest.fixture
 def config_overrides(smtp):
-    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp[1], "SMTP_SECURITY": "none", "SMTP_FROM": "qa@example.ru"}
+    return smtp_settings(smtp[1])
 
 
 @pytest.fixture
@@ -120,13 +120,18 @@ def test_a_refusing_server_is_counted_with_its_words_and_a_5xx_is_dead(db, smtp,
     assert inbox.messages == []
 
 
-def test_the_status_and_metrics_show_a_refused_report(app, client, auth, db, smtp, sam, config_overrides):
-    inbox, port = smtp
+def refused_report(db, user_id: int, port: int) -> None:
+    """A report due now to an address the test server refuses for good (550): given up at the first try."""
     now = datetime.now(timezone.utc)
     with db.transaction() as s:
-        subscribe(s, sam, ReportPeriod.DAILY, hour=0, now=now - timedelta(days=2))
-        s.get(User, sam).email = "nobody@example.ru"
+        subscribe(s, user_id, ReportPeriod.DAILY, hour=0, now=now - timedelta(days=2))
+        s.get(User, user_id).email = "nobody@example.ru"
     mailer(db, port, lambda: now).run_once()
+
+
+def test_the_status_and_metrics_show_a_refused_report(app, client, auth, db, smtp, sam, config_overrides):
+    inbox, port = smtp
+    refused_report(db, sam, port)
     email = client.get("/api/v1/status", headers=auth).json["details"]["email"]
     assert email["reports"]["dead"] == 1 and "550 5.1.1 No such user" in email["reports"]["last_error"]
     assert "connector_report_mails_dead 1.0" in client.get("/metrics").get_data(as_text=True)
@@ -138,11 +143,7 @@ def test_a_given_up_report_is_replayed_by_the_cli_and_then_sent(db, db_url, smtp
     from commands.cli import cli
 
     inbox, port = smtp
-    now = datetime.now(timezone.utc)
-    with db.transaction() as s:
-        subscribe(s, sam, ReportPeriod.DAILY, hour=0, now=now - timedelta(days=2))
-        s.get(User, sam).email = "nobody@example.ru"
-    mailer(db, port, lambda: now).run_once()
+    refused_report(db, sam, port)
     with db.transaction() as s:
         s.get(User, sam).email = "sam@example.ru"  # the address fixed
     for key, value in {"DATABASE_URL": db_url, "SECRET_KEY": "test-secret-key", "CRM": "none"}.items():

@@ -85,3 +85,8 @@ def smtp_server(**options):
         controller.stop()
 
 
+
+
+def smtp_settings(port: int) -> dict:
+    """The connector's settings for the test server on `port` (no TLS, no login)."""
+    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": port, "SMTP_SECURITY": "none", "SMTP_FROM": "qa@example.ru"}

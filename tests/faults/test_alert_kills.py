@@ -18,7 +18,7 @@ from connector.console.report_mail import subscribe
 from connector.core.models import Alert, AlertStatus, Call, ReportPeriod
 from connector.core.users import add_user
 from tests.conftest import summary
-from tests.fakes.smtp import free_port
+from tests.fakes.smtp import free_port, smtp_settings
 from tests.processes import process_env, start_worker, stop
 
 pytestmark = pytest.mark.e2e
@@ -61,8 +61,7 @@ def held_smtp():
 
 @pytest.fixture
 def config_overrides(held_smtp):
-    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": held_smtp[1], "SMTP_SECURITY": "none",
-            "SMTP_FROM": "qa@example.ru"}
+    return smtp_settings(held_smtp[1])
 
 
 @pytest.mark.parametrize("message", ["digest", "report"])
@@ -84,9 +83,8 @@ def test_a_worker_killed_mid_send_leaves_the_message_to_the_next_exactly_once(db
             for call in s.scalars(select(Call)):
                 s.add(Alert(call_row=call.id, trigger="low_score", user_id=sam_id, channel="email",
                             status=AlertStatus.HELD, held_until=now - timedelta(minutes=1)))
-    env = process_env(DATABASE_URL=db_url, SECRET_KEY="test-secret-key", CRM="none", SMTP_HOST="127.0.0.1",
-                      SMTP_PORT=port, SMTP_SECURITY="none", SMTP_FROM="qa@example.ru", WORKER_LEASE_SECONDS=2,
-                      WORKER_POLL_SECONDS=0.2)
+    env = process_env(DATABASE_URL=db_url, SECRET_KEY="test-secret-key", CRM="none", **smtp_settings(port),
+                      WORKER_LEASE_SECONDS=2, WORKER_POLL_SECONDS=0.2)
     first = start_worker(env, tmp_path)
     try:
         assert inbox.entered.wait(60), "the worker never reached the SMTP server"
