@@ -14,7 +14,7 @@ from connector.core.users import add_user
 from connector.delivery import outbox
 from connector.delivery.alerts.telegram_link import CODE_TTL, REPLIES, LinkAnswer, start_link
 from connector.wiring import build_alert_workers, build_telegram_linker
-from tests.conftest import dtmf, summary
+from tests.conftest import console_login, dtmf, summary
 from tests.delivery_helpers import until_idle
 from tests.fakes.server import serving
 from tests.fakes.telegram import FakeTelegram, create_fake_telegram
@@ -119,7 +119,7 @@ def test_telegrams_retry_after_is_honoured(db, linker, telegram, sam, send, mang
 
 
 def test_a_chat_that_blocked_the_bot_turns_the_channel_off_until_linked_again(db, linker, telegram, sam, send,
-                                                                              mango_post):
+                                                                              mango_post, client):
     link(db, linker, telegram, sam)
     telegram.block(CHAT)
     low_call(mango_post, "call-1")
@@ -128,6 +128,9 @@ def test_a_chat_that_blocked_the_bot_turns_the_channel_off_until_linked_again(db
     assert job.status == JobStatus.DEAD and "bot was blocked by the user" in job.last_error
     with db.reading() as s:
         assert "bot was blocked by the user" in s.get(AlertChannel, (sam, "telegram")).refused
+    console_login(client, "sam", "correct horse battery")  # the console tells the person
+    page = client.get("/notifications").get_data(as_text=True)
+    assert "Оповещение не доставлено: Telegram отключён" in page and "call-1" in page
     low_call(mango_post, "call-2")
     assert len(telegram_jobs(db)) == 1  # the refused channel gets nothing more
     link(db, linker, telegram, sam)  # Start again in the chat, through a new deep link

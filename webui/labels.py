@@ -272,7 +272,9 @@ def timeline_what(entry: dict) -> str:
 
 
 notification_kind_label = Words({NotificationKind.REVIEW: _l("Разбор вашего звонка"),
-                                 NotificationKind.LOW_SCORE: _l("Низкая оценка")})
+                                 NotificationKind.LOW_SCORE: _l("Низкая оценка"),
+                                 NotificationKind.ALERT_REFUSED: _l("Оповещение не доставлено: Telegram отключён, "
+                                                                    "подключите его заново в «Оповещениях»")})
 
 
 token_state_label = Words({TokenState.ACTIVE: _l("действует"), TokenState.EXPIRED: _l("истёк"),

@@ -735,6 +735,7 @@ class LoginThrottle(Base):
 class NotificationKind(enum.StrEnum):
     REVIEW = "review"  # to the operator: a supervisor reviewed one of their calls
     LOW_SCORE = "low_score"  # to supervisors: a customer gave a low score
+    ALERT_REFUSED = "alert_refused"  # to the person: their messenger refused an alert of this call; channel off
 
 
 class Notification(Base):

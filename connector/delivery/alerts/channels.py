@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from connector.core import alert_people
 from connector.core.alerting import Channel, Trigger, open_channels
 from connector.core.calls import masked_phone
-from connector.core.models import Alert, Call, DeliveryJob, Operator, Score, ScoreSource
+from connector.core.models import (Alert, Call, DeliveryJob, Notification, NotificationKind, Operator, Score,
+                                   ScoreSource)
 from connector.core.policy import Policy, ScoreStatus
 from connector.core.time_zone import zone_in_force
 from connector.delivery.contract import Dead, Done, Outcome, PermanentError, Refused, TransientError, Unmatched
@@ -140,10 +141,14 @@ class AlertTarget:
         """Nothing to keep beside the job: its result says whether it went or why not."""
 
     def on_refused(self, session: Session, job: DeliveryJob, outcome: Refused, now: datetime) -> None:
+        """The person's channel goes off with the reason, and the console tells them (a notification on the
+        call whose alert did not reach them), so they link it again."""
         user_id = session.scalar(select(Alert.user_id).where(Alert.job_key == job.key, Alert.channel == self.name)
                                  .limit(1))
         if user_id is not None:
             alert_people.refuse(session, user_id, self.channel, outcome.reason)
+            session.add(Notification(user_id=user_id, call_id=job.call_id, kind=NotificationKind.ALERT_REFUSED,
+                                     read=False))
 
     def on_unmatched(self, session: Session, job: DeliveryJob, result: Unmatched, now: datetime,
                      delivery: Delivery) -> None:
