@@ -273,8 +273,7 @@ def timeline_what(entry: dict) -> str:
 
 notification_kind_label = Words({NotificationKind.REVIEW: _l("Разбор вашего звонка"),
                                  NotificationKind.LOW_SCORE: _l("Низкая оценка"),
-                                 NotificationKind.ALERT_REFUSED: _l("Оповещение не доставлено: Telegram отключён, "
-                                                                    "подключите его заново в «Оповещениях»")})
+                                 NotificationKind.ALERT_REFUSED: _l("Оповещение не доставлено: Telegram отключён, подключите его заново в «Оповещениях»")})  # noqa: E501
 
 
 token_state_label = Words({TokenState.ACTIVE: _l("действует"), TokenState.EXPIRED: _l("истёк"),
