@@ -20,19 +20,14 @@ PBX: PbxKit = MANGO  # the one PBX the connector speaks to; a second one will be
 CHANNELS: tuple[str, ...] = (SMS_CHANNEL, *(c.value for c in Channel))
 
 
-def alert_channels(config) -> tuple[Channel, ...]:
-    """The alerts' channels this deployment can send through: e-mail with an SMTP server, Telegram with a bot."""
-    return tuple(c for c, on in ((Channel.EMAIL, bool(config.SMTP_HOST)),
-                                 (Channel.TELEGRAM, bool(config.TELEGRAM_BOT_TOKEN))) if on)
-
-
 def channels_on(session, config) -> tuple[str, ...]:
     """The channels in use (the status lists them): the rating link's SMS once it is on, globally or on a line;
-    the alerts' channels that are set up."""
+    the alerts' channels that are set up (in the environment or the console)."""
+    from connector.delivery.alerts.channel_setup import available_channels, environment_channels
     from connector.inbound.link.settings import read
 
     sms = (SMS_CHANNEL,) if read(session)[0].on_anywhere else ()
-    return (*sms, *(c.value for c in alert_channels(config)))
+    return (*sms, *(c.value for c in available_channels(session, environment_channels(config))))
 
 
 def kit(name: str) -> TargetKit:

@@ -2,6 +2,8 @@
 command line both start from these, and the command line never imports the web app."""
 from __future__ import annotations
 
+from typing import Callable
+
 from connector import registry
 from connector.core.config import Config
 from connector.core.db import Database
@@ -22,11 +24,12 @@ def load_settings(environ=None, *, dotenv: bool = True) -> Config:
 
 def ingest_context(config: Config) -> IngestContext:
     pbx = pbx_settings(config)
+    from connector.delivery.alerts.channel_setup import environment_channels
     from connector.delivery.alerts.planning import AlertContext
 
     return IngestContext(initial_policy=policy_from_config(config), targets=registry.plannings(config),
                          survey_location=pbx.survey_location, poll_quality=pbx.quality_api,
-                         alerts=AlertContext(registry.alert_channels(config), config.CONSOLE_TIMEZONE))
+                         alerts=AlertContext(environment_channels(config), config.CONSOLE_TIMEZONE))
 
 
 def build_pbx_credentials(config: Config, db: Database) -> CredentialStore:
@@ -142,74 +145,92 @@ def build_sms_worker(config: Config, db: Database, *, session=None):
         lease_seconds=config.WORKER_LEASE_SECONDS, poll_seconds=config.WORKER_POLL_SECONDS))
 
 
-def build_bot(config: Config):
-    """The Telegram bot of the alerts, or None when TELEGRAM_BOT_TOKEN is not set."""
-    if not config.TELEGRAM_BOT_TOKEN:
-        return None
+def channel_setup(config: Config, db: Database):
+    """The alert channels' set-up in force (the console's SMTP server and bot token, else the environment's),
+    read by every sender at most a few seconds old."""
+    from connector.delivery.alerts.channel_setup import ChannelSetupStore
+
+    return ChannelSetupStore(db, config)
+
+
+def bot_in_force(config: Config, setup) -> "Callable":
+    """`() -> Bot | None`: the Telegram bot of the token in force (one client per token)."""
     from connector.delivery.telegram import Bot
 
-    return Bot(config.TELEGRAM_BOT_TOKEN, base_url=config.TELEGRAM_API_URL)
+    bots: dict[str, Bot] = {}
+
+    def bot():
+        token = setup.current().bot_token
+        if not token:
+            return None
+        if token not in bots:
+            bots.clear()
+            bots[token] = Bot(token, base_url=config.TELEGRAM_API_URL)
+        return bots[token]
+    return bot
 
 
-def alert_sender(config: Config, channel):
-    """What sends a message on one alert channel, `(address, message, message_id) -> None`, raising the
-    outbox's TransientError or PermanentError (AddressRefused: the address refuses messages); None when the
-    channel is not set up. The workers send through it, and so does the console's "send a test message"."""
+def alert_sender(config: Config, channel, setup):
+    """What sends a message on one alert channel, `(address, message, message_id) -> None`, with the set-up in
+    force when it sends; it raises the outbox's TransientError or PermanentError (AddressRefused: the address
+    refuses messages; a channel not set up: PermanentError). The workers send through it, and so does the
+    console's "send a test message"."""
     from connector.core.alerting import Channel
     from connector.delivery.alerts.channels import email_sender, telegram_sender
-    from connector.delivery.mail import Mailer, mail_settings
 
-    if channel not in registry.alert_channels(config):
-        return None
     if channel == Channel.EMAIL:
-        return email_sender(Mailer(mail_settings(config)))
-    return telegram_sender(build_bot(config))
+        return email_sender(lambda: setup.current().mail)
+    return telegram_sender(bot_in_force(config, setup))
 
 
 def build_alert_workers(config: Config, db: Database) -> list:
-    """One outbox worker per alert channel set up (e-mail with SMTP_HOST, Telegram with TELEGRAM_BOT_TOKEN)."""
+    """One outbox worker per alert channel; a channel nobody set up has no jobs, and its worker idles."""
+    from connector.core.alerting import Channel
     from connector.core.runtime_settings import user_map_scope
     from connector.delivery.alerts.channels import AlertTarget
     from connector.delivery.worker import DeliveryLoop, WorkerOptions
 
-    return [DeliveryLoop(db, AlertTarget(channel, alert_sender(config, channel), public_base_url=config.PUBLIC_BASE_URL,
-                                         default_zone=config.CONSOLE_TIMEZONE),
+    setup = channel_setup(config, db)
+    return [DeliveryLoop(db, AlertTarget(channel, alert_sender(config, channel, setup),
+                                         public_base_url=config.PUBLIC_BASE_URL, default_zone=config.CONSOLE_TIMEZONE),
                          WorkerOptions(initial_policy=policy_from_config(config), initial_user_map={},
                                        user_map_scope=user_map_scope(channel.value),
                                        lease_seconds=config.WORKER_LEASE_SECONDS,
                                        poll_seconds=config.WORKER_POLL_SECONDS))
-            for channel in registry.alert_channels(config)]
+            for channel in Channel]
+
+
+def build_alert_worker(config: Config, db: Database, channel):
+    """The outbox worker of one alert channel (tests and benchmarks of one channel)."""
+    return next(w for w in build_alert_workers(config, db) if w.target.name == channel)
 
 
 def build_digest_planner(config: Config, db: Database):
-    """Gathers what quiet hours or the cap held into digests, or None when no alert channel is set up."""
-    if not registry.alert_channels(config):
-        return None
+    """Gathers what quiet hours or the cap held into digests."""
     from connector.delivery.alerts.digests import DigestPlanner
 
     return DigestPlanner(db, poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0))
 
 
 def build_telegram_linker(config: Config, db: Database):
-    """Links people's Telegram chats from the bot's updates, or None when TELEGRAM_BOT_TOKEN is not set."""
-    bot = build_bot(config)
-    if bot is None:
-        return None
+    """Links people's Telegram chats from the bot's updates (idle while no bot token is set)."""
     from connector.delivery.alerts.telegram_link import TelegramLinker
 
-    return TelegramLinker(db, bot, poll_seconds=max(config.WORKER_POLL_SECONDS, 2.0))
+    return TelegramLinker(db, bot_in_force(config, channel_setup(config, db)),
+                          poll_seconds=max(config.WORKER_POLL_SECONDS, 2.0))
 
 
 def build_report_mailer(config: Config, db: Database):
-    """Sends the scheduled report e-mails, or None when no SMTP server is set."""
-    from connector.delivery.mail import Mailer, mail_settings
-
-    settings = mail_settings(config)
-    if settings is None:
-        return None
+    """Sends the scheduled report e-mails through the SMTP server in force (none planned while there is none)."""
     from connector.console.report_mail import ReportMailer
+    from connector.delivery.mail import Mailer
 
-    return ReportMailer(db, Mailer(settings).send, initial_policy=policy_from_config(config),
+    setup = channel_setup(config, db)
+
+    def send(mail) -> None:
+        Mailer(setup.current().mail).send(mail)
+    return ReportMailer(db, send, ready=lambda: setup.current().mail is not None,
+                        initial_policy=policy_from_config(config),
                         default_zone=config.CONSOLE_TIMEZONE, public_base_url=config.PUBLIC_BASE_URL,
                         poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0), lease_seconds=config.WORKER_LEASE_SECONDS)
 

@@ -15,7 +15,7 @@ from connector.core.users import add_user
 from connector.delivery import outbox
 from connector.delivery.alerts import settings as alert_settings
 from connector.delivery.alerts.digests import gather
-from connector.wiring import build_alert_workers
+from connector.wiring import build_alert_worker
 from tests.conftest import dtmf, summary
 from tests.delivery_helpers import until_idle
 from tests.fakes.smtp import smtp_server, smtp_settings
@@ -60,7 +60,7 @@ def people(db):
 @pytest.fixture
 def send(app, db):
     """Runs the e-mail worker until it has nothing due; returns how many jobs it took."""
-    [worker] = build_alert_workers(app.extensions["connector"].config, db)
+    worker = build_alert_worker(app.extensions["connector"].config, db, "email")
     return lambda: until_idle(worker)
 
 

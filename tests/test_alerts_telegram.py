@@ -13,7 +13,7 @@ from connector.core.models import AlertChannel, AlertRoute, DeliveryJob, JobStat
 from connector.core.users import add_user
 from connector.delivery import outbox
 from connector.delivery.alerts.telegram_link import CODE_TTL, REPLIES, LinkAnswer, start_link
-from connector.wiring import build_alert_workers, build_telegram_linker
+from connector.wiring import build_alert_worker, build_telegram_linker
 from tests.conftest import console_login, dtmf, summary
 from tests.delivery_helpers import until_idle
 from tests.fakes.server import serving
@@ -52,7 +52,7 @@ def linker(app, db):
 
 @pytest.fixture
 def send(app, db):
-    [worker] = build_alert_workers(app.extensions["connector"].config, db)
+    worker = build_alert_worker(app.extensions["connector"].config, db, "telegram")
     return lambda: until_idle(worker)
 
 
@@ -155,7 +155,7 @@ def test_a_wrong_token_is_a_visible_error_and_loses_nothing(db, app, telegram, s
     with db.transaction() as s:
         s.add(AlertChannel(user_id=sam, channel="telegram", address=str(CHAT), enabled=True))
     low_call(mango_post, "call-1")
-    [worker] = build_alert_workers(config, db)
+    worker = build_alert_worker(config, db, "telegram")
     assert worker.run_once() == 1
     [job] = telegram_jobs(db)
     assert job.status == JobStatus.DEAD and "token" in job.last_error.lower()

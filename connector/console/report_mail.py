@@ -154,9 +154,9 @@ class ReportMailer:
     """Plans the due report e-mails and sends them, one at a time, through `send` (a Mailer's)."""
 
     def __init__(self, db: Database, send, *, initial_policy: Policy, default_zone: str, public_base_url: str,
-                 poll_seconds: float = 30.0, lease_seconds: float = LEASE.total_seconds(),
+                 ready=lambda: True, poll_seconds: float = 30.0, lease_seconds: float = LEASE.total_seconds(),
                  clock=lambda: datetime.now(timezone.utc)):
-        self.db, self.send, self.initial_policy = db, send, initial_policy
+        self.db, self.send, self.initial_policy, self.ready = db, send, initial_policy, ready
         self.default_zone, self.public_base_url, self.poll_seconds = default_zone, public_base_url, poll_seconds
         self.lease_seconds, self.clock, self.owner = lease_seconds, clock, worker_id()
 
@@ -164,6 +164,10 @@ class ReportMailer:
         run_until_stopped("report e-mails", self.run_once, stop, self.poll_seconds)
 
     def run_once(self) -> int:
+        """Plan what is due and send what is waiting; how many it sent (or tried). Idle without a mail server:
+        nothing is planned that could not go."""
+        if not self.ready():
+            return 0
         with self.db.transaction() as s:
             zone = zone_in_force(s, self.default_zone).zone
             plan(s, self.clock(), zone)

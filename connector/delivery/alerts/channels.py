@@ -155,20 +155,27 @@ class AlertTarget:
         raise TypeError("an alert has no entity to match")  # never reported by this target
 
 
-def email_sender(mailer) -> Send:
-    """Sends through the account's SMTP server (`connector.delivery.mail.Mailer`)."""
-    from connector.delivery.mail import Mail
+def email_sender(mail_in_force: Callable[[], object]) -> Send:
+    """Sends through the SMTP server in force (`mail_in_force()`: its MailSettings, None when none is set up)."""
+    from connector.delivery.mail import Mail, Mailer
 
     def send(address: str, message: Message, message_id: str) -> None:
-        mailer.send(Mail(address, message.subject, message.text, message.html, message_id))
+        settings = mail_in_force()
+        if settings is None:
+            raise PermanentError("no mail server is set up: an admin sets it on the alerts page (or SMTP_HOST)")
+        Mailer(settings).send(Mail(address, message.subject, message.text, message.html, message_id))
     return send
 
 
-def telegram_sender(bot) -> Send:
-    """Sends through the bot (`connector.delivery.telegram.Bot`); a chat that blocked it or is gone refuses."""
+def telegram_sender(bot_in_force: Callable[[], object]) -> Send:
+    """Sends through the bot in force (`bot_in_force()`: a `connector.delivery.telegram.Bot`, None when no token
+    is set); a chat that blocked it or is gone refuses."""
     from connector.delivery.telegram import ChatNotFound, ChatRefused
 
     def send(address: str, message: Message, message_id: str) -> None:
+        bot = bot_in_force()
+        if bot is None:
+            raise PermanentError("no Telegram bot is set up: an admin saves its token on the alerts page")
         try:
             bot.send_message(address, message.telegram)
         except (ChatRefused, ChatNotFound) as exc:

@@ -20,16 +20,17 @@ from connector.core.models import Alert, AlertStatus, Call, CrmRecord, DeliveryS
 from connector.core.time_zone import zone_in_force
 from connector.delivery import outbox
 from connector.delivery.alerts import settings as alert_settings
+from connector.delivery.alerts.channel_setup import available_channels
 
 ALERT, DIGEST = "alert", "digest"  # the outbox job kinds of the channels
 
 
 @dataclass(frozen=True)
 class AlertContext:
-    """What planning needs from the deployment: the channels it can send through, and the account's default
-    time zone (quiet hours are local)."""
+    """What planning needs from the deployment: the channels its environment sets up (an admin may set up
+    more in the console), and the account's default time zone (quiet hours are local)."""
 
-    channels: tuple[Channel, ...]
+    environment: tuple[Channel, ...]
     default_zone: str
 
 
@@ -45,13 +46,14 @@ def _cached(session: Session, key: str, read):
 
 def plan_alerts(session: Session, ctx: AlertContext, calls: list[Call], now: datetime | None = None) -> int:
     """Make the alerts these calls now call for (none twice); how many it made."""
-    if not ctx.channels:
-        return 0
     now = now or datetime.now(timezone.utc)
     candidates = [c for c in calls if _may_trigger(c)]
     if not candidates:
         return 0
     with session.no_autoflush:
+        channels = _cached(session, "alert_channels", lambda: available_channels(session, ctx.environment))
+        if not channels:
+            return 0
         settings = _cached(session, "alert_settings", lambda: alert_settings.read(session))
         found = {c.id: triggers(customer_tagged=c.decision_tag is not None, customer_score=c.customer_score,
                                 supervisor_score=c.supervisor_score, thresholds=settings.thresholds)
@@ -77,7 +79,7 @@ def plan_alerts(session: Session, ctx: AlertContext, calls: list[Call], now: dat
         for trigger in found[call.id]:
             for user_id in users:
                 for channel in open_channels(people[user_id], now):
-                    if channel not in ctx.channels or (call.id, trigger.value, user_id, channel.value) in made:
+                    if channel not in channels or (call.id, trigger.value, user_id, channel.value) in made:
                         continue
                     alert = Alert(call_row=call.id, trigger=trigger.value, user_id=user_id, channel=channel.value,
                                   created_at=now)

@@ -90,13 +90,18 @@ def bot_state(session: Session) -> MessengerAccount | None:
 class TelegramLinker:
     """Reads the bot's updates and links chats; learns the bot's name first (the console's deep link needs it)."""
 
-    def __init__(self, db: Database, bot, *, poll_seconds: float = 2.0, clock=lambda: datetime.now(timezone.utc)):
-        self.db, self.bot, self.poll_seconds, self.clock = db, bot, poll_seconds, clock
+    def __init__(self, db: Database, bot_in_force, *, poll_seconds: float = 2.0,
+                 clock=lambda: datetime.now(timezone.utc)):
+        """`bot_in_force()`: the bot of the token in force, None while there is none (the linker idles)."""
+        self.db, self.bot_in_force, self.poll_seconds, self.clock = db, bot_in_force, poll_seconds, clock
 
     def run(self, stop: threading.Event) -> None:
         run_until_stopped("telegram links", self.run_once, stop, self.poll_seconds)
 
     def run_once(self) -> int:
+        self.bot = self.bot_in_force()
+        if self.bot is None:
+            return 0
         with self.db.transaction() as s:
             state = own_row(s, MessengerAccount, ACCOUNT, updates_offset=0)
             offset, known = state.updates_offset or None, state.bot_username
