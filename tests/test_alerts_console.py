@@ -350,9 +350,14 @@ def test_a_bot_that_does_not_answer_says_its_error_when_linking(client, db, peop
     with pytest.raises(Exception):
         linker.run_once()
     log_in(client, "sam")
+    page = text_of(client.get("/alerts"))
+    assert "Бот Telegram ещё не ответил коннектору: ссылка для подключения появится" in page
+    assert "Последняя ошибка:" in page
     answer = post(client, "/alerts/telegram/link")
     page = text_of(answer)
-    assert "Бот Telegram ещё не ответил коннектору" in page and "Последняя ошибка:" in page
+    assert answer.status_code == 409
+    assert "Бот Telegram ещё не ответил коннектору, поэтому ссылку пока не сделать" in page
+    assert "Последняя ошибка:" in page
 
 
 def test_a_chat_that_blocked_the_bot_shows_its_reason_to_its_person_and_the_admin(client, db, people, telegram):
