@@ -96,6 +96,10 @@ def test_an_admin_and_a_supervisor_set_their_alerts_at_phone_and_desktop_widths(
     assert opened.text == "Открыть Telegram" and fits(browser)
     code = opened.get_attribute("href").partition("start=")[2]
     assert axe_problems(browser) == []
+    if pictures_taken(db_url):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.execute_script("document.getElementById('telegram-link-panel').scrollIntoView()")
+        browser.save_screenshot(str(SCREENSHOTS / "alerts-telegram-link-ru-phone.png"))
     telegram.user_sends(CHAT, f"/start {code}")  # what the link's Start button sends
     assert linker.run_once() == 1
     browser.get(f"{busy_console}/alerts")
