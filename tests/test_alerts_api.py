@@ -104,3 +104,12 @@ def test_only_an_admin_may(client, people):
     assert client.post("/api/v1/alert-routes", headers=sam, json={"username": "sam"}).status_code == 403
     assert client.delete("/api/v1/alert-routes/1", headers=sam).status_code == 403
     assert client.get("/api/v1/alert-routes").status_code == 401
+
+
+@pytest.mark.parametrize("body", ['{"username": "\\ud800"}', '{"username": "sam", "line": "74\\ud800"}',
+                                  '{"username": "sa\\u0000m"}'])
+def test_text_no_database_can_store_is_refused_before_it_reaches_one(client, db, auth, people, body):
+    answer = client.post("/api/v1/alert-routes", headers=auth, data=body, content_type="application/json")
+    assert answer.status_code == 422 and "\n" not in answer.json["error"]
+    with db.reading() as s:
+        assert s.scalars(select(AlertRoute)).all() == []

@@ -269,6 +269,16 @@ def test_a_person_sets_their_address_and_sends_themselves_a_test_email(client, d
     assert mail["To"] == "sam@example.ru" and mail["Subject"] == "Проверка оповещений"
 
 
+@pytest.mark.parametrize("typed", ["sam\x00@example.ru", "sam\x7f@example.ru", "sam@example.ru\x00"])
+def test_an_address_no_database_or_mail_server_can_take_is_refused_beside_its_field(client, db, people, typed):
+    log_in(client, "sam")
+    answer = post(client, "/alerts/email", email=typed)
+    assert answer.status_code == 422
+    assert 'id="alerts-error-email">Адрес почты, например name@example.ru' in answer.get_data(as_text=True)
+    with db.reading() as s:
+        assert s.get(User, people["sam"]).email is None
+
+
 def test_a_refused_test_email_says_the_servers_words(client, db, people, inbox):
     with db.transaction() as s:
         s.get(User, people["sam"]).email = "nobody@example.ru"  # the fake server answers 550 for it
