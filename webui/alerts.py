@@ -57,7 +57,6 @@ TRIAL_NAMES = {Channel.EMAIL: "почта", Channel.TELEGRAM: "Telegram"}
 NOT_SET_UP = {Channel.EMAIL: _l("Почта не настроена: администратор задаёт SMTP_HOST."),
               Channel.TELEGRAM: _l("Telegram не настроен: администратор задаёт TELEGRAM_BOT_TOKEN.")}
 
-SETTING_LABELS = ALERT_LABELS
 SETTING_HELP = {
     "supervisor_below": _l("Оповещение, когда супервизор ставит оценку ниже этой. 0 — не оповещать."),
     "divergence": _l("Оповещение, когда оценки клиента и супервизора звонка отличаются хотя бы на столько. 0 — не оповещать."),  # noqa: E501
@@ -77,7 +76,7 @@ class ChannelForm(FlaskForm):
     enabled = BooleanField(_l("Присылать оповещения сюда"))
     mute = SelectField(_l("Заглушить"), validate_choice=False)
 
-    def offer(self, muted: datetime | None, when) -> "ChannelForm":
+    def offer(self, muted: datetime | None) -> "ChannelForm":
         """The mute's choices; while a mute is on, keeping it (its end said in local time) comes first."""
         keep = [SelectChoice(KEEP, _("оставить: заглушено до %(when)s", when=when(muted)))] if muted else []
         self.mute.choices = [*keep, SelectChoice(UNMUTED, _("не заглушать")), SelectChoice(HOUR, _("на 1 час")),
@@ -89,13 +88,13 @@ class ChannelForm(FlaskForm):
 class AlertSettingsForm(FlaskForm):
     """The types only: `alert_settings.save` checks the ranges."""
 
-    supervisor_below = IntegerField(SETTING_LABELS["supervisor_below"], validators=[Optional()])
-    divergence = IntegerField(SETTING_LABELS["divergence"], validators=[Optional()])
-    quiet_from_hour = SelectField(SETTING_LABELS["quiet_from_hour"], coerce=int, validate_choice=False,
+    supervisor_below = IntegerField(ALERT_LABELS["supervisor_below"], validators=[Optional()])
+    divergence = IntegerField(ALERT_LABELS["divergence"], validators=[Optional()])
+    quiet_from_hour = SelectField(ALERT_LABELS["quiet_from_hour"], coerce=int, validate_choice=False,
                                   choices=[SelectChoice(hour, f"{hour}:00") for hour in range(24)])
-    quiet_until_hour = SelectField(SETTING_LABELS["quiet_until_hour"], coerce=int, validate_choice=False,
+    quiet_until_hour = SelectField(ALERT_LABELS["quiet_until_hour"], coerce=int, validate_choice=False,
                                    choices=[SelectChoice(hour, f"{hour}:00") for hour in range(24)])
-    cap_per_hour = IntegerField(SETTING_LABELS["cap_per_hour"], validators=[Optional()])
+    cap_per_hour = IntegerField(ALERT_LABELS["cap_per_hour"], validators=[Optional()])
 
     FIELDS = ("supervisor_below", "divergence", "quiet_from_hour", "quiet_until_hour", "cap_per_hour")
 
@@ -114,7 +113,7 @@ class RouteForm(FlaskForm):
 
 # --- «Мои каналы» --------------------------------------------------------------------------------------------
 
-def _my_channels(session, user_id: int, now: datetime, when, posted: dict) -> list[dict]:
+def _my_channels(session, user_id: int, now: datetime, posted: dict) -> list[dict]:
     """Each channel as its person sees it: set up here or not, its address in words, on or off, muted until."""
     config = services().config
     set_up = registry.alert_channels(config)
@@ -128,7 +127,7 @@ def _my_channels(session, user_id: int, now: datetime, when, posted: dict) -> li
         row = {"channel": channel.value, "name": CHANNEL_NAMES[channel], "set_up": channel in set_up,
                "not_set_up": NOT_SET_UP[channel], "address": alert_people.address(session, user_id, channel),
                "reachable": state is not None, "enabled": bool(state and state.enabled), "muted_until": muted,
-               "refused": state.refused if state else None, "form": form.offer(muted, when)}
+               "refused": state.refused if state else None, "form": form.offer(muted)}
         if channel == Channel.TELEGRAM:
             bot = telegram_link.bot_state(session)
             row["bot"] = {"username": bot.bot_username, "last_error": bot.last_error} if bot else None
@@ -154,34 +153,33 @@ def alerts_page(*, code: int = 200, email_form: EmailForm | None = None, channel
     """The page; the forms hold what was posted after a refusal (None: what is stored). `problems` maps a form's
     field (`email`, `channel`, a setting's name, `route.user` …) to its refusal in words."""
     principal = g.principal
-    zone = ZoneInfo(zone_in_force().name)
     now = datetime.now(timezone.utc)
     with services().db.reading() as s:
         email = alert_people.address(s, principal.user_id, Channel.EMAIL) if principal.user_id else None
-        channels = _my_channels(s, principal.user_id, now, when, channel_forms or {}) if principal.user_id else []
+        channels = _my_channels(s, principal.user_id, now, channel_forms or {}) if principal.user_id else []
         rules = _rules(s, settings_form, route_form) if principal.role == Role.ADMIN else None
     if request.method != "GET":  # a post answered with the page: switching the language reopens the page
         g.page_url = url_for(".alerts")
     notice = NOTICES.get(request.args.get("done", "")) if request.method == "GET" else None
     return render_template(
         "alerts.html", email_form=email_form or EmailForm(formdata=None, email=email or ""), channels=channels,
-        problems=problems or {}, trial=trial, link=link, notice=notice, rules=rules, action_form=ActionForm(),
-        zone=zone), code
+        problems=problems or {}, trial=trial, link=link, notice=notice, rules=rules, action_form=ActionForm()), code
 
 
 def _rules(session, settings_form: AlertSettingsForm | None, route_form: RouteForm | None) -> dict:
     """What «Правила» shows: the settings, the routes, who may receive alerts, the channels' setup, refusals."""
     config = services().config
     settings = alert_settings.read(session)
-    staff = [user for user in list_users(session) if user.role in ROUTABLE_ROLES and not user.disabled]
-    usernames = {user.id: user.username for user in list_users(session)}
-    refused = [(usernames.get(person.user_id, ""), CHANNEL_NAMES[channel], state.refused)
+    users = list_users(session)
+    staff = [user for user in users if user.role in ROUTABLE_ROLES and not user.disabled]
+    usernames = {user.id: user.username for user in users}
+    refused = [(usernames.get(person.user_id, ""), str(CHANNEL_NAMES[channel]), state.refused)
                for person in alert_people.people(session).values()
                for channel, state in person.channels.items() if state.refused]
     bot = telegram_link.bot_state(session)
     return {
         "form": settings_form or AlertSettingsForm(formdata=None, data=settings.as_dict()),
-        "labels": SETTING_LABELS, "help": SETTING_HELP,
+        "help": SETTING_HELP,
         "routes": [{"id": route.id, "username": user.username, "line": route.line_number,
                     "group": route.operator_group} for route, user in alert_people.route_list(session)],
         "route_form": (route_form or RouteForm(formdata=None)).offer(staff, line_numbers(session)),
@@ -286,14 +284,14 @@ def link_telegram():
         return _stale()
     if Channel.TELEGRAM not in registry.alert_channels(services().config):
         return alerts_page(code=409, problems={"telegram": str(NOT_SET_UP[Channel.TELEGRAM])})
+    now = datetime.now(timezone.utc)
     with services().db.transaction() as s:
         bot = telegram_link.bot_state(s)
         username = bot.bot_username if bot else None
-        code = telegram_link.start_link(s, _me()) if username else None
+        code = telegram_link.start_link(s, _me(), now) if username else None
     if code is None:
         return alerts_page(code=409, link={"url": None})
-    until = datetime.now(timezone.utc) + telegram_link.CODE_TTL
-    return alerts_page(link={"url": telegram_link.deep_link(username, code), "until": until})
+    return alerts_page(link={"url": telegram_link.deep_link(username, code), "until": now + telegram_link.CODE_TTL})
 
 
 @bp.post("/alerts/telegram/unlink")
