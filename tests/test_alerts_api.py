@@ -23,7 +23,7 @@ def people(db, monkeypatch):
         s.flush()
         from connector.core.users import disable_user
         disable_user(s, "gone")
-        return {"sam": {"Authorization": f"Bearer {issue_token(s, 'sam', days=1)}"}}
+        return {name: {"Authorization": f"Bearer {issue_token(s, name, days=1)}"} for name in ("sam", "olga")}
 
 
 def test_an_admin_reads_and_changes_the_settings_audited(client, db, auth, people):
@@ -96,14 +96,17 @@ def test_a_route_that_cannot_be_is_refused_and_nothing_is_added(client, db, auth
         assert s.scalars(select(AlertRoute)).all() == []
 
 
-def test_only_an_admin_may(client, people):
-    sam = people["sam"]
-    assert client.get("/api/v1/settings/alerts", headers=sam).status_code == 403
-    assert client.patch("/api/v1/settings/alerts", headers=sam, json={"cap_per_hour": 1}).status_code == 403
-    assert client.get("/api/v1/alert-routes", headers=sam).status_code == 403
-    assert client.post("/api/v1/alert-routes", headers=sam, json={"username": "sam"}).status_code == 403
-    assert client.delete("/api/v1/alert-routes/1", headers=sam).status_code == 403
+@pytest.mark.parametrize("who", ["sam", "olga"])
+def test_only_an_admin_may(client, db, people, who):
+    headers = people[who]
+    assert client.get("/api/v1/settings/alerts", headers=headers).status_code == 403
+    assert client.patch("/api/v1/settings/alerts", headers=headers, json={"cap_per_hour": 1}).status_code == 403
+    assert client.get("/api/v1/alert-routes", headers=headers).status_code == 403
+    assert client.post("/api/v1/alert-routes", headers=headers, json={"username": "sam"}).status_code == 403
+    assert client.delete("/api/v1/alert-routes/1", headers=headers).status_code == 403
     assert client.get("/api/v1/alert-routes").status_code == 401
+    with db.reading() as s:
+        assert s.scalars(select(AlertRoute)).all() == [] and alert_settings.read(s).cap_per_hour == 0
 
 
 @pytest.mark.parametrize("body", ['{"username": "\\ud800"}', '{"username": "sam", "line": "74\\ud800"}',
