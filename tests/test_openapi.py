@@ -78,7 +78,8 @@ def api_app(request, tmp_path_factory):
 def test_the_document_lists_every_api_route(api_app):
     document = api_app.test_client().get("/api/openapi.json").json
     documented = {path.replace("{call_id}", "<path:call_id>").replace("{line_number}", "<line_number>")
-                  .replace("{number}", "<number>") for path in document["paths"]}
+                  .replace("{number}", "<number>").replace("{route_id}", "<int:route_id>")
+                  for path in document["paths"]}
     routes = {rule.rule for rule in api_app.url_map.iter_rules()
               if rule.rule.startswith("/api/v1/") or rule.rule in ("/healthz", "/metrics")}
     assert routes <= documented, routes - documented

@@ -170,6 +170,56 @@ def _rating_link_schemas(spec: APISpec) -> None:
                                   "description": "a Russian number: +7, 7 or 8 and ten digits"}}})
 
 
+def _alerts(spec: APISpec, admin: dict) -> None:
+    """The alerts' settings and routes (admins only)."""
+    from connector.delivery.alerts.settings import RANGES
+    from web.api.alerts import RouteSchema
+
+    descriptions = {"supervisor_below": "a supervisor score below this alerts; 0: never",
+                    "divergence": "customer and supervisor scores at least this far apart alert; 0: never",
+                    "quiet_from_hour": "local hour (the account's time zone) alerts begin to wait; equal to "
+                                       "quiet_until_hour: no quiet hours",
+                    "quiet_until_hour": "local hour the quiet hours end (exclusive); what waited goes as a digest",
+                    "cap_per_hour": "alerts a person gets one by one in an hour, the rest join a digest; 0: no cap"}
+    properties = {name: {"type": "integer", "minimum": low, "maximum": high, "description": descriptions[name]}
+                  for name, (low, high) in RANGES.items()}
+    spec.components.schema("AlertSettings", {"type": "object", "required": list(properties),
+                                             "additionalProperties": False, "properties": properties})
+    spec.components.schema("AlertSettingsChange", {"type": "object", "minProperties": 1,
+                                                   "additionalProperties": False, "properties": properties})
+    spec.components.schema("AlertRouteAdd", schema=RouteSchema)
+    def settings_answer(description: str, **errors: str) -> dict:
+        responses = _token({"200": description}, **admin, **errors)
+        responses["200"] = {"description": description,
+                            "content": {"application/json": {"schema": "AlertSettings"}}}
+        return responses
+
+    spec.path("/api/v1/settings/alerts", operations={
+        "get": {"summary": "The alerts' settings in force", "security": TOKEN,
+                "responses": settings_answer("the settings")},
+        "patch": {"summary": "Change some of the alerts' settings (admin; audited)", "security": TOKEN,
+                  "requestBody": {"required": True,
+                                  "content": {"application/json": {"schema": "AlertSettingsChange"}}},
+                  "responses": settings_answer("the settings after the change", e400="no JSON object",
+                                               e409=CONFLICT, e415="not application/json",
+                                               e422="a value breaks the schema (the error names the field)")}})
+    route_id = [{"in": "path", "name": "route_id", "required": True,
+                 "schema": {"type": "integer", "minimum": 0}}]
+    spec.path("/api/v1/alert-routes", operations={
+        "get": {"summary": "Who gets which alerts: `items` of id, username, line and group (null: all)",
+                "security": TOKEN, "responses": _token({"200": "`items`"}, **admin)},
+        "post": {"summary": "Route a line's and/or an operator group's alerts to a supervisor or an admin "
+                            "(admin; audited)", "security": TOKEN,
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": "AlertRouteAdd"}}},
+                 "responses": _token({"201": "added", "200": "the same route was there: nothing changed"}, **admin,
+                                     e400="not valid JSON", e404="no such user (or a disabled one)",
+                                     e409="the user is an operator: alerts go to supervisors and admins only",
+                                     e415="not application/json", e422="the body breaks the schema")}})
+    spec.path("/api/v1/alert-routes/{route_id}", operations={"delete": {
+        "summary": "Remove a route (admin; audited)", "security": TOKEN, "parameters": route_id,
+        "responses": _token({"204": "removed"}, **admin, e404="no such route")}})
+
+
 def build_spec() -> dict:
     from connector.console.queries import CallQuerySchema, ReportQuerySchema
     from connector.inbound.link.contacts import NUMBER_PATTERN
@@ -301,6 +351,7 @@ def build_spec() -> dict:
         "parameters": [{"in": "path", "name": "number", "required": True,
                         "schema": {"type": "string", "pattern": NUMBER_PATTERN}}],
         "responses": _token({"204": "removed"}, **admin, e404="the number is not on the list")}})
+    _alerts(spec, admin)
     spec.path("/api/v1/status", operations={"get": {
         "summary": "Each component's state with the details", "security": TOKEN,
         "responses": _token({"200": "status"}, **staff)}})

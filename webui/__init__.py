@@ -3,7 +3,7 @@ for machines; both read through `connector` and follow the same role rules.
 
 One blueprint (`console`, in `webui.common` with what every page shares), its pages in modules by area:
 `auth` (login, logout), `calls` (the list, a call's page, reviews, exports), `notifications`, `reports`,
-`settings` (the policy, lines, dead deliveries, the audit) with its sections (`pbx_connection`, `crm_connection`,
+`alerts` (a person's alert channels; the alerts' rules for admins), `settings` (the policy, lines, dead deliveries, the audit) with its sections (`pbx_connection`, `crm_connection`,
 `target_connections`, `operator_map`, `time_zone`, `rating_link`: the rating link's card and the do-not-contact list), `users` (people, tokens, the login throttle). `filters`
 reads the list's and the reports' filters; `operator_names` is the template filter naming operators."""
 from __future__ import annotations
@@ -15,12 +15,12 @@ from flask_babel import Babel
 from webui.common import LANGUAGES, TRANSLATIONS, bp, error_page, select_locale
 
 # Each module registers its pages (or filters) on `bp` as it is imported.
-from webui import (auth, calls, notifications, reports, settings, users,
+from webui import (auth, calls, notifications, reports, settings, users, alerts,
                    crm_connection, operator_map, operator_names, pbx_connection, rating_link, target_connections,
                    time_zone)
 
 __all__ = ["bp", "configure", "error_page",
-           "auth", "calls", "notifications", "reports", "settings", "users",
+           "auth", "calls", "notifications", "reports", "settings", "users", "alerts",
            "crm_connection", "operator_map", "operator_names", "pbx_connection", "rating_link", "target_connections",
            "time_zone"]
 

@@ -97,6 +97,17 @@ LINK_LABELS = {
     "lines": _l("Линии"),
 }
 
+# The alerts' settings as their page names them (webui.alerts), and the audit log after it; and a route's parts.
+ALERT_LABELS = {
+    "supervisor_below": _l("Оценка супервизора ниже"),
+    "divergence": _l("Оценки клиента и супервизора расходятся на"),
+    "quiet_from_hour": _l("Тихие часы с"),
+    "quiet_until_hour": _l("Тихие часы до"),
+    "cap_per_hour": _l("Не больше оповещений в час одному человеку"),
+}
+ROUTE_LABELS = {"user": _l("Кому"), "line": _l("Линия"), "group": _l("Группа операторов")}
+
+
 class SettingsForm(FlaskForm):
     """The policy's fields; the policy itself checks them together (connector.core.policy.validate_policy)."""
 

@@ -21,9 +21,11 @@ from connector.delivery.targets.amocrm.kinds import JobKind as AmoCrmKind
 from connector.delivery.targets.bitrix24.kinds import JobKind as Bitrix24Kind
 from connector.delivery.targets.webhook.kinds import JobKind as WebhookKind
 from connector.inbound.link.sms import CHANNEL as SMS_CHANNEL, JobKind as SmsKind
+from connector.core import alert_people
+from connector.delivery.alerts import settings as alert_settings
 from connector.inbound.link import contacts, settings as link_settings
 from connector.inbound.link.settings import RatingScale
-from webui.forms import HIGH_SCORES_CHOICES, LINK_LABELS, POLICY_LABELS
+from webui.forms import ALERT_LABELS, HIGH_SCORES_CHOICES, LINK_LABELS, POLICY_LABELS, ROUTE_LABELS
 
 
 class Words:
@@ -294,6 +296,9 @@ CONNECTION_SCOPES = {
 
 # The rating link's own scopes (connector.inbound.link).
 LINK_SCOPES = {link_settings.SCOPE: _l("Оценка по ссылке (SMS)"), contacts.SCOPE: _l("Список «не беспокоить»")}
+# The alerts' scopes (connector.delivery.alerts.settings, connector.core.alert_people), each with its fields' names.
+ALERT_SCOPES = {alert_settings.SCOPE: (_l("Оповещения: правила"), ALERT_LABELS),
+                alert_people.ROUTES_SCOPE: (_l("Оповещения: кто получает"), ROUTE_LABELS)}
 
 
 def audit_scope_label(scope: str) -> str:
@@ -301,6 +306,8 @@ def audit_scope_label(scope: str) -> str:
         return str(CONNECTION_SCOPES[scope])
     if scope in LINK_SCOPES:
         return str(LINK_SCOPES[scope])
+    if scope in ALERT_SCOPES:
+        return str(ALERT_SCOPES[scope][0])
     subject = audit_subject(scope)
     if subject.kind == AuditScope.POLICY:
         return _("Общие настройки")
@@ -328,6 +335,7 @@ AUDIT_FIELDS = {
     "failures": _l("Неудачных входов"),
     "locked": _l("Вход заблокирован"),
     "time_zone": _l("Часовой пояс"),
+    "email": _l("Адрес почты для оповещений"),
 }
 ON_OFF_FIELDS = ("enabled", "lock_score")  # switches: said "on" / "off"
 audit_field_words = Words(AUDIT_FIELDS)
@@ -341,6 +349,8 @@ def audit_field_label(scope: str, field: str) -> str:
         return str(LINK_LABELS.get(field, field))
     if scope == contacts.SCOPE:
         return str(CONTACT_FIELDS.get(field, field))
+    if scope in ALERT_SCOPES:
+        return str(ALERT_SCOPES[scope][1].get(field, field))
     subject = audit_subject(scope)
     if subject.kind == AuditScope.USER_MAP:
         return _("добавочный %(extension)s", extension=field)
@@ -398,6 +408,10 @@ def audit_value(field: str, value) -> str:
         return link_lines_value(value)
     if field.startswith("token "):
         return token_state_label(value)
+    if field in ("quiet_from_hour", "quiet_until_hour") and isinstance(value, int):
+        return f"{value}:00"
+    if field in ("line", "group") and value == "":  # an alert route's "any"
+        return _("все линии") if field == "line" else _("все группы")
     if value == "":
         return _("пусто")
     return str(value)

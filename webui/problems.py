@@ -88,3 +88,48 @@ def _template_problem(template: str | None, public_base_url: str | None) -> str:
     length, limit = link_settings.longest_sms(template, public_base_url or "")
     return _("Со ссылкой, самым длинным именем оператора и датой текст займёт %(length)s символов, а SMS вмещает %(limit)s (%(alphabet)s). Сократите текст. Ничего не сохранено.",  # noqa: E501
              length=length, limit=limit, alphabet=_("латиницей") if limit == link_settings.LIMIT_LATIN else _("с кириллицей"))
+
+
+def alert_setting_problem(field: str) -> str:
+    """A refused setting of the alerts (`connector.delivery.alerts.settings`), said beside its field."""
+    from connector.delivery.alerts.settings import RANGES
+
+    low, high = RANGES.get(field, (0, 0))
+    if field in ("supervisor_below", "divergence"):
+        return _("Целое число от %(low)s до %(high)s (0 — не оповещать)", low=low, high=high)
+    if field == "cap_per_hour":
+        return _("Целое число от %(low)s до %(high)s (0 — без ограничения)", low=low, high=high)
+    return _("Выберите час из списка")
+
+
+def alert_field_problem(field: str) -> str:
+    """A field of the alerts' forms the console could not even read (an e-mail address, a route's person, line
+    or group), said beside it."""
+    if field == "email":
+        return _("Адрес почты, например name@example.ru, до 254 символов. Ничего не сохранено.")
+    if field == "line":
+        return _("Линия: номер АТС, до 32 символов. Выберите её из списка.")
+    if field == "group":
+        return _("Группа операторов: её код в АТС — латинские буквы, цифры, - и _, до 64 символов.")
+    return _("Выберите получателя из списка.")
+
+
+# What `connector.core.alert_people` refuses (AlertPeopleError's one line, for machines), by the field a person
+# corrects; tests/test_alerts_console.py meets each of them, so a reworded refusal is noticed there.
+_ALERT_PEOPLE_FIELDS = {
+    "an e-mail address such as name@example.ru": "email",
+    "no such user": "user",
+    "a line is the PBX number, at most 32 characters": "line",
+    "an operator group is the PBX's group id: letters, digits, - and _": "group",
+}
+
+
+def alert_people_problem(exc: Exception) -> tuple[str, str]:
+    """A refused change to the alerts' people: the field it is said beside, and the words."""
+    message = str(exc)
+    if message.startswith("alerts go to supervisors and admins only"):
+        return "user", _("Оповещения получают только супервизоры и администраторы: оператор не видит чужие звонки. Ничего не добавлено.")  # noqa: E501
+    field = _ALERT_PEOPLE_FIELDS.get(message, "user")
+    if field == "user" and message == "no such user":
+        return field, _("Такого пользователя нет или он отключён. Ничего не добавлено.")
+    return field, alert_field_problem(field)

@@ -85,7 +85,8 @@ def _audit(session: Session, scope: str, actor: str, before: dict, after: dict) 
 def set_email(session: Session, user_id: int, email: str, *, actor: str) -> None:
     """A person's alert address ('' removes it: no e-mail alerts)."""
     email = (email or "").strip()
-    if email and (len(email) > 254 or not EMAIL.fullmatch(email)):
+    # text_problem: a NUL is refused by PostgreSQL (a 500 before), a control character never belongs in a header.
+    if email and (len(email) > 254 or not EMAIL.fullmatch(email) or text_problem(email)):
         raise AlertPeopleError("an e-mail address such as name@example.ru")
     user = _user(session, user_id)
     _audit(session, USER_SCOPE + user.username, actor, {"email": user.email or ""}, {"email": email})
