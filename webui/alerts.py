@@ -11,20 +11,19 @@ from zoneinfo import ZoneInfo
 from flask import abort, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
-from connector import registry
 from connector.core import alert_people
 from connector.core.alerting import ROUTABLE_ROLES, Channel
 from connector.core.calls import line_numbers
 from connector.core.models import Role
 from connector.core.policy import PolicyError
 from connector.core.users import list_users
-from connector.delivery.alerts import messages, settings as alert_settings, telegram_link
+from connector.delivery.alerts import channel_setup as setup, messages, settings as alert_settings, telegram_link
 from connector.delivery.contract import CrmError
-from connector.wiring import alert_sender
+from connector.wiring import alert_sender, channel_setup
 from webui.common import bp, login_required, services, when
 from webui.forms import ALERT_LABELS, ROUTE_LABELS
 from webui.problems import alert_field_problem, alert_people_problem, alert_setting_problem
@@ -54,8 +53,18 @@ def muted_until(choice: str, now: datetime, zone: ZoneInfo) -> datetime | None:
 CHANNEL_NAMES = {Channel.EMAIL: _l("Почта"), Channel.TELEGRAM: _l("Telegram")}
 # The test message speaks Russian, as every alert does (connector.delivery.alerts.messages).
 TRIAL_NAMES = {Channel.EMAIL: "почта", Channel.TELEGRAM: "Telegram"}
-NOT_SET_UP = {Channel.EMAIL: _l("Почта не настроена: администратор задаёт SMTP_HOST."),
-              Channel.TELEGRAM: _l("Telegram не настроен: администратор задаёт TELEGRAM_BOT_TOKEN.")}
+NOT_SET_UP = {Channel.EMAIL: _l("Почта не настроена: администратор указывает почтовый сервер на этой странице, в «Правилах»."),  # noqa: E501
+              Channel.TELEGRAM: _l("Telegram не настроен: администратор сохраняет токен бота на этой странице, в «Правилах».")}  # noqa: E501
+# A refused field of the SMTP server's form, in words (connector.delivery.alerts.channel_setup.validate_mail).
+SMTP_PROBLEMS = {
+    "host": _l("Имя или адрес почтового сервера, например smtp.yandex.ru"),
+    "port": _l("Порт от 1 до 65535: 587 для STARTTLS, 465 для TLS"),
+    "security": _l("Выберите защиту из списка"),
+    "username": _l("Не длиннее 254 знаков, одной строкой"),
+    "password": _l("Не длиннее 512 знаков, одной строкой"),
+    "sender": _l("Адрес отправителя, например qa@example.ru"),
+}
+TOKEN_PROBLEM = _l("Токен, который выдал @BotFather, например 123456:ABC-DEF1234ghIkl")
 
 SETTING_HELP = {
     "supervisor_below": _l("Оповещение, когда супервизор ставит оценку ниже этой. 0 — не оповещать."),
@@ -83,6 +92,25 @@ class ChannelForm(FlaskForm):
                              SelectChoice(MORNING, _("до 9:00 завтра по времени аккаунта")),
                              SelectChoice(WEEK, _("на неделю"))]
         return self
+
+
+class SmtpForm(FlaskForm):
+    """The types only: `channel_setup.validate_mail` decides."""
+
+    host = StringField(_l("Почтовый сервер"), validators=[Optional(), Length(max=253)])
+    port = IntegerField(_l("Порт"), validators=[Optional()])
+    security = SelectField(_l("Защита"), validate_choice=False, choices=[
+        SelectChoice("starttls", _l("STARTTLS (обычно порт 587)")), SelectChoice("tls", _l("TLS (порт 465)")),
+        SelectChoice("none", _l("без шифрования (только сервер в своей сети)"))])
+    username = StringField(_l("Логин"), validators=[Optional(), Length(max=254)])
+    password = PasswordField(_l("Пароль"), validators=[Optional(), Length(max=512)])
+    sender = StringField(_l("Адрес отправителя"), validators=[Optional(), Length(max=254)])
+
+    FIELDS = ("host", "port", "security", "username", "sender")
+
+
+class BotTokenForm(FlaskForm):
+    token = PasswordField(_l("Токен бота"), validators=[Optional(), Length(max=200)])
 
 
 class AlertSettingsForm(FlaskForm):
@@ -115,8 +143,7 @@ class RouteForm(FlaskForm):
 
 def _my_channels(session, user_id: int, now: datetime, posted: dict) -> list[dict]:
     """Each channel as its person sees it: set up here or not, its address in words, on or off, muted until."""
-    config = services().config
-    set_up = registry.alert_channels(config)
+    set_up = setup.read_setup(session, services().config).channels
     person = alert_people.people(session).get(user_id)
     rows = []
     for channel in Channel:
@@ -144,12 +171,17 @@ NOTICES = {
     "route_added": _l("Получатель добавлен."),
     "route_removed": _l("Получатель убран."),
     "route_gone": _l("Этого получателя уже нет: ничего не изменилось."),
+    "smtp": _l("Почтовый сервер сохранён. Проверьте его: «Отправить проверочное сообщение» в «Моих каналах»."),
+    "smtp_forgotten": _l("Почтовый сервер из консоли забыт: действуют настройки окружения, если они есть."),
+    "token": _l("Токен бота сохранён: через несколько секунд бот ответит коннектору."),
+    "token_forgotten": _l("Токен бота из консоли забыт: действует токен из окружения, если он есть."),
 }
 
 
 def alerts_page(*, code: int = 200, email_form: EmailForm | None = None, channel_forms: dict | None = None,
                 problems: dict | None = None, trial: dict | None = None, link: dict | None = None,
-                settings_form: AlertSettingsForm | None = None, route_form: RouteForm | None = None):
+                settings_form: AlertSettingsForm | None = None, route_form: RouteForm | None = None,
+                smtp_form: SmtpForm | None = None):
     """The page; the forms hold what was posted after a refusal (None: what is stored). `problems` maps a form's
     field (`email`, `channel`, a setting's name, `route.user` …) to its refusal in words."""
     principal = g.principal
@@ -157,7 +189,7 @@ def alerts_page(*, code: int = 200, email_form: EmailForm | None = None, channel
     with services().db.reading() as s:
         email = alert_people.address(s, principal.user_id, Channel.EMAIL) if principal.user_id else None
         channels = _my_channels(s, principal.user_id, now, channel_forms or {}) if principal.user_id else []
-        rules = _rules(s, settings_form, route_form) if principal.role == Role.ADMIN else None
+        rules = _rules(s, settings_form, route_form, smtp_form) if principal.role == Role.ADMIN else None
     if request.method != "GET":  # a post answered with the page: switching the language reopens the page
         g.page_url = url_for(".alerts")
     notice = NOTICES.get(request.args.get("done", "")) if request.method == "GET" else None
@@ -166,9 +198,18 @@ def alerts_page(*, code: int = 200, email_form: EmailForm | None = None, channel
         problems=problems or {}, trial=trial, link=link, notice=notice, rules=rules, action_form=ActionForm()), code
 
 
-def _rules(session, settings_form: AlertSettingsForm | None, route_form: RouteForm | None) -> dict:
+def _smtp_values(in_force) -> dict:
+    mail = in_force.mail
+    if mail is None:
+        return {"port": 587, "security": "starttls"}
+    return {"host": mail.host, "port": mail.port, "security": mail.security.value, "username": mail.username,
+            "sender": mail.sender}
+
+
+def _rules(session, settings_form: AlertSettingsForm | None, route_form: RouteForm | None,
+           smtp_form: SmtpForm | None = None) -> dict:
     """What «Правила» shows: the settings, the routes, who may receive alerts, the channels' setup, refusals."""
-    config = services().config
+    in_force = setup.read_setup(session, services().config)
     settings = alert_settings.read(session)
     users = list_users(session)
     staff = [user for user in users if user.role in ROUTABLE_ROLES and not user.disabled]
@@ -183,10 +224,11 @@ def _rules(session, settings_form: AlertSettingsForm | None, route_form: RouteFo
         "routes": [{"id": route.id, "username": user.username, "line": route.line_number,
                     "group": route.operator_group} for route, user in alert_people.route_list(session)],
         "route_form": (route_form or RouteForm(formdata=None)).offer(staff, line_numbers(session)),
-        "smtp": {"host": config.SMTP_HOST, "port": config.SMTP_PORT, "sender": config.SMTP_FROM}
-        if config.SMTP_HOST else None,
-        "telegram": {"set_up": bool(config.TELEGRAM_BOT_TOKEN), "username": bot.bot_username if bot else None,
-                     "last_error": bot.last_error if bot else None},
+        "smtp": in_force.mail, "smtp_source": in_force.mail_source.value,
+        "smtp_form": smtp_form or SmtpForm(formdata=None, data=_smtp_values(in_force)),
+        "telegram": {"set_up": bool(in_force.bot_token), "source": in_force.bot_source.value,
+                     "username": bot.bot_username if bot else None, "last_error": bot.last_error if bot else None},
+        "token_form": BotTokenForm(formdata=None),
         "refused": sorted(refused),
     }
 
@@ -258,10 +300,11 @@ def send_alert_test(name: str):
     channel = _channel(name)
     if not ActionForm().validate_on_submit():
         return _stale()
-    send = alert_sender(services().config, channel)
+    store = channel_setup(services().config, services().db)
+    send = alert_sender(services().config, channel, store)
     with services().db.reading() as s:
         address = alert_people.address(s, _me(), channel)
-    if send is None:
+    if channel not in store.current().channels:
         outcome = {"ok": False, "text": str(NOT_SET_UP[channel])}
     elif not address:
         outcome = {"ok": False, "text": _("Сначала укажите адрес почты.") if channel == Channel.EMAIL
@@ -282,7 +325,9 @@ def link_telegram():
     the bot's link with it, or why there is none yet."""
     if not ActionForm().validate_on_submit():
         return _stale()
-    if Channel.TELEGRAM not in registry.alert_channels(services().config):
+    with services().db.reading() as s:
+        telegram_set_up = Channel.TELEGRAM in setup.read_setup(s, services().config).channels
+    if not telegram_set_up:
         return alerts_page(code=409, problems={"telegram": str(NOT_SET_UP[Channel.TELEGRAM])})
     now = datetime.now(timezone.utc)
     with services().db.transaction() as s:
@@ -355,3 +400,59 @@ def remove_alert_route(route_id: int):
     with services().db.transaction() as s:
         removed = alert_people.remove_route(s, route_id, actor=g.principal.username)
     return redirect(url_for(".alerts", done="route_removed" if removed else "route_gone") + "#routes")
+
+
+# --- the channels' set-up (admins) ---------------------------------------------------------------------------
+
+@bp.post("/alerts/smtp")
+@login_required(Role.ADMIN)
+def save_smtp():
+    form = SmtpForm()
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            return _stale(smtp_form=form)
+        field = next((name for name in (*form.FIELDS, "password") if form[name].errors), "host")
+        return alerts_page(code=422, smtp_form=form, problems={f"smtp.{field}": str(SMTP_PROBLEMS[field])})
+    values = {name: form[name].data for name in form.FIELDS}
+    try:
+        with services().db.transaction() as s:
+            setup.save_mail(s, services().config, values, form.password.data or None, actor=g.principal.username)
+    except PolicyError as exc:
+        return alerts_page(code=422, smtp_form=form, problems={f"smtp.{exc.field}": str(SMTP_PROBLEMS[exc.field])})
+    return redirect(url_for(".alerts", done="smtp") + "#channels-setup")
+
+
+@bp.post("/alerts/smtp/forget")
+@login_required(Role.ADMIN)
+def forget_smtp():
+    if not ActionForm().validate_on_submit():
+        return _stale()
+    with services().db.transaction() as s:
+        setup.forget_mail(s, actor=g.principal.username)
+    return redirect(url_for(".alerts", done="smtp_forgotten") + "#channels-setup")
+
+
+@bp.post("/alerts/telegram/token")
+@login_required(Role.ADMIN)
+def save_bot_token():
+    form = BotTokenForm()
+    if not form.validate_on_submit() or not (form.token.data or "").strip():
+        if form.csrf_token.errors:
+            return _stale()
+        return alerts_page(code=422, problems={"token": str(TOKEN_PROBLEM)})
+    try:
+        with services().db.transaction() as s:
+            setup.save_bot_token(s, services().config, form.token.data, actor=g.principal.username)
+    except PolicyError:
+        return alerts_page(code=422, problems={"token": str(TOKEN_PROBLEM)})
+    return redirect(url_for(".alerts", done="token") + "#channels-setup")
+
+
+@bp.post("/alerts/telegram/token/forget")
+@login_required(Role.ADMIN)
+def forget_bot_token():
+    if not ActionForm().validate_on_submit():
+        return _stale()
+    with services().db.transaction() as s:
+        setup.save_bot_token(s, services().config, None, actor=g.principal.username)
+    return redirect(url_for(".alerts", done="token_forgotten") + "#channels-setup")
