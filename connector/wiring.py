@@ -26,7 +26,8 @@ def ingest_context(config: Config) -> IngestContext:
 
     return IngestContext(initial_policy=policy_from_config(config), targets=registry.plannings(config),
                          survey_location=pbx.survey_location, poll_quality=pbx.quality_api,
-                         alerts=AlertContext(registry.alert_channels(config), config.CONSOLE_TIMEZONE))
+                         alerts=AlertContext(registry.alert_channels(config), config.CONSOLE_TIMEZONE),
+                         follow_up_hours=config.LOW_SCORE_TASK_HOURS)
 
 
 def build_pbx_credentials(config: Config, db: Database) -> CredentialStore:
@@ -179,13 +180,27 @@ def build_digest_planner(config: Config, db: Database):
     return DigestPlanner(db, poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0))
 
 
+def build_follow_up_reader(config: Config, db: Database, *, session=None):
+    """Reads the open follow-ups' CRM tasks back every FOLLOW_UP_POLL_MINUTES, or None when no configured target
+    makes tasks."""
+    from datetime import timedelta
+
+    from connector.delivery.follow_ups import FollowUpReader
+
+    readers = {name: reader for name in config.targets
+               if (reader := registry.build_task_reader(name, config, db, session=session)) is not None}
+    if not readers:
+        return None
+    return FollowUpReader(db, readers, every=timedelta(minutes=config.FOLLOW_UP_POLL_MINUTES))
+
+
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
     """Every background loop this configuration needs: the inbox, delivery, recording copies, PBX polling
-    and scanning, the operator directory, the rating requests by link (planned, then sent), and the alerts'
-    channels and digests."""
+    and scanning, the operator directory, the rating requests by link (planned, then sent), the alerts'
+    channels and digests, and the follow-ups' read-back."""
     workers = build_workers(config, db)
     loops = (build_inbox(config, db, wake=wake), *workers, build_recording_copier(config, db, workers),
              build_poller(config, db), build_scanner(config, db), build_directory(config, db),
              build_rating_planner(config, db), build_sms_worker(config, db), *build_alert_workers(config, db),
-             build_digest_planner(config, db))
+             build_digest_planner(config, db), build_follow_up_reader(config, db))
     return [loop for loop in loops if loop is not None]

@@ -18,6 +18,7 @@ from connector.delivery import outbox
 from connector.delivery.alerts.planning import AlertContext, plan_alerts
 from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, ScoreOrigin,
                               ScoreSource, SurveyState, UTCDateTime, crm_summary)
+from connector.core.follow_ups import DEFAULT_HOURS, open_follow_up
 from connector.core.notifications import notify_low_score
 from connector.core.runtime_settings import current_policies
 from connector.inbound.link.sms import apply_report
@@ -39,6 +40,7 @@ class IngestContext:
     survey_location: str = ""  # the IVR location whose digits are the customer's score
     poll_quality: bool = False  # ask the PBX's quality control for each call's scores (MANGO_QUALITY_API)
     alerts: AlertContext | None = None  # who hears of low scores (None: nobody, as in tools and tests)
+    follow_up_hours: int = DEFAULT_HOURS  # a low score's follow-up is due this long after it (LOW_SCORE_TASK_HOURS)
 
 
 FIRST_POLL_DELAY = timedelta(seconds=5)  # the summary can come a moment before the PBX saves the mark
@@ -150,7 +152,8 @@ def _apply_event(session: Session, ctx: IngestContext, call: Call, event, polici
             call.recording_unavailable_until = None
     elif isinstance(event, Digits):
         if ctx.survey_location and event.location == ctx.survey_location:
-            add_customer_score(session, call, policy, event.digits, origin=ScoreOrigin.PBX_SURVEY, rated_at=event.at)
+            add_customer_score(session, call, policy, event.digits, origin=ScoreOrigin.PBX_SURVEY, rated_at=event.at,
+                               follow_up_hours=ctx.follow_up_hours)
 
 
 def _apply_call_state(call: Call, event: CallState) -> None:
@@ -203,15 +206,17 @@ def _put_in_force(call: Call, decision: Decision) -> None:
 
 
 def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | int, *, origin: str,
-                       rated_at: datetime, comment: str | None = None,
-                       operator: str | None = None) -> Decision:
+                       rated_at: datetime, comment: str | None = None, operator: str | None = None,
+                       follow_up_hours: int = DEFAULT_HOURS) -> Decision:
+    """Store a customer score and, when it is in force, put its decision on the call; a tagged one opens the
+    call's follow-up, due `follow_up_hours` (LOW_SCORE_TASK_HOURS) later."""
     decision = decide(policy, raw, previous=call.customer_score, rated_at=rated_at,
                       call_ended_at=call.ended_at)
-    session.add(Score(call=call, source=CUSTOMER, origin=origin, raw=str(raw)[:64], value=decision.value,
-                      status=decision.status, reason=decision.reason[:255], record=decision.record,
-                      tag=decision.tag, tag_to_remove=decision.tag_to_remove, high_scores=decision.high_scores,
-                      comment=comment,
-                      operator_extension=operator or call.operator_extension, rated_at=rated_at))
+    score = Score(call=call, source=CUSTOMER, origin=origin, raw=str(raw)[:64], value=decision.value,
+                  status=decision.status, reason=decision.reason[:255], record=decision.record,
+                  tag=decision.tag, tag_to_remove=decision.tag_to_remove, high_scores=decision.high_scores,
+                  comment=comment, operator_extension=operator or call.operator_extension, rated_at=rated_at)
+    session.add(score)
     if decision.status != ScoreStatus.REFUSED:
         call.survey = SurveyState.ANSWERED
     if decision.in_force:
@@ -219,6 +224,8 @@ def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | 
         _put_in_force(call, decision)
         if decision.tag and not was_low:  # a low score replacing a low one: the call is no newer news
             notify_low_score(session, call)
+        if decision.tag:  # someone is to call the customer back (once per call)
+            open_follow_up(session, call, score, follow_up_hours)
     return decision
 
 
@@ -255,9 +262,14 @@ def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payl
     call = call_for_update(session, score["call_id"])
     policies = current_policies(session, ctx.initial_policy)
     policy = policies.for_line(call.line_number)
-    add = add_customer_score if score["source"] == CUSTOMER else add_supervisor_score
-    result = add(session, call, policy, score["score"], origin=ScoreOrigin.API, rated_at=score["rated_at"],
-                 comment=score.get("comment"), operator=score.get("operator"))
+    if score["source"] == CUSTOMER:
+        result = add_customer_score(session, call, policy, score["score"], origin=ScoreOrigin.API,
+                                    rated_at=score["rated_at"], comment=score.get("comment"),
+                                    operator=score.get("operator"), follow_up_hours=ctx.follow_up_hours)
+    else:
+        result = add_supervisor_score(session, call, policy, score["score"], origin=ScoreOrigin.API,
+                                      rated_at=score["rated_at"], comment=score.get("comment"),
+                                      operator=score.get("operator"))
     if score.get("phone") and not call.customer_phone:
         call.customer_phone = score["phone"]
     refresh_crm(session, ctx, call, policies)
