@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select, update
 
-from connector.core.models import FollowUp, SettingsAudit
+from connector.core.models import FollowUp
 from connector.wiring import build_follow_up_reader
 from tests.conftest import ADMIN_TOKEN, console_login, csrf_token, dtmf, recording, summary
 from tests.delivery_helpers import TOKEN, connector_with_fake_amo
@@ -42,7 +42,7 @@ def api_call(client, entry_id="call-1") -> dict:
 def listed(client, **query) -> list[str]:
     response = client.get("/api/v1/calls", query_string=query, headers=AUTH)
     assert response.status_code == 200, response.json
-    return [c["call_id"] for c in response.json["calls"]]
+    return [c["call_id"] for c in response.json["items"]]
 
 
 @contextmanager
@@ -129,3 +129,168 @@ def test_a_failing_read_leaves_its_error_on_the_follow_up_and_a_log_line(db_url,
             s.execute(update(FollowUp).values(checked_at=datetime.now(timezone.utc) - timedelta(minutes=11)))
         assert read_back(h.app) == 1  # that round succeeds: the error is gone
         assert api_call(h.client)["follow_up"]["task"]["last_error"] is None
+
+
+# --- Bitrix24 ----------------------------------------------------------------------------------------------------
+
+def test_a_bitrix24_to_do_completed_in_the_portal_makes_the_follow_up_done(db_url):
+    from tests.test_bitrix24_target import bitrix24
+
+    with bitrix24(db_url, LOW_SCORE_TASK="true") as portal:
+        portal.fake.add_contact(PHONE)
+        portal.scored_call(digits="2")
+        portal.drain()
+        [todo] = portal.fake.todos
+        follow_up = portal.call()["follow_up"]
+        assert (follow_up["status"], follow_up["task"]["target"], follow_up["task"]["id"]) == \
+            ("open", "bitrix24", str(todo["ID"]))
+        assert read_back(portal.app) == 1 and portal.call()["follow_up"]["status"] == "open"
+
+        portal.fake.complete_todo(todo["ID"])
+        with portal.db.transaction() as s:
+            s.execute(update(FollowUp).values(checked_at=datetime.now(timezone.utc) - timedelta(minutes=11)))
+        assert read_back(portal.app) == 1
+        follow_up = portal.call()["follow_up"]
+        assert follow_up["status"] == "done" and follow_up["task"]["state"] == "completed"
+        assert follow_up["task"]["result"] is None  # a to-do keeps no result text
+        assert follow_up["done_at"] == follow_up["task"]["completed_at"]
+
+
+def test_a_bitrix24_to_do_deleted_in_the_portal_is_said(db_url):
+    from tests.test_bitrix24_target import bitrix24
+
+    with bitrix24(db_url, LOW_SCORE_TASK="true") as portal:
+        portal.fake.add_contact(PHONE)
+        portal.scored_call(digits="2")
+        portal.drain()
+        portal.fake.delete_todo(portal.fake.todos[0]["ID"])
+        assert read_back(portal.app) == 1
+        assert portal.call()["follow_up"]["task"]["state"] == "deleted"
+
+
+# --- without a CRM task: due LOW_SCORE_TASK_HOURS after the score; overdue; the list's filter -----------------------
+
+def test_without_a_crm_the_follow_up_is_due_the_task_hours_after_the_score_and_overdue_past_it(client, post_score,
+                                                                                                db):
+    # no target: nothing is read back, and the follow-up still opens, due LOW_SCORE_TASK_HOURS (24) later
+    for call_id, score in (("c-low", 2), ("c-late", 3), ("c-fine", 10)):
+        assert post_score({"call_id": call_id, "source": "customer", "score": score,
+                           "rated_at": "2026-11-20T10:00:00Z"}).status_code in (200, 201, 202)
+    follow_up = api_call(client, "c-low")["follow_up"]
+    opened = datetime.fromisoformat(follow_up["opened_at"].replace("Z", "+00:00"))
+    due = datetime.fromisoformat(follow_up["due_at"].replace("Z", "+00:00"))
+    assert due - opened == timedelta(hours=24) and follow_up["task"] is None and not follow_up["overdue"]
+    assert api_call(client, "c-fine")["follow_up"] is None
+    with db.transaction() as s:  # a day passes for one of them
+        row = s.scalars(select(FollowUp).join(FollowUp.call).where(FollowUp.call.has(entry_id="c-late"))).one()
+        row.due_at = datetime.now(timezone.utc) - timedelta(minutes=1)
+    late = api_call(client, "c-late")["follow_up"]
+    assert (late["status"], late["overdue"]) == ("overdue", True)
+    assert sorted(listed(client, follow_up="open")) == ["c-late", "c-low"]
+    assert listed(client, follow_up="overdue") == ["c-late"]
+    assert listed(client, follow_up="recovered") == []
+    assert client.get("/api/v1/calls", query_string={"follow_up": "lost"}, headers=AUTH).status_code == 400
+
+
+# --- the console ----------------------------------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def config_overrides():
+    return {"HEAVY_READS_IN_CHILDREN": "false"}  # the reports built in this process: their figures are asserted
+
+
+@pytest.fixture
+def people(db, monkeypatch):
+    from connector.core.users import add_user
+
+    monkeypatch.setattr("connector.core.users.PASSWORD_METHOD", "scrypt:1024:8:1")  # roles, not hashing cost
+    with db.transaction() as s:
+        for name, role, extensions in (("ann", "admin", []), ("sam", "supervisor", []), ("olga", "operator", ["101"]),
+                                       ("oleg", "operator", ["102"])):
+            add_user(s, name, role, PASSWORD, extensions)
+
+
+@pytest.fixture
+def low_calls(mango_post):
+    """call-1 is olga's (101, score 3), call-2 oleg's (102, score 2), call-3 olga's (101, score 10)."""
+    for entry_id, extension, digits in (("call-1", "101", "3"), ("call-2", "102", "2"), ("call-3", "101", "10")):
+        mango_post("events/summary", summary(entry_id, extension=extension))
+        mango_post("events/dtmf", dtmf(entry_id, digits))
+
+
+def page_text(response) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)))
+
+
+def test_a_supervisor_closes_a_follow_up_on_the_call_page_and_it_is_audited(client, people, low_calls, auth):
+    console_login(client, "sam", PASSWORD)
+    page = client.get("/calls/call-1")
+    shown = page_text(page)
+    assert "Обратная связь с клиентом" in shown and "ждёт звонка" in shown and "Задача в CRM нет" in shown
+    assert 'id="follow-up-form"' in page.get_data(as_text=True)
+    assert client.post("/calls/call-1/follow-up", data={"outcome": "recovered", "csrf_token": "forged"}) \
+        .status_code == 400
+    refused = client.post("/calls/call-1/follow-up", data={"outcome": "lost", "csrf_token": csrf_token(page)})
+    assert refused.status_code == 400 and "Выберите итог из списка" in page_text(refused)
+    too_long = client.post("/calls/call-1/follow-up", data={"outcome": "recovered", "note": "х" * 501,
+                                                            "csrf_token": csrf_token(page)})
+    assert too_long.status_code == 400 and api_call(client, "call-1")["follow_up"]["status"] == "open"
+    done = client.post("/calls/call-1/follow-up", data={
+        "outcome": "recovered", "note": "Извинились, <b>клиент</b> доволен", "csrf_token": csrf_token(page)})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/calls/call-1")
+
+    page = client.get("/calls/call-1")
+    html, shown = page.get_data(as_text=True), page_text(page)
+    assert "выполнена" in shown and "sam: перезвонили, клиент удовлетворён" in shown
+    assert "Извинились, &lt;b&gt;клиент&lt;/b&gt; доволен" in html  # a note is plain text, shown escaped
+    assert 'id="follow-up-form"' not in html  # closed once
+    again = client.post("/calls/call-1/follow-up", data={"outcome": "unreachable", "csrf_token": csrf_token(
+        client.get("/calls/call-2"))})
+    assert again.status_code == 409 and "Обратная связь уже закрыта" in page_text(again)
+    closing = api_call(client, "call-1")["follow_up"]
+    assert closing["status"] == "done" and closing["closing"]["by"] == "sam"
+    assert (closing["closing"]["outcome"], closing["closing"]["note"]) == \
+        ("recovered", "Извинились, <b>клиент</b> доволен")
+
+    [row] = [r for r in client.get("/api/v1/settings/audit", headers=auth).json["items"] if r["scope"] == "follow_up"]
+    assert row["actor"] == "sam" and row["after"]["call_id"] == "call-1" and row["after"]["outcome"] == "recovered"
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/calls"))})
+    console_login(client, "ann", PASSWORD)
+    audit = page_text(client.get("/audit"))
+    assert "Обратная связь с клиентом" in audit and "перезвонили, клиент удовлетворён" in audit
+
+
+def test_an_operator_sees_the_block_of_their_own_call_read_only(client, people, low_calls):
+    console_login(client, "olga", PASSWORD)
+    page = client.get("/calls/call-1")
+    assert "Обратная связь с клиентом" in page_text(page) and 'id="follow-up-form"' not in page.get_data(as_text=True)
+    assert client.post("/calls/call-1/follow-up", data={"outcome": "recovered", "csrf_token": csrf_token(page)}) \
+        .status_code == 403
+    assert client.get("/calls/call-2").status_code == 404  # oleg's call, follow-up and all
+    assert "Обратная связь с клиентом" not in page_text(client.get("/calls/call-3"))  # never scored low
+
+
+def test_the_calls_list_filters_by_follow_up_in_the_console_and_the_api(client, people, low_calls, db):
+    with db.transaction() as s:  # call-2's follow-up is past its due time
+        s.execute(update(FollowUp).where(FollowUp.call_row.in_(select(FollowUp.call_row).join(FollowUp.call)
+                                                                .where(FollowUp.call.has(entry_id="call-2"))))
+                  .values(due_at=datetime.now(timezone.utc) - timedelta(hours=1)))
+    console_login(client, "sam", PASSWORD)
+    page = client.get("/calls/call-1")
+    client.post("/calls/call-1/follow-up", data={"outcome": "recovered", "csrf_token": csrf_token(page)})
+
+    def in_console(**query) -> set[str]:
+        html = client.get("/calls", query_string=query).get_data(as_text=True)
+        return set(re.findall(r'href="/calls/(call-\d)"', html))
+
+    assert in_console(follow_up="open") == {"call-2"}
+    assert in_console(follow_up="overdue") == {"call-2"}
+    assert in_console(follow_up="recovered") == {"call-1"}
+    assert in_console() == {"call-1", "call-2", "call-3"}
+    assert "просрочена" in page_text(client.get("/calls/call-2"))
+    refused = client.get("/calls", query_string={"follow_up": "someday"})
+    assert refused.status_code == 400 and "Обратная связь" in page_text(refused)
+    assert listed(client, follow_up="recovered") == ["call-1"] and listed(client, follow_up="overdue") == ["call-2"]

@@ -216,7 +216,8 @@ def build_spec() -> dict:
         "responses": _token({"200": "`items`, `_meta` (page, per_page, total, total_capped), `_links`"},
                             e400="a parameter breaks the schema (the error names it)")}})
     spec.path("/api/v1/calls/{call_id}", operations={"get": {
-        "summary": "One call with supervisor_marks, its score history and its rating request by link (null when none)",
+        "summary": "One call with supervisor_marks, its score history, its rating request by link and its follow-up "
+                   "after a low score (each null when none)",
         "security": TOKEN,
         "parameters": call_id, "responses": _token({"200": "the call"}, **no_call)}})
     spec.components.schema("Review", schema=ReviewSchema)

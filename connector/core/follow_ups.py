@@ -144,7 +144,7 @@ def close(session: Session, call: Call, actor: str, outcome: FollowUpOutcome | s
     except ValueError:
         raise CloseRefused("outcome") from None
     note = (note or "").strip() or None
-    if note is not None and (len(note) > NOTE_MAX or text_problem(note)):
+    if note is not None and (len(note) > NOTE_MAX or text_problem(note, multiline=True)):
         raise CloseRefused("note")
     now = now or _now()
     before = {"status": row.status, "outcome": None}
