@@ -79,6 +79,9 @@ def test_an_amocrm_task_completed_by_a_manager_makes_the_follow_up_done_with_its
         follow_up = api_call(h.client)["follow_up"]
         assert follow_up["status"] == "done" and follow_up["task"]["state"] == "completed"
         assert follow_up["task"]["result"] == "Перезвонил, клиент доволен" and follow_up["done_at"]
+        totals = h.client.get("/api/v1/reports/follow-ups", headers=AUTH).json["operators"]["totals"]
+        assert (totals["follow_ups"], totals["closed"], totals["follow_up_rate"], totals["overdue"]) == (1, 1, 100.0, 0)
+        assert totals["with_outcome"] == 0 and totals["recovery_rate"] is None  # done in the CRM, no console outcome
         reads = [(m, p) for _, m, p, _ in h.fake.requests if p == "/api/v4/tasks" and m == "GET"]
         assert len(reads) == 2  # one per round that had something to read, each a batch
         assert read_back(h.app) == 0  # a done follow-up is never read again
@@ -294,3 +297,38 @@ def test_the_calls_list_filters_by_follow_up_in_the_console_and_the_api(client, 
     refused = client.get("/calls", query_string={"follow_up": "someday"})
     assert refused.status_code == 400 and "Обратная связь" in page_text(refused)
     assert listed(client, follow_up="recovered") == ["call-1"] and listed(client, follow_up="overdue") == ["call-2"]
+
+
+def test_the_reports_count_follow_ups_per_operator_and_line_each_with_its_n(client, people, low_calls, db):
+    def follow_up_of(entry_id):
+        return select(FollowUp).join(FollowUp.call).where(FollowUp.call.has(entry_id=entry_id))
+
+    now = datetime.now(timezone.utc)
+    with db.transaction() as s:
+        s.scalars(follow_up_of("call-1")).one().opened_at = now - timedelta(hours=3)  # scored low 3 h ago
+        s.scalars(follow_up_of("call-2")).one().due_at = now - timedelta(hours=1)  # and this one is overdue
+    console_login(client, "sam", PASSWORD)
+    client.post("/calls/call-1/follow-up", data={"outcome": "recovered",
+                                                 "csrf_token": csrf_token(client.get("/calls/call-1"))})
+    report = client.get("/api/v1/reports/follow-ups", headers=AUTH).json
+    by_operator = {row["operator"]: row for row in report["operators"]["items"]}
+    assert by_operator["101"] == {"operator": "101", "follow_ups": 1, "closed": 1, "follow_up_rate": 100.0,
+                                  "median_hours": 3.0, "overdue": 0, "with_outcome": 1, "recovered": 1,
+                                  "recovery_rate": 100.0}
+    assert by_operator["102"] == {"operator": "102", "follow_ups": 1, "closed": 0, "follow_up_rate": 0.0,
+                                  "median_hours": None, "overdue": 1, "with_outcome": 0, "recovered": 0,
+                                  "recovery_rate": None}
+    assert report["operators"]["totals"]["follow_up_rate"] == 50.0 and report["operators"]["totals"]["overdue"] == 1
+    [line] = report["lines"]["items"]
+    assert (line["line"], line["follow_ups"], line["closed"]) == ("74950000000", 2, 1)
+
+    page = client.get("/reports")
+    table = page_text(page).split("Обратная связь с клиентом", 1)[1]
+    assert "olga (101) 1 1 100.0 3.0 0 1 1 100.0" in table and "Итого 2 1 50.0 3.0 1 1 1 100.0" in table
+    sheet = client.get("/reports/export.xlsx")
+    assert sheet.status_code == 200 and sheet.data.startswith(b"PK")
+
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/calls"))})
+    console_login(client, "olga", PASSWORD)
+    own = page_text(client.get("/reports")).split("Обратная связь с клиентом", 1)[1]
+    assert "olga (101)" in own and "(102)" not in own  # an operator counts only their own calls
