@@ -332,3 +332,15 @@ def test_the_reports_count_follow_ups_per_operator_and_line_each_with_its_n(clie
     console_login(client, "olga", PASSWORD)
     own = page_text(client.get("/reports")).split("Обратная связь с клиентом", 1)[1]
     assert "olga (101)" in own and "(102)" not in own  # an operator counts only their own calls
+
+
+def test_a_score_without_a_tag_costs_no_follow_up_query(client, post_score, db):
+    from tests.conftest import counted_statements
+
+    with counted_statements(db, verbs=False) as statements:
+        assert post_score({"call_id": "c-fine", "source": "customer", "score": 10,
+                           "rated_at": "2026-11-20T10:00:00Z"}).status_code in (200, 201, 202)
+    assert statements and not [s for s in statements if "follow_ups" in s]
+    with counted_statements(db, verbs=False) as statements:
+        post_score({"call_id": "c-low", "source": "customer", "score": 2, "rated_at": "2026-11-20T10:00:00Z"})
+    assert [s for s in statements if "follow_ups" in s]  # a tagged one looks, then opens it

@@ -458,7 +458,7 @@ def create_fake_app(fake: FakeAmo) -> Flask:
         # SDK TasksFilter::buildFilter: the tasks' own ids go in filter[id] (an array)
         task_ids = {int(i) for i in request.args.getlist("filter[id][]") + request.args.getlist("filter[id]")}
         limit = int(request.args.get("limit", 50))
-        if limit > 250:  # SDK PagesFilterTrait and the vendor's docs: at most 250 a page
+        if limit > 250:  # a page of 250 is the reported maximum (unverified: the SDK's PagesFilterTrait defaults to 50)
             return error(400, "Bad Request")
         with fake.lock:
             rows = [dict(t) for t in fake.tasks if (not entity_type or t["entity_type"] == entity_type)

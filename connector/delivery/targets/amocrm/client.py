@@ -140,7 +140,7 @@ def _top_level_errors(body: object) -> list[dict]:
 class AmoCrm:
     name = "amocrm"
     max_batch = 50  # the vendor's client recommends at most 50 entities per request
-    read_batch = 250  # tasks read back per request: the list's page holds at most 250 (`limit`)
+    read_batch = 250  # tasks read back per request: a list's page holds at most 250 (`limit`), as reported
 
     def __init__(self, base_url: str | Callable[[], str], tokens: TokenSource, wait_turn: Callable[[], None], *,
                  session: requests.Session | None = None):
@@ -375,9 +375,9 @@ class AmoCrm:
 
     def read_tasks(self, task_ids: list[str]) -> dict[str, ReadTask]:
         """The follow-up tasks, read back: `GET /api/v4/tasks?filter[id][]=..` (TasksFilter::buildFilter of the
-        vendor's PHP SDK puts ids in `filter[id]`), at most 250 a page (`read_batch`), 204 when none is left;
-        each row has `is_completed`, `result.text` and `complete_till` (Kommo reference "tasks-list"; SDK
-        TaskModel::fromArray reads `result.text`). amoCRM names no completion time: a completed task's
+        vendor's PHP SDK puts ids in `filter[id]`), 250 a page (`read_batch`: the reported maximum, as `users`
+        pages), 204 when none is left; each row has `is_completed`, `result.text` and `complete_till` (Kommo
+        reference "tasks-list"; SDK TaskModel::fromArray reads `result.text`). amoCRM names no completion time: a completed task's
         `updated_at` stands for it. A task deleted in amoCRM is simply not in the answer."""
         found: dict[str, ReadTask] = {}
         for start in range(0, len(task_ids), self.read_batch):
