@@ -87,6 +87,29 @@ def test_an_amocrm_task_completed_by_a_manager_makes_the_follow_up_done_with_its
         assert read_back(h.app) == 0  # a done follow-up is never read again
 
 
+def test_open_follow_ups_are_read_in_batches_and_a_paused_target_is_not_read(db_url):
+    from connector.core.accounts import pause, resume
+
+    with amocrm(db_url) as h:
+        h.fake.add_contact(PHONE)
+        for n in range(3):
+            scored_call(h.post, f"call-{n}")
+        h.drain()
+        assert len(h.fake.tasks) == 3
+        services = h.app.extensions["connector"]
+        reader = build_follow_up_reader(services.config, services.db)
+        reader.readers["amocrm"].read_batch = 2  # a smaller page, so that three make two batches
+        for task in h.fake.tasks:
+            h.fake.complete_task(task["id"], f"Готово {task['id']}")
+        pause(h.db, "amocrm", "account blocked")
+        assert reader.run_once() == 0  # a paused target is left alone
+        resume(h.db, "amocrm")
+        assert reader.run_once() == 2 and reader.run_once() == 1 and reader.run_once() == 0
+        reads = [p for _, m, p, _ in h.fake.requests if p == "/api/v4/tasks" and m == "GET"]
+        assert len(reads) == 2
+        assert {api_call(h.client, f"call-{n}")["follow_up"]["status"] for n in range(3)} == {"done"}
+
+
 def test_a_high_score_opens_no_follow_up_and_a_second_low_one_keeps_the_first(db_url):
     with amocrm(db_url, QA_LOCK_SCORE="false") as h:
         h.fake.add_contact(PHONE)
@@ -117,15 +140,17 @@ def test_a_task_deleted_in_amocrm_is_said_and_not_read_again(db_url):
         assert read_back(h.app) == 0  # never asked again
 
 
-def test_a_failing_read_leaves_its_error_on_the_follow_up_and_a_log_line(db_url, caplog):
+@pytest.mark.parametrize("failure, said", [(503, "TransientError: GET /api/v4/tasks: 503"),
+                                           (403, "blocked: GET /api/v4/tasks: 403")])
+def test_a_failing_read_leaves_its_error_on_the_follow_up_and_a_log_line(db_url, caplog, failure, said):
     with amocrm(db_url) as h:
         h.fake.add_contact(PHONE)
         scored_call(h.post)
         h.drain()
-        h.fake.inject(503, path="/api/v4/tasks", method="GET")
+        h.fake.inject(failure, path="/api/v4/tasks", method="GET")
         assert read_back(h.app) == 1
         task = api_call(h.client)["follow_up"]["task"]
-        assert task["state"] == "open" and "503" in task["last_error"] and task["checked_at"]
+        assert task["state"] == "open" and task["last_error"].startswith(said) and task["checked_at"]
         assert any("follow-up task(s) back failed" in r.getMessage() for r in caplog.records)
         assert read_back(h.app) == 0  # no hot loop: the next try is the next round
         with h.db.transaction() as s:
@@ -159,16 +184,28 @@ def test_a_bitrix24_to_do_completed_in_the_portal_makes_the_follow_up_done(db_ur
         assert follow_up["done_at"] == follow_up["task"]["completed_at"]
 
 
-def test_a_bitrix24_to_do_deleted_in_the_portal_is_said(db_url):
+def test_a_bitrix24_to_do_deleted_in_the_portal_is_said_and_a_failing_portal_leaves_its_error(db_url):
     from tests.test_bitrix24_target import bitrix24
 
     with bitrix24(db_url, LOW_SCORE_TASK="true") as portal:
         portal.fake.add_contact(PHONE)
-        portal.scored_call(digits="2")
+        portal.scored_call("call-1", digits="2")
+        portal.scored_call("call-2", digits="2")
         portal.drain()
-        portal.fake.delete_todo(portal.fake.todos[0]["ID"])
-        assert read_back(portal.app) == 1
-        assert portal.call()["follow_up"]["task"]["state"] == "deleted"
+        first, second = portal.fake.todos
+        portal.fake.failing = True  # the portal answers 500 INTERNAL_SERVER_ERROR
+        assert read_back(portal.app) == 2
+        task = portal.call("call-2")["follow_up"]["task"]
+        assert task["state"] == "open" and "INTERNAL_SERVER_ERROR" in task["last_error"]
+        portal.fake.failing = False
+        portal.fake.delete_todo(first["ID"])
+        with portal.db.transaction() as s:
+            s.execute(update(FollowUp).values(checked_at=datetime.now(timezone.utc) - timedelta(minutes=11)))
+        assert read_back(portal.app) == 2  # both in one request
+        assert portal.call("call-1")["follow_up"]["task"]["state"] == "deleted"
+        after = portal.call("call-2")["follow_up"]["task"]
+        assert (after["state"], after["last_error"]) == ("open", None)  # read again: the error is gone
+        assert [m for _, m, _ in portal.fake.requests].count("crm.activity.list") == 2
 
 
 # --- without a CRM task: due LOW_SCORE_TASK_HOURS after the score; overdue; the list's filter -----------------------
@@ -344,3 +381,16 @@ def test_a_score_without_a_tag_costs_no_follow_up_query(client, post_score, db):
     with counted_statements(db, verbs=False) as statements:
         post_score({"call_id": "c-low", "source": "customer", "score": 2, "rated_at": "2026-11-20T10:00:00Z"})
     assert [s for s in statements if "follow_ups" in s]  # a tagged one looks, then opens it
+
+
+def test_a_score_decided_again_by_its_line_moves_the_follow_up_with_its_tag(client, auth, mango_post):
+    sales, support = "74950000001", "74950000002"
+    assert client.put(f"/api/v1/settings/lines/{sales}", json={"max_threshold": 5}, headers=auth).status_code == 200
+    assert client.put(f"/api/v1/settings/lines/{support}", json={"max_threshold": 10}, headers=auth).status_code == 200
+    mango_post("events/dtmf", dtmf("c1", "6"))  # the line is not known yet: the global threshold 9 tags it
+    mango_post("events/dtmf", dtmf("c2", "9"))  # and leaves this one untagged
+    assert api_call(client, "c1")["follow_up"]["status"] == "open" and api_call(client, "c2")["follow_up"] is None
+    mango_post("events/summary", summary("c1", line=sales))  # its line's threshold 5: 6 is not low there
+    mango_post("events/summary", summary("c2", line=support))  # its line's threshold 10: 9 is low there
+    assert api_call(client, "c1")["follow_up"] is None
+    assert api_call(client, "c2")["follow_up"]["status"] == "open"

@@ -61,6 +61,15 @@ def open_follow_up(session: Session, call: Call, score: Score, hours: int = DEFA
     return row
 
 
+def drop_untouched_follow_up(session: Session, call: Call) -> None:
+    """A score decided again before anything went out (its line's own policy, known only from the call's summary)
+    is no longer low: the follow-up its first decision opened goes, unless a task or a person touched it."""
+    row = call.follow_up
+    if row is not None and row.status == FollowUpStatus.OPEN and row.target is None and row.closed_at is None:
+        session.delete(row)
+        call.follow_up = None
+
+
 def link_task(session: Session, call_row: int, target: str, task_id: object, due_at: datetime | None) -> None:
     """A target made the CRM task of a call's low score (its `on_done`): the call's follow-up tracks it, and is
     due when it is. The first task linked stays linked (a second target's, or a later score's, is not tracked)."""

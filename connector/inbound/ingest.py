@@ -18,7 +18,7 @@ from connector.delivery import outbox
 from connector.delivery.alerts.planning import AlertContext, plan_alerts
 from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, ScoreOrigin,
                               ScoreSource, SurveyState, UTCDateTime, crm_summary)
-from connector.core.follow_ups import DEFAULT_HOURS, open_follow_up
+from connector.core.follow_ups import DEFAULT_HOURS, drop_untouched_follow_up, open_follow_up
 from connector.core.notifications import notify_low_score
 from connector.core.runtime_settings import current_policies
 from connector.inbound.link.sms import apply_report
@@ -139,7 +139,7 @@ def _apply_event(session: Session, ctx: IngestContext, call: Call, event, polici
         line_was_known = call.line_number is not None
         _apply_summary(call, event)
         if not line_was_known and policies.for_line(call.line_number) != policy:
-            _decide_again(call, policies.for_line(call.line_number))
+            _decide_again(session, call, policies.for_line(call.line_number), ctx.follow_up_hours)
         if ctx.poll_quality and call.direction != "internal":
             call.survey = call.survey or SurveyState.PENDING
             session.add(PbxPoll(call=call, status=PollStatus.PENDING, found=False, polls=0, misses=0,
@@ -182,9 +182,10 @@ def _apply_summary(call: Call, s: CallSummary) -> None:
             score.operator_extension = s.operator_extension
 
 
-def _decide_again(call: Call, policy: Policy) -> None:
+def _decide_again(session: Session, call: Call, policy: Policy, follow_up_hours: int) -> None:
     """The score came before the call's line was known, and that line has its own policy. Nothing went
-    to the CRM yet (the call is logged after its summary), so the score in force is simply decided again."""
+    to the CRM yet (the call is logged after its summary), so the score in force is simply decided again, and
+    the call's follow-up follows its tag (one opened by the first decision, untouched since, goes)."""
     if call.customer_score is None:
         return
     in_force = next((s for s in reversed(call.scores) if s.source == CUSTOMER
@@ -194,7 +195,12 @@ def _decide_again(call: Call, policy: Policy) -> None:
     decision = decide_again(policy, call.customer_score)
     in_force.record, in_force.tag, in_force.reason = decision.record, decision.tag, decision.reason[:255]
     in_force.high_scores = decision.high_scores
+    was_low = call.decision_tag is not None
     _put_in_force(call, decision)
+    if decision.tag and not was_low:
+        open_follow_up(session, call, in_force, follow_up_hours)
+    elif was_low and not decision.tag:
+        drop_untouched_follow_up(session, call)
 
 
 def _put_in_force(call: Call, decision: Decision) -> None:
