@@ -1,7 +1,7 @@
 """The follow-up loop: a low customer score asks someone to call the customer back.
 
 One follow-up per call that got a tagged (low) customer score, made in the transaction that applied the score
-(`open_follow_up`); due LOW_SCORE_TASK_HOURS after the score, or when its CRM task is, once one is made
+(`note_low_score`, then `open_noted` once for the batch); due LOW_SCORE_TASK_HOURS after the score, or when its CRM task is, once one is made
 (`link_task`: the target's `on_done`). Read back on a schedule (`connector.delivery.follow_ups`), it is done when
 the CRM task is completed (`apply_read`, with the CRM's result text), and a supervisor may close it in the console
 (`close`) with an outcome and a note. Overdue is an open follow-up past its due time: computed, never stored.
@@ -49,25 +49,41 @@ def shown_status(row: FollowUp, now: datetime | None = None) -> str:
 
 # --- made with the score, linked with the task -----------------------------------------------------------------
 
-def open_follow_up(session: Session, call: Call, score: Score, hours: int = DEFAULT_HOURS) -> FollowUp | None:
-    """The follow-up of a call whose customer score in force is now tagged: made once per call (a call that has
-    one keeps it). Called only for a tagged score, so an untagged one costs no query."""
-    if call.follow_up is not None:  # one query, loading the relationship, for a tagged score only
-        return None
+NOTED = "follow_ups_to_open"  # session.info: call row -> (call, score, hours), opened in bulk by `open_noted`
+
+
+def note_low_score(session: Session, call: Call, score: Score, hours: int = DEFAULT_HOURS) -> None:
+    """A call's customer score in force is now tagged: its follow-up is to be opened (`open_noted`, once per
+    batch). No query here: an ingest batch of any size then costs one look-up for all its low scores."""
+    session.info.setdefault(NOTED, {}).setdefault(call.id, (call, score, hours))
+
+
+def open_noted(session: Session) -> int:
+    """Open the follow-ups the transaction's low scores asked for, once per call (a call that has one keeps it):
+    one query for the batch; how many it opened. Called by ingest where it plans the calls' deliveries."""
+    noted = session.info.pop(NOTED, None)
+    if not noted:
+        return 0
+    have = set(session.scalars(select(FollowUp.call_row).where(FollowUp.call_row.in_(list(noted)))))
     now = _now()
-    row = FollowUp(call=call, score=score, status=FollowUpStatus.OPEN, opened_at=now,
-                   due_at=now + timedelta(hours=hours), read_failures=0)
-    session.add(row)
-    return row
+    opened = 0
+    for call_row, (call, score, hours) in noted.items():
+        if call_row in have:
+            continue
+        session.add(FollowUp(call_row=call_row, score=score, status=FollowUpStatus.OPEN, opened_at=now,
+                             due_at=now + timedelta(hours=hours), read_failures=0))
+        opened += 1
+    return opened
 
 
 def drop_untouched_follow_up(session: Session, call: Call) -> None:
     """A score decided again before anything went out (its line's own policy, known only from the call's summary)
-    is no longer low: the follow-up its first decision opened goes, unless a task or a person touched it."""
-    row = call.follow_up
+    is no longer low: the follow-up its first decision asked for goes, unless a task or a person touched it."""
+    if session.info.get(NOTED, {}).pop(call.id, None) is not None:
+        return  # noted in this batch, not opened yet
+    row = session.scalars(select(FollowUp).where(FollowUp.call_row == call.id)).first()
     if row is not None and row.status == FollowUpStatus.OPEN and row.target is None and row.closed_at is None:
         session.delete(row)
-        call.follow_up = None
 
 
 def link_task(session: Session, call_row: int, target: str, task_id: object, due_at: datetime | None) -> None:

@@ -18,7 +18,7 @@ from connector.delivery import outbox
 from connector.delivery.alerts.planning import AlertContext, plan_alerts
 from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, ScoreOrigin,
                               ScoreSource, SurveyState, UTCDateTime, crm_summary)
-from connector.core.follow_ups import DEFAULT_HOURS, drop_untouched_follow_up, open_follow_up
+from connector.core.follow_ups import DEFAULT_HOURS, drop_untouched_follow_up, note_low_score, open_noted
 from connector.core.notifications import notify_low_score
 from connector.core.runtime_settings import current_policies
 from connector.inbound.link.sms import apply_report
@@ -198,7 +198,7 @@ def _decide_again(session: Session, call: Call, policy: Policy, follow_up_hours:
     was_low = call.decision_tag is not None
     _put_in_force(call, decision)
     if decision.tag and not was_low:
-        open_follow_up(session, call, in_force, follow_up_hours)
+        note_low_score(session, call, in_force, follow_up_hours)
     elif was_low and not decision.tag:
         drop_untouched_follow_up(session, call)
 
@@ -214,8 +214,9 @@ def _put_in_force(call: Call, decision: Decision) -> None:
 def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | int, *, origin: str,
                        rated_at: datetime, comment: str | None = None, operator: str | None = None,
                        follow_up_hours: int = DEFAULT_HOURS) -> Decision:
-    """Store a customer score and, when it is in force, put its decision on the call; a tagged one opens the
-    call's follow-up, due `follow_up_hours` (LOW_SCORE_TASK_HOURS) later."""
+    """Store a customer score and, when it is in force, put its decision on the call; a tagged one asks for the
+    call's follow-up, due `follow_up_hours` (LOW_SCORE_TASK_HOURS) later, which `refresh_crm_many` opens: every
+    caller refreshes the call's deliveries after it."""
     decision = decide(policy, raw, previous=call.customer_score, rated_at=rated_at,
                       call_ended_at=call.ended_at)
     score = Score(call=call, source=CUSTOMER, origin=origin, raw=str(raw)[:64], value=decision.value,
@@ -230,8 +231,8 @@ def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | 
         _put_in_force(call, decision)
         if decision.tag and not was_low:  # a low score replacing a low one: the call is no newer news
             notify_low_score(session, call)
-        if decision.tag:  # someone is to call the customer back (once per call)
-            open_follow_up(session, call, score, follow_up_hours)
+        if decision.tag:  # someone is to call the customer back: opened by refresh_crm_many, once per call
+            note_low_score(session, call, score, follow_up_hours)
     return decision
 
 
@@ -289,6 +290,7 @@ def refresh_crm(session: Session, ctx: IngestContext, call: Call, policies: Poli
 def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], policies: Policies) -> None:
     """Keep the calls' records in every target in step and enqueue what each target now needs (the
     outbox sends it). One record per target; with none, one `none` record says it is stored only."""
+    open_noted(session)  # the follow-ups the batch's low scores asked for, before the jobs that link to them
     names = [t.name for t in ctx.targets] or [NO_TARGET]
     active: dict[str, list[int]] = {name: [] for name in names}
     for call in calls:
