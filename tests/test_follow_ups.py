@@ -22,7 +22,8 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def scored_call(post, entry_id="call-1", digits="3", *, extension="101"):
-    for kind, payload in (("events/dtmf", dtmf(entry_id, digits)), ("events/recording", recording(entry_id, f"rec-{entry_id}")),
+    for kind, payload in (("events/dtmf", dtmf(entry_id, digits)),
+                          ("events/recording", recording(entry_id, f"rec-{entry_id}")),
                           ("events/summary", summary(entry_id, extension=extension, customer=PHONE))):
         assert post(kind, payload).status_code == 200
 
@@ -311,6 +312,8 @@ def test_an_operator_sees_the_block_of_their_own_call_read_only(client, people, 
         .status_code == 403
     assert client.get("/calls/call-2").status_code == 404  # oleg's call, follow-up and all
     assert "Обратная связь с клиентом" not in page_text(client.get("/calls/call-3"))  # never scored low
+    english = page_text(client.get("/calls/call-1?lang=en"))
+    assert "Customer follow-up" in english and "awaiting a call back" in english and "Call back by" in english
 
 
 def test_the_calls_list_filters_by_follow_up_in_the_console_and_the_api(client, people, low_calls, db):

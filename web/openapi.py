@@ -136,7 +136,8 @@ def _follow_up_report(spec: APISpec, query) -> None:
 
     def row(key: str) -> dict:
         properties = {
-            key: {"type": ["string", "null"], "description": f"the {key} (null in `totals`, and for calls without one)"},
+            key: {"type": ["string", "null"],
+                  "description": f"the {key} (null in `totals`, and for calls without one)"},
             "follow_ups": {**count, "description": "calls of the filter scored low: one follow-up each"},
             "closed": {**count, "description": "done: the CRM task completed, or closed in the console"},
             "follow_up_rate": {**percent, "description": "closed / follow_ups, in %"},

@@ -186,9 +186,10 @@ def close_follow_up(call_id: str):
         try:
             follow_ups.close(s, call, g.principal.username, form.outcome.data, form.note.data)
         except follow_ups.CloseRefused as refused:
-            problem = {"no_follow_up": _("У этого звонка нет обратной связи: низкой оценки не было"),
-                       "already_closed": _("Обратная связь уже закрыта")}.get(refused.reason,
-                                                                            _("Заметка: до 500 символов, только текст"))
+            said = {follow_ups.CloseProblem.NO_FOLLOW_UP: _("У этого звонка нет обратной связи: низкой оценки не было"),
+                    follow_ups.CloseProblem.ALREADY_CLOSED: _("Обратная связь уже закрыта"),
+                    follow_ups.CloseProblem.OUTCOME: _("Выберите итог из списка")}
+            problem = said.get(refused.problem, _("Заметка: до 500 символов, только текст"))
         else:
             problem = None
     if problem:

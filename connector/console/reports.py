@@ -48,7 +48,8 @@ from sqlalchemy.orm import Session
 
 from connector.core.calls import CallFilter, filtered_calls
 from connector.core.db import Database
-from connector.core.models import (Call, FollowUp, FollowUpOutcome, FollowUpStatus, RatingRequest, RequestReason, RequestStatus, Score, ScoreOrigin,
+from connector.core.models import (Call, FollowUp, FollowUpOutcome, FollowUpStatus, RatingRequest, RequestReason,
+                                   RequestStatus, Score, ScoreOrigin,
                                    ScoreSource, SurveyState)
 from connector.core.policy import Policies, Policy, ScoreStatus
 from connector.core.runtime_settings import current_policies, settings_versions

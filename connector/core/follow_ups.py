@@ -1,10 +1,11 @@
 """The follow-up loop: a low customer score asks someone to call the customer back.
 
 One follow-up per call that got a tagged (low) customer score, made in the transaction that applied the score
-(`note_low_score`, then `open_noted` once for the batch); due LOW_SCORE_TASK_HOURS after the score, or when its CRM task is, once one is made
-(`link_task`: the target's `on_done`). Read back on a schedule (`connector.delivery.follow_ups`), it is done when
-the CRM task is completed (`apply_read`, with the CRM's result text), and a supervisor may close it in the console
-(`close`) with an outcome and a note. Overdue is an open follow-up past its due time: computed, never stored.
+(`note_low_score`, then `open_noted` once for the batch); due LOW_SCORE_TASK_HOURS after the score, or when its CRM
+task is, once one is made (`link_task`: the target's `on_done`). Read back on a schedule
+(`connector.delivery.follow_ups`), it is done when the CRM task is completed (`apply_read`, with the CRM's result
+text), and a supervisor may close it in the console (`close`) with an outcome and a note. Overdue is an open
+follow-up past its due time: computed, never stored.
 
 A second low score on the same call keeps its follow-up: the customer is still to be called back once.
 """
@@ -49,13 +50,13 @@ def shown_status(row: FollowUp, now: datetime | None = None) -> str:
 
 # --- made with the score, linked with the task -----------------------------------------------------------------
 
-NOTED = "follow_ups_to_open"  # session.info: call row -> (call, score, hours), opened in bulk by `open_noted`
+NOTED = "follow_ups_to_open"  # session.info: call row -> (score, hours), opened in bulk by `open_noted`
 
 
 def note_low_score(session: Session, call: Call, score: Score, hours: int = DEFAULT_HOURS) -> None:
     """A call's customer score in force is now tagged: its follow-up is to be opened (`open_noted`, once per
     batch). No query here: an ingest batch of any size then costs one look-up for all its low scores."""
-    session.info.setdefault(NOTED, {}).setdefault(call.id, (call, score, hours))
+    session.info.setdefault(NOTED, {}).setdefault(call.id, (score, hours))
 
 
 def open_noted(session: Session) -> int:
@@ -67,7 +68,7 @@ def open_noted(session: Session) -> int:
     have = set(session.scalars(select(FollowUp.call_row).where(FollowUp.call_row.in_(list(noted)))))
     now = _now()
     opened = 0
-    for call_row, (call, score, hours) in noted.items():
+    for call_row, (score, hours) in noted.items():
         if call_row in have:
             continue
         session.add(FollowUp(call_row=call_row, score=score, status=FollowUpStatus.OPEN, opened_at=now,
@@ -147,12 +148,19 @@ def read_failed(row: FollowUp, error: str, now: datetime) -> None:
 
 # --- closed in the console -----------------------------------------------------------------------------------------
 
-class CloseRefused(ValueError):
-    """The closing was not stored; the message says why (English, for logs; the console names its own)."""
+class CloseProblem(enum.StrEnum):
+    """Why a closing was refused (nothing written); the console says it in its own words."""
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+    NO_FOLLOW_UP = "no_follow_up"  # the call was never scored low
+    ALREADY_CLOSED = "already_closed"  # closed once already: a closing is never overwritten
+    OUTCOME = "outcome"  # not one of FollowUpOutcome
+    NOTE = "note"  # longer than NOTE_MAX, or not plain text
+
+
+class CloseRefused(ValueError):
+    def __init__(self, problem: CloseProblem):
+        super().__init__(problem.value)
+        self.problem = problem
 
 
 def close(session: Session, call: Call, actor: str, outcome: FollowUpOutcome | str, note: str | None,
@@ -161,16 +169,16 @@ def close(session: Session, call: Call, actor: str, outcome: FollowUpOutcome | s
     (nothing written) for a call without one, one closed already, an unknown outcome or an unfit note."""
     row = session.scalars(select(FollowUp).where(FollowUp.call_row == call.id).with_for_update()).first()
     if row is None:
-        raise CloseRefused("no_follow_up")
+        raise CloseRefused(CloseProblem.NO_FOLLOW_UP)
     if row.closed_at is not None:
-        raise CloseRefused("already_closed")
+        raise CloseRefused(CloseProblem.ALREADY_CLOSED)
     try:
         outcome = FollowUpOutcome(outcome)
     except ValueError:
-        raise CloseRefused("outcome") from None
+        raise CloseRefused(CloseProblem.OUTCOME) from None
     note = (note or "").strip() or None
     if note is not None and (len(note) > NOTE_MAX or text_problem(note, multiline=True)):
-        raise CloseRefused("note")
+        raise CloseRefused(CloseProblem.NOTE)
     now = now or _now()
     before = {"status": row.status, "outcome": None}
     row.closed_by, row.closed_at, row.outcome, row.note = actor, now, outcome, note

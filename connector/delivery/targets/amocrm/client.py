@@ -377,8 +377,8 @@ class AmoCrm:
         """The follow-up tasks, read back: `GET /api/v4/tasks?filter[id][]=..` (TasksFilter::buildFilter of the
         vendor's PHP SDK puts ids in `filter[id]`), 250 a page (`read_batch`: the reported maximum, as `users`
         pages), 204 when none is left; each row has `is_completed`, `result.text` and `complete_till` (Kommo
-        reference "tasks-list"; SDK TaskModel::fromArray reads `result.text`). amoCRM names no completion time: a completed task's
-        `updated_at` stands for it. A task deleted in amoCRM is simply not in the answer."""
+        reference "tasks-list"; SDK TaskModel::fromArray reads `result.text`). amoCRM names no completion time: a
+        completed task's `updated_at` stands for it. A task deleted in amoCRM is simply not in the answer."""
         found: dict[str, ReadTask] = {}
         for start in range(0, len(task_ids), self.read_batch):
             wanted = task_ids[start:start + self.read_batch]
