@@ -20,7 +20,7 @@ from connector.core.accounts import pause_state
 from connector.core.db import Database
 from connector.core.loop import run_until_stopped
 from connector.core.metrics import FOLLOW_UP_READS
-from connector.core.models import FollowUp, FollowUpStatus
+from connector.core.models import FollowUp
 from connector.delivery.contract import AccountBlocked, CrmError, TaskReader
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,10 @@ class FollowUpReader:
             return len(claimed)
         with self.db.transaction() as s:
             for row in s.scalars(select(FollowUp).where(FollowUp.id.in_(claimed)).with_for_update()):
-                if row.status != FollowUpStatus.OPEN or row.task_id != claimed[row.id]:
-                    continue  # closed in the console meanwhile: what the CRM says is kept, the closing stays
-                task = found.get(row.task_id)
-                follow_ups.apply_read(row, task, now)
+                if row.task_id != claimed[row.id]:
+                    continue
+                # One closed in the console meanwhile keeps its closing; what the CRM says is kept beside it.
+                follow_ups.apply_read(row, found.get(row.task_id), now)
                 FOLLOW_UP_READS.labels(name, row.task_state).inc()
         gone = [task for task in claimed.values() if task not in found]
         if gone:
