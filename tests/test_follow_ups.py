@@ -153,6 +153,8 @@ def test_a_failing_read_leaves_its_error_on_the_follow_up_and_a_log_line(db_url,
         task = api_call(h.client)["follow_up"]["task"]
         assert task["state"] == "open" and task["last_error"].startswith(said) and task["checked_at"]
         assert any("follow-up task(s) back failed" in r.getMessage() for r in caplog.records)
+        reads = h.status()["crm"]["follow_ups"]  # the status says it too, beside the outbox
+        assert (reads["tracked"], reads["read_failing"]) == (1, 1) and reads["last_error"].startswith(said)
         assert read_back(h.app) == 0  # no hot loop: the next try is the next round
         with h.db.transaction() as s:
             s.execute(update(FollowUp).values(checked_at=datetime.now(timezone.utc) - timedelta(minutes=11)))
