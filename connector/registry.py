@@ -65,6 +65,13 @@ def build_user_reader(name: str, config, db: Database, *, session=None):
     return reader(config, db, session=session) if reader else None
 
 
+def build_task_reader(name: str, config, db: Database, *, session=None):
+    """What reads target `name`'s follow-up tasks back (`contract.TaskReader`), through its own client and rate
+    limiter; None for a target that makes no tasks (the webhook)."""
+    reader = kit(name).read_tasks
+    return reader(config, db, session=session) if reader else None
+
+
 def targets_with_users() -> tuple[str, ...]:
     """The targets whose users PBX operators are mapped to, each with its own map."""
     return tuple(k.name for k in KITS.values() if k.has_users)

@@ -29,7 +29,8 @@ def ingest_context(config: Config) -> IngestContext:
 
     return IngestContext(initial_policy=policy_from_config(config), targets=registry.plannings(config),
                          survey_location=pbx.survey_location, poll_quality=pbx.quality_api,
-                         alerts=AlertContext(environment_channels(config), config.CONSOLE_TIMEZONE))
+                         alerts=AlertContext(environment_channels(config), config.CONSOLE_TIMEZONE),
+                         follow_up_hours=config.LOW_SCORE_TASK_HOURS)
 
 
 def build_pbx_credentials(config: Config, db: Database) -> CredentialStore:
@@ -235,13 +236,28 @@ def build_report_mailer(config: Config, db: Database):
                         poll_seconds=max(config.WORKER_POLL_SECONDS, 5.0), lease_seconds=config.WORKER_LEASE_SECONDS)
 
 
+def build_follow_up_reader(config: Config, db: Database, *, session=None):
+    """Reads the open follow-ups' CRM tasks back every FOLLOW_UP_POLL_MINUTES, or None when no configured target
+    makes tasks."""
+    from datetime import timedelta
+
+    from connector.delivery.follow_ups import FollowUpReader
+
+    readers = {name: reader for name in config.targets
+               if (reader := registry.build_task_reader(name, config, db, session=session)) is not None}
+    if not readers:
+        return None
+    return FollowUpReader(db, readers, every=timedelta(minutes=config.FOLLOW_UP_POLL_MINUTES))
+
+
 def build_loops(config: Config, db: Database, *, wake=None) -> list:
     """Every background loop this configuration needs: the inbox, delivery, recording copies, PBX polling
     and scanning, the operator directory, the rating requests by link (planned, then sent), the alerts'
-    channels and digests, the Telegram links and the report e-mails."""
+    channels and digests, the Telegram links, the report e-mails, and the follow-ups' read-back."""
     workers = build_workers(config, db)
     loops = (build_inbox(config, db, wake=wake), *workers, build_recording_copier(config, db, workers),
              build_poller(config, db), build_scanner(config, db), build_directory(config, db),
              build_rating_planner(config, db), build_sms_worker(config, db), *build_alert_workers(config, db),
-             build_digest_planner(config, db), build_telegram_linker(config, db), build_report_mailer(config, db))
+             build_digest_planner(config, db), build_telegram_linker(config, db), build_report_mailer(config, db),
+             build_follow_up_reader(config, db))
     return [loop for loop in loops if loop is not None]

@@ -121,7 +121,11 @@ def test_the_csv_with_commas_on_request(sam):
 
 def test_the_report_export_names_its_columns_and_sheets_as_the_page_does(sam):
     book = workbook(sam.get("/reports/export.xlsx"))
-    assert book.sheetnames == ["Операторы", "Линии", "Отклик по каналам", "Запросы по ссылке", "Пропуски и сбои"]
+    assert book.sheetnames == ["Операторы", "Линии", "Отклик по каналам", "Запросы по ссылке", "Пропуски и сбои",
+                               "Обратная связь, операторы", "Обратная связь, линии"]
+    follow_ups = [c.value for c in book["Обратная связь, операторы"][1]]
+    assert follow_ups == ["Оператор", "Низких оценок", "Выполнено", "Выполнено, %", "Медиана, ч", "Просрочено",
+                          "Закрыто с итогом", "Вернули клиента", "Вернули клиента, %"]
     sheet = book["Операторы"]
     header = [c.value for c in sheet[1]]
     assert header[:3] == ["Оператор", "Звонков", "Отвечено"] and "NPS" in header and "Средняя супервизора" in header
@@ -130,6 +134,7 @@ def test_the_report_export_names_its_columns_and_sheets_as_the_page_does(sam):
     for column, name in zip("ABCDEFGHIJKLMN", header):
         assert sheet.column_dimensions[column].width >= len(name), (column, name)
     english = workbook(sam.get("/reports/export.xlsx?lang=en"))
-    assert english.sheetnames == ["Operators", "Lines", "Response by channel", "Link requests", "Skipped and failed"]
+    assert english.sheetnames == ["Operators", "Lines", "Response by channel", "Link requests", "Skipped and failed",
+                                  "Follow-ups, operators", "Follow-ups, lines"]
     assert [c.value for c in english["Lines"][1]][:2] == ["Line", "Calls"]
     assert [r[0].value for r in english["Lines"].iter_rows(min_row=2)][-1] == "Total"

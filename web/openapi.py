@@ -128,6 +128,44 @@ def _rating_link_reports(spec: APISpec, query) -> None:
             "responses": responses}})
 
 
+def _follow_up_report(spec: APISpec, query) -> None:
+    """The follow-ups after low scores per operator and per line (connector.console.reports.follow_up_figures)."""
+    count = {"type": "integer", "minimum": 0}
+    percent = {"type": ["number", "null"], "minimum": 0, "maximum": 100,
+               "description": "in %, one decimal; null when its n is 0"}
+
+    def row(key: str) -> dict:
+        properties = {
+            key: {"type": ["string", "null"],
+                  "description": f"the {key} (null in `totals`, and for calls without one)"},
+            "follow_ups": {**count, "description": "calls of the filter scored low: one follow-up each"},
+            "closed": {**count, "description": "done: the CRM task completed, or closed in the console"},
+            "follow_up_rate": {**percent, "description": "closed / follow_ups, in %"},
+            "median_hours": {"type": ["number", "null"], "minimum": 0,
+                             "description": "median hours from the low score to done, over `closed`"},
+            "overdue": {**count, "description": "open past their due time, now"},
+            "with_outcome": {**count, "description": "closed in the console with an outcome"},
+            "recovered": {**count, "description": "closed as called back and recovered"},
+            "recovery_rate": {**percent, "description": "recovered / with_outcome, in %"}}
+        return {"type": "object", "required": list(properties), "additionalProperties": False,
+                "properties": properties}
+
+    def table(key: str) -> dict:
+        return {"type": "object", "required": ["items", "totals"], "additionalProperties": False,
+                "properties": {"items": {"type": "array", "items": row(key)}, "totals": row(key)}}
+
+    spec.components.schema("FollowUpsReport", {
+        "type": "object", "required": ["operators", "lines"], "additionalProperties": False,
+        "properties": {"operators": table("operator"), "lines": table("line")}})
+    summary = ("The follow-ups after low scores per operator and per line: follow-up rate, median time to "
+               "follow-up, overdue, recovery rate, each with its n (an operator sees only their own)")
+    responses = _token({"200": ""}, e400="a parameter breaks the schema")
+    responses["200"] = {"description": summary, "content": {"application/json": {"schema": "FollowUpsReport"}}}
+    spec.path("/api/v1/reports/follow-ups", operations={"get": {
+        "summary": summary, "security": TOKEN, "parameters": [{"in": "query", "schema": query}],
+        "responses": responses}})
+
+
 def _rating_link_schemas(spec: APISpec) -> None:
     from connector.core.validation import TEXT_PATTERN
     from connector.inbound.link.contacts import NUMBER_PATTERN
@@ -266,7 +304,8 @@ def build_spec() -> dict:
         "responses": _token({"200": "`items`, `_meta` (page, per_page, total, total_capped), `_links`"},
                             e400="a parameter breaks the schema (the error names it)")}})
     spec.path("/api/v1/calls/{call_id}", operations={"get": {
-        "summary": "One call with supervisor_marks, its score history and its rating request by link (null when none)",
+        "summary": "One call with supervisor_marks, its score history, its rating request by link and its follow-up "
+                   "after a low score (each null when none)",
         "security": TOKEN,
         "parameters": call_id, "responses": _token({"200": "the call"}, **no_call)}})
     spec.components.schema("Review", schema=ReviewSchema)
@@ -286,6 +325,7 @@ def build_spec() -> dict:
             "security": TOKEN, "parameters": [{"in": "query", "schema": ReportQuerySchema}],
             "responses": _token({"200": "`items`, `totals`"}, e400="a parameter breaks the schema")}})
     _rating_link_reports(spec, ReportQuerySchema)
+    _follow_up_report(spec, ReportQuerySchema)
     spec.path("/api/v1/notifications", operations={"get": {
         "summary": "The caller's own notifications (`review`, `low_score`), newest first; `_links.next` pages on",
         "security": TOKEN, "parameters": [{"in": "query", "schema": NotificationQuerySchema}],

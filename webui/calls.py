@@ -7,6 +7,7 @@ from flask_babel import get_locale, gettext as _
 
 from connector.console.exports import COLUMNS, FORMATS, Layout, Separator
 from connector.console.reviews import add_review
+from connector.core import follow_ups
 from connector.core.calls import Sort, call_json, call_timeline, find_calls, get_visible_call, rating_request
 from connector.core.links import recording_link
 from connector.core.models import RequestStatus, Role
@@ -19,7 +20,7 @@ from connector.inbound.quality import marks_json
 from webui import labels, time_zone
 from webui.common import bp, crm_status_names, login_required, services
 from webui.filters import FilterRefused, call_filter
-from webui.forms import MarkReadForm, ReviewForm
+from webui.forms import FollowUpCloseForm, MarkReadForm, ReviewForm
 
 PLAYER_LINK_SECONDS = 3600
 
@@ -117,7 +118,8 @@ def call_page(call_id: str):
     return _render_call(call_id, ReviewForm())
 
 
-def _render_call(call_id: str, form: ReviewForm, error: str | None = None, status: int = 200):
+def _render_call(call_id: str, form: ReviewForm, error: str | None = None, status: int = 200, *,
+                 close_form: FollowUpCloseForm | None = None, close_error: str | None = None):
     if request.method != "GET":  # a refused review: the page is the call's
         g.page_url = url_for(".call_page", call_id=call_id)
     config = services().config
@@ -134,7 +136,8 @@ def _render_call(call_id: str, form: ReviewForm, error: str | None = None, statu
               if data["recording_id"] else None)
     return render_template("call.html", call=data, player=player, form=form, error=error, policy=policy,
                            timeline=timeline, unread_here=unread_here, read_form=MarkReadForm(),
-                           link_request=link_request), status
+                           link_request=link_request, close_form=close_form or FollowUpCloseForm(),
+                           close_error=close_error), status
 
 
 def _link_request(session, row, call) -> dict | None:
@@ -166,6 +169,31 @@ def read_call_notifications(call_id: str):
         abort(400)
     with services().db.transaction() as s:
         mark_read(s, g.principal, call=_visible_call(s, call_id))
+    return redirect(url_for(".call_page", call_id=call_id))
+
+
+@bp.post("/calls/<path:call_id>/follow-up")
+@login_required(Role.ADMIN, Role.SUPERVISOR)
+def close_follow_up(call_id: str):
+    """A supervisor closes the call's follow-up (audited): how it ended and a note."""
+    form = FollowUpCloseForm()
+    if not form.validate_on_submit():
+        problem = _("Форма устарела или подделана") if form.csrf_token.errors else \
+            form.note.errors[0] if form.note.errors else _("Выберите итог из списка")
+        return _render_call(call_id, ReviewForm(), close_form=form, close_error=problem, status=400)
+    with services().db.transaction() as s:
+        call = _visible_call(s, call_id)
+        try:
+            follow_ups.close(s, call, g.principal.username, form.outcome.data, form.note.data)
+        except follow_ups.CloseRefused as refused:
+            said = {follow_ups.CloseProblem.NO_FOLLOW_UP: _("У этого звонка нет обратной связи: низкой оценки не было"),
+                    follow_ups.CloseProblem.ALREADY_CLOSED: _("Обратная связь уже закрыта"),
+                    follow_ups.CloseProblem.OUTCOME: _("Выберите итог из списка")}
+            problem = said.get(refused.problem, _("Заметка: до 500 символов, только текст"))
+        else:
+            problem = None
+    if problem:
+        return _render_call(call_id, ReviewForm(), close_form=form, close_error=problem, status=409)
     return redirect(url_for(".call_page", call_id=call_id))
 
 

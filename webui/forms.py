@@ -56,6 +56,21 @@ class ReviewForm(FlaskForm):
     comment = TextAreaField(_l("Комментарий"), validators=[Optional(), Length(max=2000), storable_lines])
 
 
+# How a follow-up ended (connector.core.models.FollowUpOutcome), as a supervisor says it closing one.
+FOLLOW_UP_OUTCOME_CHOICES = [
+    SelectChoice("recovered", _l("перезвонили, клиент удовлетворён")),
+    SelectChoice("not_recovered", _l("перезвонили, клиент не удовлетворён")),
+    SelectChoice("unreachable", _l("не удалось дозвониться")),
+]
+
+
+class FollowUpCloseForm(FlaskForm):
+    """A supervisor closes a call's follow-up: how it ended, and a note (plain text, at most 500 characters)."""
+
+    outcome = SelectField(_l("Итог"), choices=FOLLOW_UP_OUTCOME_CHOICES, validators=[DataRequired()])
+    note = TextAreaField(_l("Заметка"), validators=[Optional(), Length(max=500), storable_lines])
+
+
 # The policy's rule for a score at or above the threshold (connector.core.policy.HighScores), as admins read it.
 HIGH_SCORES_CHOICES = [
     SelectChoice("default", _l("как принято в каждой CRM (amoCRM: не писать, Bitrix24: писать)")),

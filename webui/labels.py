@@ -12,8 +12,9 @@ from flask_babel import format_date, get_locale, gettext as _, lazy_gettext as _
 
 from connector.console.audit import AuditScope, audit_subject
 from connector.core.models import (DeliveryStatus, JobStatus, NotificationKind, RequestReason, RequestStatus, Role,
-                                   ScanProblem, ScoreOrigin, ScoreSource, SurveyState)
+                                   ScanProblem, ScoreOrigin, ScoreSource, SurveyState, TaskState)
 from connector.console.status import State
+from connector.core import follow_ups
 from connector.core.calls import masked_phone
 from connector.core.policy import HighScores, ScoreReason, ScoreStatus, score_reason
 from connector.core.users import BOOTSTRAP_ADMIN, CLI_ACTOR, TokenState
@@ -25,7 +26,8 @@ from connector.core import alert_people
 from connector.delivery.alerts import settings as alert_settings
 from connector.inbound.link import contacts, settings as link_settings
 from connector.inbound.link.settings import RatingScale
-from webui.forms import ALERT_LABELS, HIGH_SCORES_CHOICES, LINK_LABELS, POLICY_LABELS, ROUTE_LABELS
+from webui.forms import (ALERT_LABELS, FOLLOW_UP_OUTCOME_CHOICES, HIGH_SCORES_CHOICES, LINK_LABELS, POLICY_LABELS,
+                         ROUTE_LABELS)
 
 
 class Words:
@@ -147,6 +149,14 @@ score_status_label = Words({
 
 
 high_scores_label = Words({c.value: c.label for c in HIGH_SCORES_CHOICES})
+
+
+# A call's follow-up after a low score (connector.core.follow_ups): its status as shown, the CRM task's state as the
+# read-back found it, and how a supervisor said it ended.
+follow_up_status_label = Words({"open": _l("ждёт звонка"), "overdue": _l("просрочена"), "done": _l("выполнена")})
+task_state_label = Words({TaskState.OPEN: _l("открыта"), TaskState.COMPLETED: _l("выполнена"),
+                          TaskState.DELETED: _l("удалена в CRM")})
+follow_up_outcome_label = Words({c.value: c.label for c in FOLLOW_UP_OUTCOME_CHOICES})
 
 
 def link_answer(scale: str, answer: int, offered: tuple[int, ...]) -> str:
@@ -302,6 +312,8 @@ ALERT_SCOPES = {alert_settings.SCOPE: (_l("Оповещения: правила"
 
 
 def audit_scope_label(scope: str) -> str:
+    if scope == follow_ups.AUDIT_SCOPE:
+        return _("Обратная связь с клиентом")
     if scope in CONNECTION_SCOPES:
         return str(CONNECTION_SCOPES[scope])
     if scope in LINK_SCOPES:
@@ -344,7 +356,13 @@ audit_field_words = Words(AUDIT_FIELDS)
 CONTACT_FIELDS = {"number": _l("Номер"), "source": _l("Кто добавил")}
 
 
+FOLLOW_UP_FIELDS = {"call_id": _l("Звонок"), "status": _l("Состояние"), "outcome": _l("Итог"),
+                    "note": _l("Заметка")}
+
+
 def audit_field_label(scope: str, field: str) -> str:
+    if scope == follow_ups.AUDIT_SCOPE:
+        return str(FOLLOW_UP_FIELDS.get(field, field))
     if scope == link_settings.SCOPE:
         return str(LINK_LABELS.get(field, field))
     if scope == contacts.SCOPE:
@@ -402,6 +420,8 @@ def audit_value(field: str, value) -> str:
         return password_value_label(value)
     if field == "source":
         return contact_source_label(value)
+    if field == "outcome":
+        return follow_up_outcome_label(value)
     if field == "scale":
         return rating_scale_label(value)
     if field == "lines" and isinstance(value, dict):
@@ -472,4 +492,6 @@ FILTERS = {
     "audit_scope": audit_scope_label, "actor": actor_label, "high_scores": high_scores_label, "day": day_label,
     "masked_phone": masked_phone, "zone": zone_label, "request_status": request_status_label,
     "request_reason": request_reason_label, "funnel_step": funnel_step_label, "contact_source": contact_source_label,
+    "follow_up_status": follow_up_status_label, "task_state": task_state_label,
+    "follow_up_outcome": follow_up_outcome_label,
 }

@@ -19,6 +19,7 @@ FILTER_LABELS = {
     "tagged": _l("С тегом"),
     "supervisor_rated": _l("Оценка супервизора"),
     "crm_status": _l("Статус в CRM"),
+    "follow_up": _l("Обратная связь"),
     "sort": _l("Порядок"),
 }
 

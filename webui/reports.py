@@ -30,7 +30,8 @@ def reports():
                            own_thresholds=sorted(line for line, o in policies.lines.items() if "max_threshold" in o),
                            distribution=charts.bar_chart(scores, (policy.scale_min, policy.scale_max)),
                            days=days, chart=charts, trend=_trend(days, policy), counted_at=counted["counted_at"],
-                           channels=counted["channels"], funnel=counted["funnel"], problem=None, bad_field=None)
+                           channels=counted["channels"], funnel=counted["funnel"], follow_ups=counted["follow_ups"],
+                           problem=None, bad_field=None)
 
 
 def _trend(days: list[dict], policy) -> charts.LineChart:
@@ -44,11 +45,14 @@ def _trend(days: list[dict], policy) -> charts.LineChart:
 @login_required()
 def export_report_xlsx():
     flt, _raw = report_filter()
-    counted = services().figures(flt, services().ingest.initial_policy, ("operators", "lines", "channels", "funnel"))
+    counted = services().figures(flt, services().ingest.initial_policy,
+                                 ("operators", "lines", "channels", "funnel", "follow_ups"))
     tables = [(_("Операторы"), _report_rows(counted["operators"])), (_("Линии"), _report_rows(counted["lines"])),
               (_("Отклик по каналам"), _channel_rows(counted["channels"])),
               (_("Запросы по ссылке"), _funnel_rows(counted["funnel"])),
-              (_("Пропуски и сбои"), _reason_rows(counted["funnel"]))]
+              (_("Пропуски и сбои"), _reason_rows(counted["funnel"])),
+              (_("Обратная связь, операторы"), _follow_up_rows(counted["follow_ups"]["operators"])),
+              (_("Обратная связь, линии"), _follow_up_rows(counted["follow_ups"]["lines"]))]
     sheets = [xlsx.Sheet(title, rows, xlsx.fit_widths(rows), header=True) for title, rows in tables]
     return Response(b"".join(xlsx.stream(sheets)), mimetype=xlsx.MIME,  # a few rows: no need to stream
                     headers={"Content-Disposition": "attachment; filename=report.xlsx"})
@@ -64,6 +68,17 @@ def _report_rows(body: dict) -> list[list]:
              "supervisor_rated": _("Оценок супервизора"), "supervisor_average": _("Средняя супервизора")}
     columns = list(body["totals"])
     totals = [_("Итого")] + [body["totals"][c] for c in columns[1:]]  # its key is empty: the page's word for it
+    return [[names[c] for c in columns]] + [[row[c] for c in columns] for row in body["items"]] + [totals]
+
+
+def _follow_up_rows(body: dict) -> list[list]:
+    """The follow-ups' figures as the page names them, a row per operator or line, then the totals."""
+    names = {"operator": _("Оператор"), "line": _("Линия"), "follow_ups": _("Низких оценок"),
+             "closed": _("Выполнено"), "follow_up_rate": _("Выполнено") + ", %", "median_hours": _("Медиана, ч"),
+             "overdue": _("Просрочено"), "with_outcome": _("Закрыто с итогом"), "recovered": _("Вернули клиента"),
+             "recovery_rate": _("Вернули клиента") + ", %"}
+    columns = list(body["totals"])
+    totals = [_("Итого")] + [body["totals"][c] for c in columns[1:]]
     return [[names[c] for c in columns]] + [[row[c] for c in columns] for row in body["items"]] + [totals]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from connector.core.calls import CURSOR_PATTERN, Cursor, Sort
+from connector.core.follow_ups import FollowUpFilter
 from connector.core.models import DeliveryStatus
 from connector.core.validation import AwareUtcDateTime, storable_text, valid_line
 
@@ -33,6 +34,8 @@ class CallQuerySchema(Schema):
     tagged = fields.Boolean()
     crm_status = fields.String(validate=validate.OneOf(list(DeliveryStatus)))
     supervisor_rated = fields.Boolean()
+    follow_up = fields.Enum(FollowUpFilter, by_value=True, metadata={
+        "description": "the call's follow-up after a low score: open, overdue (open past its due time) or recovered"})
     sort = fields.Enum(Sort, by_value=True, load_default=Sort.NEWEST)
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     after = CursorField(metadata={"pattern": CURSOR_PATTERN, "description": (

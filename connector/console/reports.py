@@ -24,11 +24,19 @@ The rating link's figures (`channels`, `funnel`; docs/rating-link.md#reports say
   delivered, opened, rated, each counting the requests that reached it or a later step (a link opened was
   delivered even when the carrier's report never came; one the carrier failed was sent), so every step is
   part of the one before.
+
+The follow-ups' figures (`follow_ups`), per operator and per line, over the follow-ups of the calls in the filter
+(one per call scored low; docs/console.md says them for people):
+- follow_up_rate: closed (done: the CRM task completed, or closed in the console) / follow-ups;
+- median_hours: the median time from the low score to done, over the closed ones (n = closed);
+- overdue: open past their due time, counted now;
+- recovery_rate: closed as "called back and recovered" / closed with an outcome in the console (n = with_outcome).
 """
 from __future__ import annotations
 
 import enum
 import threading
+from statistics import median
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -40,7 +48,8 @@ from sqlalchemy.orm import Session
 
 from connector.core.calls import CallFilter, filtered_calls
 from connector.core.db import Database
-from connector.core.models import (Call, RatingRequest, RequestReason, RequestStatus, Score, ScoreOrigin,
+from connector.core.models import (Call, FollowUp, FollowUpOutcome, FollowUpStatus, RatingRequest, RequestReason,
+                                   RequestStatus, Score, ScoreOrigin,
                                    ScoreSource, SurveyState)
 from connector.core.policy import Policies, Policy, ScoreStatus
 from connector.core.runtime_settings import current_policies, settings_versions
@@ -86,7 +95,8 @@ def threshold_in_force(policies: Policies):
     return case(own, value=Call.line_number, else_=policies.base.max_threshold)
 
 
-PARTS = ("operators", "lines", "distribution", "daily", "channels", "funnel")  # what `figures` can count
+# what `figures` can count
+PARTS = ("operators", "lines", "distribution", "daily", "channels", "funnel", "follow_ups")
 
 
 def figures(db: Database, flt: ReportFilter, initial: Policy, parts: tuple[str, ...] = PARTS) -> dict:
@@ -112,6 +122,8 @@ def figures(db: Database, flt: ReportFilter, initial: Policy, parts: tuple[str, 
                 counted[part] = channels(s, flt)
             elif part == "funnel":
                 counted[part] = funnel(s, flt)
+            elif part == "follow_ups":
+                counted[part] = follow_up_figures(s, flt, counted["counted_at"])
             else:
                 counted[part] = daily(s, flt, policy)
     return counted
@@ -382,3 +394,53 @@ def _by_reason(counted: dict) -> dict:
     return {"requests": sum(counted.values()),
             "by_reason": [{"reason": reason, "requests": n}
                           for reason, n in sorted(counted.items(), key=lambda item: (-item[1], item[0] or ""))]}
+
+
+class _FollowUpSums:
+    """What one row of a follow-ups table adds up from its follow-ups."""
+
+    def __init__(self, key):
+        self.key = key
+        self.follow_ups = self.closed = self.overdue = self.with_outcome = self.recovered = 0
+        self.hours: list[float] = []
+
+    def add(self, status: str, opened_at: datetime, done_at: datetime | None, due_at: datetime,
+            outcome: str | None, now: datetime) -> None:
+        self.follow_ups += 1
+        if status == FollowUpStatus.DONE:
+            self.closed += 1
+            if done_at is not None:
+                self.hours.append(max(0.0, (done_at - opened_at).total_seconds() / 3600))
+        elif due_at < now:
+            self.overdue += 1
+        if outcome is not None:
+            self.with_outcome += 1
+            self.recovered += outcome == FollowUpOutcome.RECOVERED
+
+    def row(self, by: str) -> dict:
+        return {by: self.key, "follow_ups": self.follow_ups, "closed": self.closed,
+                "follow_up_rate": _percent(self.closed, self.follow_ups),
+                "median_hours": round(median(self.hours), 1) if self.hours else None, "overdue": self.overdue,
+                "with_outcome": self.with_outcome, "recovered": self.recovered,
+                "recovery_rate": _percent(self.recovered, self.with_outcome)}
+
+
+def follow_up_figures(session: Session, flt: ReportFilter, now: datetime) -> dict:
+    """`{"operators": {"items", "totals"}, "lines": {...}}` over the follow-ups of the filtered calls (the module's
+    docstring). One statement; a row per follow-up comes back, since a median is not a sum: follow-ups are the
+    calls scored low only, a small share of the calls."""
+    query = (select(Call.operator_extension, Call.line_number, FollowUp.status, FollowUp.opened_at, FollowUp.done_at,
+                    FollowUp.due_at, FollowUp.outcome).join(Call, Call.id == FollowUp.call_row))
+    if (where := _where(flt)) is not None:
+        query = query.where(where)
+    tables: dict[str, dict] = {By.OPERATOR: {}, By.LINE: {}}
+    totals = _FollowUpSums(None)
+    for operator, line, *facts in session.execute(query):
+        totals.add(*facts, now)
+        for by, key in ((By.OPERATOR, operator), (By.LINE, line)):
+            tables[by].setdefault(key, _FollowUpSums(key)).add(*facts, now)
+    out = {}
+    for by, name in ((By.OPERATOR, "operators"), (By.LINE, "lines")):
+        ordered = sorted(tables[by].values(), key=lambda r: (r.key is None, r.key or ""))
+        out[name] = {"items": [r.row(by) for r in ordered], "totals": totals.row(by)}
+    return out

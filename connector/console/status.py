@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connector.core.accounts import account_row
-from connector.core.models import DeliveryJob, InboundEvent, JobStatus, PbxScan, ReportSend, SendStatus
+from connector.core.models import (DeliveryJob, FollowUp, FollowUpStatus, InboundEvent, JobStatus, PbxScan,
+                                   ReportSend, SendStatus, TaskState)
 from connector.inbound import directory
 from connector.inbound.pbx import GuardState
 
@@ -54,6 +55,20 @@ def _target_state(session: Session, crm: str, now: datetime) -> dict:
     return crm_state
 
 
+def _follow_up_reads(session: Session, crm: str) -> dict:
+    """The follow-ups whose task is read back from this target: how many, how many of them the last read failed
+    for, and the newest such error (`connector.delivery.follow_ups`). A failing read does not degrade the
+    connector (deliveries go on), but it is never silent."""
+    tracked, failing = session.execute(
+        select(func.count(), func.count(FollowUp.last_error))
+        .where(FollowUp.target == crm, FollowUp.status == FollowUpStatus.OPEN,
+               FollowUp.task_state == TaskState.OPEN)).one()
+    last_error = session.scalar(
+        select(FollowUp.last_error).where(FollowUp.target == crm, FollowUp.last_error.is_not(None))
+        .order_by(FollowUp.checked_at.desc()).limit(1)) if failing else None
+    return {"tracked": tracked, "read_failing": failing, "last_error": last_error}
+
+
 def details(session: Session, targets: tuple[str, ...], pbx_guard: Callable[[Session], GuardState],
             channels: tuple[str, ...] = ()) -> dict:
     """Every component with its state and the reason; a handful of queries. `pbx_guard`: reads the block the
@@ -85,6 +100,8 @@ def details(session: Session, targets: tuple[str, ...], pbx_guard: Callable[[Ses
            "directory": directory.directory_state(session, now)}
 
     states = {name: _target_state(session, name, now) for name in targets}
+    for name, state in states.items():
+        state["follow_ups"] = _follow_up_reads(session, name)
     if not states:
         crm_state: dict = {"name": "none", "state": State.NONE}
     elif len(states) == 1:

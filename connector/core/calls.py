@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import false, func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
+from connector.core.follow_ups import FollowUpFilter, follow_up_condition, follow_up_json
 from connector.core.models import (CHANNELS, NO_TARGET, Call, CrmRecord, DeliveryJob, DeliveryStatus, InboundEvent, JobStatus,
                                    RatingRequest, ScoreOrigin)
 from connector.core.validation import text_problem
@@ -27,6 +28,7 @@ class CallFilter:
     tagged: bool | None = None
     crm_status: str | None = None
     supervisor_rated: bool | None = None
+    follow_up: FollowUpFilter | None = None  # «Обратная связь»: open, overdue or recovered
     visible_extensions: tuple[str, ...] | None = None  # an operator's own; None: every call
 
 
@@ -130,6 +132,8 @@ def filtered_calls(flt: CallFilter):
     if flt.supervisor_rated is not None:
         rated = Call.supervisor_score.is_not(None)
         query = query.where(rated if flt.supervisor_rated else ~rated)
+    if flt.follow_up is not None:
+        query = query.where(follow_up_condition(flt.follow_up, datetime.now(timezone.utc)))
     if flt.visible_extensions is not None:
         query = query.where(Call.operator_extension.in_(flt.visible_extensions))
     return query
@@ -154,7 +158,8 @@ def find_calls(session: Session, flt: CallFilter, *, per_page: int, page: int = 
         ordered = ordered.where(tuple_(*key) < here if sort.descending else tuple_(*key) > here)
     else:
         ordered = ordered.offset((page - 1) * per_page)
-    rows = list(session.scalars(ordered.options(selectinload(Call.crm_records), selectinload(Call.scores))
+    rows = list(session.scalars(ordered.options(selectinload(Call.crm_records), selectinload(Call.scores),
+                                                selectinload(Call.follow_up))
                                 .limit(per_page + 1)))
     more = len(rows) > per_page
     rows = rows[:per_page]
@@ -223,7 +228,8 @@ def rating_request_json(row: RatingRequest | None) -> dict | None:
 def get_call(session: Session, entry_id: str) -> Call | None:
     return session.scalars(
         select(Call).where(Call.entry_id == entry_id)
-        .options(selectinload(Call.crm_records), selectinload(Call.scores), selectinload(Call.supervisor_marks))
+        .options(selectinload(Call.crm_records), selectinload(Call.scores), selectinload(Call.supervisor_marks),
+                 selectinload(Call.follow_up))
     ).first()
 
 
@@ -278,6 +284,7 @@ def call_json(call: Call, *, with_history: bool = False, marks: list[dict] | Non
                                 "entity": {"type": r.entity_type, "id": r.entity_id} if r.entity_id else None}
                         for r in crm_records if r.crm != NO_TARGET},
         },
+        "follow_up": follow_up_json(call.follow_up),  # None: the call was never scored low
     }
     if marks is not None:
         data["supervisor_marks"] = marks

@@ -104,6 +104,7 @@ class Config:
     LOW_SCORE_TASK: bool = False
     LOW_SCORE_TASK_HOURS: int = 24
     LOW_SCORE_TASK_TEMPLATE: str = "Перезвонить клиенту: оценка {score}"
+    FOLLOW_UP_POLL_MINUTES: int = 10  # how often each open follow-up's CRM task is read back
     SURVEY_WAIT_SECONDS: int = 180
     MAX_BODY_BYTES: int = 64 * 1024
     WORKER_POLL_SECONDS: float = 1.0
@@ -177,6 +178,8 @@ class Config:
             raise ConfigError("WORKER_LEASE_SECONDS: must be at least 1 (and WORKER_POLL_SECONDS positive)")
         if self.SCORES_WEBHOOK_SECRET and not is_webhook_secret(self.SCORES_WEBHOOK_SECRET):
             raise ConfigError("SCORES_WEBHOOK_SECRET: expected whsec_ followed by base64 (at least 24 bytes)")
+        if not 1 <= self.FOLLOW_UP_POLL_MINUTES <= 24 * 60:
+            raise ConfigError(f"FOLLOW_UP_POLL_MINUTES: expected 1 to 1440, got {self.FOLLOW_UP_POLL_MINUTES}")
         if not 1 <= self.LOW_SCORE_TASK_HOURS <= 24 * 90:
             raise ConfigError(f"LOW_SCORE_TASK_HOURS: expected 1 to 2160, got {self.LOW_SCORE_TASK_HOURS}")
         from connector.core.policy import template_problem

@@ -25,6 +25,9 @@ LIMITER_WAIT = Histogram("connector_limiter_wait_seconds", "Waits for the shared
 RECORDING_COPIES = Counter("connector_recording_copies_total", "Recordings copied from the PBX for targets that "
                            "download them, by outcome (copied, missing, failed, deferred, over_limit)", ["outcome"])
 
+FOLLOW_UP_READS = Counter("connector_follow_up_reads_total", "Follow-up tasks read back from a target, by target "
+                          "and outcome (open, completed, deleted, failed)", ["target", "outcome"])
+
 
 def queue_metrics(components: dict) -> CollectorRegistry:
     """Gauges of this moment, from `connector.console.status.details`: inbox backlog, outbox depth and age."""

@@ -164,6 +164,8 @@ class Call(Base):
     crm_records: Mapped[list["CrmRecord"]] = relationship(back_populates="call", order_by="CrmRecord.id")
     supervisor_marks: Mapped[list["SupervisorMark"]] = relationship(
         back_populates="call", order_by="SupervisorMark.id", cascade="all, delete-orphan")
+    # The call back a low score asks for (connector.core.follow_ups); None for a call never scored low.
+    follow_up: Mapped["FollowUp | None"] = relationship(back_populates="call", uselist=False)
 
 
 # The QA lists: newest first (listed_at DESC, id DESC), alone or after one equality filter; a partial
@@ -750,3 +752,65 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     call: Mapped[Call] = relationship()
+
+
+class FollowUpStatus(enum.StrEnum):
+    """Where a low score's follow-up is (`follow_ups.status`). Overdue is not stored: it is an open one past
+    its `due_at`, computed when read (`connector.core.follow_ups`), so it never goes stale."""
+
+    OPEN = "open"  # nobody has called the customer back yet, as far as the connector knows
+    DONE = "done"  # the CRM task was completed, or a supervisor closed it in the console
+
+
+class TaskState(enum.StrEnum):
+    """What the last read-back found of a follow-up's CRM task (`follow_ups.task_state`)."""
+
+    OPEN = "open"  # in the CRM, not completed
+    COMPLETED = "completed"  # completed in the CRM (its result text and time are kept)
+    DELETED = "deleted"  # the CRM no longer has it: not read again
+
+
+class FollowUpOutcome(enum.StrEnum):
+    """How a supervisor says a follow-up ended, closing it in the console (`follow_ups.outcome`)."""
+
+    RECOVERED = "recovered"  # called back, and the customer is satisfied now
+    NOT_RECOVERED = "not_recovered"  # called back, the customer is still unhappy
+    UNREACHABLE = "unreachable"  # the customer could not be reached
+
+
+class FollowUp(Base):
+    """A call back after a low customer score: one per call that got a tagged score, made in the transaction
+    that applied it; due when its CRM task is (else LOW_SCORE_TASK_HOURS after the score). It tracks the CRM
+    task the first target made for it, read back on a schedule, and a supervisor may close it in the console."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (Index("ix_follow_ups_status_due", "status", "due_at"),
+                      Index("ix_follow_ups_reading", "target", "status", "checked_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_row: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    score_id: Mapped[int | None] = mapped_column(ForeignKey("scores.id", ondelete="SET NULL"))  # the tagged score
+    status: Mapped[str] = mapped_column(String(16), default=FollowUpStatus.OPEN)  # a FollowUpStatus
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # when the low score came
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the first of the CRM's completion and a closing
+    # The CRM task it tracks: the target's name and the task's (amoCRM) or to-do's (Bitrix24) id there.
+    target: Mapped[str | None] = mapped_column(String(16))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    task_state: Mapped[str | None] = mapped_column(String(16))  # a TaskState; null: no task read yet
+    crm_result: Mapped[str | None] = mapped_column(Text)  # the result text the manager left in the CRM
+    crm_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last read-back: when, and why it failed (null once one succeeds); failures in a row.
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    read_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A supervisor's closing in the console: who, when, how it ended, and a note (plain text, at most 500).
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))  # a FollowUpOutcome
+    note: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="follow_up")
+    score: Mapped[Score | None] = relationship()
+

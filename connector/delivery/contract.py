@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from connector.core.follow_ups import ReadTask
+
 DOUBT_MARGIN = 300  # seconds before a doubtful send to search the CRM from (clock skew, slow answers)
 
 
@@ -202,12 +204,24 @@ class CrmAdapter(Protocol):
 
     def find_note(self, item: NoteItem, since: int) -> bool: ...
 
-    def find_task(self, item: TaskItem) -> bool: ...
+    def find_task(self, item: TaskItem) -> int | None:
+        """The task's id when it is in the CRM already (a look-up before a resend), else None."""
 
     def tags_in_place(self, items: list[TagItem]) -> list[bool]:
         """For each tag change: is the entity already as it asks (tags added, removed, field set)?"""
 
     def probe(self) -> None: ...
+
+
+class TaskReader(Protocol):
+    """Reads a target's follow-up tasks back, through its own client and shared rate limiter (the follow-up loop,
+    `connector.delivery.follow_ups`). `read_tasks` answers the tasks it found, by id: a task the CRM no longer has
+    is left out. It raises TransientError (retry at the next round), PermanentError or AccountBlocked."""
+
+    name: str
+    read_batch: int  # task ids one read may ask for
+
+    def read_tasks(self, task_ids: list[str]) -> dict[str, ReadTask]: ...
 
 
 @dataclass(frozen=True)

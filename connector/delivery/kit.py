@@ -31,6 +31,9 @@ class TargetKit:
     # (config, db, *, session=None) -> () -> list[CrmUser]; None for a target without users
     read_users: Callable[..., Callable] | None = None
     validate: Callable[["Config"], None] = lambda config: None  # its own settings' rules (ConfigError)
+    # (config, db, *, session=None) -> TaskReader (connector.delivery.contract): reads its follow-up tasks back;
+    # None for a target that makes none
+    read_tasks: Callable[..., object] | None = None
 
     @property
     def has_users(self) -> bool:

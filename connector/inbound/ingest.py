@@ -18,6 +18,7 @@ from connector.delivery import outbox
 from connector.delivery.alerts.planning import AlertContext, plan_alerts
 from connector.core.models import (NO_TARGET, Call, CrmRecord, DeliveryStatus, PbxPoll, PollStatus, Score, ScoreOrigin,
                               ScoreSource, SurveyState, UTCDateTime, crm_summary)
+from connector.core.follow_ups import DEFAULT_HOURS, drop_untouched_follow_up, note_low_score, open_noted
 from connector.core.notifications import notify_low_score
 from connector.core.runtime_settings import current_policies
 from connector.inbound.link.sms import apply_report
@@ -39,6 +40,7 @@ class IngestContext:
     survey_location: str = ""  # the IVR location whose digits are the customer's score
     poll_quality: bool = False  # ask the PBX's quality control for each call's scores (MANGO_QUALITY_API)
     alerts: AlertContext | None = None  # who hears of low scores (None: nobody, as in tools and tests)
+    follow_up_hours: int = DEFAULT_HOURS  # a low score's follow-up is due this long after it (LOW_SCORE_TASK_HOURS)
 
 
 FIRST_POLL_DELAY = timedelta(seconds=5)  # the summary can come a moment before the PBX saves the mark
@@ -137,7 +139,7 @@ def _apply_event(session: Session, ctx: IngestContext, call: Call, event, polici
         line_was_known = call.line_number is not None
         _apply_summary(call, event)
         if not line_was_known and policies.for_line(call.line_number) != policy:
-            _decide_again(call, policies.for_line(call.line_number))
+            _decide_again(session, call, policies.for_line(call.line_number), ctx.follow_up_hours)
         if ctx.poll_quality and call.direction != "internal":
             call.survey = call.survey or SurveyState.PENDING
             session.add(PbxPoll(call=call, status=PollStatus.PENDING, found=False, polls=0, misses=0,
@@ -150,7 +152,8 @@ def _apply_event(session: Session, ctx: IngestContext, call: Call, event, polici
             call.recording_unavailable_until = None
     elif isinstance(event, Digits):
         if ctx.survey_location and event.location == ctx.survey_location:
-            add_customer_score(session, call, policy, event.digits, origin=ScoreOrigin.PBX_SURVEY, rated_at=event.at)
+            add_customer_score(session, call, policy, event.digits, origin=ScoreOrigin.PBX_SURVEY, rated_at=event.at,
+                               follow_up_hours=ctx.follow_up_hours)
 
 
 def _apply_call_state(call: Call, event: CallState) -> None:
@@ -179,9 +182,10 @@ def _apply_summary(call: Call, s: CallSummary) -> None:
             score.operator_extension = s.operator_extension
 
 
-def _decide_again(call: Call, policy: Policy) -> None:
+def _decide_again(session: Session, call: Call, policy: Policy, follow_up_hours: int) -> None:
     """The score came before the call's line was known, and that line has its own policy. Nothing went
-    to the CRM yet (the call is logged after its summary), so the score in force is simply decided again."""
+    to the CRM yet (the call is logged after its summary), so the score in force is simply decided again, and
+    the call's follow-up follows its tag (one opened by the first decision, untouched since, goes)."""
     if call.customer_score is None:
         return
     in_force = next((s for s in reversed(call.scores) if s.source == CUSTOMER
@@ -191,7 +195,12 @@ def _decide_again(call: Call, policy: Policy) -> None:
     decision = decide_again(policy, call.customer_score)
     in_force.record, in_force.tag, in_force.reason = decision.record, decision.tag, decision.reason[:255]
     in_force.high_scores = decision.high_scores
+    was_low = call.decision_tag is not None
     _put_in_force(call, decision)
+    if decision.tag and not was_low:
+        note_low_score(session, call, in_force, follow_up_hours)
+    elif was_low and not decision.tag:
+        drop_untouched_follow_up(session, call)
 
 
 def _put_in_force(call: Call, decision: Decision) -> None:
@@ -203,15 +212,18 @@ def _put_in_force(call: Call, decision: Decision) -> None:
 
 
 def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | int, *, origin: str,
-                       rated_at: datetime, comment: str | None = None,
-                       operator: str | None = None) -> Decision:
+                       rated_at: datetime, comment: str | None = None, operator: str | None = None,
+                       follow_up_hours: int = DEFAULT_HOURS) -> Decision:
+    """Store a customer score and, when it is in force, put its decision on the call; a tagged one asks for the
+    call's follow-up, due `follow_up_hours` (LOW_SCORE_TASK_HOURS) later, which `refresh_crm_many` opens: every
+    caller refreshes the call's deliveries after it."""
     decision = decide(policy, raw, previous=call.customer_score, rated_at=rated_at,
                       call_ended_at=call.ended_at)
-    session.add(Score(call=call, source=CUSTOMER, origin=origin, raw=str(raw)[:64], value=decision.value,
-                      status=decision.status, reason=decision.reason[:255], record=decision.record,
-                      tag=decision.tag, tag_to_remove=decision.tag_to_remove, high_scores=decision.high_scores,
-                      comment=comment,
-                      operator_extension=operator or call.operator_extension, rated_at=rated_at))
+    score = Score(call=call, source=CUSTOMER, origin=origin, raw=str(raw)[:64], value=decision.value,
+                  status=decision.status, reason=decision.reason[:255], record=decision.record,
+                  tag=decision.tag, tag_to_remove=decision.tag_to_remove, high_scores=decision.high_scores,
+                  comment=comment, operator_extension=operator or call.operator_extension, rated_at=rated_at)
+    session.add(score)
     if decision.status != ScoreStatus.REFUSED:
         call.survey = SurveyState.ANSWERED
     if decision.in_force:
@@ -219,6 +231,8 @@ def add_customer_score(session: Session, call: Call, policy: Policy, raw: str | 
         _put_in_force(call, decision)
         if decision.tag and not was_low:  # a low score replacing a low one: the call is no newer news
             notify_low_score(session, call)
+        if decision.tag:  # someone is to call the customer back: opened by refresh_crm_many, once per call
+            note_low_score(session, call, score, follow_up_hours)
     return decision
 
 
@@ -255,9 +269,14 @@ def ingest_api_score(session: Session, ctx: IngestContext, message_id: str, payl
     call = call_for_update(session, score["call_id"])
     policies = current_policies(session, ctx.initial_policy)
     policy = policies.for_line(call.line_number)
-    add = add_customer_score if score["source"] == CUSTOMER else add_supervisor_score
-    result = add(session, call, policy, score["score"], origin=ScoreOrigin.API, rated_at=score["rated_at"],
-                 comment=score.get("comment"), operator=score.get("operator"))
+    if score["source"] == CUSTOMER:
+        result = add_customer_score(session, call, policy, score["score"], origin=ScoreOrigin.API,
+                                    rated_at=score["rated_at"], comment=score.get("comment"),
+                                    operator=score.get("operator"), follow_up_hours=ctx.follow_up_hours)
+    else:
+        result = add_supervisor_score(session, call, policy, score["score"], origin=ScoreOrigin.API,
+                                      rated_at=score["rated_at"], comment=score.get("comment"),
+                                      operator=score.get("operator"))
     if score.get("phone") and not call.customer_phone:
         call.customer_phone = score["phone"]
     refresh_crm(session, ctx, call, policies)
@@ -271,6 +290,7 @@ def refresh_crm(session: Session, ctx: IngestContext, call: Call, policies: Poli
 def refresh_crm_many(session: Session, ctx: IngestContext, calls: list[Call], policies: Policies) -> None:
     """Keep the calls' records in every target in step and enqueue what each target now needs (the
     outbox sends it). One record per target; with none, one `none` record says it is stored only."""
+    open_noted(session)  # the follow-ups the batch's low scores asked for, before the jobs that link to them
     names = [t.name for t in ctx.targets] or [NO_TARGET]
     active: dict[str, list[int]] = {name: [] for name in names}
     for call in calls:

@@ -85,7 +85,7 @@ def apply_report(session: Session, ctx: IngestContext, call: Call, report: Quali
                  now: datetime, survey_wait: timedelta) -> None:
     """What one answer of the PBX changes on a (locked) call."""
     policies = current_policies(session, ctx.initial_policy)
-    _apply(session, call, report, policies, now=now, survey_wait=survey_wait)
+    _apply(session, call, report, policies, now=now, survey_wait=survey_wait, follow_up_hours=ctx.follow_up_hours)
     refresh_crm(session, ctx, call, policies)
 
 
@@ -96,19 +96,21 @@ def apply_reports(session: Session, ctx: IngestContext, reports: list[tuple[Call
     Returns how many changed."""
     policies = current_policies(session, ctx.initial_policy)
     changed = [call for call, report in reports
-               if _apply(session, call, report, policies, now=now, survey_wait=survey_wait)]
+               if _apply(session, call, report, policies, now=now, survey_wait=survey_wait,
+                         follow_up_hours=ctx.follow_up_hours)]
     if changed:
         refresh_crm_many(session, ctx, changed, policies)
     return len(changed)
 
 
 def _apply(session: Session, call: Call, report: QualityReport, policies, *, now: datetime,
-           survey_wait: timedelta) -> bool:
+           survey_wait: timedelta, follow_up_hours: int) -> bool:
     """True when the report changed the call (a new score or form, or its survey state)."""
     policy = policies.for_line(call.line_number)
     survey, changed = call.survey, False
     if report.customer_raw is not None and _fact_is_new(session, call, "customer", report.customer_raw):
-        add_customer_score(session, call, policy, report.customer_raw, origin=ScoreOrigin.PBX_QUALITY, rated_at=now)
+        add_customer_score(session, call, policy, report.customer_raw, origin=ScoreOrigin.PBX_QUALITY, rated_at=now,
+                           follow_up_hours=follow_up_hours)
         changed = True
     elif report.survey_unanswered and call.survey not in SETTLED:
         call.survey = SurveyState.NO_ANSWER

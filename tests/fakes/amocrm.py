@@ -112,6 +112,18 @@ class FakeAmo:
         with self.lock:
             self.injected.append(Injected(action, path, method, seconds, times, headers or {}))
 
+    def complete_task(self, task_id: int, result_text: str) -> None:
+        """A manager closes the task in amoCRM with a result, as its card's «Выполнить» does: is_completed true,
+        `result.text` set, `updated_at` now (Kommo reference "tasks-list"; SDK TaskModel::toApi sends result.text)."""
+        with self.lock:
+            task = next(t for t in self.tasks if t["id"] == task_id)
+            task.update(is_completed=True, result={"text": result_text}, updated_at=int(time.time()))
+
+    def delete_task(self, task_id: int) -> None:
+        """A manager deletes the task: the list no longer has it (it is simply absent from the answer)."""
+        with self.lock:
+            self.tasks = [t for t in self.tasks if t["id"] != task_id]
+
     def entity(self, entity_type: str, entity_id: int) -> dict | None:
         return {"contacts": self.contacts, "leads": self.leads}.get(entity_type, {}).get(entity_id)
 
@@ -430,10 +442,12 @@ def create_fake_app(fake: FakeAmo) -> Flask:
         with fake.lock:
             for index, task in enumerate(body):
                 task_id = next(fake.ids)
+                # Kommo reference "tasks-list": a task answers is_completed, result {"text"} and its times as unix
                 fake.tasks.append({"id": task_id, "task_type_id": task.get("task_type_id", 1), "text": task["text"],
                                    "complete_till": task["complete_till"], "entity_type": task.get("entity_type"),
-                                   "entity_id": task.get("entity_id"), "is_completed": False,
-                                   "responsible_user_id": task.get("responsible_user_id")})
+                                   "entity_id": task.get("entity_id"), "is_completed": False, "result": None,
+                                   "responsible_user_id": task.get("responsible_user_id"),
+                                   "created_at": int(time.time()), "updated_at": int(time.time())})
                 created.append({"id": task_id, "request_id": task.get("request_id", str(index))})
         return jsonify({"_embedded": {"tasks": created}})
 
@@ -441,12 +455,17 @@ def create_fake_app(fake: FakeAmo) -> Flask:
     def list_tasks():
         entity_type = request.args.get("filter[entity_type]")
         ids = {int(i) for i in request.args.getlist("filter[entity_id][]") + request.args.getlist("filter[entity_id]")}
+        # SDK TasksFilter::buildFilter: the tasks' own ids go in filter[id] (an array)
+        task_ids = {int(i) for i in request.args.getlist("filter[id][]") + request.args.getlist("filter[id]")}
+        limit = int(request.args.get("limit", 50))
+        if limit > 250:  # a page of 250 is the reported maximum (unverified: the SDK's PagesFilterTrait defaults to 50)
+            return error(400, "Bad Request")
         with fake.lock:
-            rows = [t for t in fake.tasks if (not entity_type or t["entity_type"] == entity_type)
-                    and (not ids or t["entity_id"] in ids)]
+            rows = [dict(t) for t in fake.tasks if (not entity_type or t["entity_type"] == entity_type)
+                    and (not ids or t["entity_id"] in ids) and (not task_ids or t["id"] in task_ids)]
         if not rows:
             return "", 204  # amoCRM answers an empty list with 204 No Content
-        return jsonify({"_embedded": {"tasks": rows[:int(request.args.get("limit", 50))]}})
+        return jsonify({"_embedded": {"tasks": rows[:limit]}})
 
     @app.post("/api/v4/<entity_type>/notes")
     def add_notes(entity_type):

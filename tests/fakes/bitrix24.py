@@ -119,6 +119,18 @@ class FakeBitrix24:
         with self.lock:
             self.access_tokens = {t: 0.0 for t in self.access_tokens}
 
+    def complete_todo(self, activity_id: int) -> None:
+        """A manager marks the to-do done in the portal: COMPLETED "Y" and LAST_UPDATED now (docs
+        crm-activity-fields.md); a to-do keeps no result text."""
+        with self.lock:
+            todo = next(t for t in self.todos if t["ID"] == activity_id)
+            todo.update(COMPLETED="Y", LAST_UPDATED=datetime.now(timezone.utc).replace(microsecond=0).isoformat())
+
+    def delete_todo(self, activity_id: int) -> None:
+        """A manager deletes the to-do (crm.activity.delete): lists no longer show it."""
+        with self.lock:
+            self.todos = [t for t in self.todos if t["ID"] != activity_id]
+
     def finished(self) -> list[dict]:
         return [c for c in self.calls.values() if c.get("finished")]
 
@@ -490,16 +502,24 @@ def create_fake_bitrix24(fake: FakeBitrix24) -> Flask:
         if not (args.get("ownerTypeId", "").isdigit() and args.get("ownerId", "").isdigit() and args.get("deadline")):
             raise CommandError("ERROR_ARGUMENT", "ownerTypeId, ownerId and deadline are required")
         activity_id = next(fake.ids)
+        now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        # docs crm-activity-list.md: a row answers ID as a string, COMPLETED "Y"/"N", DEADLINE, CREATED, LAST_UPDATED
         fake.todos.append({"ID": activity_id, "PROVIDER_ID": "CRM_TODO", "OWNER_TYPE_ID": int(args["ownerTypeId"]),
                            "OWNER_ID": int(args["ownerId"]), "DEADLINE": args["deadline"],
-                           "DESCRIPTION": args.get("description", ""), "RESPONSIBLE_ID": args.get("responsibleId")})
+                           "DESCRIPTION": args.get("description", ""), "RESPONSIBLE_ID": args.get("responsibleId"),
+                           "COMPLETED": "N", "CREATED": now, "LAST_UPDATED": now})
         return {"id": activity_id}
 
     def activity_list(args: dict) -> Paged:
         # core crm restservice.php CCrmActivityRestProxy::innerGetList: oldest first (START_TIME ASC) unless
         # `order` says otherwise; filters on the activity's fields; 50 a page with `next`
         wanted = {m.group(1): v for k, v in args.items() if (m := re.fullmatch(r"filter\[=?([A-Z_]+)\]", k))}
-        rows = [t for t in fake.todos if all(str(t.get(f)) == v for f, v in wanted.items())]
+        among: dict = {}  # docs crm-activity-list.md: the `@` prefix is IN, its value an array
+        for k, v in args.items():
+            if m := re.fullmatch(r"filter\[@([A-Z_]+)\]\[\d*\]", k):
+                among.setdefault(m.group(1), set()).add(v)
+        rows = [dict(t, ID=str(t["ID"])) for t in fake.todos if all(str(t.get(f)) == v for f, v in wanted.items())
+                and all(str(t.get(f)) in values for f, values in among.items())]
         if args.get("order[ID]", "").upper() == "DESC":
             rows.reverse()
         return Paged(rows, int(args.get("start") or 0))

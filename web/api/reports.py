@@ -48,3 +48,11 @@ def get_channels_report():
 def get_rating_requests_report():
     """The rating requests' funnel (due, sent, delivered, opened, rated), the skipped and failed by reason."""
     return _report("funnel")
+
+
+@bp.get("/reports/follow-ups")
+@require_token()
+def get_follow_ups_report():
+    """The follow-ups after low scores, per operator and per line: follow-up rate, median time to follow-up,
+    overdue, recovery rate, each with its n."""
+    return _report("follow_ups")

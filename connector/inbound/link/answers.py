@@ -153,7 +153,8 @@ def rate(session: Session, ctx: IngestContext, request: RatingRequest, answer: i
         return RateOutcome(Rated.EXPIRED, request.rating)  # past the policy's rating window: keep nothing
     else:
         result = Rated.CHANGED if request.rated_at is not None else Rated.RATED
-        add_customer_score(session, call, policy, score, origin=ScoreOrigin.LINK, rated_at=now, comment=comment)
+        add_customer_score(session, call, policy, score, origin=ScoreOrigin.LINK, rated_at=now, comment=comment,
+                           follow_up_hours=ctx.follow_up_hours)
         refresh_crm(session, ctx, call, policies)
         request.rating, request.comment, request.rated_at = answer, comment, now
     listed = _keep_do_not_contact(session, request.number) if do_not_contact else False

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from datetime import datetime, timezone
 from typing import Callable, Protocol
 
 import requests
@@ -15,6 +16,7 @@ import requests
 from connector.delivery.contract import (DOUBT_MARGIN, AccountBlocked, CallItem, ContactItem, CrmError, CrmUser, Dead, Done,
                            EntityNotFound, NoteItem, Outcome, PermanentError, RateLimited, SendAgain, TagItem, TaskItem,
                            TransientError, UnexpectedAnswer, Unmatched)
+from connector.core.follow_ups import ReadTask
 from connector.core.metrics import CRM_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,14 @@ def _id(row: object, field: str, what: str) -> int:
     if number <= 0:
         raise UnexpectedAnswer(f"amoCRM, {what}", field)
     return number
+
+
+def _moment(value: object) -> datetime | None:
+    """A unix time of an answer as an aware datetime; None when there is none."""
+    try:
+        return datetime.fromtimestamp(int(value), timezone.utc) if value else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def plural(entity_type: str | None) -> str:
@@ -130,6 +140,7 @@ def _top_level_errors(body: object) -> list[dict]:
 class AmoCrm:
     name = "amocrm"
     max_batch = 50  # the vendor's client recommends at most 50 entities per request
+    read_batch = 250  # tasks read back per request: a list's page holds at most 250 (`limit`), as reported
 
     def __init__(self, base_url: str | Callable[[], str], tokens: TokenSource, wait_turn: Callable[[], None], *,
                  session: requests.Session | None = None):
@@ -354,12 +365,35 @@ class AmoCrm:
         return [Done(item.entity_type, item.entity_id, {"task_id": _id(created[i], "id", "a created task")})
                 if i in created else Dead("task not created") for i, item in enumerate(items)]
 
-    def find_task(self, item: TaskItem) -> bool:
-        """Is this task on the entity already (same text and due time), open or completed meanwhile?"""
+    def find_task(self, item: TaskItem) -> int | None:
+        """The id of this task if it is on the entity already (same text and due time), open or completed
+        meanwhile; None when it is not."""
         response = self.request("GET", "/api/v4/tasks", params={
             "filter[entity_type]": item.entity_type, "filter[entity_id][]": item.entity_id, "limit": 250})
-        return any(t.get("text") == item.text and t.get("complete_till") == item.complete_till
-                   for t in self._embedded(response, "tasks"))
+        return next((_id(t, "id", "a task") for t in self._embedded(response, "tasks")
+                     if t.get("text") == item.text and t.get("complete_till") == item.complete_till), None)
+
+    def read_tasks(self, task_ids: list[str]) -> dict[str, ReadTask]:
+        """The follow-up tasks, read back: `GET /api/v4/tasks?filter[id][]=..` (TasksFilter::buildFilter of the
+        vendor's PHP SDK puts ids in `filter[id]`), 250 a page (`read_batch`: the reported maximum, as `users`
+        pages), 204 when none is left; each row has `is_completed`, `result.text` and `complete_till` (Kommo
+        reference "tasks-list"; SDK TaskModel::fromArray reads `result.text`). amoCRM names no completion time: a
+        completed task's `updated_at` stands for it. A task deleted in amoCRM is simply not in the answer."""
+        found: dict[str, ReadTask] = {}
+        for start in range(0, len(task_ids), self.read_batch):
+            wanted = task_ids[start:start + self.read_batch]
+            response = self.request("GET", "/api/v4/tasks", params={"filter[id][]": wanted,
+                                                                    "limit": self.read_batch})
+            for row in self._embedded(response, "tasks"):
+                task_id = str(_id(row, "id", "a task read back"))
+                if task_id not in wanted:
+                    continue  # a filter the account ignored would list others: never mistaken for ours
+                result = row.get("result") if isinstance(row.get("result"), dict) else {}
+                completed = bool(row.get("is_completed"))
+                found[task_id] = ReadTask(task_id, completed, str(result.get("text") or "") or None,
+                                          _moment(row.get("updated_at")) if completed else None,
+                                          _moment(row.get("complete_till")))
+        return found
 
     def update_tags(self, items: list[TagItem]) -> list[Outcome]:
         return self._per_entity_type(items, self._update_tags_of_type)

@@ -109,6 +109,11 @@ def _read_users(config, db: Database, *, session=None):
     return _amocrm(config, db, session=session, exchange=False)[0].users
 
 
+def _read_tasks(config, db: Database, *, session=None):
+    """What reads the follow-up tasks back: the client itself, with its shared rate limiter."""
+    return _amocrm(config, db, session=session, exchange=False)[0]
+
+
 def validate(config) -> None:
     """amoCRM's settings. CRM=amocrm without AMOCRM_BASE_URL and keys is allowed: an admin connects amoCRM on
     the settings page; until then the target is paused with that reason."""
@@ -120,4 +125,4 @@ def validate(config) -> None:
 
 
 KIT = TargetKit(NAME, tuple(JobKind), planning=delivery_options, build=_build, settings_type=AmoCrmSettings, env_prefix=PREFIX,
-                read_users=_read_users, validate=validate)
+                read_users=_read_users, validate=validate, read_tasks=_read_tasks)

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connector.core import follow_ups
 from connector.core.accounts import SharedRateLimiter
 from connector.delivery import outbox
 from connector.delivery.contract import (DOUBT_MARGIN, CallItem, ContactItem, CrmAdapter, Dead, Done, NoteItem, PermanentError,
@@ -233,8 +234,10 @@ class AmoCrmTarget:
                     settled[w.job_id] = Done(w.item.entity_type, w.item.entity_id)
         elif kind == JobKind.TASK:
             for w in doubtful:
-                if self.adapter.find_task(w.item):
-                    settled[w.job_id] = Done(w.item.entity_type, w.item.entity_id)
+                task_id = self.adapter.find_task(w.item)
+                if task_id:
+                    settled[w.job_id] = Done(w.item.entity_type, w.item.entity_id, {"task_id": task_id,
+                                                                                     "looked_up": True})
         elif kind == JobKind.TAGS:
             # Resending is harmless to the tags, but every add is one more "Теги добавлены" row in the
             # CRM's events list, the list QA staff count: look at the entity first.
@@ -284,6 +287,9 @@ class AmoCrmTarget:
             record.logged_at = record.logged_at or (None if self.opts.delivery.log_calls else now)
         elif job.kind == JobKind.TAGS:
             record.applied_tag = w.scratch.tag
+        elif job.kind == JobKind.TASK:  # the call's follow-up tracks the task, due when it is
+            follow_ups.link_task(session, job.call_id, self.name, result.details.get("task_id"),
+                                 datetime.fromtimestamp(w.item.complete_till, timezone.utc))
         elif job.kind == JobKind.CONTACT:
             # The caller exists now: send what waited for the contact.
             for waiting in d.jobs.values():

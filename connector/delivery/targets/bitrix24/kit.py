@@ -12,7 +12,8 @@ from connector.delivery.oauth import exchange_at_start
 from connector.delivery.targets.bitrix24.client import Bitrix24Api
 from connector.delivery.targets.bitrix24.install import Bitrix24Tokens, InstallStore, UninstallHandler, handler_url
 from connector.delivery.targets.bitrix24.kinds import JobKind
-from connector.delivery.targets.bitrix24.target import NAME, Bitrix24Options, Bitrix24Planning, Bitrix24Target
+from connector.delivery.targets.bitrix24.target import (NAME, Bitrix24Options, Bitrix24Planning, Bitrix24Target,
+                                                       TodoReader)
 
 PREFIX = "BITRIX24_"
 
@@ -90,6 +91,11 @@ def _read_users(config, db: Database, *, session=None):
     return _bitrix24(config, db, session=session, exchange=False)[0].users
 
 
+def _read_tasks(config, db: Database, *, session=None):
+    """What reads the follow-up to-dos back, through the portal's client and its rate limiter."""
+    return TodoReader(_bitrix24(config, db, session=session, exchange=False)[0])
+
+
 def validate(config) -> None:
     """Bitrix24's settings."""
     own = settings_of(config)
@@ -108,4 +114,4 @@ def validate(config) -> None:
 
 
 KIT = TargetKit(NAME, tuple(JobKind), planning=_planning, build=_build, settings_type=Bitrix24Settings, env_prefix=PREFIX,
-                read_users=_read_users, validate=validate)
+                read_users=_read_users, validate=validate, read_tasks=_read_tasks)

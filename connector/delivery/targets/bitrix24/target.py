@@ -38,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connector.core import follow_ups
 from connector.core.accounts import SharedRateLimiter
 from connector.delivery import outbox
 from connector.delivery.contract import AccountBlocked, DOUBT_MARGIN, Dead, Done, TransientError, Unmatched
@@ -433,8 +434,9 @@ class Bitrix24Target:
         outcomes: dict[int, Outcome] = {}
         commands = {}
         for i, w in enumerate(work):
-            if w.in_doubt_since is not None and self._todo_exists(w.item):
-                outcomes[w.job_id] = Done(details={"looked_up": True})
+            found = self._todo_found(w.item) if w.in_doubt_since is not None else None
+            if found is not None:
+                outcomes[w.job_id] = Done(details={"activity_id": found, "looked_up": True})
             else:
                 commands[f"t{i}"] = command("crm.activity.todo.add", w.item)
         answer = self.api.batch(commands) if commands else BatchAnswer({}, {}, {})
@@ -445,13 +447,14 @@ class Bitrix24Target:
                     Done(details={"activity_id": (answer.results.get(f"t{i}") or {}).get("id")})
         return [outcomes[w.job_id] for w in work]
 
-    def _todo_exists(self, item: dict) -> bool:
-        """The entity's to-dos, newest first, page after page until this one is met (activities list oldest
-        first by default, so one page of a busy entity would miss it)."""
+    def _todo_found(self, item: dict) -> int | None:
+        """The id of this to-do if the entity has it already: its to-dos, newest first, page after page until
+        this one is met (activities list oldest first by default, so one page of a busy entity would miss it)."""
         rows = self.api.rows("crm.activity.list", {
             "filter[OWNER_TYPE_ID]": item["ownerTypeId"], "filter[OWNER_ID]": item["ownerId"],
             "filter[PROVIDER_ID]": "CRM_TODO", "order[ID]": "DESC"})
-        return any(r.get("DESCRIPTION") == item["description"] for r in rows)
+        return next((int(r.get("ID") or 0) or None for r in rows if r.get("DESCRIPTION") == item["description"]),
+                    None)
 
     def _comment_exists(self, item: dict, since: datetime) -> bool:
         """The entity's timeline comments, newest first, until this one or those older than the doubt."""
@@ -475,11 +478,45 @@ class Bitrix24Target:
             record.responsible_user_id, record.responsible_mapped = w.responsible
         elif job.kind == JobKind.B24_MARK:
             record.written_score, record.applied_tag = w.score_value, w.scratch.tag
+        elif job.kind == JobKind.B24_TODO:  # the call's follow-up tracks the to-do, due when it is
+            follow_ups.link_task(session, job.call_id, NAME, result.details.get("activity_id"),
+                                 _parsed(w.item["deadline"]))
         self.planning.plan(session, d)
 
     def on_unmatched(self, session: Session, job: DeliveryJob, result: Unmatched, now: datetime,
                      d: outbox.Delivery) -> None:
         job.status, job.last_error = JobStatus.DEAD, result.reason  # Bitrix24 answers no "unmatched"
+
+
+class TodoReader:
+    """Reads the follow-up to-dos back (`contract.TaskReader`): `crm.activity.list` with `filter[@ID]` (the `@`
+    prefix is IN, an array: docs crm-activity-list.md), 50 a page. A to-do answers `COMPLETED` "Y"/"N",
+    `DEADLINE` and `LAST_UPDATED` (docs crm-activity-fields.md); it has no result text (its RESULT_* fields are
+    numbers of other activity kinds), so the CRM's result is empty and LAST_UPDATED stands for the completion
+    time. A to-do deleted in the portal is not in the answer."""
+
+    name = NAME
+    read_batch = 50  # one page of the list
+
+    def __init__(self, api: Bitrix24Api):
+        self.api = api
+
+    def read_tasks(self, task_ids: list[str]) -> dict[str, follow_ups.ReadTask]:
+        found = {}
+        for start in range(0, len(task_ids), self.read_batch):
+            wanted = task_ids[start:start + self.read_batch]
+            params = {f"filter[@ID][{i}]": task_id for i, task_id in enumerate(wanted)}
+            params.update({f"select[{i}]": name for i, name in
+                           enumerate(("ID", "COMPLETED", "DEADLINE", "LAST_UPDATED"))})
+            for row in self.api.rows("crm.activity.list", params):
+                task_id = str(row.get("ID") or "")
+                if task_id not in wanted:
+                    continue  # a filter the portal ignored would list others: never mistaken for ours
+                completed = row.get("COMPLETED") == "Y"
+                found[task_id] = follow_ups.ReadTask(task_id, completed, None,
+                                                     _parsed(row.get("LAST_UPDATED")) if completed else None,
+                                                     _parsed(row.get("DEADLINE")))
+        return found
 
 
 def _parsed(value: object) -> datetime | None:

@@ -266,9 +266,10 @@ class WebhookTarget:
 
     def prepare(self, session: Session, claimed: list[tuple[DeliveryJob, outbox.Delivery, Work]], policy: Policy,
                 user_map: dict) -> None:
-        # The call JSON reads scores and records: load them for the whole batch in two queries.
+        # The call JSON reads scores, records and the follow-up: load them for the whole batch in three queries.
         list(session.scalars(select(Call).where(Call.id.in_([d.call.id for _j, d, _w in claimed]))
-                             .options(selectinload(Call.scores), selectinload(Call.crm_records))))
+                             .options(selectinload(Call.scores), selectinload(Call.crm_records),
+                                      selectinload(Call.follow_up))))
         for job, d, w in claimed:
             w.scratch = WebhookWorkNotes(message_id=job.key)
             data = call_json(d.call)
