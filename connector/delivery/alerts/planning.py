@@ -2,9 +2,10 @@
 trigger, person and channel (the `alerts` row's unique key), each either queued at once as its own outbox job
 or held for the digest (quiet hours, the hourly cap).
 
-Cheap where nothing happens: a call with no tag and no supervisor score costs no query. A batch with triggers
-costs the settings, the routes, the people, the operators, the alerts made already and the hour's count: a
-handful of queries whatever its size, cached for the transaction.
+Cheap where nothing happens: a call with no tag and no supervisor score costs no query, and a batch with low
+scores where nobody is routed anything costs one (the routes). A batch that alerts someone costs the channels
+set up, the settings, the people, the operators, the alerts made already and the hour's count: a handful of
+queries whatever its size, cached for the transaction.
 """
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ def plan_alerts(session: Session, ctx: AlertContext, calls: list[Call], now: dat
     if not candidates:
         return 0
     with session.no_autoflush:
+        routes = _cached(session, "alert_routes", lambda: alert_people.routes(session))
+        if not routes:  # nobody is routed anything: one look-up a batch, and done
+            return 0
         channels = _cached(session, "alert_channels", lambda: available_channels(session, ctx.environment))
         if not channels:
             return 0
@@ -61,10 +65,7 @@ def plan_alerts(session: Session, ctx: AlertContext, calls: list[Call], now: dat
         candidates = [c for c in candidates if found[c.id]]
         if not candidates:
             return 0
-        routes = _cached(session, "alert_routes", lambda: alert_people.routes(session))
         people = _cached(session, "alert_people", lambda: alert_people.people(session))
-        if not routes:
-            return 0
         ids = [c.id for c in candidates]
         made = set(session.execute(select(Alert.call_row, Alert.trigger, Alert.user_id, Alert.channel)
                                    .where(Alert.call_row.in_(ids))).tuples())
