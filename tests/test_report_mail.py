@@ -83,6 +83,8 @@ def test_a_daily_report_goes_once_with_the_operators_and_the_low_scores(db, smtp
     text = mail.get_body("plain").get_content()
     assert "- Ольга Смирнова (101): 2, 2," in text
     assert f"{BASE}/calls/call-low" in text and "call-good" not in text
+    assert "- Ольга Смирнова (101): 1, 0, 0, —, 0 из 0" in text  # the low score's follow-up, still open
+    assert "Обратная связь с клиентами" in mail.get_body("html").get_content()
     assert "79001234567" not in mail.as_string() and "…4567" in text
     html = mail.get_body("html").get_content()
     assert "<th" in html and f'href="{BASE}/calls/call-low"' in html

@@ -105,8 +105,9 @@ def build(db: Database, session: Session, send: ReportSend, initial: Policy, zon
           public_base_url: str) -> Report:
     """The report of one period: the per-operator table, the low scores with links."""
     counted = figures(db, ReportFilter(date_from=send.period_start, date_to=send.period_end, zone=zone.key),
-                      initial, parts=("operators",))
+                      initial, parts=("operators", "follow_ups"))
     rows = counted["operators"]["items"]
+    follow = counted["follow_ups"]["operators"]
     low = session.execute(select(Call.entry_id, Call.customer_score, Call.operator_extension, Call.line_number,
                                  Call.created_at, Call.customer_phone)
                           .where(Call.decision_tag.is_not(None), Call.listed_at >= send.period_start,
@@ -129,6 +130,17 @@ def build(db: Database, session: Session, send: ReportSend, initial: Policy, zon
     text = [subject, "", "По операторам (звонков, оценок, средняя, низких, CSAT %):"]
     text += [f"- {name}: {calls}, {rated}, {avg if avg is not None else '—'}, {neg}, "
              f"{csat if csat is not None else '—'}" for name, calls, rated, avg, neg, csat in table] or ["- звонков не было"]
+    follow_rows = [(who(r.get("operator")), r["follow_ups"], r["closed"], r["overdue"], r["median_hours"],
+                    r["recovered"], r["with_outcome"]) for r in follow["items"]]
+    total = follow["totals"]
+    text += ["", "Обратная связь с клиентами (низких оценок, закрыто, просрочено, медиана часов, вернули клиента из "
+                 "закрытых с итогом):"]
+    text += [f"- {name}: {n}, {closed}, {overdue}, {hours if hours is not None else '—'}, {rec} из {outc}"
+             for name, n, closed, overdue, hours, rec, outc in follow_rows] or ["- не было"]
+    if follow_rows:
+        text.append(f"Всего: {total['follow_ups']}, закрыто {total['closed']} ({_pct(total['follow_up_rate'])}), "
+                    f"просрочено {total['overdue']}, вернули {total['recovered']} из {total['with_outcome']} "
+                    f"({_pct(total['recovery_rate'])})")
     text += ["", f"Низкие оценки ({len(lows)}{'+' if more else ''}):"]
     text += [f"- {at} · {score} · {name} · линия {line} · клиент {phone}\n  {url}"
              for url, score, name, line, at, phone in lows] or ["- не было"]
@@ -137,6 +149,14 @@ def build(db: Database, session: Session, send: ReportSend, initial: Policy, zon
     head = "".join(f"<th {cell}>{e(h)}</th>" for h in ("Оператор", "Звонков", "Оценок", "Средняя", "Низких", "CSAT, %"))
     body_rows = "".join("<tr>" + "".join(f"<td {cell}>{e(str(v if v is not None else '—'))}</td>" for v in row)
                         + "</tr>" for row in table) or f'<tr><td {cell} colspan="6">Звонков не было</td></tr>'
+    follow_head = "".join(f"<th {cell}>{e(h)}</th>" for h in ("Оператор", "Низких оценок", "Закрыто", "Просрочено",
+                                                               "Медиана, ч", "Вернули клиента"))
+    follow_body = "".join(
+        "<tr>" + "".join(f"<td {cell}>{e(str(v))}</td>" for v in (name, n, closed, overdue,
+                                                                   hours if hours is not None else "—",
+                                                                   f"{rec} из {outc}")) + "</tr>"
+        for name, n, closed, overdue, hours, rec, outc in follow_rows) \
+        or f'<tr><td {cell} colspan="6">Низких оценок не было</td></tr>'
     items = "".join(f'<li style="margin:0 0 6px"><a href="{e(url)}" style="color:#0b57d0">{e(at)} · оценка {score}'
                     f" · {e(name)}</a> · линия {e(line)} · клиент {e(phone)}</li>"
                     for url, score, name, line, at, phone in lows) or "<li>Не было</li>"
@@ -144,10 +164,17 @@ def build(db: Database, session: Session, send: ReportSend, initial: Policy, zon
             '<body style="margin:0;padding:16px;font-family:Arial,Helvetica,sans-serif;color:#1f1f1f">'
             f'<h1 style="font-size:18px">{e(subject)}</h1><h2 style="font-size:16px">По операторам</h2>'
             f'<table role="presentation" style="border-collapse:collapse;font-size:14px"><tr>{head}</tr>{body_rows}'
-            f'</table><h2 style="font-size:16px">Низкие оценки</h2><ul style="padding-left:20px;font-size:14px">'
+            f'</table><h2 style="font-size:16px">Обратная связь с клиентами</h2>'
+            f'<table role="presentation" style="border-collapse:collapse;font-size:14px"><tr>{follow_head}</tr>'
+            f'{follow_body}</table>'
+            f'<h2 style="font-size:16px">Низкие оценки</h2><ul style="padding-left:20px;font-size:14px">'
             f'{items}</ul>{"<p>Показаны первые %d: остальные в консоли.</p>" % LOW_SHOWN if more else ""}'
             '</body></html>')
     return Report(subject, "\n".join(text), page)
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{value:g} %"
 
 
 class ReportMailer:
