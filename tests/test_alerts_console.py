@@ -442,3 +442,18 @@ def test_an_admin_saves_a_mail_server_and_a_bot_token_in_the_console_and_they_ar
     assert "s3cret-smtp-password" not in audited and fake.token not in audited and "…" in audited
     assert post(client, "/alerts/smtp/forget").status_code == 302
     assert "Не настроена: укажите почтовый сервер." in text_of(client.get("/alerts"))
+
+
+def test_a_supervisor_schedules_their_report_e_mail(client, db, people):
+    log_in(client, "sam")
+    page = text_of(client.get("/alerts"))
+    assert "Отчёт по почте" in page and "Не приходит." in page
+    assert post(client, "/alerts/report", period="weekly", hour="9", weekday="4").status_code == 302
+    assert "Приходит каждую неделю: пятница, 9:00, за 7 дней до этого дня." in text_of(client.get("/alerts"))
+    refused = post(client, "/alerts/report", period="hourly", hour="9", weekday="0")
+    assert refused.status_code == 422 and "Выберите значения из списков" in text_of(refused)
+    assert post(client, "/alerts/report", period="none", hour="9", weekday="0").status_code == 302
+    assert "Не приходит." in text_of(client.get("/alerts"))
+    with db.reading() as s:
+        from connector.core.models import ReportSubscription
+        assert s.scalars(select(ReportSubscription)).all() == []

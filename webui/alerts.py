@@ -21,6 +21,7 @@ from connector.core.calls import line_numbers
 from connector.core.models import Role
 from connector.core.policy import PolicyError
 from connector.core.users import list_users
+from connector.console import report_mail
 from connector.delivery.alerts import channel_setup as setup, messages, settings as alert_settings, telegram_link
 from connector.delivery.contract import CrmError
 from connector.wiring import alert_sender, channel_setup
@@ -109,6 +110,21 @@ class SmtpForm(FlaskForm):
     FIELDS = ("host", "port", "security", "username", "sender")
 
 
+WEEKDAYS = (_l("понедельник"), _l("вторник"), _l("среда"), _l("четверг"), _l("пятница"), _l("суббота"),
+            _l("воскресенье"))
+NO_REPORT = "none"
+
+
+class ReportForm(FlaskForm):
+    period = SelectField(_l("Как часто"), validate_choice=False, choices=[
+        SelectChoice(NO_REPORT, _l("не присылать")), SelectChoice("daily", _l("каждый день, за вчера")),
+        SelectChoice("weekly", _l("каждую неделю, за 7 дней"))])
+    hour = SelectField(_l("Во сколько"), coerce=int, validate_choice=False,
+                       choices=[SelectChoice(hour, f"{hour}:00") for hour in range(24)])
+    weekday = SelectField(_l("В какой день недели"), coerce=int, validate_choice=False,
+                          choices=[SelectChoice(n, name) for n, name in enumerate(WEEKDAYS)])
+
+
 class BotTokenForm(FlaskForm):
     token = PasswordField(_l("Токен бота"), validators=[Optional(), Length(max=200)])
 
@@ -175,6 +191,7 @@ NOTICES = {
     "smtp_forgotten": _l("Почтовый сервер из консоли забыт: действуют настройки окружения, если они есть."),
     "token": _l("Токен бота сохранён: через несколько секунд бот ответит коннектору."),
     "token_forgotten": _l("Токен бота из консоли забыт: действует токен из окружения, если он есть."),
+    "report": _l("Расписание отчёта сохранено."),
 }
 
 
@@ -193,8 +210,12 @@ def alerts_page(*, code: int = 200, email_form: EmailForm | None = None, channel
     if request.method != "GET":  # a post answered with the page: switching the language reopens the page
         g.page_url = url_for(".alerts")
     notice = NOTICES.get(request.args.get("done", "")) if request.method == "GET" else None
+    with services().db.reading() as s:
+        schedule = report_mail.schedule_of(s, principal.user_id) if principal.user_id else None
+    report_form = ReportForm(formdata=None, period=schedule.period if schedule else NO_REPORT,
+                             hour=schedule.hour if schedule else 8, weekday=schedule.weekday if schedule else 0)
     return render_template(
-        "alerts.html", email_form=email_form or EmailForm(formdata=None, email=email or ""), channels=channels,
+        "alerts.html", report_form=report_form, report_state=_report_state(schedule), email_form=email_form or EmailForm(formdata=None, email=email or ""), channels=channels,
         problems=problems or {}, trial=trial, link=link, notice=notice, rules=rules, action_form=ActionForm()), code
 
 
@@ -204,6 +225,16 @@ def _smtp_values(in_force) -> dict:
         return {"port": 587, "security": "starttls"}
     return {"host": mail.host, "port": mail.port, "security": mail.security.value, "username": mail.username,
             "sender": mail.sender}
+
+
+def _report_state(schedule) -> str | None:
+    """The person's schedule in words."""
+    if schedule is None:
+        return None
+    if schedule.period == "weekly":
+        return _("Приходит каждую неделю: %(day)s, %(hour)s:00, за 7 дней до этого дня.",
+                 day=WEEKDAYS[schedule.weekday], hour=schedule.hour)
+    return _("Приходит каждый день в %(hour)s:00, за вчерашний день.", hour=schedule.hour)
 
 
 def _rules(session, settings_form: AlertSettingsForm | None, route_form: RouteForm | None,
@@ -456,3 +487,22 @@ def forget_bot_token():
     with services().db.transaction() as s:
         setup.save_bot_token(s, services().config, None, actor=g.principal.username)
     return redirect(url_for(".alerts", done="token_forgotten") + "#channels-setup")
+
+
+# --- the person's report e-mail ------------------------------------------------------------------------------
+
+@bp.post("/alerts/report")
+@login_required(*STAFF)
+def save_report_schedule():
+    form = ReportForm()
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            return _stale()
+        return alerts_page(code=422, problems={"report": _("Выберите значения из списков")})
+    period = None if form.period.data == NO_REPORT else form.period.data
+    try:
+        with services().db.transaction() as s:
+            report_mail.subscribe(s, _me(), period, hour=form.hour.data, weekday=form.weekday.data)
+    except ValueError:
+        return alerts_page(code=422, problems={"report": _("Выберите значения из списков")})
+    return redirect(url_for(".alerts", done="report") + "#report-mail")

@@ -258,9 +258,15 @@ class ReportMailer:
             log.warning("report e-mail %s for user %s: %s", send.id, send.user_id, send.last_error)
 
 
-def subscribe(session: Session, user_id: int, period: ReportPeriod | None, *, hour: int = 8, weekday: int = 0,
-              now: datetime | None = None) -> None:
-    """A person's schedule (None: no report e-mails)."""
+def schedule_of(session: Session, user_id: int) -> ReportSubscription | None:
+    return session.get(ReportSubscription, user_id)
+
+
+def subscribe(session: Session, user_id: int, period: ReportPeriod | str | None, *, hour: int = 8,
+              weekday: int = 0, now: datetime | None = None) -> None:
+    """A person's schedule (None: no report e-mails). ValueError: a period, hour or weekday out of range."""
+    if period is not None and period not in tuple(ReportPeriod):
+        raise ValueError(f"a period is daily or weekly, got {period!r}")
     row = session.get(ReportSubscription, user_id)
     if period is None:
         if row is not None:
