@@ -303,3 +303,23 @@ def pytest_terminal_summary(terminalreporter):
     for reason, count in reasons.most_common():
         how = next((h for key, h in HOW_TO_RUN.items() if key in reason), None)
         terminalreporter.write_line(f"{count} skipped: {reason}" + (f"\n    to run them: {how}" if how else ""))
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server for the test (tests/fakes/smtp.py): (its inbox, its port)."""
+    from tests.fakes.smtp import smtp_server
+
+    with smtp_server(auth_require_tls=False) as (inbox, port):
+        yield inbox, port
+
+
+@pytest.fixture
+def telegram():
+    """The fake Telegram Bot API, served over HTTP (tests/fakes/telegram.py)."""
+    from tests.fakes.server import serving
+    from tests.fakes.telegram import FakeTelegram, create_fake_telegram
+
+    fake = FakeTelegram()
+    with serving(create_fake_telegram(fake)) as fake.url:
+        yield fake

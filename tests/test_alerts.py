@@ -18,16 +18,10 @@ from connector.delivery.alerts.digests import gather
 from connector.wiring import build_alert_worker
 from tests.conftest import dtmf, summary
 from tests.delivery_helpers import until_idle
-from tests.fakes.smtp import smtp_server, smtp_settings
+from tests.fakes.smtp import smtp_settings
 
 LINE_A, LINE_B = "74950000001", "74950000002"
 BASE = "https://qa.example.ru"
-
-
-@pytest.fixture
-def smtp():
-    with smtp_server(auth_require_tls=False) as (inbox, port):
-        yield inbox, port
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ from connector.core.users import add_user
 from connector.delivery.alerts import settings as alert_settings
 from connector.wiring import build_telegram_linker
 from tests.conftest import csrf_token, make_config
-from tests.fakes.server import serving
-from tests.fakes.smtp import smtp_server
-from tests.fakes.telegram import FakeTelegram, create_fake_telegram
+from tests.fakes.smtp import smtp_settings
+from tests.fakes.telegram import telegram_settings
 
 PASSWORD = "correct horse battery"
 CHAT = 700_100_200
@@ -29,22 +28,8 @@ LINE = "74950000001"
 
 
 @pytest.fixture
-def smtp():
-    with smtp_server(auth_require_tls=False) as (inbox, port):
-        yield inbox, port
-
-
-@pytest.fixture
-def telegram():
-    fake = FakeTelegram()
-    with serving(create_fake_telegram(fake)) as fake.url:
-        yield fake
-
-
-@pytest.fixture
 def config_overrides(smtp, telegram):
-    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp[1], "SMTP_SECURITY": "none", "SMTP_FROM": "qa@example.ru",
-            "TELEGRAM_BOT_TOKEN": telegram.token, "TELEGRAM_API_URL": telegram.url}
+    return {**smtp_settings(smtp[1]), **telegram_settings(telegram)}
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from connector.delivery.alerts.telegram_link import CODE_TTL, REPLIES, LinkAnswe
 from connector.wiring import build_alert_worker, build_telegram_linker
 from tests.conftest import console_login, dtmf, summary
 from tests.delivery_helpers import until_idle
-from tests.fakes.server import serving
-from tests.fakes.telegram import FakeTelegram, create_fake_telegram
+from tests.fakes.telegram import telegram_settings
 
 LINE = "74950000001"
 CHAT = 700_100_200
@@ -25,15 +24,8 @@ BASE = "https://qa.example.ru"
 
 
 @pytest.fixture
-def telegram():
-    fake = FakeTelegram()
-    with serving(create_fake_telegram(fake)) as fake.url:
-        yield fake
-
-
-@pytest.fixture
 def config_overrides(telegram):
-    return {"TELEGRAM_BOT_TOKEN": telegram.token, "TELEGRAM_API_URL": telegram.url, "PUBLIC_BASE_URL": BASE}
+    return {**telegram_settings(telegram), "PUBLIC_BASE_URL": BASE}
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from connector.core.policy import Policy
 from connector.core.users import add_user
 from connector.delivery.mail import Mailer, MailSecurity, MailSettings
 from tests.conftest import dtmf, summary
-from tests.fakes.smtp import smtp_server, smtp_settings
+from tests.fakes.smtp import smtp_settings
 
 MSK = ZoneInfo("Europe/Moscow")
 BASE = "https://qa.example.ru"
@@ -36,12 +36,6 @@ def test_a_send_time_reports_on_the_whole_local_days_before_it(period, weekday, 
     moment = send_day(sub, at(now), MSK)
     assert moment == at(sent)
     assert period_of(sub, moment, MSK) == (at(start).astimezone(timezone.utc), at(end).astimezone(timezone.utc))
-
-
-@pytest.fixture
-def smtp():
-    with smtp_server(auth_require_tls=False) as (inbox, port):
-        yield inbox, port
 
 
 @pytest.fixture

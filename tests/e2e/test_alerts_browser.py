@@ -12,31 +12,16 @@ import pytest
 from connector.wiring import build_telegram_linker
 from tests.e2e.test_browser import (SCREENSHOTS, axe_problems, browser, busy_console, fits, log_in,  # noqa: F401
                                     pictures_taken, wait_for)
-from tests.fakes.server import serving
-from tests.fakes.smtp import smtp_server
-from tests.fakes.telegram import FakeTelegram, create_fake_telegram
+from tests.fakes.smtp import smtp_settings
+from tests.fakes.telegram import telegram_settings
 
 SIZES = {"phone": (360, 740), "desktop": (1366, 900)}
 CHAT = 700_100_300
 
 
 @pytest.fixture
-def smtp():
-    with smtp_server(auth_require_tls=False) as (inbox, port):
-        yield inbox, port
-
-
-@pytest.fixture
-def telegram():
-    fake = FakeTelegram()
-    with serving(create_fake_telegram(fake)) as fake.url:
-        yield fake
-
-
-@pytest.fixture
 def config_overrides(smtp, telegram):
-    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp[1], "SMTP_SECURITY": "none", "SMTP_FROM": "qa@example.ru",
-            "TELEGRAM_BOT_TOKEN": telegram.token, "TELEGRAM_API_URL": telegram.url}
+    return {**smtp_settings(smtp[1]), **telegram_settings(telegram)}
 
 
 def submit(driver, form_id: str):

@@ -318,3 +318,8 @@ def create_fake_telegram(fake: FakeTelegram) -> Flask:
 
     METHODS = {"getme": get_me, "sendmessage": send_message, "getupdates": get_updates}
     return app
+
+
+def telegram_settings(fake: FakeTelegram) -> dict:
+    """The connector's settings for this fake bot."""
+    return {"TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url}
