@@ -23,6 +23,8 @@ from connector.delivery.targets.bitrix24.kinds import JobKind as Bitrix24Kind
 from connector.delivery.targets.webhook.kinds import JobKind as WebhookKind
 from connector.inbound.link.sms import CHANNEL as SMS_CHANNEL, JobKind as SmsKind
 from connector.core import alert_people
+from connector.core.alerting import Channel
+from connector.delivery.alerts.planning import ALERT, DIGEST
 from connector.delivery.alerts import settings as alert_settings
 from connector.inbound.link import contacts, settings as link_settings
 from connector.inbound.link.settings import RatingScale
@@ -84,11 +86,13 @@ job_kind_label = Words({
     Bitrix24Kind.B24_TODO: _l("дело по низкой оценке"),
     WebhookKind.SCORED: _l("оценка в вебхук"),
     SmsKind.RATING_REQUEST: _l("SMS со ссылкой для оценки"),
+    ALERT: _l("оповещение о звонке"),
+    DIGEST: _l("сводка оповещений"),
 })
 
 
 TARGETS = {"amocrm": "amoCRM", "bitrix24": "Bitrix24", "webhook": _l("вебхук"), "none": _l("не подключена"),
-           SMS_CHANNEL: _l("SMS клиенту")}
+           SMS_CHANNEL: _l("SMS клиенту"), Channel.EMAIL: _l("почта"), Channel.TELEGRAM: "Telegram"}
 
 
 def target_label(name: str | None) -> str:
