@@ -385,13 +385,13 @@ def test_a_chat_that_blocked_the_bot_shows_its_reason_to_its_person_and_the_admi
         alert_people.refuse(s, people["sam"], Channel.TELEGRAM, "Telegram: Forbidden: bot was blocked by the user")
     log_in(client, "sam")
     page = text_of(client.get("/alerts"))
-    assert "отключён: Telegram: Forbidden: bot was blocked by the user" in page
+    assert "отключён: бот заблокирован в Telegram" in page  # in words, not the Bot API's English
     assert "Подключить Telegram заново" in page
     client.post("/logout", data={"csrf_token": csrf_token(client.get("/alerts"))})
     log_in(client, "ann")
     page = text_of(client.get("/alerts"))
     assert "Отключённые каналы" in page
-    assert "sam, Telegram: Telegram: Forbidden: bot was blocked by the user" in page
+    assert "sam, Telegram: бот заблокирован в Telegram" in page
 
 
 def test_a_test_message_with_no_address_says_what_to_do(client, db, people):
