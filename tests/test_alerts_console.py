@@ -449,7 +449,11 @@ def test_a_supervisor_schedules_their_report_e_mail(client, db, people):
     page = text_of(client.get("/alerts"))
     assert "Отчёт по почте" in page and "Не приходит." in page
     assert post(client, "/alerts/report", period="weekly", hour="9", weekday="4").status_code == 302
-    assert "Приходит каждую неделю: пятница, 9:00, за 7 дней до этого дня." in text_of(client.get("/alerts"))
+    page = text_of(client.get("/alerts"))
+    assert "Приходит каждую неделю: пятница, 9:00, за 7 дней до этого дня." in page
+    assert "Но адрес почты не указан, и отчёт не придёт" in page  # said, not left to be found out on Friday
+    assert post(client, "/alerts/email", email="sam@example.ru").status_code == 302
+    assert "отчёт не придёт" not in text_of(client.get("/alerts"))
     refused = post(client, "/alerts/report", period="hourly", hour="9", weekday="0")
     assert refused.status_code == 422 and "Выберите значения из списков" in text_of(refused)
     assert post(client, "/alerts/report", period="none", hour="9", weekday="0").status_code == 302
