@@ -461,3 +461,14 @@ def test_a_supervisor_schedules_their_report_e_mail(client, db, people):
     with db.reading() as s:
         from connector.core.models import ReportSubscription
         assert s.scalars(select(ReportSubscription)).all() == []
+
+
+def test_a_mail_server_or_telegram_problem_is_said_in_words_and_an_unknown_answer_as_it_came(app):
+    from webui.labels import mail_problem_label, telegram_problem_label
+
+    with app.test_request_context("/alerts"):
+        assert mail_problem_label("the mail server at 127.0.0.1:2525 did not answer (ConnectionRefusedError)") == \
+            "почтовый сервер не отвечает: проверьте его адрес и порт"
+        assert telegram_problem_label("Telegram will not deliver to chat 7: Forbidden: bot was blocked by the user") \
+            == "бот заблокирован в Telegram"
+        assert mail_problem_label("550 5.1.1 No such user") == "550 5.1.1 No such user"

@@ -27,7 +27,7 @@ from connector.delivery.contract import CrmError
 from connector.wiring import alert_sender, channel_setup
 from webui.common import bp, login_required, services, when
 from webui.forms import ALERT_LABELS, ROUTE_LABELS
-from webui.labels import telegram_problem_label
+from webui.labels import mail_problem_label, telegram_problem_label
 from webui.problems import alert_field_problem, alert_people_problem, alert_setting_problem
 from webui.time_zone import zone_in_force
 
@@ -349,7 +349,8 @@ def send_alert_test(name: str):
             send(address, messages.trial_message(TRIAL_NAMES[channel]), "")
             outcome = {"ok": True, "text": _("Отправлено")}
         except CrmError as exc:
-            outcome = {"ok": False, "text": _("Не отправлено: %(reason)s", reason=exc.message)}
+            said = mail_problem_label if channel == Channel.EMAIL else telegram_problem_label
+            outcome = {"ok": False, "text": _("Не отправлено: %(reason)s", reason=said(exc.message))}
     return alerts_page(trial={"channel": channel.value, **outcome})
 
 

@@ -311,6 +311,25 @@ def telegram_problem_label(text: str | None) -> str | None:
     return text
 
 
+# What the SMTP server answered, as connector.delivery.mail words it for the log, in the page's language.
+MAIL_PROBLEMS = (
+    ("refused the login", _l("почтовый сервер не принял логин или пароль")),
+    ("offers no starttls", _l("почтовый сервер не поддерживает STARTTLS: выберите TLS (порт 465)")),
+    ("certificate is not trusted", _l("сертификату почтового сервера нет доверия")),
+    ("did not answer", _l("почтовый сервер не отвечает: проверьте его адрес и порт")),
+)
+
+
+def mail_problem_label(text: str | None) -> str | None:
+    if not text:
+        return text
+    lowered = text.lower()
+    for phrase, words in MAIL_PROBLEMS:
+        if phrase in lowered:
+            return str(words)
+    return text
+
+
 notification_kind_label = Words({NotificationKind.REVIEW: _l("Разбор вашего звонка"),
                                  NotificationKind.LOW_SCORE: _l("Низкая оценка"),
                                  NotificationKind.ALERT_REFUSED: _l("Оповещение не доставлено: Telegram отключён, подключите его заново в «Оповещениях»")})  # noqa: E501
