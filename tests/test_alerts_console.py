@@ -370,13 +370,13 @@ def test_a_chat_that_blocked_the_bot_shows_its_reason_to_its_person_and_the_admi
         alert_people.refuse(s, people["sam"], Channel.TELEGRAM, "Telegram: Forbidden: bot was blocked by the user")
     log_in(client, "sam")
     page = text_of(client.get("/alerts"))
-    assert "отключён: Telegram: Forbidden: bot was blocked by the user" in page
+    assert "отключён: бот заблокирован в Telegram" in page  # in words, not the Bot API's English
     assert "Подключить Telegram заново" in page
     client.post("/logout", data={"csrf_token": csrf_token(client.get("/alerts"))})
     log_in(client, "ann")
     page = text_of(client.get("/alerts"))
     assert "Отключённые каналы" in page
-    assert "sam, Telegram: Telegram: Forbidden: bot was blocked by the user" in page
+    assert "sam, Telegram: бот заблокирован в Telegram" in page
 
 
 def test_a_test_message_with_no_address_says_what_to_do(client, db, people):
@@ -434,7 +434,11 @@ def test_a_supervisor_schedules_their_report_e_mail(client, db, people):
     page = text_of(client.get("/alerts"))
     assert "Отчёт по почте" in page and "Не приходит." in page
     assert post(client, "/alerts/report", period="weekly", hour="9", weekday="4").status_code == 302
-    assert "Приходит каждую неделю: пятница, 9:00, за 7 дней до этого дня." in text_of(client.get("/alerts"))
+    page = text_of(client.get("/alerts"))
+    assert "Приходит каждую неделю: пятница, 9:00, за 7 дней до этого дня." in page
+    assert "Но адрес почты не указан, и отчёт не придёт" in page  # said, not left to be found out on Friday
+    assert post(client, "/alerts/email", email="sam@example.ru").status_code == 302
+    assert "отчёт не придёт" not in text_of(client.get("/alerts"))
     refused = post(client, "/alerts/report", period="hourly", hour="9", weekday="0")
     assert refused.status_code == 422 and "Выберите значения из списков" in text_of(refused)
     assert post(client, "/alerts/report", period="none", hour="9", weekday="0").status_code == 302
@@ -442,3 +446,14 @@ def test_a_supervisor_schedules_their_report_e_mail(client, db, people):
     with db.reading() as s:
         from connector.core.models import ReportSubscription
         assert s.scalars(select(ReportSubscription)).all() == []
+
+
+def test_a_mail_server_or_telegram_problem_is_said_in_words_and_an_unknown_answer_as_it_came(app):
+    from webui.labels import mail_problem_label, telegram_problem_label
+
+    with app.test_request_context("/alerts"):
+        assert mail_problem_label("the mail server at 127.0.0.1:2525 did not answer (ConnectionRefusedError)") == \
+            "почтовый сервер не отвечает: проверьте его адрес и порт"
+        assert telegram_problem_label("Telegram will not deliver to chat 7: Forbidden: bot was blocked by the user") \
+            == "бот заблокирован в Telegram"
+        assert mail_problem_label("550 5.1.1 No such user") == "550 5.1.1 No such user"

@@ -278,6 +278,11 @@ def test_a_supervisor_closes_a_follow_up_on_the_call_page_and_it_is_audited(clie
         .status_code == 400
     refused = client.post("/calls/call-1/follow-up", data={"outcome": "lost", "csrf_token": csrf_token(page)})
     assert refused.status_code == 400 and "Выберите итог из списка" in page_text(refused)
+    form = page.get_data(as_text=True)
+    assert '<option value="">— выберите итог —</option>' in form  # no outcome until the supervisor picks one
+    assert "selected" not in form.split('id="outcome"')[1][:400]
+    unchosen = client.post("/calls/call-1/follow-up", data={"outcome": "", "csrf_token": csrf_token(page)})
+    assert unchosen.status_code == 400 and "Выберите итог из списка" in page_text(unchosen)
     too_long = client.post("/calls/call-1/follow-up", data={"outcome": "recovered", "note": "х" * 501,
                                                             "csrf_token": csrf_token(page)})
     assert too_long.status_code == 400 and api_call(client, "call-1")["follow_up"]["status"] == "open"

@@ -75,9 +75,10 @@ def test_a_daily_report_goes_once_with_the_operators_and_the_low_scores(db, smtp
     [mail] = inbox.messages
     assert mail["To"] == "sam@example.ru" and mail["Subject"] == f"Отчёт о качестве звонков за {today:%d.%m.%Y}"
     text = mail.get_body("plain").get_content()
-    assert "- Ольга Смирнова (101): 2, 2," in text
+    assert "- Ольга Смирнова (101): звонков 2, оценок 2," in text  # each figure named
     assert f"{BASE}/calls/call-low" in text and "call-good" not in text
-    assert "- Ольга Смирнова (101): 1, 0, 0, —, 0 из 0" in text  # the low score's follow-up, still open
+    # the low score's follow-up, still open
+    assert "- Ольга Смирнова (101): низких 1, закрыто 0, просрочено 0, медиана —, вернули 0 из 0" in text
     assert "Обратная связь с клиентами" in mail.get_body("html").get_content()
     assert "79001234567" not in mail.as_string() and "…4567" in text
     html = mail.get_body("html").get_content()

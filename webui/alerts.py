@@ -27,6 +27,7 @@ from connector.delivery.contract import CrmError
 from connector.wiring import alert_sender, channel_setup
 from webui.common import bp, login_required, services, when
 from webui.forms import ALERT_LABELS, ROUTE_LABELS
+from webui.labels import mail_problem_label, telegram_problem_label
 from webui.problems import alert_field_problem, alert_people_problem, alert_setting_problem
 from webui.time_zone import zone_in_force
 
@@ -170,10 +171,11 @@ def _my_channels(session, user_id: int, now: datetime, posted: dict) -> list[dic
         row = {"channel": channel.value, "name": CHANNEL_NAMES[channel], "set_up": channel in set_up,
                "not_set_up": NOT_SET_UP[channel], "address": alert_people.address(session, user_id, channel),
                "reachable": state is not None, "enabled": bool(state and state.enabled), "muted_until": muted,
-               "refused": state.refused if state else None, "form": form.offer(muted)}
+               "refused": telegram_problem_label(state.refused) if state else None, "form": form.offer(muted)}
         if channel == Channel.TELEGRAM:
             bot = telegram_link.bot_state(session)
-            row["bot"] = {"username": bot.bot_username, "last_error": bot.last_error} if bot else None
+            row["bot"] = ({"username": bot.bot_username, "last_error": telegram_problem_label(bot.last_error)}
+                          if bot else None)
         rows.append(row)
     return rows
 
@@ -245,7 +247,8 @@ def _rules(session, settings_form: AlertSettingsForm | None, route_form: RouteFo
     users = list_users(session)
     staff = [user for user in users if user.role in ROUTABLE_ROLES and not user.disabled]
     usernames = {user.id: user.username for user in users}
-    refused = [(usernames.get(person.user_id, ""), str(CHANNEL_NAMES[channel]), state.refused)
+    refused = [(usernames.get(person.user_id, ""), str(CHANNEL_NAMES[channel]),
+                telegram_problem_label(state.refused))
                for person in alert_people.people(session).values()
                for channel, state in person.channels.items() if state.refused]
     bot = telegram_link.bot_state(session)
@@ -258,7 +261,8 @@ def _rules(session, settings_form: AlertSettingsForm | None, route_form: RouteFo
         "smtp": in_force.mail, "smtp_source": in_force.mail_source.value,
         "smtp_form": smtp_form or SmtpForm(formdata=None, data=_smtp_values(in_force)),
         "telegram": {"set_up": bool(in_force.bot_token), "source": in_force.bot_source.value,
-                     "username": bot.bot_username if bot else None, "last_error": bot.last_error if bot else None},
+                     "username": bot.bot_username if bot else None,
+                     "last_error": telegram_problem_label(bot.last_error) if bot else None},
         "token_form": BotTokenForm(formdata=None),
         "refused": sorted(refused),
     }
@@ -345,7 +349,8 @@ def send_alert_test(name: str):
             send(address, messages.trial_message(TRIAL_NAMES[channel]), "")
             outcome = {"ok": True, "text": _("Отправлено")}
         except CrmError as exc:
-            outcome = {"ok": False, "text": _("Не отправлено: %(reason)s", reason=exc.message)}
+            said = mail_problem_label if channel == Channel.EMAIL else telegram_problem_label
+            outcome = {"ok": False, "text": _("Не отправлено: %(reason)s", reason=said(exc.message))}
     return alerts_page(trial={"channel": channel.value, **outcome})
 
 

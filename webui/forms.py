@@ -67,7 +67,9 @@ FOLLOW_UP_OUTCOME_CHOICES = [
 class FollowUpCloseForm(FlaskForm):
     """A supervisor closes a call's follow-up: how it ended, and a note (plain text, at most 500 characters)."""
 
-    outcome = SelectField(_l("Итог"), choices=FOLLOW_UP_OUTCOME_CHOICES, validators=[DataRequired()])
+    # No outcome chosen at first: a press of «Закрыть» must not say "клиент удовлетворён" by itself.
+    outcome = SelectField(_l("Итог"), choices=[SelectChoice("", _l("— выберите итог —")), *FOLLOW_UP_OUTCOME_CHOICES],
+                          validators=[DataRequired()])
     note = TextAreaField(_l("Заметка"), validators=[Optional(), Length(max=500), storable_lines])
 
 

@@ -23,7 +23,9 @@ from connector.delivery.targets.bitrix24.kinds import JobKind as Bitrix24Kind
 from connector.delivery.targets.webhook.kinds import JobKind as WebhookKind
 from connector.inbound.link.sms import CHANNEL as SMS_CHANNEL, JobKind as SmsKind
 from connector.core import alert_people
-from connector.delivery.alerts import settings as alert_settings
+from connector.core.alerting import Channel
+from connector.delivery.alerts.planning import ALERT, DIGEST
+from connector.delivery.alerts import channel_setup, settings as alert_settings
 from connector.inbound.link import contacts, settings as link_settings
 from connector.inbound.link.settings import RatingScale
 from webui.forms import (ALERT_LABELS, FOLLOW_UP_OUTCOME_CHOICES, HIGH_SCORES_CHOICES, LINK_LABELS, POLICY_LABELS,
@@ -84,11 +86,13 @@ job_kind_label = Words({
     Bitrix24Kind.B24_TODO: _l("дело по низкой оценке"),
     WebhookKind.SCORED: _l("оценка в вебхук"),
     SmsKind.RATING_REQUEST: _l("SMS со ссылкой для оценки"),
+    ALERT: _l("оповещение о звонке"),
+    DIGEST: _l("сводка оповещений"),
 })
 
 
 TARGETS = {"amocrm": "amoCRM", "bitrix24": "Bitrix24", "webhook": _l("вебхук"), "none": _l("не подключена"),
-           SMS_CHANNEL: _l("SMS клиенту")}
+           SMS_CHANNEL: _l("SMS клиенту"), Channel.EMAIL: _l("почта"), Channel.TELEGRAM: "Telegram"}
 
 
 def target_label(name: str | None) -> str:
@@ -283,6 +287,49 @@ def timeline_what(entry: dict) -> str:
     return _("%(job)s: %(status)s", job=job_kind_label(entry["job"]), status=job_status_label(entry["status"]))
 
 
+# What Telegram answered, as connector.delivery.telegram words it for the log (English, with the chat's id), in
+# the page's language: the person or the admin reads what to do, not the Bot API's description. Text it does not
+# know is shown as stored.
+TELEGRAM_PROBLEMS = (
+    ("bot was blocked by the user", _l("бот заблокирован в Telegram")),
+    ("user is deactivated", _l("аккаунт Telegram удалён")),
+    ("bot was kicked", _l("бота удалили из группы")),
+    ("knows no chat", _l("Telegram не знает этот чат")),
+    ("refused the bot token", _l("Telegram не принял токен бота: сохраните токен, который выдал @BotFather")),
+    ("to a webhook", _l("у бота настроен вебхук, поэтому коннектор не читает его сообщения: удалите вебхук "
+                        "(deleteWebhook) или возьмите другого бота")),
+)
+
+
+def telegram_problem_label(text: str | None) -> str | None:
+    if not text:
+        return text
+    lowered = text.lower()
+    for phrase, words in TELEGRAM_PROBLEMS:
+        if phrase in lowered:
+            return str(words)
+    return text
+
+
+# What the SMTP server answered, as connector.delivery.mail words it for the log, in the page's language.
+MAIL_PROBLEMS = (
+    ("refused the login", _l("почтовый сервер не принял логин или пароль")),
+    ("offers no starttls", _l("почтовый сервер не поддерживает STARTTLS: выберите TLS (порт 465)")),
+    ("certificate is not trusted", _l("сертификату почтового сервера нет доверия")),
+    ("did not answer", _l("почтовый сервер не отвечает: проверьте его адрес и порт")),
+)
+
+
+def mail_problem_label(text: str | None) -> str | None:
+    if not text:
+        return text
+    lowered = text.lower()
+    for phrase, words in MAIL_PROBLEMS:
+        if phrase in lowered:
+            return str(words)
+    return text
+
+
 notification_kind_label = Words({NotificationKind.REVIEW: _l("Разбор вашего звонка"),
                                  NotificationKind.LOW_SCORE: _l("Низкая оценка"),
                                  NotificationKind.ALERT_REFUSED: _l("Оповещение не доставлено: Telegram отключён, подключите его заново в «Оповещениях»")})  # noqa: E501
@@ -308,7 +355,13 @@ CONNECTION_SCOPES = {
 LINK_SCOPES = {link_settings.SCOPE: _l("Оценка по ссылке (SMS)"), contacts.SCOPE: _l("Список «не беспокоить»")}
 # The alerts' scopes (connector.delivery.alerts.settings, connector.core.alert_people), each with its fields' names.
 ALERT_SCOPES = {alert_settings.SCOPE: (_l("Оповещения: правила"), ALERT_LABELS),
-                alert_people.ROUTES_SCOPE: (_l("Оповещения: кто получает"), ROUTE_LABELS)}
+                alert_people.ROUTES_SCOPE: (_l("Оповещения: кто получает"), ROUTE_LABELS),
+                channel_setup.SMTP_SCOPE: (_l("Оповещения: почтовый сервер"), {
+                    "host": _l("Почтовый сервер"), "port": _l("Порт"), "security": _l("Защита"),
+                    "username": _l("Логин"), "password": _l("Пароль"), "sender": _l("Адрес отправителя")}),
+                channel_setup.TOKEN_AUDIT: (_l("Оповещения: бот Telegram"), {"token": _l("Токен бота")})}
+# The SMTP server's protection (connector.delivery.mail.MailSecurity), in the audit log.
+mail_security_label = Words({"starttls": "STARTTLS", "tls": "TLS", "none": _l("без шифрования")})
 
 
 def audit_scope_label(scope: str) -> str:
@@ -424,6 +477,8 @@ def audit_value(field: str, value) -> str:
         return follow_up_outcome_label(value)
     if field == "scale":
         return rating_scale_label(value)
+    if field == "security":
+        return mail_security_label(value)
     if field == "lines" and isinstance(value, dict):
         return link_lines_value(value)
     if field.startswith("token "):

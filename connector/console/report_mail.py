@@ -123,22 +123,25 @@ def build(db: Database, session: Session, send: ReportSend, initial: Policy, zon
     def who(ext):
         return f"{names[ext]} ({ext})" if names.get(ext) else (ext or "не указан")
 
-    table = [(who(r.get("operator")), r["calls"], r["rated"], r["average"], r["negative"], r["csat"]) for r in rows]
+    table = [(who(r.get("operator")), r["calls"], r["rated"], _num(r["average"]), r["negative"], _num(r["csat"]))
+             for r in rows]
     lows = [(f"{base}/calls/{entry}", score, who(ext), line or "", at.astimezone(zone).strftime("%d.%m %H:%M")
              if at else "", masked_phone(phone) if phone else "") for entry, score, ext, line, at, phone in low[:LOW_SHOWN]]
     more = len(low) > LOW_SHOWN
-    text = [subject, "", "По операторам (звонков, оценок, средняя, низких, CSAT %):"]
-    text += [f"- {name}: {calls}, {rated}, {avg if avg is not None else '—'}, {neg}, "
-             f"{csat if csat is not None else '—'}" for name, calls, rated, avg, neg, csat in table] or ["- звонков не было"]
-    follow_rows = [(who(r.get("operator")), r["follow_ups"], r["closed"], r["overdue"], r["median_hours"],
+    text = [subject, "", "По операторам:"]
+    text += [f"- {name}: звонков {calls}, оценок {rated}, средняя {avg}, низких {neg}, CSAT {csat}"
+             f"{' %' if csat != '—' else ''}"
+             for name, calls, rated, avg, neg, csat in table] or ["- звонков не было"]
+    follow_rows = [(who(r.get("operator")), r["follow_ups"], r["closed"], r["overdue"], _num(r["median_hours"]),
                     r["recovered"], r["with_outcome"]) for r in follow["items"]]
     total = follow["totals"]
-    text += ["", "Обратная связь с клиентами (низких оценок, закрыто, просрочено, медиана часов, вернули клиента из "
+    text += ["", "Обратная связь с клиентами (медиана — часов от низкой оценки до выполнения; вернули клиента — из "
                  "закрытых с итогом):"]
-    text += [f"- {name}: {n}, {closed}, {overdue}, {hours if hours is not None else '—'}, {rec} из {outc}"
+    text += [f"- {name}: низких {n}, закрыто {closed}, просрочено {overdue}, медиана {hours}"
+             f"{' ч' if hours != '—' else ''}, вернули {rec} из {outc}"
              for name, n, closed, overdue, hours, rec, outc in follow_rows] or ["- не было"]
     if follow_rows:
-        text.append(f"Всего: {total['follow_ups']}, закрыто {total['closed']} ({_pct(total['follow_up_rate'])}), "
+        text.append(f"Всего: низких {total['follow_ups']}, закрыто {total['closed']} ({_pct(total['follow_up_rate'])}), "
                     f"просрочено {total['overdue']}, вернули {total['recovered']} из {total['with_outcome']} "
                     f"({_pct(total['recovery_rate'])})")
     text += ["", f"Низкие оценки ({len(lows)}{'+' if more else ''}):"]
@@ -152,11 +155,14 @@ def build(db: Database, session: Session, send: ReportSend, initial: Policy, zon
     follow_head = "".join(f"<th {cell}>{e(h)}</th>" for h in ("Оператор", "Низких оценок", "Закрыто", "Просрочено",
                                                                "Медиана, ч", "Вернули клиента"))
     follow_body = "".join(
-        "<tr>" + "".join(f"<td {cell}>{e(str(v))}</td>" for v in (name, n, closed, overdue,
-                                                                   hours if hours is not None else "—",
+        "<tr>" + "".join(f"<td {cell}>{e(str(v))}</td>" for v in (name, n, closed, overdue, hours,
                                                                    f"{rec} из {outc}")) + "</tr>"
         for name, n, closed, overdue, hours, rec, outc in follow_rows) \
         or f'<tr><td {cell} colspan="6">Низких оценок не было</td></tr>'
+    if follow_rows:  # the totals, as the plain text says them
+        follow_body += (f'<tr style="font-weight:bold">' + "".join(f"<td {cell}>{e(str(v))}</td>" for v in (
+            "Всего", total["follow_ups"], f"{total['closed']} ({_pct(total['follow_up_rate'])})", total["overdue"],
+            _num(total.get("median_hours")), f"{total['recovered']} из {total['with_outcome']}")) + "</tr>")
     items = "".join(f'<li style="margin:0 0 6px"><a href="{e(url)}" style="color:#0b57d0">{e(at)} · оценка {score}'
                     f" · {e(name)}</a> · линия {e(line)} · клиент {e(phone)}</li>"
                     for url, score, name, line, at, phone in lows) or "<li>Не было</li>"
@@ -174,7 +180,14 @@ def build(db: Database, session: Session, send: ReportSend, initial: Policy, zon
 
 
 def _pct(value) -> str:
-    return "—" if value is None else f"{value:g} %"
+    return "—" if value is None else f"{_num(value)} %"
+
+
+def _num(value) -> str:
+    """A figure as Russian writes it: a decimal comma, no trailing ".0"; none is a dash."""
+    if value is None:
+        return "—"
+    return f"{value:g}".replace(".", ",") if isinstance(value, float) else str(value)
 
 
 class ReportMailer:
