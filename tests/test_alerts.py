@@ -153,10 +153,10 @@ def test_supervisor_low_and_divergence_alert_with_their_own_settings(post_score,
         call.line_number, call.operator_extension = LINE_A, "101"
     assert post_score({"call_id": "call-7", "score": 2, "source": "supervisor",
                        "comment": "<b>грубо</b> \u202eперевёрнуто"}).status_code in (200, 201, 202)
-    assert send() == 2
-    subjects = sorted(m["Subject"] for m in inbox.messages)
-    assert subjects[0].startswith("Низкая оценка супервизора: клиент 10 из 10, супервизор 2 из 10")
-    assert subjects[1].startswith("Оценки клиента и супервизора расходятся")
+    assert send() == 1  # one review, both triggers: one message
+    [mail] = inbox.messages
+    assert mail["Subject"].startswith("Низкая оценка супервизора; оценки клиента и супервизора расходятся: "
+                                      "клиент 10 из 10, супервизор 2 из 10")
     body = inbox.messages[0].get_body("html").get_content()
     assert "&lt;b&gt;грубо&lt;/b&gt;" in body and "<b>грубо" not in body  # a hostile comment is only text
     assert "\u202e" not in inbox.messages[0].as_string()
@@ -179,3 +179,17 @@ def test_a_refusing_server_leaves_a_dead_letter_with_its_words_and_a_replay_send
     assert [m["To"] for m in inbox.messages] == ["sam@example.ru"]
     with db.reading() as s:
         assert s.scalar(select(func.count()).select_from(Alert)) == 1
+
+
+def test_the_triggers_of_one_review_are_one_message_and_count_once_against_the_cap(post_score, mango_post, people,
+                                                                                    inbox, send, db):
+    with db.transaction() as s:
+        alert_settings.save(s, {"supervisor_below": 5, "divergence": 5, "cap_per_hour": 2}, "test")
+    low_call(mango_post, "call-7", LINE_A, digits="10")
+    assert post_score({"call_id": "call-7", "score": 2, "source": "supervisor"}).status_code in (200, 201, 202)
+    low_call(mango_post, "call-8", LINE_A)  # a customer's low score a minute later: within the cap of 2
+    assert send() == 2
+    assert [m["Subject"].split(":")[0] for m in inbox.messages] == [
+        "Низкая оценка супервизора; оценки клиента и супервизора расходятся", "Низкая оценка клиента"]
+    with db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.HELD)) == 0

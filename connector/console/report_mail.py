@@ -160,7 +160,7 @@ def build(db: Database, session: Session, send: ReportSend, initial: Policy, zon
         for name, n, closed, overdue, hours, rec, outc in follow_rows) \
         or f'<tr><td {cell} colspan="6">Низких оценок не было</td></tr>'
     if follow_rows:  # the totals, as the plain text says them
-        follow_body += (f'<tr style="font-weight:bold">' + "".join(f"<td {cell}>{e(str(v))}</td>" for v in (
+        follow_body += ('<tr style="font-weight:bold">' + "".join(f"<td {cell}>{e(str(v))}</td>" for v in (
             "Всего", total["follow_ups"], f"{total['closed']} ({_pct(total['follow_up_rate'])})", total["overdue"],
             _num(total.get("median_hours")), f"{total['recovered']} из {total['with_outcome']}")) + "</tr>")
     items = "".join(f'<li style="margin:0 0 6px"><a href="{e(url)}" style="color:#0b57d0">{e(at)} · оценка {score}'

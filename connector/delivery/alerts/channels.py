@@ -115,7 +115,7 @@ class AlertTarget:
                 work.scratch = AlertWork(user_id, None, None, skip="the person turned the channel off or muted it")
                 continue
             shown = views(session, alerts, policy, zone, self.public_base_url)
-            message = alert_message(shown[0]) if job.kind == ALERT else digest_message(shown)
+            message = alert_message(shown) if job.kind == ALERT else digest_message(shown)
             digest = hashlib.sha256(f"{self.name}:{job.key}".encode()).hexdigest()[:32]
             work.scratch = AlertWork(user_id, address, message, f"<alert-{digest}@connector>")
 

@@ -81,8 +81,13 @@ def _facts(view: AlertView) -> list[tuple[str, str]]:
     return facts
 
 
-def alert_message(view: AlertView) -> Message:
-    headline = HEADLINES[view.trigger]
+def alert_message(views: list[AlertView]) -> Message:
+    """One call's alert: the triggers one event brought (one or more), the call's facts once."""
+    view = views[0]
+    first, *more = dict.fromkeys(HEADLINES[v.trigger] for v in views)
+    headline = first + "".join(f"; {part[:1].lower()}{part[1:]}" for part in more)
+    if view.comment is None:
+        view = next((v for v in views if v.comment), view)
     operator = clean(view.operator, NAME_SHOWN) or "оператор не указан"
     subject = f"{headline}: {_scores(view)} — {operator}, {_when(view)}"
     facts = _facts(view)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connector.core import alert_people
@@ -77,24 +77,26 @@ def plan_alerts(session: Session, ctx: AlertContext, calls: list[Call], now: dat
     count = 0
     for call in candidates:
         users = recipients(routes, people, call.line_number, groups.get(call.operator_extension or "", ()))
-        for trigger in found[call.id]:
-            for user_id in users:
-                for channel in open_channels(people[user_id], now):
-                    if channel not in channels or (call.id, trigger.value, user_id, channel.value) in made:
-                        continue
-                    alert = Alert(call_row=call.id, trigger=trigger.value, user_id=user_id, channel=channel.value,
-                                  created_at=now)
-                    alert.held_until = hold.until(user_id, channel)
-                    if alert.held_until is None:
-                        alert.status = AlertStatus.QUEUED
-                        suffix = f"{trigger.value}:{user_id}"
-                        alert.job_key = outbox.job_key(call.entry_id, ALERT, suffix)
-                        queued.append((call, alert.channel, ALERT, suffix))
-                    else:
-                        alert.status = AlertStatus.HELD
-                    session.add(alert)
+        for user_id in users:
+            for channel in open_channels(people[user_id], now):
+                if channel not in channels:
+                    continue
+                new = [t for t in found[call.id] if (call.id, t.value, user_id, channel.value) not in made]
+                if not new:
+                    continue
+                # The triggers one event brought (a review both low and far from the customer's score) are one
+                # message, held or sent together, and count once against the cap.
+                held_until = hold.until(user_id, channel)
+                suffix = f"{'+'.join(t.value for t in new)}:{user_id}"
+                key = None if held_until else outbox.job_key(call.entry_id, ALERT, suffix)
+                for trigger in new:
+                    session.add(Alert(call_row=call.id, trigger=trigger.value, user_id=user_id, channel=channel.value,
+                                      created_at=now, held_until=held_until, job_key=key,
+                                      status=AlertStatus.HELD if held_until else AlertStatus.QUEUED))
                     made.add((call.id, trigger.value, user_id, channel.value))
                     count += 1
+                if key is not None:
+                    queued.append((call, channel.value, ALERT, suffix))
     if queued:
         queue_messages(session, queued)
     return count
@@ -143,11 +145,15 @@ class _Holds:
         return None
 
     def _recent(self) -> dict[tuple[int, str], list[datetime]]:
+        """The messages each person got one by one in the last hour: one per outbox job, however many triggers
+        it carried."""
         if self._sent is None:
             self._sent = {}
             with self.session.no_autoflush:
-                rows = self.session.execute(select(Alert.user_id, Alert.channel, Alert.created_at).where(
-                    Alert.status == AlertStatus.QUEUED, Alert.created_at > self.now - timedelta(hours=1)))
+                rows = self.session.execute(
+                    select(Alert.user_id, Alert.channel, func.min(Alert.created_at))
+                    .where(Alert.status == AlertStatus.QUEUED, Alert.created_at > self.now - timedelta(hours=1))
+                    .group_by(Alert.user_id, Alert.channel, Alert.job_key))
                 for user_id, channel, at in rows:
                     self._sent.setdefault((user_id, channel), []).append(at)
         return self._sent
