@@ -25,7 +25,8 @@ from connector.core.accounts import own_row
 from connector.core.alerting import Channel
 from connector.core.db import Database
 from connector.core.loop import run_until_stopped
-from connector.core.models import AlertChannel, MessengerAccount
+from connector.core.models import Alert, AlertChannel, DeliveryJob, JobStatus, MessengerAccount
+from connector.delivery import outbox
 from connector.delivery.contract import CrmError, PermanentError
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,27 @@ def apply_message(session: Session, chat_id: int, text: str, now: datetime) -> L
         return LinkAnswer.UNKNOWN_CODE
     row.address, row.refused, row.enabled = str(chat_id), None, True
     row.link_code_hash = row.link_code_until = None
-    log.info("user %s linked a Telegram chat", row.user_id)
+    missed = resend_missed(session, row.user_id, now)
+    log.info("user %s linked a Telegram chat; %d missed alert(s) sent again", row.user_id, missed)
     return LinkAnswer.LINKED
+
+
+MISSED_WITHIN = timedelta(days=1)
+
+
+def resend_missed(session: Session, user_id: int, now: datetime) -> int:
+    """The person's Telegram alerts of the last day that their chat refused (a blocked bot, a chat gone) go
+    again once they link a chat: what they missed arrives without anyone replaying it by hand."""
+    keys = {key for key, in session.execute(select(Alert.job_key).where(
+        Alert.user_id == user_id, Alert.channel == ACCOUNT, Alert.job_key.is_not(None),
+        Alert.created_at >= now - MISSED_WITHIN).distinct())}
+    if not keys:
+        return 0
+    dead = session.scalars(select(DeliveryJob.id).where(DeliveryJob.crm == ACCOUNT, DeliveryJob.key.in_(keys),
+                                                         DeliveryJob.status == JobStatus.DEAD)).all()
+    for job_id in dead:
+        outbox.replay(session, job_id)
+    return len(dead)
 
 
 def bot_state(session: Session) -> MessengerAccount | None:
