@@ -16,7 +16,7 @@ from connector.delivery import outbox
 from connector.delivery.alerts import settings as alert_settings
 from connector.delivery.alerts.digests import gather
 from connector.wiring import build_alert_worker
-from tests.conftest import dtmf, summary
+from tests.conftest import console_login, dtmf, summary
 from tests.delivery_helpers import until_idle
 from tests.fakes.smtp import smtp_settings
 
@@ -101,7 +101,7 @@ def moscow_hour(now: datetime) -> int:
     return now.astimezone(ZoneInfo("Europe/Moscow")).hour
 
 
-def test_quiet_hours_hold_alerts_for_one_digest_when_they_end(mango_post, people, inbox, send, db):
+def test_quiet_hours_hold_alerts_for_one_digest_when_they_end(mango_post, people, inbox, send, db, client):
     now = datetime.now(timezone.utc)
     with db.transaction() as s:  # quiet from this hour to the next: both calls fall inside
         alert_settings.save(s, {"quiet_from_hour": moscow_hour(now), "quiet_until_hour": (moscow_hour(now) + 1) % 24},
@@ -114,6 +114,10 @@ def test_quiet_hours_hold_alerts_for_one_digest_when_they_end(mango_post, people
         assert [a.status for a in held] == [AlertStatus.HELD] * 2
         ends = held[0].held_until
     assert ends > now and ends.astimezone(ZoneInfo("Europe/Moscow")).minute == 0
+    console_login(client, "sam", "correct horse battery")  # the person sees what waits, and until when
+    page = client.get("/alerts").get_data(as_text=True)
+    assert "Ждут сводки звонков: 2 — она придёт" in page and ends.astimezone(ZoneInfo("Europe/Moscow")).strftime(
+        "%H:%M") in page
     with db.transaction() as s:
         assert gather(s, ends - timedelta(seconds=1)) == 0  # not before the quiet hours end
         assert gather(s, ends) == 2

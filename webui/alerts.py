@@ -22,7 +22,7 @@ from connector.core.models import Role
 from connector.core.policy import PolicyError
 from connector.core.users import list_users
 from connector.console import report_mail
-from connector.delivery.alerts import channel_setup as setup, messages, settings as alert_settings, telegram_link
+from connector.delivery.alerts import channel_setup as setup, digests, messages, settings as alert_settings, telegram_link
 from connector.delivery.contract import CrmError
 from connector.wiring import alert_sender, channel_setup
 from webui.common import bp, login_required, services, when
@@ -162,6 +162,7 @@ def _my_channels(session, user_id: int, now: datetime, posted: dict) -> list[dic
     """Each channel as its person sees it: set up here or not, its address in words, on or off, muted until."""
     set_up = setup.read_setup(session, services().config).channels
     person = alert_people.people(session).get(user_id)
+    held = digests.held_for(session, user_id)
     rows = []
     for channel in Channel:
         state = person.channels.get(channel) if person else None
@@ -172,6 +173,7 @@ def _my_channels(session, user_id: int, now: datetime, posted: dict) -> list[dic
                "not_set_up": NOT_SET_UP[channel], "address": alert_people.address(session, user_id, channel),
                "reachable": state is not None, "enabled": bool(state and state.enabled), "muted_until": muted,
                "refused": telegram_problem_label(state.refused) if state else None, "form": form.offer(muted)}
+        row["held"] = held.get(channel.value)  # (calls, when their digest goes), or None
         if channel == Channel.TELEGRAM:
             bot = telegram_link.bot_state(session)
             row["bot"] = ({"username": bot.bot_username, "last_error": telegram_problem_label(bot.last_error)}

@@ -64,3 +64,13 @@ def gather(session: Session, now: datetime, *, skip_locked: bool = False) -> int
     if messages:
         queue_messages(session, messages)
     return len(alerts)
+
+
+def held_for(session: Session, user_id: int) -> dict[str, tuple[int, datetime]]:
+    """What waits for a person's digest, by channel: how many calls, and when the first digest goes."""
+    from sqlalchemy import func
+
+    rows = session.execute(select(Alert.channel, func.count(func.distinct(Alert.call_row)), func.min(Alert.held_until))
+                           .where(Alert.user_id == user_id, Alert.status == AlertStatus.HELD)
+                           .group_by(Alert.channel))
+    return {channel: (count, until) for channel, count, until in rows}
