@@ -225,7 +225,10 @@ def test_a_block_is_honoured_by_every_request_until_it_ends(h):
 
 
 def test_polling_runs_without_any_crm(db_url):
-    link = ["RatingPlanner", "DeliveryLoop"]  # rating by link: idle until an admin turns it on
+    # Rating by link (idle until an admin turns it on), then the alerts: the e-mail and Telegram workers, digests,
+    # Telegram links and report e-mails (each idle until a channel is set up, in the environment or the console).
+    link = ["RatingPlanner", "DeliveryLoop", "DeliveryLoop", "DeliveryLoop", "DigestPlanner", "TelegramLinker",
+            "ReportMailer"]
     loops = {"cc": ["InboxApplier", "QualityPoller", "DirectoryRefresher", *link],
              "both": ["InboxApplier", "QualityPoller", "QualityScanner", "DirectoryRefresher", *link],
              "stats": ["InboxApplier", "QualityScanner", "DirectoryRefresher", *link]}
