@@ -4,6 +4,7 @@ quiet hours and the hourly cap turn what they hold into one digest; a refusing s
 its own words that a replay sends once the address is fixed."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -76,6 +77,7 @@ def test_a_low_score_reaches_the_supervisor_of_its_line_once_and_nobody_else(man
     assert mail["Subject"].startswith("Низкая оценка клиента: клиент 3 из 10 — Ольга Смирнова (101)")
     text = plain(mail)
     assert "Линия: 74950000001" in text and "Клиент: …4567" in text
+    assert re.search(r"Звонок: \d\d\.\d\d\.\d{4} \d\d:\d\d \(Москва\)", text)  # local time, its zone named
     assert f"Открыть звонок: {BASE}/calls/call-1" in text
     assert "79001234567" not in mail.as_string()  # the number is masked everywhere in the message
     assert "/recording" not in mail.as_string() and "token" not in mail.as_string()  # no bearer link

@@ -407,7 +407,7 @@ def test_an_admin_saves_a_mail_server_and_a_bot_token_in_the_console_and_they_ar
     assert refused.status_code == 422 and "Имя или адрес почтового сервера" in text_of(refused)
     with smtp_server(auth_require_tls=False) as (inbox, port):
         saved = post(client, "/alerts/smtp", host="127.0.0.1", port=str(port), security="none", username="",
-                     password="s3cret-smtp-password", sender="qa@example.ru")
+                     password="s3cret-smtp-password", sender="Контроль качества <qa@example.ru>")
         assert saved.status_code == 302
         page = client.get("/alerts").get_data(as_text=True)
         assert "Из консоли." in page and "s3cret-smtp-password" not in page
@@ -415,6 +415,7 @@ def test_an_admin_saves_a_mail_server_and_a_bot_token_in_the_console_and_they_ar
         tried = post(client, "/alerts/channels/email/test")
         assert "Отправлено" in text_of(tried)
         assert [m["To"] for m in inbox.messages] == ["ann@example.ru"]
+        assert inbox.messages[0]["From"] == "Контроль качества <qa@example.ru>"
     assert "Токен, который выдал @BotFather" in text_of(post(client, "/alerts/telegram/token", token="not a token"))
     fake = FakeTelegram()
     with serving(create_fake_telegram(fake)) as fake.url:

@@ -64,7 +64,7 @@ SMTP_PROBLEMS = {
     "security": _l("Выберите защиту из списка"),
     "username": _l("Не длиннее 254 знаков, одной строкой"),
     "password": _l("Не длиннее 512 знаков, одной строкой"),
-    "sender": _l("Адрес отправителя, например qa@example.ru"),
+    "sender": _l("Адрес отправителя, например qa@example.ru или Контроль качества <qa@example.ru>"),
 }
 TOKEN_PROBLEM = _l("Токен, который выдал @BotFather, например 123456:ABC-DEF1234ghIkl")
 

@@ -10,6 +10,7 @@ a copy at most CACHE_SECONDS old (`ChannelSetupStore`), so a saved server or tok
 from __future__ import annotations
 
 import time
+from email.utils import parseaddr
 from dataclasses import dataclass, replace
 
 from cryptography.fernet import InvalidToken
@@ -126,8 +127,9 @@ def validate_mail(values: dict) -> dict:
     sender = str(values.get("sender") or "").strip()
     if len(username) > 254 or any(ord(ch) < 32 for ch in username):
         raise PolicyError("username", "at most 254 characters, one line")
-    if "@" not in sender or len(sender) > 254 or any(ch.isspace() for ch in sender):
-        raise PolicyError("sender", "the From address, e.g. qa@example.ru")
+    _name, address = parseaddr(sender)  # "Контроль качества <qa@example.ru>" or a bare address (RFC 5322 §3.4)
+    if "@" not in address or len(sender) > 254 or any(ch.isspace() for ch in address) or "\n" in sender:
+        raise PolicyError("sender", "the From address, e.g. qa@example.ru or Контроль качества <qa@example.ru>")
     return {"host": host, "port": port, "security": security, "username": username, "sender": sender}
 
 

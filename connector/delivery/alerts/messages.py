@@ -13,6 +13,9 @@ import html
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from babel.dates import get_timezone_location
 
 from connector.core.alerting import Trigger
 
@@ -63,6 +66,13 @@ def _when(view: AlertView) -> str:
     return view.at.strftime("%d.%m.%Y %H:%M") if view.at else "время неизвестно"
 
 
+def _when_in_zone(view: AlertView) -> str:
+    """The call's time with the account's zone named, as a person far from it reads it: "… 11:54 (Москва)"."""
+    if view.at is None or not isinstance(view.at.tzinfo, ZoneInfo):
+        return _when(view)
+    return f"{_when(view)} ({get_timezone_location(view.at.tzinfo, locale='ru', return_city=True)})"
+
+
 def _scores(view: AlertView) -> str:
     parts = []
     if view.customer_score is not None:
@@ -74,7 +84,7 @@ def _scores(view: AlertView) -> str:
 
 def _facts(view: AlertView) -> list[tuple[str, str]]:
     facts = [("Оценка", _scores(view)), ("Оператор", clean(view.operator, NAME_SHOWN) or "не указан"),
-             ("Линия", clean(view.line, NAME_SHOWN) or "не указана"), ("Звонок", _when(view)),
+             ("Линия", clean(view.line, NAME_SHOWN) or "не указана"), ("Звонок", _when_in_zone(view)),
              ("Клиент", view.customer or "номер неизвестен")]
     if view.comment:
         facts.append(("Комментарий", clean(view.comment, COMMENT_SHOWN)))
