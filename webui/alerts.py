@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from flask import abort, g, redirect, render_template, request, url_for
+from flask import abort, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField
@@ -270,10 +270,13 @@ def _rules(session, settings_form: AlertSettingsForm | None, route_form: RouteFo
     }
 
 
+TRIAL = "alerts_trial"  # the console session's note of a test message's outcome, shown once
+
+
 @bp.get("/alerts")
 @login_required(*STAFF)
 def alerts():
-    return alerts_page()
+    return alerts_page(trial=session.pop(TRIAL, None))
 
 
 def _stale(**forms):
@@ -353,7 +356,9 @@ def send_alert_test(name: str):
         except CrmError as exc:
             said = mail_problem_label if channel == Channel.EMAIL else telegram_problem_label
             outcome = {"ok": False, "text": _("Не отправлено: %(reason)s", reason=said(exc.message))}
-    return alerts_page(trial={"channel": channel.value, **outcome})
+    # Said on the page after a redirect: a reload then shows the page, it does not send another test.
+    session[TRIAL] = {"channel": channel.value, "ok": outcome["ok"], "text": str(outcome["text"])}
+    return redirect(url_for(".alerts") + f"#channel-{channel.value}")
 
 
 @bp.post("/alerts/telegram/link")
