@@ -25,7 +25,7 @@ from connector.core.models import Account, SettingsAudit
 from connector.core.policy import PolicyError
 from connector.core.runtime_settings import scope_values, update_scope
 from connector.core.secrets import Source, masked
-from connector.delivery.mail import MailSecurity, MailSettings
+from connector.delivery.mail import MailSecurity, MailSettings, mail_settings
 
 EMAIL_ACCOUNT, TELEGRAM_ACCOUNT = Channel.EMAIL.value, Channel.TELEGRAM.value  # their `accounts` rows
 SMTP_SCOPE = "smtp"
@@ -73,10 +73,7 @@ def environment_channels(config) -> tuple[Channel, ...]:
 
 
 def environment_setup(config) -> ChannelSetup:
-    mail = None
-    if config.SMTP_HOST:
-        mail = MailSettings(config.SMTP_HOST, config.SMTP_PORT, MailSecurity(config.SMTP_SECURITY),
-                            config.SMTP_USERNAME, config.SMTP_PASSWORD, config.SMTP_FROM)
+    mail = mail_settings(config)
     token = config.TELEGRAM_BOT_TOKEN or None
     return ChannelSetup(mail, Source.ENVIRONMENT if mail else Source.NONE, token,
                         Source.ENVIRONMENT if token else Source.NONE)
