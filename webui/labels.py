@@ -300,14 +300,16 @@ TELEGRAM_PROBLEMS = (
 )
 
 
-def telegram_problem_label(text: str | None) -> str | None:
+def _said_as(problems: tuple, text: str | None) -> str | None:
+    """A logged problem in the page's words: the first phrase of `problems` it contains; else as stored."""
     if not text:
         return text
     lowered = text.lower()
-    for phrase, words in TELEGRAM_PROBLEMS:
-        if phrase in lowered:
-            return str(words)
-    return text
+    return next((str(words) for phrase, words in problems if phrase in lowered), text)
+
+
+def telegram_problem_label(text: str | None) -> str | None:
+    return _said_as(TELEGRAM_PROBLEMS, text)
 
 
 # What the SMTP server answered, as connector.delivery.mail words it for the log, in the page's language.
@@ -320,13 +322,7 @@ MAIL_PROBLEMS = (
 
 
 def mail_problem_label(text: str | None) -> str | None:
-    if not text:
-        return text
-    lowered = text.lower()
-    for phrase, words in MAIL_PROBLEMS:
-        if phrase in lowered:
-            return str(words)
-    return text
+    return _said_as(MAIL_PROBLEMS, text)
 
 
 notification_kind_label = Words({NotificationKind.REVIEW: _l("Разбор вашего звонка"),
