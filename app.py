@@ -61,8 +61,7 @@ def create_app(config: Config | None = None) -> Flask:
     from web import api, bitrix24, errors, health, mango, openapi, rating, recordings, security
 
     errors.register_error_handlers(app, page_for_people=webui.error_page)
-    security.protect(app, except_blueprints=(mango.bp.name,))
-    app.register_blueprint(mango.bp)
+    security.protect(app)
     app.register_blueprint(bitrix24.bp)  # the Bitrix24 application's events (installed from the settings page)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
@@ -71,7 +70,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(rating.bp)  # the public rating page a rating request's SMS links to (no login)
     app.register_blueprint(webui.bp)
     webui.configure(app)
-    app.wsgi_app = mango.accept_doubled_slashes(app.wsgi_app)
+    # The PBX's callbacks are answered in front of the framework (web/mango.py).
+    app.wsgi_app = mango.MangoCallbacks(app.wsgi_app, intake=services.intake, credentials=services.pbx_credentials,
+                                        max_body=config.MAX_BODY_BYTES)
     if config.TRUSTED_PROXIES:  # the client's address (login and token throttling) from X-Forwarded-For
         from werkzeug.middleware.proxy_fix import ProxyFix  # outermost: every layer below sees it
 

@@ -23,8 +23,36 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+FAILURES = (CallbackRejected, OperationalError, DataError, IntegrityError)
+
+
+def failure_answer(exc: Exception) -> tuple[int, str]:
+    """The status and one-line message every face answers a refused callback or a database failure with
+    (one of FAILURES), logged here: the Flask faces' handlers and the PBX's callbacks (web/mango.py) alike."""
+    if isinstance(exc, CallbackRejected):
+        return exc.status, exc.message
+    if isinstance(exc, OperationalError):
+        # Nothing was committed, so the sender may safely retry.
+        log.error("database unavailable: %s", type(exc.orig).__name__)
+        return 503, "database unavailable, retry later"
+    # Input that slipped past validation and that the database refused: the sender's fault, so a
+    # 4xx (nothing was committed). Logged by class only: the statement may hold personal data.
+    if isinstance(exc, DataError):
+        log.warning("database refused a value: %s", type(exc.orig).__name__)
+        return 422, "a value does not fit what the connector can store"
+    if isinstance(exc, IntegrityError):
+        log.warning("database refused a conflicting change: %s", type(exc.orig).__name__)
+        return 409, "conflicting change: it clashes with data already stored"
+    raise TypeError(f"not a failure with a known answer: {type(exc).__name__}")
+
+
+def one_line(message: str) -> str:
+    """An error's text as every face sends it: its first line."""
+    return message.splitlines()[0] if message else "error"
+
+
 def error_response(status: int, message: str):
-    response = jsonify(error=message.splitlines()[0] if message else "error")
+    response = jsonify(error=one_line(message))
     response.status_code = status
     endpoint = _callback_endpoint()
     if endpoint:
@@ -62,8 +90,11 @@ def register_error_handlers(app: Flask, *, page_for_people: Callable[[HTTPExcept
         return response
 
     @app.errorhandler(CallbackRejected)
-    def _rejected(exc: CallbackRejected):
-        return error_response(exc.status, exc.message)
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DataError)
+    @app.errorhandler(IntegrityError)
+    def _failure(exc: Exception):
+        return error_response(*failure_answer(exc))
 
     @app.errorhandler(DuplicateEvent)
     def _duplicate(exc: DuplicateEvent):
@@ -71,24 +102,6 @@ def register_error_handlers(app: Flask, *, page_for_people: Callable[[HTTPExcept
         # Senders (the PBX, Standard Webhooks senders) read only the status and retry
         # anything but a 2xx: a message already stored is acknowledged, and nothing changes.
         return {"success": True, "duplicate": True}
-
-    @app.errorhandler(OperationalError)
-    def _database_down(exc: OperationalError):
-        # Nothing was committed, so the sender may safely retry.
-        log.error("database unavailable: %s", type(exc.orig).__name__)
-        return error_response(503, "database unavailable, retry later")
-
-    # Input that slipped past validation and that the database refused: the sender's fault, so a
-    # 4xx (nothing was committed). Logged by class only: the statement may hold personal data.
-    @app.errorhandler(DataError)
-    def _data_error(exc: DataError):
-        log.warning("database refused a value: %s", type(exc.orig).__name__)
-        return error_response(422, "a value does not fit what the connector can store")
-
-    @app.errorhandler(IntegrityError)
-    def _integrity_error(exc: IntegrityError):
-        log.warning("database refused a conflicting change: %s", type(exc.orig).__name__)
-        return error_response(409, "conflicting change: it clashes with data already stored")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

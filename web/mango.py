@@ -1,78 +1,190 @@
 """MANGO OFFICE VPBX callbacks: verify, validate, store in the inbox, then answer 200.
 
 The PBX admin points the VPBX "API connector" at `<PUBLIC_BASE_URL>/mango`.
+
+A WSGI layer of its own in front of the web framework: a callback needs no session, no locale, no template,
+no routing table, so it reads the form, checks the key and the signature, validates, hands the message to the
+writer and answers, and nothing more (a tenth of what the framework's request costs; docs/performance.md). Its
+answers are the framework's to the byte: the same JSON, statuses, `Allow` headers and error texts
+(web/errors.py); an address under `/mango/` that is no callback goes on to the framework's 404.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+import json
+import logging
+from typing import Callable, Iterable
+
+from werkzeug.exceptions import InternalServerError, RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
+from werkzeug.wsgi import get_content_length, get_input_stream
 
 from connector.core.metrics import CALLBACKS
 from connector.core.validation import text_problem
+from connector.inbound.inbox import InboxWriter
 from connector.inbound.mango import callbacks as mango
-from connector.inbound.mango.credentials import CALLBACK_SECONDS
+from connector.inbound.mango.credentials import CALLBACK_SECONDS, CredentialStore
 from connector.inbound.pbx import SignatureRejected
-from web.errors import ApiError
+from web.errors import FAILURES, failure_answer, one_line
+from web.security import HEADERS as BROWSER_HEADERS
 
-bp = Blueprint("mango", __name__, url_prefix="/mango")
+log = logging.getLogger(__name__)
+
+PREFIX = "/mango"
+GROUPS = ("events", "result")  # `<PREFIX>/<group>/<name>`: what the PBX posts to
+MAX_KIND = 64  # inbound_events.kind
+# The PBX's own examples post urlencoded forms; public MANGO clients post multipart.
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+ALLOW = "OPTIONS, POST"
+MAX_FORM_PARTS = 1000  # as the framework's forms: a multipart body of more parts is refused (413)
+
+Answer = tuple[int, dict]  # status, JSON document
+Content = tuple[str, dict, "int | None"]  # the body's media type (lower case), its parameters, its length
+WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
-def accept_doubled_slashes(wsgi_app):
+class Refused(Exception):
+    """A callback answered with a 4xx before it reaches the PBX's rules."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def normal_path(path: str) -> str:
     """The PBX's callbacks under `/mango//events/...` are taken as `/mango/events/...`. MANGO's manual gives
     the external system's address with a trailing slash (§2.1.1, `https://external-system.com/mango-api-connector/`)
     and does not say whether it adds one before `events/...`; the web framework would answer a doubled slash
     with a 308 redirect, which a PBX need not follow, and the event would be lost to a redirect."""
+    if path.startswith(PREFIX + "/") and "//" in path:
+        return PREFIX + "/" + "/".join(p for p in path[len(PREFIX):].split("/") if p)
+    return path
 
-    def app(environ, start_response):
+
+def callback_kind(path: str) -> str | None:
+    """`events/call` for `/mango/events/call`, `ping` for `/mango/ping`; None: no callback's address."""
+    rest = path[len(PREFIX) + 1:]
+    if rest == "ping":
+        return rest
+    group, slash, name = rest.partition("/")
+    return rest if group in GROUPS and slash and name and not name.startswith("/") else None
+
+
+class MangoCallbacks:
+    """The WSGI layer: callbacks answered here, every other request passed on to `app`."""
+
+    def __init__(self, app: WsgiApp, *, intake: InboxWriter, credentials: CredentialStore, max_body: int):
+        self.app, self.intake, self.credentials = app, intake, credentials
+        self.max_body = max_body
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path.startswith(bp.url_prefix + "/") and "//" in path:
-            environ["PATH_INFO"] = bp.url_prefix + "/" + "/".join(p for p in path[len(bp.url_prefix):].split("/") if p)
-        return wsgi_app(environ, start_response)
+        if not path.startswith(PREFIX + "/"):
+            return self.app(environ, start_response)
+        environ["PATH_INFO"] = path = normal_path(path)
+        # As the framework reads an address: the server's latin-1 text is the client's UTF-8 bytes.
+        kind = callback_kind(path.encode("latin-1").decode("utf-8", "replace"))
+        if kind is None:
+            return self.app(environ, start_response)  # its 404, as for any unknown address
+        method = environ.get("REQUEST_METHOD", "")
+        if method == "OPTIONS":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Allow", ALLOW),
+                                      ("Content-Length", "0")])
+            return []
+        if method != "POST":
+            body = _refusal(405, "method not allowed")
+            start_response(_status(405), [*_json_headers(body), ("Allow", ALLOW), *BROWSER_HEADERS.items()])
+            return [] if method == "HEAD" else [body]
+        status, document = self._answer(environ, kind)
+        body = _json(document)
+        start_response(_status(status), _json_headers(body))
+        return [body]
 
-    return app
+    def _answer(self, environ: dict, kind: str) -> Answer:
+        try:
+            content = _content(environ)
+            stored = self._ping(environ, content) if kind == "ping" else self._event(environ, kind, content)
+        except Refused as exc:
+            return _rejected(exc.status, exc.message)
+        except RequestEntityTooLarge:
+            return _rejected(413, "request body too large")
+        except FAILURES as exc:
+            return _rejected(*failure_answer(exc))
+        except Exception:  # noqa: BLE001 - answered as the framework answers what nobody foresaw, and logged
+            log.exception("Exception on %s [POST]", environ.get("PATH_INFO"))
+            return _rejected(500, InternalServerError.description)
+        if stored is False:  # only after the commit: the PBX reads only the status, a duplicate is acknowledged
+            CALLBACKS.labels("mango", "duplicate").inc()
+            return 200, {"success": True, "duplicate": True}
+        if stored is True:
+            CALLBACKS.labels("mango", "accepted").inc()
+        return 200, {"success": True}
 
-# The PBX's own examples post urlencoded forms; public MANGO clients post multipart.
-FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+    def _ping(self, environ: dict, content: Content) -> None:
+        """The account's "check connection" button; it may post nothing at all, which is answered 200
+        and stores nothing. A ping that carries fields is verified like any event."""
+        mimetype, _, length = content
+        if length or mimetype:
+            form = self._form(environ, content)
+            if mimetype in FORMS and not form:
+                return None
+            self._verified_json(form, mimetype)
+        return None
+
+    def _event(self, environ: dict, kind: str, content: Content) -> bool:
+        if len(kind) > MAX_KIND or text_problem(kind) or not kind.isprintable():
+            raise Refused(400, f"path: the event name must be printable and at most {MAX_KIND} characters")
+        message = mango.parse(kind, self._verified_json(self._form(environ, content), content[0]))
+        return self.intake.submit("mango", message)  # committed, with others waiting at the same moment
+
+    def _form(self, environ: dict, content: Content) -> dict:
+        """The form's fields (the first value of each), read as the framework reads a form: a body over the
+        limit is refused (413), one that cannot be read is an empty form."""
+        mimetype, options, length = content
+        if mimetype not in FORMS:
+            return {}
+        stream = get_input_stream(environ, max_content_length=self.max_body)
+        parser = FormDataParser(max_form_memory_size=self.max_body, max_content_length=self.max_body,
+                                max_form_parts=MAX_FORM_PARTS)
+        _, form, _ = parser.parse(stream, mimetype, length, options)
+        return form
+
+    def _verified_json(self, form, mimetype: str) -> str:
+        if mimetype not in FORMS:
+            raise Refused(415, f"expected {FORMS[0]} or {FORMS[1]}, got {mimetype or 'no content type'}")
+        credentials = self.credentials.current(max_age=CALLBACK_SECONDS)  # no read on the way of a callback
+        try:
+            return mango.verify(form, credentials.api_key, credentials.salt)
+        except SignatureRejected:
+            fresh = self.credentials.after_refusal()  # a pair saved in another process since: accepted at once
+            if fresh is None or fresh == credentials:
+                raise
+            return mango.verify(form, fresh.api_key, fresh.salt)
 
 
-def _verified_json() -> str:
-    if request.mimetype not in FORMS:
-        raise ApiError(415, f"expected {FORMS[0]} or {FORMS[1]}, got {request.mimetype or 'no content type'}")
-    store = current_app.extensions["connector"].pbx_credentials  # the console's pair, or the environment's
-    credentials = store.current(max_age=CALLBACK_SECONDS)  # no read on the way of a callback, as a rule
-    try:
-        return mango.verify(request.form, credentials.api_key, credentials.salt)
-    except SignatureRejected:
-        fresh = store.after_refusal()  # a pair saved in another process since: accepted at once
-        if fresh is None or fresh == credentials:
-            raise
-        return mango.verify(request.form, fresh.api_key, fresh.salt)
+def _content(environ: dict) -> Content:
+    """The body's media type (lower case, as the framework's `mimetype`), its parameters and its length."""
+    mimetype, options = parse_options_header(environ.get("CONTENT_TYPE", ""))
+    return mimetype.lower(), options, get_content_length(environ)
 
 
-@bp.post("/ping")
-def ping():
-    """The account's "check connection" button; it may post nothing at all, which is answered 200
-    and stores nothing. A ping that carries fields is verified like any event."""
-    if request.content_length or request.mimetype:
-        if request.mimetype in FORMS and not request.form:
-            return {"success": True}
-        _verified_json()
-    return {"success": True}
+def _rejected(status: int, message: str) -> Answer:
+    CALLBACKS.labels("mango", f"rejected_{status}").inc()
+    return status, {"error": one_line(message)}
 
 
-MAX_KIND = 64  # inbound_events.kind
+def _refusal(status: int, message: str) -> bytes:
+    return _json(_rejected(status, message)[1])
 
 
-@bp.post("/<any(events, result):group>/<path:name>")
-def event(group: str, name: str):
-    services = current_app.extensions["connector"]
-    kind = f"{group}/{name}"
-    if len(kind) > MAX_KIND or text_problem(kind) or not kind.isprintable():
-        raise ApiError(400, f"path: the event name must be printable and at most {MAX_KIND} characters")
-    message = mango.parse(kind, _verified_json())
-    stored = services.intake.submit("mango", message)  # committed, with others waiting at the same moment
-    # Only after the commit above. The PBX reads only the status: a duplicate is acknowledged too.
-    if not stored:
-        CALLBACKS.labels("mango", "duplicate").inc()
-        return {"success": True, "duplicate": True}
-    CALLBACKS.labels("mango", "accepted").inc()
-    return {"success": True}  # the worker applies it to its call
+def _json(document: dict) -> bytes:
+    """As the framework writes JSON outside debug mode: compact, UTF-8 as it is, a closing line break."""
+    return (json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def _json_headers(body: bytes) -> list[tuple[str, str]]:
+    return [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+
+
+def _status(code: int) -> str:
+    return f"{code} {HTTP_STATUS_CODES[code].upper()}"

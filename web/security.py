@@ -8,7 +8,7 @@ for a recording link carries its signature, is sent on as a referrer.
 """
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; "
                            "img-src 'self' data:; media-src *; object-src 'none'; base-uri 'none'; "
@@ -21,13 +21,11 @@ HEADERS = {
 }
 
 
-def protect(app: Flask, *, except_blueprints: tuple[str, ...]) -> None:
-    """Add the headers to every answer of `app` but those of `except_blueprints` (no browser reads them)."""
-    unprotected = frozenset(except_blueprints)
+def protect(app: Flask) -> None:
+    """Add the headers to every answer of `app` (the PBX's callbacks are answered before it: web/mango.py)."""
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
-        if request.blueprint not in unprotected:
-            for name, value in HEADERS.items():
-                response.headers.setdefault(name, value)
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
         return response
