@@ -11,6 +11,8 @@ from string import Formatter
 
 from marshmallow import ValidationError, fields
 
+from connector.core.quick_load import QuickField, Unsure
+
 INT32_MAX = 2**31 - 1
 
 
@@ -135,6 +137,10 @@ class Rule:
         if problem:
             raise ValidationError(problem)
 
+    def quick_check(self, value) -> bool:
+        """The same rule for the quick path (connector.core.quick_load): True where it raises nothing."""
+        return value is None or self.problem(value) is None
+
 
 TEXT_DESCRIPTION = "Unicode text (no lone surrogates) without control characters"
 # A line's name (None: no line).
@@ -147,9 +153,14 @@ storable_text = Rule(text_problem, {"pattern": TEXT_PATTERN})
 storable_lines = Rule(lambda text: text_problem(text, multiline=True), {"pattern": LINES_PATTERN})
 
 
-class StrictInteger(fields.Integer):
+class StrictInteger(QuickField, fields.Integer):
     """An integer as sent: 1.5, "7", 1e3 and true are refused, not coerced (the JSON API parses 7.0 and 1e3
     as the integers they are: parse_json's `json_integers`)."""
+
+    def quick(self, value):
+        if type(value) is not int:  # bool, float and the rest: the schema decides
+            raise Unsure
+        return value
 
     def _validated(self, value):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
