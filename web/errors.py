@@ -46,6 +46,14 @@ def failure_answer(exc: Exception) -> tuple[int, str]:
     raise TypeError(f"not a failure with a known answer: {type(exc).__name__}")
 
 
+HTTP_MESSAGES = {413: "request body too large", 404: "not found", 405: "method not allowed"}
+
+
+def http_error_message(exc: HTTPException) -> str:
+    """What a face says for an HTTP error the web layer raised (a body too large, a client gone mid-body)."""
+    return HTTP_MESSAGES.get(exc.code, exc.description or exc.name)
+
+
 def one_line(message: str) -> str:
     """An error's text as every face sends it: its first line."""
     return message.splitlines()[0] if message else "error"
@@ -107,8 +115,7 @@ def register_error_handlers(app: Flask, *, page_for_people: Callable[[HTTPExcept
     def _http(exc: HTTPException):
         if page_for_people is not None and _for_people():
             return page_for_people(exc)
-        messages = {413: "request body too large", 404: "not found", 405: "method not allowed"}
-        response = error_response(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
+        response = error_response(exc.code or 500, http_error_message(exc))
         if getattr(exc, "valid_methods", None):  # a 405 says what is allowed (RFC 9110)
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response

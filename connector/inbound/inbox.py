@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, StatementError
@@ -133,13 +135,36 @@ class InboxWriter:
     """Group commit for the webhook. Request threads hand their verified message to one writer
     thread, which stores everything that is waiting in one transaction and one statement, then tells
     each request whether its message was new. A request is still answered only after the commit
-    that holds its message; many callbacks share one commit instead of queueing for one each."""
+    that holds its message; many callbacks share one commit instead of queueing for one each.
+
+    A request says it is on its way (`on_the_way`) before it reads and checks its callback: the writer,
+    holding a first message, waits for those (at most GATHER_SECONDS) so that they share its commit. Without
+    that, the writer took each message the moment it came, as the others were still being checked, and
+    paid a commit for each under load."""
+
+    GATHER_SECONDS = 0.002
 
     def __init__(self, db: Database, *, max_batch: int = 200, wake: threading.Event | None = None):
         self.db, self.max_batch, self.wake = db, max_batch, wake
         self._queue: queue.SimpleQueue[_Ticket] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
+        self._coming = 0  # requests on their way to `submit`
+        self._count = threading.Lock()
+
+    @contextmanager
+    def on_the_way(self) -> Iterator["Coming"]:
+        """A request that will hand over a message unless its callback is refused: `coming.submit(...)`."""
+        coming = Coming(self)
+        self._add_coming(1)
+        try:
+            yield coming
+        finally:
+            coming.arrived()
+
+    def _add_coming(self, change: int) -> None:
+        with self._count:
+            self._coming += change
 
     def submit(self, source: str, message: InboundMessage, *, timeout: float = 30.0) -> bool:
         """Store the message; True when new, False for a duplicate. Raises what the database raised."""
@@ -162,14 +187,30 @@ class InboxWriter:
         for ticket, stored in zip(batch, results):
             ticket.stored = stored
 
+    def _gather(self) -> list[_Ticket]:
+        """The first message, what waits beside it, and what the requests on their way bring in time."""
+        batch = [self._queue.get()]
+        deadline = None
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                if self._coming <= 0:
+                    break
+            deadline = deadline or time.monotonic() + self.GATHER_SECONDS
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=left))
+            except queue.Empty:
+                break
+        return batch
+
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._gather()
             try:
                 self._store(batch)
             except OperationalError as exc:  # the database is down: all answer 503, nothing was stored
@@ -186,3 +227,22 @@ class InboxWriter:
                     ticket.done.set()
             if self.wake is not None:
                 self.wake.set()  # the inbox worker of this process applies them
+
+
+class Coming:
+    """One request on its way to the writer (InboxWriter.on_the_way)."""
+
+    __slots__ = ("writer", "on_its_way")
+
+    def __init__(self, writer: InboxWriter):
+        self.writer, self.on_its_way = writer, True
+
+    def arrived(self) -> None:
+        """It hands over its message now, or was refused: the writer no longer waits for it."""
+        if self.on_its_way:
+            self.on_its_way = False
+            self.writer._add_coming(-1)
+
+    def submit(self, source: str, message: InboundMessage) -> bool:
+        self.arrived()  # first: the writer must not wait for the message it already holds
+        return self.writer.submit(source, message)
