@@ -134,9 +134,8 @@ class MangoCallbacks:
     def _event(self, environ: dict, kind: str, content: Content) -> bool:
         if len(kind) > MAX_KIND or text_problem(kind) or not kind.isprintable():
             raise Refused(400, f"path: the event name must be printable and at most {MAX_KIND} characters")
-        with self.intake.on_the_way() as coming:
-            message = mango.parse(kind, self._verified_json(self._form(environ, content), content[0]))
-            return coming.submit("mango", message)  # committed, with others waiting at the same moment
+        message = mango.parse(kind, self._verified_json(self._form(environ, content), content[0]))
+        return self.intake.submit("mango", message)  # committed, with others waiting at the same moment
 
     def _form(self, environ: dict, content: Content) -> dict:
         """The form's fields (the first value of each), read as the framework reads a form: a body over the

@@ -10,12 +10,9 @@ stored events to their calls in batches (join, policy, outbox planning, quality 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from typing import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, StatementError
@@ -122,127 +119,91 @@ class InboxApplier:
 
 
 class _Ticket:
-    __slots__ = ("source", "message", "done", "stored", "error")
+    __slots__ = ("source", "message", "done", "stored", "error", "leads")
 
     def __init__(self, source: str, message: InboundMessage):
         self.source, self.message = source, message
-        self.done = threading.Event()
+        self.done = threading.Event()  # stored (or failed), or handed the lead
         self.stored: bool | None = None
         self.error: BaseException | None = None
+        self.leads = False
 
 
 class InboxWriter:
-    """Group commit for the webhook. Request threads hand their verified message to one writer
-    thread, which stores everything that is waiting in one transaction and one statement, then tells
-    each request whether its message was new. A request is still answered only after the commit
-    that holds its message; many callbacks share one commit instead of queueing for one each.
+    """Group commit for the webhook. A request hands its verified message over and waits; whoever finds
+    no commit under way leads: it stores everything that waits in one transaction and one statement, tells
+    each request whether its message was new, and hands the lead to the first that came meanwhile. A
+    request is still answered only after the commit that holds its message; many callbacks share one
+    commit instead of queueing for one each.
 
-    A request says it is on its way (`on_the_way`) before it reads and checks its callback: the writer,
-    holding a first message, waits for those (at most GATHER_SECONDS) so that they share its commit. Without
-    that, the writer took each message the moment it came, as the others were still being checked, and
-    paid a commit for each under load."""
-
-    GATHER_SECONDS = 0.002
+    The requests lead in turn, rather than a writer thread of its own: on a busy interpreter every hand-over
+    between threads waits for its turn, and a writer thread was one more for each commit (`bench/ingest.py`)."""
 
     def __init__(self, db: Database, *, max_batch: int = 200, wake: threading.Event | None = None):
         self.db, self.max_batch, self.wake = db, max_batch, wake
-        self._queue: queue.SimpleQueue[_Ticket] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start = threading.Lock()
-        self._coming = 0  # requests on their way to `submit`
-        self._count = threading.Lock()
+        self._lock = threading.Lock()
+        self._waiting: list[_Ticket] = []
+        self._leading = False  # a commit is under way (then every waiting ticket has a leader to come)
 
-    @contextmanager
-    def on_the_way(self) -> Iterator["Coming"]:
-        """A request that will hand over a message unless its callback is refused: `coming.submit(...)`."""
-        coming = Coming(self)
-        self._add_coming(1)
-        try:
-            yield coming
-        finally:
-            coming.arrived()
-
-    def _add_coming(self, change: int) -> None:
-        with self._count:
-            self._coming += change
+    @property
+    def waiting(self) -> int:
+        """Callbacks waiting for their commit now: more than one means the intake is full."""
+        return len(self._waiting)
 
     def submit(self, source: str, message: InboundMessage, *, timeout: float = 30.0) -> bool:
         """Store the message; True when new, False for a duplicate. Raises what the database raised."""
-        if self._thread is None:
-            with self._start:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
-                    self._thread.start()
         ticket = _Ticket(source, message)
-        self._queue.put(ticket)
-        if not ticket.done.wait(timeout):
-            raise OperationalError("inbox writer", {}, TimeoutError("not stored in time"))
+        with self._lock:
+            self._waiting.append(ticket)
+            ticket.leads = not self._leading
+            self._leading = True
+        if not ticket.leads and not ticket.done.wait(timeout):
+            with self._lock:
+                if not ticket.leads and ticket in self._waiting:  # given up: nobody may hand it the lead
+                    self._waiting.remove(ticket)
+                    raise OperationalError("inbox writer", {}, TimeoutError("not stored in time"))
+            ticket.done.wait()  # handed the lead or stored in the meantime
+        if ticket.leads and ticket.stored is None and ticket.error is None:
+            self._lead()
         if ticket.error is not None:
             raise ticket.error
         return bool(ticket.stored)
+
+    def _lead(self) -> None:
+        """Store what waits (this request's message first among it), then hand the lead on."""
+        with self._lock:
+            batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
+        try:
+            self._store_batch(batch)
+        finally:  # whatever happened, the lead goes on: nobody waits for a leader that is gone
+            with self._lock:
+                successor = self._waiting[0] if self._waiting else None
+                if successor is None:
+                    self._leading = False
+                else:
+                    successor.leads = True
+            for ticket in batch:
+                ticket.done.set()
+            if successor is not None:
+                successor.done.set()
+            if self.wake is not None:
+                self.wake.set()  # the inbox worker of this process applies them
+
+    def _store_batch(self, batch: list[_Ticket]) -> None:
+        try:
+            self._store(batch)
+        except OperationalError as exc:  # the database is down: all answer 503, nothing was stored
+            for ticket in batch:
+                ticket.error = exc
+        except Exception:  # one message the database refuses must not fail the others
+            for ticket in batch:
+                try:
+                    self._store([ticket])
+                except Exception as exc:
+                    ticket.error = exc
 
     def _store(self, batch: list[_Ticket]) -> None:
         with self.db.connection() as conn:
             results = receive_many(conn, [(t.source, t.message) for t in batch])
         for ticket, stored in zip(batch, results):
             ticket.stored = stored
-
-    def _gather(self) -> list[_Ticket]:
-        """The first message, what waits beside it, and what the requests on their way bring in time."""
-        batch = [self._queue.get()]
-        deadline = None
-        while len(batch) < self.max_batch:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except queue.Empty:
-                if self._coming <= 0:
-                    break
-            deadline = deadline or time.monotonic() + self.GATHER_SECONDS
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                batch.append(self._queue.get(timeout=left))
-            except queue.Empty:
-                break
-        return batch
-
-    def _run(self) -> None:
-        while True:
-            batch = self._gather()
-            try:
-                self._store(batch)
-            except OperationalError as exc:  # the database is down: all answer 503, nothing was stored
-                for ticket in batch:
-                    ticket.error = exc
-            except Exception:  # one message the database refuses must not fail the others
-                for ticket in batch:
-                    try:
-                        self._store([ticket])
-                    except Exception as exc:
-                        ticket.error = exc
-            finally:
-                for ticket in batch:
-                    ticket.done.set()
-            if self.wake is not None:
-                self.wake.set()  # the inbox worker of this process applies them
-
-
-class Coming:
-    """One request on its way to the writer (InboxWriter.on_the_way)."""
-
-    __slots__ = ("writer", "on_its_way")
-
-    def __init__(self, writer: InboxWriter):
-        self.writer, self.on_its_way = writer, True
-
-    def arrived(self) -> None:
-        """It hands over its message now, or was refused: the writer no longer waits for it."""
-        if self.on_its_way:
-            self.on_its_way = False
-            self.writer._add_coming(-1)
-
-    def submit(self, source: str, message: InboundMessage) -> bool:
-        self.arrived()  # first: the writer must not wait for the message it already holds
-        return self.writer.submit(source, message)
