@@ -14,7 +14,11 @@ import tempfile
 from connector.core.logs import configure_logging
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+# One process per core: a gevent worker is never idle waiting on I/O, so more processes than cores only
+# share the cores, and split the callbacks' group commits into smaller ones. On 2 cores, 2 workers took 700-807
+# callbacks/s into PostgreSQL where 4 took 601-672, the bare endpoint's rate unchanged (bench/ingest.py
+# --server gunicorn; docs/deployment.md).
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gevent"
 worker_connections = 1000  # open connections per worker, idle ones included
 keepalive = 5  # seconds an idle keep-alive connection is kept

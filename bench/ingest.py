@@ -1,5 +1,6 @@
-"""Ingest benchmark: signed MANGO callbacks into `connector serve`, beside a bare Flask endpoint
-under the same server (waitress, 32 threads), measured in the same run.
+"""Ingest benchmark: signed MANGO callbacks into `connector serve`, beside two anchors under the same server
+(waitress, 32 threads), measured in the same run: a bare Flask endpoint that parses the form and answers,
+and a bare WSGI callable that reads the body and answers (the floor of the server itself).
 
     .venv/bin/python bench/ingest.py                       # SQLite in a temporary directory
     .venv/bin/python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
@@ -7,14 +8,15 @@ under the same server (waitress, 32 threads), measured in the same run.
 
 `--server waitress` (default) is `connector serve` with its embedded worker; `--server gunicorn` is the
 Procfile's set-up: gunicorn with gevent workers (gunicorn.conf.py) and a standalone `connector worker`, the
-bare endpoint then under the same gunicorn settings.
+anchors then under the same gunicorn settings.
 
 Closed loop: `--connections` keep-alive clients post as fast as answers come, for `--seconds`;
-three interleaved repetitions (anchor, connector, anchor, connector, ...). Open loop: requests are
+three interleaved repetitions (floor, Flask, connector, floor, ...). Open loop: requests are
 scheduled at `--rate` per second whatever the answers do, and latency is counted from the scheduled
 time (no coordinated omission). The apply lag (a callback's commit to its call being visible in the
-API) comes from the inbox's own timestamps. The load runs in its own process. The PostgreSQL
-database given is wiped.
+API) comes from the inbox's own timestamps, for the open loop's callbacks (the closed loop offers more
+than any server here takes, so its backlog says how long a flood takes to apply, printed apart). The load
+runs in its own process. The PostgreSQL database given is wiped.
 """
 from __future__ import annotations
 
@@ -57,6 +59,23 @@ BARE_APP = textwrap.dedent("""
         return {"status": "ok"}
 
     serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=32, ident="bare",
+          connection_limit=1000, channel_timeout=30, cleanup_interval=10)  # the settings of `connector serve`
+""")
+
+# The floor: what the server itself costs for a request of this size, with no framework at all.
+FLOOR_APP = textwrap.dedent("""
+    import logging
+    import sys
+    from waitress import serve
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    BODY = b'{"success":true}\\n'
+
+    def app(environ, start_response):
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))])
+        return [BODY]
+
+    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=32, ident="floor",
           connection_limit=1000, channel_timeout=30, cleanup_interval=10)  # the settings of `connector serve`
 """)
 
@@ -218,40 +237,80 @@ def connector_env(database_url: str, data_dir: str, port: int) -> dict:
             "PROMETHEUS_MULTIPROC_DIR": os.path.join(data_dir, "metrics")}
 
 
-def start_servers(server: str, database_url: str, data_dir: str, bare_port: int,
-                  port: int) -> list[subprocess.Popen]:
-    """The bare endpoint and the connector (with whatever applies its events), under `server`."""
-    env = connector_env(database_url, data_dir, port)
+ANCHORS = {"floor": FLOOR_APP, "bare Flask": BARE_APP}  # name -> its program under waitress
+
+
+def start_servers(server: str, database_url: str, data_dir: str, ports: dict[str, int]) -> dict[str, subprocess.Popen]:
+    """The anchors and the connector (with whatever applies its events), under `server`; by name."""
+    env = connector_env(database_url, data_dir, ports["connector"])
     # Logs go to files: a pipe nobody reads fills up and stalls the server at its next log line.
-    logs = iter(open(Path(data_dir, f"server-{n}.log"), "w") for n in range(3))
+    logs = iter(open(Path(data_dir, f"server-{n}.log"), "w") for n in range(4))
     if server == "waitress":
-        return [subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)], stdout=next(logs),
-                                 stderr=subprocess.STDOUT),
-                subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=ROOT, env=env,
-                                 stdout=next(logs), stderr=subprocess.STDOUT)]
-    Path(data_dir, "bare_app.py").write_text(BARE_APP.split("serve(app")[0])
+        started = {name: subprocess.Popen([sys.executable, "-c", program, str(ports[name])], stdout=next(logs),
+                                          stderr=subprocess.STDOUT) for name, program in ANCHORS.items()}
+        started["connector"] = subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=ROOT,
+                                                env=env, stdout=next(logs), stderr=subprocess.STDOUT)
+        return started
     subprocess.run([str(BIN / "connector"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     gunicorn = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py"]
-    return [subprocess.Popen([*gunicorn, "--pythonpath", data_dir, "bare_app:app"], cwd=ROOT,
-                             env={**env, "PORT": str(bare_port)}, stdout=next(logs), stderr=subprocess.STDOUT),
-            subprocess.Popen([*gunicorn, "app:create_app()"], cwd=ROOT, env=env, stdout=next(logs),
-                             stderr=subprocess.STDOUT),
-            subprocess.Popen([str(BIN / "connector"), "worker"], cwd=ROOT, env=env, stdout=next(logs),
-                             stderr=subprocess.STDOUT)]
+    started = {}
+    for n, (name, program) in enumerate(ANCHORS.items()):
+        Path(data_dir, f"anchor_{n}.py").write_text(program.split("serve(app")[0])  # the app, not its server
+        started[name] = subprocess.Popen([*gunicorn, "--pythonpath", data_dir, f"anchor_{n}:app"], cwd=ROOT,
+                                         env={**env, "PORT": str(ports[name])}, stdout=next(logs),
+                                         stderr=subprocess.STDOUT)
+    started["connector"] = subprocess.Popen([*gunicorn, "app:create_app()"], cwd=ROOT, env=env, stdout=next(logs),
+                                            stderr=subprocess.STDOUT)
+    started["worker"] = subprocess.Popen([str(BIN / "connector"), "worker"], cwd=ROOT, env=env, stdout=next(logs),
+                                         stderr=subprocess.STDOUT)
+    return started
 
 
-def apply_lag(database_url: str) -> tuple[list[float], int]:
-    from sqlalchemy import create_engine, text
+def _engine(database_url: str):
+    from sqlalchemy import create_engine
 
-    engine = create_engine(database_url)
+    return create_engine(database_url)
+
+
+def last_event_id(database_url: str) -> int:
+    from sqlalchemy import text
+
+    engine = _engine(database_url)
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT received_at, applied_at FROM inbound_events")).all()
+        last = conn.execute(text("SELECT max(id) FROM inbound_events")).scalar()
     engine.dispose()
+    return last or 0
+
+
+def apply_lag(database_url: str, after_id: int = 0, up_to_id: int | None = None) -> tuple[list[float], int]:
+    """Commit-to-applied seconds of the events with ids in (after_id, up_to_id]; and how many wait still."""
+    from sqlalchemy import text
+
+    engine = _engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT received_at, applied_at FROM inbound_events WHERE id > :a AND id <= :b"),
+                            {"a": after_id, "b": up_to_id if up_to_id is not None else 2**62}).all()
+    engine.dispose()
+
     def moment(value):  # SQLite hands back text
         return datetime.fromisoformat(value) if isinstance(value, str) else value
 
     lags = [(moment(a) - moment(r)).total_seconds() for r, a in rows if a is not None]
     return lags, sum(1 for _, a in rows if a is None)
+
+
+def wait_applied(database_url: str, seconds: float = 120.0) -> float:
+    """Seconds until nothing waits to be applied (the closed loop's backlog drained)."""
+    started = time.monotonic()
+    while apply_lag(database_url)[1] and time.monotonic() - started < seconds:
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def lag_line(what: str, lags: list[float], unapplied: int) -> str:
+    ms = [x * 1000 for x in lags] or [float("nan")]
+    return (f"{what} ({len(lags)} events): p50 {pct(ms, 50):.0f} ms  p95 {pct(ms, 95):.0f} ms  p99 {pct(ms, 99):.0f} ms"
+            f"  max {max(ms):.0f} ms; {unapplied} unapplied")
 
 
 def main() -> None:
@@ -270,46 +329,51 @@ def main() -> None:
         from bench.common import wipe_postgres
 
         wipe_postgres(database_url)
-    bare_port, connector_port = free_port(), free_port()
-    processes = start_servers(args.server, database_url, tmp, bare_port, connector_port)
+    names = [*ANCHORS, "connector"]
+    ports = {name: free_port() for name in names}
+    processes = start_servers(args.server, database_url, tmp, ports)
     try:
-        wait_up(bare_port, processes[0])
-        wait_up(connector_port, processes[1])
+        for name in names:
+            wait_up(ports[name], processes[name])
         print(f"server: {args.server}; database: {database_url.split('@')[-1]}; {args.connections} connections, "
               f"{args.seconds:.0f} s per run, {args.repetitions} interleaved repetitions")
         offset = 0
-        closed = {"bare Flask": [], "connector": []}
+        closed: dict[str, list[float]] = {name: [] for name in names}
         for _ in range(args.repetitions):
-            for name, port in (("bare Flask", bare_port), ("connector", connector_port)):
-                ok, errors = in_process(closed_loop, port, args.connections, args.seconds, offset)
+            for name in names:
+                ok, errors = in_process(closed_loop, ports[name], args.connections, args.seconds, offset)
                 offset += 100_000
                 closed[name].append(ok / args.seconds)
                 if errors:
                     print(f"  ! {name}: {errors} non-200 answers")
-        bare_rate, ours = statistics.median(closed["bare Flask"]), statistics.median(closed["connector"])
+        rate = {name: statistics.median(runs) for name, runs in closed.items()}
         print("closed loop (median of runs, callbacks/s):")
-        print(f"  bare Flask  {bare_rate:8.0f}   runs {', '.join(f'{r:.0f}' for r in closed['bare Flask'])}")
-        print(f"  connector   {ours:8.0f}   runs {', '.join(f'{r:.0f}' for r in closed['connector'])}")
-        print(f"  ratio       {ours / bare_rate:8.2f}   (target >= 0.6)")
+        for name in names:
+            print(f"  {name:<11} {rate[name]:8.0f}   runs {', '.join(f'{r:.0f}' for r in closed[name])}")
+        print(f"  connector / bare Flask {rate['connector'] / rate['bare Flask']:5.2f}   (target >= 1.0)")
+        print(f"  connector / floor      {rate['connector'] / rate['floor']:5.2f}   "
+              f"(bare Flask / floor {rate['bare Flask'] / rate['floor']:.2f})")
+        drained = wait_applied(database_url)
+        print(lag_line(f"closed loop's backlog applied {drained:.1f} s after its last run; apply lag", *apply_lag(
+            database_url)))
 
         print(f"open loop at {args.rate:.0f}/s for {args.seconds:.0f} s (ms from the scheduled start):")
         p99s = {}
-        for name, port in (("bare Flask", bare_port), ("connector", connector_port)):
-            latencies, errors = in_process(open_loop, port, args.rate, args.seconds, offset)
+        before = last_event_id(database_url)
+        for name in names:
+            latencies, errors = in_process(open_loop, ports[name], args.rate, args.seconds, offset)
             offset += 100_000
             ms = [x * 1000 for x in latencies]
             p99s[name] = pct(ms, 99)
             print(f"  {name:<11} p50 {pct(ms, 50):6.1f}  p95 {pct(ms, 95):6.1f}  p99 {pct(ms, 99):6.1f}"
                   f"{f'  ({errors} non-200)' if errors else ''}")
-        print(f"  connector p99 {p99s['connector']:.1f} ms (target <= 15 ms, or <= 2x the bare p99 "
+        print(f"  connector p99 {p99s['connector']:.1f} ms (target <= 15 ms, or <= 2x the bare Flask p99 "
               f"{2 * p99s['bare Flask']:.1f} ms on a loaded machine)")
         time.sleep(2)  # let the worker finish the last batch
-        lags, unapplied = apply_lag(database_url)
-        ms = [x * 1000 for x in lags]
-        print(f"apply lag, commit to visible ({len(ms)} events): p50 {pct(ms, 50):.0f} ms  p95 {pct(ms, 95):.0f} ms"
-              f"  p99 {pct(ms, 99):.0f} ms  max {max(ms):.0f} ms (target p99 < 1000 ms); {unapplied} unapplied")
+        print(lag_line("apply lag at the open loop's rate, commit to visible", *apply_lag(database_url, before))
+              + " (target p99 < 1000 ms)")
     finally:
-        for proc in processes:
+        for proc in processes.values():
             proc.terminate()
             proc.wait(timeout=20)
 
