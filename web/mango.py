@@ -4,9 +4,9 @@ The PBX admin points the VPBX "API connector" at `<PUBLIC_BASE_URL>/mango`.
 
 A WSGI layer of its own in front of the web framework: a callback needs no session, no locale, no template,
 no routing table, so it reads the form, checks the key and the signature, validates, hands the message to the
-writer and answers, and nothing more (a tenth of what the framework's request costs; docs/performance.md). Its
-answers are the framework's to the byte: the same JSON, statuses, `Allow` headers and error texts
-(web/errors.py); an address under `/mango/` that is no callback goes on to the framework's 404.
+writer and answers, and nothing more (docs/performance.md). Its answers are the framework's to the byte: the
+same JSON, statuses, `Allow` headers and error texts (web/errors.py); an address under `/mango/` that is no
+callback goes on to the framework's 404.
 """
 from __future__ import annotations
 
