@@ -25,8 +25,9 @@ def _row(session: Session, initial: dict, *, scope: str = GLOBAL, for_update: bo
 
 
 def current_policy(session: Session, initial: Policy) -> Policy:
-    values = {**initial.as_dict(), **_row(session, initial.as_dict()).values}
-    return validate_policy(Policy(**{k: v for k, v in values.items() if k in initial.as_dict()}))
+    defaults = initial.as_dict()  # once: a dataclass's asdict copies every field deeply
+    values = {**defaults, **_row(session, defaults).values}
+    return validate_policy(Policy(**{k: v for k, v in values.items() if k in defaults}))
 
 
 def settings_versions(session: Session) -> dict[str, int]:
