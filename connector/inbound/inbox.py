@@ -14,7 +14,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
@@ -88,8 +88,9 @@ class InboxApplier:
                     log.error("inbox: call %s event %s (%s) %s", event.entry_id, event.id, event.kind, event.error)
             apply_messages(s, self.ctx, messages)
             now = datetime.now(timezone.utc)
-            for event in events:
-                event.applied_at = now
+            if events:  # one statement for the batch, not one per event
+                s.execute(update(InboundEvent).where(InboundEvent.id.in_([e.id for e in events]))
+                          .values(applied_at=now).execution_options(synchronize_session=False))
         for event in events:  # committed: visible now
             APPLY_LAG.observe(max(0.0, (now - event.received_at).total_seconds()))
         EVENTS_APPLIED.inc(len(events))
