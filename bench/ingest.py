@@ -5,6 +5,7 @@ and a bare WSGI callable that reads the body and answers (the floor of the serve
     .venv/bin/python bench/ingest.py                       # SQLite in a temporary directory
     .venv/bin/python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
     .venv/bin/python bench/ingest.py --server gunicorn --database-url postgresql+psycopg://...   # production set-up
+    .venv/bin/python bench/ingest.py --intake-only     # the request path alone: nothing applies what is stored
 
 `--server waitress` (default) is `connector serve` with its embedded worker; `--server gunicorn` is the
 Procfile's set-up: gunicorn with gevent workers (gunicorn.conf.py) and a standalone `connector worker`, the
@@ -240,15 +241,17 @@ def connector_env(database_url: str, data_dir: str, port: int) -> dict:
 ANCHORS = {"floor": FLOOR_APP, "bare Flask": BARE_APP}  # name -> its program under waitress
 
 
-def start_servers(server: str, database_url: str, data_dir: str, ports: dict[str, int]) -> dict[str, subprocess.Popen]:
-    """The anchors and the connector (with whatever applies its events), under `server`; by name."""
+def start_servers(server: str, database_url: str, data_dir: str, ports: dict[str, int], *,
+                  apply: bool = True) -> dict[str, subprocess.Popen]:
+    """The anchors and the connector (with whatever applies its events, unless not `apply`), under `server`."""
     env = connector_env(database_url, data_dir, ports["connector"])
     # Logs go to files: a pipe nobody reads fills up and stalls the server at its next log line.
     logs = iter(open(Path(data_dir, f"server-{n}.log"), "w") for n in range(4))
     if server == "waitress":
         started = {name: subprocess.Popen([sys.executable, "-c", program, str(ports[name])], stdout=next(logs),
                                           stderr=subprocess.STDOUT) for name, program in ANCHORS.items()}
-        started["connector"] = subprocess.Popen([sys.executable, "-c", "import app; app.main()", "serve"], cwd=ROOT,
+        serve = ["serve"] if apply else ["serve", "--no-worker"]
+        started["connector"] = subprocess.Popen([sys.executable, "-c", "import app; app.main()", *serve], cwd=ROOT,
                                                 env=env, stdout=next(logs), stderr=subprocess.STDOUT)
         return started
     subprocess.run([str(BIN / "connector"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
@@ -261,8 +264,9 @@ def start_servers(server: str, database_url: str, data_dir: str, ports: dict[str
                                          stderr=subprocess.STDOUT)
     started["connector"] = subprocess.Popen([*gunicorn, "app:create_app()"], cwd=ROOT, env=env, stdout=next(logs),
                                             stderr=subprocess.STDOUT)
-    started["worker"] = subprocess.Popen([str(BIN / "connector"), "worker"], cwd=ROOT, env=env, stdout=next(logs),
-                                         stderr=subprocess.STDOUT)
+    if apply:
+        started["worker"] = subprocess.Popen([str(BIN / "connector"), "worker"], cwd=ROOT, env=env,
+                                             stdout=next(logs), stderr=subprocess.STDOUT)
     return started
 
 
@@ -321,6 +325,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--server", choices=["waitress", "gunicorn"], default="waitress")
+    parser.add_argument("--intake-only", action="store_true",
+                        help="nothing applies the stored callbacks (`serve --no-worker`, no `connector worker`): "
+                             "the request path alone, to tell its cost from applying's")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="ingest-bench-")
@@ -331,11 +338,12 @@ def main() -> None:
         wipe_postgres(database_url)
     names = [*ANCHORS, "connector"]
     ports = {name: free_port() for name in names}
-    processes = start_servers(args.server, database_url, tmp, ports)
+    processes = start_servers(args.server, database_url, tmp, ports, apply=not args.intake_only)
     try:
         for name in names:
             wait_up(ports[name], processes[name])
-        print(f"server: {args.server}; database: {database_url.split('@')[-1]}; {args.connections} connections, "
+        print(f"server: {args.server}{' (intake only: nothing applies)' if args.intake_only else ''}; "
+              f"database: {database_url.split('@')[-1]}; {args.connections} connections, "
               f"{args.seconds:.0f} s per run, {args.repetitions} interleaved repetitions")
         offset = 0
         closed: dict[str, list[float]] = {name: [] for name in names}
@@ -353,9 +361,10 @@ def main() -> None:
         print(f"  connector / bare Flask {rate['connector'] / rate['bare Flask']:5.2f}   (target >= 1.0)")
         print(f"  connector / floor      {rate['connector'] / rate['floor']:5.2f}   "
               f"(bare Flask / floor {rate['bare Flask'] / rate['floor']:.2f})")
-        drained = wait_applied(database_url)
-        print(lag_line(f"closed loop's backlog applied {drained:.1f} s after its last run; apply lag", *apply_lag(
-            database_url)))
+        if not args.intake_only:
+            drained = wait_applied(database_url)
+            print(lag_line(f"closed loop's backlog applied {drained:.1f} s after its last run; apply lag",
+                           *apply_lag(database_url)))
 
         print(f"open loop at {args.rate:.0f}/s for {args.seconds:.0f} s (ms from the scheduled start):")
         p99s = {}
@@ -369,9 +378,10 @@ def main() -> None:
                   f"{f'  ({errors} non-200)' if errors else ''}")
         print(f"  connector p99 {p99s['connector']:.1f} ms (target <= 15 ms, or <= 2x the bare Flask p99 "
               f"{2 * p99s['bare Flask']:.1f} ms on a loaded machine)")
-        time.sleep(2)  # let the worker finish the last batch
-        print(lag_line("apply lag at the open loop's rate, commit to visible", *apply_lag(database_url, before))
-              + " (target p99 < 1000 ms)")
+        if not args.intake_only:
+            time.sleep(2)  # let the worker finish the last batch
+            print(lag_line("apply lag at the open loop's rate, commit to visible", *apply_lag(database_url, before))
+                  + " (target p99 < 1000 ms)")
     finally:
         for proc in processes.values():
             proc.terminate()
