@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from connector.core.models import InboundEvent
 from connector.inbound.inbox import InboxWriter
 from connector.inbound.mango import callbacks
-from tests.conftest import counted_statements, dtmf
+from tests.conftest import DATABASES, counted_statements, dtmf
 
 
 def message(n: int, entry: str = "call-w"):
@@ -38,7 +38,7 @@ def submit_all(writer, messages, results, errors):
     assert not any(t.is_alive() for t in threads), "a request is still waiting for its commit"
 
 
-@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("db_url", DATABASES, indirect=True)
 def test_callbacks_that_come_together_share_commits_and_each_learns_its_own_outcome(db):
     writer = InboxWriter(db)
     messages = [message(n) for n in range(60)] + [message(0)]  # the last repeats the first

@@ -25,7 +25,7 @@ from connector.core.validation import text_problem
 from connector.inbound.inbox import InboxWriter
 from connector.inbound.mango import callbacks as mango
 from connector.inbound.mango.credentials import CALLBACK_SECONDS, CredentialStore
-from connector.inbound.pbx import SignatureRejected
+from connector.inbound.pbx import CallbackRejected, PayloadRejected, SignatureRejected
 from web.errors import FAILURES, failure_answer, http_error_message, one_line
 from web.security import HEADERS as BROWSER_HEADERS
 
@@ -43,12 +43,10 @@ Content = tuple[str, dict, "int | None"]  # the body's media type (lower case), 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
-class Refused(Exception):
-    """A callback answered with a 4xx before it reaches the PBX's rules."""
+class NotAForm(CallbackRejected):
+    """A body the PBX would never send: neither of FORMS."""
 
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
+    status = 415
 
 
 def normal_path(path: str) -> str:
@@ -104,11 +102,9 @@ class MangoCallbacks:
         try:
             content = _content(environ)
             stored = self._ping(environ, content) if kind == "ping" else self._event(environ, kind, content)
-        except Refused as exc:
-            return _refused(exc.status, exc.message)
         except HTTPException as exc:  # a body over the limit, a client gone mid-body
             return _refused(exc.code or 500, http_error_message(exc))
-        except FAILURES as exc:
+        except FAILURES as exc:  # refused (415, 400, 403), or the database's failure (503, 422, 409)
             return _refused(*failure_answer(exc))
         except Exception:  # noqa: BLE001 - answered as the framework answers what nobody foresaw, and logged
             log.exception("Exception on %s [POST]", environ.get("PATH_INFO"))
@@ -133,7 +129,7 @@ class MangoCallbacks:
 
     def _event(self, environ: dict, kind: str, content: Content) -> bool:
         if len(kind) > MAX_KIND or text_problem(kind) or not kind.isprintable():
-            raise Refused(400, f"path: the event name must be printable and at most {MAX_KIND} characters")
+            raise PayloadRejected(f"path: the event name must be printable and at most {MAX_KIND} characters")
         message = mango.parse(kind, self._verified_json(self._form(environ, content), content[0]))
         return self.intake.submit("mango", message)  # committed, with others waiting at the same moment
 
@@ -160,7 +156,7 @@ class MangoCallbacks:
 
     def _verified_json(self, form, mimetype: str) -> str:
         if mimetype not in FORMS:
-            raise Refused(415, f"expected {FORMS[0]} or {FORMS[1]}, got {mimetype or 'no content type'}")
+            raise NotAForm(f"expected {FORMS[0]} or {FORMS[1]}, got {mimetype or 'no content type'}")
         credentials = self.credentials.current(max_age=CALLBACK_SECONDS)  # no read on the way of a callback
         try:
             return mango.verify(form, credentials.api_key, credentials.salt)
