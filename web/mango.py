@@ -64,8 +64,8 @@ def callback_kind(path: str) -> str | None:
     rest = path[len(PREFIX) + 1:]
     if rest == "ping":
         return rest
-    group, slash, name = rest.partition("/")
-    return rest if group in GROUPS and slash and name and not name.startswith("/") else None
+    group, _, name = rest.partition("/")  # `normal_path` left no empty segment
+    return rest if group in GROUPS and name else None
 
 
 class MangoCallbacks:
@@ -122,10 +122,8 @@ class MangoCallbacks:
         mimetype, _, length = content
         if length or mimetype:
             form = self._form(environ, content)
-            if mimetype in FORMS and not form:
-                return None
-            self._verified_json(form, mimetype)
-        return None
+            if mimetype not in FORMS or form:
+                self._verified_json(form, mimetype)
 
     def _event(self, environ: dict, kind: str, content: Content) -> bool:
         if len(kind) > MAX_KIND or text_problem(kind) or not kind.isprintable():

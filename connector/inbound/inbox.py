@@ -148,7 +148,7 @@ class InboxWriter:
 
     @property
     def waiting(self) -> int:
-        """Callbacks waiting for their commit now: more than one means the intake is full."""
+        """Callbacks waiting for their commit now."""
         return len(self._waiting)
 
     def submit(self, source: str, message: InboundMessage, *, timeout: float = 30.0) -> bool:

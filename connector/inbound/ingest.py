@@ -86,9 +86,7 @@ def _receive_statement(rows: int, placeholder: str) -> str:
 @functools.lru_cache(maxsize=8)
 def _stamp_for(dialect: Dialect):
     """How the driver is handed a moment, as SQLAlchemy hands it (UTCDateTime: naive UTC; SQLite: its text)."""
-    column = UTCDateTime()
-    bind = column.dialect_impl(dialect).bind_processor(dialect)
-    return lambda moment: bind(moment) if bind else column.process_bind_param(moment, dialect)
+    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
 
 
 def receive_many(conn: Session | Connection, messages: list[tuple[str, InboundMessage]], *,
