@@ -105,6 +105,44 @@ def test_a_request_that_dies_while_leading_hands_the_lead_on(db, monkeypatch):
     assert stored(db) == 11
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_callbacks_in_the_commit_of_a_request_that_dies_are_told_it_failed(db, monkeypatch):
+    """Those whose message was in the cut-short commit are never answered as stored (nor as duplicates): they
+    hear the database failed (503), and the PBX sends them again."""
+    writer = InboxWriter(db)
+    store, calls, queued = writer._store, [], threading.Event()
+
+    class Stopped(BaseException):
+        pass
+
+    def second_dies(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            queued.wait(5)  # the others wait behind the first commit, to share the second
+            store(batch)
+        else:
+            raise Stopped()
+
+    monkeypatch.setattr(writer, "_store", second_dies)
+    first = threading.Thread(target=lambda: writer.submit("mango", message(0)))
+    first.start()
+    while not calls:
+        threading.Event().wait(0.01)
+    results, errors = {}, {}
+    followers = threading.Thread(target=submit_all, args=(writer, [message(n) for n in range(1, 6)], results, errors))
+    followers.start()
+    while writer.waiting < 5:
+        threading.Event().wait(0.01)
+    queued.set()
+    first.join(10)
+    followers.join(20)
+    assert calls == [1, 5]
+    dead_leader = [i for i, e in errors.items() if isinstance(e, Stopped)]
+    assert len(dead_leader) == 1 and not results
+    assert all(isinstance(e, OperationalError) for i, e in errors.items() if i not in dead_leader)
+    assert stored(db) == 1
+
+
 def _raises(writer, m):
     try:
         writer.submit("mango", m)

@@ -177,6 +177,9 @@ class InboxWriter:
         try:
             self._store_batch(batch)
         finally:  # whatever happened, the lead goes on: nobody waits for a leader that is gone
+            for ticket in batch:
+                if ticket.stored is None and ticket.error is None:  # the leader died mid-commit: never "stored"
+                    ticket.error = OperationalError("inbox writer", {}, InterruptedError("the commit was cut short"))
             with self._lock:
                 successor = self._waiting[0] if self._waiting else None
                 if successor is None:
