@@ -8,7 +8,8 @@ import pytest
 
 from connector.delivery.contract import PermanentError, TransientError
 from connector.delivery.mail import Mail, Mailer, MailSecurity, MailSettings
-from tests.fakes.smtp import PASSWORD, certificate, free_port, smtp_server
+from tests.fakes.smtp import PASSWORD, certificate, smtp_server
+from tests.ports import free_port
 
 
 MAIL = Mail(to="sam@example.ru", subject="Низкая оценка: 3 — Анна Смирнова", text="Оценка 3.\nОткройте звонок.",

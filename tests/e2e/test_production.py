@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from connector.inbound.mango.callbacks import signed_form
-from tests.e2e.test_serve_and_simulate import applied_call, free_port, running_connector
+from tests.e2e.test_serve_and_simulate import applied_call, running_connector
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,8 @@ import pytest
 import requests
 from openpyxl import load_workbook
 
-from tests.e2e.test_serve_and_simulate import free_port, running_connector, simulate
+from tests.e2e.test_serve_and_simulate import running_connector, simulate
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

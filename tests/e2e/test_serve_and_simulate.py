@@ -11,13 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.ports import free_port
+
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

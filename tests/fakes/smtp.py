@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime
 import email
 import email.policy
-import socket
 import ssl
 from contextlib import contextmanager
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.ports import free_port
 
 PASSWORD = "s3cret-mail-password"
 
@@ -39,12 +40,6 @@ def authenticate(server, session, envelope, mechanism, auth_data):
     ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"alerts",
                                                                                             PASSWORD.encode())
     return AuthResult(success=ok, handled=False)  # aiosmtpd then answers 535 itself on a failure
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def certificate(tmp_path):

@@ -18,7 +18,8 @@ from connector.console.report_mail import subscribe
 from connector.core.models import Alert, AlertStatus, Call, ReportPeriod
 from connector.core.users import add_user
 from tests.conftest import summary
-from tests.fakes.smtp import free_port, smtp_settings
+from tests.fakes.smtp import smtp_settings
+from tests.ports import free_port
 from tests.processes import process_env, start_worker, stop
 
 pytestmark = pytest.mark.e2e

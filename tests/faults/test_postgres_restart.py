@@ -17,7 +17,8 @@ import requests
 from connector.core.db import Database, upgrade
 from connector.inbound.mango.callbacks import signed_form
 from tests.delivery_helpers import TOKEN
-from tests.e2e.test_serve_and_simulate import free_port, running_connector
+from tests.e2e.test_serve_and_simulate import running_connector
+from tests.ports import free_port
 from tests.fakes.amocrm import FakeAmo, create_fake_app
 from tests.fakes.server import serving
 from tests.ledger import ScoredCalls, assert_exactly_once, report, tally, wait_until_settled
