@@ -70,8 +70,7 @@ def main() -> None:
             for kind, payload in (("events/dtmf", dtmf(f"q{i}", str(1 + i % 10))),
                                   ("events/summary", summary(f"q{i}", customer=phone))):
                 messages.append(("mango", mango.parse(kind, mango.signed_form(KEY, SALT, payload)["json"])))
-        with db.connection() as conn:
-            receive_many(conn, messages)
+        db.write_statement(lambda conn: receive_many(conn, messages))
     print(f"seeded {args.calls:,} calls ({2 * args.calls:,} events) in the inbox in {time.monotonic() - started:.0f} s")
 
     with serving(create_fake_app(fake)) as amo_url:

@@ -169,11 +169,13 @@ def counted_statements(db, *, verbs: bool = True):
     def count(conn, cursor, statement, *args):
         statements.append(statement.split()[0].upper() if verbs else statement)
 
-    event.listen(db.engine, "before_cursor_execute", count)
+    for engine in db.engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         yield statements
     finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+        for engine in db.engines:
+            event.remove(engine, "before_cursor_execute", count)
 
 
 def csrf_token(page) -> str:

@@ -35,8 +35,8 @@ COUNTS = select(*(select(func.count()).select_from(m).scalar_subquery()
 
 def rows(db) -> tuple:
     """Every table a request could write to, counted in one statement."""
-    with db.connection() as conn:
-        return tuple(conn.execute(COUNTS).one())
+    with db.reading() as session:
+        return tuple(session.execute(COUNTS).one())
 
 
 def fuzz(examples: int):

@@ -5,7 +5,7 @@ import json
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from connector.core.models import InboundEvent
@@ -163,3 +163,49 @@ def test_when_the_database_is_down_every_waiting_callback_hears_it(db, monkeypat
     submit_all(writer, [message(n) for n in range(8)], results, errors)
     assert len(errors) == 8 and all(isinstance(e, OperationalError) for e in errors.values())
     assert stored(db) == 0
+
+
+POSTGRESQL = [p for p in DATABASES if p != "sqlite"]
+
+
+def backend_pids(db) -> set[int]:
+    """The server processes of the connections `db` hands out from now on (recorded as each is checked out)."""
+    pids: set[int] = set()
+    for engine in db.engines:
+        event.listen(engine, "checkout", lambda dbapi, record, proxy: pids.add(dbapi.info.backend_pid))
+    return pids
+
+
+@pytest.mark.parametrize("db_url", POSTGRESQL, indirect=True)
+def test_a_commit_reaches_postgresql_in_one_round_trip(db, tmp_path):
+    writer = InboxWriter(db)
+    pooled = []
+    for engine in db.engines:
+        event.listen(engine, "checkout", lambda dbapi, record, proxy: pooled.append(dbapi))
+    writer.submit("mango", message(0))  # the pool holds its connection now
+    trace_path = tmp_path / "libpq.trace"
+    with open(trace_path, "w") as trace:
+        for connection in pooled:
+            connection.pgconn.trace(trace.fileno())
+        assert writer.submit("mango", message(1)) is True
+        for connection in pooled:
+            connection.pgconn.untrace()
+    # What the client sent the server (libpq's trace: "F" lines), ending in Sync once per round trip: no ping
+    # before the statement, no BEGIN and no COMMIT around it (the insert commits itself).
+    sent = [line.split("\t")[3] for line in trace_path.read_text().splitlines() if line.split("\t")[1:2] == ["F"]]
+    assert sent.count("Sync") + sent.count("Query") == 1, sent
+    assert stored(db) == 2
+
+
+@pytest.mark.parametrize("db_url", POSTGRESQL, indirect=True)
+def test_a_connection_the_server_dropped_costs_no_callback(db):
+    writer = InboxWriter(db)
+    pids = backend_pids(db)
+    assert writer.submit("mango", message(0)) is True
+    pooled = set(pids)
+    with db.transaction() as s:  # the server ends the pooled connection, as a restart or an idle timeout does
+        for pid in pooled:
+            s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    assert writer.submit("mango", message(1)) is True  # sent again on a new connection, once
+    assert writer.submit("mango", message(1)) is False
+    assert stored(db) == 2

@@ -1,8 +1,9 @@
 """Engine and sessions. SQLite (WAL) by default; PostgreSQL through DATABASE_URL.
 
 Two kinds of transaction:
-- `transaction()` / `connection()` write. On SQLite they take the write lock at BEGIN (BEGIN IMMEDIATE),
-  and the threads of one process queue for it on `Database._writer`.
+- `transaction()` / `write_statement()` write. On SQLite they take the write lock at BEGIN (BEGIN IMMEDIATE),
+  and the threads of one process queue for it on `Database._writer`. `write_statement` is the webhook's:
+  one statement that commits itself, on PostgreSQL in one round trip.
 - `reading()` only reads, and never waits for a writer nor makes one wait: on SQLite a deferred BEGIN
   on a connection that cannot write (`PRAGMA query_only`), a WAL snapshot taken at its first read, and
   never the process's writer lock; on PostgreSQL `REPEATABLE READ, READ ONLY`. Exports, reports, pages,
@@ -15,12 +16,14 @@ import os
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import Select, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -90,6 +93,16 @@ class Database:
         # Threads of one process queue on this lock, handed over at once, instead of on SQLite's
         # busy handler, which sleeps 1, 2, 5, 10 ms... between tries (half of a busy webhook's time).
         self._writer = nullcontext() if self.is_postgres else threading.RLock()
+        # The webhook's one statement on PostgreSQL: in autocommit it is its own transaction (no BEGIN and
+        # COMMIT round trips), on a pool of its own without the ping before each use (one more round trip);
+        # a connection found dead is met by `write_statement` instead.
+        self._statements = (create_engine(url, hide_parameters=True, isolation_level="AUTOCOMMIT")
+                            if self.is_postgres else None)
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Every engine this database's statements run on (for what watches them all, such as a count)."""
+        return (self.engine,) if self._statements is None else (self.engine, self._statements)
 
     @property
     def is_postgres(self) -> bool:
@@ -110,11 +123,22 @@ class Database:
         with self._reads() as session, session.begin():
             yield session
 
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """A transaction on a plain connection, for a hot path that needs no ORM (the webhook's insert)."""
-        with self._writer, self.engine.begin() as conn:
-            yield conn
+    def write_statement(self, work: Callable[[Connection], T]) -> T:
+        """`work(connection)` runs ONE write statement on a plain connection (a hot path that needs no ORM: the
+        webhook's insert), committed when it returns; what it returns. On PostgreSQL the statement commits
+        itself; a pooled connection the server dropped (a restart) fails before anything is written, and the
+        statement is sent once more on a new one. On SQLite: BEGIN IMMEDIATE ... COMMIT, as `transaction()`."""
+        if self._statements is None:
+            with self._writer, self.engine.begin() as conn:
+                return work(conn)
+        try:
+            with self._statements.connect() as conn:
+                return work(conn)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        with self._statements.connect() as conn:  # the pool was emptied of the dead ones
+            return work(conn)
 
     def ping(self) -> bool:
         with self._read_engine.connect() as conn:
@@ -122,6 +146,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._statements is not None:
+            self._statements.dispose()
 
 
 def get_or_create(session: Session, query: Select, make):

@@ -207,7 +207,7 @@ class InboxWriter:
                     ticket.error = exc
 
     def _store(self, batch: list[_Ticket]) -> None:
-        with self.db.connection() as conn:
-            results = receive_many(conn, [(t.source, t.message) for t in batch])
+        messages = [(t.source, t.message) for t in batch]
+        results = self.db.write_statement(lambda conn: receive_many(conn, messages))
         for ticket, stored in zip(batch, results):
             ticket.stored = stored
