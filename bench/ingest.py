@@ -148,10 +148,61 @@ def _post(conn: http.client.HTTPConnection, path: str, body: str) -> int:
     return response.status
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent on anything but idling, since boot (Linux's /proc/stat)."""
+    user, nice, system, idle, iowait, *rest = map(int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:])
+    return (user + nice + system + sum(rest[:3])) / TICK  # irq, softirq, steal
+
+
+def process_tree(pid: int) -> set[int]:
+    """`pid` and its descendants now (a gunicorn master's workers)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                pass  # ended meanwhile
+    tree, grown = {pid}, True
+    while grown:
+        found = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grown = bool(found)
+    return tree
+
+
+def postgres_processes() -> set[int]:
+    """The PostgreSQL server's processes on this machine (its backends do the database's share of the work)."""
+    return {int(e.name) for e in Path("/proc").iterdir()
+            if e.name.isdigit() and _read(e / "comm").startswith("postgres")}
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pids: set[int]) -> float:
+    """User and system CPU seconds the processes have used so far."""
+    total = 0
+    for pid in pids:
+        fields = _read(Path(f"/proc/{pid}/stat")).rsplit(")", 1)[-1].split()
+        if len(fields) > 12:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
 def closed_loop(port: int, connections: int, seconds: float, offset: int, queue) -> None:
-    """In its own process: `connections` clients post back to back; reports (count, errors)."""
+    """In its own process: `connections` clients post back to back; reports (count, errors, the machine's
+    busy CPU seconds while they posted: the load itself included, the making of the bodies not)."""
     work = bodies(int(8000 * seconds), offset)  # more than any server here answers: the run is never cut short
     lock, cursor, counts = threading.Lock(), [0], [0, 0]
+    busy_before = machine_busy()
     stop_at = time.monotonic() + seconds
 
     def client():
@@ -171,7 +222,7 @@ def closed_loop(port: int, connections: int, seconds: float, offset: int, queue)
         t.start()
     for t in threads:
         t.join()
-    queue.put(tuple(counts))
+    queue.put((*counts, machine_busy() - busy_before))
 
 
 def open_loop(port: int, rate: float, seconds: float, offset: int, queue) -> None:
@@ -347,11 +398,22 @@ def main() -> None:
               f"{args.seconds:.0f} s per run, {args.repetitions} interleaved repetitions")
         offset = 0
         closed: dict[str, list[float]] = {name: [] for name in names}
+        spent: dict[str, dict[str, float]] = {name: {} for name in names}  # CPU seconds by part, callbacks
         for _ in range(args.repetitions):
             for name in names:
-                ok, errors = in_process(closed_loop, ports[name], args.connections, args.seconds, offset)
+                parts = {"server": process_tree(processes[name].pid)}
+                if name == "connector" and "worker" in processes:
+                    parts["worker"] = process_tree(processes["worker"].pid)
+                if database_url.startswith("postgresql"):
+                    parts["PostgreSQL"] = postgres_processes()
+                before = {part: cpu_seconds(pids) for part, pids in parts.items()}
+                ok, errors, busy = in_process(closed_loop, ports[name], args.connections, args.seconds, offset)
                 offset += 100_000
                 closed[name].append(ok / args.seconds)
+                for part, pids in parts.items():
+                    spent[name][part] = spent[name].get(part, 0.0) + cpu_seconds(pids) - before[part]
+                for part, value in (("machine", busy), ("callbacks", ok)):
+                    spent[name][part] = spent[name].get(part, 0.0) + value
                 if errors:
                     print(f"  ! {name}: {errors} non-200 answers")
         rate = {name: statistics.median(runs) for name, runs in closed.items()}
@@ -361,6 +423,12 @@ def main() -> None:
         print(f"  connector / bare Flask {rate['connector'] / rate['bare Flask']:5.2f}   (target >= 1.0)")
         print(f"  connector / floor      {rate['connector'] / rate['floor']:5.2f}   "
               f"(bare Flask / floor {rate['bare Flask'] / rate['floor']:.2f})")
+        print(f"CPU per callback in the closed loop, µs (the machine: every process on its {os.cpu_count()} cores, "
+              "the load's own included):")
+        for name in names:
+            used = spent[name]
+            print(f"  {name:<11} " + "  ".join(f"{part} {1e6 * used[part] / used['callbacks']:4.0f}"
+                                                for part in used if part != "callbacks"))
         if not args.intake_only:
             drained = wait_applied(database_url)
             print(lag_line(f"closed loop's backlog applied {drained:.1f} s after its last run; apply lag",
