@@ -197,6 +197,22 @@ def test_a_commit_reaches_postgresql_in_one_round_trip(db, tmp_path):
     assert stored(db) == 2
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_commit_on_sqlite_is_its_one_statement(db):
+    writer = InboxWriter(db)
+    pooled = []
+    event.listen(db.engine, "checkout", lambda dbapi, record, proxy: pooled.append(dbapi))
+    writer.submit("mango", message(0))
+    run = []
+    for connection in pooled:
+        connection.set_trace_callback(run.append)  # every statement SQLite runs on it, BEGIN and COMMIT too
+    assert writer.submit("mango", message(1)) is True
+    for connection in pooled:
+        connection.set_trace_callback(None)
+    assert [statement.split()[0] for statement in run] == ["INSERT"]  # its own transaction: no BEGIN, no COMMIT
+    assert stored(db) == 2
+
+
 @pytest.mark.parametrize("db_url", POSTGRESQL, indirect=True)
 def test_a_connection_the_server_dropped_costs_no_callback(db):
     writer = InboxWriter(db)

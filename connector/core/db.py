@@ -3,7 +3,7 @@
 Two kinds of transaction:
 - `transaction()` / `write_statement()` write. On SQLite they take the write lock at BEGIN (BEGIN IMMEDIATE),
   and the threads of one process queue for it on `Database._writer`. `write_statement` is the webhook's:
-  one statement that commits itself, on PostgreSQL in one round trip.
+  one statement that commits itself (no BEGIN, no COMMIT), on PostgreSQL in one round trip.
 - `reading()` only reads, and never waits for a writer nor makes one wait: on SQLite a deferred BEGIN
   on a connection that cannot write (`PRAGMA query_only`), a WAL snapshot taken at its first read, and
   never the process's writer lock; on PostgreSQL `REPEATABLE READ, READ ONLY`. Exports, reports, pages,
@@ -43,6 +43,7 @@ def make_engine(url: str) -> Engine:
 
 
 READING = "connector_reading"  # the execution option that marks `Database.reading`'s connections
+ONE_STATEMENT = "connector_one_statement"  # ... and `Database.write_statement`'s: its statement commits itself
 
 
 def _sqlite_begin(conn) -> None:
@@ -53,6 +54,8 @@ def _sqlite_begin(conn) -> None:
     if info.get("query_only") != reading:  # pooled connections serve both: switch only when it changes
         dbapi.execute(f"PRAGMA query_only={'ON' if reading else 'OFF'}")
         info["query_only"] = reading
+    if conn.get_execution_options().get(ONE_STATEMENT):
+        return  # no BEGIN: the statement is its own transaction, taking and leaving the write lock itself
     # Deferred: in WAL it takes no lock at all, only a snapshot at its first read.
     dbapi.execute("BEGIN" if reading else "BEGIN IMMEDIATE")
 
@@ -93,16 +96,16 @@ class Database:
         # Threads of one process queue on this lock, handed over at once, instead of on SQLite's
         # busy handler, which sleeps 1, 2, 5, 10 ms... between tries (half of a busy webhook's time).
         self._writer = nullcontext() if self.is_postgres else threading.RLock()
-        # The webhook's one statement on PostgreSQL: in autocommit it is its own transaction (no BEGIN and
-        # COMMIT round trips), on a pool of its own without the ping before each use (one more round trip);
-        # a connection found dead is met by `write_statement` instead.
+        # The webhook's one statement, its own transaction. PostgreSQL: in autocommit (no BEGIN and COMMIT round
+        # trips), on a pool of its own without the ping before each use (one more round trip); a connection found
+        # dead is met by `write_statement` instead. SQLite: `_sqlite_begin` leaves out the BEGIN.
         self._statements = (create_engine(url, hide_parameters=True, isolation_level="AUTOCOMMIT")
-                            if self.is_postgres else None)
+                            if self.is_postgres else self.engine.execution_options(**{ONE_STATEMENT: True}))
 
     @property
     def engines(self) -> tuple[Engine, ...]:
         """Every engine this database's statements run on (for what watches them all, such as a count)."""
-        return (self.engine,) if self._statements is None else (self.engine, self._statements)
+        return (self.engine, self._statements) if self.is_postgres else (self.engine,)
 
     @property
     def is_postgres(self) -> bool:
@@ -127,9 +130,11 @@ class Database:
         """`work(connection)` runs ONE write statement on a plain connection (a hot path that needs no ORM: the
         webhook's insert), committed when it returns; what it returns. On PostgreSQL the statement commits
         itself; a pooled connection the server dropped (a restart) fails before anything is written, and the
-        statement is sent once more on a new one. On SQLite: BEGIN IMMEDIATE ... COMMIT, as `transaction()`."""
-        if self._statements is None:
-            with self._writer, self.engine.begin() as conn:
+        statement is sent once more on a new one. On SQLite too the statement is its own transaction (no BEGIN
+        IMMEDIATE, no COMMIT: each a trip through the driver that lets other threads take the interpreter),
+        under the process's writer lock as any write."""
+        if not self.is_postgres:
+            with self._writer, self._statements.begin() as conn:
                 return work(conn)
         try:
             with self._statements.connect() as conn:
@@ -146,7 +151,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._statements is not None:
+        if self.is_postgres:
             self._statements.dispose()
 
 
