@@ -56,10 +56,11 @@ def calls_for_update(session: Session, entry_ids: list[str]) -> dict[str, Call]:
     with their scores and CRM records loaded: three round trips whatever the number of calls."""
     wanted = sorted(set(entry_ids))
     now = datetime.now(timezone.utc)
-    session.execute(_insert(session, Call.__table__).values([{"entry_id": e, "first_seen_at": now, "listed_at": now,
-                                                              "updated_at": now, "decision_record": False}
-                                                             for e in wanted])
-                    .on_conflict_do_nothing(index_elements=["entry_id"]))
+    # One row's statement for many rows (executemany): compiled once for good, where a VALUES list is
+    # compiled again for every batch (its shape changes with the number of rows).
+    session.execute(_insert(session, Call.__table__).on_conflict_do_nothing(index_elements=["entry_id"]),
+                    [{"entry_id": e, "first_seen_at": now, "listed_at": now, "updated_at": now,
+                      "decision_record": False} for e in wanted])
     rows = session.scalars(select(Call).where(Call.entry_id.in_(wanted)).order_by(Call.id).with_for_update()
                            .options(selectinload(Call.scores), selectinload(Call.crm_records))
                            .execution_options(populate_existing=True))
