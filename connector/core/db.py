@@ -1,9 +1,9 @@
 """Engine and sessions. SQLite (WAL) by default; PostgreSQL through DATABASE_URL.
 
 Two kinds of transaction:
-- `transaction()` / `write_statement()` write. On SQLite they take the write lock at BEGIN (BEGIN IMMEDIATE),
-  and the threads of one process queue for it on `Database._writer`. `write_statement` is the webhook's:
-  one statement that commits itself (no BEGIN, no COMMIT), on PostgreSQL in one round trip.
+- `transaction()` and `write_statement()` write, and on SQLite the threads of one process queue for the write
+  lock on `Database._writer`. A transaction takes SQLite's lock at BEGIN (BEGIN IMMEDIATE); `write_statement`
+  is the webhook's: one statement that is its own transaction (no BEGIN, no COMMIT), on PostgreSQL one round trip.
 - `reading()` only reads, and never waits for a writer nor makes one wait: on SQLite a deferred BEGIN
   on a connection that cannot write (`PRAGMA query_only`), a WAL snapshot taken at its first read, and
   never the process's writer lock; on PostgreSQL `REPEATABLE READ, READ ONLY`. Exports, reports, pages,
@@ -130,7 +130,8 @@ class Database:
         """`work(connection)` runs ONE write statement on a plain connection (a hot path that needs no ORM: the
         webhook's insert), committed when it returns; what it returns. On PostgreSQL the statement commits
         itself; a pooled connection the server dropped (a restart) fails before anything is written, and the
-        statement is sent once more on a new one. On SQLite too the statement is its own transaction (no BEGIN
+        statement is sent once more on a new one (were it written after all, the webhook's insert would find it
+        there: a duplicate, acknowledged as one). On SQLite too the statement is its own transaction (no BEGIN
         IMMEDIATE, no COMMIT: each a trip through the driver that lets other threads take the interpreter),
         under the process's writer lock as any write."""
         if not self.is_postgres:
