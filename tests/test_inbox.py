@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import func, select
 
 from connector.core.models import Call, InboundEvent, Score
+from connector.core.runtime_settings import current_policy
 from tests.conftest import counted_statements, dtmf, recording, summary
 
 
@@ -43,6 +44,8 @@ def test_a_batch_costs_a_few_round_trips_not_a_few_per_event(client, mango_post,
         post_only(client, mango_post, "events/dtmf", dtmf(entry, str(1 + n % 9)))
         post_only(client, mango_post, "events/recording", recording(entry, f"rec-{n}"))
         post_only(client, mango_post, "events/summary", summary(entry))
+    with db.transaction() as s:  # the settings as after the first batch ever (which seeds them)
+        current_policy(s, client.application.extensions["connector"].ingest.initial_policy)
     with counted_statements(db, verbs=False) as statements:
         assert mango_post.apply() == 120
     # 120 events of 40 calls, 36 of them scored low (1 to 8: a follow-up each). PostgreSQL inserts the new scores,
@@ -52,6 +55,9 @@ def test_a_batch_costs_a_few_round_trips_not_a_few_per_event(client, mango_post,
     # Low scores notify the supervisors: they are looked up once per batch, not per score.
     batches = sum(1 for q in statements if "FROM inbound_events" in q and "ORDER BY inbound_events.id" in q)
     assert sum(1 for q in statements if "FROM users" in q) <= batches, [q[:80] for q in statements]
+    # The policy in force, with every line's override: one read a batch.
+    applying = sum(1 for q in statements if q.startswith("UPDATE inbound_events"))  # the batches that applied any
+    assert sum(1 for q in statements if "FROM runtime_settings" in q) == applying, [q[:80] for q in statements]
     follow_ups = 2  # the batch's low scores' follow-ups: one look-up and one insert, whatever their number
     alerts = 1  # the alerts' routes, looked up once for a batch with low scores (none here: nothing more)
     assert len(statements) <= 25 + follow_ups + alerts + batches + new_rows, "\n".join(q[:150] for q in statements)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from connector.core.db import get_or_create
@@ -26,8 +26,12 @@ def _row(session: Session, initial: dict, *, scope: str = GLOBAL, for_update: bo
 
 def current_policy(session: Session, initial: Policy) -> Policy:
     defaults = initial.as_dict()  # once: a dataclass's asdict copies every field deeply
-    values = {**defaults, **_row(session, defaults).values}
-    return validate_policy(Policy(**{k: v for k, v in values.items() if k in defaults}))
+    return _policy(defaults, _row(session, defaults).values)
+
+
+def _policy(defaults: dict, values: dict) -> Policy:
+    merged = {**defaults, **values}
+    return validate_policy(Policy(**{k: v for k, v in merged.items() if k in defaults}))
 
 
 def settings_versions(session: Session) -> dict[str, int]:
@@ -60,11 +64,13 @@ LINE_PREFIX = "line:"
 
 
 def current_policies(session: Session, initial: Policy) -> Policies:
-    """The global policy with every line's override (one more query, however many lines)."""
-    base = current_policy(session, initial)
-    rows = session.execute(select(RuntimeSettings.scope, RuntimeSettings.values)
-                           .where(RuntimeSettings.scope.startswith(LINE_PREFIX))).all()
-    return Policies(base, {scope[len(LINE_PREFIX):]: dict(values) for scope, values in rows})
+    """The global policy with every line's override: one query, however many lines (every ingest batch asks)."""
+    rows = dict(session.execute(select(RuntimeSettings.scope, RuntimeSettings.values)
+                                .where(or_(RuntimeSettings.scope == GLOBAL,
+                                           RuntimeSettings.scope.startswith(LINE_PREFIX)))).all())
+    stored = rows.pop(GLOBAL, None)
+    base = current_policy(session, initial) if stored is None else _policy(initial.as_dict(), stored)  # seeds it
+    return Policies(base, {scope[len(LINE_PREFIX):]: dict(values) for scope, values in rows.items()})
 
 
 def line_override(session: Session, line: str) -> dict | None:
