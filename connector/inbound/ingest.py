@@ -9,8 +9,7 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Boolean, bindparam, select, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session, joinedload
 
@@ -57,20 +56,23 @@ def calls_for_update(session: Session, entry_ids: list[str]) -> dict[str, Call]:
     joined in the same query (a call has a few of each), which cost a third of what two more queries did."""
     wanted = sorted(set(entry_ids))
     now = datetime.now(timezone.utc)
-    # One row's statement for many rows (executemany): compiled once for good, where a VALUES list is
-    # compiled again for every batch (its shape changes with the number of rows).
-    session.execute(_insert(session, Call.__table__).on_conflict_do_nothing(index_elements=["entry_id"]),
-                    [{"entry_id": e, "first_seen_at": now, "listed_at": now, "updated_at": now,
-                      "decision_record": False} for e in wanted])
+    session.execute(_NEW_CALLS, [{"entry_id": e, "first_seen_at": now, "listed_at": now, "updated_at": now,
+                                  "decision_record": False} for e in wanted])
     rows = session.scalars(select(Call).where(Call.entry_id.in_(wanted)).order_by(Call.id).with_for_update(of=Call)
                            .options(joinedload(Call.scores), joinedload(Call.crm_records))
                            .execution_options(populate_existing=True)).unique()
     return {call.entry_id: call for call in rows}
 
 
-def _insert(session: Session, table):
-    """INSERT ... ON CONFLICT for the database in use (SQLite and PostgreSQL both have it)."""
-    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+# The calls an ingest batch needs, created where missing: one row's statement run for many rows (executemany).
+# Written out, as SQLite and PostgreSQL both read it: SQLAlchemy's own INSERT ... ON CONFLICT is compiled again
+# at every use (its dialects' inserts are not cached), which cost every batch a compilation.
+_NEW_CALLS = text("INSERT INTO calls (entry_id, first_seen_at, listed_at, updated_at, decision_record) "
+                  "VALUES (:entry_id, :first_seen_at, :listed_at, :updated_at, :decision_record) "
+                  "ON CONFLICT (entry_id) DO NOTHING").bindparams(
+    bindparam("entry_id", type_=Call.__table__.c.entry_id.type),
+    *(bindparam(name, type_=UTCDateTime()) for name in ("first_seen_at", "listed_at", "updated_at")),
+    bindparam("decision_record", type_=Boolean()))
 
 
 _COLUMNS = ("source", "kind", "dedupe_key", "entry_id", "payload", "received_at", "applied_at")
