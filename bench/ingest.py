@@ -161,11 +161,9 @@ def process_tree(pid: int) -> set[int]:
     """`pid` and its descendants now (a gunicorn master's workers)."""
     parents = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                pass  # ended meanwhile
+        fields = _read(entry / "stat").rsplit(")", 1)[-1].split() if entry.name.isdigit() else []
+        if len(fields) > 1:  # none: not a process, or it ended meanwhile
+            parents[int(entry.name)] = int(fields[1])
     tree, grown = {pid}, True
     while grown:
         found = {child for child, parent in parents.items() if parent in tree} - tree

@@ -17,8 +17,9 @@ def _worker_index() -> int:
     return int(worker.removeprefix("gw") or 0) % 10
 
 
-_candidates = itertools.cycle(range(_FIRST + _worker_index() * _SLICE + os.getpid() % _SLICE,
-                                    _FIRST + (_worker_index() + 1) * _SLICE))
+# The whole slice, from a point that differs between runs (a port just used may still be in TIME_WAIT).
+_start = os.getpid() % _SLICE
+_candidates = itertools.cycle(_FIRST + _worker_index() * _SLICE + (_start + n) % _SLICE for n in range(_SLICE))
 
 
 def free_port() -> int:

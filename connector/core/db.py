@@ -49,12 +49,13 @@ ONE_STATEMENT = "connector_one_statement"  # ... and `Database.write_statement`'
 def _sqlite_begin(conn) -> None:
     # Straight to the driver: this runs for every transaction, the webhook's included.
     dbapi = conn.connection.dbapi_connection
-    reading = bool(conn.get_execution_options().get(READING))
+    options = conn.get_execution_options()
+    reading = bool(options.get(READING))
     info = conn.connection.info
     if info.get("query_only") != reading:  # pooled connections serve both: switch only when it changes
         dbapi.execute(f"PRAGMA query_only={'ON' if reading else 'OFF'}")
         info["query_only"] = reading
-    if conn.get_execution_options().get(ONE_STATEMENT):
+    if options.get(ONE_STATEMENT):
         return  # no BEGIN: the statement is its own transaction, taking and leaving the write lock itself
     # Deferred: in WAL it takes no lock at all, only a snapshot at its first read.
     dbapi.execute("BEGIN" if reading else "BEGIN IMMEDIATE")
