@@ -26,7 +26,7 @@ from sqlalchemy import func, select  # noqa: E402
 from connector.core.db import Database, upgrade  # noqa: E402
 from connector.inbound.ingest import receive_many  # noqa: E402
 from connector.core.models import DeliveryJob, InboundEvent  # noqa: E402
-from connector.inbound.pbx import mango  # noqa: E402
+from connector.inbound.mango import callbacks as mango  # noqa: E402
 from tests.conftest import dtmf, summary  # noqa: E402
 from tests.fakes.amocrm import FakeAmo, create_fake_app  # noqa: E402
 from tests.fakes.server import serving  # noqa: E402
