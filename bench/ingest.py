@@ -1,6 +1,8 @@
-"""Ingest benchmark: signed MANGO callbacks into `connector serve`, beside two anchors under the same server
+"""Ingest benchmark: signed MANGO callbacks into `connector serve`, beside three anchors under the same server
 (waitress, 32 threads), measured in the same run: a bare Flask endpoint that parses the form and answers,
-and a bare WSGI callable that reads the body and answers (the floor of the server itself).
+a bare WSGI callable that reads the body and answers (the floor of the server itself), and that callable
+storing each body durably before it answers (the stored floor: the least any connector must do, so the most
+any could reach here).
 
     .venv/bin/python bench/ingest.py                       # SQLite in a temporary directory
     .venv/bin/python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
@@ -12,7 +14,7 @@ Procfile's set-up: gunicorn with gevent workers (gunicorn.conf.py) and a standal
 anchors then under the same gunicorn settings.
 
 Closed loop: `--connections` keep-alive clients post as fast as answers come, for `--seconds`;
-three interleaved repetitions (floor, Flask, connector, floor, ...). Open loop: requests are
+three interleaved repetitions (floor, stored floor, Flask, connector, floor, ...). Open loop: requests are
 scheduled at `--rate` per second whatever the answers do, and latency is counted from the scheduled
 time (no coordinated omission). The apply lag (a callback's commit to its call being visible in the
 API) comes from the inbox's own timestamps, for the open loop's callbacks (the closed loop offers more
@@ -77,6 +79,67 @@ FLOOR_APP = textwrap.dedent("""
         return [BODY]
 
     serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=32, ident="floor",
+          connection_limit=1000, channel_timeout=30, cleanup_interval=10)  # the settings of `connector serve`
+""")
+
+
+# The floor with the one thing any connector must do before it answers: the body stored durably, once (a unique
+# key against duplicates), committed. No form, no signature, no validation, nothing applied: the most that any
+# implementation could reach on this machine, the store being the same database the connector writes to (its own
+# table; SQLite: a file of its own beside the connector's, with the connector's pragmas).
+STORED_FLOOR_APP = textwrap.dedent("""
+    import hashlib
+    import logging
+    import os
+    import queue
+    import sqlite3
+    import sys
+    import threading
+    from datetime import datetime, timezone
+    from waitress import serve
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    BODY = b'{"success":true}\\n'
+    URL = os.environ["DATABASE_URL"]
+    CREATE = ("CREATE TABLE IF NOT EXISTS anchor_events (id {key}, dedupe_key VARCHAR(64) NOT NULL UNIQUE, "
+              "payload TEXT NOT NULL, received_at TIMESTAMP NOT NULL)")
+    INSERT = "INSERT INTO anchor_events (dedupe_key, payload, received_at) VALUES ({p}, {p}, {p}) ON CONFLICT DO NOTHING"
+
+    if URL.startswith("sqlite"):
+        connection = sqlite3.connect(os.path.join(os.path.dirname(URL.split("///", 1)[1]), "anchor.db"),
+                                     isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
+            connection.execute("PRAGMA " + pragma)
+        connection.execute(CREATE.format(key="INTEGER PRIMARY KEY"))
+        writer, statement = threading.Lock(), INSERT.format(p="?")
+
+        def store(key, payload, now):
+            with writer:  # one writer at a time, as SQLite allows
+                connection.execute(statement, (key, payload, now))
+    else:
+        import psycopg
+        conninfo = URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(conninfo, autocommit=True) as setup:
+            setup.execute(CREATE.format(key="BIGSERIAL PRIMARY KEY"))
+        pool, statement = queue.LifoQueue(), INSERT.format(p="%s")
+
+        def store(key, payload, now):
+            try:
+                conn = pool.get_nowait()
+            except queue.Empty:
+                conn = psycopg.connect(conninfo, autocommit=True)
+            try:
+                conn.execute(statement, (key, payload, now))  # autocommit: one round trip
+            finally:
+                pool.put(conn)
+
+    def app(environ, start_response):
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        if environ["REQUEST_METHOD"] == "POST":
+            store(hashlib.sha256(body).hexdigest(), body.decode("latin-1"), datetime.now(timezone.utc))
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))])
+        return [BODY]
+
+    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=32, ident="stored",
           connection_limit=1000, channel_timeout=30, cleanup_interval=10)  # the settings of `connector serve`
 """)
 
@@ -287,7 +350,7 @@ def connector_env(database_url: str, data_dir: str, port: int) -> dict:
             "PROMETHEUS_MULTIPROC_DIR": os.path.join(data_dir, "metrics")}
 
 
-ANCHORS = {"floor": FLOOR_APP, "bare Flask": BARE_APP}  # name -> its program under waitress
+ANCHORS = {"floor": FLOOR_APP, "stored floor": STORED_FLOOR_APP, "bare Flask": BARE_APP}  # name -> its program
 
 
 def start_servers(server: str, database_url: str, data_dir: str, ports: dict[str, int], *,
@@ -295,10 +358,11 @@ def start_servers(server: str, database_url: str, data_dir: str, ports: dict[str
     """The anchors and the connector (with whatever applies its events, unless not `apply`), under `server`."""
     env = connector_env(database_url, data_dir, ports["connector"])
     # Logs go to files: a pipe nobody reads fills up and stalls the server at its next log line.
-    logs = iter(open(Path(data_dir, f"server-{n}.log"), "w") for n in range(4))
+    logs = iter(open(Path(data_dir, f"server-{n}.log"), "w") for n in range(len(ANCHORS) + 2))
     if server == "waitress":
-        started = {name: subprocess.Popen([sys.executable, "-c", program, str(ports[name])], stdout=next(logs),
-                                          stderr=subprocess.STDOUT) for name, program in ANCHORS.items()}
+        started = {name: subprocess.Popen([sys.executable, "-c", program, str(ports[name])], env=env,
+                                          stdout=next(logs), stderr=subprocess.STDOUT)
+                   for name, program in ANCHORS.items()}
         serve = ["serve"] if apply else ["serve", "--no-worker"]
         started["connector"] = subprocess.Popen([sys.executable, "-c", "import app; app.main()", *serve], cwd=ROOT,
                                                 env=env, stdout=next(logs), stderr=subprocess.STDOUT)
@@ -417,15 +481,17 @@ def main() -> None:
         rate = {name: statistics.median(runs) for name, runs in closed.items()}
         print("closed loop (median of runs, callbacks/s):")
         for name in names:
-            print(f"  {name:<11} {rate[name]:8.0f}   runs {', '.join(f'{r:.0f}' for r in closed[name])}")
+            print(f"  {name:<12} {rate[name]:8.0f}   runs {', '.join(f'{r:.0f}' for r in closed[name])}")
         print(f"  connector / bare Flask {rate['connector'] / rate['bare Flask']:5.2f}   (target >= 1.0)")
         print(f"  connector / floor      {rate['connector'] / rate['floor']:5.2f}   "
               f"(bare Flask / floor {rate['bare Flask'] / rate['floor']:.2f})")
+        print(f"  stored floor / bare Flask {rate['stored floor'] / rate['bare Flask']:5.2f}   (the most any "
+              "connector could reach here: the server and the durable insert, nothing else)")
         print(f"CPU per callback in the closed loop, µs (the machine: every process on its {os.cpu_count()} cores, "
               "the load's own included):")
         for name in names:
             used = spent[name]
-            print(f"  {name:<11} " + "  ".join(f"{part} {1e6 * used[part] / used['callbacks']:4.0f}"
+            print(f"  {name:<12} " + "  ".join(f"{part} {1e6 * used[part] / used['callbacks']:4.0f}"
                                                 for part in used if part != "callbacks"))
         if not args.intake_only:
             drained = wait_applied(database_url)
@@ -440,7 +506,7 @@ def main() -> None:
             offset += 100_000
             ms = [x * 1000 for x in latencies]
             p99s[name] = pct(ms, 99)
-            print(f"  {name:<11} p50 {pct(ms, 50):6.1f}  p95 {pct(ms, 95):6.1f}  p99 {pct(ms, 99):6.1f}"
+            print(f"  {name:<12} p50 {pct(ms, 50):6.1f}  p95 {pct(ms, 95):6.1f}  p99 {pct(ms, 99):6.1f}"
                   f"{f'  ({errors} non-200)' if errors else ''}")
         print(f"  connector p99 {p99s['connector']:.1f} ms (target <= 15 ms, or <= 2x the bare Flask p99 "
               f"{2 * p99s['bare Flask']:.1f} ms on a loaded machine)")
