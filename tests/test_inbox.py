@@ -123,6 +123,22 @@ def test_an_event_the_database_refuses_is_set_aside_and_holds_no_one(client, man
     assert pending(db) == 0
 
 
+def test_an_event_no_longer_readable_is_kept_with_its_reason_and_the_rest_is_applied(client, mango_post, db, auth):
+    """Verified and valid when it came, unreadable when applied (its source's parser is gone since): it is marked
+    applied with the reason a person reads in the inbox, and the batch's other events are applied."""
+    post_only(client, mango_post, "events/summary", summary("orphan"))
+    post_only(client, mango_post, "events/summary", summary("fine"))
+    with db.transaction() as s:
+        s.execute(InboundEvent.__table__.update().where(InboundEvent.entry_id == "orphan").values(source="gone"))
+    assert mango_post.apply() == 2
+    assert client.get("/api/v1/calls/fine", headers=auth).status_code == 200
+    assert client.get("/api/v1/calls/orphan", headers=auth).status_code == 404
+    with db.transaction() as s:
+        orphan = s.scalars(select(InboundEvent).where(InboundEvent.entry_id == "orphan")).one()
+        assert orphan.applied_at is not None and orphan.error == "cannot be read: no parser for its source"
+    assert pending(db) == 0
+
+
 def test_with_many_workers_a_call_held_by_one_is_left_alone_by_the_other(db_url, client, mango_post, db):
     """PostgreSQL: two workers claim at once; the second skips the call whose older event the first holds."""
     from connector.inbound import inbox

@@ -5,7 +5,7 @@ A worker claims due rows in one short transaction, locking them (SKIP LOCKED on 
 for each other; SQLite has one writer at a time) and stamping `lease_owner` and `lease_until`; it then works
 outside any transaction and settles each row only while it still holds it. A worker that dies leaves its lease to
 run out, and the row is due again. The inbox needs no lease: it applies its events inside the claiming
-transaction, so their row locks are enough (`claim_locked` alone).
+transaction, so their row locks are enough (`locked` alone).
 """
 from __future__ import annotations
 
@@ -27,9 +27,15 @@ def free(model, now: datetime) -> ColumnElement[bool]:
     return or_(model.lease_until.is_(None), model.lease_until < now)
 
 
+def locked(query: Select, *, skip_locked: bool) -> Select:
+    """`query` locking its rows until the transaction ends; with `skip_locked`, those another worker locked are
+    left out (PostgreSQL) instead of waited for."""
+    return query.with_for_update(**({"skip_locked": True} if skip_locked else {}))
+
+
 def claim_locked(session: Session, query: Select, *, skip_locked: bool) -> list:
     """The rows of `query`, locked until the transaction ends; those another worker locked are skipped."""
-    return list(session.scalars(query.with_for_update(**({"skip_locked": True} if skip_locked else {}))))
+    return list(session.scalars(locked(query, skip_locked=skip_locked)))
 
 
 def claim(session: Session, query: Select, owner: str, now: datetime, seconds: float, *,

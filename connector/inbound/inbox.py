@@ -14,7 +14,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
@@ -31,10 +31,16 @@ log = logging.getLogger(__name__)
 Parser = Callable[[str, str], InboundMessage]
 
 
-def claim(session: Session, *, limit: int, skip_locked: bool) -> list[InboundEvent]:
+# What applying an event reads of it: plain rows, not the ORM's objects (which cost more than applying them).
+_PENDING = (select(InboundEvent.id, InboundEvent.source, InboundEvent.kind, InboundEvent.entry_id,
+                   InboundEvent.payload, InboundEvent.received_at)
+            .where(InboundEvent.applied_at.is_(None)).order_by(InboundEvent.id))
+
+
+def claim(session: Session, *, limit: int, skip_locked: bool) -> list[Row]:
     """The oldest pending events, locked; without those of a call whose older event another worker holds."""
-    pending = select(InboundEvent).where(InboundEvent.applied_at.is_(None)).order_by(InboundEvent.id).limit(limit)
-    events = lease.claim_locked(session, pending, skip_locked=skip_locked)  # applied in this transaction: no lease
+    # Applied in this transaction: the row locks are enough, no lease.
+    events = session.execute(lease.locked(_PENDING.limit(limit), skip_locked=skip_locked)).all()
     if not skip_locked or not events:
         return events  # SQLite: one writer at a time, so nobody else holds any
     mine: dict[str, int] = {}
@@ -51,8 +57,18 @@ def claim(session: Session, *, limit: int, skip_locked: bool) -> list[InboundEve
 
 # A batch's events marked applied in one plain statement, beside the ORM's own work (which the commit flushes):
 # through the ORM, a bulk UPDATE flushed everything pending first and cost more than the rest of a small batch.
-_MARK_APPLIED = (update(InboundEvent.__table__).where(InboundEvent.__table__.c.id.in_(bindparam("ids", expanding=True)))
-                 .values(applied_at=bindparam("now", type_=InboundEvent.__table__.c.applied_at.type)))
+_EVENTS = InboundEvent.__table__
+_MARK_APPLIED = (update(_EVENTS).where(_EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+                 .values(applied_at=bindparam("now", type_=_EVENTS.c.applied_at.type)))
+
+
+def _set_aside(session: Session, event: Row, error: str, *, applied_at: datetime | None = None) -> None:
+    """The reason an event is not applied, kept on it for a person to read; with `applied_at` it is done with
+    (else the batch's own mark, in the same transaction, does that)."""
+    error = error[:255]
+    done = {"applied_at": applied_at} if applied_at is not None else {}
+    session.execute(update(_EVENTS).where(_EVENTS.c.id == event.id).values(error=error, **done))
+    log.error("inbox: call %s event %s (%s) %s", event.entry_id, event.id, event.kind, error)
 
 
 class InboxApplier:
@@ -90,8 +106,7 @@ class InboxApplier:
                     messages.append(self.parsers[event.source](event.kind, event.payload))
                 except (KeyError, CallbackRejected) as exc:
                     # Verified and valid when it came; unreadable now (a source or rule removed since).
-                    event.error = f"cannot be read: {getattr(exc, 'message', 'no parser for its source')}"[:255]
-                    log.error("inbox: call %s event %s (%s) %s", event.entry_id, event.id, event.kind, event.error)
+                    _set_aside(s, event, f"cannot be read: {getattr(exc, 'message', 'no parser for its source')}")
             apply_messages(s, self.ctx, messages)
             now = datetime.now(timezone.utc)
             if events:  # one statement for the batch, not one per event
@@ -111,9 +126,8 @@ class InboxApplier:
                 [event] = claim(s, limit=1, skip_locked=self.db.is_postgres) or [None]
                 if event is None:
                     return 0
-                event.applied_at = datetime.now(timezone.utc)
-                event.error = f"the database refused it ({type(exc).__name__}); set aside"
-                log.error("inbox: call %s event %s (%s) %s", event.entry_id, event.id, event.kind, event.error)
+                _set_aside(s, event, f"the database refused it ({type(exc).__name__}); set aside",
+                           applied_at=datetime.now(timezone.utc))
             return 1
 
     def drain(self) -> int:
