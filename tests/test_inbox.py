@@ -180,3 +180,28 @@ def test_a_database_error_reaches_every_waiting_request(app, client, mango_post,
     monkeypatch.setattr(inbox, "receive_many", down)
     response = client.post("/mango/events/summary", data=mango_post.form(summary()))
     assert response.status_code == 503 and response.json == {"error": "database unavailable, retry later"}
+
+
+def test_each_batch_applies_the_policy_in_force_after_every_change(client, mango_post, db, auth):
+    """The policy is built once for the same stored values (every batch asks): a change, a change back and a line's
+    own threshold are each in force for the next batch."""
+    from connector.core.policy import Policy
+    from connector.core.runtime_settings import update_line_override, update_policy
+
+    def tag_of(entry: str, score: str, line: str = "74950000000") -> str | None:
+        post_only(client, mango_post, "events/summary", summary(entry, line=line))
+        post_only(client, mango_post, "events/dtmf", dtmf(entry, score))
+        mango_post.apply()
+        return client.get(f"/api/v1/calls/{entry}", headers=auth).json["decision"]["tag"]
+
+    initial = Policy()
+    assert tag_of("a", "8") == "Оценка 8"  # below the default threshold of 9
+    with db.transaction() as s:
+        update_policy(s, initial, {"max_threshold": 8}, "admin")
+    assert tag_of("b", "8") is None
+    with db.transaction() as s:
+        update_policy(s, initial, {"max_threshold": 9}, "admin")
+    assert tag_of("c", "8") == "Оценка 8"
+    with db.transaction() as s:
+        update_line_override(s, initial, "74951112233", {"max_threshold": 5}, "admin")
+    assert tag_of("d", "8", line="74951112233") is None and tag_of("e", "8") == "Оценка 8"

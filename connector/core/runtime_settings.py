@@ -1,6 +1,7 @@
 """Runtime settings: seeded from the environment once, then edited by admins and audited."""
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from sqlalchemy import or_, select
@@ -25,13 +26,33 @@ def _row(session: Session, initial: dict, *, scope: str = GLOBAL, for_update: bo
 
 
 def current_policy(session: Session, initial: Policy) -> Policy:
-    defaults = initial.as_dict()  # once: a dataclass's asdict copies every field deeply
-    return _policy(defaults, _row(session, defaults).values)
+    return _policy(initial, _row(session, dict(_defaults(initial))).values)
 
 
-def _policy(defaults: dict, values: dict) -> Policy:
-    merged = {**defaults, **values}
+@functools.lru_cache(maxsize=8)
+def _defaults(initial: Policy) -> dict:
+    """The environment's policy as the settings row stores it, built once (a dataclass's asdict copies every
+    field deeply). Callers never change it."""
+    return initial.as_dict()
+
+
+def _policy(initial: Policy, values: dict) -> Policy:
+    """The policy in force: the stored values over the environment's. Every ingest batch asks, and the values
+    seldom change: a policy once built and validated for the same values is handed out again (it is frozen)."""
+    try:
+        key = frozenset(values.items())
+    except TypeError:  # a value no policy field takes (a list...): validated, and refused, below
+        return _build_policy(initial, tuple(values.items()))
+    return _built_policy(initial, key)
+
+
+def _build_policy(initial: Policy, items) -> Policy:
+    defaults = _defaults(initial)
+    merged = {**defaults, **dict(items)}
     return validate_policy(Policy(**{k: v for k, v in merged.items() if k in defaults}))
+
+
+_built_policy = functools.lru_cache(maxsize=64)(_build_policy)
 
 
 def settings_versions(session: Session) -> dict[str, int]:
@@ -63,13 +84,16 @@ class SettingsCache:
 LINE_PREFIX = "line:"
 
 
+# Built once: constructing it cost as much as running it.
+_POLICY_ROWS = (select(RuntimeSettings.scope, RuntimeSettings.values)
+                .where(or_(RuntimeSettings.scope == GLOBAL, RuntimeSettings.scope.startswith(LINE_PREFIX))))
+
+
 def current_policies(session: Session, initial: Policy) -> Policies:
     """The global policy with every line's override: one query, however many lines (every ingest batch asks)."""
-    rows = dict(session.execute(select(RuntimeSettings.scope, RuntimeSettings.values)
-                                .where(or_(RuntimeSettings.scope == GLOBAL,
-                                           RuntimeSettings.scope.startswith(LINE_PREFIX)))).all())
+    rows = dict(session.execute(_POLICY_ROWS).all())
     stored = rows.pop(GLOBAL, None)
-    base = current_policy(session, initial) if stored is None else _policy(initial.as_dict(), stored)  # seeds it
+    base = current_policy(session, initial) if stored is None else _policy(initial, stored)  # seeds it
     return Policies(base, {scope[len(LINE_PREFIX):]: dict(values) for scope, values in rows.items()})
 
 
