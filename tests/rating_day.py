@@ -8,7 +8,6 @@ Chromium. Every figure is counted from what the fakes and the connector hold, ne
 from __future__ import annotations
 
 import hashlib
-
 import re
 import tempfile
 import threading

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from datetime import datetime
 
 from sqlalchemy import or_, select
@@ -38,21 +39,16 @@ def _defaults(initial: Policy) -> dict:
 
 def _policy(initial: Policy, values: dict) -> Policy:
     """The policy in force: the stored values over the environment's. Every ingest batch asks, and the values
-    seldom change: a policy once built and validated for the same values is handed out again (it is frozen)."""
-    try:
-        key = frozenset(values.items())
-    except TypeError:  # a value no policy field takes (a list...): validated, and refused, below
-        return _build_policy(initial, tuple(values.items()))
-    return _built_policy(initial, key)
+    seldom change: a policy once built and validated for the same values (as JSON, the form they are stored in)
+    is handed out again; it is frozen."""
+    return _policy_for(initial, json.dumps(values, sort_keys=True))
 
 
-def _build_policy(initial: Policy, items) -> Policy:
+@functools.lru_cache(maxsize=64)
+def _policy_for(initial: Policy, stored: str) -> Policy:
     defaults = _defaults(initial)
-    merged = {**defaults, **dict(items)}
+    merged = {**defaults, **json.loads(stored)}
     return validate_policy(Policy(**{k: v for k, v in merged.items() if k in defaults}))
-
-
-_built_policy = functools.lru_cache(maxsize=64)(_build_policy)
 
 
 def settings_versions(session: Session) -> dict[str, int]:
